@@ -1,0 +1,43 @@
+"""Connectors: one module per broker protocol, plus the plugin contract in ``base``.
+
+The public plugin API is what this package exports; first-party connectors use
+only these names, the same as a third-party plugin would.
+"""
+
+from connectors.base import (
+    Capabilities,
+    Connector,
+    ConnectorOptions,
+    Delivery,
+    Health,
+    HealthState,
+    SourceOptions,
+    TargetOptions,
+)
+from connectors.errors import (
+    ConnectionLost,
+    ConnectorError,
+    PublishRejected,
+    PublishTimeout,
+    UnknownConnectorType,
+)
+from connectors.registry import ENTRY_POINT_GROUP, ConnectorRegistry, default_registry
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "Capabilities",
+    "ConnectionLost",
+    "Connector",
+    "ConnectorError",
+    "ConnectorOptions",
+    "ConnectorRegistry",
+    "Delivery",
+    "Health",
+    "HealthState",
+    "PublishRejected",
+    "PublishTimeout",
+    "SourceOptions",
+    "TargetOptions",
+    "UnknownConnectorType",
+    "default_registry",
+]

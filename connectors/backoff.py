@@ -1,0 +1,33 @@
+"""Exponential backoff with full jitter, shared by every connector's reconnect loop."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from dataclasses import dataclass, field
+
+__all__ = ["Backoff"]
+
+
+@dataclass(slots=True)
+class Backoff:
+    """Delays of ``initial * 2**n`` capped at ``maximum``, each drawn uniformly from [0, d].
+
+    Full jitter keeps a fleet of gateways from reconnecting in lockstep after a
+    broker restart.
+    """
+
+    initial: float = 0.1
+    maximum: float = 10.0
+    attempt: int = field(default=0, init=False)
+
+    def next_delay(self) -> float:
+        ceiling = min(self.maximum, self.initial * (2**self.attempt))
+        self.attempt += 1
+        return random.uniform(self.initial / 2, ceiling)  # noqa: S311 - jitter, not crypto
+
+    async def sleep(self) -> None:
+        await asyncio.sleep(self.next_delay())
+
+    def reset(self) -> None:
+        self.attempt = 0

@@ -1,0 +1,209 @@
+"""The connector contract: what every protocol plugin implements.
+
+A connector owns one broker connection (reconnecting by itself, with backoff and
+jitter), and offers two things to the runtime:
+
+* ``consume(source)``: an async iterator of ``Delivery`` objects. Each carries the
+  native message (a binding dataclass such as ``routing.bindings.kafka.KafkaMessage``)
+  and the ack travels with it: ``await delivery.ack()`` once every target has
+  confirmed, ``await delivery.nack(requeue=...)`` otherwise. Nothing is acknowledged
+  to the broker before ``ack()`` is called.
+* ``publish(target, event)``: encode the CloudEvent with the connector's binding
+  for the (already rendered) target and return only once the broker confirmed it
+  (Kafka acks=all, AMQP publisher confirm, MQTT PUBACK/PUBCOMP, JetStream PubAck).
+  Protocols without confirmations (core NATS, MQTT QoS 0) return once the bytes
+  are flushed and say so in ``Capabilities.confirmed_publish``.
+
+Connectors are found by ``type`` name through the entry-point group
+``meshgate.connectors``; the built-ins register exactly the way a third-party
+plugin does (see ``connectors.registry``). A plugin module provides a subclass of
+``Connector`` with three pydantic models as class data: ``Options`` (the
+``connectors:`` entry), ``Source`` (a route's ``from:``) and ``Target`` (a route's
+``to:`` entries and ``dead_letter:``). Target fields named in
+``Target.template_fields`` may hold ``{...}`` templates; the runtime renders them
+per event before calling ``publish``.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, ClassVar, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict
+
+from routing.bindings import Mode
+from routing.event import CloudEvent
+from routing.formats import EventFormat
+
+__all__ = [
+    "Capabilities",
+    "Connector",
+    "ConnectorOptions",
+    "Delivery",
+    "Health",
+    "HealthState",
+    "SourceOptions",
+    "TargetOptions",
+]
+
+
+class _StrictModel(BaseModel):
+    # Unknown keys are configuration errors, never silently ignored.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ConnectorOptions(_StrictModel):
+    """Base of a connector's ``connectors:`` entry (``type`` is handled by the config)."""
+
+    type: str
+
+
+class SourceOptions(_StrictModel):
+    """Base of a route's ``from:`` block for one connector type."""
+
+    connector: str
+
+
+class TargetOptions(_StrictModel):
+    """Base of a route's ``to:`` entry (and ``dead_letter:``) for one connector type."""
+
+    connector: str
+    mode: Mode = Mode.BINARY
+    format: EventFormat = EventFormat.JSON
+
+    template_fields: ClassVar[tuple[str, ...]] = ()
+    """Names of the string fields that may contain ``{...}`` templates."""
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What a connector can promise; the runtime and docs read this, not the code."""
+
+    acknowledgements: bool
+    """Source messages can be acked/nacked individually after processing."""
+    confirmed_publish: bool
+    """``publish`` returns only after the broker took responsibility for the message."""
+    ordering: str
+    """Unit within which the broker keeps order: 'partition', 'topic', 'subject', 'queue'."""
+    headers: bool
+    """Native headers/properties exist, so binary mode is possible."""
+    max_message_bytes: int | None
+    """Largest payload the broker accepts by default, when known."""
+
+
+class HealthState(StrEnum):
+    """Connection state reported to the admin API and the demo."""
+
+    STARTING = "starting"
+    """Not connected yet."""
+    UP = "up"
+    """Connected and usable."""
+    RECONNECTING = "reconnecting"
+    """Lost the connection; retrying with backoff."""
+    CLOSED = "closed"
+    """Closed on purpose."""
+
+
+@dataclass(slots=True)
+class Health:
+    state: HealthState = HealthState.STARTING
+    detail: str = ""
+    reconnects: int = 0
+
+
+async def _no_op() -> None:
+    return None
+
+
+@dataclass(slots=True, eq=False)
+class Delivery:
+    """One message received from a source, with its acknowledgement callbacks.
+
+    ``message`` is the binding dataclass of the protocol; ``address`` the topic,
+    subject or routing key it arrived on; ``headers`` its headers/properties as text
+    (for ingress templates and dead letters); ``native_id`` a stable identifier that
+    survives redelivery (JetStream stream sequence, Kafka topic/partition/offset,
+    AMQP message-id) or None; ``ordering_key`` the lane within which order must be
+    kept; ``coordinates`` where the message came from, recorded in dead letters.
+    """
+
+    message: Any
+    address: str
+    payload: bytes
+    headers: Mapping[str, str]
+    ack: Callable[[], Awaitable[None]]
+    nack: Callable[[bool], Awaitable[None]]
+    native_id: str | None = None
+    ordering_key: str | None = None
+    coordinates: Mapping[str, str | int] = field(default_factory=dict)
+    content_type: str | None = None
+    """The native content type (AMQP/MQTT 5 property, Kafka/NATS header) if any."""
+    in_progress: Callable[[], Awaitable[None]] = _no_op
+    """Tell the broker the message is still being worked on (JetStream +WPI)."""
+
+
+OptionsT = TypeVar("OptionsT", bound=ConnectorOptions)
+SourceT = TypeVar("SourceT", bound=SourceOptions)
+TargetT = TypeVar("TargetT", bound=TargetOptions)
+
+
+class Connector(abc.ABC, Generic[OptionsT, SourceT, TargetT]):
+    """Base class of every connector; see the module docstring for the contract."""
+
+    Options: ClassVar[type[ConnectorOptions]]
+    Source: ClassVar[type[SourceOptions]]
+    Target: ClassVar[type[TargetOptions]]
+    capabilities: ClassVar[Capabilities]
+    address_separator: ClassVar[str] = "."
+    """Level separator of addresses, used by ``{topic[N]}`` templates ('/' for MQTT)."""
+
+    def __init__(self, name: str, options: OptionsT) -> None:
+        self.name = name
+        self.options = options
+        self.health = Health()
+
+    @abc.abstractmethod
+    async def start(self) -> None:
+        """Connect. Raise ``ConnectorError`` if the first connection is impossible."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Stop consuming, wait for pending confirmations, disconnect. Idempotent."""
+
+    @abc.abstractmethod
+    def consume(self, source: SourceT) -> AsyncIterator[Delivery]:
+        """Yield deliveries from ``source`` until the connector closes.
+
+        The iterator must keep going across reconnects (re-subscribing itself) and
+        must stop fetching when the consumer stops pulling (backpressure).
+        """
+
+    @abc.abstractmethod
+    def decode(self, delivery: Delivery) -> CloudEvent | None:
+        """The CloudEvent in ``delivery`` (binding decode), or None for a non-CloudEvent.
+
+        Raises ``routing.errors.InvalidEvent`` for a malformed CloudEvent.
+        """
+
+    @abc.abstractmethod
+    async def publish(self, target: TargetT, event: CloudEvent) -> None:
+        """Encode ``event`` for ``target`` and return once the broker confirmed it.
+
+        Raises ``ConnectorError`` subclasses; their ``retriable`` flag tells the
+        runtime whether to retry or dead-letter.
+        """
+
+    @classmethod
+    def validate_target(cls, options: OptionsT, target: TargetT) -> str | None:
+        """A config problem with ``target`` given the connector's options, or None.
+
+        Called at config load, e.g. to reject binary mode on an MQTT 3.1.1 connection.
+        """
+        return None
+
+    def describe_source(self, source: SourceT) -> str:
+        """Short human text for logs: where this source reads from."""
+        return f"{self.name}:{source.model_dump(exclude={'connector'})}"

@@ -1,0 +1,56 @@
+"""Errors raised by connectors; the runtime decides retry vs dead-letter from them.
+
+Hierarchy::
+
+    MeshgateError (routing.errors)
+    └── ConnectorError                  anything a connector reports; ``retriable`` = True
+        ├── ConnectionLost              broker unreachable or connection dropped (retriable)
+        ├── PublishTimeout              no confirmation in time (retriable)
+        ├── PublishRejected             the broker refused this message: nack, unroutable,
+        │                               too large, not authorized (not retriable)
+        └── UnknownConnectorType (ValueError)  no plugin registers the ``type`` name
+
+Client-library exceptions are translated at the connector boundary with
+``raise ... from exc`` so the original stays visible in tracebacks.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from routing.errors import MeshgateError
+
+__all__ = [
+    "ConnectionLost",
+    "ConnectorError",
+    "PublishRejected",
+    "PublishTimeout",
+    "UnknownConnectorType",
+]
+
+
+class ConnectorError(MeshgateError):
+    """A connector could not do what was asked."""
+
+    retriable: ClassVar[bool] = True
+    """Whether trying the same operation again later may succeed."""
+
+
+class ConnectionLost(ConnectorError):
+    """The broker is unreachable or the connection dropped."""
+
+
+class PublishTimeout(ConnectorError):
+    """The broker did not confirm a publish in time; it may or may not have it."""
+
+
+class PublishRejected(ConnectorError):
+    """The broker refused the message itself (nack, unroutable, too large, denied)."""
+
+    retriable = False
+
+
+class UnknownConnectorType(ConnectorError, ValueError):
+    """No installed plugin provides the requested connector ``type``."""
+
+    retriable = False

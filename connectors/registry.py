@@ -1,0 +1,66 @@
+"""Registry of connector types, loaded lazily from the ``meshgate.connectors`` entry points.
+
+Built-in connectors are registered in pyproject.toml under the same entry-point
+group a third-party plugin uses, so they are found the same way. Tests and
+embedders may also ``register`` a class directly (e.g. an in-memory connector).
+"""
+
+from __future__ import annotations
+
+import difflib
+from importlib.metadata import EntryPoint, entry_points
+from typing import Any
+
+from connectors.base import Connector
+from connectors.errors import UnknownConnectorType
+
+__all__ = ["ENTRY_POINT_GROUP", "ConnectorRegistry", "default_registry"]
+
+ENTRY_POINT_GROUP = "meshgate.connectors"
+
+AnyConnector = type[Connector[Any, Any, Any]]
+
+
+class ConnectorRegistry:
+    """Maps ``type`` names to connector classes; imports a plugin only when asked for."""
+
+    def __init__(self, group: str = ENTRY_POINT_GROUP) -> None:
+        self._group = group
+        self._entry_points: dict[str, EntryPoint] | None = None
+        self._classes: dict[str, AnyConnector] = {}
+
+    def _discover(self) -> dict[str, EntryPoint]:
+        if self._entry_points is None:
+            self._entry_points = {ep.name: ep for ep in entry_points(group=self._group)}
+        return self._entry_points
+
+    def names(self) -> list[str]:
+        """Every known type name, sorted."""
+        return sorted(set(self._discover()) | set(self._classes))
+
+    def register(self, name: str, cls: AnyConnector) -> None:
+        """Add a connector class under ``name`` (overrides an entry point of that name)."""
+        self._classes[name] = cls
+
+    def get(self, name: str) -> AnyConnector:
+        """The connector class for ``name``; ``UnknownConnectorType`` with suggestions."""
+        if name in self._classes:
+            return self._classes[name]
+        entry_point = self._discover().get(name)
+        if entry_point is None:
+            close = difflib.get_close_matches(name, self.names(), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise UnknownConnectorType(
+                f"unknown connector type {name!r} (installed: {', '.join(self.names())}){hint}"
+            )
+        cls = entry_point.load()
+        if not (isinstance(cls, type) and issubclass(cls, Connector)):
+            raise UnknownConnectorType(
+                f"entry point {entry_point.value!r} for connector type {name!r} "
+                "is not a meshgate.connectors.base.Connector subclass"
+            )
+        self._classes[name] = cls
+        return cls
+
+
+default_registry = ConnectorRegistry()

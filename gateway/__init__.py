@@ -1,0 +1,1 @@
+"""Gateway: config, runtime, CLI, demo, local brokers."""

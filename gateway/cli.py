@@ -1,0 +1,104 @@
+"""The ``meshgate`` command line: run, validate, demo."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+
+from gateway.config import GatewayConfig, load_config
+from gateway.errors import ConfigError
+
+__all__ = ["main"]
+
+log = logging.getLogger("meshgate")
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+    )
+
+
+def _load(path: str) -> GatewayConfig | None:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return None
+
+
+async def _run(config: GatewayConfig) -> None:
+    from gateway.runtime import Gateway  # imported late: validate needs no broker clients
+
+    gateway = Gateway(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await gateway.start()
+    await stop.wait()
+    log.info("signal received: draining in-flight events")
+    await gateway.stop()
+
+
+def _install_uvloop() -> None:
+    try:
+        import uvloop  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        return
+    uvloop.install()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="meshgate",
+        description="Event-mesh gateway: bridges Kafka, RabbitMQ (AMQP 0-9-1), MQTT and NATS as CloudEvents.",
+    )
+    parser.add_argument("--log-level", default="info", help="debug, info, warning, error (default info)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="run the gateway with a config file")
+    run.add_argument("config", help="path to the YAML config file")
+
+    validate = commands.add_parser("validate", help="check a config file and exit (no broker is contacted)")
+    validate.add_argument("config", help="path to the YAML config file")
+
+    demo = commands.add_parser("demo", help="start local brokers, traffic and a gateway, and show events flowing")
+    demo.add_argument("--seconds", type=float, default=None, help="stop after this many seconds (default: Ctrl-C)")
+    demo.add_argument("--rate", type=float, default=20.0, help="events per second per producer (default 20)")
+
+    args = parser.parse_args(argv)
+    _setup_logging(args.log_level)
+
+    if args.command == "validate":
+        config = _load(args.config)
+        if config is None:
+            return 2
+        routes = config.table.routes
+        print(f"{args.config}: OK ({len(config.connectors)} connectors, {len(routes)} routes)")
+        for route in routes:
+            targets = ", ".join(t.describe() for t in route.targets)
+            print(f"  {route.name}: {route.source_connector} -> {targets}")
+        return 0
+    if args.command == "run":
+        config = _load(args.config)
+        if config is None:
+            return 2
+        _install_uvloop()
+        asyncio.run(_run(config))
+        return 0
+    if args.command == "demo":
+        from gateway.demo import run_demo
+
+        return run_demo(seconds=args.seconds, rate=args.rate)
+    parser.error(f"unknown command {args.command}")
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,277 @@
+"""The gateway's YAML config file: models, validation, and compilation to a route table.
+
+Validation happens in two passes so that every problem is reported at once:
+1. the file's shape (``gateway``, ``connectors``, ``routes``) with pydantic;
+2. each connector entry against its plugin's ``Options`` model, each route's
+   ``from`` / ``to`` / ``dead_letter`` against the connector's ``Source`` /
+   ``Target`` models, templates, filters and cross references.
+Every problem carries file, line, column and key path (see ``gateway.yamlsource``).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from connectors.base import Connector, ConnectorOptions, SourceOptions, TargetOptions
+from connectors.errors import UnknownConnectorType
+from connectors.registry import ConnectorRegistry, default_registry
+from gateway.errors import ConfigError, ConfigProblem
+from gateway.yamlsource import KeyPath, LoadedYaml, load_yaml
+from routing.errors import FilterError, MeshgateError, TemplateError
+from routing.filters import EventFilter, compile_filter
+from routing.ingress import IngressRules
+from routing.router import RetryPolicy, Route, RouteTable, TargetSpec
+from routing.templates import compile_template
+
+__all__ = ["ConfigFile", "GatewayConfig", "load_config", "parse_config"]
+
+_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class GatewaySection(_Section):
+    id: Annotated[str, Field(pattern=_NAME, description="Name of this gateway in the mesh.")]
+    drain_timeout_seconds: float = Field(
+        30.0, gt=0, description="On SIGTERM, how long in-flight events may take to finish."
+    )
+
+
+class RetrySection(_Section):
+    max_attempts: int = Field(5, ge=1, description="Publish attempts per target before dead-lettering.")
+    initial_backoff_seconds: float = Field(0.2, gt=0, description="First retry delay.")
+    max_backoff_seconds: float = Field(10.0, gt=0, description="Longest retry delay.")
+
+
+class IngressSection(_Section):
+    """How a message that is not a CloudEvent is wrapped into one."""
+
+    type: str = Field(description="Template for the CloudEvent type.")
+    source: str = Field(description="Template for the CloudEvent source.")
+    subject: str | None = Field(None, description="Template for the subject.")
+    id: str | None = Field(None, description="Template for the id (default: the native message id).")
+    datacontenttype: str | None = Field(None, description="Fixed content type (default: guessed).")
+
+
+class RouteSection(_Section):
+    name: str = Field(pattern=_NAME, description="Unique route name.")
+    from_: dict[str, Any] = Field(alias="from", description="Source: connector + its source options.")
+    to: list[dict[str, Any]] = Field(min_length=1, description="Targets: connector + target options.")
+    ingress: IngressSection | None = None
+    filter: str | None = Field(None, description="CloudEvents SQL expression the event must satisfy.")
+    filters: Any = Field(None, description="Subscriptions API filters (exact/prefix/suffix/all/any/not/sql).")
+    dead_letter: dict[str, Any] | None = Field(None, description="Where undeliverable events go.")
+    retry: RetrySection = Field(default_factory=RetrySection)  # type: ignore[arg-type]
+    max_in_flight: int = Field(256, ge=1, le=100_000, description="Events processed at once.")
+    ordered: bool = Field(False, description="Keep order per key (partition/topic/subject).")
+
+
+class ConfigFile(_Section):
+    """The whole file, before connector-specific validation."""
+
+    gateway: GatewaySection
+    connectors: dict[str, dict[str, Any]] = Field(min_length=1)
+    routes: list[RouteSection] = Field(min_length=1)
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    """A validated, compiled configuration, ready for the runtime."""
+
+    file: str
+    gateway: GatewaySection
+    connectors: dict[str, tuple[type[Connector[Any, Any, Any]], ConnectorOptions]]
+    table: RouteTable
+
+
+class _Checker:
+    """Collects problems with their positions while compiling the file."""
+
+    def __init__(self, loaded: LoadedYaml) -> None:
+        self.loaded = loaded
+        self.problems: list[ConfigProblem] = []
+
+    def add(self, path: KeyPath, message: str) -> None:
+        self.problems.append(self.loaded.problem(path, message))
+
+    def add_validation(self, base: KeyPath, error: ValidationError) -> None:
+        for item in error.errors(include_url=False):
+            loc = tuple(part for part in item["loc"] if not isinstance(part, str) or not part.startswith("function-"))
+            message = item["msg"]
+            if item["type"] == "extra_forbidden":
+                message = "unknown key"
+            elif item["type"] == "missing":
+                message = "required key is missing"
+            self.add((*base, *loc), _expected(message, item.get("input")))
+
+    def model(self, path: KeyPath, model: type[BaseModel], data: Any) -> Any:
+        try:
+            return model.model_validate(data)
+        except ValidationError as exc:
+            self.add_validation(path, exc)
+            return None
+
+
+def _expected(message: str, value: Any) -> str:
+    if value is None or isinstance(value, dict | list):
+        return message
+    return f"{message} (got {value!r})"
+
+
+def parse_config(loaded: LoadedYaml, registry: ConnectorRegistry = default_registry) -> GatewayConfig:
+    """Validate and compile a loaded YAML document; ``ConfigError`` lists every problem."""
+    check = _Checker(loaded)
+    file_model: ConfigFile | None = check.model((), ConfigFile, loaded.data)
+    if file_model is None:
+        raise ConfigError(check.problems)
+
+    connectors: dict[str, tuple[type[Connector[Any, Any, Any]], ConnectorOptions]] = {}
+    for name, raw in file_model.connectors.items():
+        path: KeyPath = ("connectors", name)
+        if re.match(_NAME, name) is None:
+            check.add(path, "connector names are letters, digits, '_', '.', '-'")
+        kind = raw.get("type")
+        if not isinstance(kind, str):
+            check.add(path, "required key 'type' is missing (the connector type, e.g. kafka)")
+            continue
+        try:
+            cls = registry.get(kind)
+        except UnknownConnectorType as exc:
+            check.add((*path, "type"), str(exc))
+            continue
+        options = check.model(path, cls.Options, raw)
+        if options is not None:
+            connectors[name] = (cls, options)
+
+    routes: list[Route] = []
+    seen: set[str] = set()
+    for index, section in enumerate(file_model.routes):
+        route = _compile_route(check, ("routes", index), section, connectors, loaded)
+        if section.name in seen:
+            check.add(("routes", index, "name"), f"route name {section.name!r} is used twice")
+        seen.add(section.name)
+        if route is not None:
+            routes.append(route)
+
+    if check.problems:
+        raise ConfigError(check.problems)
+    return GatewayConfig(loaded.file, file_model.gateway, connectors, RouteTable.build(routes))
+
+
+def _endpoint(
+    check: _Checker,
+    path: KeyPath,
+    raw: dict[str, Any],
+    connectors: dict[str, tuple[type[Connector[Any, Any, Any]], ConnectorOptions]],
+    role: str,
+) -> tuple[Any, type[Connector[Any, Any, Any]]] | None:
+    name = raw.get("connector")
+    if not isinstance(name, str):
+        check.add(path, "required key 'connector' is missing (the name of an entry under connectors:)")
+        return None
+    if name not in connectors:
+        # An unknown or invalid connector was already reported if it is declared.
+        if name not in check.loaded.data.get("connectors", {}):
+            known = ", ".join(sorted(connectors)) or "none"
+            check.add((*path, "connector"), f"no connector named {name!r} (declared: {known})")
+        return None
+    cls, options = connectors[name]
+    model: type[SourceOptions] | type[TargetOptions] = cls.Source if role == "source" else cls.Target
+    parsed = check.model(path, model, raw)
+    if parsed is None:
+        return None
+    validate = getattr(cls, "validate_target", None)
+    if role == "target" and validate is not None:
+        problem = validate(options, parsed)
+        if problem:
+            check.add(path, problem)
+            return None
+    return parsed, cls
+
+
+def _target(check: _Checker, path: KeyPath, raw: dict[str, Any], connectors: Any) -> TargetSpec | None:
+    found = _endpoint(check, path, raw, connectors, "target")
+    if found is None:
+        return None
+    options, _cls = found
+    templates = {}
+    for field_name in type(options).template_fields:
+        text = getattr(options, field_name)
+        if text is None:
+            continue
+        try:
+            template = compile_template(text)
+        except TemplateError as exc:
+            check.add((*path, field_name), str(exc))
+            continue
+        if not template.is_static:
+            templates[field_name] = template
+    return TargetSpec(options.connector, options, templates)
+
+
+def _compile_route(
+    check: _Checker, path: KeyPath, section: RouteSection, connectors: Any, loaded: LoadedYaml
+) -> Route | None:
+    problems_before = len(check.problems)
+    source = _endpoint(check, (*path, "from"), section.from_, connectors, "source")
+    targets = [_target(check, (*path, "to", i), raw, connectors) for i, raw in enumerate(section.to)]
+    dead_letter = None
+    if section.dead_letter is not None:
+        dead_letter = _target(check, (*path, "dead_letter"), section.dead_letter, connectors)
+
+    filters: list[EventFilter] = []
+    if section.filter is not None:
+        try:
+            filters.append(compile_filter({"sql": section.filter}))
+        except FilterError as exc:
+            check.add((*path, "filter"), f"CESQL: {exc}")
+    if section.filters is not None:
+        try:
+            filters.append(compile_filter(section.filters))
+        except FilterError as exc:
+            check.add((*path, "filters"), str(exc))
+
+    ingress = None
+    if section.ingress is not None:
+        try:
+            ingress = IngressRules.compile(**section.ingress.model_dump())
+        except (TemplateError, MeshgateError) as exc:
+            check.add((*path, "ingress"), str(exc))
+
+    if len(check.problems) > problems_before or source is None:
+        return None
+    source_options, _cls = source
+    retry = section.retry
+    return Route(
+        name=section.name,
+        source_connector=source_options.connector,
+        source=source_options,
+        targets=tuple(t for t in targets if t is not None),
+        dead_letter=dead_letter,
+        filter=_combine(filters),
+        filter_text=section.filter,
+        ingress=ingress,
+        retry=RetryPolicy(retry.max_attempts, retry.initial_backoff_seconds, retry.max_backoff_seconds),
+        max_in_flight=section.max_in_flight,
+        ordered=section.ordered,
+    )
+
+
+def _combine(filters: list[EventFilter]) -> EventFilter | None:
+    if not filters:
+        return None
+    if len(filters) == 1:
+        return filters[0]
+    return lambda event: all(f(event) for f in filters)
+
+
+def load_config(path: str | Path, registry: ConnectorRegistry = default_registry) -> GatewayConfig:
+    """Read, validate and compile a config file; ``ConfigError`` lists every problem."""
+    return parse_config(load_yaml(path), registry)

@@ -1,0 +1,364 @@
+"""The gateway runtime: one bounded pipeline per distinct route source.
+
+For every delivery: decode (or wrap with the route's ingress rules) -> match the
+routes of its source -> render targets -> publish to all targets concurrently,
+each with bounded retries and backoff -> ack the source once every target of
+every matching route confirmed, or once the dead letter was confirmed.
+
+Invariants (docs/delivery.md):
+- nothing is acked before it is safe: a failure without a dead-letter target
+  leaves the message unacknowledged (and logs it as an error);
+- in-flight deliveries per source are bounded by the routes' ``max_in_flight``;
+  the consume loop takes the next message only when a slot is free, so a slow or
+  dead target slows the source instead of growing memory;
+- with ``ordered: true`` deliveries sharing an ordering key are published one at
+  a time in arrival order;
+- ``stop()`` stops consuming, lets in-flight work finish (bounded by the drain
+  timeout), then closes connectors so they commit what was acked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from connectors.backoff import Backoff
+from connectors.base import Connector, Delivery
+from connectors.errors import ConnectorError
+from gateway.config import GatewayConfig
+from routing.deadletter import dead_letter_event
+from routing.errors import InvalidEvent, MeshgateError, TemplateError
+from routing.event import CloudEvent
+from routing.router import Route, SourceGroup, TargetSpec
+from routing.templates import TemplateValues
+
+__all__ = ["Gateway", "NotACloudEvent", "RouteStats"]
+
+log = logging.getLogger("meshgate.runtime")
+
+AnyConnector = Connector[Any, Any, Any]
+
+
+class NotACloudEvent(MeshgateError):
+    """A message is not a CloudEvent and its route has no ingress rules to wrap it."""
+
+
+@dataclass
+class RouteStats:
+    """Counters per route, read by the demo, the admin API and the tests."""
+
+    received: int = 0
+    delivered: int = 0
+    filtered: int = 0
+    retries: int = 0
+    dead_lettered: int = 0
+    unacked_failures: int = 0
+    in_flight: int = 0
+
+
+@dataclass
+class _Lanes:
+    """Per-key locks so ordered routes publish one event per key at a time."""
+
+    locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+    users: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+    @contextlib.asynccontextmanager
+    async def hold(self, key: str) -> AsyncIterator[None]:
+        lock = self.locks.setdefault(key, asyncio.Lock())
+        self.users[key] += 1
+        try:
+            async with lock:
+                yield
+        finally:
+            self.users[key] -= 1
+            if self.users[key] == 0:  # forget idle keys so the map stays small
+                del self.users[key]
+                del self.locks[key]
+
+
+class _Pipeline:
+    """Consumes one source and processes its deliveries for all routes reading it."""
+
+    def __init__(self, gateway: Gateway, group: SourceGroup) -> None:
+        self.gateway = gateway
+        self.group = group
+        self.connector = gateway.connectors[group.connector]
+        self.slots = asyncio.Semaphore(group.max_in_flight)
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.lanes = _Lanes()
+        self.consumer: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self.consumer = asyncio.create_task(self._consume(), name=f"consume:{self.group.name}")
+
+    async def _consume(self) -> None:
+        stream = aiter(self.connector.consume(self.group.source))
+        try:
+            while True:
+                # Take a slot first: the next message is pulled only when one is free.
+                await self.slots.acquire()
+                try:
+                    delivery = await anext(stream)
+                except StopAsyncIteration:
+                    self.slots.release()
+                    return
+                except BaseException:
+                    self.slots.release()
+                    raise
+                task = asyncio.create_task(self._process(delivery))
+                self.tasks.add(task)
+                task.add_done_callback(self._finished)
+        finally:
+            close = getattr(stream, "aclose", None)
+            if close is not None:
+                with contextlib.suppress(Exception):
+                    await close()
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self.tasks.discard(task)
+        self.slots.release()
+        if not task.cancelled() and task.exception() is not None:
+            log.error("bug: processing task failed", exc_info=task.exception())
+
+    async def stop_consuming(self) -> None:
+        if self.consumer is not None:
+            self.consumer.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self.consumer
+
+    async def drain(self, timeout: float) -> int:
+        """Wait for in-flight work; cancel what is left after ``timeout``. Returns that count."""
+        if self.tasks:
+            _done, pending = await asyncio.wait(set(self.tasks), timeout=timeout)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.gather(*pending, return_exceptions=True)
+            return len(pending)
+        return 0
+
+    # -- per delivery -------------------------------------------------------------------
+
+    async def _process(self, delivery: Delivery) -> None:
+        if self.group.ordered and delivery.ordering_key is not None:
+            async with self.lanes.hold(delivery.ordering_key):
+                await self._process_now(delivery)
+        else:
+            await self._process_now(delivery)
+
+    async def _process_now(self, delivery: Delivery) -> None:
+        decoded: CloudEvent | None = None
+        decode_error: Exception | None = None
+        try:
+            decoded = self.connector.decode(delivery)
+        except InvalidEvent as exc:
+            decode_error = exc
+        results = await asyncio.gather(
+            *(self._route(route, delivery, decoded, decode_error) for route in self.group.routes)
+        )
+        if all(results):
+            try:
+                await delivery.ack()
+            except ConnectorError as exc:
+                # The broker will redeliver: a duplicate, never a loss.
+                log.warning("ack failed on %s (will be redelivered): %s", self.group.connector, exc)
+
+    def _values(self, delivery: Delivery, event: CloudEvent | None) -> TemplateValues:
+        key = delivery.coordinates.get("key")
+        return TemplateValues(
+            address=delivery.address,
+            separator=self.connector.address_separator,
+            headers=delivery.headers,
+            key=None if key is None else str(key),
+            event=event,
+        )
+
+    async def _route(
+        self,
+        route: Route,
+        delivery: Delivery,
+        decoded: CloudEvent | None,
+        decode_error: Exception | None,
+    ) -> bool:
+        """Handle one route for one delivery; True when the delivery may be acked."""
+        stats = self.gateway.stats[route.name]
+        stats.received += 1
+        stats.in_flight += 1
+        try:
+            event = decoded
+            error: Exception | None = decode_error
+            if event is None and error is None:
+                if route.ingress is None:
+                    error = NotACloudEvent(
+                        f"message on {delivery.address!r} is not a CloudEvent and route "
+                        f"{route.name!r} has no ingress rules to wrap it"
+                    )
+                else:
+                    try:
+                        event = route.ingress.wrap(
+                            delivery.payload,
+                            self._values(delivery, None),
+                            native_id=delivery.native_id,
+                            content_type=delivery.content_type,
+                        )
+                    except (TemplateError, InvalidEvent) as exc:
+                        error = exc
+            if error is not None or event is None:
+                return await self._dead_letter(route, delivery, None, error or NotACloudEvent("?"), 0)
+            if not route.matches(event):
+                stats.filtered += 1
+                return True
+            values = self._values(delivery, event)
+            outcomes = await asyncio.gather(
+                *(self._publish(route, target, event, values, delivery) for target in route.targets)
+            )
+            failures = [outcome for outcome in outcomes if outcome is not None]
+            if not failures:
+                stats.delivered += 1
+                return True
+            error, attempts = failures[0]
+            return await self._dead_letter(route, delivery, event, error, attempts)
+        finally:
+            stats.in_flight -= 1
+
+    async def _publish(
+        self, route: Route, target: TargetSpec, event: CloudEvent, values: TemplateValues, delivery: Delivery
+    ) -> tuple[Exception, int] | None:
+        """Publish with retries; None on success, else (last error, attempts made)."""
+        try:
+            options = target.render(values)
+        except TemplateError as exc:
+            return exc, 0
+        connector = self.gateway.connectors[target.connector]
+        policy = route.retry
+        backoff = Backoff(policy.initial_backoff, policy.max_backoff)
+        for attempt in range(1, policy.max_attempts + 1):
+            try:
+                await connector.publish(options, event)
+                return None
+            except (ConnectorError, InvalidEvent) as exc:
+                retriable = isinstance(exc, ConnectorError) and exc.retriable
+                log.warning(
+                    "route %s: publish to %s failed (attempt %d/%d): %s",
+                    route.name, target.describe(), attempt, policy.max_attempts, exc,
+                )
+                if not retriable or attempt == policy.max_attempts:
+                    return _with_target(exc, target), attempt
+            self.gateway.stats[route.name].retries += 1
+            await delivery.in_progress()  # keep JetStream from redelivering meanwhile
+            await backoff.sleep()
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _dead_letter(
+        self, route: Route, delivery: Delivery, event: CloudEvent | None, error: Exception, attempts: int
+    ) -> bool:
+        stats = self.gateway.stats[route.name]
+        if route.dead_letter is None:
+            stats.unacked_failures += 1
+            log.error(
+                "route %s: UNDELIVERABLE message on %s:%s left UNACKNOWLEDGED (no dead_letter "
+                "target configured; the broker will redeliver it or keep it): %s: %s",
+                route.name, self.group.connector, delivery.address, type(error).__name__, error,
+            )
+            return False
+        letter = dead_letter_event(
+            gateway_id=self.gateway.config.gateway.id,
+            route=route.name,
+            connector=self.group.connector,
+            address=delivery.address,
+            payload=delivery.payload,
+            headers=delivery.headers,
+            coordinates=delivery.coordinates,
+            error=error,
+            attempts=attempts,
+            native_id=delivery.native_id,
+            original=event,
+            content_type=delivery.content_type,
+        )
+        target = route.dead_letter
+        try:
+            options = target.render(self._values(delivery, letter))
+        except TemplateError as exc:
+            log.error("route %s: dead_letter template failed, message left unacked: %s", route.name, exc)
+            stats.unacked_failures += 1
+            return False
+        connector = self.gateway.connectors[target.connector]
+        backoff = Backoff(route.retry.initial_backoff, route.retry.max_backoff)
+        # The source is acked only once the dead letter is confirmed, so keep trying
+        # (backpressure holds the slot) until it is, or until shutdown cancels us.
+        while True:
+            try:
+                await connector.publish(options, letter)
+                stats.dead_lettered += 1
+                log.warning(
+                    "route %s: message on %s dead-lettered to %s: %s: %s",
+                    route.name, delivery.address, target.describe(), type(error).__name__, error,
+                )
+                return True
+            except (ConnectorError, InvalidEvent) as exc:
+                log.error("route %s: dead-letter publish failed, retrying: %s", route.name, exc)
+                if isinstance(exc, InvalidEvent) or not exc.retriable:
+                    stats.unacked_failures += 1
+                    return False
+            await delivery.in_progress()
+            await backoff.sleep()
+
+
+def _with_target(exc: Exception, target: TargetSpec) -> Exception:
+    # Say which target failed; keep the original exception type for the dead letter.
+    with contextlib.suppress(Exception):
+        exc.add_note(f"target: {target.describe()}")
+    return exc
+
+
+class Gateway:
+    """All connectors and pipelines of one config; ``start`` / ``stop`` / ``run``."""
+
+    def __init__(self, config: GatewayConfig) -> None:
+        self.config = config
+        self.connectors: dict[str, AnyConnector] = {
+            name: cls(name, options) for name, (cls, options) in config.connectors.items()
+        }
+        self.stats: dict[str, RouteStats] = {route.name: RouteStats() for route in config.table.routes}
+        self.pipelines = [_Pipeline(self, group) for group in config.table.groups]
+        self._stopped = asyncio.Event()
+
+    async def start(self) -> None:
+        """Connect every connector (concurrently), then start consuming."""
+        started: list[AnyConnector] = []
+        try:
+            for connector in self.connectors.values():
+                await connector.start()
+                started.append(connector)
+        except BaseException:
+            await asyncio.gather(*(c.close() for c in started), return_exceptions=True)
+            raise
+        for pipeline in self.pipelines:
+            pipeline.start()
+        log.info(
+            "gateway %s started: %d connectors, %d routes",
+            self.config.gateway.id, len(self.connectors), len(self.config.table.routes),
+        )
+
+    async def stop(self) -> None:
+        """Graceful stop: stop consuming, drain in-flight work, close connectors."""
+        await asyncio.gather(*(p.stop_consuming() for p in self.pipelines))
+        timeout = self.config.gateway.drain_timeout_seconds
+        abandoned = sum(await asyncio.gather(*(p.drain(timeout) for p in self.pipelines)))
+        if abandoned:
+            log.warning("%d in-flight messages did not finish in %.0fs; they will be redelivered", abandoned, timeout)
+        await asyncio.gather(*(c.close() for c in self.connectors.values()), return_exceptions=True)
+        self._stopped.set()
+        log.info("gateway %s stopped", self.config.gateway.id)
+
+    def in_flight(self) -> int:
+        return sum(len(p.tasks) for p in self.pipelines)
+
+    async def wait_stopped(self) -> None:
+        await self._stopped.wait()

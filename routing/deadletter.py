@@ -1,0 +1,82 @@
+"""Dead-letter events: what a route publishes when a message cannot be delivered.
+
+The dead letter is itself a CloudEvent, so it can travel over any connector:
+
+- ``data`` is the original message payload, byte for byte, and
+  ``datacontenttype`` the original content type when there was one;
+- ``type`` is ``io.meshgate.deadletter``, ``source`` names the gateway and route;
+- ``id`` is derived from the original's native id or event id (or a hash of the
+  payload), so a redelivered poison message yields the *same* dead-letter id;
+- extensions ``dlreason`` (error class), ``dlerror`` (message), ``dlroute``,
+  ``dlconnector``, ``dladdress``, ``dlcoordinates`` (JSON), ``dlheaders`` (JSON of
+  the original native headers), ``dlattempts``, and ``dloriginalid`` when the
+  original was a CloudEvent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping
+from typing import Final
+
+import orjson
+
+from routing.event import CloudEvent
+
+__all__ = ["DEAD_LETTER_TYPE", "dead_letter_event"]
+
+DEAD_LETTER_TYPE: Final = "io.meshgate.deadletter"
+_UNPRINTABLE: Final = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff\ufdd0-\ufdef\ufffe\uffff]")
+_MAX_ERROR_CHARS: Final = 1024
+
+
+def _clean(text: str) -> str:
+    # Attribute values may not hold control characters; error texts often do.
+    return _UNPRINTABLE.sub(" ", text)[:_MAX_ERROR_CHARS] or "-"
+
+
+def dead_letter_event(
+    *,
+    gateway_id: str,
+    route: str,
+    connector: str,
+    address: str,
+    payload: bytes,
+    headers: Mapping[str, str],
+    coordinates: Mapping[str, str | int],
+    error: BaseException,
+    attempts: int,
+    native_id: str | None,
+    original: CloudEvent | None,
+    content_type: str | None,
+) -> CloudEvent:
+    """Build the dead-letter CloudEvent for one failed message."""
+    if native_id is not None:
+        basis = f"native:{connector}:{native_id}"
+    elif original is not None:
+        basis = f"event:{original.source}:{original.id}"
+    else:
+        basis = "payload:" + hashlib.sha256(address.encode() + b"\0" + payload).hexdigest()
+    extensions: dict[str, str | int] = {
+        "dlreason": type(error).__name__,
+        "dlerror": _clean(str(error)),
+        "dlroute": _clean(route),
+        "dlconnector": _clean(connector),
+        "dladdress": _clean(address) if address else "-",
+        "dlcoordinates": _clean(orjson.dumps(dict(coordinates)).decode()),
+        "dlheaders": _clean(orjson.dumps(dict(headers)).decode()),
+        "dlattempts": attempts,
+    }
+    if original is not None:
+        extensions["dloriginalid"] = _clean(original.id)
+    return CloudEvent(
+        id=hashlib.sha256(f"{route}\0{basis}".encode()).hexdigest()[:32],
+        source=f"meshgate://{gateway_id}/routes/{route}",
+        type=DEAD_LETTER_TYPE,
+        subject=original.id if original is not None else None,
+        datacontenttype=content_type or (original.datacontenttype if original else None)
+        or "application/octet-stream",
+        extensions=extensions,
+        data=payload or None,
+    )

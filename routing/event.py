@@ -1,0 +1,242 @@
+"""The CloudEvent value type (CloudEvents 1.0) and its validation rules.
+
+A ``CloudEvent`` is immutable and always valid: the constructor checks every rule
+of the core specification and raises ``InvalidEvent`` naming the attribute and the
+rule it broke. Attribute values keep the exact text they arrived with (``time`` is
+stored as its RFC 3339 string) so that forwarding never rewrites an event.
+
+Extension values are typed as the spec's type system maps onto Python:
+String -> ``str`` (also URI, URI-reference and Timestamp, which travel as text),
+Integer -> ``int`` (signed 32 bit), Boolean -> ``bool``, Binary -> ``bytes``.
+Protocol headers carry only the *canonical string* of a value, so a binary-mode
+hop turns a typed extension into its canonical string; ``canonical_attributes``
+is the representation every binding preserves exactly.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from types import MappingProxyType
+from typing import Any, Final
+
+from routing.errors import InvalidEvent
+
+__all__ = [
+    "OPTIONAL_ATTRIBUTES",
+    "REQUIRED_ATTRIBUTES",
+    "SPEC_VERSION",
+    "CloudEvent",
+    "ExtensionValue",
+    "canonical_string",
+    "is_valid_attribute_name",
+    "parse_time",
+]
+
+SPEC_VERSION: Final = "1.0"
+REQUIRED_ATTRIBUTES: Final = ("id", "source", "specversion", "type")
+OPTIONAL_ATTRIBUTES: Final = ("datacontenttype", "dataschema", "subject", "time")
+CONTEXT_ATTRIBUTES: Final = frozenset(REQUIRED_ATTRIBUTES + OPTIONAL_ATTRIBUTES)
+# Names that event formats use for the payload itself; no attribute may take them.
+RESERVED_NAMES: Final = frozenset({"data", "data_base64"})
+
+ExtensionValue = str | int | bool | bytes
+
+_NAME = re.compile(r"[a-z0-9]+")
+# RFC 3339 section 5.6 date-time; seconds are mandatory, offsets are +hh:mm or Z.
+_RFC3339 = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d+)?([Zz]|[+-]\d{2}:\d{2})"
+)
+_URI_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:")
+# CloudEvents String: no control characters, surrogates or noncharacters.
+_FORBIDDEN_CHARS = re.compile(
+    "[\x00-\x1f\x7f-\x9f\ud800-\udfff\ufdd0-\ufdef\ufffe\uffff]"
+)
+_INT_MIN: Final = -(2**31)
+_INT_MAX: Final = 2**31 - 1
+
+
+def is_valid_attribute_name(name: str) -> bool:
+    """True when ``name`` is a legal CloudEvents attribute name (``[a-z0-9]+``)."""
+    return _NAME.fullmatch(name) is not None and name not in RESERVED_NAMES
+
+
+def parse_time(value: str) -> datetime:
+    """Parse a strict RFC 3339 timestamp; raise ``InvalidEvent`` if it is not one."""
+    match = _RFC3339.fullmatch(value)
+    if match is None:
+        raise InvalidEvent(
+            "time",
+            f"{value!r} is not an RFC 3339 timestamp "
+            "(expected YYYY-MM-DDThh:mm:ss[.frac](Z|+hh:mm))",
+        )
+    text = value.upper().replace("Z", "+00:00")
+    frac = match.group(7)
+    if frac and len(frac) > 7:  # datetime keeps microseconds only; precision stays in the text
+        text = text.replace(frac, frac[:7], 1)
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise InvalidEvent("time", f"{value!r} is not a valid date and time: {exc}") from None
+
+
+def canonical_string(value: ExtensionValue) -> str:
+    """The spec's canonical string encoding of an attribute value."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode("ascii")
+    return value
+
+
+def _check_string(name: str, value: object, *, allow_empty: bool = True) -> str:
+    if not isinstance(value, str):
+        raise InvalidEvent(name, f"expected a string, got {type(value).__name__}")
+    if not allow_empty and not value:
+        raise InvalidEvent(name, "must be a non-empty string")
+    bad = _FORBIDDEN_CHARS.search(value)
+    if bad is not None:
+        raise InvalidEvent(
+            name,
+            f"contains the character U+{ord(bad.group()):04X} at offset {bad.start()}, "
+            "which CloudEvents strings may not hold",
+        )
+    return value
+
+
+def _check_extension(name: str, value: object) -> ExtensionValue:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        if not _INT_MIN <= value <= _INT_MAX:
+            raise InvalidEvent(name, f"integer {value} is outside the signed 32-bit range")
+        return value
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return _check_string(name, value)
+    raise InvalidEvent(
+        name, f"extension values must be string, integer, boolean or bytes, not {type(value).__name__}"
+    )
+
+
+@dataclass(frozen=True, slots=True, eq=True)
+class CloudEvent:
+    """One CloudEvents 1.0 event. Construct it with keywords; it validates itself."""
+
+    id: str
+    source: str
+    type: str
+    specversion: str = SPEC_VERSION
+    datacontenttype: str | None = None
+    dataschema: str | None = None
+    subject: str | None = None
+    time: str | None = None
+    extensions: Mapping[str, ExtensionValue] = field(default_factory=dict)
+    data: bytes | None = None
+
+    def __post_init__(self) -> None:
+        if self.specversion != SPEC_VERSION:
+            raise InvalidEvent(
+                "specversion", f"{self.specversion!r} is not supported (expected '1.0')"
+            )
+        for name in ("id", "source", "type"):
+            _check_string(name, getattr(self, name), allow_empty=False)
+        for name in ("datacontenttype", "subject"):
+            value = getattr(self, name)
+            if value is not None:
+                _check_string(name, value, allow_empty=False)
+        if self.dataschema is not None:
+            _check_string("dataschema", self.dataschema, allow_empty=False)
+            if _URI_SCHEME.match(self.dataschema) is None or " " in self.dataschema:
+                raise InvalidEvent(
+                    "dataschema", f"{self.dataschema!r} is not an absolute URI (expected scheme:...)"
+                )
+        if self.time is not None:
+            _check_string("time", self.time, allow_empty=False)
+            parse_time(self.time)
+        if self.data is not None and not isinstance(self.data, bytes):
+            raise InvalidEvent("data", f"expected bytes, got {type(self.data).__name__}")
+        checked: dict[str, ExtensionValue] = {}
+        for name, value in self.extensions.items():
+            if not isinstance(name, str) or not is_valid_attribute_name(name):
+                raise InvalidEvent(
+                    repr(name), "attribute names must be lower-case letters and digits only"
+                )
+            if name in CONTEXT_ATTRIBUTES:
+                raise InvalidEvent(name, "is a context attribute, not an extension")
+            checked[name] = _check_extension(name, value)
+        # Freeze the mapping so the event really is immutable.
+        object.__setattr__(self, "extensions", MappingProxyType(checked))
+
+    def __hash__(self) -> int:
+        return hash((self.id, self.source))
+
+    # -- attribute access ---------------------------------------------------------------
+
+    def get(self, name: str) -> ExtensionValue | None:
+        """Value of any attribute (context or extension) by name, or None when unset."""
+        if name in CONTEXT_ATTRIBUTES:
+            value: ExtensionValue | None = getattr(self, name)
+            return value
+        return self.extensions.get(name)
+
+    def attributes(self) -> Iterator[tuple[str, ExtensionValue]]:
+        """Every set attribute, context attributes first, as (name, typed value)."""
+        for name in REQUIRED_ATTRIBUTES + OPTIONAL_ATTRIBUTES:
+            value = getattr(self, name)
+            if value is not None:
+                yield name, value
+        yield from self.extensions.items()
+
+    def canonical_attributes(self) -> dict[str, str]:
+        """Every set attribute as its canonical string: what binary mode carries."""
+        return {name: canonical_string(value) for name, value in self.attributes()}
+
+    @property
+    def time_datetime(self) -> datetime | None:
+        """``time`` parsed into an aware datetime (microsecond precision)."""
+        return None if self.time is None else parse_time(self.time)
+
+    # -- building -----------------------------------------------------------------------
+
+    @classmethod
+    def from_attributes(
+        cls, attributes: Mapping[str, Any], data: bytes | None = None
+    ) -> CloudEvent:
+        """Build an event from a flat name -> value mapping (context + extensions).
+
+        Raises ``InvalidEvent`` when a required attribute is missing.
+        """
+        for name in REQUIRED_ATTRIBUTES:
+            if attributes.get(name) is None:
+                raise InvalidEvent(name, "required attribute is missing")
+        context = {name: attributes.get(name) for name in CONTEXT_ATTRIBUTES}
+        extensions = {
+            name: value
+            for name, value in attributes.items()
+            if name not in CONTEXT_ATTRIBUTES and value is not None
+        }
+        return cls(extensions=extensions, data=data, **context)
+
+    def replace(self, **changes: Any) -> CloudEvent:
+        """A copy with some attributes (or ``data``/``extensions``) changed, re-validated."""
+        values: dict[str, Any] = {
+            "id": self.id,
+            "source": self.source,
+            "type": self.type,
+            "specversion": self.specversion,
+            "datacontenttype": self.datacontenttype,
+            "dataschema": self.dataschema,
+            "subject": self.subject,
+            "time": self.time,
+            "extensions": dict(self.extensions),
+            "data": self.data,
+        }
+        values.update(changes)
+        return CloudEvent(**values)

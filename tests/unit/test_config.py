@@ -1,0 +1,147 @@
+"""Config loading: every broken file is rejected with file, line, column and what was expected."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from gateway.config import load_config
+from gateway.errors import ConfigError
+
+GOOD = """\
+gateway: {id: edge-1}
+connectors:
+  mem: {type: memory}
+routes:
+  - name: r1
+    from: {connector: mem, topic: in}
+    to:
+      - {connector: mem, topic: "out.{type}"}
+    dead_letter: {connector: mem, topic: dlq}
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "gw.yaml"
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def problems(tmp_path: Path, text: str) -> list[str]:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    return [str(p).replace(str(path), "gw.yaml") for p in caught.value.problems]
+
+
+def test_good_config_compiles(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, GOOD))
+    (route,) = config.table.routes
+    assert route.name == "r1"
+    assert route.targets[0].templates["topic"].references == ("type",)
+    assert route.dead_letter is not None
+
+
+def test_unknown_key_is_reported_with_line_and_column(tmp_path: Path) -> None:
+    text = GOOD.replace("    from:", "    form: {connector: mem, topic: in}\n    from:")
+    assert problems(tmp_path, text) == ["gw.yaml:6:5: routes[0].form: unknown key"]
+
+
+def test_all_problems_are_reported_at_once(tmp_path: Path) -> None:
+    text = """\
+    gateway: {id: edge-1}
+    connectors:
+      mem: {type: memory, colour: blue}
+      k: {type: kafak}
+    routes:
+      - name: r1
+        from: {connector: nowhere, topic: in}
+        to:
+          - {connector: mem, topic: "out.{Type}"}
+        filter: "type LIKE"
+    """
+    found = problems(tmp_path, text)
+    assert found[0] == "gw.yaml:3:23: connectors.mem.colour: unknown key"
+    assert found[1].startswith("gw.yaml:4:7: connectors.k.type: unknown connector type 'kafak'")
+    assert "did you mean 'kafka'?" in found[1]
+    assert found[2] == (
+        "gw.yaml:7:12: routes[0].from.connector: no connector named 'nowhere' (declared: mem)"
+    )
+    assert found[3].startswith("gw.yaml:9:9: routes[0].to[0].topic: template 'out.{Type}':")
+    assert found[4].startswith("gw.yaml:10:5: routes[0].filter: CESQL:")
+    assert len(found) == 5
+
+
+def test_missing_required_keys(tmp_path: Path) -> None:
+    text = """\
+    gateway: {}
+    connectors:
+      mem: {type: memory}
+    routes:
+      - from: {connector: mem}
+        to: []
+    """
+    assert problems(tmp_path, text) == [
+        "gw.yaml:1:1: gateway.id: required key is missing",
+        "gw.yaml:5:5: routes[0].name: required key is missing",
+        "gw.yaml:6:5: routes[0].to: List should have at least 1 item after validation, not 0",
+    ]
+
+
+def test_wrong_type_names_the_value(tmp_path: Path) -> None:
+    text = GOOD.replace("    dead_letter:", "    max_in_flight: lots\n    dead_letter:")
+    assert problems(tmp_path, text) == [
+        "gw.yaml:9:5: routes[0].max_in_flight: Input should be a valid integer, "
+        "unable to parse string as an integer (got 'lots')"
+    ]
+
+
+def test_yaml_syntax_error_has_position(tmp_path: Path) -> None:
+    assert problems(tmp_path, "gateway: {id: x\nroutes: [") == [
+        "gw.yaml:2:7: YAML syntax error: expected ',' or '}', but got ':'"
+    ]
+
+
+def test_duplicate_keys_and_route_names(tmp_path: Path) -> None:
+    text = (
+        GOOD
+        + "  - name: r1\n    from: {connector: mem, topic: x}\n    to: [{connector: mem, topic: y}]\n"
+    )
+    text = text.replace("gateway: {id: edge-1}", "gateway: {id: edge-1}\ngateway: {id: edge-2}")
+    found = problems(tmp_path, text)
+    assert found == ["gw.yaml:2:1: gateway: duplicate key (YAML would silently keep the last one)"]
+
+
+def test_duplicate_route_name(tmp_path: Path) -> None:
+    text = (
+        GOOD
+        + "  - name: r1\n    from: {connector: mem, topic: x}\n    to: [{connector: mem, topic: y}]\n"
+    )
+    assert problems(tmp_path, text) == [
+        "gw.yaml:10:5: routes[1].name: route name 'r1' is used twice"
+    ]
+
+
+def test_environment_interpolation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MESH_TOPIC", "from-env")
+    monkeypatch.delenv("MESH_MISSING", raising=False)
+    text = GOOD.replace("topic: in}", 'topic: "${MESH_TOPIC}"}').replace(
+        "topic: dlq", 'topic: "${MESH_DLQ:-dlq2}"'
+    )
+    config = load_config(write(tmp_path, text))
+    route = config.table.routes[0]
+    assert route.source.topic == "from-env"
+    assert route.dead_letter is not None and route.dead_letter.options.topic == "dlq2"
+    bad = GOOD.replace("topic: in}", 'topic: "${MESH_MISSING}"}')
+    assert problems(tmp_path, bad) == [
+        "gw.yaml:6:35: routes[0].from.topic: environment variable MESH_MISSING is not set "
+        "(use ${MESH_MISSING:-default} for a default)"
+    ]
+
+
+def test_ingress_templates_cannot_use_event_attributes(tmp_path: Path) -> None:
+    text = GOOD.replace("    to:", '    ingress: {type: "x.{type}", source: "s"}\n    to:', 1)
+    (only,) = problems(tmp_path, text)
+    assert only.startswith("gw.yaml:7:5: routes[0].ingress: template 'x.{type}': {type} refers to")

@@ -1,0 +1,346 @@
+"""The runtime's delivery contract, proven with the in-memory connector (no network)."""
+
+from __future__ import annotations
+
+import asyncio
+import textwrap
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+
+from connectors.errors import PublishRejected, PublishTimeout
+from connectors.memory import MemoryBroker
+from gateway.config import load_config
+from gateway.runtime import Gateway
+from routing.bindings import Mode
+from routing.bindings import nats as binding
+from routing.event import CloudEvent
+
+HEADER = """
+gateway: {id: test-gw, drain_timeout_seconds: 5}
+connectors:
+  mem: {type: memory}
+routes:
+"""
+
+
+def event(n: int, **changes: object) -> CloudEvent:
+    base = CloudEvent(id=f"e{n}", source="urn:test", type="com.acme.thing", data=b'{"n":%d}' % n)
+    return base.replace(**changes) if changes else base
+
+
+def put(topic: str, ev: CloudEvent) -> None:
+    MemoryBroker.get("default").put(topic, binding.to_message(ev, Mode.BINARY))
+
+
+def put_raw(topic: str, payload: bytes) -> None:
+    MemoryBroker.get("default").put(topic, binding.NatsMessage(payload, None))
+
+
+def received(topic: str) -> list[CloudEvent]:
+    out = []
+    for message in MemoryBroker.get("default").drain(topic):
+        decoded = binding.from_message(message)
+        assert decoded is not None
+        out.append(decoded)
+    return out
+
+
+async def eventually(check: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not check():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.01)
+
+
+@pytest.fixture(autouse=True)
+def fresh_broker() -> None:
+    MemoryBroker.reset()
+
+
+@pytest.fixture
+def write_config(tmp_path: Path) -> Callable[[str], Path]:
+    def write(routes: str) -> Path:
+        path = tmp_path / "config.yaml"
+        path.write_text(HEADER + textwrap.indent(textwrap.dedent(routes), "  "))
+        return path
+
+    return write
+
+
+@pytest.fixture
+async def gateway_for(
+    write_config: Callable[[str], Path],
+) -> AsyncIterator[Callable[[str], object]]:
+    started: list[Gateway] = []
+
+    async def start(routes: str) -> Gateway:
+        gw = Gateway(load_config(write_config(routes)))
+        await gw.start()
+        started.append(gw)
+        return gw
+
+    yield start  # type: ignore[misc]
+    for gw in started:
+        await gw.stop()
+
+
+async def test_cloudevent_is_delivered_then_acked(gateway_for) -> None:
+    gw = await gateway_for("""
+        - name: r1
+          from: {connector: mem, topic: in}
+          to: [{connector: mem, topic: "out.{type}"}]
+    """)
+    put("in", event(1))
+    broker = MemoryBroker.get("default")
+    await eventually(lambda: len(broker.acked) == 1)
+    got = received("out.com.acme.thing")
+    assert [e.id for e in got] == ["e1"]
+    assert got[0].canonical_attributes() == event(1).canonical_attributes()
+    assert gw.stats["r1"].delivered == 1
+
+
+async def test_legacy_payload_is_wrapped_with_native_id(gateway_for) -> None:
+    await gateway_for("""
+        - name: wrap
+          from: {connector: mem, topic: legacy}
+          ingress: {type: "com.acme.legacy", source: "memory://{topic}"}
+          to: [{connector: mem, topic: out}]
+    """)
+    put_raw("legacy", b'{"temp": 21}')
+    broker = MemoryBroker.get("default")
+    await eventually(lambda: len(broker.acked) == 1)
+    (got,) = received("out")
+    assert got.type == "com.acme.legacy"
+    assert got.source == "memory://legacy"
+    assert got.id == "legacy/1"  # the native id: a redelivery keeps it
+    assert got.datacontenttype == "application/json"
+    assert got.data == b'{"temp": 21}'
+
+
+async def test_non_cloudevent_without_ingress_goes_to_dead_letter(gateway_for) -> None:
+    gw = await gateway_for("""
+        - name: strict
+          from: {connector: mem, topic: in}
+          to: [{connector: mem, topic: out}]
+          dead_letter: {connector: mem, topic: dlq}
+    """)
+    put_raw("in", b"\x00garbage")
+    broker = MemoryBroker.get("default")
+    await eventually(lambda: len(broker.acked) == 1)
+    (letter,) = received("dlq")
+    assert letter.type == "io.meshgate.deadletter"
+    assert letter.data == b"\x00garbage"
+    assert letter.extensions["dlreason"] == "NotACloudEvent"
+    assert letter.extensions["dladdress"] == "in"
+    assert gw.stats["strict"].dead_lettered == 1
+    assert received("out") == []
+
+
+async def test_malformed_cloudevent_is_dead_lettered_and_good_traffic_flows(gateway_for) -> None:
+    await gateway_for("""
+        - name: mixed
+          from: {connector: mem, topic: in}
+          to: [{connector: mem, topic: out}]
+          dead_letter: {connector: mem, topic: dlq}
+    """)
+    put("in", event(1))
+    MemoryBroker.get("default").put(
+        "in",
+        binding.NatsMessage(
+            b"x",
+            {
+                "ce-specversion": "1.0",
+                "ce-id": "bad",
+                "ce-source": "s",
+                "ce-type": "t",
+                "ce-time": "2020-01-01T18:31Z",
+            },
+        ),
+    )
+    put("in", event(2))
+    broker = MemoryBroker.get("default")
+    await eventually(lambda: len(broker.acked) == 3)
+    assert sorted(e.id for e in received("out")) == ["e1", "e2"]
+    (letter,) = received("dlq")
+    assert letter.extensions["dlreason"] == "InvalidEvent"
+    assert "time" in str(letter.extensions["dlerror"])
+
+
+async def test_no_dead_letter_target_leaves_message_unacked(gateway_for) -> None:
+    gw = await gateway_for("""
+        - name: nodlq
+          from: {connector: mem, topic: in}
+          to: [{connector: mem, topic: out}]
+    """)
+    put_raw("in", b"not an event")
+    put("in", event(2))
+    broker = MemoryBroker.get("default")
+    await eventually(
+        lambda: gw.stats["nodlq"].delivered == 1 and gw.stats["nodlq"].unacked_failures == 1
+    )
+    assert broker.acked == [2]  # the good one only
+
+
+async def test_retriable_failures_are_retried_then_delivered(gateway_for) -> None:
+    broker = MemoryBroker.get("default")
+    broker.fail_publishes.extend([PublishTimeout("slow"), PublishTimeout("slow")])
+    gw = await gateway_for("""
+        - name: retry
+          from: {connector: mem, topic: in}
+          to: [{connector: mem, topic: out}]
+          retry: {max_attempts: 5, initial_backoff_seconds: 0.01, max_backoff_seconds: 0.02}
+    """)
+    put("in", event(1))
+    await eventually(lambda: len(broker.acked) == 1)
+    assert gw.stats["retry"].retries == 2
+    assert [e.id for e in received("out")] == ["e1"]
+
+
+async def test_rejected_publish_goes_to_dead_letter_and_ack_follows_its_confirmation(
+    gateway_for,
+) -> None:
+    broker = MemoryBroker.get("default")
+    # The target refuses (not retriable); then the first dead-letter attempt times out.
+    broker.fail_publishes.extend([PublishRejected("unroutable"), PublishTimeout("dlq slow")])
+    gw = await gateway_for("""
+        - name: reject
+          from: {connector: mem, topic: in}
+          to: [{connector: mem, topic: out}]
+          dead_letter: {connector: mem, topic: dlq}
+          retry: {max_attempts: 3, initial_backoff_seconds: 0.01, max_backoff_seconds: 0.02}
+    """)
+    put("in", event(5))
+    await eventually(lambda: len(broker.acked) == 1)
+    (letter,) = received("dlq")
+    assert letter.extensions["dlreason"] == "PublishRejected"
+    assert letter.extensions["dloriginalid"] == "e5"
+    assert letter.extensions["dlattempts"] == "1"  # binary mode carries strings
+    assert gw.stats["reject"].dead_lettered == 1
+
+
+async def test_exhausted_retries_go_to_dead_letter(gateway_for) -> None:
+    broker = MemoryBroker.get("default")
+    broker.fail_publishes.extend([PublishTimeout("down")] * 3)
+    await gateway_for("""
+        - name: exhaust
+          from: {connector: mem, topic: in}
+          to: [{connector: mem, topic: out}]
+          dead_letter: {connector: mem, topic: dlq}
+          retry: {max_attempts: 3, initial_backoff_seconds: 0.01, max_backoff_seconds: 0.02}
+    """)
+    put("in", event(1))
+    await eventually(lambda: len(broker.acked) == 1)
+    (letter,) = received("dlq")
+    assert letter.extensions["dlattempts"] == "3"
+    assert letter.extensions["dlreason"] == "PublishTimeout"
+
+
+async def test_filter_and_fan_out_and_shared_source(gateway_for) -> None:
+    gw = await gateway_for("""
+        - name: created
+          from: {connector: mem, topic: in}
+          filter: "type LIKE '%.created'"
+          to: [{connector: mem, topic: a}, {connector: mem, topic: b}]
+        - name: everything
+          from: {connector: mem, topic: in}
+          to: [{connector: mem, topic: c}]
+    """)
+    assert len(gw.pipelines) == 1  # one consumer for the shared source
+    put("in", event(1, type="com.acme.created"))
+    put("in", event(2, type="com.acme.deleted"))
+    broker = MemoryBroker.get("default")
+    await eventually(lambda: len(broker.acked) == 2)
+    assert [e.id for e in received("a")] == ["e1"]
+    assert [e.id for e in received("b")] == ["e1"]
+    assert sorted(e.id for e in received("c")) == ["e1", "e2"]
+    assert gw.stats["created"].filtered == 1
+
+
+async def test_in_flight_is_bounded_when_target_hangs(
+    gateway_for, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from connectors.memory import MemoryConnector
+
+    release = asyncio.Event()
+    original = MemoryConnector.publish
+
+    async def hanging(self, target, ev):  # type: ignore[no-untyped-def]
+        await release.wait()
+        await original(self, target, ev)
+
+    monkeypatch.setattr(MemoryConnector, "publish", hanging)
+    gw = await gateway_for("""
+        - name: slow
+          max_in_flight: 3
+          from: {connector: mem, topic: in}
+          to: [{connector: mem, topic: out}]
+    """)
+    for n in range(10):
+        put("in", event(n))
+    broker = MemoryBroker.get("default")
+    await asyncio.sleep(0.2)
+    assert gw.in_flight() == 3
+    assert len(broker.topics["in"].messages) == 7  # not pulled: backpressure on the source
+    release.set()
+    await eventually(lambda: len(broker.acked) == 10)
+
+
+async def test_ordered_route_keeps_per_key_order(
+    gateway_for, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import random
+
+    from connectors.memory import MemoryConnector
+
+    original = MemoryConnector.publish
+
+    async def jittery(self, target, ev):  # type: ignore[no-untyped-def]
+        await asyncio.sleep(random.uniform(0, 0.01))
+        await original(self, target, ev)
+
+    monkeypatch.setattr(MemoryConnector, "publish", jittery)
+    await gateway_for("""
+        - name: ordered
+          ordered: true
+          from: {connector: mem, topic: in}
+          to: [{connector: mem, topic: out}]
+    """)
+    for n in range(50):
+        put("in", event(n))
+    broker = MemoryBroker.get("default")
+    await eventually(lambda: len(broker.acked) == 50)
+    assert [e.id for e in received("out")] == [f"e{n}" for n in range(50)]
+
+
+async def test_stop_drains_in_flight_work(write_config) -> None:
+    from connectors.memory import MemoryConnector
+
+    original = MemoryConnector.publish
+
+    async def slow(self, target, ev):  # type: ignore[no-untyped-def]
+        await asyncio.sleep(0.2)
+        await original(self, target, ev)
+
+    MemoryConnector.publish = slow  # type: ignore[method-assign]
+    try:
+        gw = Gateway(
+            load_config(
+                write_config("""
+            - name: drain
+              from: {connector: mem, topic: in}
+              to: [{connector: mem, topic: out}]
+        """)
+            )
+        )
+        await gw.start()
+        for n in range(5):
+            put("in", event(n))
+        await asyncio.sleep(0.05)
+        await gw.stop()
+    finally:
+        MemoryConnector.publish = original  # type: ignore[method-assign]
+    assert len(MemoryBroker.get("default").acked) == 5
+    assert len(received("out")) == 5
