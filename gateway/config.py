@@ -109,7 +109,8 @@ class _Checker:
                 message = "unknown key"
             elif item["type"] == "missing":
                 message = "required key is missing"
-            self.add((*base, *loc), _expected(message, item.get("input")))
+            path = (*base, *loc)
+            self.add(path, _expected(message, item.get("input"), path))
 
     def model(self, path: KeyPath, model: type[BaseModel], data: Any) -> Any:
         try:
@@ -119,10 +120,18 @@ class _Checker:
             return None
 
 
-def _expected(message: str, value: Any) -> str:
+_SECRET_KEYS = re.compile(r"pass|secret|token|key|cred|seed", re.IGNORECASE)
+_URL_CREDENTIALS = re.compile(r"(://[^:/@\s]*:)[^@\s]*@")
+
+
+def _expected(message: str, value: Any, path: KeyPath) -> str:
+    """The pydantic message plus the offending value, unless the value may be a secret."""
     if value is None or isinstance(value, dict | list):
         return message
-    return f"{message} (got {value!r})"
+    if any(isinstance(part, str) and _SECRET_KEYS.search(part) for part in path):
+        return message
+    shown = _URL_CREDENTIALS.sub(r"\1***@", repr(value))
+    return f"{message} (got {shown})"
 
 
 def parse_config(loaded: LoadedYaml, registry: ConnectorRegistry = default_registry) -> GatewayConfig:
@@ -178,8 +187,9 @@ def _endpoint(
         return None
     if name not in connectors:
         # An unknown or invalid connector was already reported if it is declared.
-        if name not in check.loaded.data.get("connectors", {}):
-            known = ", ".join(sorted(connectors)) or "none"
+        declared = check.loaded.data.get("connectors") or {}
+        if name not in declared:
+            known = ", ".join(sorted(declared)) or "none"
             check.add((*path, "connector"), f"no connector named {name!r} (declared: {known})")
         return None
     cls, options = connectors[name]

@@ -48,12 +48,15 @@ ExtensionValue = str | int | bool | bytes
 _NAME = re.compile(r"[a-z0-9]+")
 # RFC 3339 section 5.6 date-time; seconds are mandatory, offsets are +hh:mm or Z.
 _RFC3339 = re.compile(
-    r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d+)?([Zz]|[+-]\d{2}:\d{2})"
+    r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d+)?([Zz]|[+-]\d{2}:\d{2})",
+    re.ASCII,
 )
 _URI_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:")
 # CloudEvents String: no control characters, surrogates or noncharacters.
 _FORBIDDEN_CHARS = re.compile(
-    "[\x00-\x1f\x7f-\x9f\ud800-\udfff\ufdd0-\ufdef\ufffe\uffff]"
+    "[\x00-\x1f\x7f-\x9f\ud800-\udfff\ufdd0-\ufdef\ufffe\uffff"
+    + "".join(chr(plane << 16 | 0xFFFE) + chr(plane << 16 | 0xFFFF) for plane in range(1, 17))
+    + "]"
 )
 _INT_MIN: Final = -(2**31)
 _INT_MAX: Final = 2**31 - 1
@@ -74,6 +77,8 @@ def parse_time(value: str) -> datetime:
             "(expected YYYY-MM-DDThh:mm:ss[.frac](Z|+hh:mm))",
         )
     text = value.upper().replace("Z", "+00:00")
+    if match.group(6) == "60":  # RFC 3339 5.6 allows a leap second; datetime cannot hold it
+        text = text[: match.start(6)] + "59" + text[match.end(6) :]
     frac = match.group(7)
     if frac and len(frac) > 7:  # datetime keeps microseconds only; precision stays in the text
         text = text.replace(frac, frac[:7], 1)
@@ -125,7 +130,7 @@ def _check_extension(name: str, value: object) -> ExtensionValue:
     )
 
 
-@dataclass(frozen=True, slots=True, eq=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class CloudEvent:
     """One CloudEvents 1.0 event. Construct it with keywords; it validates itself."""
 
@@ -174,6 +179,15 @@ class CloudEvent:
         # Freeze the mapping so the event really is immutable.
         object.__setattr__(self, "extensions", MappingProxyType(checked))
 
+    def __eq__(self, other: object) -> bool:
+        # Compare value types too: in Python 1 == True, but the canonical strings differ.
+        if not isinstance(other, CloudEvent):
+            return NotImplemented
+        return self._identity() == other._identity()
+
+    def _identity(self) -> tuple[frozenset[tuple[str, object, object]], bytes | None]:
+        return frozenset((n, type(v), v) for n, v in self.attributes()), self.data
+
     def __hash__(self) -> int:
         return hash((self.id, self.source))
 
@@ -216,7 +230,7 @@ class CloudEvent:
         for name in REQUIRED_ATTRIBUTES:
             if attributes.get(name) is None:
                 raise InvalidEvent(name, "required attribute is missing")
-        context = {name: attributes.get(name) for name in CONTEXT_ATTRIBUTES}
+        context: dict[str, Any] = {name: attributes.get(name) for name in CONTEXT_ATTRIBUTES}
         extensions = {
             name: value
             for name, value in attributes.items()

@@ -102,7 +102,10 @@ def _data_bytes(data: Any) -> bytes | None:
         return data
     if isinstance(data, str):
         return data.encode("utf-8")
-    return orjson.dumps(_unwrap(data))
+    try:
+        return orjson.dumps(_unwrap(data))
+    except (orjson.JSONEncodeError, RecursionError):
+        raise InvalidEvent("data", "JSON data is nested too deeply (at most 254 levels)") from None
 
 
 def _unwrap(value: Any) -> Any:

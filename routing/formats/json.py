@@ -122,4 +122,7 @@ def _decode_data(obj: Mapping[str, Any], content_type: object) -> bytes | None:
     ctype = content_type if isinstance(content_type, str) else None
     if isinstance(data, str) and not is_json_media_type(ctype):
         return data.encode("utf-8")
-    return orjson.dumps(data)
+    try:
+        return orjson.dumps(data)
+    except orjson.JSONEncodeError:
+        raise InvalidEvent("data", "JSON data is nested too deeply (at most 254 levels)") from None

@@ -63,7 +63,7 @@ def test_all_problems_are_reported_at_once(tmp_path: Path) -> None:
         filter: "type LIKE"
     """
     found = problems(tmp_path, text)
-    assert found[0] == "gw.yaml:3:23: connectors.mem.colour: unknown key"
+    assert found[0] == "gw.yaml:3:23: connectors.mem.colour: unknown key (got 'blue')"
     assert found[1].startswith("gw.yaml:4:7: connectors.k.type: unknown connector type 'kafak'")
     assert "did you mean 'kafka'?" in found[1]
     assert found[2] == (

@@ -1,0 +1,148 @@
+"""Helpers shared by the four protocol bindings (internal).
+
+What the bindings have in common lives here so that each binding module holds only
+its protocol's mapping rules:
+
+- ``Mode``, the content mode a message is written in;
+- turning native header values into the text of an attribute, with errors that
+  name the header (``header_text``);
+- collecting attributes from headers, rejecting names that are not attribute names
+  and headers that contradict each other (``AttributeHeaders``);
+- building the event once every attribute is known, with a hint at the header a
+  missing required attribute was expected in (``AttributeHeaders.event``);
+- the rules every binding shares for binary mode: which events binary mode cannot
+  carry (``binary_mode_possible``), the attribute headers to write
+  (``binary_attributes``), and "empty payload means no data" (``data_or_none``);
+- recognising the headerless structured JSON of MQTT 3.1.1 and pre-2.2 NATS
+  (``headerless_json_event``).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Final
+
+import orjson
+
+from routing.errors import InvalidEvent
+from routing.event import CloudEvent, is_valid_attribute_name
+from routing.formats import is_structured
+from routing.formats import json as json_format
+
+__all__ = [
+    "AttributeHeaders",
+    "Mode",
+    "binary_attributes",
+    "binary_mode_possible",
+    "data_or_none",
+    "header_text",
+    "headerless_json_event",
+]
+
+NAME_RULE: Final = "attribute names must be lower-case ASCII letters and digits only (a-z, 0-9)"
+
+
+class Mode(StrEnum):
+    """Content mode of a CloudEvent message (CloudEvents spec, section "Message")."""
+
+    BINARY = "binary"
+    """Data is the payload as-is; every other attribute travels as a protocol header."""
+    STRUCTURED = "structured"
+    """The whole event (attributes and data) is the payload, in an event format."""
+
+
+def header_text(header: str, value: bytes | None) -> str:
+    """The text of a header value that must be UTF-8 (Kafka headers, MQTT bytes)."""
+    if value is None:
+        raise InvalidEvent(f"header {header}", "has no value (expected UTF-8 text)")
+    raw = bytes(value)
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidEvent(
+            f"header {header}",
+            f"not valid UTF-8 (byte 0x{raw[exc.start]:02X} at offset {exc.start}); "
+            "header values must be UTF-8 text",
+        ) from None
+
+
+class AttributeHeaders:
+    """Attributes read from the headers of one binary-mode message.
+
+    ``hint`` says where a missing attribute was expected, e.g. ``"header ce_{}"``.
+    """
+
+    __slots__ = ("_found", "_hint")
+
+    def __init__(self, hint: str) -> None:
+        self._hint = hint
+        self._found: dict[str, tuple[str, str]] = {}  # name -> (where, value)
+
+    def add(self, name: str, value: str, where: str) -> None:
+        """Record attribute ``name`` read from ``where`` (e.g. ``"header ce_id"``).
+
+        Raises ``InvalidEvent`` when ``name`` is not an attribute name, or when another
+        header already gave the same attribute a different value.
+        """
+        if not is_valid_attribute_name(name):
+            raise InvalidEvent(where, f"{name!r} is not an attribute name: {NAME_RULE}")
+        previous = self._found.get(name)
+        if previous is None:
+            self._found[name] = (where, value)
+        elif previous[1] != value:
+            raise InvalidEvent(
+                where,
+                f"gives attribute {name!r} the value {value!r}, but {previous[0]} "
+                f"gives it {previous[1]!r}; send the attribute once",
+            )
+
+    def event(self, data: bytes | None) -> CloudEvent:
+        """The validated event; ``InvalidEvent`` names what is missing or wrong."""
+        for name in ("specversion", "id", "source", "type"):
+            if name not in self._found:
+                raise InvalidEvent(
+                    name, f"required attribute is missing (expected {self._hint.format(name)})"
+                )
+        return CloudEvent.from_attributes(
+            {name: value for name, (_, value) in self._found.items()}, data
+        )
+
+
+def binary_mode_possible(event: CloudEvent) -> bool:
+    """False when binary mode would be read back as structured mode.
+
+    Where ``datacontenttype`` travels as the message's content type (Kafka, AMQP,
+    MQTT 5), a value starting with ``application/cloudevents`` makes every receiver
+    take the message for structured mode: such an event must be sent structured.
+    """
+    return not is_structured(event.datacontenttype)
+
+
+def binary_attributes(event: CloudEvent, *, with_datacontenttype: bool) -> list[tuple[str, str]]:
+    """(attribute name, canonical string) of every attribute binary mode puts in headers."""
+    return [
+        (name, value)
+        for name, value in event.canonical_attributes().items()
+        if with_datacontenttype or name != "datacontenttype"
+    ]
+
+
+def data_or_none(payload: bytes) -> bytes | None:
+    """Binary-mode data of a protocol without a null payload: empty means no data."""
+    return bytes(payload) if payload else None
+
+
+def headerless_json_event(payload: bytes) -> CloudEvent | None:
+    """Structured JSON sent without any content type (MQTT 3.1.1, NATS before 2.2).
+
+    The payload is taken for a CloudEvent only when it is a JSON object with a
+    ``specversion`` member; then it must be a valid one (``InvalidEvent`` otherwise).
+    Anything else is a legacy payload: ``None``.
+    """
+    try:
+        obj = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(obj, dict) or "specversion" not in obj:
+        return None
+    return json_format.decode_object(obj)
