@@ -67,7 +67,7 @@ def test_all_problems_are_reported_at_once(tmp_path: Path) -> None:
     assert found[1].startswith("gw.yaml:4:7: connectors.k.type: unknown connector type 'kafak'")
     assert "did you mean 'kafka'?" in found[1]
     assert found[2] == (
-        "gw.yaml:7:12: routes[0].from.connector: no connector named 'nowhere' (declared: mem)"
+        "gw.yaml:7:12: routes[0].from.connector: no connector named 'nowhere' (declared: k, mem)"
     )
     assert found[3].startswith("gw.yaml:9:9: routes[0].to[0].topic: template 'out.{Type}':")
     assert found[4].startswith("gw.yaml:10:5: routes[0].filter: CESQL:")
