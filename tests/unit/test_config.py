@@ -53,8 +53,9 @@ def test_all_problems_are_reported_at_once(tmp_path: Path) -> None:
     text = """\
     gateway: {id: edge-1}
     connectors:
-      mem: {type: memory, colour: blue}
+      bad: {type: memory, colour: blue}
       k: {type: kafak}
+      mem: {type: memory}
     routes:
       - name: r1
         from: {connector: nowhere, topic: in}
@@ -63,14 +64,14 @@ def test_all_problems_are_reported_at_once(tmp_path: Path) -> None:
         filter: "type LIKE"
     """
     found = problems(tmp_path, text)
-    assert found[0] == "gw.yaml:3:23: connectors.mem.colour: unknown key (got 'blue')"
+    assert found[0] == "gw.yaml:3:23: connectors.bad.colour: unknown key (got 'blue')"
     assert found[1].startswith("gw.yaml:4:7: connectors.k.type: unknown connector type 'kafak'")
     assert "did you mean 'kafka'?" in found[1]
     assert found[2] == (
-        "gw.yaml:7:12: routes[0].from.connector: no connector named 'nowhere' (declared: k, mem)"
+        "gw.yaml:8:12: routes[0].from.connector: no connector named 'nowhere' (declared: bad, k, mem)"
     )
-    assert found[3].startswith("gw.yaml:9:9: routes[0].to[0].topic: template 'out.{Type}':")
-    assert found[4].startswith("gw.yaml:10:5: routes[0].filter: CESQL:")
+    assert found[3].startswith("gw.yaml:10:26: routes[0].to[0].topic: template 'out.{Type}':")
+    assert found[4].startswith("gw.yaml:11:5: routes[0].filter: CESQL:")
     assert len(found) == 5
 
 
