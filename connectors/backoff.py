@@ -24,7 +24,7 @@ class Backoff:
     def next_delay(self) -> float:
         ceiling = min(self.maximum, self.initial * (2**self.attempt))
         self.attempt += 1
-        return random.uniform(self.initial / 2, ceiling)  # noqa: S311 - jitter, not crypto
+        return random.uniform(self.initial / 2, ceiling)  # jitter, not crypto
 
     async def sleep(self) -> None:
         await asyncio.sleep(self.next_delay())

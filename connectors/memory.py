@@ -79,7 +79,9 @@ class MemoryBroker:
 
 
 class MemoryOptions(ConnectorOptions):
-    namespace: str = Field("default", description="Connectors with the same namespace share topics.")
+    namespace: str = Field(
+        "default", description="Connectors with the same namespace share topics."
+    )
 
 
 class MemorySource(SourceOptions):
@@ -96,7 +98,11 @@ class MemoryConnector(Connector[MemoryOptions, MemorySource, MemoryTarget]):
     Source = MemorySource
     Target = MemoryTarget
     capabilities = Capabilities(
-        acknowledgements=True, confirmed_publish=True, ordering="topic", headers=True, max_message_bytes=None
+        acknowledgements=True,
+        confirmed_publish=True,
+        ordering="topic",
+        headers=True,
+        max_message_bytes=None,
     )
 
     def __init__(self, name: str, options: MemoryOptions) -> None:

@@ -57,20 +57,31 @@ def _install_uvloop() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="meshgate",
-        description="Event-mesh gateway: bridges Kafka, RabbitMQ (AMQP 0-9-1), MQTT and NATS as CloudEvents.",
+        description="Event-mesh gateway: bridges Kafka, RabbitMQ (AMQP 0-9-1), MQTT and NATS "
+        "as CloudEvents.",
     )
-    parser.add_argument("--log-level", default="info", help="debug, info, warning, error (default info)")
+    parser.add_argument(
+        "--log-level", default="info", help="debug, info, warning, error (default info)"
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = commands.add_parser("run", help="run the gateway with a config file")
     run.add_argument("config", help="path to the YAML config file")
 
-    validate = commands.add_parser("validate", help="check a config file and exit (no broker is contacted)")
+    validate = commands.add_parser(
+        "validate", help="check a config file and exit (no broker is contacted)"
+    )
     validate.add_argument("config", help="path to the YAML config file")
 
-    demo = commands.add_parser("demo", help="start local brokers, traffic and a gateway, and show events flowing")
-    demo.add_argument("--seconds", type=float, default=None, help="stop after this many seconds (default: Ctrl-C)")
-    demo.add_argument("--rate", type=float, default=20.0, help="events per second per producer (default 20)")
+    demo = commands.add_parser(
+        "demo", help="start local brokers, traffic and a gateway, and show events flowing"
+    )
+    demo.add_argument(
+        "--seconds", type=float, default=None, help="stop after this many seconds (default: Ctrl-C)"
+    )
+    demo.add_argument(
+        "--rate", type=float, default=20.0, help="events per second per producer (default 20)"
+    )
 
     args = parser.parse_args(argv)
     _setup_logging(args.log_level)

@@ -45,7 +45,9 @@ class GatewaySection(_Section):
 
 
 class RetrySection(_Section):
-    max_attempts: int = Field(5, ge=1, description="Publish attempts per target before dead-lettering.")
+    max_attempts: int = Field(
+        5, ge=1, description="Publish attempts per target before dead-lettering."
+    )
     initial_backoff_seconds: float = Field(0.2, gt=0, description="First retry delay.")
     max_backoff_seconds: float = Field(10.0, gt=0, description="Longest retry delay.")
 
@@ -56,17 +58,27 @@ class IngressSection(_Section):
     type: str = Field(description="Template for the CloudEvent type.")
     source: str = Field(description="Template for the CloudEvent source.")
     subject: str | None = Field(None, description="Template for the subject.")
-    id: str | None = Field(None, description="Template for the id (default: the native message id).")
+    id: str | None = Field(
+        None, description="Template for the id (default: the native message id)."
+    )
     datacontenttype: str | None = Field(None, description="Fixed content type (default: guessed).")
 
 
 class RouteSection(_Section):
     name: str = Field(pattern=_NAME, description="Unique route name.")
-    from_: dict[str, Any] = Field(alias="from", description="Source: connector + its source options.")
-    to: list[dict[str, Any]] = Field(min_length=1, description="Targets: connector + target options.")
+    from_: dict[str, Any] = Field(
+        alias="from", description="Source: connector + its source options."
+    )
+    to: list[dict[str, Any]] = Field(
+        min_length=1, description="Targets: connector + target options."
+    )
     ingress: IngressSection | None = None
-    filter: str | None = Field(None, description="CloudEvents SQL expression the event must satisfy.")
-    filters: Any = Field(None, description="Subscriptions API filters (exact/prefix/suffix/all/any/not/sql).")
+    filter: str | None = Field(
+        None, description="CloudEvents SQL expression the event must satisfy."
+    )
+    filters: Any = Field(
+        None, description="Subscriptions API filters (exact/prefix/suffix/all/any/not/sql)."
+    )
     dead_letter: dict[str, Any] | None = Field(None, description="Where undeliverable events go.")
     retry: RetrySection = Field(default_factory=RetrySection)  # type: ignore[arg-type]
     max_in_flight: int = Field(256, ge=1, le=100_000, description="Events processed at once.")
@@ -103,7 +115,11 @@ class _Checker:
 
     def add_validation(self, base: KeyPath, error: ValidationError) -> None:
         for item in error.errors(include_url=False):
-            loc = tuple(part for part in item["loc"] if not isinstance(part, str) or not part.startswith("function-"))
+            loc = tuple(
+                part
+                for part in item["loc"]
+                if not isinstance(part, str) or not part.startswith("function-")
+            )
             message = item["msg"]
             if item["type"] == "extra_forbidden":
                 message = "unknown key"
@@ -134,7 +150,9 @@ def _expected(message: str, value: Any, path: KeyPath) -> str:
     return f"{message} (got {shown})"
 
 
-def parse_config(loaded: LoadedYaml, registry: ConnectorRegistry = default_registry) -> GatewayConfig:
+def parse_config(
+    loaded: LoadedYaml, registry: ConnectorRegistry = default_registry
+) -> GatewayConfig:
     """Validate and compile a loaded YAML document; ``ConfigError`` lists every problem."""
     check = _Checker(loaded)
     file_model: ConfigFile | None = check.model((), ConfigFile, loaded.data)
@@ -183,7 +201,9 @@ def _endpoint(
 ) -> tuple[Any, type[Connector[Any, Any, Any]]] | None:
     name = raw.get("connector")
     if not isinstance(name, str):
-        check.add(path, "required key 'connector' is missing (the name of an entry under connectors:)")
+        check.add(
+            path, "required key 'connector' is missing (the name of an entry under connectors:)"
+        )
         return None
     if name not in connectors:
         # An unknown or invalid connector was already reported if it is declared.
@@ -193,7 +213,9 @@ def _endpoint(
             check.add((*path, "connector"), f"no connector named {name!r} (declared: {known})")
         return None
     cls, options = connectors[name]
-    model: type[SourceOptions] | type[TargetOptions] = cls.Source if role == "source" else cls.Target
+    model: type[SourceOptions] | type[TargetOptions] = (
+        cls.Source if role == "source" else cls.Target
+    )
     parsed = check.model(path, model, raw)
     if parsed is None:
         return None
@@ -206,7 +228,9 @@ def _endpoint(
     return parsed, cls
 
 
-def _target(check: _Checker, path: KeyPath, raw: dict[str, Any], connectors: Any) -> TargetSpec | None:
+def _target(
+    check: _Checker, path: KeyPath, raw: dict[str, Any], connectors: Any
+) -> TargetSpec | None:
     found = _endpoint(check, path, raw, connectors, "target")
     if found is None:
         return None
@@ -231,7 +255,9 @@ def _compile_route(
 ) -> Route | None:
     problems_before = len(check.problems)
     source = _endpoint(check, (*path, "from"), section.from_, connectors, "source")
-    targets = [_target(check, (*path, "to", i), raw, connectors) for i, raw in enumerate(section.to)]
+    targets = [
+        _target(check, (*path, "to", i), raw, connectors) for i, raw in enumerate(section.to)
+    ]
     dead_letter = None
     if section.dead_letter is not None:
         dead_letter = _target(check, (*path, "dead_letter"), section.dead_letter, connectors)
@@ -268,7 +294,9 @@ def _compile_route(
         filter=_combine(filters),
         filter_text=section.filter,
         ingress=ingress,
-        retry=RetryPolicy(retry.max_attempts, retry.initial_backoff_seconds, retry.max_backoff_seconds),
+        retry=RetryPolicy(
+            retry.max_attempts, retry.initial_backoff_seconds, retry.max_backoff_seconds
+        ),
         max_in_flight=section.max_in_flight,
         ordered=section.ordered,
     )

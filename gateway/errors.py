@@ -1,8 +1,8 @@
 """Errors of the gateway layer (config, runtime).
 
-    MeshgateError (routing.errors)
-    └── ConfigError (ValueError)   the config file is invalid; ``problems`` lists every
-                                   problem with file, line, column and key path
+MeshgateError (routing.errors)
+└── ConfigError (ValueError)   the config file is invalid; ``problems`` lists every
+                               problem with file, line, column and key path
 """
 
 from __future__ import annotations
@@ -38,4 +38,6 @@ class ConfigError(MeshgateError, ValueError):
     def __init__(self, problems: list[ConfigProblem]) -> None:
         self.problems = problems
         count = f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
-        super().__init__(f"invalid configuration ({count}):\n" + "\n".join(f"  {p}" for p in problems))
+        super().__init__(
+            f"invalid configuration ({count}):\n" + "\n".join(f"  {p}" for p in problems)
+        )

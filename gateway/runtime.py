@@ -132,7 +132,7 @@ class _Pipeline:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self.consumer
 
-    async def drain(self, timeout: float) -> int:
+    async def drain(self, timeout: float) -> int:  # noqa: ASYNC109 - a budget, not a cancel
         """Wait for in-flight work; cancel what is left after ``timeout``. Returns that count."""
         if self.tasks:
             _done, pending = await asyncio.wait(set(self.tasks), timeout=timeout)
@@ -210,7 +210,9 @@ class _Pipeline:
                     except (TemplateError, InvalidEvent) as exc:
                         error = exc
             if error is not None or event is None:
-                return await self._dead_letter(route, delivery, None, error or NotACloudEvent("?"), 0)
+                return await self._dead_letter(
+                    route, delivery, None, error or NotACloudEvent("?"), 0
+                )
             if not route.matches(event):
                 stats.filtered += 1
                 return True
@@ -228,7 +230,12 @@ class _Pipeline:
             stats.in_flight -= 1
 
     async def _publish(
-        self, route: Route, target: TargetSpec, event: CloudEvent, values: TemplateValues, delivery: Delivery
+        self,
+        route: Route,
+        target: TargetSpec,
+        event: CloudEvent,
+        values: TemplateValues,
+        delivery: Delivery,
     ) -> tuple[Exception, int] | None:
         """Publish with retries; None on success, else (last error, attempts made)."""
         try:
@@ -246,7 +253,11 @@ class _Pipeline:
                 retriable = isinstance(exc, ConnectorError) and exc.retriable
                 log.warning(
                     "route %s: publish to %s failed (attempt %d/%d): %s",
-                    route.name, target.describe(), attempt, policy.max_attempts, exc,
+                    route.name,
+                    target.describe(),
+                    attempt,
+                    policy.max_attempts,
+                    exc,
                 )
                 if not retriable or attempt == policy.max_attempts:
                     return _with_target(exc, target), attempt
@@ -256,7 +267,12 @@ class _Pipeline:
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _dead_letter(
-        self, route: Route, delivery: Delivery, event: CloudEvent | None, error: Exception, attempts: int
+        self,
+        route: Route,
+        delivery: Delivery,
+        event: CloudEvent | None,
+        error: Exception,
+        attempts: int,
     ) -> bool:
         stats = self.gateway.stats[route.name]
         if route.dead_letter is None:
@@ -264,7 +280,11 @@ class _Pipeline:
             log.error(
                 "route %s: UNDELIVERABLE message on %s:%s left UNACKNOWLEDGED (no dead_letter "
                 "target configured; the broker will redeliver it or keep it): %s: %s",
-                route.name, self.group.connector, delivery.address, type(error).__name__, error,
+                route.name,
+                self.group.connector,
+                delivery.address,
+                type(error).__name__,
+                error,
             )
             return False
         letter = dead_letter_event(
@@ -285,7 +305,9 @@ class _Pipeline:
         try:
             options = target.render(self._values(delivery, letter))
         except TemplateError as exc:
-            log.error("route %s: dead_letter template failed, message left unacked: %s", route.name, exc)
+            log.error(
+                "route %s: dead_letter template failed, message left unacked: %s", route.name, exc
+            )
             stats.unacked_failures += 1
             return False
         connector = self.gateway.connectors[target.connector]
@@ -298,7 +320,11 @@ class _Pipeline:
                 stats.dead_lettered += 1
                 log.warning(
                     "route %s: message on %s dead-lettered to %s: %s: %s",
-                    route.name, delivery.address, target.describe(), type(error).__name__, error,
+                    route.name,
+                    delivery.address,
+                    target.describe(),
+                    type(error).__name__,
+                    error,
                 )
                 return True
             except (ConnectorError, InvalidEvent) as exc:
@@ -325,7 +351,9 @@ class Gateway:
         self.connectors: dict[str, AnyConnector] = {
             name: cls(name, options) for name, (cls, options) in config.connectors.items()
         }
-        self.stats: dict[str, RouteStats] = {route.name: RouteStats() for route in config.table.routes}
+        self.stats: dict[str, RouteStats] = {
+            route.name: RouteStats() for route in config.table.routes
+        }
         self.pipelines = [_Pipeline(self, group) for group in config.table.groups]
         self._stopped = asyncio.Event()
 
@@ -343,7 +371,9 @@ class Gateway:
             pipeline.start()
         log.info(
             "gateway %s started: %d connectors, %d routes",
-            self.config.gateway.id, len(self.connectors), len(self.config.table.routes),
+            self.config.gateway.id,
+            len(self.connectors),
+            len(self.config.table.routes),
         )
 
     async def stop(self) -> None:
@@ -352,7 +382,11 @@ class Gateway:
         timeout = self.config.gateway.drain_timeout_seconds
         abandoned = sum(await asyncio.gather(*(p.drain(timeout) for p in self.pipelines)))
         if abandoned:
-            log.warning("%d in-flight messages did not finish in %.0fs; they will be redelivered", abandoned, timeout)
+            log.warning(
+                "%d in-flight messages did not finish in %.0fs; they will be redelivered",
+                abandoned,
+                timeout,
+            )
         await asyncio.gather(*(c.close() for c in self.connectors.values()), return_exceptions=True)
         self._stopped.set()
         log.info("gateway %s stopped", self.config.gateway.id)

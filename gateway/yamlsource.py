@@ -71,20 +71,27 @@ class _Builder:
             for key_node, value_node in node.value:
                 key = key_node.value
                 if not isinstance(key_node, yaml.ScalarNode):
-                    self.problems.append(self.loaded.problem(path, "mapping keys must be plain strings"))
+                    self.problems.append(
+                        self.loaded.problem(path, "mapping keys must be plain strings")
+                    )
                     continue
                 if key in result:
                     self.problems.append(
                         ConfigProblem(
-                            self.loaded.file, key_node.start_mark.line + 1,
-                            key_node.start_mark.column + 1, format_path((*path, key)),
+                            self.loaded.file,
+                            key_node.start_mark.line + 1,
+                            key_node.start_mark.column + 1,
+                            format_path((*path, key)),
                             "duplicate key (YAML would silently keep the last one)",
                         )
                     )
                 child = (*path, key)
                 # Point errors about a key at the key itself, not its value.
                 result[key] = self.build(value_node, child)
-                self.loaded.positions[child] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+                self.loaded.positions[child] = (
+                    key_node.start_mark.line + 1,
+                    key_node.start_mark.column + 1,
+                )
             return result
         if isinstance(node, yaml.SequenceNode):
             return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
@@ -102,7 +109,9 @@ class _Builder:
                 if default is None:
                     self.problems.append(
                         self.loaded.problem(
-                            path, f"environment variable {name} is not set (use ${{{name}:-default}} for a default)"
+                            path,
+                            f"environment variable {name} is not set "
+                            f"(use ${{{name}:-default}} for a default)",
                         )
                     )
                     return ""
@@ -122,14 +131,18 @@ def load_yaml(path: str | Path, environ: Mapping[str, str] | None = None) -> Loa
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
-        raise ConfigError([ConfigProblem(file, None, None, "", f"cannot read file: {exc.strerror}")]) from exc
+        raise ConfigError(
+            [ConfigProblem(file, None, None, "", f"cannot read file: {exc.strerror}")]
+        ) from exc
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         line = mark.line + 1 if mark is not None else None
         column = mark.column + 1 if mark is not None else None
-        raise ConfigError([ConfigProblem(file, line, column, "", f"YAML syntax error: {exc.problem}")]) from exc
+        raise ConfigError(
+            [ConfigProblem(file, line, column, "", f"YAML syntax error: {exc.problem}")]
+        ) from exc
     builder = _Builder(file, os.environ if environ is None else environ)
     builder.loaded.data = {} if node is None else builder.build(node, ())
     if builder.problems:

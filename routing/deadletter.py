@@ -75,7 +75,8 @@ def dead_letter_event(
         source=f"meshgate://{gateway_id}/routes/{route}",
         type=DEAD_LETTER_TYPE,
         subject=original.id if original is not None else None,
-        datacontenttype=content_type or (original.datacontenttype if original else None)
+        datacontenttype=content_type
+        or (original.datacontenttype if original else None)
         or "application/octet-stream",
         extensions=extensions,
         data=payload or None,

@@ -27,7 +27,7 @@ class MeshgateError(Exception):
     """Root of every error meshgate raises on purpose."""
 
 
-class InvalidEvent(MeshgateError, ValueError):  # noqa: N818 - public name fixed by the spec issue
+class InvalidEvent(MeshgateError, ValueError):
     """A message or event violates the CloudEvents 1.0 spec or a binding.
 
     ``attribute`` names the attribute (or message part, such as ``header ce_time``)

@@ -126,7 +126,8 @@ def _check_extension(name: str, value: object) -> ExtensionValue:
     if isinstance(value, str):
         return _check_string(name, value)
     raise InvalidEvent(
-        name, f"extension values must be string, integer, boolean or bytes, not {type(value).__name__}"
+        name,
+        f"extension values must be string, integer, boolean or bytes, not {type(value).__name__}",
     )
 
 
@@ -160,7 +161,8 @@ class CloudEvent:
             _check_string("dataschema", self.dataschema, allow_empty=False)
             if _URI_SCHEME.match(self.dataschema) is None or " " in self.dataschema:
                 raise InvalidEvent(
-                    "dataschema", f"{self.dataschema!r} is not an absolute URI (expected scheme:...)"
+                    "dataschema",
+                    f"{self.dataschema!r} is not an absolute URI (expected scheme:...)",
                 )
         if self.time is not None:
             _check_string("time", self.time, allow_empty=False)

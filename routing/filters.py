@@ -29,9 +29,7 @@ __all__ = ["EventFilter", "amqp_match", "compile_filter", "mqtt_match", "nats_ma
 EventFilter = Callable[[CloudEvent], bool]
 
 
-def _attribute_test(
-    dialect: str, spec: object, test: Callable[[str, str], bool]
-) -> EventFilter:
+def _attribute_test(dialect: str, spec: object, test: Callable[[str, str], bool]) -> EventFilter:
     if not isinstance(spec, Mapping) or not spec:
         raise FilterError(f"{dialect}: expected a mapping of attribute name to string value")
     pairs: list[tuple[str, str]] = []
@@ -60,7 +58,8 @@ def compile_filter(spec: Any) -> EventFilter:
         return _all([compile_filter(item) for item in spec])
     if not isinstance(spec, Mapping) or len(spec) != 1:
         raise FilterError(
-            "a filter is a mapping with exactly one dialect: exact, prefix, suffix, all, any, not or sql"
+            "a filter is a mapping with exactly one dialect: "
+            "exact, prefix, suffix, all, any, not or sql"
         )
     ((dialect, body),) = spec.items()
     if dialect == "exact":
@@ -96,7 +95,9 @@ def _any(filters: list[EventFilter]) -> EventFilter:
     return lambda event: any(f(event) for f in filters)
 
 
-def _match_levels(pattern: list[str], levels: list[str], one: str, rest: str, rest_may_be_empty: bool) -> bool:
+def _match_levels(
+    pattern: list[str], levels: list[str], one: str, rest: str, rest_may_be_empty: bool
+) -> bool:
     for i, part in enumerate(pattern):
         if part == rest:
             remaining = len(levels) - i

@@ -52,10 +52,10 @@ class IngressRules:
     def compile(
         cls,
         *,
-        type: str,  # noqa: A002 - mirrors the CloudEvents attribute name
+        type: str,
         source: str,
         subject: str | None = None,
-        id: str | None = None,  # noqa: A002
+        id: str | None = None,
         datacontenttype: str | None = None,
     ) -> IngressRules:
         """Compile the templates; ``TemplateError`` if one is invalid for ingress."""

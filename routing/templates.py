@@ -61,7 +61,9 @@ class _Placeholder:
     def resolve(self, values: TemplateValues) -> str:
         value = self._lookup(values)
         if value is None:
-            raise TemplateError(f"template placeholder {{{self.text}}} has no value for this message")
+            raise TemplateError(
+                f"template placeholder {{{self.text}}} has no value for this message"
+            )
         if self.index is None:
             return value
         parts = value.split(values.separator)
@@ -128,7 +130,8 @@ def compile_template(text: str, *, allow_event: bool = True) -> Template:
             continue
         if token in ("{", "}"):
             raise TemplateError(
-                f"template {text!r}: unmatched {token!r} at offset {match.start()} (write {token * 2} for a literal brace)"
+                f"template {text!r}: unmatched {token!r} at offset {match.start()} "
+                f"(write {token * 2} for a literal brace)"
             )
         placeholder = _parse_placeholder(text, match.group(1).strip(), match.start(), allow_event)
         if literal:
@@ -152,23 +155,28 @@ def _parse_placeholder(text: str, inner: str, offset: int, allow_event: bool) ->
     index = int(ref.group("index")) if ref.group("index") is not None else None
     if name == "header":
         if not sub:
-            raise TemplateError(f"template {text!r}: {{header}} needs a name, e.g. {{header.content-type}}")
+            raise TemplateError(
+                f"template {text!r}: {{header}} needs a name, e.g. {{header.content-type}}"
+            )
     elif name == "ext":
         if not sub or not is_valid_attribute_name(sub):
-            raise TemplateError(f"template {text!r}: {{ext.NAME}} needs an attribute name of [a-z0-9]")
-    elif sub is not None:
-        raise TemplateError(f"template {text!r}: {{{inner}}}: only header. and ext. take a dotted name")
-    elif name not in _ADDRESS_NAMES and name != "key":
-        if not is_valid_attribute_name(name):
             raise TemplateError(
-                f"template {text!r}: {{{inner}}} is neither a source field (topic, address, key, "
-                "header.NAME) nor a CloudEvent attribute name"
+                f"template {text!r}: {{ext.NAME}} needs an attribute name of [a-z0-9]"
             )
+    elif sub is not None:
+        raise TemplateError(
+            f"template {text!r}: {{{inner}}}: only header. and ext. take a dotted name"
+        )
+    elif name not in _ADDRESS_NAMES and name != "key" and not is_valid_attribute_name(name):
+        raise TemplateError(
+            f"template {text!r}: {{{inner}}} is neither a source field (topic, address, key, "
+            "header.NAME) nor a CloudEvent attribute name"
+        )
     is_event_ref = name == "ext" or (name not in _ADDRESS_NAMES and name not in ("key", "header"))
     if is_event_ref and not allow_event:
         kind = "context attribute" if name in CONTEXT_ATTRIBUTES else "attribute"
         raise TemplateError(
-            f"template {text!r}: {{{inner}}} refers to a CloudEvent {kind}, but ingress templates run "
-            "before the event exists (use topic, key or header.NAME)"
+            f"template {text!r}: {{{inner}}} refers to a CloudEvent {kind}, but ingress "
+            "templates run before the event exists (use topic, key or header.NAME)"
         )
     return _Placeholder(inner, name, sub, index)

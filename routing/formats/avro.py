@@ -88,7 +88,9 @@ def decode(payload: bytes) -> CloudEvent:
     try:
         record = fastavro.schemaless_reader(io.BytesIO(payload), _PARSED, None)
     except Exception as exc:  # fastavro raises many types (EOFError, ValueError, ...)
-        raise InvalidEvent("payload", f"not a CloudEvents Avro record ({type(exc).__name__}: {exc})") from None
+        raise InvalidEvent(
+            "payload", f"not a CloudEvents Avro record ({type(exc).__name__}: {exc})"
+        ) from None
     if not isinstance(record, dict) or not isinstance(record.get("attribute"), dict):
         raise InvalidEvent("payload", "not a CloudEvents Avro record (no attribute map)")
     attributes = record["attribute"]

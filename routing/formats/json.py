@@ -22,7 +22,14 @@ import orjson
 from routing.errors import InvalidEvent
 from routing.event import CloudEvent, is_valid_attribute_name
 
-__all__ = ["CONTENT_TYPE", "decode", "decode_object", "encode", "encode_object", "is_json_media_type"]
+__all__ = [
+    "CONTENT_TYPE",
+    "decode",
+    "decode_object",
+    "encode",
+    "encode_object",
+    "is_json_media_type",
+]
 
 CONTENT_TYPE: Final = "application/cloudevents+json"
 BATCH_CONTENT_TYPE: Final = "application/cloudevents-batch+json"
@@ -93,7 +100,9 @@ def decode_object(obj: Mapping[str, Any]) -> CloudEvent:
         if name in ("data", "data_base64") or value is None:
             continue
         if not is_valid_attribute_name(name):
-            raise InvalidEvent(repr(name), "attribute names must be lower-case letters and digits only")
+            raise InvalidEvent(
+                repr(name), "attribute names must be lower-case letters and digits only"
+            )
         if isinstance(value, float):
             raise InvalidEvent(name, f"{value!r}: CloudEvents has no floating point type")
         if isinstance(value, dict | list):

