@@ -95,7 +95,28 @@ class _Pipeline:
         self.consumer: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        self.consumer = asyncio.create_task(self._consume(), name=f"consume:{self.group.name}")
+        self.consumer = asyncio.create_task(self._supervise(), name=f"consume:{self.group.name}")
+
+    async def _supervise(self) -> None:
+        """Keep consuming: connectors reconnect by themselves, but if a source's
+        iterator fails anyway, log it and subscribe again after a backoff."""
+        backoff = Backoff(initial=0.5, maximum=30.0)
+        while True:
+            try:
+                await self._consume()
+                return
+            except (ConnectorError, OSError) as exc:
+                log.error(
+                    "source %s of routes %s failed, resubscribing: %s",
+                    self.group.connector,
+                    self.group.name,
+                    exc,
+                )
+            except Exception:
+                log.exception(
+                    "bug: source %s of routes %s crashed", self.group.connector, self.group.name
+                )
+            await backoff.sleep()
 
     async def _consume(self) -> None:
         stream = aiter(self.connector.consume(self.group.source))

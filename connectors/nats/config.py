@@ -1,0 +1,330 @@
+"""Configuration models of the NATS connector: connection, route source, route target.
+
+These pydantic models are the single description of the connector's options:
+validation, defaults, the JSON Schema and the option tables in the docs all come
+from them. ``connect_kwargs`` turns the connection model into ``nats.connect``
+arguments; ``redact_url`` keeps credentials out of every log line.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import ssl
+from enum import StrEnum
+from pathlib import Path
+from typing import ClassVar, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from connectors.base import ConnectorOptions, SourceOptions, TargetOptions
+
+__all__ = [
+    "DeliverPolicy",
+    "JetStreamSource",
+    "NatsOptions",
+    "NatsSource",
+    "NatsTarget",
+    "check_publish_subject",
+    "redact_url",
+]
+
+_SCHEMES = frozenset({"nats", "tls"})
+_NAME = re.compile(r"[A-Za-z0-9_-]+")
+_WS = re.compile(r"\s")
+
+
+def redact_url(url: str) -> str:
+    """``url`` with any password or token replaced by ``***`` (safe to log)."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    user = "***" if parts.password is None else f"{parts.username}:***"
+    return urlunsplit((parts.scheme, f"{user}@{host}", parts.path, parts.query, parts.fragment))
+
+
+def _subject_problem(subject: str, *, wildcards: bool) -> str | None:
+    """Why ``subject`` is not a valid NATS subject, or None when it is."""
+    if not subject or _WS.search(subject):
+        return "must be non-empty and contain no whitespace"
+    tokens = subject.split(".")
+    if any(token == "" for token in tokens):
+        return "has an empty token (leading, trailing or double '.')"
+    for index, token in enumerate(tokens):
+        if token in ("*", ">"):
+            if not wildcards:
+                return "is a publish subject and may not contain wildcards '*' or '>'"
+            if token == ">" and index != len(tokens) - 1:
+                return "may use '>' only as its last token"
+        elif "*" in token or ">" in token:
+            return f"token {token!r} mixes a wildcard with other characters"
+    return None
+
+
+@functools.lru_cache(maxsize=4096)
+def check_publish_subject(subject: str) -> str | None:
+    """Why a rendered target subject cannot be published to, or None."""
+    return _subject_problem(subject, wildcards=False)
+
+
+class DeliverPolicy(StrEnum):
+    """Where a newly created JetStream durable starts reading its stream."""
+
+    ALL = "all"
+    """Every message still in the stream (the default)."""
+    LAST = "last"
+    """Only the last message in the stream, then everything new."""
+    NEW = "new"
+    """Only messages stored after the durable was created."""
+    LAST_PER_SUBJECT = "last_per_subject"
+    """The last message of every subject, then everything new."""
+
+
+class NatsOptions(ConnectorOptions):
+    """A ``connectors:`` entry of ``type: nats``: one connection to a NATS server or cluster."""
+
+    type: Literal["nats"] = Field(default="nats", description="Connector type name.")
+    servers: tuple[str, ...] = Field(
+        default=("nats://127.0.0.1:4222",),
+        min_length=1,
+        description="Server URLs, nats://[user[:password]@]host[:port] or tls://... "
+        "Credentials in URLs are accepted but never logged; prefer the options below.",
+    )
+    name: str | None = Field(
+        default=None,
+        description="Connection name in the server's monitoring (default meshgate-<id>).",
+    )
+    user: str | None = Field(default=None, description="User for user/password authentication.")
+    password: SecretStr | None = Field(
+        default=None, description="Password (use ${ENV} substitution)."
+    )
+    token: SecretStr | None = Field(default=None, description="Authentication token.")
+    creds_file: Path | None = Field(
+        default=None,
+        description="Decentralized auth: a .creds file (JWT + nkey seed); needs nkeys.",
+    )
+    nkey_seed_file: Path | None = Field(
+        default=None,
+        description="Nkey authentication: a file holding the user's nkey seed; needs nkeys.",
+    )
+    tls_ca: Path | None = Field(
+        default=None, description="PEM file of the CAs that sign the server certificate."
+    )
+    tls_cert: Path | None = Field(
+        default=None, description="PEM client certificate for mutual TLS."
+    )
+    tls_key: Path | None = Field(default=None, description="PEM private key of ``tls_cert``.")
+    connect_timeout: float = Field(
+        default=5.0, gt=0, description="Seconds allowed for one TCP + TLS + CONNECT handshake."
+    )
+    connect_attempts: int = Field(
+        default=3,
+        ge=1,
+        description="First-connection attempts (exponential backoff, full jitter) before "
+        "start() fails.",
+    )
+    max_reconnect_attempts: int = Field(
+        default=-1,
+        ge=-1,
+        description="Reconnect attempts per server after a drop; -1 retries forever. Past "
+        "them the connector drops the client and starts over with a fresh connection.",
+    )
+    reconnect_wait: float = Field(
+        default=2.0, ge=0, description="Seconds between reconnect attempts."
+    )
+    reconnect_jitter: float = Field(
+        default=1.0,
+        ge=0,
+        description="Random extra seconds (0..jitter) added to each reconnect wait so a "
+        "fleet of gateways does not reconnect in lockstep.",
+    )
+    pending_size: int = Field(
+        default=2 * 1024 * 1024,
+        gt=0,
+        description="Bytes of outgoing data buffered while reconnecting; beyond it "
+        "publishes fail with ConnectionLost.",
+    )
+    publish_timeout: float = Field(
+        default=5.0, gt=0, description="Seconds to wait for a JetStream PubAck or a core flush."
+    )
+
+    @field_validator("servers")
+    @classmethod
+    def _check_servers(cls, servers: tuple[str, ...]) -> tuple[str, ...]:
+        for url in servers:
+            parts = urlsplit(url)
+            if parts.scheme not in _SCHEMES or not parts.hostname:
+                raise ValueError(
+                    f"server {redact_url(url)!r}: expected nats://host[:port] or tls://host[:port]"
+                )
+        return servers
+
+    @model_validator(mode="after")
+    def _check_auth(self) -> NatsOptions:
+        methods = [
+            name
+            for name, value in (
+                ("user", self.user),
+                ("token", self.token),
+                ("creds_file", self.creds_file),
+                ("nkey_seed_file", self.nkey_seed_file),
+            )
+            if value is not None
+        ]
+        if len(methods) > 1:
+            raise ValueError(f"choose one authentication method, got {', '.join(methods)}")
+        if self.password is not None and self.user is None:
+            raise ValueError("password needs user")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key go together")
+        return self
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """A TLS context when TLS is configured (tls:// URL or any tls_* file), else None."""
+        wants_tls = any(urlsplit(url).scheme == "tls" for url in self.servers)
+        if not (wants_tls or self.tls_ca or self.tls_cert):
+            return None
+        context = ssl.create_default_context(cafile=str(self.tls_ca) if self.tls_ca else None)
+        if self.tls_cert is not None and self.tls_key is not None:
+            context.load_cert_chain(str(self.tls_cert), str(self.tls_key))
+        return context
+
+
+class JetStreamSource(BaseModel):
+    """The ``jetstream:`` block of a NATS source: consume through a durable pull consumer."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    stream: str | None = Field(
+        default=None,
+        description="Stream name; looked up from the subject when omitted. Required with "
+        "create_stream.",
+    )
+    durable: str = Field(
+        description="Durable consumer name. Gateways sharing it share the work (each message "
+        "goes to one of them)."
+    )
+    deliver_policy: DeliverPolicy = Field(
+        default=DeliverPolicy.ALL, description="Where a newly created durable starts."
+    )
+    ack_wait_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="Seconds before an unacknowledged delivery is redelivered (each "
+        "in_progress call restarts the clock).",
+    )
+    max_ack_pending: int = Field(
+        default=1000,
+        ge=1,
+        description="Most deliveries the server lets be unacknowledged at once.",
+    )
+    batch: int = Field(
+        default=64,
+        ge=1,
+        description="Most messages asked for per pull request (bounds local buffering).",
+    )
+    ack_sync: bool = Field(
+        default=False,
+        description="Wait for the server to confirm each ack (one round trip per ack).",
+    )
+    create_stream: bool = Field(
+        default=False,
+        description="Create the stream when it does not exist (file storage, limits "
+        "retention, default duplicate window).",
+    )
+    subjects: tuple[str, ...] | None = Field(
+        default=None, description="Subjects of a created stream; default: the source subject."
+    )
+
+    @field_validator("durable", "stream")
+    @classmethod
+    def _check_name(cls, value: str | None) -> str | None:
+        if value is not None and not _NAME.fullmatch(value):
+            raise ValueError(f"{value!r}: use letters, digits, '-' and '_' only")
+        return value
+
+    @model_validator(mode="after")
+    def _check_create(self) -> JetStreamSource:
+        if self.create_stream and self.stream is None:
+            raise ValueError("create_stream needs stream")
+        return self
+
+
+class NatsSource(SourceOptions):
+    """A route's ``from:`` on a NATS connector.
+
+    Without ``jetstream`` this is a core NATS subscription: at-most-once, ack and nack
+    are no-ops, and a gateway that falls behind by more than ``pending_msgs_limit``
+    messages drops the excess (slow consumer). With ``jetstream`` it is a durable pull
+    consumer with explicit acks: at-least-once.
+    """
+
+    subject: str = Field(description="Subject to read; wildcards '*' (one token) and '>' (rest).")
+    queue_group: str | None = Field(
+        default=None,
+        description="Core NATS queue group: gateways in one group share the messages. Not "
+        "with jetstream (share a durable instead).",
+    )
+    pending_msgs_limit: int = Field(
+        default=1024,
+        ge=1,
+        description="Core NATS: most messages buffered locally; the client drops the excess "
+        "(slow consumer) and the connector logs and counts the drops.",
+    )
+    pending_bytes_limit: int = Field(
+        default=64 * 1024 * 1024, ge=1, description="Core NATS: most bytes buffered locally."
+    )
+    jetstream: JetStreamSource | None = Field(
+        default=None,
+        description="Consume through a JetStream durable pull consumer (at-least-once).",
+    )
+
+    @property
+    def acknowledged(self) -> bool:
+        """True when acks reach the broker (JetStream); core NATS is at-most-once."""
+        return self.jetstream is not None
+
+    @field_validator("subject")
+    @classmethod
+    def _check_subject(cls, subject: str) -> str:
+        problem = _subject_problem(subject, wildcards=True)
+        if problem:
+            raise ValueError(f"subject {subject!r} {problem}")
+        return subject
+
+    @model_validator(mode="after")
+    def _check_group(self) -> NatsSource:
+        if self.queue_group is not None and self.jetstream is not None:
+            raise ValueError("queue_group is for core NATS; JetStream shares work via the durable")
+        return self
+
+
+class NatsTarget(TargetOptions):
+    """A route's ``to:`` (or ``dead_letter:``) on a NATS connector."""
+
+    subject: str = Field(description="Subject to publish to; may hold {...} templates.")
+    jetstream: bool = Field(
+        default=True,
+        description="Publish through JetStream and wait for its PubAck (at-least-once); "
+        "false = core NATS publish + flush (at-most-once).",
+    )
+
+    template_fields: ClassVar[tuple[str, ...]] = ("subject",)
+
+    @property
+    def confirmed(self) -> bool:
+        """True when a publish is confirmed by the broker (JetStream PubAck)."""
+        return self.jetstream
+
+    @field_validator("subject")
+    @classmethod
+    def _check_subject(cls, subject: str) -> str:
+        if "{" not in subject:  # templates are checked once rendered, in publish
+            problem = check_publish_subject(subject)
+            if problem:
+                raise ValueError(f"subject {subject!r} {problem}")
+        return subject

@@ -1,0 +1,78 @@
+"""``NatsConnector``: wires the NATS link, sources and sink into the connector contract."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from typing import ClassVar
+
+from connectors.base import Capabilities, Connector, Delivery, HealthState
+from connectors.nats import sink
+from connectors.nats.config import NatsOptions, NatsSource, NatsTarget
+from connectors.nats.link import Link
+from connectors.nats.source import consume_core, consume_jetstream
+from routing.bindings.nats import NatsMessage, from_message
+from routing.event import CloudEvent
+
+__all__ = ["NatsConnector"]
+
+log = logging.getLogger("meshgate.connectors.nats")
+
+
+class NatsConnector(Connector[NatsOptions, NatsSource, NatsTarget]):
+    """NATS and JetStream; see the package docstring for features and options.
+
+    ``capabilities`` describes the connector at its best, JetStream: sources with a
+    ``jetstream`` block acknowledge, targets with ``jetstream: true`` (the default)
+    are confirmed. Core NATS sources and ``jetstream: false`` targets are
+    at-most-once; ``NatsSource.acknowledged`` and ``NatsTarget.confirmed`` say which
+    kind a given source or target is.
+    """
+
+    Options: ClassVar[type[NatsOptions]] = NatsOptions
+    Source: ClassVar[type[NatsSource]] = NatsSource
+    Target: ClassVar[type[NatsTarget]] = NatsTarget
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        acknowledgements=True,
+        confirmed_publish=True,
+        ordering="subject",
+        headers=True,
+        max_message_bytes=1024 * 1024,
+    )
+
+    def __init__(self, name: str, options: NatsOptions) -> None:
+        super().__init__(name, options)
+        self._link = Link(name, options, self.health, log)
+
+    @property
+    def slow_consumer_drops(self) -> int:
+        """Core NATS messages lost because a source fell behind (at-most-once)."""
+        return self._link.slow_consumer_drops
+
+    async def start(self) -> None:
+        self.health.state = HealthState.STARTING
+        await self._link.open()
+
+    async def close(self) -> None:
+        await self._link.close()
+
+    def consume(self, source: NatsSource) -> AsyncIterator[Delivery]:
+        if source.jetstream is not None:
+            timeout = self.options.publish_timeout
+            return consume_jetstream(self._link, source, log, timeout)
+        return consume_core(self._link, source, log)
+
+    def decode(self, delivery: Delivery) -> CloudEvent | None:
+        message = delivery.message
+        if not isinstance(message, NatsMessage):
+            message = NatsMessage(delivery.payload, delivery.headers)
+        return from_message(message)
+
+    async def publish(self, target: NatsTarget, event: CloudEvent) -> None:
+        await sink.publish(self._link, self.options.publish_timeout, target, event)
+
+    def describe_source(self, source: NatsSource) -> str:
+        kind = f"JetStream durable {source.jetstream.durable}" if source.jetstream else "core"
+        group = f" queue group {source.queue_group}" if source.queue_group else ""
+        return f"{self.name}: {source.subject!r} ({kind}{group})"
+

@@ -1,0 +1,300 @@
+"""The NATS connection of one connector: connect, heal, report health, close.
+
+nats-py reconnects by itself and replays core subscriptions; this module adds what
+it lacks: a bounded first connection retried with ``Backoff`` (nats-py would loop
+forever), jitter on every reconnect wait (``reconnect_to_server_handler``), and a
+fresh connection when the client gives up for good (``max_reconnect_attempts``
+exhausted), so sources keep going across any outage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.util
+import logging
+import math
+import random
+import ssl
+from typing import Any
+
+import nats.errors
+from nats.aio.client import Client, Server
+from nats.js import JetStreamContext
+
+from connectors.backoff import Backoff
+from connectors.base import Health, HealthState
+from connectors.errors import ConnectionLost
+from connectors.nats.config import NatsOptions, redact_url
+
+__all__ = ["Link"]
+
+_ClientErrors = (OSError, nats.errors.Error, asyncio.TimeoutError)
+
+
+class Link:
+    """One self-healing NATS connection shared by a connector's sources and targets."""
+
+    def __init__(self, label: str, options: NatsOptions, health: Health, log: logging.Logger):
+        self._label = label
+        self._options = options
+        self._health = health
+        self._log = log
+        self._nc: Client | None = None
+        self._js: tuple[Client, JetStreamContext] | None = None
+        self._ready = asyncio.Event()
+        self._closing = False
+        self._revive: asyncio.Task[None] | None = None
+        self._last_error: BaseException | None = None
+        self._tls: ssl.SSLContext | None = None
+        self.slow_consumer_drops = 0
+        """Core NATS messages the client dropped because a source fell behind."""
+        self.generation = 0
+        """Bumped on every (re)connection: pull requests sent before are lost."""
+
+    @property
+    def servers(self) -> str:
+        return ", ".join(redact_url(url) for url in self._options.servers)
+
+    async def open(self) -> None:
+        """First connection, ``connect_attempts`` tries with backoff; ``ConnectionLost`` after."""
+        self._tls = self._prepare()
+        backoff = Backoff(initial=0.2, maximum=5.0)
+        attempts = self._options.connect_attempts
+        for attempt in range(1, attempts + 1):
+            try:
+                nc = await self._connect()
+            except ConnectionLost as exc:
+                self._health.detail = str(exc)
+                if attempt == attempts:
+                    raise
+                self._log.warning(
+                    "%s: attempt %d/%d failed: %s", self._label, attempt, attempts, exc
+                )
+                await backoff.sleep()
+            else:
+                self._adopt(nc)
+                return
+
+    async def client(self) -> Client | None:
+        """The live client, waiting through a full reconnect; None once closing."""
+        while not self._closing:
+            nc = self._nc
+            if nc is not None and not nc.is_closed:
+                return nc
+            self._start_reviving()
+            await self._ready.wait()
+        return None
+
+    def current(self) -> Client:
+        """The client for a publish right now, or ``ConnectionLost``."""
+        nc = self._nc
+        if self._closing or nc is None or nc.is_closed:
+            raise ConnectionLost(f"{self._label}: not connected to NATS ({self.servers})")
+        return nc
+
+    def jetstream(self, nc: Client) -> JetStreamContext:
+        """A JetStream context of ``nc`` (cached for the current client)."""
+        if self._js is None or self._js[0] is not nc:
+            self._js = (nc, nc.jetstream(timeout=self._options.publish_timeout))
+        return self._js[1]
+
+    async def close(self) -> None:
+        """Flush what is buffered (acks, publishes), then disconnect. Idempotent."""
+        if self._closing:
+            return
+        self._closing = True
+        self._ready.set()  # wake waiters so they see the connector is closing
+        if self._revive is not None:
+            self._revive.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._revive
+        nc, self._nc = self._nc, None
+        if nc is not None and nc.is_connected:
+            try:
+                await nc.flush(timeout=math.ceil(self._options.publish_timeout))
+            except _ClientErrors as exc:
+                self._log.warning("%s: flush on close failed: %s", self._label, exc)
+        if nc is not None:
+            await _discard(nc)
+        self._health.state = HealthState.CLOSED
+
+    # -- connecting -----------------------------------------------------------------
+
+    def _prepare(self) -> ssl.SSLContext | None:
+        """Check the local prerequisites once (no retry fixes them); the TLS context."""
+        options = self._options
+        files = {"creds_file": options.creds_file, "nkey_seed_file": options.nkey_seed_file}
+        for field, path in files.items():
+            if path is None:
+                continue
+            if importlib.util.find_spec("nkeys") is None:
+                raise ConnectionLost(
+                    f"{self._label}: {field} needs the nkeys package (pip install 'nats-py[nkeys]')"
+                )
+            if not path.is_file():
+                raise ConnectionLost(f"{self._label}: {field}: no such file {str(path)!r}")
+        try:
+            return options.ssl_context()
+        except (OSError, ssl.SSLError) as exc:
+            raise ConnectionLost(f"{self._label}: TLS files unusable: {exc}") from exc
+
+    async def _connect(self) -> Client:
+        options = self._options
+        nc = Client()
+        self._last_error = None
+        # nats-py retries the first connection forever when reconnects are unlimited:
+        # bound it by one connect timeout per server (plus the waits between them).
+        budget = (options.connect_timeout + options.reconnect_wait) * len(options.servers) + 0.5
+        try:
+            await asyncio.wait_for(nc.connect(**self._connect_kwargs(nc)), budget)
+        except (*_ClientErrors, ImportError) as exc:
+            await _discard(nc)
+            cause = self._last_error or exc
+            raise ConnectionLost(
+                f"{self._label}: cannot connect to {self.servers}: {_describe(cause)}"
+            ) from exc
+        return nc
+
+    def _connect_kwargs(self, nc: Client) -> dict[str, Any]:
+        options = self._options
+        kwargs: dict[str, Any] = {
+            "servers": list(options.servers),
+            "name": options.name or f"meshgate-{self._label}",
+            "connect_timeout": options.connect_timeout,
+            "reconnect_time_wait": options.reconnect_wait,
+            # Giving up is ours (see _pick_server): nats-py's own give-up path can leave
+            # the client half-closed, with subscriptions never woken.
+            "max_reconnect_attempts": -1,
+            "reconnect_to_server_handler": self._pick_server,
+            "pending_size": options.pending_size,
+            **self._callbacks(nc),
+        }
+        if options.user is not None:
+            kwargs["user"] = options.user
+            if options.password is not None:
+                kwargs["password"] = options.password.get_secret_value()
+        if options.token is not None:
+            kwargs["token"] = options.token.get_secret_value()
+        if options.creds_file is not None:
+            kwargs["user_credentials"] = str(options.creds_file)
+        if options.nkey_seed_file is not None:
+            kwargs["nkeys_seed"] = str(options.nkey_seed_file)
+        if self._tls is not None:
+            kwargs["tls"] = self._tls
+        return kwargs
+
+    def _pick_server(self, pool: list[Server], _info: dict[str, Any]) -> tuple[Server, float]:
+        # The least-tried server next; wait reconnect_wait plus 0..jitter seconds.
+        fewest = min(server.reconnects for server in pool)
+        server = random.choice([s for s in pool if s.reconnects == fewest])
+        delay = self._options.reconnect_wait + random.uniform(0, self._options.reconnect_jitter)
+        limit = self._options.max_reconnect_attempts
+        if 0 <= limit <= fewest and self._nc is not None and not self._closing:
+            # Out of attempts: drop this client (which cancels this very wait) and
+            # start over with fresh connections under our own backoff.
+            asyncio.get_running_loop().create_task(self._give_up(self._nc))
+            delay = 3600.0
+        return server, delay
+
+    async def _give_up(self, nc: Client) -> None:
+        if nc is not self._nc or self._closing:
+            return
+        self._log.warning(
+            "%s: no NATS server answered %d reconnect attempt(s); starting over",
+            self._label, self._options.max_reconnect_attempts,
+        )
+        self._nc = None  # its callbacks fall silent; client() waits for the next one
+        self._start_reviving()
+        await _discard(nc)
+
+    def _adopt(self, nc: Client) -> None:
+        self._nc = nc
+        self.generation += 1
+        self._health.state = HealthState.UP
+        url = nc.connected_url
+        self._health.detail = f"connected to {redact_url(url.geturl())}" if url else "connected"
+        self._ready.set()
+        self._log.info("%s: %s", self._label, self._health.detail)
+
+    def _start_reviving(self) -> None:
+        if self._closing or (self._revive is not None and not self._revive.done()):
+            return
+        self._ready.clear()
+        self._health.state = HealthState.RECONNECTING
+        self._revive = asyncio.get_running_loop().create_task(self._revive_forever())
+
+    async def _revive_forever(self) -> None:
+        backoff = Backoff(initial=max(self._options.reconnect_wait, 0.1), maximum=30.0)
+        while not self._closing:
+            await backoff.sleep()
+            try:
+                nc = await self._connect()
+            except ConnectionLost as exc:
+                self._health.detail = str(exc)
+                self._log.warning("%s: %s", self._label, exc)
+                continue
+            if self._closing:
+                await _discard(nc)
+                return
+            self._health.reconnects += 1
+            self._adopt(nc)
+            return
+
+    # -- nats-py callbacks (bound to one client: a replaced client's events are ignored) --
+
+    def _callbacks(self, nc: Client) -> dict[str, Any]:
+        async def on_error(exc: Exception) -> None:
+            self._last_error = exc
+            if isinstance(exc, nats.errors.SlowConsumerError):
+                self.note_drop(exc.subject)
+            elif nc is self._nc:
+                # Failed attempts while reconnecting are expected: the drop was logged.
+                level = logging.DEBUG if nc.is_reconnecting else logging.WARNING
+                self._log.log(level, "%s: NATS error: %s", self._label, _describe(exc))
+
+        async def on_disconnected() -> None:
+            if nc is self._nc and not self._closing:
+                self._health.state = HealthState.RECONNECTING
+                self._log.warning("%s: disconnected from NATS, reconnecting", self._label)
+
+        async def on_reconnected() -> None:
+            if nc is self._nc and not self._closing:
+                self._health.reconnects += 1
+                self._adopt(nc)
+
+        async def on_closed() -> None:
+            if nc is self._nc and not self._closing:
+                self._log.warning("%s: NATS client gave up; reconnecting afresh", self._label)
+                self._start_reviving()
+
+        return {
+            "error_cb": on_error,
+            "disconnected_cb": on_disconnected,
+            "reconnected_cb": on_reconnected,
+            "closed_cb": on_closed,
+        }
+
+    def note_drop(self, subject: str) -> None:
+        """Count (and log, sparingly) a core NATS message dropped by a slow consumer."""
+        self.slow_consumer_drops += 1
+        drops = self.slow_consumer_drops
+        if drops & (drops - 1) == 0:  # 1, 2, 4, 8, ...: visible without flooding the log
+            self._log.warning(
+                "%s: core NATS slow consumer on %r: %d message(s) dropped so far "
+                "(at-most-once; use a JetStream source to keep them)",
+                self._label, subject, drops,
+            )
+
+
+async def _discard(nc: Client) -> None:
+    try:
+        await nc.close()
+    except _ClientErrors as exc:
+        logging.getLogger("meshgate.connectors.nats").debug("close failed: %s", exc)
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text if type(exc).__name__ in text else f"{type(exc).__name__}: {text}"
+

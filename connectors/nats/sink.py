@@ -1,0 +1,90 @@
+"""Publishing to NATS: JetStream with PubAck (at-least-once) or core NATS (at-most-once).
+
+JetStream publishes carry ``Nats-Msg-Id`` so the stream drops a retried duplicate
+within its duplicate window (2 minutes by default). The id is derived from the
+target subject and the event's ``source`` and ``id``: CloudEvents ids are unique
+only per source, and one event forwarded to two subjects of one stream (two routes)
+must be stored twice. A core publish returns once the bytes reached the server
+(a PING/PONG flush); nothing confirms that anyone received them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+
+import nats.errors
+import nats.js.errors
+
+from connectors.errors import ConnectionLost, ConnectorError, PublishRejected, PublishTimeout
+from connectors.nats.config import NatsTarget, check_publish_subject
+from connectors.nats.link import Link
+from routing.bindings.nats import to_message
+from routing.event import CloudEvent
+
+__all__ = ["MSG_ID_HEADER", "dedup_id", "publish"]
+
+MSG_ID_HEADER = "Nats-Msg-Id"
+
+_CONNECTION_ERRORS = (
+    nats.errors.ConnectionClosedError,
+    nats.errors.ConnectionDrainingError,
+    nats.errors.ConnectionReconnectingError,
+    nats.errors.OutboundBufferLimitError,
+    nats.errors.StaleConnectionError,
+    nats.errors.NoServersError,
+    OSError,
+)
+_MESSAGE_ERRORS = (
+    nats.errors.MaxPayloadError,
+    nats.errors.BadSubjectError,
+    nats.errors.BadHeaderError,
+)
+
+
+def dedup_id(subject: str, event: CloudEvent) -> str:
+    """``Nats-Msg-Id`` for ``event`` on ``subject``: stable across retries and gateways."""
+    key = "\0".join((subject, event.source, event.id)).encode()
+    return hashlib.sha256(key).hexdigest()
+
+
+async def publish(link: Link, wait: float, target: NatsTarget, event: CloudEvent) -> None:
+    """Encode ``event`` for ``target`` and return once the broker confirmed (see module doc)."""
+    subject = target.subject
+    problem = check_publish_subject(subject)
+    if problem:
+        raise PublishRejected(f"NATS subject {subject!r} {problem}")
+    message = to_message(event, target.mode, fmt=target.format)
+    headers = dict(message.headers or {})
+    nc = link.current()
+    if len(message.data) > nc.max_payload:
+        raise PublishRejected(
+            f"event {event.id!r} is {len(message.data)} bytes; the server accepts "
+            f"at most {nc.max_payload} (max_payload)"
+        )
+    try:
+        if target.jetstream:
+            headers[MSG_ID_HEADER] = dedup_id(subject, event)
+            await link.jetstream(nc).publish(
+                subject, message.data, timeout=wait, headers=headers
+            )
+        else:
+            await nc.publish(subject, message.data, headers=headers or None)
+            await nc.flush(timeout=math.ceil(wait))
+    except nats.js.errors.NoStreamResponseError as exc:
+        raise PublishRejected(
+            f"no JetStream stream captures subject {subject!r}: create one, or set "
+            "jetstream: false on the target for core NATS (at-most-once)"
+        ) from exc
+    except nats.errors.TimeoutError as exc:
+        raise PublishTimeout(f"no confirmation for {subject!r} within {wait}s") from exc
+    except nats.js.errors.ServiceUnavailableError as exc:
+        raise ConnectionLost(f"JetStream unavailable for {subject!r}: {exc}") from exc
+    except nats.js.errors.APIError as exc:
+        raise PublishRejected(f"JetStream refused {subject!r}: {exc}") from exc
+    except _CONNECTION_ERRORS as exc:
+        raise ConnectionLost(f"publish to {subject!r}: {exc}") from exc
+    except _MESSAGE_ERRORS as exc:
+        raise PublishRejected(f"publish to {subject!r}: {exc}") from exc
+    except nats.errors.Error as exc:
+        raise ConnectorError(f"publish to {subject!r}: {exc}") from exc

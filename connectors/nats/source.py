@@ -1,0 +1,323 @@
+"""Reading NATS: core subscriptions (at-most-once) and JetStream durable pull consumers.
+
+Core NATS has no acknowledgements: a delivery's ack/nack do nothing. Messages wait
+in a buffer of ``pending_msgs_limit``; while it is full, new ones are dropped (a
+slow consumer: at-most-once), counted and logged by the link.
+
+JetStream: one pull request for up to ``batch`` messages is outstanding at a time,
+and the next one is sent only once the consumer has taken the last message of the
+previous one, so a consumer that stops pulling stops the flow; the server bounds
+unacknowledged deliveries by ``max_ack_pending``. Each message is yielded as it
+arrives (no waiting for a full batch). Ack -> ``+ACK``, nack(requeue) -> ``-NAK``
+(redeliver now), nack(no requeue) -> ``+TERM``, in_progress -> ``+WPI``; the first
+ack/nack of a delivery wins, later ones are no-ops. An unacknowledged delivery is
+redelivered after ``ack_wait_seconds``; messages received but never handed out are
+nak'ed when the iterator closes.
+
+``+ACK`` is sent without waiting for the server (``ack_sync: false``, the default):
+an ack lost in a crash means a redelivery (a duplicate), never a loss, and waiting
+costs a round trip per message (measured on loopback: ~2.7k acks/s with
+``ack_sync`` against ~17k/s without, for the whole consume+decode+ack loop).
+``ack_sync: true`` is for the cases where a duplicate costs more than that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from typing import Final
+
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from nats.js import api
+
+from connectors.backoff import Backoff
+from connectors.base import Delivery
+from connectors.errors import ConnectionLost
+from connectors.nats.config import JetStreamSource, NatsSource
+from connectors.nats.link import Link
+from routing.bindings.nats import NatsMessage
+
+__all__ = ["consume_core", "consume_jetstream"]
+
+_PULL_EXPIRES: Final = 5.0
+"""Seconds a pull request waits on the server for messages before it expires (408)."""
+_POLL: Final = 1.0
+"""Seconds between local checks for a lost pull request (reconnect, missing consumer)."""
+_ClientErrors = (nats.errors.Error, asyncio.TimeoutError, OSError)
+
+
+class _Inbox:
+    """Messages handed over by a nats-py subscription callback.
+
+    Taking a buffered message does not touch the event loop (``next_msg`` would start
+    a task per message), so a run of deliveries and their acks is processed in one go
+    and the acks leave in one write.
+    """
+
+    def __init__(self, limit: int | None = None, on_drop: Callable[[str], None] | None = None):
+        self._msgs: deque[Msg] = deque()
+        self._arrived = asyncio.Event()
+        self._limit = limit
+        self._on_drop = on_drop
+
+    async def put(self, msg: Msg) -> None:
+        if self._limit is not None and len(self._msgs) >= self._limit:
+            if self._on_drop is not None:
+                self._on_drop(msg.subject)
+            return
+        self._msgs.append(msg)
+        self._arrived.set()
+
+    async def get(self, wait: float) -> Msg | None:
+        """The next message, or None when none came within ``wait`` seconds."""
+        if not self._msgs:
+            self._arrived.clear()
+            try:
+                async with asyncio.timeout(wait):
+                    await self._arrived.wait()
+            except TimeoutError:
+                return None
+        return self._msgs.popleft()
+
+    def take_all(self) -> list[Msg]:
+        msgs = list(self._msgs)
+        self._msgs.clear()
+        return msgs
+
+
+async def _settled(_requeue: bool = True) -> None:
+    """Ack/nack of a core NATS delivery: nothing to tell the broker (at-most-once)."""
+
+
+def _core_delivery(msg: Msg) -> Delivery:
+    headers = msg.headers or {}
+    return Delivery(
+        message=NatsMessage(msg.data, msg.headers),
+        address=msg.subject,
+        payload=msg.data,
+        headers=headers,
+        ack=_settled,
+        nack=_settled,
+        ordering_key=msg.subject,
+        coordinates={"subject": msg.subject},
+    )
+
+
+async def consume_core(
+    link: Link, source: NatsSource, log: logging.Logger
+) -> AsyncIterator[Delivery]:
+    """Deliveries of a core NATS subscription (optionally in a queue group), until closed."""
+    backoff = Backoff(initial=0.2, maximum=10.0)
+    while (nc := await link.client()) is not None:
+        # Bounded: past pending_msgs_limit undelivered messages, new ones are dropped.
+        inbox = _Inbox(source.pending_msgs_limit, link.note_drop)
+        try:
+            sub = await nc.subscribe(
+                source.subject,
+                queue=source.queue_group or "",
+                cb=inbox.put,
+                pending_bytes_limit=source.pending_bytes_limit,
+            )
+        except _ClientErrors as exc:
+            log.warning("subscribe to %r failed: %s", source.subject, exc)
+            await backoff.sleep()
+            continue
+        backoff.reset()
+        try:
+            # nats-py replays the subscription after a reconnect; once this client is
+            # closed for good, the next client gets a new subscription.
+            while True:
+                msg = await inbox.get(_POLL)
+                if msg is not None:
+                    yield _core_delivery(msg)
+                elif nc.is_closed:
+                    break
+        finally:
+            await _unsubscribe(sub, log)
+
+
+class _Settle:
+    """The ack/nack/in_progress closures of one JetStream delivery."""
+
+    __slots__ = ("_msg", "_sync", "_timeout")
+
+    def __init__(self, msg: Msg, sync: bool, timeout: float) -> None:
+        self._msg = msg
+        self._sync = sync
+        self._timeout = timeout
+
+    async def ack(self) -> None:
+        if self._msg.is_acked:  # settled already: the first ack/nack wins
+            return
+        try:
+            if self._sync:
+                await self._msg.ack_sync(timeout=self._timeout)
+            else:
+                await self._msg.ack()
+        except _ClientErrors as exc:
+            raise ConnectionLost(f"ack of {self._msg.subject!r} not sent: {exc}") from exc
+
+    async def nack(self, requeue: bool) -> None:
+        if self._msg.is_acked:
+            return
+        try:
+            await (self._msg.nak() if requeue else self._msg.term())
+        except _ClientErrors as exc:
+            raise ConnectionLost(f"nack of {self._msg.subject!r} not sent: {exc}") from exc
+
+    async def in_progress(self) -> None:
+        if self._msg.is_acked:
+            return
+        try:
+            await self._msg.in_progress()
+        except _ClientErrors as exc:
+            raise ConnectionLost(f"in-progress of {self._msg.subject!r} not sent: {exc}") from exc
+
+
+def _jetstream_delivery(msg: Msg, options: JetStreamSource, timeout: float) -> Delivery:
+    meta = msg.metadata
+    settle = _Settle(msg, options.ack_sync, timeout)
+    seq = meta.sequence.stream
+    return Delivery(
+        message=NatsMessage(msg.data, msg.headers),
+        address=msg.subject,
+        payload=msg.data,
+        headers=msg.headers or {},
+        ack=settle.ack,
+        nack=settle.nack,
+        in_progress=settle.in_progress,
+        native_id=f"{meta.stream}/{seq}",
+        ordering_key=msg.subject,
+        coordinates={
+            "stream": meta.stream,
+            "seq": seq,
+            "subject": msg.subject,
+            "num_delivered": meta.num_delivered,
+        },
+    )
+
+
+async def ensure_consumer(nc: Client, link: Link, source: NatsSource) -> str:
+    """Create (if missing) the stream and the durable of ``source``; returns the stream name."""
+    options = source.jetstream
+    if options is None:
+        raise ValueError("ensure_consumer needs a jetstream source")
+    js = link.jetstream(nc)
+    if options.stream is None:
+        stream = await js.find_stream_name_by_subject(source.subject)
+    else:
+        stream = options.stream
+    if options.create_stream:
+        try:
+            await js.stream_info(stream)
+        except nats.js.errors.NotFoundError:
+            subjects = list(options.subjects or (source.subject,))
+            await js.add_stream(name=stream, subjects=subjects)
+    try:
+        await js.consumer_info(stream, options.durable)
+    except nats.js.errors.NotFoundError:
+        await js.add_consumer(
+            stream,
+            api.ConsumerConfig(
+                name=options.durable,
+                durable_name=options.durable,
+                ack_policy=api.AckPolicy.EXPLICIT,
+                deliver_policy=api.DeliverPolicy(options.deliver_policy.value),
+                ack_wait=options.ack_wait_seconds,
+                max_ack_pending=options.max_ack_pending,
+                filter_subject=source.subject,
+            ),
+        )
+    return stream
+
+
+async def consume_jetstream(
+    link: Link, source: NatsSource, log: logging.Logger, confirm_wait: float
+) -> AsyncIterator[Delivery]:
+    """Deliveries of a JetStream durable pull consumer, until the connector closes."""
+    options = source.jetstream
+    if options is None:
+        raise ValueError("consume_jetstream needs a jetstream source")
+    backoff = Backoff(initial=0.2, maximum=10.0)
+    request = json.dumps(
+        {"batch": options.batch, "expires": int(_PULL_EXPIRES * 1e9)}
+    ).encode()
+    while (nc := await link.client()) is not None:
+        try:
+            stream = await ensure_consumer(nc, link, source)
+            inbox = _Inbox()  # bounded by the pull requests: batch messages at a time
+            sub = await nc.subscribe(nc.new_inbox(), cb=inbox.put)
+        except _ClientErrors as exc:
+            log.warning("JetStream consumer %r on %r unavailable: %s",
+                        options.durable, source.subject, exc)
+            await backoff.sleep()
+            continue
+        next_subject = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{options.durable}"
+        owed = 0  # messages the outstanding pull request may still bring
+        sent_at = 0.0
+        generation = link.generation
+        try:
+            while not nc.is_closed:
+                if owed == 0:
+                    if nc.is_reconnecting:  # a request now would only sit in the buffer
+                        await asyncio.sleep(_POLL / 10)
+                        continue
+                    await nc.publish(next_subject, request, reply=sub.subject)
+                    owed, sent_at, generation = options.batch, time.monotonic(), link.generation
+                msg = await inbox.get(_POLL)
+                if msg is None:
+                    if generation != link.generation:
+                        owed = 0  # reconnected: the server forgot the request
+                    elif time.monotonic() - sent_at > _PULL_EXPIRES + 2 * _POLL:
+                        break  # no answer, not even a 408: re-check the consumer
+                    continue
+                if msg.reply:
+                    owed -= 1
+                    backoff.reset()
+                    yield _jetstream_delivery(msg, options, confirm_wait)
+                    continue
+                status = _header(msg, "Status")
+                if status == "100":  # idle heartbeat
+                    continue
+                owed = 0  # 404 no messages, 408 expired, 409 ...: the request is over
+                if status == "409":
+                    description = _header(msg, "Description")
+                    log.warning("pull from %r: %s", options.durable, description)
+                    if "deleted" in description.lower():
+                        break
+        except _ClientErrors as exc:
+            log.warning("pull from %r failed: %s", options.durable, exc)
+            await backoff.sleep()
+        finally:
+            await _unsubscribe(sub, log)
+            await _nak(inbox.take_all(), log)
+
+
+def _header(msg: Msg, name: str) -> str:
+    # nats-py keys status headers with a str Enum whose hash differs from the plain str.
+    return next((value for key, value in (msg.headers or {}).items() if key == name), "")
+
+
+async def _nak(msgs: list[Msg], log: logging.Logger) -> None:
+    """Give back messages received but never handed out, so others get them at once."""
+    try:
+        for msg in msgs:
+            if msg.reply:
+                await msg.nak()
+    except _ClientErrors as exc:
+        log.debug("could not nak %d buffered message(s): %s", len(msgs), exc)
+
+
+async def _unsubscribe(sub: Subscription, log: logging.Logger) -> None:
+    try:
+        await sub.unsubscribe()
+    except _ClientErrors as exc:
+        log.debug("unsubscribe failed: %s", exc)

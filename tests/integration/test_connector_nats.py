@@ -1,0 +1,464 @@
+"""The ``nats`` connector against the loopback NATS server: conformance plus NATS specifics.
+
+The conformance suite runs twice: JetStream (durable pull source, PubAck publish)
+and core NATS (plain subscription, publish + flush), where the ack tests skip
+because core NATS is at-most-once. NATS-specific tests: queue groups share core
+messages, a shared durable shares JetStream work, ``Nats-Msg-Id`` makes the stream
+drop duplicates, ``in_progress`` holds off redelivery past ``ack_wait``, nack
+without requeue terminates, publishing where no stream listens is rejected, the
+first connection fails cleanly without leaking credentials, and a private
+nats-server restart is survived both by nats-py's reconnect and, when the client
+gives up, by the connector's own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import subprocess
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import nats
+import pytest
+from nats.aio.client import Client
+from nats.js.api import StreamConfig
+from pydantic import SecretStr
+
+from connectors.base import Delivery, HealthState
+from connectors.errors import ConnectionLost, ConnectorError, PublishRejected
+from connectors.nats import JetStreamSource, NatsConnector, NatsOptions, NatsSource, NatsTarget
+from connectors.nats.config import redact_url
+from gateway.localbrokers import LOOPBACK, free_port, nats_server_binary, wait_for_port
+from routing.bindings import Mode
+from tests.brokers import NATS_URL, unique_name
+from tests.integration.conformance import ConnectorConformance, sample_event
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
+
+WAIT = 15.0
+CORE_AT_MOST_ONCE = (
+    "core NATS is at-most-once: no acknowledgements, nothing to redeliver "
+    "(use a jetstream source for at-least-once)"
+)
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], within: float = WAIT) -> None:
+    """Poll ``check`` until it is true; fail after ``within`` seconds."""
+    deadline = asyncio.get_running_loop().time() + within
+    while not await check():
+        if asyncio.get_running_loop().time() > deadline:
+            pytest.fail(f"condition not met within {within}s")
+        await asyncio.sleep(0.05)
+
+
+class Broker:
+    """Raw nats-py access: streams per test (deleted afterwards), raw publishes, inspection."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.streams: list[str] = []
+        self._nc: Client | None = None
+
+    async def client(self) -> Client:
+        if self._nc is None:
+            self._nc = await nats.connect(self.url, connect_timeout=5)
+        return self._nc
+
+    async def stream(self, subjects: list[str] | None = None, **config: Any) -> tuple[str, str]:
+        """A fresh stream; returns (stream name, a subject it captures)."""
+        name = unique_name("NATS")
+        prefix = unique_name("nt")
+        js = (await self.client()).jetstream()
+        await js.add_stream(StreamConfig(name=name, subjects=subjects or [f"{prefix}.>"], **config))
+        self.streams.append(name)
+        return name, f"{prefix}.events"
+
+    async def publish(self, subject: str, payload: bytes) -> None:
+        nc = await self.client()
+        await nc.publish(subject, payload)
+        await nc.flush()
+
+    async def stored(self, stream: str) -> int:
+        info = await (await self.client()).jetstream().stream_info(stream)
+        return info.state.messages
+
+    async def cleanup(self) -> None:
+        if self._nc is None:
+            return
+        js = self._nc.jetstream()
+        for name in self.streams:
+            with contextlib.suppress(nats.js.errors.NotFoundError):
+                await js.delete_stream(name)
+        await self._nc.close()
+
+
+@pytest.fixture
+async def broker(nats_url: str) -> AsyncIterator[Broker]:
+    raw = Broker(nats_url)
+    try:
+        yield raw
+    finally:
+        await raw.cleanup()
+
+
+def connector(servers: tuple[str, ...] = (NATS_URL,), **options: Any) -> NatsConnector:
+    name = unique_name("nats-conn")
+    return NatsConnector(name, NatsOptions(servers=servers, **options))
+
+
+@contextlib.asynccontextmanager
+async def running(conn: NatsConnector) -> AsyncIterator[NatsConnector]:
+    await conn.start()
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
+def js_source(
+    subject: str, stream: str | None, durable: str | None = None, **js: Any
+) -> NatsSource:
+    block = JetStreamSource(stream=stream, durable=durable or unique_name("dur"), **js)
+    return NatsSource(connector="nats", subject=subject, jetstream=block)
+
+
+class Pump:
+    """Pulls deliveries in a task (cancelling ``anext`` would end the generator)."""
+
+    def __init__(self, stream: AsyncIterator[Delivery], ack: bool = False) -> None:
+        self.got: list[Delivery] = []
+        self.ack = ack
+        self.task = asyncio.create_task(self._run(stream))
+
+    async def _run(self, stream: AsyncIterator[Delivery]) -> None:
+        async for delivery in stream:
+            if self.ack:
+                await delivery.ack()
+            self.got.append(delivery)
+
+    async def wait_for(self, count: int, within: float = WAIT) -> list[Delivery]:
+        async def enough() -> bool:
+            return len(self.got) >= count
+
+        await eventually(enough, within)
+        return self.got[:count]
+
+    async def stop(self) -> None:
+        self.task.cancel()
+        await asyncio.gather(self.task, return_exceptions=True)
+
+
+def ids(conn: NatsConnector, deliveries: list[Delivery]) -> list[str]:
+    events = [conn.decode(d) for d in deliveries]
+    return [e.id for e in events if e is not None]
+
+
+class TestNatsJetStreamConformance(ConnectorConformance):
+    """JetStream source (durable pull, ack_wait 2 s) and JetStream publish (PubAck)."""
+
+    @pytest.fixture(autouse=True)
+    def _broker(self, broker: Broker) -> None:
+        self.broker = broker
+
+    def make_connector(self) -> NatsConnector:
+        return connector()
+
+    async def make_pair(self, mode: Mode) -> tuple[NatsSource, NatsTarget]:
+        stream, subject = await self.broker.stream()
+        source = js_source(subject, stream, ack_wait_seconds=2.0)
+        return source, NatsTarget(connector="nats", subject=subject, mode=mode)
+
+    async def publish_raw(self, target: Any, payload: bytes) -> None:
+        await self.broker.publish(target.subject, payload)
+
+
+class TestNatsCoreConformance(ConnectorConformance):
+    """Core NATS: plain subscription and publish + flush; the ack tests do not apply."""
+
+    @pytest.fixture(autouse=True)
+    def _broker(self, broker: Broker) -> None:
+        self.broker = broker
+
+    def make_connector(self) -> NatsConnector:
+        return connector()
+
+    async def make_pair(self, mode: Mode) -> tuple[NatsSource, NatsTarget]:
+        subject = f"{unique_name('core')}.events"
+        source = NatsSource(connector="nats", subject=subject.replace(".events", ".*"))
+        return source, NatsTarget(connector="nats", subject=subject, mode=mode, jetstream=False)
+
+    async def publish_raw(self, target: Any, payload: bytes) -> None:
+        await self.broker.publish(target.subject, payload)
+
+    async def test_unacked_delivery_is_redelivered_after_crash(self) -> None:
+        pytest.skip(CORE_AT_MOST_ONCE)
+
+    async def test_nack_with_requeue_redelivers(self) -> None:
+        pytest.skip(CORE_AT_MOST_ONCE)
+
+
+async def test_queue_group_members_share_core_messages(broker: Broker) -> None:
+    subject = f"{unique_name('qg')}.work"
+    source = NatsSource(connector="nats", subject=subject, queue_group=unique_name("grp"))
+    target = NatsTarget(connector="nats", subject=subject, jetstream=False)
+    async with running(connector()) as first, running(connector()) as second:
+        pumps = [Pump(first.consume(source)), Pump(second.consume(source))]
+        await asyncio.sleep(0.5)  # both subscriptions registered on the server
+        for n in range(200):
+            await first.publish(target, sample_event(n))
+
+        async def all_in() -> bool:
+            return sum(len(p.got) for p in pumps) >= 200
+
+        await eventually(all_in)
+        await asyncio.sleep(0.2)  # a duplicate would show up now
+        got = ids(first, pumps[0].got) + ids(second, pumps[1].got)
+        for pump in pumps:
+            await pump.stop()
+    assert sorted(got) == sorted(f"evt-{n}" for n in range(200))
+    assert pumps[0].got and pumps[1].got, "a queue group member got nothing"
+
+
+async def test_shared_durable_shares_jetstream_work(broker: Broker) -> None:
+    stream, subject = await broker.stream()
+    source = js_source(subject.replace(".events", ".*"), stream, batch=5)  # filter: wildcard
+    target = NatsTarget(connector="nats", subject=subject)
+    async with running(connector()) as first, running(connector()) as second:
+        pumps = [Pump(first.consume(source), ack=True), Pump(second.consume(source), ack=True)]
+        await asyncio.sleep(0.5)  # both have a pull request waiting
+        await asyncio.gather(*(first.publish(target, sample_event(n)) for n in range(100)))
+
+        async def all_in() -> bool:
+            return sum(len(p.got) for p in pumps) >= 100
+
+        await eventually(all_in)
+        await asyncio.sleep(0.3)
+        got = ids(first, pumps[0].got) + ids(second, pumps[1].got)
+        for pump in pumps:
+            await pump.stop()
+    assert sorted(got) == sorted(f"evt-{n}" for n in range(100))
+    assert pumps[0].got and pumps[1].got, "one durable member got no work"
+    delivery = pumps[0].got[0]
+    assert delivery.native_id == f"{stream}/{delivery.coordinates['seq']}"
+    assert delivery.coordinates["stream"] == stream
+    assert delivery.coordinates["num_delivered"] == 1
+    assert delivery.ordering_key == delivery.address == subject
+
+
+async def test_nats_msg_id_deduplicates_retried_publishes(broker: Broker) -> None:
+    stream, subject = await broker.stream()
+    other_subject = subject.replace(".events", ".other")
+    target = NatsTarget(connector="nats", subject=subject)
+    async with running(connector()) as conn:
+        event = sample_event(5)
+        await conn.publish(target, event)
+        await conn.publish(target, event)  # a retry after a lost PubAck
+        assert await broker.stored(stream) == 1
+        # Ids are unique per source, and one event routed to two subjects is two messages.
+        await conn.publish(target, event.replace(source="urn:other"))
+        await conn.publish(target.model_copy(update={"subject": other_subject}), event)
+        assert await broker.stored(stream) == 3
+
+
+async def test_in_progress_extends_ack_wait(broker: Broker) -> None:
+    stream, subject = await broker.stream()
+    source = js_source(subject, stream, ack_wait_seconds=2.0)
+    target = NatsTarget(connector="nats", subject=subject)
+    async with running(connector()) as conn:
+        stream_it = aiter(conn.consume(source))
+        first = asyncio.ensure_future(anext(stream_it))
+        await asyncio.sleep(0.3)
+        await conn.publish(target, sample_event(1))
+        await conn.publish(target, sample_event(2))
+        held = await asyncio.wait_for(first, WAIT)
+        idle = await asyncio.wait_for(anext(stream_it), WAIT)
+        assert ids(conn, [held, idle]) == ["evt-1", "evt-2"]
+        for _ in range(4):  # hold evt-1 for 4 s (twice ack_wait), reporting progress
+            await held.in_progress()
+            await asyncio.sleep(1.0)
+        # evt-2 (no progress reports) came back, maybe twice by now; evt-1 never did.
+        redelivered = []
+        with contextlib.suppress(TimeoutError):
+            while True:
+                redelivered.append(await asyncio.wait_for(anext(stream_it), 0.5))
+        assert redelivered and set(ids(conn, redelivered)) == {"evt-2"}
+        assert all(int(d.coordinates["num_delivered"]) >= 2 for d in redelivered)
+        await held.ack()
+        for delivery in redelivered:
+            await delivery.ack()
+
+
+async def test_nack_without_requeue_terminates(broker: Broker) -> None:
+    stream, subject = await broker.stream()
+    source = js_source(subject, stream, ack_wait_seconds=1.0)
+    target = NatsTarget(connector="nats", subject=subject)
+    async with running(connector()) as conn:
+        stream_it = aiter(conn.consume(source))
+        first = asyncio.ensure_future(anext(stream_it))
+        await asyncio.sleep(0.3)
+        await conn.publish(target, sample_event(1))
+        await (await asyncio.wait_for(first, WAIT)).nack(False)
+        with pytest.raises(TimeoutError):  # 2 x ack_wait: a +TERM'ed message never returns
+            await asyncio.wait_for(anext(stream_it), 2.0)
+
+
+async def test_publish_without_stream_is_rejected() -> None:
+    target = NatsTarget(connector="nats", subject=f"{unique_name('nostream')}.x")
+    async with running(connector()) as conn:
+        with pytest.raises(PublishRejected, match="no JetStream stream"):
+            await conn.publish(target, sample_event())
+        await conn.publish(target.model_copy(update={"jetstream": False}), sample_event())
+        bad = target.model_copy(update={"subject": "a.*"})  # a rendered template gone wrong
+        with pytest.raises(PublishRejected, match="wildcards"):
+            await conn.publish(bad, sample_event())
+
+
+async def test_first_connection_failure_is_clean_and_redacted(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    url = f"nats://gw:s3cret@{LOOPBACK}:{free_port()}"
+    conn = connector((url,), connect_timeout=0.5, connect_attempts=2, reconnect_wait=0.1)
+    with (
+        caplog.at_level(logging.DEBUG, logger="meshgate.connectors.nats"),
+        pytest.raises(ConnectionLost, match="cannot connect") as failure,
+    ):
+        await asyncio.wait_for(conn.start(), 10)
+    await conn.close()
+    assert "s3cret" not in str(failure.value) and "gw:***@" in str(failure.value)
+    assert "s3cret" not in caplog.text
+    assert redact_url("nats://tok@h:1") == "nats://***@h:1"
+    assert conn.health.state is HealthState.CLOSED
+
+
+async def test_local_prerequisites_fail_fast(tmp_path: Path) -> None:
+    missing = connector(tls_ca=tmp_path / "no-ca.pem")
+    with pytest.raises(ConnectionLost, match="TLS files unusable"):
+        await asyncio.wait_for(missing.start(), 5)
+    creds = connector(creds_file=tmp_path / "no.creds")
+    with pytest.raises(ConnectionLost, match=r"nkeys|no such file"):
+        await asyncio.wait_for(creds.start(), 5)
+
+
+async def test_core_overflow_drops_beyond_pending_limit() -> None:
+    subject = f"{unique_name('slow')}.x"
+    source = NatsSource(connector="nats", subject=subject, pending_msgs_limit=10)
+    target = NatsTarget(connector="nats", subject=subject, jetstream=False)
+    async with running(connector()) as conn:
+        stream_it = aiter(conn.consume(source))
+        first = asyncio.ensure_future(anext(stream_it))
+        await asyncio.sleep(0.3)
+        for n in range(50):  # nobody pulls while these arrive
+            await conn.publish(target, sample_event(n))
+        got = [await asyncio.wait_for(first, WAIT)]
+        with contextlib.suppress(TimeoutError):
+            while True:
+                got.append(await asyncio.wait_for(anext(stream_it), 0.5))
+    # One was handed out while pulling, ten waited in the bounded buffer: the rest is gone.
+    assert len(got) == 11 and conn.slow_consumer_drops == 39
+
+
+def test_options_are_validated() -> None:
+    with pytest.raises(ValueError, match="one authentication method"):
+        NatsOptions(user="u", token=SecretStr("t"))
+    with pytest.raises(ValueError, match="expected nats://"):
+        NatsOptions(servers=("http://x",))
+    with pytest.raises(ValueError, match="'>' only as its last token"):
+        NatsSource(connector="n", subject="a.>.b")
+    with pytest.raises(ValueError, match="queue_group is for core NATS"):
+        NatsSource.model_validate(
+            {"connector": "n", "subject": "a", "queue_group": "g", "jetstream": {"durable": "d"}}
+        )
+    assert NatsTarget(connector="n", subject="x.{topic}").subject == "x.{topic}"
+    assert NatsSource(connector="n", subject="a").acknowledged is False
+
+
+# -- surviving a server restart (a private nats-server; the shared one is never touched) --
+
+
+class PrivateNats:
+    """``nats-server -js`` on a free port whose store survives restarts."""
+
+    def __init__(self, store: Path) -> None:
+        self.port = free_port()
+        self.store = store
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://{LOOPBACK}:{self.port}"
+
+    def start(self) -> None:
+        cmd = [str(nats_server_binary()), "-a", LOOPBACK, "-p", str(self.port), "-js"]
+        self.process = subprocess.Popen(
+            [*cmd, "-sd", str(self.store), "-l", str(self.store / "server.log")],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        if not wait_for_port(self.port, 15):
+            pytest.fail(f"private nats-server did not listen on {self.port}")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
+        self.process = None
+
+
+@pytest.fixture
+def private_nats(tmp_path: Path) -> Iterator[PrivateNats]:
+    try:
+        nats_server_binary()
+    except FileNotFoundError:
+        pytest.skip("no nats-server binary for a private server")
+    server = PrivateNats(tmp_path)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+async def publish_eventually(conn: NatsConnector, target: NatsTarget, n: int) -> None:
+    async def sent() -> bool:
+        try:
+            await conn.publish(target, sample_event(n))
+        except ConnectorError:
+            return False
+        return True
+
+    await eventually(sent, 20)
+
+
+@pytest.mark.parametrize("max_reconnect_attempts", [-1, 1], ids=["client-reconnects", "revive"])
+async def test_jetstream_source_survives_server_restart(
+    private_nats: PrivateNats, max_reconnect_attempts: int
+) -> None:
+    subject = f"{unique_name('rs')}.events"
+    source = js_source(  # ack_sync: evt-1's ack is on the server before it stops
+        subject, "RESTART", create_stream=True, subjects=(subject,), ack_sync=True
+    )
+    target = NatsTarget(connector="nats", subject=subject)
+    conn = connector(
+        (private_nats.url,), reconnect_wait=0.2, reconnect_jitter=0.2, connect_timeout=1.0,
+        max_reconnect_attempts=max_reconnect_attempts,
+    )
+    async with running(conn):
+        pump = Pump(conn.consume(source), ack=True)
+        await asyncio.sleep(0.5)  # the stream and the durable exist
+        await conn.publish(target, sample_event(1))
+        await pump.wait_for(1)
+        private_nats.stop()
+
+        async def noticed() -> bool:
+            return conn.health.state is HealthState.RECONNECTING
+
+        await eventually(noticed, 5)
+        await asyncio.sleep(1.5)  # with one reconnect attempt allowed, nats-py gives up
+        private_nats.start()
+        await publish_eventually(conn, target, 2)
+        await pump.wait_for(2, within=20)
+        assert ids(conn, pump.got) == ["evt-1", "evt-2"]
+        assert conn.health.state is HealthState.UP and conn.health.reconnects >= 1
+        await pump.stop()
