@@ -1,0 +1,71 @@
+"""``AmqpConnector``: the ``amqp`` connector type, tying link, source and sink together."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from typing import ClassVar
+
+from connectors.amqp.config import AmqpOptions, AmqpSource, AmqpTarget
+from connectors.amqp.link import Link
+from connectors.amqp.sink import Publisher
+from connectors.amqp.source import consume
+from connectors.base import Capabilities, Connector, Delivery, HealthState
+from routing.bindings import amqp as binding
+from routing.event import CloudEvent
+
+__all__ = ["AmqpConnector"]
+
+_log = logging.getLogger("meshgate.connectors.amqp")
+
+# RabbitMQ's default max_message_size (3.8 and later): 128 MiB.
+_MAX_MESSAGE_BYTES = 128 * 1024 * 1024
+
+
+class AmqpConnector(Connector[AmqpOptions, AmqpSource, AmqpTarget]):
+    """RabbitMQ / AMQP 0-9-1: consume queues with manual acks, publish with confirms."""
+
+    Options: ClassVar[type[AmqpOptions]] = AmqpOptions
+    Source: ClassVar[type[AmqpSource]] = AmqpSource
+    Target: ClassVar[type[AmqpTarget]] = AmqpTarget
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        acknowledgements=True,
+        confirmed_publish=True,
+        ordering="queue",
+        headers=True,
+        max_message_bytes=_MAX_MESSAGE_BYTES,
+    )
+
+    def __init__(self, name: str, options: AmqpOptions) -> None:
+        super().__init__(name, options)
+        self._link = Link(options, name, self.health, _log)
+        self._publisher = Publisher(self._link, options, _log)
+
+    @property
+    def connection_name(self) -> str:
+        """The connection's name in RabbitMQ management."""
+        return self._link.connection_name
+
+    async def start(self) -> None:
+        self.health.state = HealthState.STARTING
+        await self._link.start()
+
+    async def close(self) -> None:
+        if self.health.state is HealthState.CLOSED:
+            return
+        await self._publisher.drain(self.options.confirm_timeout)
+        await self._publisher.close()
+        await self._link.close()
+
+    def consume(self, source: AmqpSource) -> AsyncIterator[Delivery]:
+        return consume(self._link, source, _log)
+
+    def decode(self, delivery: Delivery) -> CloudEvent | None:
+        message: binding.AmqpMessage = delivery.message
+        return binding.from_message(message)
+
+    async def publish(self, target: AmqpTarget, event: CloudEvent) -> None:
+        await self._publisher.publish(target, event)
+
+    def describe_source(self, source: AmqpSource) -> str:
+        return f"{self.name}:queue {source.queue!r}"

@@ -1,0 +1,154 @@
+"""The one AMQP connection of a connector, reconnected by meshgate itself.
+
+aio-pika's robust connection restores channels and consumers in the background,
+but it has open reports of coming back with zero consumers (mosquito/aio-pika
+#231, #626, #334) and it silently reuses channel numbers, so the connector uses a
+plain ``aio_pika.connect`` and this supervisor instead: on loss it reconnects with
+``Backoff``; consumers and the publisher notice their channel closing and open new
+channels on the new connection themselves (see ``source`` and ``sink``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+import aio_pika
+import aiormq
+from aio_pika.abc import AbstractConnection
+
+from connectors.amqp.config import AmqpOptions, redact_url
+from connectors.backoff import Backoff
+from connectors.base import Health, HealthState
+from connectors.errors import ConnectionLost
+
+__all__ = ["CONNECT_ERRORS", "Link", "LinkClosed"]
+
+# What a failed connection attempt raises (refused, TLS, auth, timeout).
+CONNECT_ERRORS = (aiormq.exceptions.AMQPError, OSError, TimeoutError, RuntimeError)
+
+
+class LinkClosed(ConnectionLost):
+    """The connector was closed on purpose; consumers stop instead of retrying."""
+
+
+class Link:
+    """Holds the current connection and replaces it when the broker drops it."""
+
+    def __init__(self, options: AmqpOptions, name: str, health: Health, log: logging.Logger):
+        self._options = options
+        self._name = options.connection_name or f"meshgate:{name}"
+        self._health = health
+        self._log = log
+        self._where = redact_url(options.url)
+        self._connection: AbstractConnection | None = None
+        self._up = asyncio.Event()
+        self._lost = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.closing = False
+
+    @property
+    def connection_name(self) -> str:
+        """Name of the connection in RabbitMQ management (client property)."""
+        return self._name
+
+    async def start(self) -> None:
+        """Connect once (raising ``ConnectionLost``), then supervise in the background."""
+        if self._task is not None:
+            return
+        self.closing = False
+        self._install(await self._connect())
+        self._log.info("connected to %s as %r", self._where, self._name)
+        self._task = asyncio.create_task(self._supervise(), name=f"amqp-link:{self._name}")
+        self._task.add_done_callback(self._supervisor_done)
+
+    @property
+    def detail(self) -> str:
+        """Why the link is down (empty while it is up)."""
+        return self._health.detail
+
+    async def connection(self) -> AbstractConnection:
+        """The open connection, waiting for a reconnect if there is none right now."""
+        await self._up.wait()
+        if self.closing or self._connection is None:
+            raise LinkClosed(f"connector {self._name!r} is closed")
+        return self._connection
+
+    async def close(self) -> None:
+        """Stop reconnecting and close the connection. Idempotent."""
+        self.closing = True
+        self._up.set()  # wake waiters so they see ``closing``
+        self._lost.set()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        connection, self._connection = self._connection, None
+        if connection is not None and not connection.is_closed:
+            try:
+                await connection.close()
+            except CONNECT_ERRORS as exc:
+                self._log.debug("closing the connection to %s failed: %r", self._where, exc)
+        self._health.state = HealthState.CLOSED
+        self._health.detail = ""
+
+    async def _connect(self) -> AbstractConnection:
+        options = self._options
+        try:
+            context = options.ssl_context()
+            return await aio_pika.connect(
+                options.connection_url(),
+                ssl_context=context,
+                client_properties={"connection_name": self._name},
+                timeout=options.connect_timeout,
+            )
+        except CONNECT_ERRORS as exc:
+            detail = f"cannot connect to {self._where}: {type(exc).__name__}: {exc}"
+            self._health.detail = detail
+            raise ConnectionLost(detail) from exc
+
+    def _install(self, connection: AbstractConnection) -> None:
+        self._connection = connection
+        self._lost.clear()
+        connection.close_callbacks.add(self._on_close)
+        self._health.state = HealthState.UP
+        self._health.detail = ""
+        self._up.set()
+
+    def _on_close(self, sender: Any, exc: BaseException | None) -> None:
+        if sender is not self._connection or self.closing:
+            return
+        self._up.clear()
+        self._lost.set()
+        self._health.state = HealthState.RECONNECTING
+        self._health.detail = f"connection lost: {exc!r}"
+        self._log.warning("connection to %s lost: %r", self._where, exc)
+
+    def _supervisor_done(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            self._health.state = HealthState.RECONNECTING
+            self._health.detail = f"reconnect loop failed: {task.exception()!r}"
+            self._log.error("reconnect loop for %s failed", self._where, exc_info=task.exception())
+
+    async def _supervise(self) -> None:
+        backoff = Backoff()
+        while not self.closing:
+            await self._lost.wait()
+            while not self.closing:
+                await backoff.sleep()
+                try:
+                    connection = await self._connect()
+                except ConnectionLost as exc:
+                    self._log.warning("%s; retrying", exc)
+                    continue
+                if self.closing:
+                    await connection.close()
+                    return
+                backoff.reset()
+                self._health.reconnects += 1
+                self._install(connection)
+                self._log.info("reconnected to %s", self._where)
+                break

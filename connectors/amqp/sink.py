@@ -1,0 +1,211 @@
+"""Publishing side of the AMQP connector: one confirm-mode channel per connection.
+
+Publishes go through a dedicated channel (separate from every consuming channel)
+opened with publisher confirms and ``on_return_raises``: ``publish`` returns after
+the broker's ``basic.ack``; a ``basic.nack`` or, with ``mandatory``, a
+``basic.return`` of an unroutable message becomes ``PublishRejected``; no answer
+within ``confirm_timeout`` becomes ``PublishTimeout``; a dropped connection or
+channel becomes ``ConnectionLost``. Exchanges are checked (or declared) once per
+channel on a throwaway channel, because a publish to a missing exchange makes the
+broker close the channel and fail every publish in flight on it; a channel the
+broker closed anyway is replaced on the next publish, and only the publish at
+fault gets ``PublishRejected`` (the others get the retriable ``ConnectionLost``).
+
+aiormq matches a ``basic.return`` to its publish by ``message_id``, and the
+connector sets ``message_id`` to the CloudEvent id, so two publishes of the same
+event (fan-out to two exchanges) are sent one after the other, never overlapping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from typing import Any, cast
+
+import aio_pika
+import aiormq
+from aio_pika.abc import AbstractChannel, DeliveryMode
+from pamqp.common import FieldTable
+
+from connectors.amqp.config import AmqpOptions, AmqpTarget
+from connectors.amqp.link import Link
+from connectors.errors import ConnectionLost, PublishRejected, PublishTimeout
+from routing.bindings import amqp as binding
+from routing.event import CloudEvent
+
+__all__ = ["Publisher"]
+
+# Channel-level refusals: the broker closed the channel because of this message.
+_REFUSALS = (
+    aiormq.exceptions.ChannelNotFoundEntity,
+    aiormq.exceptions.ChannelAccessRefused,
+    aiormq.exceptions.ChannelPreconditionFailed,
+)
+_SIZE_LIMIT = re.compile(r"larger than configured max size (\d+)")
+_KNOWN_MAX = 10_000
+_LOST = (
+    aiormq.exceptions.AMQPError,
+    RuntimeError,  # aio-pika's "connection/channel not opened", ChannelInvalidStateError
+    ConnectionError,
+)
+
+
+class _IdSlot:
+    """Serializes publishes sharing one message_id (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.users = 0
+
+
+class Publisher:
+    """Confirmed publishing over the link's current connection."""
+
+    def __init__(self, link: Link, options: AmqpOptions, log: logging.Logger) -> None:
+        self._link = link
+        self._timeout = options.confirm_timeout
+        self._log = log
+        self._channel: AbstractChannel | None = None
+        self._known: set[str] = set()  # exchanges checked/declared on the current channel
+        self._known_lock = asyncio.Lock()
+        self._open_lock = asyncio.Lock()
+        self._ids: dict[str, _IdSlot] = {}
+        self._pending = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    async def publish(self, target: AmqpTarget, event: CloudEvent) -> None:
+        """Publish ``event`` to the rendered ``target``; return once the broker confirmed."""
+        message = binding.to_message(event, target.mode, fmt=target.format)
+        outgoing = aio_pika.Message(
+            message.body,
+            content_type=message.content_type,
+            headers=cast(FieldTable, dict(message.headers)),
+            message_id=event.id,
+            delivery_mode=DeliveryMode.PERSISTENT if target.persistent
+            else DeliveryMode.NOT_PERSISTENT,
+        )
+        slot = self._ids.get(event.id)
+        if slot is None:
+            slot = self._ids[event.id] = _IdSlot()
+        slot.users += 1
+        self._pending += 1
+        self._idle.clear()
+        try:
+            async with slot.lock:
+                await self._send(target, outgoing)
+        finally:
+            slot.users -= 1
+            if slot.users == 0:
+                del self._ids[event.id]
+            self._pending -= 1
+            if self._pending == 0:
+                self._idle.set()
+
+    async def drain(self, grace: float) -> None:
+        """Wait up to ``grace`` seconds for in-flight publishes to finish."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), grace)
+        except TimeoutError:
+            self._log.warning("closing with %d publishes unconfirmed", self._pending)
+
+    async def close(self) -> None:
+        channel, self._channel = self._channel, None
+        if channel is not None and not channel.is_closed:
+            try:
+                await channel.close()
+            except _LOST as exc:
+                self._log.debug("closing the publish channel failed: %r", exc)
+
+    async def _send(self, target: AmqpTarget, outgoing: aio_pika.Message) -> None:
+        where = f"exchange {target.exchange!r} routing key {target.routing_key!r}"
+        channel: AbstractChannel | None = None
+        try:
+            async with asyncio.timeout(self._timeout):
+                channel = await self._open()
+                if target.exchange:
+                    await self._ensure_exchange(target)
+                    exchange = await channel.get_exchange(target.exchange, ensure=False)
+                else:
+                    exchange = channel.default_exchange
+                await exchange.publish(outgoing, target.routing_key, mandatory=target.mandatory)
+        except aiormq.exceptions.PublishError as exc:
+            raise PublishRejected(f"unroutable: {where}: {_reply(exc)}") from exc
+        except aiormq.exceptions.DeliveryError as exc:
+            raise PublishRejected(f"broker nacked the message to {where}") from exc
+        except _REFUSALS as exc:
+            if _blames(exc, target, len(outgoing.body)):
+                raise PublishRejected(f"broker refused the publish to {where}: {exc}") from exc
+            # Another publish made the broker close the shared channel: not this one's fault.
+            raise ConnectionLost(f"publish channel closed by the broker: {exc}") from exc
+        except ValueError as exc:  # routing key too long, internal exchange
+            raise PublishRejected(f"cannot publish to {where}: {exc}") from exc
+        except TimeoutError as exc:
+            if channel is None:
+                raise ConnectionLost(
+                    f"not connected within {self._timeout}s ({self._link.detail})"
+                ) from exc
+            raise PublishTimeout(f"no confirm within {self._timeout}s for {where}") from exc
+        except _LOST as exc:
+            raise ConnectionLost(f"publish to {where} failed: {type(exc).__name__}: {exc}") \
+                from exc
+
+    async def _open(self) -> AbstractChannel:
+        async with self._open_lock:
+            channel = self._channel
+            if channel is not None and not channel.is_closed:
+                return channel
+            connection = await self._link.connection()
+            channel = connection.channel(publisher_confirms=True, on_return_raises=True)
+            await channel.initialize()
+            self._channel = channel
+            self._known.clear()
+            return channel
+
+    async def _ensure_exchange(self, target: AmqpTarget) -> None:
+        """Check (or declare) the exchange once per channel, on a throwaway channel.
+
+        A publish to a missing exchange makes the broker close the channel, failing
+        every publish in flight on it; checking first on a separate channel keeps
+        that error on the one target that caused it.
+        """
+        name = target.exchange
+        if name in self._known:
+            return
+        async with self._known_lock:
+            if name in self._known:
+                return
+            connection = await self._link.connection()
+            scratch = connection.channel(publisher_confirms=False)
+            await scratch.initialize()
+            try:
+                declaration = target.declare_exchange
+                if declaration is None:
+                    await scratch.get_exchange(name, ensure=True)
+                else:
+                    await scratch.declare_exchange(
+                        name, declaration.type.value, durable=declaration.durable
+                    )
+            finally:
+                if not scratch.is_closed:
+                    await scratch.close()
+            if len(self._known) >= _KNOWN_MAX:
+                self._known.clear()
+            self._known.add(name)
+
+
+def _blames(exc: BaseException, target: AmqpTarget, body_size: int) -> bool:
+    """Whether a channel-closing refusal was caused by this publish (vs a concurrent one)."""
+    text = str(exc.args[0]) if exc.args else ""
+    if isinstance(exc, aiormq.exceptions.ChannelPreconditionFailed):
+        limit = _SIZE_LIMIT.search(text)
+        return limit is None or body_size > int(limit.group(1))
+    return f"'{target.exchange}'" in text
+
+
+def _reply(exc: Any) -> str:
+    frame = getattr(exc, "frame", None)
+    code = getattr(frame, "reply_code", None)
+    text = getattr(frame, "reply_text", None)
+    return f"{code} {text}" if code is not None else str(exc)

@@ -1,0 +1,199 @@
+"""Consuming side of the AMQP connector: one channel and one consumer per route source.
+
+Each subscription opens its own channel on the current connection, applies
+``basic.qos(prefetch)``, optionally declares and binds its queue, and consumes
+with manual acks. The prefetch is the in-flight bound: the broker pushes no more
+than ``prefetch`` unacknowledged deliveries, so a runtime that stops pulling
+(or stops acking) stops the broker.
+
+When the channel dies (connection lost, broker cancelled the consumer, queue
+deleted) the subscription ends, buffered deliveries are dropped (the broker
+requeues everything unacknowledged on a dead channel) and ``consume`` opens a
+fresh subscription once the link has reconnected. A delivery carries a reference
+to the channel it arrived on, so its ``ack``/``nack`` can never reach a newer
+channel where the same delivery tag names another message: on a dead channel the
+settle is skipped with a log line, and the broker redelivers the message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any, Final
+
+import aiormq
+from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage
+from aio_pika.exceptions import MessageProcessError
+
+from connectors.amqp.config import AmqpSource, header_text
+from connectors.amqp.link import Link, LinkClosed
+from connectors.backoff import Backoff
+from connectors.base import Delivery
+from routing.bindings.amqp import AmqpMessage
+
+__all__ = ["consume"]
+
+# What a dead or refused channel raises while subscribing or settling.
+CHANNEL_ERRORS = (
+    aiormq.exceptions.AMQPError,
+    RuntimeError,  # aio-pika's "connection/channel not opened", ChannelInvalidStateError
+    ConnectionError,
+    TimeoutError,
+)
+SETUP_TIMEOUT: Final = 10.0
+
+
+class _End:
+    """Marker put in a subscription's buffer when its channel or consumer ends."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
+class Subscription:
+    """One channel consuming one queue; ends for good when the channel does."""
+
+    def __init__(self, source: AmqpSource, log: logging.Logger) -> None:
+        self.source = source
+        self._log = log
+        self._buffer: asyncio.Queue[AbstractIncomingMessage | _End] = asyncio.Queue()
+        self._channel: AbstractChannel | None = None
+        self.dead = False
+        self.tag = f"{source.consumer_tag_prefix}.{source.queue}.{uuid.uuid4().hex[:12]}"
+
+    async def open(self, connection: AbstractConnection) -> None:
+        """Open the channel, set prefetch, declare/bind the queue and start consuming."""
+        source = self.source
+        channel = connection.channel(publisher_confirms=False)
+        await channel.initialize(timeout=SETUP_TIMEOUT)
+        self._channel = channel
+        channel.close_callbacks.add(self._on_channel_close)
+        underlay = await channel.get_underlay_channel()
+        underlay.on_consumer_cancel_callbacks.add(self._on_cancel)
+        await channel.set_qos(prefetch_count=source.prefetch, timeout=SETUP_TIMEOUT)
+        if source.declare:
+            queue = await channel.declare_queue(
+                source.queue,
+                durable=True,
+                arguments=dict(source.queue_arguments()),
+                timeout=SETUP_TIMEOUT,
+            )
+        else:
+            queue = await channel.get_queue(source.queue, ensure=True)
+        for binding in source.bind:
+            await queue.bind(binding.exchange, binding.binding_key, timeout=SETUP_TIMEOUT)
+        await queue.consume(self._on_message, no_ack=False, consumer_tag=self.tag,
+                            timeout=SETUP_TIMEOUT)
+
+    async def next(self) -> AbstractIncomingMessage | None:
+        """The next delivery, or None once the channel is gone (buffer discarded)."""
+        item = await self._buffer.get()
+        if isinstance(item, _End) or self.dead:
+            if isinstance(item, _End):
+                self._log.info("consumer %s on %r ended: %s", self.tag, self.source.queue,
+                               item.reason)
+            return None
+        return item
+
+    async def close(self) -> None:
+        """Close the channel; the broker requeues every unacknowledged delivery."""
+        self.dead = True
+        channel, self._channel = self._channel, None
+        if channel is not None and not channel.is_closed:
+            try:
+                await channel.close()
+            except CHANNEL_ERRORS as exc:
+                self._log.debug("closing consumer channel %s failed: %r", self.tag, exc)
+
+    async def settle(self, message: AbstractIncomingMessage, ack: bool, requeue: bool) -> None:
+        """ack or nack ``message`` on its own channel; skipped if that channel is dead."""
+        if message.processed:
+            return
+        if self.dead:
+            self._stale(message, "its channel is closed")
+            return
+        try:
+            if ack:
+                await message.ack()
+            else:
+                await message.nack(requeue=requeue)
+        except MessageProcessError:
+            return  # settled concurrently
+        except CHANNEL_ERRORS as exc:
+            self._stale(message, repr(exc))
+
+    def _stale(self, message: AbstractIncomingMessage, why: str) -> None:
+        self._log.info(
+            "settling delivery %s from %r skipped (%s); the broker redelivers it",
+            message.delivery_tag, self.source.queue, why,
+        )
+
+    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        self._buffer.put_nowait(message)
+
+    def _on_channel_close(self, _sender: Any, exc: BaseException | None) -> None:
+        self.dead = True
+        self._buffer.put_nowait(_End(f"channel closed: {exc!r}"))
+
+    def _on_cancel(self, frame: Any) -> None:
+        self.dead = True
+        self._buffer.put_nowait(_End("consumer cancelled by the broker (queue deleted?)"))
+
+
+def _delivery(subscription: Subscription, message: AbstractIncomingMessage) -> Delivery:
+    raw_headers = dict(message.headers or {})
+    body = message.body
+
+    async def ack() -> None:
+        await subscription.settle(message, ack=True, requeue=False)
+
+    async def nack(requeue: bool) -> None:
+        await subscription.settle(message, ack=False, requeue=requeue)
+
+    queue = subscription.source.queue
+    return Delivery(
+        message=AmqpMessage(body=body, content_type=message.content_type, headers=raw_headers),
+        address=message.routing_key or "",
+        payload=body,
+        headers={str(name): header_text(value) for name, value in raw_headers.items()},
+        ack=ack,
+        nack=nack,
+        native_id=message.message_id or None,
+        ordering_key=queue,
+        coordinates={
+            "exchange": message.exchange or "",
+            "routing_key": message.routing_key or "",
+            "queue": queue,
+            "delivery_tag": message.delivery_tag or 0,
+            "redelivered": bool(message.redelivered),
+        },
+    )
+
+
+async def consume(link: Link, source: AmqpSource, log: logging.Logger) -> AsyncIterator[Delivery]:
+    """Deliveries from ``source`` until the connector closes, across reconnects."""
+    backoff = Backoff()
+    while not link.closing:
+        try:
+            connection = await link.connection()
+        except LinkClosed:
+            return
+        subscription = Subscription(source, log)
+        try:
+            try:
+                await subscription.open(connection)
+            except CHANNEL_ERRORS as exc:
+                log.warning("cannot consume %r: %s: %s; retrying", source.queue,
+                            type(exc).__name__, exc)
+                await backoff.sleep()
+                continue
+            log.info("consuming %r as %s", source.queue, subscription.tag)
+            backoff.reset()
+            while (message := await subscription.next()) is not None:
+                yield _delivery(subscription, message)
+        finally:
+            await subscription.close()
+        if not link.closing:
+            await backoff.sleep()
