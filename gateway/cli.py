@@ -32,17 +32,26 @@ def _load(path: str) -> GatewayConfig | None:
         return None
 
 
-async def _run(config: GatewayConfig) -> None:
-    from gateway.runtime import Gateway  # imported late: validate needs no broker clients
+async def _run(path: str, config: GatewayConfig, watch: bool) -> None:
+    # Imported late: `validate` needs no broker clients.
+    from gateway.reload import watch_config
+    from gateway.runtime import Gateway
 
     gateway = Gateway(config)
     stop = asyncio.Event()
+    reload = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, reload.set)
     await gateway.start()
+    watcher = asyncio.create_task(
+        watch_config(path, gateway, reload, interval=2.0 if watch else None)
+    )
     await stop.wait()
     log.info("signal received: draining in-flight events")
+    watcher.cancel()
+    await asyncio.gather(watcher, return_exceptions=True)
     await gateway.stop()
 
 
@@ -67,6 +76,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     run = commands.add_parser("run", help="run the gateway with a config file")
     run.add_argument("config", help="path to the YAML config file")
+    run.add_argument(
+        "--no-watch",
+        action="store_true",
+        help="do not reload when the file changes (SIGHUP still reloads)",
+    )
 
     validate = commands.add_parser(
         "validate", help="check a config file and exit (no broker is contacted)"
@@ -101,7 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if config is None:
             return 2
         _install_uvloop()
-        asyncio.run(_run(config))
+        asyncio.run(_run(args.config, config, watch=not args.no_watch))
         return 0
     if args.command == "demo":
         from gateway.demo import run_demo

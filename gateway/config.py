@@ -10,12 +10,14 @@ Every problem carries file, line, column and key path (see ``gateway.yamlsource`
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from connectors.base import Connector, ConnectorOptions, SourceOptions, TargetOptions
 from connectors.errors import UnknownConnectorType
@@ -180,7 +182,7 @@ def parse_config(
     routes: list[Route] = []
     seen: set[str] = set()
     for index, section in enumerate(file_model.routes):
-        route = _compile_route(check, ("routes", index), section, connectors, loaded)
+        route = _compile_route(check, ("routes", index), section, connectors)
         if section.name in seen:
             check.add(("routes", index, "name"), f"route name {section.name!r} is used twice")
         seen.add(section.name)
@@ -250,8 +252,27 @@ def _target(
     return TargetSpec(options.connector, options, templates)
 
 
+def _fingerprint(section: RouteSection, connectors: Any) -> str:
+    """Identity of a route for hot reload: its own settings plus every connector it uses."""
+    used = {section.from_.get("connector")} | {t.get("connector") for t in section.to}
+    if section.dead_letter is not None:
+        used.add(section.dead_letter.get("connector"))
+    options = {
+        name: connectors[name][1].model_dump()
+        for name in sorted(n for n in used if isinstance(n, str) and n in connectors)
+    }
+    body = {"route": section.model_dump(by_alias=True), "connectors": options}
+    return json.dumps(body, sort_keys=True, default=_fingerprint_value)
+
+
+def _fingerprint_value(value: Any) -> str:
+    if isinstance(value, SecretStr):  # a rotated secret must count as a change
+        return "secret:" + hashlib.sha256(value.get_secret_value().encode()).hexdigest()
+    return repr(value)
+
+
 def _compile_route(
-    check: _Checker, path: KeyPath, section: RouteSection, connectors: Any, loaded: LoadedYaml
+    check: _Checker, path: KeyPath, section: RouteSection, connectors: Any
 ) -> Route | None:
     problems_before = len(check.problems)
     source = _endpoint(check, (*path, "from"), section.from_, connectors, "source")
@@ -299,6 +320,7 @@ def _compile_route(
         ),
         max_in_flight=section.max_in_flight,
         ordered=section.ordered,
+        fingerprint=_fingerprint(section, connectors),
     )
 
 

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from connectors.base import Connector, Delivery
-from gateway.config import GatewayConfig, load_config
+from gateway.config import load_config
 from gateway.localbrokers import KafkaMockCluster, NatsServer, free_port, port_open, wait_for_port
 from gateway.runtime import Gateway
 from routing.event import CloudEvent
@@ -238,7 +238,7 @@ async def _sink(connector: AnyConnector, source: Any, label: str, screen: _Scree
             screen.arrived[label] % 25 == 1 or event.type.endswith("deadletter")
         ):
             reason = (
-                f"  ({event.extensions.get('dlerror')})"
+                f"  ({event.extensions.get('dlerror')!s})"
                 if event.type.endswith("deadletter")
                 else ""
             )
@@ -276,7 +276,7 @@ async def _demo(seconds: float | None, rate: float) -> None:
         gateway = Gateway(config)
         await gateway.start()
         screen = _Screen()
-        tasks = _start_traffic(gateway, config, brokers, run, rate, screen)
+        tasks = _start_traffic(gateway, brokers, run, rate, screen)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
@@ -304,71 +304,36 @@ async def _demo(seconds: float | None, rate: float) -> None:
 
 
 def _start_traffic(
-    gateway: Gateway,
-    config: GatewayConfig,
-    brokers: _Brokers,
-    run: str,
-    rate: float,
-    screen: _Screen,
+    gateway: Gateway, brokers: _Brokers, run: str, rate: float, screen: _Screen
 ) -> list[asyncio.Task[None]]:
-    nats, kafka = gateway.connectors["edge"], gateway.connectors["core"]
-    kafka_source = type(kafka).Source
+    def sink(connector_name: str, label: str, **source: Any) -> asyncio.Task[None]:
+        connector = gateway.connectors[connector_name]
+        options = type(connector).Source.model_validate({"connector": connector_name, **source})
+        return asyncio.create_task(_sink(connector, options, label, screen))
+
+    group = f"demo-{run}-sink"
     tasks = [
         asyncio.create_task(_pump_orders(brokers.nats, run, rate, screen)),
-        asyncio.create_task(
-            _sink(
-                kafka,
-                kafka_source(
-                    connector="core", topics=[f"demo.{run}.orders"], group_id=f"demo-{run}-sink"
-                ),
-                "Kafka  orders",
-                screen,
-            )
-        ),
-        asyncio.create_task(
-            _sink(
-                kafka,
-                kafka_source(
-                    connector="core", topics=[f"demo.{run}.dlq"], group_id=f"demo-{run}-sink"
-                ),
-                "Kafka  dead letters",
-                screen,
-            )
-        ),
+        sink("core", "Kafka  orders", topics=[f"demo.{run}.orders"], group_id=group),
+        sink("core", "Kafka  dead letters", topics=[f"demo.{run}.dlq"], group_id=group),
     ]
     if brokers.mqtt:
-        mqtt = gateway.connectors["plant"]
         tasks += [
-            asyncio.create_task(_pump_telemetry(mqtt, run, rate, screen)),
-            asyncio.create_task(
-                _sink(
-                    nats,
-                    type(nats).Source(connector="edge", subject=f"demo.{run}.telemetry.>"),
-                    "NATS   telemetry",
-                    screen,
-                )
-            ),
-            asyncio.create_task(
-                _sink(
-                    mqtt,
-                    type(mqtt).Source(connector="plant", topic=f"demo/{run}/audit/#", qos=1),
-                    "MQTT   audit",
-                    screen,
-                )
-            ),
+            asyncio.create_task(_pump_telemetry(gateway.connectors["plant"], run, rate, screen)),
+            sink("edge", "NATS   telemetry", subject=f"demo.{run}.telemetry.>"),
+            sink("plant", "MQTT   audit", topic=f"demo/{run}/audit/#", qos=1),
         ]
     if brokers.amqp:
-        amqp = gateway.connectors["ops"]
-        source = type(amqp).Source.model_validate(
-            {
-                "connector": "ops",
-                "queue": f"demo.{run}.orders",
-                "declare": True,
-                "arguments": {"x-expires": 60_000},
-                "bind": [{"exchange": "amq.topic", "binding_key": f"demo.{run}.orders.#"}],
-            }
+        tasks.append(
+            sink(
+                "ops",
+                "AMQP   orders",
+                queue=f"demo.{run}.orders",
+                declare=True,
+                arguments={"x-expires": 60_000},  # the broker deletes it after the demo
+                bind=[{"exchange": "amq.topic", "binding_key": f"demo.{run}.orders.#"}],
+            )
         )
-        tasks.append(asyncio.create_task(_sink(amqp, source, "AMQP   orders", screen)))
     return tasks
 
 

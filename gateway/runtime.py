@@ -37,7 +37,7 @@ from routing.event import CloudEvent
 from routing.router import Route, SourceGroup, TargetSpec
 from routing.templates import TemplateValues
 
-__all__ = ["Gateway", "NotACloudEvent", "RouteStats"]
+__all__ = ["Gateway", "NotACloudEvent", "ReloadResult", "RouteStats"]
 
 log = logging.getLogger("meshgate.runtime")
 
@@ -364,8 +364,21 @@ def _with_target(exc: Exception, target: TargetSpec) -> Exception:
     return exc
 
 
+@dataclass(frozen=True)
+class ReloadResult:
+    """What a hot reload changed, by route name."""
+
+    kept: tuple[str, ...]
+    restarted: tuple[str, ...]
+    removed: tuple[str, ...]
+
+
+def _routes_of(group: SourceGroup) -> tuple[str, ...]:
+    return tuple(route.fingerprint for route in group.routes)
+
+
 class Gateway:
-    """All connectors and pipelines of one config; ``start`` / ``stop`` / ``run``."""
+    """All connectors and pipelines of one config: ``start``, ``reload``, ``stop``."""
 
     def __init__(self, config: GatewayConfig) -> None:
         self.config = config
@@ -377,17 +390,11 @@ class Gateway:
         }
         self.pipelines = [_Pipeline(self, group) for group in config.table.groups]
         self._stopped = asyncio.Event()
+        self._reloading = asyncio.Lock()
 
     async def start(self) -> None:
-        """Connect every connector (concurrently), then start consuming."""
-        started: list[AnyConnector] = []
-        try:
-            for connector in self.connectors.values():
-                await connector.start()
-                started.append(connector)
-        except BaseException:
-            await asyncio.gather(*(c.close() for c in started), return_exceptions=True)
-            raise
+        """Connect every connector, then start consuming."""
+        await self._start_connectors(list(self.connectors.values()))
         for pipeline in self.pipelines:
             pipeline.start()
         log.info(
@@ -396,6 +403,87 @@ class Gateway:
             len(self.connectors),
             len(self.config.table.routes),
         )
+
+    @staticmethod
+    async def _start_connectors(connectors: list[AnyConnector]) -> None:
+        started: list[AnyConnector] = []
+        try:
+            for connector in connectors:
+                await connector.start()
+                started.append(connector)
+        except BaseException:
+            await asyncio.gather(*(c.close() for c in started), return_exceptions=True)
+            raise
+
+    async def reload(self, config: GatewayConfig) -> ReloadResult:
+        """Switch to ``config`` without touching unchanged routes.
+
+        A source group whose routes (and the connectors they use) are unchanged keeps
+        its pipeline: its in-flight events are neither dropped nor duplicated. Changed
+        and removed groups stop consuming and drain (their in-flight events finish and
+        are acked) before their replacements start. New connectors are started first:
+        if one cannot start, nothing changes and the error propagates.
+        """
+        async with self._reloading:
+            old = {(p.group.connector, p.group.source.model_dump_json()): p for p in self.pipelines}
+            kept: list[_Pipeline] = []
+            fresh_groups: list[SourceGroup] = []
+            for group in config.table.groups:
+                pipeline = old.get((group.connector, group.source.model_dump_json()))
+                if pipeline is not None and _routes_of(pipeline.group) == _routes_of(group):
+                    kept.append(pipeline)
+                    del old[(group.connector, group.source.model_dump_json())]
+                else:
+                    fresh_groups.append(group)
+            retiring = list(old.values())
+
+            connectors: dict[str, AnyConnector] = {}
+            to_start: list[AnyConnector] = []
+            for name, (cls, options) in config.connectors.items():
+                current = self.connectors.get(name)
+                if current is not None and type(current) is cls and current.options == options:
+                    connectors[name] = current
+                else:
+                    connectors[name] = cls(name, options)
+                    to_start.append(connectors[name])
+            await self._start_connectors(to_start)
+
+            # Old pipelines finish with the old connectors before those may close.
+            await asyncio.gather(*(p.stop_consuming() for p in retiring))
+            timeout = config.gateway.drain_timeout_seconds
+            await asyncio.gather(*(p.drain(timeout) for p in retiring))
+            retired = [c for name, c in self.connectors.items() if connectors.get(name) is not c]
+            self.connectors = connectors
+            self.config = config
+            unchanged = {route.fingerprint for p in kept for route in p.group.routes}
+            self.stats = {
+                route.name: self.stats.get(route.name, RouteStats())
+                if route.fingerprint in unchanged
+                else RouteStats()
+                for route in config.table.routes
+            }
+            await asyncio.gather(*(c.close() for c in retired), return_exceptions=True)
+            fresh = [_Pipeline(self, group) for group in fresh_groups]
+            for pipeline in fresh:
+                pipeline.start()
+            self.pipelines = kept + fresh
+            result = ReloadResult(
+                kept=tuple(r.name for p in kept for r in p.group.routes),
+                restarted=tuple(r.name for p in fresh for r in p.group.routes),
+                removed=tuple(
+                    r.name
+                    for p in retiring
+                    for r in p.group.routes
+                    if r.name not in {route.name for route in config.table.routes}
+                ),
+            )
+            log.info(
+                "config reloaded: %d routes kept, %d (re)started, %d removed",
+                len(result.kept),
+                len(result.restarted),
+                len(result.removed),
+            )
+            return result
 
     async def stop(self) -> None:
         """Graceful stop: stop consuming, drain in-flight work, close connectors."""

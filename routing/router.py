@@ -65,6 +65,8 @@ class Route:
     retry: RetryPolicy = RetryPolicy()
     max_in_flight: int = 256
     ordered: bool = False
+    fingerprint: str = ""
+    """Identity for hot reload: equal fingerprints mean the route did not change."""
 
     def matches(self, event: CloudEvent) -> bool:
         return self.filter is None or self.filter(event)

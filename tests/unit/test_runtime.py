@@ -344,3 +344,78 @@ async def test_stop_drains_in_flight_work(write_config) -> None:
         MemoryConnector.publish = original  # type: ignore[method-assign]
     assert len(MemoryBroker.get("default").acked) == 5
     assert len(received("out")) == 5
+
+
+async def test_hot_reload_keeps_unchanged_routes_exactly_once(write_config) -> None:
+    stay = """
+        - name: stay
+          from: {connector: mem, topic: a-in}
+          to: [{connector: mem, topic: a-out}]
+    """
+    before = stay + """
+        - name: change
+          from: {connector: mem, topic: b-in}
+          to: [{connector: mem, topic: b-out}]
+        - name: gone
+          from: {connector: mem, topic: c-in}
+          to: [{connector: mem, topic: c-out}]
+    """
+    after = stay + """
+        - name: change
+          from: {connector: mem, topic: b-in}
+          to: [{connector: mem, topic: b-out2}]
+        - name: new
+          from: {connector: mem, topic: d-in}
+          to: [{connector: mem, topic: d-out}]
+    """
+    gw = Gateway(load_config(write_config(before)))
+    await gw.start()
+    stay_pipeline = next(p for p in gw.pipelines if p.group.routes[0].name == "stay")
+    sent = 0
+
+    async def produce(count: int) -> None:
+        nonlocal sent
+        for _ in range(count):
+            put("a-in", event(sent))
+            put("b-in", event(sent))
+            sent += 1
+            await asyncio.sleep(0.001)
+
+    producer = asyncio.create_task(produce(600))
+    await asyncio.sleep(0.2)
+    result = await gw.reload(load_config(write_config(after)))
+    await producer
+    assert result.kept == ("stay",)
+    assert sorted(result.restarted) == ["change", "new"]
+    assert result.removed == ("gone",)
+    assert stay_pipeline in gw.pipelines  # the same consumer kept running
+    broker = MemoryBroker.get("default")
+    await eventually(lambda: not broker.topics["a-in"].messages and gw.in_flight() == 0)
+    await gw.stop()
+    ids = [e.id for e in received("a-out")]
+    assert sorted(ids, key=lambda i: int(i[1:])) == [f"e{n}" for n in range(600)]  # each once
+    moved = [e.id for e in received("b-out")] + [e.id for e in received("b-out2")]
+    assert sorted(moved, key=lambda i: int(i[1:])) == [f"e{n}" for n in range(600)]
+    assert gw.stats["stay"].delivered == 600
+
+
+async def test_invalid_reload_keeps_the_running_config(write_config, caplog) -> None:
+    from gateway.reload import reload_from
+
+    good = """
+        - name: r
+          from: {connector: mem, topic: in}
+          to: [{connector: mem, topic: out}]
+    """
+    path = write_config(good)
+    gw = Gateway(load_config(path))
+    await gw.start()
+    try:
+        path.write_text(path.read_text().replace("topic: out", "topic: out, bogus: 1"))
+        assert await reload_from(path, gw) is False
+        assert "config reload rejected" in caplog.text and "bogus: unknown key" in caplog.text
+        put("in", event(1))
+        await eventually(lambda: len(MemoryBroker.get("default").acked) == 1)
+        assert [e.id for e in received("out")] == ["e1"]
+    finally:
+        await gw.stop()
