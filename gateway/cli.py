@@ -25,11 +25,16 @@ def _setup_logging(level: str) -> None:
 
 
 def _load(path: str) -> GatewayConfig | None:
+    from gateway.analysis import analyse
+
     try:
-        return load_config(path)
+        config = load_config(path)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return None
+    for finding in analyse(config):
+        print(f"{path}: {finding}", file=sys.stderr)
+    return config
 
 
 async def _run(path: str, config: GatewayConfig, watch: bool) -> None:

@@ -1,0 +1,220 @@
+"""Static analysis of a compiled config: warnings about routes, found before anything runs.
+
+- a route that can never match (a CESQL filter that is constant false);
+- routes that form a cycle through the brokers (route A publishes where route B
+  reads, and B publishes where A reads): an event could circulate forever, since
+  loop protection across hops is not implemented yet;
+- duplicated routes: same source, filter and targets, so every event would be
+  delivered twice.
+
+Address matching knows the built-in protocols (Kafka topics and patterns, AMQP
+exchanges + binding keys, MQTT and NATS wildcards, memory topics); routes of
+other connector types are left out of the cycle check. Template placeholders in
+target addresses are treated as "any one level", so a cycle warning means "can
+form a cycle", not "will".
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.config import GatewayConfig
+from routing.cesql import compile_expression
+from routing.event import CloudEvent
+from routing.filters import amqp_match, mqtt_match, nats_match
+from routing.router import Route, TargetSpec
+
+__all__ = ["Finding", "analyse"]
+
+_ANY = "\x00"  # stands for a template placeholder in a target address
+_SEP = "\x1f"  # joins AMQP exchange and routing key into one address
+_BROKER_FIELDS = ("url", "servers", "bootstrap_servers", "host", "port", "namespace")
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    route: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"warning: route {self.route}: {self.message}"
+
+
+def _levels(pattern: str, address: str, sep: str, one: str, rest: str, empty_rest: bool) -> bool:
+    pattern_levels, levels = pattern.split(sep), address.split(sep)
+    for i, part in enumerate(pattern_levels):
+        if part == rest:
+            return len(levels) - i >= (0 if empty_rest else 1)
+        if i >= len(levels):
+            return False
+        if part not in (one, levels[i]) and _ANY not in levels[i]:
+            return False
+    return len(pattern_levels) == len(levels)
+
+
+def _kafka_sources(source: Any) -> list[Callable[[str], bool]]:
+    if source.pattern is not None:
+        regex = re.compile(source.pattern)
+        return [lambda address: regex.fullmatch(address.replace(_ANY, "x")) is not None]
+    return [_exact_or_template(topic) for topic in source.topics or ()]
+
+
+def _exact_or_template(name: str) -> Callable[[str], bool]:
+    def matches(address: str) -> bool:
+        regex = ".*".join(re.escape(part) for part in address.split(_ANY))
+        return re.fullmatch(regex, name) is not None
+
+    return matches
+
+
+def _amqp_sources(source: Any) -> list[Callable[[str], bool]]:
+    def bound(exchange: str, key: str) -> Callable[[str], bool]:
+        def matches(address: str) -> bool:
+            target_exchange, _, routing_key = address.partition(_SEP)
+            if target_exchange != exchange and _ANY not in target_exchange:
+                return False
+            return amqp_match(key, routing_key.replace(_ANY, "x")) or _ANY in routing_key
+
+        return matches
+
+    default = _exact_or_template(source.queue)  # the default exchange routes by queue name
+    matchers = [lambda address: address.startswith(_SEP) and default(address[1:])]
+    return matchers + [bound(b.exchange, b.binding_key) for b in source.bind]
+
+
+def _mqtt_sources(source: Any) -> list[Callable[[str], bool]]:
+    topic = source.topic
+    return [
+        lambda address: _levels(topic, address, "/", "+", "#", True) or mqtt_match(topic, address)
+    ]
+
+
+def _nats_sources(source: Any) -> list[Callable[[str], bool]]:
+    subject = source.subject
+    return [
+        lambda address: (
+            _levels(subject, address, ".", "*", ">", False) or nats_match(subject, address)
+        )
+    ]
+
+
+def _memory_sources(source: Any) -> list[Callable[[str], bool]]:
+    return [_exact_or_template(source.topic)]
+
+
+_SOURCES: dict[str, Callable[[Any], list[Callable[[str], bool]]]] = {
+    "kafka": _kafka_sources,
+    "amqp": _amqp_sources,
+    "mqtt": _mqtt_sources,
+    "nats": _nats_sources,
+    "memory": _memory_sources,
+}
+
+
+def _target_address(kind: str, target: TargetSpec) -> str | None:
+    options = target.options
+
+    def field(name: str) -> str:
+        template = target.templates.get(name)
+        if template is None:
+            return str(getattr(options, name))
+        return "".join(p if isinstance(p, str) else _ANY for p in template.parts)
+
+    if kind in ("kafka", "mqtt", "memory"):
+        return field("topic")
+    if kind == "nats":
+        return field("subject")
+    if kind == "amqp":
+        return field("exchange") + _SEP + field("routing_key")
+    return None
+
+
+def _broker(config: GatewayConfig, name: str) -> str:
+    """Connectors with the same type and address reach the same broker."""
+    _cls, options = config.connectors[name]
+    dumped = options.model_dump(include=set(_BROKER_FIELDS))
+    return json.dumps([options.type, dumped], sort_keys=True, default=str)
+
+
+def _feeds(config: GatewayConfig, route: Route, other: Route) -> bool:
+    kind = config.connectors[other.source_connector][1].type
+    make = _SOURCES.get(kind)
+    if make is None:
+        return False
+    matchers = make(other.source)
+    broker = _broker(config, other.source_connector)
+    for target in route.targets:
+        if _broker(config, target.connector) != broker:
+            continue
+        address = _target_address(kind, target)
+        if address is not None and any(match(address) for match in matchers):
+            return True
+    return False
+
+
+def _cycles(config: GatewayConfig) -> Iterator[Finding]:
+    routes = config.table.routes
+    edges = {r.name: [o.name for o in routes if _feeds(config, r, o)] for r in routes}
+    reported: set[frozenset[str]] = set()
+
+    def walk(start: str, node: str, path: list[str]) -> Iterator[list[str]]:
+        for nxt in edges[node]:
+            if nxt == start:
+                yield [*path, start]
+            elif nxt not in path and len(path) < 8:  # bounded: warnings, not proofs
+                yield from walk(start, nxt, [*path, nxt])
+
+    for route in routes:
+        for cycle in walk(route.name, route.name, [route.name]):
+            key = frozenset(cycle)
+            if key not in reported:
+                reported.add(key)
+                chain = " -> ".join(cycle)
+                yield Finding(
+                    route.name,
+                    f"routes can form a cycle through the brokers ({chain}): an event could "
+                    "circulate forever (no hop limit yet); narrow a source or a target",
+                )
+
+
+def _never_matches(route: Route) -> Finding | None:
+    if route.filter_text is None:
+        return None
+    expression = compile_expression(route.filter_text)
+    if expression.attributes:
+        return None
+    probe = CloudEvent(id="probe", source="probe", type="probe")
+    if expression.matches(probe):
+        return None
+    return Finding(
+        route.name, f"filter {route.filter_text!r} is always false: the route never matches"
+    )
+
+
+def _duplicates(config: GatewayConfig) -> Iterator[Finding]:
+    for group in config.table.groups:
+        seen: dict[str, str] = {}
+        for route in group.routes:
+            body = json.loads(route.fingerprint)["route"] if route.fingerprint else {}
+            body.pop("name", None)
+            key = json.dumps(body, sort_keys=True, default=str)
+            if key in seen:
+                yield Finding(
+                    route.name,
+                    f"duplicates route {seen[key]} (same source, filter and targets): every "
+                    "event would be delivered twice",
+                )
+            else:
+                seen[key] = route.name
+
+
+def analyse(config: GatewayConfig) -> list[Finding]:
+    """Every warning for ``config``; an empty list when nothing looks wrong."""
+    findings = [f for route in config.table.routes if (f := _never_matches(route)) is not None]
+    findings.extend(_cycles(config))
+    findings.extend(_duplicates(config))
+    return findings
