@@ -1,0 +1,194 @@
+"""``MqttConnector``: the ``mqtt`` connector type; ties sessions, sources and publishing."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import ClassVar
+
+from paho.mqtt.packettypes import PacketTypes
+
+from connectors.backoff import Backoff
+from connectors.base import Capabilities, Connector, Delivery, HealthState
+from connectors.errors import ConnectionLost, ConnectorError, PublishRejected
+from connectors.mqtt.config import (
+    MqttOptions,
+    MqttSource,
+    MqttTarget,
+    check_target,
+    effective_mode,
+)
+from connectors.mqtt.hub import Hub
+from connectors.mqtt.session import Session, new_properties
+from connectors.mqtt.source import consume
+from routing.bindings import mqtt as binding
+from routing.event import CloudEvent
+
+__all__ = ["MqttConnector"]
+
+_log = logging.getLogger("meshgate.connectors.mqtt")
+
+_PUBLISHER = "publisher"
+# The largest packet MQTT can express (a 4-byte Remaining Length).
+_MAX_MESSAGE_BYTES = 268_435_455
+
+
+class MqttConnector(Connector[MqttOptions, MqttSource, MqttTarget]):
+    """MQTT 3.1.1 / 5: persistent sessions with deferred, ordered acks; confirmed publish.
+
+    QoS 0 is at-most-once in both directions: a QoS 0 delivery's ``ack``/``nack`` do
+    nothing and a QoS 0 publish returns once written. ``capabilities.headers`` holds
+    for MQTT 5 only (3.1.1 has no properties: structured JSON mode only).
+    """
+
+    Options: ClassVar[type[MqttOptions]] = MqttOptions
+    Source: ClassVar[type[MqttSource]] = MqttSource
+    Target: ClassVar[type[MqttTarget]] = MqttTarget
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        acknowledgements=True,
+        confirmed_publish=True,
+        ordering="topic",
+        headers=True,
+        max_message_bytes=_MAX_MESSAGE_BYTES,
+    )
+    address_separator: ClassVar[str] = "/"
+
+    def __init__(self, name: str, options: MqttOptions) -> None:
+        super().__init__(name, options)
+        self._hub = Hub(name, options, self.health, _log)
+        self._publisher: Session | None = None
+        self._publisher_up = asyncio.Event()
+        self._supervisor: asyncio.Task[None] | None = None
+
+    @classmethod
+    def validate_target(cls, options: MqttOptions, target: MqttTarget) -> str | None:
+        return check_target(options, target)
+
+    @property
+    def client_id(self) -> str:
+        """Client id of the publishing session (sources append '-<8 hex>')."""
+        return self._hub.base_client_id
+
+    async def start(self) -> None:
+        if self._supervisor is not None:
+            return
+        self.health.state = HealthState.STARTING
+        session = await self._connect_publisher()
+        _log.info("connected to %s as %r", self.options.endpoint(), self.client_id)
+        self.health.state = HealthState.UP
+        self._use_publisher(session)
+        self._supervisor = asyncio.create_task(
+            self._supervise_publisher(), name=f"mqtt-publisher:{self.name}"
+        )
+
+    async def close(self) -> None:
+        if self.health.state is HealthState.CLOSED:
+            return
+        self._hub.closing = True
+        publisher = self._publisher
+        if publisher is not None:
+            await publisher.wait_publishes(min(self.options.publish_timeout, 10.0))
+        if self._supervisor is not None:
+            self._supervisor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._supervisor
+        self._publisher_up.set()  # wake publishers waiting for a connection: they fail
+        await self._hub.close()
+
+    def consume(self, source: MqttSource) -> AsyncIterator[Delivery]:
+        return consume(self._hub, source)
+
+    def decode(self, delivery: Delivery) -> CloudEvent | None:
+        message: binding.MqttMessage = delivery.message
+        return binding.from_message(message)
+
+    async def publish(self, target: MqttTarget, event: CloudEvent) -> None:
+        topic = target.topic
+        if not topic or any(ch in topic for ch in "+#\x00"):
+            raise PublishRejected(f"cannot publish to {topic!r}: not a valid MQTT topic name")
+        protocol = self.options.protocol
+        try:
+            message = binding.to_message(
+                event,
+                effective_mode(self.options, target),
+                fmt=target.format,
+                protocol_version=protocol,
+            )
+        except ValueError as exc:  # what MQTT 3.1.1 cannot carry: a configuration error
+            raise PublishRejected(str(exc)) from exc
+        properties = None
+        if protocol == 5:
+            properties = new_properties(PacketTypes.PUBLISH)
+            if message.content_type is not None:
+                properties.ContentType = message.content_type
+            if message.user_properties:
+                properties.UserProperty = list(message.user_properties)
+            if target.message_expiry is not None:
+                properties.MessageExpiryInterval = target.message_expiry
+        session = await self._connected_publisher()
+        await session.publish(topic, message.payload, target.qos, target.retain, properties)
+
+    def describe_source(self, source: MqttSource) -> str:
+        return f"{self.name}:topic {source.subscription!r} qos {source.qos}"
+
+    # -- the publishing session ---------------------------------------------------------
+
+    async def _connect_publisher(self) -> Session:
+        # Publishing needs no broker-side state: a clean session that ends at disconnect.
+        session = self._hub.session(self.client_id, clean_start=True, session_expiry=0)
+        try:
+            await session.connect()
+        except ConnectorError:
+            self._hub.forget(session)
+            raise
+        return session
+
+    def _use_publisher(self, session: Session) -> None:
+        self._publisher = session
+        self._publisher_up.set()
+
+    async def _connected_publisher(self) -> Session:
+        """The live publishing session, waiting (up to publish_timeout) for a reconnect."""
+        timeout = self.options.publish_timeout
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not self._hub.closing:
+            session = self._publisher
+            if session is not None and not session.closed.done():
+                return session
+            self._publisher_up.clear()
+            remaining = deadline - asyncio.get_running_loop().time()
+            try:
+                await asyncio.wait_for(self._publisher_up.wait(), max(remaining, 0.0))
+            except TimeoutError as exc:
+                raise ConnectionLost(
+                    f"{self.name}: not connected to {self.options.endpoint()} "
+                    f"after {timeout} s ({self.health.detail})"
+                ) from exc
+        raise ConnectionLost(f"connector {self.name!r} is closed")
+
+    async def _supervise_publisher(self) -> None:
+        backoff = Backoff()
+        while not self._hub.closing and self._publisher is not None:
+            lost = self._publisher
+            reason = await lost.closed
+            self._publisher_up.clear()
+            self._hub.forget(lost)
+            if self._hub.closing:
+                return
+            self._hub.down(_PUBLISHER, reason)
+            _log.warning("publisher connection to %s lost: %s", self.options.endpoint(), reason)
+            while True:
+                await backoff.sleep()
+                try:
+                    session = await self._connect_publisher()
+                except ConnectorError as exc:
+                    self._hub.down(_PUBLISHER, str(exc))
+                    _log.warning("reconnecting publisher: %s", exc)
+                    continue
+                break
+            backoff.reset()
+            self._use_publisher(session)
+            self._hub.up(_PUBLISHER)
+            _log.info("publisher reconnected to %s", self.options.endpoint())

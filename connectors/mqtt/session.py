@@ -1,0 +1,432 @@
+"""One MQTT connection driven by asyncio: a small adapter over a paho-mqtt client.
+
+paho does the protocol (packets, MQTT 5 properties, keep-alive); ``Session`` drives
+its socket from the event loop (``add_reader``/``add_writer``, as aiomqtt does),
+turns its callbacks into futures, and adds what meshgate needs and aiomqtt does not
+expose (docs/decisions/0001-mqtt-deferred-puback.md):
+
+- inbound QoS 1/2 messages are acknowledged only when the runtime acks them, and
+  then in the order the PUBLISHes arrived (``connectors.mqtt.acks``, MQTT 4.6);
+- publishes complete with the PUBACK/PUBREC/PUBCOMP reason code, so MQTT 5
+  refusals (>= 0x80) become ``PublishRejected``;
+- QoS 1/2 deliveries in flight are bounded by the broker's flow control (MQTT 5
+  Receive Maximum = ``receive_maximum``); QoS 0 is not flow-controlled, so the
+  socket is not read while ``receive_maximum`` QoS 0 messages wait to be pulled.
+
+A session is one connection: after it is lost, a new ``Session`` (new paho client)
+resumes the broker-side session. Nothing of a dead connection is acked on a new
+one: the broker redelivers what was not acked, with the same packet identifiers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import ssl
+from collections import deque
+from contextlib import suppress
+from typing import Any
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from connectors.errors import ConnectionLost, ConnectorError, PublishRejected, PublishTimeout
+from connectors.mqtt._paho import ManualAckClient
+from connectors.mqtt.acks import AckSequencer
+from connectors.mqtt.config import MqttOptions
+
+__all__ = ["ConnectionRefused", "Session", "SubscriptionRefused", "new_properties"]
+
+_SUCCESS = MQTTErrorCode.MQTT_ERR_SUCCESS
+# CONNACK reasons that another attempt will not fix (MQTT 5 3.2.2.2; 3.1.1 codes map here).
+_FATAL_CONNACK = {0x84, 0x85, 0x86, 0x87, 0x8C}
+
+
+def new_properties(packet_type: int) -> Properties:
+    """An empty MQTT 5 property set for ``packet_type`` (paho's constructor is untyped)."""
+    return Properties(packet_type)  # type: ignore[no-untyped-call]
+
+
+class ConnectionRefused(ConnectorError):
+    """The broker refused the connection: protocol, client id, credentials or authorization."""
+
+    retriable = False
+
+
+class SubscriptionRefused(ConnectorError):
+    """The broker refused a subscription (SUBACK failure, e.g. not authorized)."""
+
+    retriable = False
+
+
+class Session:
+    """One connection to the broker with manual, ordered acknowledgements."""
+
+    def __init__(
+        self,
+        options: MqttOptions,
+        client_id: str,
+        *,
+        clean_start: bool,
+        session_expiry: int,
+        log: logging.Logger,
+    ) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._options = options
+        self._endpoint = options.endpoint()
+        self._log = log
+        self.client_id = client_id
+        self._v5 = options.protocol == 5
+        self._clean_start = clean_start
+        self._session_expiry = session_expiry
+        client = ManualAckClient(
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            protocol=paho.MQTTv5 if self._v5 else paho.MQTTv311,
+            clean_session=None if self._v5 else clean_start,
+            reconnect_on_failure=False,
+        )
+        client.max_inflight_messages_set(options.max_inflight)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_subscribe = self._on_subscribe
+        client.on_publish = self._on_publish
+        client.on_message = self._on_message
+        client.on_socket_close = self._on_socket_close
+        client.on_socket_register_write = self._on_socket_register_write
+        client.on_socket_unregister_write = self._on_socket_unregister_write
+        self._client = client
+        self.acks = AckSequencer(self._send_ack)
+        self.session_present = False
+        self.requeue_wanted = False
+        self.closed: asyncio.Future[str] = self._loop.create_future()
+        """Done (with the reason as text) once the connection is gone."""
+        self._connack: asyncio.Future[tuple[ReasonCode, bool]] = self._loop.create_future()
+        self._subscribes: dict[int, asyncio.Future[list[ReasonCode]]] = {}
+        self._publishes: dict[int, asyncio.Future[ReasonCode]] = {}
+        self._inbox: deque[paho.MQTTMessage] = deque()
+        self._wakeup = asyncio.Event()
+        # QoS 1/2 are flow-controlled by the broker (Receive Maximum / its in-flight
+        # limit); QoS 0 is not, so the socket stops being read while too many wait.
+        self._qos0_waiting = 0
+        self._pause_at = options.receive_maximum
+        self._resume_at = options.receive_maximum // 2
+        self._fd = -1
+        self._attached = False
+        self._reading = False
+        self._misc: asyncio.Task[None] | None = None
+
+    def __repr__(self) -> str:
+        return f"<Session {self.client_id} {self._endpoint}>"
+
+    # -- connection -------------------------------------------------------------------
+
+    async def connect(self) -> None:
+        """Open the connection; ``ConnectionLost`` / ``ConnectionRefused`` on failure."""
+        timeout = self._options.connect_timeout
+        self._client.connect_timeout = timeout
+        try:
+            # paho connects (DNS, TCP, TLS handshake) with blocking calls: off the loop.
+            await self._loop.run_in_executor(None, self._blocking_connect)
+        except (OSError, ValueError) as exc:
+            self._lose(f"connect failed: {exc}")
+            raise ConnectionLost(f"cannot connect to {self._endpoint}: {exc}") from exc
+        self._attach()
+        try:
+            reason, self.session_present = await asyncio.wait_for(self._connack, timeout)
+        except TimeoutError as exc:
+            self.abort("no CONNACK")
+            raise ConnectionLost(f"{self._endpoint} sent no CONNACK within {timeout} s") from exc
+        if reason.is_failure:
+            self.abort(f"CONNACK {reason}")
+            error = ConnectionRefused if reason.value in _FATAL_CONNACK else ConnectionLost
+            raise error(f"{self._endpoint} refused client {self.client_id!r}: {reason}")
+
+    def _blocking_connect(self) -> None:
+        context = self._options.ssl_context()
+        if context is not None:
+            self._client.tls_set_context(context)
+        endpoint = self._endpoint
+        if endpoint.username is not None or endpoint.password is not None:
+            secret = endpoint.password.get_secret_value() if endpoint.password else None
+            self._client.username_pw_set(endpoint.username or "", secret)
+        keepalive = self._options.keepalive
+        if self._v5:
+            properties = new_properties(PacketTypes.CONNECT)
+            properties.SessionExpiryInterval = self._session_expiry
+            properties.ReceiveMaximum = self._options.receive_maximum
+            self._client.connect(
+                endpoint.host,
+                endpoint.port,
+                keepalive,
+                clean_start=self._clean_start,
+                properties=properties,
+            )
+        else:
+            self._client.connect(endpoint.host, endpoint.port, keepalive)
+
+    def _attach(self) -> None:
+        sock = self._client.socket()
+        if sock is None or self.closed.done():
+            if isinstance(sock, socket.socket):
+                sock.close()
+            raise ConnectionLost(f"connection to {self._endpoint} closed while connecting")
+        self._fd = sock.fileno()
+        self._attached = True
+        self._resume_reading()
+        if self._client.want_write():
+            self._loop.add_writer(self._fd, self._on_writable)
+        self._misc = self._loop.create_task(self._misc_loop())
+
+    def _detach(self) -> None:
+        if self._attached:
+            self._attached = False
+            self._reading = False
+            self._loop.remove_reader(self._fd)
+            self._loop.remove_writer(self._fd)
+        if self._misc is not None:
+            self._misc.cancel()
+
+    async def close(self, grace: float = 2.0) -> None:
+        """Disconnect cleanly (DISCONNECT); the broker keeps a persistent session."""
+        if self.closed.done():
+            return
+        if not self._attached:
+            self.abort("closed before connecting")
+            return
+        self._client.disconnect()
+        try:
+            await asyncio.wait_for(asyncio.shield(self.closed), grace)
+        except TimeoutError:
+            self.abort("no clean disconnect")
+
+    async def wait_publishes(self, seconds: float) -> None:
+        """Wait, at most ``seconds``, for publishes awaiting their acknowledgement."""
+        pending = [future for future in self._publishes.values() if not future.done()]
+        if pending:
+            await asyncio.wait(pending, timeout=seconds)
+
+    def abort(self, reason: str) -> None:
+        """Drop the connection without DISCONNECT, as a crash would."""
+        sock = self._client.socket()
+        self._lose(reason)
+        if isinstance(sock, socket.socket):
+            with suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+    def _lose(self, reason: str) -> None:
+        if self.closed.done():
+            return
+        self._detach()
+        self.closed.set_result(reason)
+        error = ConnectionLost(f"{self._endpoint} ({self.client_id}): {reason}")
+        futures: list[asyncio.Future[Any]] = [
+            self._connack,
+            *self._subscribes.values(),
+            *self._publishes.values(),
+        ]
+        for future in futures:
+            if not future.done():
+                future.set_exception(error)
+        if self._connack.done() and not self._connack.cancelled():
+            self._connack.exception()  # retrieved: nobody waits for it any more
+        self._subscribes.clear()
+        self._publishes.clear()
+        self._inbox.clear()  # never acked: the broker redelivers them
+        self._qos0_waiting = 0
+        self._wakeup.set()
+        self.acks.changed.set()
+
+    # -- operations ---------------------------------------------------------------------
+
+    async def subscribe(self, topic_filter: str, qos: int, *, no_local: bool) -> int:
+        """Subscribe and return the granted QoS."""
+        if self._v5:
+            options = SubscribeOptions(
+                qos=qos, noLocal=no_local, retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB
+            )
+            rc, mid = self._client.subscribe(topic_filter, options=options)
+        else:
+            rc, mid = self._client.subscribe(topic_filter, qos)
+        if rc != _SUCCESS or mid is None:
+            raise ConnectionLost(f"cannot subscribe to {topic_filter!r}: {paho.error_string(rc)}")
+        future: asyncio.Future[list[ReasonCode]] = self._loop.create_future()
+        self._subscribes[mid] = future
+        try:
+            codes = await asyncio.wait_for(future, self._options.connect_timeout)
+        except TimeoutError as exc:
+            raise ConnectionLost(f"no SUBACK for {topic_filter!r}") from exc
+        finally:
+            self._subscribes.pop(mid, None)
+        if codes[0].is_failure:
+            raise SubscriptionRefused(f"broker refused subscription {topic_filter!r}: {codes[0]}")
+        return int(codes[0].value)
+
+    async def publish(
+        self, topic: str, payload: bytes, qos: int, retain: bool, properties: Properties | None
+    ) -> None:
+        """Publish; returns after PUBACK (QoS 1), PUBCOMP (QoS 2) or the write (QoS 0)."""
+        if self.closed.done():
+            raise ConnectionLost(f"{self._endpoint}: {self.closed.result()}")
+        try:
+            info = self._client.publish(topic, payload, qos, retain, properties)
+        except ValueError as exc:  # paho: payload too large, bad topic
+            raise PublishRejected(f"cannot publish to {topic!r}: {exc}") from exc
+        if info.rc != _SUCCESS:
+            raise ConnectionLost(f"cannot publish to {topic!r}: {paho.error_string(info.rc)}")
+        future: asyncio.Future[ReasonCode] = self._loop.create_future()
+        self._publishes[info.mid] = future
+        timeout = self._options.publish_timeout
+        try:
+            reason = await asyncio.wait_for(future, timeout)
+        except TimeoutError as exc:
+            raise PublishTimeout(f"no acknowledgement for {topic!r} within {timeout} s") from exc
+        finally:
+            self._publishes.pop(info.mid, None)
+        if reason.is_failure:
+            raise PublishRejected(
+                f"broker refused the publish to {topic!r}: {reason} (0x{reason.value:02X})"
+            )
+
+    async def next_message(self) -> paho.MQTTMessage | None:
+        """The next received message; None once the connection is lost or must restart."""
+        while True:
+            if self.closed.done() or self.requeue_wanted:
+                return None
+            if self._inbox:
+                message = self._inbox.popleft()
+                if message.qos == 0:
+                    self._qos0_waiting -= 1
+                    if not self._reading and self._qos0_waiting <= self._resume_at:
+                        self._resume_reading()
+                return message
+            self._wakeup.clear()
+            await self._wakeup.wait()
+
+    def request_requeue(self) -> None:
+        """Stop handing out messages: the connection must restart for a redelivery."""
+        self.requeue_wanted = True
+        self._wakeup.set()
+
+    async def settle_before_restart(self, seconds: float) -> None:
+        """Wait, at most ``seconds``, until no unsettled message is first in line for an ack."""
+        deadline = self._loop.time() + seconds
+        while not self.closed.done() and self.acks.head_pending:
+            self.acks.changed.clear()
+            remaining = deadline - self._loop.time()
+            if remaining <= 0:
+                return
+            with suppress(TimeoutError):
+                await asyncio.wait_for(self.acks.changed.wait(), remaining)
+
+    def _send_ack(self, mid: int, qos: int) -> None:
+        if self.closed.done():
+            return  # the broker redelivers it on the next connection
+        rc = self._client.release(mid, qos)
+        if rc != _SUCCESS:
+            self._log.debug("ack of mid %d not written: %s", mid, paho.error_string(rc))
+
+    # -- paho callbacks (always on the event loop thread once attached) ---------------
+
+    def _on_connect(
+        self,
+        client: paho.Client,
+        userdata: Any,
+        flags: paho.ConnectFlags,
+        reason: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        if not self._connack.done():
+            self._connack.set_result((reason, flags.session_present))
+
+    def _on_disconnect(
+        self,
+        client: paho.Client,
+        userdata: Any,
+        flags: paho.DisconnectFlags,
+        reason: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        self._lose(f"disconnected ({reason})")
+
+    def _on_subscribe(
+        self,
+        client: paho.Client,
+        userdata: Any,
+        mid: int,
+        reasons: list[ReasonCode],
+        properties: Properties | None,
+    ) -> None:
+        future = self._subscribes.get(mid)
+        if future is not None and not future.done():
+            future.set_result(reasons)
+
+    def _on_publish(
+        self,
+        client: paho.Client,
+        userdata: Any,
+        mid: int,
+        reason: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        future = self._publishes.get(mid)
+        if future is not None and not future.done():
+            future.set_result(reason)
+
+    def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
+        if self.closed.done():
+            return
+        self._inbox.append(message)
+        self._wakeup.set()
+        if message.qos == 0:
+            self._qos0_waiting += 1
+            if self._reading and self._qos0_waiting >= self._pause_at:
+                self._reading = False
+                self._loop.remove_reader(self._fd)
+
+    def _on_socket_close(self, client: paho.Client, userdata: Any, sock: Any) -> None:
+        self._detach()
+
+    def _on_socket_register_write(self, client: paho.Client, userdata: Any, sock: Any) -> None:
+        if self._attached:  # before that, _attach registers what connect() queued
+            self._loop.add_writer(self._fd, self._on_writable)
+
+    def _on_socket_unregister_write(self, client: paho.Client, userdata: Any, sock: Any) -> None:
+        if self._attached:
+            self._loop.remove_writer(self._fd)
+
+    # -- socket events ------------------------------------------------------------------
+
+    def _resume_reading(self) -> None:
+        if self._attached and not self._reading:
+            self._reading = True
+            self._loop.add_reader(self._fd, self._on_readable)
+
+    def _on_readable(self) -> None:
+        try:
+            self._client.loop_read()
+            sock = self._client.socket()
+            # TLS may hold decrypted bytes that the selector will not report again.
+            while self._reading and isinstance(sock, ssl.SSLSocket) and sock.pending() > 0:
+                self._client.loop_read()
+        except OSError as exc:
+            self.abort(f"read failed: {exc}")
+
+    def _on_writable(self) -> None:
+        try:
+            self._client.loop_write()
+        except OSError as exc:
+            self.abort(f"write failed: {exc}")
+
+    async def _misc_loop(self) -> None:
+        # Keep-alive: PINGREQ when due, and a dead connection noticed without PINGRESP.
+        while True:
+            if self._client.loop_misc() != _SUCCESS:
+                return
+            await asyncio.sleep(1.0)
