@@ -1,0 +1,144 @@
+"""``KafkaConnector``: the ``kafka`` connector type, tying producer, sources and health together."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from typing import ClassVar
+
+from connectors.base import Capabilities, Connector, Delivery, HealthState
+from connectors.errors import ConnectionLost
+from connectors.kafka.config import KafkaOptions, KafkaSource, KafkaTarget
+from connectors.kafka.sink import Producer
+from connectors.kafka.source import SourceSession
+from routing.bindings import kafka as binding
+from routing.event import CloudEvent
+
+__all__ = ["KafkaConnector"]
+
+log = logging.getLogger("meshgate.connectors.kafka")
+
+# Kafka's default message.max.bytes (broker) and max.request.size (producer): 1 MiB.
+_MAX_MESSAGE_BYTES = 1_048_576
+
+
+class KafkaConnector(Connector[KafkaOptions, KafkaSource, KafkaTarget]):
+    """Apache Kafka: consumer groups with out-of-order-safe commits, acks=all publishing."""
+
+    Options: ClassVar[type[KafkaOptions]] = KafkaOptions
+    Source: ClassVar[type[KafkaSource]] = KafkaSource
+    Target: ClassVar[type[KafkaTarget]] = KafkaTarget
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        acknowledgements=True,
+        confirmed_publish=True,
+        ordering="partition",
+        headers=True,
+        max_message_bytes=_MAX_MESSAGE_BYTES,
+    )
+
+    def __init__(self, name: str, options: KafkaOptions) -> None:
+        super().__init__(name, options)
+        self._producer = Producer(options)
+        self._sessions: set[SourceSession] = set()
+        self._probe: asyncio.Task[None] | None = None
+        self._closed = False
+
+    @property
+    def idempotent(self) -> bool:
+        """Whether the producer runs idempotent (False after a broker refused it)."""
+        return self._producer.idempotent
+
+    async def start(self) -> None:
+        self._report(HealthState.STARTING, "connecting")
+        await self._producer.start()
+        self._report(HealthState.UP, "")
+        log.info(
+            "%s: connected to %s (idempotent producer: %s)",
+            self.name,
+            ", ".join(self.options.bootstrap_servers),
+            self._producer.idempotent,
+        )
+        self._probe = asyncio.create_task(self._watch(), name=f"kafka-health:{self.name}")
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._probe is not None:
+            self._probe.cancel()
+            await asyncio.wait([self._probe])
+        await asyncio.gather(*(session.close() for session in list(self._sessions)))
+        await self._producer.close()
+        self._report(HealthState.CLOSED, "")
+
+    def consume(self, source: KafkaSource) -> AsyncIterator[Delivery]:
+        if self._closed:
+            raise ConnectionLost(f"kafka connector {self.name!r} is closed")
+        session = SourceSession(
+            self.name, self.options, source, self._report, self._sessions.discard
+        )
+        self._sessions.add(session)
+        return session
+
+    def decode(self, delivery: Delivery) -> CloudEvent | None:
+        message: binding.KafkaMessage = delivery.message
+        return binding.from_message(message)
+
+    async def publish(self, target: KafkaTarget, event: CloudEvent) -> None:
+        message = binding.to_message(
+            event,
+            target.mode,
+            key=target.key.encode("utf-8") if target.key is not None else None,
+            key_from_partitionkey=target.key_from_partitionkey,
+            fmt=target.format,
+        )
+        try:
+            await self._producer.send(target.topic, message)
+        except ConnectionLost as exc:
+            self._report(HealthState.RECONNECTING, str(exc))
+            raise
+        if self.health.state is HealthState.RECONNECTING:
+            self._report(HealthState.UP, "")
+
+    def describe_source(self, source: KafkaSource) -> str:
+        what = (
+            f"pattern {source.pattern!r}"
+            if source.pattern
+            else f"topics {list(source.topics or ())}"
+        )
+        return f"{self.name}:{what} group {source.group_id!r}"
+
+    # -- health -------------------------------------------------------------------
+
+    def _report(self, state: HealthState, detail: str) -> None:
+        if self._closed and state is not HealthState.CLOSED:
+            return
+        health = self.health
+        if state is health.state and detail == health.detail:
+            return
+        if state is HealthState.UP and health.state is HealthState.RECONNECTING:
+            health.reconnects += 1
+            log.info("%s: brokers reachable again", self.name)
+        elif state is HealthState.RECONNECTING and health.state is not HealthState.RECONNECTING:
+            log.warning("%s: %s", self.name, detail)
+        health.state, health.detail = state, detail
+
+    async def _watch(self) -> None:
+        """aiokafka reconnects by itself; this makes its state visible in ``health``."""
+        interval = self.options.health_interval_s
+        timeout = self.options.request_timeout_ms / 1000
+        while True:
+            await asyncio.sleep(interval)
+            client = self._producer.client
+            if client is None:
+                return
+            try:
+                async with asyncio.timeout(timeout):
+                    reachable = bool(await client.force_metadata_update())
+            except TimeoutError:
+                reachable = False
+            if reachable:
+                self._report(HealthState.UP, "")
+            else:
+                self._report(HealthState.RECONNECTING, "no broker answers metadata requests")

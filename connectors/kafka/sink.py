@@ -1,0 +1,128 @@
+"""Producing side of the Kafka connector: one idempotent ``acks=all`` producer per connector.
+
+``publish`` returns only after every in-sync replica has the record. aiokafka
+errors are translated at this boundary from their ``retriable`` class data (see
+``aiokafka.errors``), never from message text:
+
+================================================  ==================
+timeouts (``KafkaTimeoutError``, request timeout)  ``PublishTimeout``
+``retriable`` errors, lost connections             ``ConnectionLost``
+record too large, authorization, invalid topic...  ``PublishRejected``
+================================================  ==================
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import (
+    ClusterAuthorizationFailedError,
+    IncompatibleBrokerVersion,
+    KafkaConnectionError,
+    KafkaError,
+    KafkaTimeoutError,
+    MessageSizeTooLargeError,
+    ProducerClosed,
+    RecordTooLargeError,
+    RequestTimedOutError,
+    UnsupportedVersionError,
+)
+
+from connectors.errors import ConnectionLost, ConnectorError, PublishRejected, PublishTimeout
+from connectors.kafka.config import KafkaOptions
+from routing.bindings.kafka import KafkaMessage
+
+__all__ = ["Producer", "translate"]
+
+log = logging.getLogger("meshgate.connectors.kafka")
+
+# Refusals of an idempotent producer by brokers without (or without the ACL for)
+# InitProducerId; anything else is not about idempotence.
+_IDEMPOTENCE_REFUSED = (
+    UnsupportedVersionError,
+    IncompatibleBrokerVersion,
+    ClusterAuthorizationFailedError,
+    TimeoutError,
+)
+
+
+def translate(exc: KafkaError, topic: str) -> ConnectorError:
+    """The meshgate error for an aiokafka error raised while producing to ``topic``."""
+    name = type(exc).__name__
+    if isinstance(exc, KafkaTimeoutError | RequestTimedOutError):
+        return PublishTimeout(f"kafka: no acknowledgement from the brokers for {topic!r} ({name})")
+    if isinstance(exc, KafkaConnectionError | ProducerClosed) or exc.retriable:
+        return ConnectionLost(f"kafka: producing to {topic!r} failed: {name}: {exc}")
+    if isinstance(exc, RecordTooLargeError | MessageSizeTooLargeError):
+        return PublishRejected(f"kafka: record for {topic!r} too large: {exc}")
+    return PublishRejected(f"kafka: brokers refused the record for {topic!r}: {name}: {exc}")
+
+
+class Producer:
+    """Owns the AIOKafkaProducer; falls back from idempotence when the brokers refuse it."""
+
+    def __init__(self, options: KafkaOptions) -> None:
+        self._options = options
+        self._producer: Any = None
+        self.idempotent = options.enable_idempotence
+
+    @property
+    def client(self) -> Any:
+        """aiokafka's cluster client (for metadata checks), or None before ``start``."""
+        return None if self._producer is None else self._producer.client
+
+    async def start(self) -> None:
+        """Connect; ``ConnectionLost`` when the brokers cannot be reached or refuse us."""
+        timeout = self._options.request_timeout_ms / 1000
+        try:
+            self._producer = await self._started(self.idempotent, timeout)
+        except _IDEMPOTENCE_REFUSED as exc:
+            log.warning(
+                "kafka brokers refused the idempotent producer (%s); continuing with "
+                "enable_idempotence=false: acks=all still holds, but internal retries may "
+                "write duplicates",
+                type(exc).__name__,
+            )
+            self.idempotent = False
+            self._producer = await self._started(False, timeout)
+
+    async def _started(self, idempotent: bool, seconds: float) -> Any:
+        producer = AIOKafkaProducer(**self._options.producer_kwargs(idempotent=idempotent))
+        try:
+            async with asyncio.timeout(seconds):
+                await producer.start()
+        except BaseException as exc:
+            await producer.stop()
+            if idempotent and isinstance(exc, _IDEMPOTENCE_REFUSED):
+                raise  # start() retries without idempotence
+            if isinstance(exc, KafkaError | TimeoutError):
+                servers = ", ".join(self._options.bootstrap_servers)
+                raise ConnectionLost(
+                    f"kafka: cannot start a producer on {servers}: {type(exc).__name__}: {exc}"
+                ) from exc
+            raise
+        return producer
+
+    async def send(self, topic: str, message: KafkaMessage) -> None:
+        """Produce ``message`` and wait for ``acks=all``; raises ``ConnectorError``."""
+        producer = self._producer
+        if producer is None:
+            raise ConnectionLost("kafka: connector is not started or already closed")
+        try:
+            async with asyncio.timeout(self._options.request_timeout_ms / 1000 + 5):
+                await producer.send_and_wait(
+                    topic, value=message.value, key=message.key, headers=list(message.headers)
+                )
+        except TimeoutError as exc:
+            raise PublishTimeout(f"kafka: no acknowledgement for {topic!r} in time") from exc
+        except KafkaError as exc:
+            raise translate(exc, topic) from exc
+
+    async def close(self) -> None:
+        """Flush what is queued (waiting for its acks) and disconnect."""
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            await producer.stop()

@@ -1,0 +1,386 @@
+"""Consuming side of the Kafka connector: one consumer-group member per route source.
+
+A ``SourceSession`` owns an ``AIOKafkaConsumer`` (``enable_auto_commit=False``)
+and turns its records into ``Delivery`` objects. Acks only update an
+``OffsetTracker``; a background task commits the contiguous acked prefix of each
+partition every ``commit_interval_ms`` (or after ``commit_every`` acks), on
+partition revocation and on close. Nothing is committed that was not acked.
+
+Backpressure: records are fetched only while the iterator is pulled, at most
+``max_in_flight`` deliveries are out without an ack, and aiokafka prefetches at
+most one fetch response per partition (``max_partition_fetch_bytes``). At the
+limit, or when nobody pulls for a few seconds, every assigned partition is paused
+and the commit loop polls only to keep the group membership (aiokafka leaves the
+group after ``max_poll_interval_ms`` without a poll).
+
+A session is a plain async iterator, not a generator: cancelling a pending
+``__anext__`` (a timeout) does not end the stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import ConsumerStoppedError, KafkaError
+
+from connectors.backoff import Backoff
+from connectors.base import Delivery, HealthState
+from connectors.kafka.config import KafkaOptions, KafkaSource
+from connectors.kafka.offsets import OffsetTracker, Pending
+from routing.bindings.kafka import KafkaMessage
+
+__all__ = ["BASE64_MARKER", "SourceSession", "header_text"]
+
+log = logging.getLogger("meshgate.connectors.kafka")
+
+BASE64_MARKER = "base64:"
+"""Prefix of a header (or key) text whose bytes were not valid UTF-8."""
+
+_POLL_TIMEOUT_MS = 500
+_IDLE_S = 5.0  # unpolled this long: the commit loop polls (paused) to keep the membership
+
+Report = Callable[[HealthState, str], None]
+
+
+def header_text(value: bytes) -> str:
+    """``value`` as text: UTF-8 when it decodes, else ``base64:`` + its base64."""
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        return BASE64_MARKER + base64.b64encode(value).decode("ascii")
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is untyped
+    def __init__(self, session: SourceSession) -> None:
+        self._session = session
+
+    async def on_partitions_revoked(self, revoked: set[Any]) -> None:
+        await self._session.on_revoked(revoked)
+
+    async def on_partitions_assigned(self, assigned: set[Any]) -> None:
+        log.info("%s: assigned %s", self._session.label, sorted(assigned))
+
+
+class SourceSession:
+    """One consumer-group member reading a ``KafkaSource``: an async iterator of deliveries.
+
+    See the module docstring; the consumer connects on the first ``__anext__``.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        options: KafkaOptions,
+        source: KafkaSource,
+        report: Report,
+        on_close: Callable[[SourceSession], None],
+    ) -> None:
+        self.label = f"{name}:{source.group_id}"
+        self._options = options
+        self._source = source
+        self._report = report
+        self._tracker: OffsetTracker[Any] = OffsetTracker()
+        self._buffer: deque[Any] = deque()
+        self._consumer: Any = None
+        self._capacity = asyncio.Event()
+        self._capacity.set()
+        self._stopping = asyncio.Event()
+        self._commit_now = asyncio.Event()
+        self._acks_since_commit = 0
+        self._commit_task: asyncio.Task[None] | None = None
+        self._close_task: asyncio.Future[None] | None = None
+        self._pull = asyncio.Lock()
+        self._on_close = on_close
+        self._backoff = Backoff()
+        self._degraded = False
+        self._last_poll = 0.0
+
+    # -- the delivery stream ------------------------------------------------
+
+    def __aiter__(self) -> SourceSession:
+        return self
+
+    async def __anext__(self) -> Delivery:
+        """The next delivery; ``StopAsyncIteration`` once closed.
+
+        Cancelling a pending call (a timeout around it) loses nothing: the session,
+        its consumer and its buffer stay, and the next call carries on.
+        """
+        if self._consumer is None:
+            async with self._pull:
+                if self._consumer is None and not await self._connect():
+                    raise StopAsyncIteration
+                if self._commit_task is None:
+                    self._commit_task = asyncio.create_task(self._commit_loop(), name=self.label)
+        while not self._stopping.is_set():
+            if self._tracker.in_flight >= self._source.max_in_flight:
+                await self._wait_for_capacity()
+                continue
+            async with self._pull:
+                record = await self._next_record()
+            if record is not None:
+                return self._delivery(record)
+        raise StopAsyncIteration
+
+    async def aclose(self) -> None:
+        """Stop this source (same as ``close``), as for an async generator."""
+        await self.close()
+
+    async def _connect(self) -> bool:
+        source = self._source
+        while not self._stopping.is_set():
+            consumer = AIOKafkaConsumer(
+                **self._options.client_kwargs(),
+                group_id=source.group_id,
+                enable_auto_commit=False,
+                auto_offset_reset=source.auto_offset_reset.value,
+                session_timeout_ms=source.session_timeout_ms,
+                heartbeat_interval_ms=max(100, source.session_timeout_ms // 3),
+            )
+            try:
+                await consumer.start()  # connects only: nothing is subscribed yet
+            except KafkaError as exc:
+                await consumer.stop()
+                self._report(HealthState.RECONNECTING, f"consumer {self.label}: {exc}")
+                log.warning("%s: cannot start consumer (%s); retrying", self.label, exc)
+                await self._pause(self._backoff.next_delay())
+                continue
+            except BaseException:  # cancelled: no half-started consumer stays behind
+                await consumer.stop()
+                raise
+            if self._stopping.is_set():  # closed while connecting
+                await consumer.stop()
+                return False
+            # Subscribing after start() makes the group join run in the background, so
+            # join/sync errors surface from getmany() (and are retried there) instead
+            # of failing start() and costing the group one more member churn.
+            listener = _Rebalance(self)
+            if source.pattern is not None:
+                consumer.subscribe(pattern=source.pattern, listener=listener)
+            else:
+                consumer.subscribe(topics=list(source.topics or ()), listener=listener)
+            self._backoff.reset()
+            self._consumer = consumer
+            self._last_poll = asyncio.get_running_loop().time()
+            log.info("%s: consuming %s", self.label, source.pattern or list(source.topics or ()))
+            return True
+        return False
+
+    async def _next_record(self) -> Any:
+        """A buffered or freshly fetched record; None once closed or at the in-flight limit."""
+        consumer = self._consumer
+        limit = self._source.max_in_flight
+        while not self._stopping.is_set():
+            if self._buffer:
+                record = self._buffer.popleft()
+                if TopicPartition(record.topic, record.partition) in consumer.assignment():
+                    return record
+                continue
+            budget = limit - self._tracker.in_flight
+            if budget <= 0:
+                return None
+            if paused := consumer.paused():
+                consumer.resume(*paused)
+            try:
+                batches = await consumer.getmany(timeout_ms=_POLL_TIMEOUT_MS, max_records=budget)
+            except ConsumerStoppedError:
+                return None
+            except KafkaError as exc:
+                self._degraded = True
+                self._report(HealthState.RECONNECTING, f"consumer {self.label}: {exc}")
+                log.warning("%s: fetch failed (%s); retrying", self.label, exc)
+                await self._pause(self._backoff.next_delay())
+                continue
+            finally:
+                self._last_poll = asyncio.get_running_loop().time()
+            if self._degraded:
+                self._degraded = False
+                self._report(HealthState.UP, "")
+            self._backoff.reset()
+            for records in batches.values():
+                self._buffer.extend(records)
+        return None
+
+    async def _wait_for_capacity(self) -> None:
+        """At the in-flight limit: fetch nothing until an ack (or nack) makes room.
+
+        Meanwhile the commit loop keeps the group membership alive (paused polls);
+        ``_next_record`` resumes the partitions.
+        """
+        consumer = self._consumer
+        consumer.pause(*consumer.assignment())
+        await self._capacity.wait()
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep ``seconds`` unless ``close`` is called first."""
+        try:
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+        except TimeoutError:
+            return
+
+    def _delivery(self, record: Any) -> Delivery:
+        partition = TopicPartition(record.topic, record.partition)
+        entry = self._tracker.track(partition, record.offset)
+        self._update_capacity()
+        raw = tuple((name, value if value is not None else b"") for name, value in record.headers)
+
+        async def ack() -> None:
+            self._ack(partition, entry)
+
+        async def nack(requeue: bool) -> None:
+            if requeue:
+                self._rewind(partition, entry)
+            else:
+                self._ack(partition, entry)
+
+        coordinates: dict[str, str | int] = {
+            "topic": record.topic,
+            "partition": record.partition,
+            "offset": record.offset,
+        }
+        if record.key is not None:
+            coordinates["key"] = header_text(record.key)
+        return Delivery(
+            message=KafkaMessage(key=record.key, value=record.value, headers=raw),
+            address=record.topic,
+            payload=record.value if record.value is not None else b"",
+            headers={name: header_text(value) for name, value in raw},
+            ack=ack,
+            nack=nack,
+            native_id=f"{record.topic}/{record.partition}/{record.offset}",
+            ordering_key=f"{record.topic}/{record.partition}",
+            coordinates=coordinates,
+        )
+
+    # -- acknowledgements -----------------------------------------------------
+
+    def _ack(self, partition: Any, entry: Pending) -> None:
+        # nack(requeue=False) also lands here: Kafka cannot drop one record, and the
+        # runtime only gives up on a message after it was dead-lettered.
+        if not self._tracker.ack(partition, entry):
+            log.debug("%s: late ack for %s@%d ignored", self.label, partition, entry.offset)
+            return
+        self._update_capacity()
+        self._acks_since_commit += 1
+        if self._acks_since_commit >= self._source.commit_every:
+            self._commit_now.set()
+
+    def _rewind(self, partition: Any, entry: Pending) -> None:
+        """nack(requeue=True): seek back so this record and every later one come again."""
+        consumer = self._consumer
+        if not entry.open or consumer is None or partition not in self._tracker:
+            return
+        self._tracker.rewind(partition, entry.offset)
+        self._drop_buffered({partition})
+        try:
+            consumer.seek(partition, entry.offset)
+        except KafkaError as exc:  # revoked meanwhile: the next owner redelivers it
+            log.debug("%s: seek %s@%d failed: %s", self.label, partition, entry.offset, exc)
+        self._update_capacity()
+
+    def _update_capacity(self) -> None:
+        if self._tracker.in_flight < self._source.max_in_flight:
+            self._capacity.set()
+        else:
+            self._capacity.clear()
+
+    def _drop_buffered(self, partitions: set[Any]) -> None:
+        self._buffer = deque(
+            record
+            for record in self._buffer
+            if TopicPartition(record.topic, record.partition) not in partitions
+        )
+
+    # -- commits ----------------------------------------------------------------
+
+    async def _commit_loop(self) -> None:
+        interval = self._source.commit_interval_ms / 1000
+        loop = asyncio.get_running_loop()
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._commit_now.wait(), interval)
+            self._commit_now.clear()
+            await self.commit()
+            if loop.time() - self._last_poll > _IDLE_S and not self._pull.locked():
+                await self._keep_membership()
+
+    async def _keep_membership(self) -> None:
+        """Nobody pulls: poll with every partition paused so the group keeps us.
+
+        aiokafka leaves the group when the consumer is not polled for
+        ``max_poll_interval_ms``; a paused poll fetches nothing (backpressure holds)
+        but counts as one. ``_next_record`` resumes the partitions.
+        """
+        async with self._pull:
+            consumer = self._consumer
+            consumer.pause(*consumer.assignment())
+            try:
+                batches = await consumer.getmany(timeout_ms=0)
+            except ConsumerStoppedError:
+                return
+            except KafkaError as exc:
+                log.warning("%s: keep-alive poll failed (%s)", self.label, exc)
+                return
+            finally:
+                self._last_poll = asyncio.get_running_loop().time()
+            for records in batches.values():  # only from a race with the pause
+                self._buffer.extend(records)
+
+    async def commit(self, partitions: Iterable[Any] | None = None) -> None:
+        """Commit the acked prefix of ``partitions`` (default: every assigned one)."""
+        consumer = self._consumer
+        if consumer is None:
+            return
+        offsets = self._tracker.due(consumer.assignment() if partitions is None else partitions)
+        if not offsets:
+            return
+        self._acks_since_commit = 0
+        try:
+            await consumer.commit(offsets)
+        except KafkaError as exc:
+            # Only delays progress: what is not committed is redelivered, never lost.
+            log.warning("%s: commit of %s failed: %s", self.label, offsets, exc)
+            return
+        self._tracker.committed(offsets)
+        log.debug("%s: committed %s", self.label, offsets)
+
+    async def on_revoked(self, revoked: set[Any]) -> None:
+        """Rebalance: commit what is safe for the lost partitions, then forget them."""
+        if not revoked:
+            return
+        await self.commit(revoked)
+        self._tracker.revoke(revoked)
+        self._drop_buffered(revoked)
+        self._update_capacity()
+        log.info("%s: revoked %s", self.label, sorted(revoked))
+
+    # -- shutdown ---------------------------------------------------------------
+
+    async def close(self) -> None:
+        """Commit what was acked, leave the group, stop. Idempotent; late acks are ignored."""
+        if self._close_task is None:
+            self._close_task = asyncio.ensure_future(self._close())
+        await asyncio.shield(self._close_task)
+
+    async def _close(self) -> None:
+        self._on_close(self)
+        self._stopping.set()
+        self._capacity.set()
+        if self._commit_task is not None:
+            self._commit_task.cancel()
+            await asyncio.wait([self._commit_task])
+        consumer = self._consumer
+        if consumer is None:
+            return
+        await self.commit()
+        self._tracker.clear()
+        self._buffer.clear()
+        await consumer.stop()
+        log.info("%s: consumer closed", self.label)
