@@ -189,6 +189,14 @@ class Connector(abc.ABC, Generic[OptionsT, SourceT, TargetT]):
         """
 
     @abc.abstractmethod
+    def encode(self, target: TargetT, event: CloudEvent) -> Any:
+        """The native message (binding dataclass) ``publish`` would send for ``event``.
+
+        Pure: used by ``meshgate routes check`` to show messages without a broker.
+        Raises ``InvalidEvent`` or ``PublishRejected`` where ``publish`` would.
+        """
+
+    @abc.abstractmethod
     async def publish(self, target: TargetT, event: CloudEvent) -> None:
         """Encode ``event`` for ``target`` and return once the broker confirmed it.
 

@@ -154,9 +154,12 @@ class MemoryConnector(Connector[MemoryOptions, MemorySource, MemoryTarget]):
         message: binding.NatsMessage = delivery.message
         return binding.from_message(message)
 
+    def encode(self, target: MemoryTarget, event: CloudEvent) -> binding.NatsMessage:
+        return binding.to_message(event, target.mode, fmt=target.format)
+
     async def publish(self, target: MemoryTarget, event: CloudEvent) -> None:
         if self.broker.fail_publishes:
             raise self.broker.fail_publishes.pop(0)
         if not target.topic:
             raise PublishRejected("empty topic")
-        self.broker.put(target.topic, binding.to_message(event, target.mode, fmt=target.format))
+        self.broker.put(target.topic, self.encode(target, event))

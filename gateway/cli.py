@@ -8,6 +8,7 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from gateway.config import GatewayConfig, load_config
 from gateway.errors import ConfigError
@@ -68,6 +69,30 @@ def _install_uvloop() -> None:
     uvloop.install()
 
 
+def _read(path: str) -> bytes:
+    return sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
+
+
+def _routes_check(args: argparse.Namespace) -> int:
+    from gateway.dryrun import check_event, check_message, format_reports, parse_message_spec
+    from routing.errors import MeshgateError
+
+    config = _load(args.config)
+    if config is None:
+        return 2
+    try:
+        if args.event is not None:
+            reports = check_event(config, _read(args.event))
+        else:
+            reports = check_message(config, parse_message_spec(_read(args.message)))
+    except (MeshgateError, OSError, ValueError) as exc:
+        print(f"routes check: {exc}", file=sys.stderr)
+        return 2
+    for line in format_reports(reports):
+        print(line)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="meshgate",
@@ -91,6 +116,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         "validate", help="check a config file and exit (no broker is contacted)"
     )
     validate.add_argument("config", help="path to the YAML config file")
+
+    routes_parser = commands.add_parser("routes", help="inspect routes without touching any broker")
+    routes_commands = routes_parser.add_subparsers(
+        dest="routes_command", required=True, metavar="ACTION"
+    )
+    check = routes_commands.add_parser(
+        "check",
+        help="show which routes match an event and the exact messages they would publish",
+    )
+    check.add_argument("config", help="path to the YAML config file")
+    given = check.add_mutually_exclusive_group(required=True)
+    given.add_argument("--event", help="a CloudEvent in JSON format (file, or - for stdin)")
+    given.add_argument(
+        "--message",
+        help="a native message as JSON: connector, address, headers, key, payload or "
+        "payload_base64 (file, or - for stdin)",
+    )
+
+    schema = commands.add_parser(
+        "schema", help="print the JSON Schema of the config file (installed connector types)"
+    )
+    schema.add_argument("--output", metavar="FILE", help="write it to FILE instead of stdout")
 
     demo = commands.add_parser(
         "demo", help="start local brokers, traffic and a gateway, and show events flowing"
@@ -122,6 +169,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         _install_uvloop()
         asyncio.run(_run(args.config, config, watch=not args.no_watch))
         return 0
+    if args.command == "routes":
+        return _routes_check(args)
+    if args.command == "schema":
+        from gateway.schema import write_schema
+
+        return write_schema(args.output)
     if args.command == "demo":
         from gateway.demo import run_demo
 

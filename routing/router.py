@@ -32,6 +32,12 @@ class RetryPolicy:
     max_backoff: float = 10.0
 
 
+def describe_target(options: Any) -> str:
+    """``connector{field: value, ...}`` with the non-default fields, for logs and reports."""
+    fields = options.model_dump(mode="json", exclude={"connector"}, exclude_defaults=True)
+    return f"{options.connector}{fields}"
+
+
 @dataclass(frozen=True, slots=True)
 class TargetSpec:
     """One destination: a connector name, its Target options, and compiled templates."""
@@ -48,8 +54,7 @@ class TargetSpec:
         return self.options.model_copy(update=rendered)
 
     def describe(self) -> str:
-        fields = self.options.model_dump(exclude={"connector"}, exclude_defaults=True)
-        return f"{self.connector}{fields}"
+        return describe_target(self.options)
 
 
 @dataclass(frozen=True, slots=True)

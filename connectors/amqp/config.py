@@ -99,7 +99,9 @@ class AmqpOptions(ConnectorOptions):
         default=None, description="PEM private key of tls_cert_file (amqps)."
     )
     heartbeat: int = Field(
-        default=60, ge=0, le=3600,
+        default=60,
+        ge=0,
+        le=3600,
         description="Heartbeat interval proposed to the broker, in seconds (0 disables).",
     )
     connection_name: str | None = Field(
@@ -110,7 +112,8 @@ class AmqpOptions(ConnectorOptions):
         default=10.0, gt=0, description="Seconds allowed for one connection attempt."
     )
     confirm_timeout: float = Field(
-        default=10.0, gt=0,
+        default=10.0,
+        gt=0,
         description="Seconds a publish waits for the broker's confirm before PublishTimeout.",
     )
 
@@ -166,7 +169,9 @@ class AmqpSource(SourceOptions):
         default=(), description="Bindings from existing exchanges, made before consuming."
     )
     prefetch: int = Field(
-        default=100, ge=1, le=65535,
+        default=100,
+        ge=1,
+        le=65535,
         description="basic.qos prefetch: the most unacknowledged deliveries in flight.",
     )
     consumer_tag_prefix: str = Field(

@@ -64,6 +64,10 @@ class AmqpConnector(Connector[AmqpOptions, AmqpSource, AmqpTarget]):
         message: binding.AmqpMessage = delivery.message
         return binding.from_message(message)
 
+    def encode(self, target: AmqpTarget, event: CloudEvent) -> binding.AmqpMessage:
+        # The publisher also sets message_id = event id and the delivery mode.
+        return binding.to_message(event, target.mode, fmt=target.format)
+
     async def publish(self, target: AmqpTarget, event: CloudEvent) -> None:
         await self._publisher.publish(target, event)
 

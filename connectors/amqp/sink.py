@@ -83,7 +83,8 @@ class Publisher:
             content_type=message.content_type,
             headers=cast(FieldTable, dict(message.headers)),
             message_id=event.id,
-            delivery_mode=DeliveryMode.PERSISTENT if target.persistent
+            delivery_mode=DeliveryMode.PERSISTENT
+            if target.persistent
             else DeliveryMode.NOT_PERSISTENT,
         )
         slot = self._ids.get(event.id)
@@ -148,8 +149,7 @@ class Publisher:
                 ) from exc
             raise PublishTimeout(f"no confirm within {self._timeout}s for {where}") from exc
         except _LOST as exc:
-            raise ConnectionLost(f"publish to {where} failed: {type(exc).__name__}: {exc}") \
-                from exc
+            raise ConnectionLost(f"publish to {where} failed: {type(exc).__name__}: {exc}") from exc
 
     async def _open(self) -> AbstractChannel:
         async with self._open_lock:

@@ -84,16 +84,18 @@ class Subscription:
             queue = await channel.get_queue(source.queue, ensure=True)
         for binding in source.bind:
             await queue.bind(binding.exchange, binding.binding_key, timeout=SETUP_TIMEOUT)
-        await queue.consume(self._on_message, no_ack=False, consumer_tag=self.tag,
-                            timeout=SETUP_TIMEOUT)
+        await queue.consume(
+            self._on_message, no_ack=False, consumer_tag=self.tag, timeout=SETUP_TIMEOUT
+        )
 
     async def next(self) -> AbstractIncomingMessage | None:
         """The next delivery, or None once the channel is gone (buffer discarded)."""
         item = await self._buffer.get()
         if isinstance(item, _End) or self.dead:
             if isinstance(item, _End):
-                self._log.info("consumer %s on %r ended: %s", self.tag, self.source.queue,
-                               item.reason)
+                self._log.info(
+                    "consumer %s on %r ended: %s", self.tag, self.source.queue, item.reason
+                )
             return None
         return item
 
@@ -127,7 +129,9 @@ class Subscription:
     def _stale(self, message: AbstractIncomingMessage, why: str) -> None:
         self._log.info(
             "settling delivery %s from %r skipped (%s); the broker redelivers it",
-            message.delivery_tag, self.source.queue, why,
+            message.delivery_tag,
+            self.source.queue,
+            why,
         )
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
@@ -185,8 +189,9 @@ async def consume(link: Link, source: AmqpSource, log: logging.Logger) -> AsyncI
             try:
                 await subscription.open(connection)
             except CHANNEL_ERRORS as exc:
-                log.warning("cannot consume %r: %s: %s; retrying", source.queue,
-                            type(exc).__name__, exc)
+                log.warning(
+                    "cannot consume %r: %s: %s; retrying", source.queue, type(exc).__name__, exc
+                )
                 await backoff.sleep()
                 continue
             log.info("consuming %r as %s", source.queue, subscription.tag)

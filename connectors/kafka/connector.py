@@ -85,14 +85,17 @@ class KafkaConnector(Connector[KafkaOptions, KafkaSource, KafkaTarget]):
         message: binding.KafkaMessage = delivery.message
         return binding.from_message(message)
 
-    async def publish(self, target: KafkaTarget, event: CloudEvent) -> None:
-        message = binding.to_message(
+    def encode(self, target: KafkaTarget, event: CloudEvent) -> binding.KafkaMessage:
+        return binding.to_message(
             event,
             target.mode,
             key=target.key.encode("utf-8") if target.key is not None else None,
             key_from_partitionkey=target.key_from_partitionkey,
             fmt=target.format,
         )
+
+    async def publish(self, target: KafkaTarget, event: CloudEvent) -> None:
+        message = self.encode(target, event)
         try:
             await self._producer.send(target.topic, message)
         except ConnectionLost as exc:

@@ -104,20 +104,23 @@ class MqttConnector(Connector[MqttOptions, MqttSource, MqttTarget]):
         message: binding.MqttMessage = delivery.message
         return binding.from_message(message)
 
-    async def publish(self, target: MqttTarget, event: CloudEvent) -> None:
+    def encode(self, target: MqttTarget, event: CloudEvent) -> binding.MqttMessage:
         topic = target.topic
         if not topic or any(ch in topic for ch in "+#\x00"):
             raise PublishRejected(f"cannot publish to {topic!r}: not a valid MQTT topic name")
-        protocol = self.options.protocol
         try:
-            message = binding.to_message(
+            return binding.to_message(
                 event,
                 effective_mode(self.options, target),
                 fmt=target.format,
-                protocol_version=protocol,
+                protocol_version=self.options.protocol,
             )
         except ValueError as exc:  # what MQTT 3.1.1 cannot carry: a configuration error
             raise PublishRejected(str(exc)) from exc
+
+    async def publish(self, target: MqttTarget, event: CloudEvent) -> None:
+        message = self.encode(target, event)
+        topic, protocol = target.topic, self.options.protocol
         properties = None
         if protocol == 5:
             properties = new_properties(PacketTypes.PUBLISH)

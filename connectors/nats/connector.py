@@ -68,6 +68,9 @@ class NatsConnector(Connector[NatsOptions, NatsSource, NatsTarget]):
             message = NatsMessage(delivery.payload, delivery.headers)
         return from_message(message)
 
+    def encode(self, target: NatsTarget, event: CloudEvent) -> NatsMessage:
+        return sink.encode(target, event)
+
     async def publish(self, target: NatsTarget, event: CloudEvent) -> None:
         await sink.publish(self._link, self.options.publish_timeout, target, event)
 
@@ -75,4 +78,3 @@ class NatsConnector(Connector[NatsOptions, NatsSource, NatsTarget]):
         kind = f"JetStream durable {source.jetstream.durable}" if source.jetstream else "core"
         group = f" queue group {source.queue_group}" if source.queue_group else ""
         return f"{self.name}: {source.subject!r} ({kind}{group})"
-

@@ -202,7 +202,8 @@ class Link:
             return
         self._log.warning(
             "%s: no NATS server answered %d reconnect attempt(s); starting over",
-            self._label, self._options.max_reconnect_attempts,
+            self._label,
+            self._options.max_reconnect_attempts,
         )
         self._nc = None  # its callbacks fall silent; client() waits for the next one
         self._start_reviving()
@@ -283,7 +284,9 @@ class Link:
             self._log.warning(
                 "%s: core NATS slow consumer on %r: %d message(s) dropped so far "
                 "(at-most-once; use a JetStream source to keep them)",
-                self._label, subject, drops,
+                self._label,
+                subject,
+                drops,
             )
 
 
@@ -297,4 +300,3 @@ async def _discard(nc: Client) -> None:
 def _describe(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
     return text if type(exc).__name__ in text else f"{type(exc).__name__}: {text}"
-

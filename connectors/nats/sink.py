@@ -19,7 +19,7 @@ import nats.js.errors
 from connectors.errors import ConnectionLost, ConnectorError, PublishRejected, PublishTimeout
 from connectors.nats.config import NatsTarget, check_publish_subject
 from connectors.nats.link import Link
-from routing.bindings.nats import to_message
+from routing.bindings.nats import NatsMessage, to_message
 from routing.event import CloudEvent
 
 __all__ = ["MSG_ID_HEADER", "dedup_id", "publish"]
@@ -48,13 +48,23 @@ def dedup_id(subject: str, event: CloudEvent) -> str:
     return hashlib.sha256(key).hexdigest()
 
 
+def encode(target: NatsTarget, event: CloudEvent) -> NatsMessage:
+    """The message ``publish`` sends: the binding's, plus ``Nats-Msg-Id`` for JetStream."""
+    problem = check_publish_subject(target.subject)
+    if problem:
+        raise PublishRejected(f"NATS subject {target.subject!r} {problem}")
+    message = to_message(event, target.mode, fmt=target.format)
+    if not target.jetstream:
+        return message
+    headers = dict(message.headers or {})
+    headers[MSG_ID_HEADER] = dedup_id(target.subject, event)
+    return NatsMessage(message.data, headers)
+
+
 async def publish(link: Link, wait: float, target: NatsTarget, event: CloudEvent) -> None:
     """Encode ``event`` for ``target`` and return once the broker confirmed (see module doc)."""
     subject = target.subject
-    problem = check_publish_subject(subject)
-    if problem:
-        raise PublishRejected(f"NATS subject {subject!r} {problem}")
-    message = to_message(event, target.mode, fmt=target.format)
+    message = encode(target, event)
     headers = dict(message.headers or {})
     nc = link.current()
     if len(message.data) > nc.max_payload:
@@ -64,10 +74,7 @@ async def publish(link: Link, wait: float, target: NatsTarget, event: CloudEvent
         )
     try:
         if target.jetstream:
-            headers[MSG_ID_HEADER] = dedup_id(subject, event)
-            await link.jetstream(nc).publish(
-                subject, message.data, timeout=wait, headers=headers
-            )
+            await link.jetstream(nc).publish(subject, message.data, timeout=wait, headers=headers)
         else:
             await nc.publish(subject, message.data, headers=headers or None)
             await nc.flush(timeout=math.ceil(wait))

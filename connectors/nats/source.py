@@ -247,17 +247,16 @@ async def consume_jetstream(
     if options is None:
         raise ValueError("consume_jetstream needs a jetstream source")
     backoff = Backoff(initial=0.2, maximum=10.0)
-    request = json.dumps(
-        {"batch": options.batch, "expires": int(_PULL_EXPIRES * 1e9)}
-    ).encode()
+    request = json.dumps({"batch": options.batch, "expires": int(_PULL_EXPIRES * 1e9)}).encode()
     while (nc := await link.client()) is not None:
         try:
             stream = await ensure_consumer(nc, link, source)
             inbox = _Inbox()  # bounded by the pull requests: batch messages at a time
             sub = await nc.subscribe(nc.new_inbox(), cb=inbox.put)
         except _ClientErrors as exc:
-            log.warning("JetStream consumer %r on %r unavailable: %s",
-                        options.durable, source.subject, exc)
+            log.warning(
+                "JetStream consumer %r on %r unavailable: %s", options.durable, source.subject, exc
+            )
             await backoff.sleep()
             continue
         next_subject = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{options.durable}"

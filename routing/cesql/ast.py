@@ -31,6 +31,7 @@ __all__ = [
     "Unary",
     "Value",
     "Wildcard",
+    "children",
     "logic_operands",
     "referenced_attributes",
 ]
@@ -163,7 +164,8 @@ class Call:
 Node = Literal | Attribute | Exists | Unary | Binary | Like | In | Call
 
 
-def _children(node: Node) -> Iterator[Node]:
+def children(node: Node) -> Iterator[Node]:
+    """The direct sub-expressions of ``node``."""
     if isinstance(node, Unary):
         yield node.operand
     elif isinstance(node, Binary):
@@ -186,7 +188,7 @@ def referenced_attributes(node: Node) -> frozenset[str]:
         current = stack.pop()
         if isinstance(current, Attribute | Exists):
             names.add(current.name)
-        stack.extend(_children(current))
+        stack.extend(children(current))
     return frozenset(names)
 
 

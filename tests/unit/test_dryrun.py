@@ -1,0 +1,82 @@
+"""`meshgate routes check`: matching, rejected clauses and exact native messages, no broker."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from gateway.cli import main
+from gateway.config import load_config
+from gateway.dryrun import check_event, check_message
+
+CONFIG = """\
+gateway: {id: g}
+connectors:
+  k: {type: kafka, bootstrap_servers: "127.0.0.1:1"}
+  n: {type: nats, servers: ["nats://127.0.0.1:1"]}
+  m: {type: mqtt, host: 127.0.0.1, port: 1, protocol: 5}
+routes:
+  - name: orders
+    from: {connector: n, subject: "orders.>", jetstream: {durable: gw, stream: ORDERS}}
+    filter: "type LIKE 'com.acme.%' AND subject <> 'test'"
+    to: [{connector: k, topic: "orders.{topic[1]}", key: "{subject}"}]
+  - name: plant
+    from: {connector: m, topic: "plant/+/t"}
+    ingress: {type: "com.acme.t", source: "mqtt://{topic}"}
+    to: [{connector: n, subject: "t.{topic[1]}", jetstream: false}]
+"""
+
+EVENT = b'{"specversion":"1.0","id":"e1","source":"urn:x","type":"com.acme.a","subject":"test"}'
+
+
+def config(tmp_path: Path):  # type: ignore[no-untyped-def]
+    path = tmp_path / "c.yaml"
+    path.write_text(CONFIG)
+    return load_config(path)
+
+
+def test_event_rejected_by_one_clause(tmp_path: Path) -> None:
+    reports = {r.route: r for r in check_event(config(tmp_path), EVENT)}
+    assert not reports["orders"].matched
+    assert reports["orders"].reason == "filter clause `subject <> 'test'` is not true"
+    assert reports["plant"].matched  # no filter
+
+
+def test_native_message_shows_exact_output(tmp_path: Path) -> None:
+    spec = {
+        "connector": "n",
+        "address": "orders.eu",
+        "headers": {
+            "ce-specversion": "1.0",
+            "ce-id": "9",
+            "ce-source": "s",
+            "ce-type": "com.acme.x",
+            "ce-subject": "o-1",
+        },
+        "payload": "hi",
+    }
+    (report,) = check_message(config(tmp_path), spec)
+    assert report.matched
+    ((target, native),) = report.outputs
+    assert target == "k{'topic': 'orders.eu', 'key': 'o-1'}"
+    assert native.startswith("KafkaMessage(key=b'o-1', value=b'hi', headers=(('ce_id', b'9')")
+
+
+def test_legacy_message_is_wrapped_and_non_matching_sources_are_skipped(tmp_path: Path) -> None:
+    spec = {"connector": "m", "address": "plant/l1/t", "payload": '{"t": 1}'}
+    (report,) = check_message(config(tmp_path), spec)
+    assert report.route == "plant" and report.event is not None
+    assert report.event.source == "mqtt://plant/l1/t"
+    assert report.outputs[0][0] == "n{'subject': 't.l1', 'jetstream': False}"
+    assert check_message(config(tmp_path), {**spec, "address": "elsewhere"}) == []
+
+
+def test_cli_routes_check(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "c.yaml").write_text(CONFIG)
+    (tmp_path / "e.json").write_bytes(EVENT)
+    assert (
+        main(["routes", "check", str(tmp_path / "c.yaml"), "--event", str(tmp_path / "e.json")])
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "route orders: no match: filter clause `subject <> 'test'` is not true" in out
+    assert "route plant: MATCH" in out
