@@ -40,7 +40,9 @@ def sample_event(n: int = 1, **changes: Any) -> CloudEvent:
     return event.replace(**changes) if changes else event
 
 
-async def next_delivery(stream: AsyncIterator[Delivery], timeout: float = RECEIVE_TIMEOUT) -> Delivery:
+async def next_delivery(
+    stream: AsyncIterator[Delivery], timeout: float = RECEIVE_TIMEOUT
+) -> Delivery:
     return await asyncio.wait_for(anext(stream), timeout)
 
 

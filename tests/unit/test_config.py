@@ -68,7 +68,8 @@ def test_all_problems_are_reported_at_once(tmp_path: Path) -> None:
     assert found[1].startswith("gw.yaml:4:7: connectors.k.type: unknown connector type 'kafak'")
     assert "did you mean 'kafka'?" in found[1]
     assert found[2] == (
-        "gw.yaml:8:12: routes[0].from.connector: no connector named 'nowhere' (declared: bad, k, mem)"
+        "gw.yaml:8:12: routes[0].from.connector: "
+        "no connector named 'nowhere' (declared: bad, k, mem)"
     )
     assert found[3].startswith("gw.yaml:10:26: routes[0].to[0].topic: template 'out.{Type}':")
     assert found[4].startswith("gw.yaml:11:5: routes[0].filter: CESQL:")
@@ -108,7 +109,8 @@ def test_yaml_syntax_error_has_position(tmp_path: Path) -> None:
 def test_duplicate_keys_and_route_names(tmp_path: Path) -> None:
     text = (
         GOOD
-        + "  - name: r1\n    from: {connector: mem, topic: x}\n    to: [{connector: mem, topic: y}]\n"
+        + "  - name: r1\n    from: {connector: mem, topic: x}\n"
+        + "    to: [{connector: mem, topic: y}]\n"
     )
     text = text.replace("gateway: {id: edge-1}", "gateway: {id: edge-1}\ngateway: {id: edge-2}")
     found = problems(tmp_path, text)
@@ -118,7 +120,8 @@ def test_duplicate_keys_and_route_names(tmp_path: Path) -> None:
 def test_duplicate_route_name(tmp_path: Path) -> None:
     text = (
         GOOD
-        + "  - name: r1\n    from: {connector: mem, topic: x}\n    to: [{connector: mem, topic: y}]\n"
+        + "  - name: r1\n    from: {connector: mem, topic: x}\n"
+        + "    to: [{connector: mem, topic: y}]\n"
     )
     assert problems(tmp_path, text) == [
         "gw.yaml:10:5: routes[1].name: route name 'r1' is used twice"
