@@ -1,0 +1,48 @@
+# meshgate: the one test command is `make test` (CI runs exactly that, via .ci/run).
+#
+#   make test    bootstrap .venv, make sure RabbitMQ/Mosquitto/NATS listen on loopback
+#                (starting what is missing), then run the whole pytest suite
+#   make demo    bootstrap, then run `meshgate demo`
+#   make lint    ruff check + mypy (strict, packages listed in pyproject.toml)
+#   make bench   bootstrap + brokers, then `python -m bench`
+#
+# Variables: PYTEST_ARGS (extra pytest arguments, e.g. PYTEST_ARGS='-k kafka'),
+# TEST_TIMEOUT (seconds per test, default 120), SUITE_TIMEOUT (seconds for the whole
+# suite, default 840 = 14 min; the suite is killed and fails past it).
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := test
+
+VENV ?= .venv
+PY := $(VENV)/bin/python
+TEST_TIMEOUT ?= 120
+SUITE_TIMEOUT ?= 840
+PYTEST_ARGS ?=
+
+.PHONY: test demo lint bench bootstrap brokers
+
+bootstrap:
+	@bash scripts/bootstrap.sh
+
+brokers: bootstrap
+	@bash scripts/ensure-brokers.sh
+
+test: bootstrap brokers
+	timeout --foreground --kill-after=30 $(SUITE_TIMEOUT) \
+		$(PY) -m pytest -q -ra --timeout=$(TEST_TIMEOUT) $(PYTEST_ARGS)
+
+demo: bootstrap
+	$(VENV)/bin/meshgate demo
+
+lint: bootstrap
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+bench: bootstrap
+	@if [[ ! -f bench/__main__.py ]]; then \
+		echo "make bench: error: bench/__main__.py does not exist, there is no benchmark to run" >&2; \
+		exit 1; \
+	fi
+	@bash scripts/ensure-brokers.sh
+	$(PY) -m bench

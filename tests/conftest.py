@@ -1,0 +1,67 @@
+"""Session-wide broker fixtures (see tests/brokers.py).
+
+* ``kafka_bootstrap``: one librdkafka mock cluster per session, in a child process.
+* ``rabbitmq_url``, ``mqtt_host_port``, ``nats_url``: the loopback brokers; a test
+  using one FAILS (never skips) when it is down: run scripts/ensure-brokers.sh.
+* Tests marked ``@pytest.mark.docker`` are skipped unless a Docker engine answers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from gateway.localbrokers import KafkaMockCluster
+from tests.brokers import (
+    MQTT_HOST_PORT,
+    NATS_PORT,
+    NATS_URL,
+    RABBITMQ_PORT,
+    RABBITMQ_URL,
+    require_docker,
+    require_port,
+)
+
+
+@pytest.fixture(scope="session")
+def kafka_mock(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaMockCluster]:
+    """The session's mock Kafka cluster (``.process`` is there for fault tests)."""
+    log = tmp_path_factory.mktemp("kafka-mock") / "stderr.log"
+    with KafkaMockCluster(brokers=1, log=log) as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(kafka_mock: KafkaMockCluster) -> str:
+    """``host:port`` of the session's mock Kafka cluster."""
+    return kafka_mock.bootstrap_servers
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_url() -> str:
+    require_port("RabbitMQ", RABBITMQ_PORT)
+    return RABBITMQ_URL
+
+
+@pytest.fixture(scope="session")
+def mqtt_host_port() -> tuple[str, int]:
+    require_port("Mosquitto (MQTT)", MQTT_HOST_PORT[1])
+    return MQTT_HOST_PORT
+
+
+@pytest.fixture(scope="session")
+def nats_url() -> str:
+    require_port("NATS", NATS_PORT)
+    return NATS_URL
+
+
+@pytest.fixture
+def docker_engine() -> None:
+    """Request this (or mark the test ``docker``) to skip where no Docker engine runs."""
+    require_docker()
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.get_closest_marker("docker") is not None:
+        require_docker()
