@@ -17,11 +17,13 @@ Subscriptions API filter grammar, which the config keeps as free-form data and
   follow that reference, so it accepts the options of *any* type there;
   ``meshgate validate`` checks them against the named connector's own model.
 
-The schema is a strict subset of what ``meshgate validate`` checks, with one
-known exception: numbers and booleans given as text (``port: "${PORT}"``) are
-converted by the loader but are strings to a schema validator. Cross references,
-unique names, templates, CESQL filters and connector-specific rules (e.g. binary
-mode on MQTT 3.1.1) are checked only by ``meshgate validate``.
+The schema checks a subset of what ``meshgate validate`` checks: cross references,
+unique names, templates, CESQL filters and rules that involve several options
+(binary mode on MQTT 3.1.1) are left to ``validate``. It sees values as written,
+before ``${VAR}`` is replaced, so a number taken from the environment is text to
+it. A field normalised by a ``mode="before"`` validator that declares no
+``json_schema_input_type`` accepts any value in the schema, because pydantic would
+otherwise describe the normalised type and reject input the model accepts.
 
 ``option_tables`` renders the markdown reference of one connector type (field,
 type, default, description), and ``config_tables`` the file's own sections;
@@ -43,8 +45,9 @@ from pydantic.fields import FieldInfo
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaMode, JsonSchemaValue
 from pydantic_core import PydanticUndefined, core_schema, to_jsonable_python
 
+from connectors.base import Connector
 from connectors.errors import ConnectorError
-from connectors.registry import ENTRY_POINT_GROUP, AnyConnector, ConnectorRegistry, default_registry
+from connectors.registry import ENTRY_POINT_GROUP, ConnectorRegistry, default_registry
 from gateway.config import (
     ConfigFile,
     GatewaySection,
@@ -87,6 +90,8 @@ _SECTION_DESCRIPTIONS: Final[Mapping[str, str]] = {
     "retry": "How a failing publish is retried before the event is dead-lettered.",
 }
 _ATTRIBUTE_NAME: Final = "^[a-z0-9]+$"
+
+AnyConnector = type[Connector[Any, Any, Any]]
 
 
 class _Generator(GenerateJsonSchema):
@@ -132,7 +137,8 @@ def config_schema(
     """The JSON Schema of a whole config file, for the connector ``types`` given
     (default: every type ``registry`` knows, plugins included).
 
-    Raises ``UnknownConnectorType`` when a type cannot be loaded.
+    Raises ``UnknownConnectorType`` (or the plugin's ``ImportError``) when a type
+    cannot be loaded.
     """
     connectors = _connectors(registry, types)
     models: list[type[BaseModel]] = [ConfigFile, RouteSection]
@@ -158,14 +164,15 @@ def config_schema(
     route = definition(RouteSection)
     name_pattern = route["properties"]["name"].get("pattern")
 
-    defs["Connector"] = {
+    entry_name, filter_name = _free(defs, "Connector"), _free(defs, "SubscriptionsFilter")
+    defs[entry_name] = {
         "title": "connector entry",
         "description": "One connection to a broker. `type` selects the connector type; "
         "the other keys are that type's options.",
         "oneOf": [_connector_branch(name, ref(cls.Options)) for name, cls in connectors],
     }
     connectors_property = _property(root, "connectors")
-    connectors_property["additionalProperties"] = {"$ref": "#/$defs/Connector"}
+    connectors_property["additionalProperties"] = {"$ref": f"#/$defs/{entry_name}"}
     if name_pattern is not None:
         connectors_property["propertyNames"] = {"pattern": name_pattern}
     connectors_property["description"] = (
@@ -191,12 +198,12 @@ def config_schema(
     filters = _property(route, "filters")
     route["properties"]["filters"] = {
         "description": filters.get("description", ""),
-        "anyOf": [{"$ref": "#/$defs/SubscriptionsFilter"}, {"type": "null"}],
+        "anyOf": [{"$ref": f"#/$defs/{filter_name}"}, {"type": "null"}],
         "default": None,
     }
     for name, text in _SECTION_DESCRIPTIONS.items():
         _property(route, name).setdefault("description", text)
-    defs.update(_filter_defs())
+    defs[filter_name] = _filter_schema(f"#/$defs/{filter_name}")
 
     schema: dict[str, Any] = {
         "$schema": JSON_SCHEMA_DIALECT,
@@ -204,8 +211,8 @@ def config_schema(
         "description": "Generated from the pydantic models of meshgate and of the connector "
         f"types {', '.join(name for name, _ in connectors)}. `meshgate validate` checks more "
         "than this schema can: connector references, unique names, templates, CESQL "
-        "filters and connector-specific rules; values written as text such as "
-        '"${PORT}" are converted to numbers and booleans by the loader.',
+        "filters and connector-specific rules. The schema sees values before ${VAR} is "
+        "replaced; the loader also converts numeric and boolean text.",
     }
     root.pop("title", None)
     root.pop("description", None)
@@ -265,9 +272,17 @@ def _unique_refs(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def _filter_defs() -> dict[str, Any]:
+def _free(defs: Mapping[str, Any], name: str) -> str:
+    """``name``, or ``name`` with a suffix if a model of that name already has a def."""
+    candidate, number = name, 1
+    while candidate in defs:
+        candidate, number = f"{name}{number}", number + 1
+    return candidate
+
+
+def _filter_schema(self_ref: str) -> dict[str, Any]:
     """The Subscriptions API filter grammar that ``routing.filters.compile_filter`` reads."""
-    me = {"$ref": "#/$defs/SubscriptionsFilter"}
+    me = {"$ref": self_ref}
 
     def dialect(name: str, body: dict[str, Any], text: str) -> dict[str, Any]:
         return {
@@ -291,21 +306,19 @@ def _filter_defs() -> dict[str, Any]:
 
     nested = {"type": "array", "minItems": 1, "items": me}
     return {
-        "SubscriptionsFilter": {
-            "title": "Subscriptions API filter",
-            "description": "A filter of the CloudEvents Subscriptions API: a mapping with "
-            "exactly one dialect, or a list of filters that must all match.",
-            "anyOf": [
-                {"type": "array", "items": me, "description": "All of these filters match."},
-                dialect("exact", values(False), "Every named attribute equals the value."),
-                dialect("prefix", values(True), "Every named attribute starts with the value."),
-                dialect("suffix", values(True), "Every named attribute ends with the value."),
-                dialect("all", nested, "All nested filters match."),
-                dialect("any", nested, "At least one nested filter matches."),
-                dialect("not", me, "The nested filter does not match."),
-                dialect("sql", {"type": "string"}, "A CloudEvents SQL expression."),
-            ],
-        }
+        "title": "Subscriptions API filter",
+        "description": "A filter of the CloudEvents Subscriptions API: a mapping with "
+        "exactly one dialect, or a list of filters that must all match.",
+        "anyOf": [
+            {"type": "array", "items": me, "description": "All of these filters match."},
+            dialect("exact", values(False), "Every named attribute equals the value."),
+            dialect("prefix", values(True), "Every named attribute starts with the value."),
+            dialect("suffix", values(True), "Every named attribute ends with the value."),
+            dialect("all", nested, "All nested filters match."),
+            dialect("any", nested, "At least one nested filter matches."),
+            dialect("not", me, "The nested filter does not match."),
+            dialect("sql", {"type": "string"}, "A CloudEvents SQL expression."),
+        ],
     }
 
 
@@ -318,7 +331,7 @@ def write_schema(output: str | None, registry: ConnectorRegistry = default_regis
     """``meshgate schema``: print the schema (or write it to ``output``); the exit code."""
     try:
         text = schema_text(config_schema(registry))
-    except ConnectorError as exc:
+    except (ConnectorError, ImportError) as exc:  # a plugin that cannot be loaded
         print(f"meshgate schema: {exc}", file=sys.stderr)
         return 2
     if output is None:
@@ -368,7 +381,7 @@ def config_tables() -> str:
         "from": "object: `connector` + that connector's source options",
         "to": "non-empty list of objects: `connector` + target options",
         "dead_letter": "object: `connector` + target options",
-        "filters": "Subscriptions API filter (see below)",
+        "filters": "Subscriptions API filter (see Filtering)",
         "ingress": "object (`ingress:` table)",
         "retry": "object (`retry:` table)",
     }
@@ -376,7 +389,12 @@ def config_tables() -> str:
         _section("`gateway:`", GatewaySection, "gateway"),
         _section("`routes:` entries", RouteSection, "routes[]", overrides=route_types),
         _section("`retry:` (in a route)", RetrySection, "routes[].retry"),
-        _section("`ingress:` (in a route)", IngressSection, "routes[].ingress"),
+        _section(
+            "`ingress:` (in a route)",
+            IngressSection,
+            "routes[].ingress",
+            templates=frozenset({"type", "source", "subject", "id"}),
+        ),
     ]
     return "\n".join(parts)
 
