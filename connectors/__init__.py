@@ -13,6 +13,7 @@ from connectors.base import (
     HealthState,
     SourceOptions,
     TargetOptions,
+    find_header,
 )
 from connectors.errors import (
     ConnectionLost,
@@ -40,4 +41,5 @@ __all__ = [
     "TargetOptions",
     "UnknownConnectorType",
     "default_registry",
+    "find_header",
 ]

@@ -11,7 +11,7 @@ __all__ = ["Backoff"]
 
 @dataclass(slots=True)
 class Backoff:
-    """Delays of ``initial * 2**n`` capped at ``maximum``, each drawn uniformly from [0, d].
+    """Delays of ``initial * 2**n`` capped at ``maximum``, each drawn from [initial/2, d].
 
     Full jitter keeps a fleet of gateways from reconnecting in lockstep after a
     broker restart.

@@ -47,6 +47,7 @@ __all__ = [
     "HealthState",
     "SourceOptions",
     "TargetOptions",
+    "find_header",
 ]
 
 
@@ -112,6 +113,15 @@ class Health:
     state: HealthState = HealthState.STARTING
     detail: str = ""
     reconnects: int = 0
+
+
+def find_header(headers: Mapping[str, str], name: str) -> str | None:
+    """The value of header ``name``, matched case-insensitively (first match), or None."""
+    value = headers.get(name)
+    if value is not None:
+        return value
+    lowered = name.lower()
+    return next((v for k, v in headers.items() if k.lower() == lowered), None)
 
 
 async def _no_op() -> None:

@@ -53,7 +53,13 @@ class ConnectorRegistry:
             raise UnknownConnectorType(
                 f"unknown connector type {name!r} (installed: {', '.join(self.names())}){hint}"
             )
-        cls = entry_point.load()
+        try:
+            cls = entry_point.load()
+        except Exception as exc:  # a broken plugin must not crash config validation
+            raise UnknownConnectorType(
+                f"connector type {name!r}: plugin {entry_point.value!r} failed to import: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
         if not (isinstance(cls, type) and issubclass(cls, Connector)):
             raise UnknownConnectorType(
                 f"entry point {entry_point.value!r} for connector type {name!r} "

@@ -1,4 +1,4 @@
-"""The ``meshgate`` command line: run, validate, demo."""
+"""The ``meshgate`` command line: run, validate, routes check, schema, demo."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from connectors.errors import ConnectorError
 from gateway.config import GatewayConfig, load_config
 from gateway.errors import ConfigError
 
@@ -167,7 +168,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if config is None:
             return 2
         _install_uvloop()
-        asyncio.run(_run(args.config, config, watch=not args.no_watch))
+        try:
+            asyncio.run(_run(args.config, config, watch=not args.no_watch))
+        except ConnectorError as exc:
+            log.error("cannot start: %s", exc)
+            return 1
         return 0
     if args.command == "routes":
         return _routes_check(args)

@@ -177,6 +177,11 @@ def parse_config(
             continue
         options = check.model(path, cls.Options, raw)
         if options is not None:
+            # A client id must be stable per gateway and connector (MQTT persistent
+            # sessions are keyed by it): derive one when the option exists but is unset.
+            if "client_id" in type(options).model_fields and options.client_id is None:
+                client_id = f"{file_model.gateway.id}-{name}"
+                options = options.model_copy(update={"client_id": client_id})
             connectors[name] = (cls, options)
 
     routes: list[Route] = []

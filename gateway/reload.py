@@ -3,7 +3,7 @@
 The new file is validated completely first; if it has any problem the running
 configuration stays as it is and the problems are logged. Only then does
 ``Gateway.reload`` apply the difference (see its docstring for what is kept).
-The file is polled (size, mtime and content hash) rather than watched with
+The file is polled (a hash of its content) rather than watched with
 inotify, so it also works on network and container-mounted files.
 """
 

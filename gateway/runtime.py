@@ -245,8 +245,8 @@ class _Pipeline:
             if not failures:
                 stats.delivered += 1
                 return True
-            error, attempts = failures[0]
-            return await self._dead_letter(route, delivery, event, error, attempts)
+            error, attempts, failed = failures[0]
+            return await self._dead_letter(route, delivery, event, error, attempts, failed)
         finally:
             stats.in_flight -= 1
 
@@ -257,12 +257,12 @@ class _Pipeline:
         event: CloudEvent,
         values: TemplateValues,
         delivery: Delivery,
-    ) -> tuple[Exception, int] | None:
-        """Publish with retries; None on success, else (last error, attempts made)."""
+    ) -> tuple[Exception, int, str] | None:
+        """Publish with retries; None on success, else (last error, attempts, target)."""
         try:
             options = target.render(values)
         except TemplateError as exc:
-            return exc, 0
+            return exc, 0, target.describe()
         connector = self.gateway.connectors[target.connector]
         policy = route.retry
         backoff = Backoff(policy.initial_backoff, policy.max_backoff)
@@ -281,7 +281,7 @@ class _Pipeline:
                     exc,
                 )
                 if not retriable or attempt == policy.max_attempts:
-                    return _with_target(exc, target), attempt
+                    return exc, attempt, target.describe()
             self.gateway.stats[route.name].retries += 1
             await delivery.in_progress()  # keep JetStream from redelivering meanwhile
             await backoff.sleep()
@@ -294,6 +294,7 @@ class _Pipeline:
         event: CloudEvent | None,
         error: Exception,
         attempts: int,
+        failed_target: str | None = None,
     ) -> bool:
         stats = self.gateway.stats[route.name]
         if route.dead_letter is None:
@@ -321,6 +322,7 @@ class _Pipeline:
             native_id=delivery.native_id,
             original=event,
             content_type=delivery.content_type,
+            target=failed_target,
         )
         target = route.dead_letter
         try:
@@ -355,13 +357,6 @@ class _Pipeline:
                     return False
             await delivery.in_progress()
             await backoff.sleep()
-
-
-def _with_target(exc: Exception, target: TargetSpec) -> Exception:
-    # Say which target failed; keep the original exception type for the dead letter.
-    with contextlib.suppress(Exception):
-        exc.add_note(f"target: {target.describe()}")
-    return exc
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,9 @@ The dead letter is itself a CloudEvent, so it can travel over any connector:
   payload), so a redelivered poison message yields the *same* dead-letter id;
 - extensions ``dlreason`` (error class), ``dlerror`` (message), ``dlroute``,
   ``dlconnector``, ``dladdress``, ``dlcoordinates`` (JSON), ``dlheaders`` (JSON of
-  the original native headers), ``dlattempts``, and ``dloriginalid`` when the
-  original was a CloudEvent.
+  the original native headers), ``dlattempts``, ``dloriginalid`` when the
+  original was a CloudEvent, and ``dltarget`` (the target that refused it) when
+  publishing failed.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ def dead_letter_event(
     native_id: str | None,
     original: CloudEvent | None,
     content_type: str | None,
+    target: str | None = None,
 ) -> CloudEvent:
     """Build the dead-letter CloudEvent for one failed message."""
     if native_id is not None:
@@ -70,6 +72,8 @@ def dead_letter_event(
     }
     if original is not None:
         extensions["dloriginalid"] = _clean(original.id)
+    if target is not None:
+        extensions["dltarget"] = _clean(target)
     return CloudEvent(
         id=hashlib.sha256(f"{route}\0{basis}".encode()).hexdigest()[:32],
         source=f"meshgate://{gateway_id}/routes/{route}",

@@ -166,6 +166,7 @@ def _delivery(subscription: Subscription, message: AbstractIncomingMessage) -> D
         nack=nack,
         native_id=message.message_id or None,
         ordering_key=queue,
+        content_type=message.content_type,
         coordinates={
             "exchange": message.exchange or "",
             "routing_key": message.routing_key or "",

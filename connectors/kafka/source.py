@@ -31,7 +31,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import ConsumerStoppedError, KafkaError
 
 from connectors.backoff import Backoff
-from connectors.base import Delivery, HealthState
+from connectors.base import Delivery, HealthState, find_header
 from connectors.kafka.config import KafkaOptions, KafkaSource
 from connectors.kafka.offsets import OffsetTracker, Pending
 from routing.bindings.kafka import KafkaMessage
@@ -247,11 +247,13 @@ class SourceSession:
         }
         if record.key is not None:
             coordinates["key"] = header_text(record.key)
+        headers = {name: header_text(value) for name, value in raw}
         return Delivery(
             message=KafkaMessage(key=record.key, value=record.value, headers=raw),
             address=record.topic,
             payload=record.value if record.value is not None else b"",
-            headers={name: header_text(value) for name, value in raw},
+            headers=headers,
+            content_type=find_header(headers, "content-type"),
             ack=ack,
             nack=nack,
             native_id=f"{record.topic}/{record.partition}/{record.offset}",

@@ -171,5 +171,6 @@ def _delivery(
         nack=nack,
         native_id=None,  # packet ids are per connection and reused: nothing stable
         ordering_key=topic,
+        content_type=content_type,
         coordinates={"topic": topic, "qos": message.qos, "retain": int(message.retain)},
     )

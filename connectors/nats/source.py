@@ -39,7 +39,7 @@ from nats.aio.subscription import Subscription
 from nats.js import api
 
 from connectors.backoff import Backoff
-from connectors.base import Delivery
+from connectors.base import Delivery, find_header
 from connectors.errors import ConnectionLost
 from connectors.nats.config import JetStreamSource, NatsSource
 from connectors.nats.link import Link
@@ -107,6 +107,7 @@ def _core_delivery(msg: Msg) -> Delivery:
         ack=_settled,
         nack=_settled,
         ordering_key=msg.subject,
+        content_type=find_header(headers, "content-type"),
         coordinates={"subject": msg.subject},
     )
 
@@ -191,6 +192,7 @@ def _jetstream_delivery(msg: Msg, options: JetStreamSource, timeout: float) -> D
         address=msg.subject,
         payload=msg.data,
         headers=msg.headers or {},
+        content_type=find_header(msg.headers or {}, "content-type"),
         ack=settle.ack,
         nack=settle.nack,
         in_progress=settle.in_progress,
