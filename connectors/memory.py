@@ -1,7 +1,8 @@
 """In-memory connector: a broker inside the process, for route tests and dry runs.
 
 Features: named in-memory topics (a FIFO queue each), ack/nack bookkeeping
-(nack with requeue puts the message back at the front), and fault injection
+(nack with requeue, or closing a consumer with unsettled messages, puts them back
+at the front, as a broker redelivers unacknowledged messages), and fault injection
 (``fail_publishes``) so the runtime's retry and dead-letter paths can be tested
 without a network. Messages use the NATS binding (headers + payload).
 
@@ -117,19 +118,38 @@ class MemoryConnector(Connector[MemoryOptions, MemorySource, MemoryTarget]):
 
     async def consume(self, source: MemorySource) -> AsyncIterator[Delivery]:
         queue = self.broker.topics[source.topic]
-        while self.health.state is not HealthState.CLOSED:
-            if not queue.messages:
-                queue.arrived.clear()
-                await queue.arrived.wait()
-                continue
-            number, message = queue.messages.popleft()
-            yield self._delivery(source.topic, number, message)
+        # Like a broker: what this consumer took but did not settle goes back to the
+        # front of the topic when the consumer goes away.
+        unsettled: dict[int, binding.NatsMessage] = {}
+        try:
+            while self.health.state is not HealthState.CLOSED:
+                if not queue.messages:
+                    queue.arrived.clear()
+                    await queue.arrived.wait()
+                    continue
+                number, message = queue.messages.popleft()
+                unsettled[number] = message
+                yield self._delivery(source.topic, number, message, unsettled)
+        finally:
+            for number in sorted(unsettled, reverse=True):
+                queue.messages.appendleft((number, unsettled.pop(number)))
+            if queue.messages:
+                queue.arrived.set()
 
-    def _delivery(self, topic: str, number: int, message: binding.NatsMessage) -> Delivery:
+    def _delivery(
+        self,
+        topic: str,
+        number: int,
+        message: binding.NatsMessage,
+        unsettled: dict[int, binding.NatsMessage],
+    ) -> Delivery:
         async def ack() -> None:
-            self.broker.acked.append(number)
+            if unsettled.pop(number, None) is not None:
+                self.broker.acked.append(number)
 
         async def nack(requeue: bool) -> None:
+            if unsettled.pop(number, None) is None:
+                return
             self.broker.nacked.append(number)
             if requeue:
                 queue = self.broker.topics[topic]

@@ -93,6 +93,8 @@ class _Pipeline:
         self.tasks: set[asyncio.Task[None]] = set()
         self.lanes = _Lanes()
         self.consumer: asyncio.Task[None] | None = None
+        self.stream: AsyncIterator[Delivery] | None = None
+        self.pending_pull: asyncio.Future[Delivery] | None = None
 
     def start(self) -> None:
         self.consumer = asyncio.create_task(self._supervise(), name=f"consume:{self.group.name}")
@@ -116,30 +118,33 @@ class _Pipeline:
                 log.exception(
                     "bug: source %s of routes %s crashed", self.group.connector, self.group.name
                 )
+            await self.close_stream()
             await backoff.sleep()
 
     async def _consume(self) -> None:
-        stream = aiter(self.connector.consume(self.group.source))
-        try:
-            while True:
-                # Take a slot first: the next message is pulled only when one is free.
-                await self.slots.acquire()
-                try:
-                    delivery = await anext(stream)
-                except StopAsyncIteration:
-                    self.slots.release()
-                    return
-                except BaseException:
-                    self.slots.release()
-                    raise
-                task = asyncio.create_task(self._process(delivery))
-                self.tasks.add(task)
-                task.add_done_callback(self._finished)
-        finally:
-            close = getattr(stream, "aclose", None)
-            if close is not None:
-                with contextlib.suppress(Exception):
-                    await close()
+        self.stream = stream = aiter(self.connector.consume(self.group.source))
+        while True:
+            # Take a slot first: the next message is pulled only when one is free.
+            await self.slots.acquire()
+            pull = asyncio.ensure_future(anext(stream))
+            try:
+                delivery = await asyncio.shield(pull)
+            except asyncio.CancelledError:
+                # Stopping. The pull stays pending: cancelling it could end the stream,
+                # and with it the channel/session that in-flight deliveries must still
+                # be acked on. close_stream() ends it once the pipeline has drained.
+                self.pending_pull = pull
+                self.slots.release()
+                raise
+            except StopAsyncIteration:
+                self.slots.release()
+                return
+            except BaseException:
+                self.slots.release()
+                raise
+            task = asyncio.create_task(self._process(delivery))
+            self.tasks.add(task)
+            task.add_done_callback(self._finished)
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self.tasks.discard(task)
@@ -148,10 +153,25 @@ class _Pipeline:
             log.error("bug: processing task failed", exc_info=task.exception())
 
     async def stop_consuming(self) -> None:
+        """Stop taking new deliveries; in-flight ones go on (see ``drain``)."""
         if self.consumer is not None:
             self.consumer.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self.consumer
+
+    async def close_stream(self) -> None:
+        """End the source iterator (after draining, so in-flight acks still reach the
+        broker). A delivery pulled meanwhile was never processed: it stays unacked and
+        the broker redelivers it, which is not a duplicate."""
+        pull, self.pending_pull = self.pending_pull, None
+        if pull is not None:
+            pull.cancel()
+            await asyncio.gather(pull, return_exceptions=True)
+        stream, self.stream = self.stream, None
+        close = getattr(stream, "aclose", None)
+        if close is not None:
+            with contextlib.suppress(Exception):
+                await close()
 
     async def drain(self, timeout: float) -> int:  # noqa: ASYNC109 - a budget, not a cancel
         """Wait for in-flight work; cancel what is left after ``timeout``. Returns that count."""
@@ -447,6 +467,7 @@ class Gateway:
             await asyncio.gather(*(p.stop_consuming() for p in retiring))
             timeout = config.gateway.drain_timeout_seconds
             await asyncio.gather(*(p.drain(timeout) for p in retiring))
+            await asyncio.gather(*(p.close_stream() for p in retiring))
             retired = [c for name, c in self.connectors.items() if connectors.get(name) is not c]
             self.connectors = connectors
             self.config = config
@@ -485,6 +506,7 @@ class Gateway:
         await asyncio.gather(*(p.stop_consuming() for p in self.pipelines))
         timeout = self.config.gateway.drain_timeout_seconds
         abandoned = sum(await asyncio.gather(*(p.drain(timeout) for p in self.pipelines)))
+        await asyncio.gather(*(p.close_stream() for p in self.pipelines))
         if abandoned:
             log.warning(
                 "%d in-flight messages did not finish in %.0fs; they will be redelivered",
