@@ -124,10 +124,6 @@ def find_header(headers: Mapping[str, str], name: str) -> str | None:
     return next((v for k, v in headers.items() if k.lower() == lowered), None)
 
 
-async def _no_op() -> None:
-    return None
-
-
 @dataclass(slots=True, eq=False)
 class Delivery:
     """One message received from a source, with its acknowledgement callbacks.
@@ -151,8 +147,10 @@ class Delivery:
     coordinates: Mapping[str, str | int] = field(default_factory=dict)
     content_type: str | None = None
     """The native content type (AMQP/MQTT 5 property, Kafka/NATS header) if any."""
-    in_progress: Callable[[], Awaitable[None]] = _no_op
-    """Tell the broker the message is still being worked on (JetStream +WPI)."""
+    in_progress: Callable[[], Awaitable[None]] | None = None
+    """Tell the broker the message is still being worked on (JetStream +WPI); None
+    where the protocol has no such signal. The runtime calls it about once a second
+    while a delivery is being processed, so slow targets do not cause redelivery."""
 
 
 OptionsT = TypeVar("OptionsT", bound=ConnectorOptions)

@@ -7,7 +7,9 @@ every matching route confirmed, or once the dead letter was confirmed.
 
 Invariants (docs/delivery.md):
 - nothing is acked before it is safe: a failure without a dead-letter target
-  leaves the message unacknowledged (and logs it as an error);
+  leaves the message unacknowledged (and logs it as an error); without one, a
+  retriable publish failure (an outage) is retried past ``max_attempts`` until it
+  succeeds, so it holds its slot (backpressure) instead of stalling the source;
 - in-flight deliveries per source are bounded by the routes' ``max_in_flight``;
   the consume loop takes the next message only when a slot is free, so a slow or
   dead target slows the source instead of growing memory;
@@ -23,7 +25,7 @@ import asyncio
 import contextlib
 import logging
 from collections import defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +44,8 @@ __all__ = ["Gateway", "NotACloudEvent", "ReloadResult", "RouteStats"]
 log = logging.getLogger("meshgate.runtime")
 
 AnyConnector = Connector[Any, Any, Any]
+
+_NO_VALUES = TemplateValues()
 
 
 class NotACloudEvent(MeshgateError):
@@ -80,6 +84,36 @@ class _Lanes:
             if self.users[key] == 0:  # forget idle keys so the map stays small
                 del self.users[key]
                 del self.locks[key]
+
+
+class _Heartbeat:
+    """Calls a delivery's ``in_progress`` every ``PERIOD`` seconds until stopped.
+
+    A timer handle, not a task: most deliveries finish long before the first beat,
+    and then this costs one ``call_later`` and one ``cancel``.
+    """
+
+    PERIOD = 1.0
+
+    def __init__(self, signal: Callable[[], Awaitable[None]]) -> None:
+        self._signal = signal
+        self._loop = asyncio.get_running_loop()
+        self._handle = self._loop.call_later(self.PERIOD, self._beat)
+        self._task: asyncio.Task[None] | None = None
+
+    def _beat(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = self._loop.create_task(self._send())
+        self._handle = self._loop.call_later(self.PERIOD, self._beat)
+
+    async def _send(self) -> None:
+        try:
+            await self._signal()
+        except Exception as exc:  # a lost heartbeat only risks a redelivery (a duplicate)
+            log.debug("in_progress signal failed: %s", exc)
+
+    def stop(self) -> None:
+        self._handle.cancel()
 
 
 class _Pipeline:
@@ -187,11 +221,16 @@ class _Pipeline:
     # -- per delivery -------------------------------------------------------------------
 
     async def _process(self, delivery: Delivery) -> None:
-        if self.group.ordered and delivery.ordering_key is not None:
-            async with self.lanes.hold(delivery.ordering_key):
+        heartbeat = None if delivery.in_progress is None else _Heartbeat(delivery.in_progress)
+        try:
+            if self.group.ordered and delivery.ordering_key is not None:
+                async with self.lanes.hold(delivery.ordering_key):
+                    await self._process_now(delivery)
+            else:
                 await self._process_now(delivery)
-        else:
-            await self._process_now(delivery)
+        finally:
+            if heartbeat is not None:
+                heartbeat.stop()
 
     async def _process_now(self, delivery: Delivery) -> None:
         decoded: CloudEvent | None = None
@@ -200,15 +239,41 @@ class _Pipeline:
             decoded = self.connector.decode(delivery)
         except InvalidEvent as exc:
             decode_error = exc
-        results = await asyncio.gather(
-            *(self._route(route, delivery, decoded, decode_error) for route in self.group.routes)
-        )
-        if all(results):
+        routes: Sequence[Route] = self.group.routes
+        if len(routes) > 1 and decoded is not None:
+            routes = self._candidates(decoded)
+        if len(routes) == 1:  # no gather (a task per route) for the common case
+            may_ack = await self._route(routes[0], delivery, decoded, decode_error)
+        else:
+            results = await asyncio.gather(
+                *(self._route(route, delivery, decoded, decode_error) for route in routes)
+            )
+            may_ack = all(results)
+        if may_ack:
             try:
                 await delivery.ack()
             except ConnectorError as exc:
                 # The broker will redeliver: a duplicate, never a loss.
                 log.warning("ack failed on %s (will be redelivered): %s", self.group.connector, exc)
+
+    def _candidates(self, event: CloudEvent) -> list[Route]:
+        """The routes whose filter may hold (route index); the others count as filtered,
+        exactly as if their filter had run."""
+        routes = self.group.routes
+        positions = self.group.candidates(event)
+        if len(positions) == len(routes):
+            return list(routes)
+        stats = self.gateway.stats
+        chosen = iter(positions)
+        next_chosen = next(chosen, -1)
+        for position, route in enumerate(routes):
+            if position == next_chosen:
+                next_chosen = next(chosen, -1)
+                continue
+            skipped = stats[route.name]
+            skipped.received += 1
+            skipped.filtered += 1
+        return [routes[position] for position in positions]
 
     def _values(self, delivery: Delivery, event: CloudEvent | None) -> TemplateValues:
         key = delivery.coordinates.get("key")
@@ -257,10 +322,18 @@ class _Pipeline:
             if not route.matches(event):
                 stats.filtered += 1
                 return True
-            values = self._values(delivery, event)
-            outcomes = await asyncio.gather(
-                *(self._publish(route, target, event, values, delivery) for target in route.targets)
+            targets = route.targets
+            values = (
+                self._values(delivery, event)
+                if any(target.templates for target in targets)
+                else _NO_VALUES  # static targets: render() reads nothing
             )
+            if len(targets) == 1:  # no gather (a task per target) for the common case
+                outcomes = [await self._publish(route, targets[0], event, values, delivery)]
+            else:
+                outcomes = await asyncio.gather(
+                    *(self._publish(route, target, event, values, delivery) for target in targets)
+                )
             failures = [outcome for outcome in outcomes if outcome is not None]
             if not failures:
                 stats.delivered += 1
@@ -286,26 +359,38 @@ class _Pipeline:
         connector = self.gateway.connectors[target.connector]
         policy = route.retry
         backoff = Backoff(policy.initial_backoff, policy.max_backoff)
-        for attempt in range(1, policy.max_attempts + 1):
+        # Without a dead letter, giving up would only strand the message unacknowledged
+        # (stalling AMQP and MQTT sources and Kafka commits): a retriable failure (an
+        # outage) is then retried until it ends, i.e. backpressure. With a dead letter,
+        # max_attempts hands the message over to it.
+        until_it_ends = route.dead_letter is None
+        attempt = 0
+        while True:
+            attempt += 1
             try:
                 await connector.publish(options, event)
                 return None
             except (ConnectorError, InvalidEvent) as exc:
                 retriable = isinstance(exc, ConnectorError) and exc.retriable
-                log.warning(
-                    "route %s: publish to %s failed (attempt %d/%d): %s",
+                log.log(
+                    logging.WARNING if attempt <= policy.max_attempts else logging.DEBUG,
+                    "route %s: publish to %s failed (attempt %d/%d%s): %s",
                     route.name,
                     target.describe(),
                     attempt,
                     policy.max_attempts,
+                    "; no dead_letter: retrying until it succeeds" if until_it_ends else "",
                     exc,
                 )
-                if not retriable or attempt == policy.max_attempts:
+                if not retriable or (attempt >= policy.max_attempts and not until_it_ends):
                     return exc, attempt, target.describe()
+            except Exception as exc:
+                # A connector bug (an untranslated client exception): retrying is unlikely
+                # to help, and the message must not be stranded; dead-letter it.
+                log.exception("route %s: bug: publish to %s raised", route.name, target.describe())
+                return exc, attempt, target.describe()
             self.gateway.stats[route.name].retries += 1
-            await delivery.in_progress()  # keep JetStream from redelivering meanwhile
             await backoff.sleep()
-        raise AssertionError("unreachable")  # pragma: no cover
 
     async def _dead_letter(
         self,
@@ -375,7 +460,10 @@ class _Pipeline:
                 if isinstance(exc, InvalidEvent) or not exc.retriable:
                     stats.unacked_failures += 1
                     return False
-            await delivery.in_progress()
+            except Exception:
+                log.exception("route %s: bug: dead-letter publish raised", route.name)
+                stats.unacked_failures += 1
+                return False
             await backoff.sleep()
 
 

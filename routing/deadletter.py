@@ -17,6 +17,7 @@ The dead letter is itself a CloudEvent, so it can travel over any connector:
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections.abc import Mapping
 from typing import Final
@@ -28,13 +29,38 @@ from routing.event import CloudEvent
 __all__ = ["DEAD_LETTER_TYPE", "dead_letter_event"]
 
 DEAD_LETTER_TYPE: Final = "io.meshgate.deadletter"
-_UNPRINTABLE: Final = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff\ufdd0-\ufdef\ufffe\uffff]")
+# What a CloudEvents string may not hold (routing.event): controls, surrogates and the
+# noncharacters, those of the supplementary planes (U+1FFFE, U+1FFFF, ...) included.
+_UNPRINTABLE: Final = re.compile(
+    "[\x00-\x1f\x7f-\x9f\ud800-\udfff\ufdd0-\ufdef\ufffe\uffff"
+    + "".join(chr(plane << 16 | 0xFFFE) + chr(plane << 16 | 0xFFFF) for plane in range(1, 17))
+    + "]"
+)
 _MAX_ERROR_CHARS: Final = 1024
 
 
 def _clean(text: str) -> str:
     # Attribute values may not hold control characters; error texts often do.
     return _UNPRINTABLE.sub(" ", text)[:_MAX_ERROR_CHARS] or "-"
+
+
+def _media_type(content_type: str | None) -> str | None:
+    # A native content type is whatever the producer sent; a dead letter must still be
+    # a valid event (the poison message may be poison precisely because of it).
+    if not content_type:
+        return None
+    return _UNPRINTABLE.sub(" ", content_type).strip() or None
+
+
+def _utf8(text: str) -> bytes:
+    return text.encode("utf-8", "surrogatepass")  # ids are hashed: any text will do
+
+
+def _json(value: Mapping[str, object]) -> str:
+    try:
+        return orjson.dumps(dict(value)).decode()
+    except orjson.JSONEncodeError:  # e.g. a lone surrogate: escaped instead
+        return json.dumps(dict(value), ensure_ascii=True, separators=(",", ":"), default=str)
 
 
 def dead_letter_event(
@@ -59,15 +85,15 @@ def dead_letter_event(
     elif original is not None:
         basis = f"event:{original.source}:{original.id}"
     else:
-        basis = "payload:" + hashlib.sha256(address.encode() + b"\0" + payload).hexdigest()
+        basis = "payload:" + hashlib.sha256(_utf8(address) + b"\0" + payload).hexdigest()
     extensions: dict[str, str | int] = {
         "dlreason": type(error).__name__,
         "dlerror": _clean(str(error)),
         "dlroute": _clean(route),
         "dlconnector": _clean(connector),
         "dladdress": _clean(address) if address else "-",
-        "dlcoordinates": _clean(orjson.dumps(dict(coordinates)).decode()),
-        "dlheaders": _clean(orjson.dumps(dict(headers)).decode()),
+        "dlcoordinates": _clean(_json(coordinates)),
+        "dlheaders": _clean(_json(headers)),
         "dlattempts": attempts,
     }
     if original is not None:
@@ -75,11 +101,11 @@ def dead_letter_event(
     if target is not None:
         extensions["dltarget"] = _clean(target)
     return CloudEvent(
-        id=hashlib.sha256(f"{route}\0{basis}".encode()).hexdigest()[:32],
+        id=hashlib.sha256(_utf8(f"{route}\0{basis}")).hexdigest()[:32],
         source=f"meshgate://{gateway_id}/routes/{route}",
         type=DEAD_LETTER_TYPE,
         subject=original.id if original is not None else None,
-        datacontenttype=content_type
+        datacontenttype=_media_type(content_type)
         or (original.datacontenttype if original else None)
         or "application/octet-stream",
         extensions=extensions,

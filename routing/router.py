@@ -6,6 +6,14 @@ event is delivered to the union of the matching routes' targets. Matching is
 pure: no broker objects here. Target options are opaque to the router (they
 are the connector's pydantic ``Target`` models); the router only carries the
 compiled templates that the runtime renders per event.
+
+Matching does not scan every route: each group indexes its routes by a condition
+their CESQL filter cannot hold without (an exact value or a literal prefix of a
+context attribute, e.g. ``type = 'x'``, ``type IN (...)``, ``type LIKE 'x.%'``,
+found among the filter's top-level AND conjuncts, or as an OR of such conditions
+on one attribute). ``SourceGroup.candidates`` looks those up in dicts and returns
+the routes that may match plus every route without such a condition; only their
+filters run.
 """
 
 from __future__ import annotations
@@ -14,13 +22,26 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from routing.event import CloudEvent
+from routing.event import CONTEXT_ATTRIBUTES, CloudEvent
 from routing.ingress import IngressRules
 from routing.templates import Template, TemplateValues
 
-__all__ = ["RetryPolicy", "Route", "RouteTable", "SourceGroup", "TargetSpec"]
+__all__ = [
+    "Requirement",
+    "Requirements",
+    "RetryPolicy",
+    "Route",
+    "RouteIndex",
+    "RouteTable",
+    "SourceGroup",
+    "TargetSpec",
+    "requirement",
+]
 
 EventFilter = Callable[[CloudEvent], bool]
+
+_RENDER_CACHE_SIZE = 1024
+"""Rendered target options kept per target (keyed by the rendered template values)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,13 +66,23 @@ class TargetSpec:
     connector: str
     options: Any
     templates: Mapping[str, Template] = field(default_factory=dict)
+    _rendered: dict[tuple[str, ...], Any] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+    """Options already rendered, by template values: no pydantic copy per event."""
 
     def render(self, values: TemplateValues) -> Any:
         """The target options with every template field filled for one event."""
         if not self.templates:
             return self.options
-        rendered = {name: template.render(values) for name, template in self.templates.items()}
-        return self.options.model_copy(update=rendered)
+        key = tuple(template.render(values) for template in self.templates.values())
+        options = self._rendered.get(key)
+        if options is None:
+            if len(self._rendered) >= _RENDER_CACHE_SIZE:
+                self._rendered.clear()
+            options = self.options.model_copy(update=dict(zip(self.templates, key, strict=True)))
+            self._rendered[key] = options
+        return options
 
     def describe(self) -> str:
         return describe_target(self.options)
@@ -84,6 +115,7 @@ class SourceGroup:
     connector: str
     source: Any
     routes: tuple[Route, ...]
+    _index: RouteIndex | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def name(self) -> str:
@@ -97,8 +129,21 @@ class SourceGroup:
     def ordered(self) -> bool:
         return any(route.ordered for route in self.routes)
 
+    def candidates(self, event: CloudEvent) -> list[int]:
+        """Positions (ascending) of the routes whose filter may hold for ``event``.
+
+        A superset of the matching routes: every route not in it is sure not to match.
+        """
+        index = self._index
+        if index is None:
+            index = RouteIndex([_route_requirement(route) for route in self.routes])
+            object.__setattr__(self, "_index", index)
+        return index.candidates(event)
+
     def match(self, event: CloudEvent) -> list[Route]:
-        return [route for route in self.routes if route.matches(event)]
+        """The routes whose filter holds for ``event``, in table order."""
+        routes = self.routes
+        return [routes[i] for i in self.candidates(event) if routes[i].matches(event)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,3 +163,150 @@ class RouteTable:
             for members in grouped.values()
         )
         return cls(tuple(routes), groups)
+
+
+# -- the route index ----------------------------------------------------------------------
+
+# Context attributes are strings whenever set (or unset: then the filter's comparison
+# fails and it does not match), so `=`, IN and LIKE on them compare plain strings.
+_INDEXABLE = CONTEXT_ATTRIBUTES
+
+
+@dataclass(frozen=True, slots=True)
+class Requirement:
+    """One way for a filter to hold: ``attribute`` is set and equal to one of ``exact``
+    or starts with one of ``prefixes``."""
+
+    attribute: str
+    exact: frozenset[str] = frozenset()
+    prefixes: frozenset[str] = frozenset()
+
+
+Requirements = tuple[Requirement, ...]
+"""Alternatives: a filter that holds meets at least one of them."""
+
+
+def requirement(cesql: str) -> Requirements | None:
+    """Conditions the CESQL expression ``cesql`` cannot be true without meeting one of,
+    or None when none are found (the filter must run for every event)."""
+    from routing.cesql.ast import CesqlError  # local: CESQL is optional per route
+    from routing.cesql.parser import parse
+
+    try:
+        return _necessary(parse(cesql))
+    except (CesqlError, RecursionError):
+        return None
+
+
+def _route_requirement(route: Route) -> Requirements | None:
+    # Route.filter is the CESQL filter AND the Subscriptions API filters, so what the
+    # CESQL part requires, the whole filter requires.
+    if route.filter is None or route.filter_text is None:
+        return None
+    return requirement(route.filter_text)
+
+
+def _selectivity(alternatives: Requirements) -> tuple[int, int]:
+    # Exact values before prefixes, then the fewest keys.
+    prefixes = sum(len(r.prefixes) for r in alternatives)
+    return (prefixes > 0, prefixes + sum(len(r.exact) for r in alternatives))
+
+
+def _necessary(node: Any) -> Requirements | None:
+    from routing.cesql.ast import Attribute, Binary, In, Like, Literal, Wildcard, logic_operands
+
+    if isinstance(node, Binary):
+        if node.op == "AND":  # true only if every conjunct is: any one's condition will do
+            found = [r for r in map(_necessary, logic_operands(node)) if r is not None]
+            return min(found, key=_selectivity, default=None)
+        if node.op == "OR":  # true only if some disjunct is: one of theirs must hold
+            alternatives: list[Requirement] = []
+            for operand in logic_operands(node):
+                needed = _necessary(operand)
+                if needed is None:
+                    return None
+                alternatives.extend(needed)
+            return tuple(alternatives)
+        if node.op == "=":
+            for attribute, literal in ((node.left, node.right), (node.right, node.left)):
+                if (
+                    isinstance(attribute, Attribute)
+                    and attribute.name in _INDEXABLE
+                    and isinstance(literal, Literal)
+                    and type(literal.value) is str
+                ):
+                    return (Requirement(attribute.name, exact=frozenset({literal.value})),)
+        return None
+    if isinstance(node, In):
+        operand = node.operand
+        values = [item.value for item in node.items if isinstance(item, Literal)]
+        if (
+            not node.negated
+            and isinstance(operand, Attribute)
+            and operand.name in _INDEXABLE
+            and len(values) == len(node.items)
+            and all(type(value) is str for value in values)
+        ):
+            return (Requirement(operand.name, exact=frozenset(map(str, values))),)
+        return None
+    if isinstance(node, Like):
+        operand, parts = node.operand, node.parts
+        if node.negated or not isinstance(operand, Attribute) or operand.name not in _INDEXABLE:
+            return None
+        if all(isinstance(part, str) for part in parts):
+            return (Requirement(operand.name, exact=frozenset({"".join(map(str, parts))})),)
+        head = parts[:-1]
+        if parts[-1] is Wildcard.ANY and head and all(isinstance(part, str) for part in head):
+            return (Requirement(operand.name, prefixes=frozenset({"".join(map(str, head))})),)
+    return None
+
+
+class RouteIndex:
+    """Positions of the routes whose requirement an event meets, by dict lookups.
+
+    Routes without a requirement are always candidates. Prefixes are grouped by length
+    so one lookup per distinct length finds every prefix of the attribute value.
+    """
+
+    __slots__ = ("_always", "_exact", "_prefixes")
+
+    def __init__(self, requirements: Sequence[Requirements | None]) -> None:
+        self._always: list[int] = []
+        self._exact: dict[str, dict[str, list[int]]] = {}
+        by_length: dict[str, dict[int, dict[str, list[int]]]] = {}
+        for position, alternatives in enumerate(requirements):
+            if alternatives is None:
+                self._always.append(position)
+                continue
+            for needed in alternatives:
+                exact = self._exact.setdefault(needed.attribute, {})
+                for value in needed.exact:
+                    exact.setdefault(value, []).append(position)
+                lengths = by_length.setdefault(needed.attribute, {})
+                for prefix in needed.prefixes:
+                    lengths.setdefault(len(prefix), {}).setdefault(prefix, []).append(position)
+        self._prefixes: dict[str, tuple[tuple[int, dict[str, list[int]]], ...]] = {
+            attribute: tuple(sorted(tables.items()))
+            for attribute, tables in by_length.items()
+            if tables
+        }
+
+    def candidates(self, event: CloudEvent) -> list[int]:
+        found = list(self._always)
+        for attribute, exact in self._exact.items():
+            value = getattr(event, attribute)
+            if value is not None and (hit := exact.get(value)) is not None:
+                found.extend(hit)
+        for attribute, tables in self._prefixes.items():
+            value = getattr(event, attribute)
+            if value is None:
+                continue
+            size = len(value)
+            for length, table in tables:
+                if length > size:
+                    break
+                if (hit := table.get(value[:length])) is not None:
+                    found.extend(hit)
+        if len(found) != len(self._always):
+            found = sorted(set(found))
+        return found

@@ -111,10 +111,15 @@ class Producer:
         producer = self._producer
         if producer is None:
             raise ConnectionLost("kafka: connector is not started or already closed")
+        value = message.value
+        if value is None and message.key is None:
+            # aiokafka (like the protocol's client contract) refuses a record with neither
+            # key nor value: an event without data and without key goes as empty data.
+            value = b""
         try:
             async with asyncio.timeout(self._options.request_timeout_ms / 1000 + 5):
                 await producer.send_and_wait(
-                    topic, value=message.value, key=message.key, headers=list(message.headers)
+                    topic, value=value, key=message.key, headers=list(message.headers)
                 )
         except TimeoutError as exc:
             raise PublishTimeout(f"kafka: no acknowledgement for {topic!r} in time") from exc

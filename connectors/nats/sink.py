@@ -5,16 +5,27 @@ within its duplicate window (2 minutes by default). The id is derived from the
 target subject and the event's ``source`` and ``id``: CloudEvents ids are unique
 only per source, and one event forwarded to two subjects of one stream (two routes)
 must be stored twice. A core publish returns once the bytes reached the server
-(a PING/PONG flush); nothing confirms that anyone received them.
+(a PING/PONG flush); nothing confirms that anyone received them. Core publishes
+queued in the same event-loop turn share one flush: the PING goes out after all
+of their messages, so its PONG vouches for each of them (one round trip instead
+of one per publish).
+
+A JetStream publish answered with "no responders" is refused (``PublishRejected``)
+only when the stream-names API confirms that no stream captures the subject; while
+JetStream itself is away (a server shutting down or recovering its streams after a
+restart) it is the retriable ``ConnectionLost``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import math
+import weakref
 
 import nats.errors
 import nats.js.errors
+from nats.aio.client import Client
 
 from connectors.errors import ConnectionLost, ConnectorError, PublishRejected, PublishTimeout
 from connectors.nats.config import NatsTarget, check_publish_subject
@@ -40,6 +51,80 @@ _MESSAGE_ERRORS = (
     nats.errors.BadSubjectError,
     nats.errors.BadHeaderError,
 )
+
+
+async def _no_responders(link: Link, nc: Client, subject: str) -> ConnectorError:
+    """What a "no responders" answer to a JetStream publish means right now.
+
+    Nothing listened on ``subject``: either no stream captures it (a configuration
+    error: ``PublishRejected``), or JetStream is briefly away, as while a server shuts
+    down or recovers its streams after a restart (retriable ``ConnectionLost``). The
+    stream-names API tells which; if it does not answer either, JetStream is away.
+    """
+    try:
+        stream = await link.jetstream(nc).find_stream_name_by_subject(subject)
+    except nats.js.errors.NotFoundError:
+        return PublishRejected(
+            f"no JetStream stream captures subject {subject!r}: create one, or set "
+            "jetstream: false on the target for core NATS (at-most-once)"
+        )
+    except (TimeoutError, nats.errors.Error, OSError) as exc:
+        return ConnectionLost(f"JetStream unavailable for {subject!r}: {type(exc).__name__}")
+    return ConnectionLost(f"JetStream stream {stream!r} did not answer for {subject!r}")
+
+
+class _SharedFlush:
+    """Coalesces the PING/PONG flushes of one client's core publishes.
+
+    A publish first queues its message, then joins the next flush. That flush starts
+    on a later loop turn, so every publish queued until then has its message ahead
+    of the PING; a publish made after the PING was queued joins the flush after it.
+    """
+
+    def __init__(self, nc: Client) -> None:
+        self._nc = nc
+        self._next: asyncio.Future[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def flush(self, timeout: int) -> None:  # noqa: ASYNC109 - nats-py's flush timeout
+        future = self._next
+        if future is None:
+            future = self._next = asyncio.get_running_loop().create_future()
+            future.add_done_callback(_retrieve)
+            task = asyncio.ensure_future(self._run(future, timeout))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        # One waiter cancelled (its task stopped) must not cancel the others' flush.
+        await asyncio.shield(future)
+
+    async def _run(self, future: asyncio.Future[None], timeout: int) -> None:  # noqa: ASYNC109
+        self._next = None  # later publishes wait for the next PING
+        try:
+            await self._nc.flush(timeout=timeout)
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
+        except Exception as exc:  # handed to every waiting publish
+            if not future.done():
+                future.set_exception(exc)
+        else:
+            if not future.done():
+                future.set_result(None)
+
+
+def _retrieve(future: asyncio.Future[None]) -> None:
+    if not future.cancelled():
+        future.exception()  # seen: waiters that were cancelled meanwhile never will
+
+
+_flushes: weakref.WeakKeyDictionary[Client, _SharedFlush] = weakref.WeakKeyDictionary()
+
+
+def _shared_flush(nc: Client) -> _SharedFlush:
+    shared = _flushes.get(nc)
+    if shared is None:
+        shared = _flushes[nc] = _SharedFlush(nc)
+    return shared
 
 
 def dedup_id(subject: str, event: CloudEvent) -> str:
@@ -77,12 +162,9 @@ async def publish(link: Link, wait: float, target: NatsTarget, event: CloudEvent
             await link.jetstream(nc).publish(subject, message.data, timeout=wait, headers=headers)
         else:
             await nc.publish(subject, message.data, headers=headers or None)
-            await nc.flush(timeout=math.ceil(wait))
+            await _shared_flush(nc).flush(math.ceil(wait))
     except nats.js.errors.NoStreamResponseError as exc:
-        raise PublishRejected(
-            f"no JetStream stream captures subject {subject!r}: create one, or set "
-            "jetstream: false on the target for core NATS (at-most-once)"
-        ) from exc
+        raise await _no_responders(link, nc, subject) from exc
     except nats.errors.TimeoutError as exc:
         raise PublishTimeout(f"no confirmation for {subject!r} within {wait}s") from exc
     except nats.js.errors.ServiceUnavailableError as exc:

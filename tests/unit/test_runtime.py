@@ -199,6 +199,27 @@ async def test_retriable_failures_are_retried_then_delivered(gateway_for) -> Non
     assert [e.id for e in received("out")] == ["e1"]
 
 
+async def test_outage_longer_than_the_retry_budget_without_dead_letter_is_waited_out(
+    gateway_for,
+) -> None:
+    # Found by tests/faults (a 30 s target outage): giving up after max_attempts left
+    # the message unacked for good and stalled the source; without a dead letter a
+    # retriable failure is retried until the target is back.
+    broker = MemoryBroker.get("default")
+    broker.fail_publishes.extend([PublishTimeout("down")] * 6)
+    gw = await gateway_for("""
+        - name: outage
+          from: {connector: mem, topic: in}
+          to: [{connector: mem, topic: out}]
+          retry: {max_attempts: 2, initial_backoff_seconds: 0.01, max_backoff_seconds: 0.02}
+    """)
+    put("in", event(1))
+    await eventually(lambda: len(broker.acked) == 1)
+    assert gw.stats["outage"].retries == 6
+    assert gw.stats["outage"].unacked_failures == 0
+    assert [e.id for e in received("out")] == ["e1"]
+
+
 async def test_rejected_publish_goes_to_dead_letter_and_ack_follows_its_confirmation(
     gateway_for,
 ) -> None:
