@@ -16,6 +16,7 @@ from urllib.parse import unquote, urlsplit
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from connectors.base import ConnectorOptions, SourceOptions, TargetOptions
+from connectors.redact import redact_url
 from routing.bindings import Mode
 from routing.formats import EventFormat
 
@@ -33,16 +34,6 @@ __all__ = [
 _DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
 _TEMPLATE = re.compile(r"\{[^{}]*\}")
 _UINT32 = 0xFFFF_FFFF
-
-
-def redact_url(url: str) -> str:
-    """``url`` with any password replaced by ``***`` (for logs and errors)."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port else ""
-    return parts._replace(netloc=f"{parts.username or ''}:***@{host}{port}").geturl()
 
 
 def _check_filter(value: str) -> str:

@@ -14,11 +14,12 @@ import ssl
 from enum import StrEnum
 from pathlib import Path
 from typing import ClassVar, Literal
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from connectors.base import ConnectorOptions, SourceOptions, TargetOptions
+from connectors.redact import redact_url as _redact
 
 __all__ = [
     "DeliverPolicy",
@@ -37,14 +38,7 @@ _WS = re.compile(r"\s")
 
 def redact_url(url: str) -> str:
     """``url`` with any password or token replaced by ``***`` (safe to log)."""
-    parts = urlsplit(url)
-    if parts.username is None and parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    user = "***" if parts.password is None else f"{parts.username}:***"
-    return urlunsplit((parts.scheme, f"{user}@{host}", parts.path, parts.query, parts.fragment))
+    return _redact(url, user_is_secret=True)
 
 
 def _subject_problem(subject: str, *, wildcards: bool) -> str | None:
