@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, ClassVar, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from routing.bindings import Mode
 from routing.event import CloudEvent
@@ -43,6 +43,7 @@ __all__ = [
     "Connector",
     "ConnectorOptions",
     "Delivery",
+    "EgressOptions",
     "Health",
     "HealthState",
     "SourceOptions",
@@ -68,12 +69,25 @@ class SourceOptions(_StrictModel):
     connector: str
 
 
+class EgressOptions(_StrictModel):
+    """A target's ``attributes:`` block (see ``routing.egress``)."""
+
+    set: dict[str, str] = Field(default_factory=dict, description="Attributes to set (templates).")
+    remove: tuple[str, ...] = Field((), description="Attributes to drop.")
+    rename: dict[str, str] = Field(default_factory=dict, description="Old name -> new name.")
+
+
 class TargetOptions(_StrictModel):
     """Base of a route's ``to:`` entry (and ``dead_letter:``) for one connector type."""
 
-    connector: str
-    mode: Mode = Mode.BINARY
-    format: EventFormat = EventFormat.JSON
+    connector: str = Field(description="Name of the connector (an entry under connectors:).")
+    mode: Mode = Field(Mode.BINARY, description="CloudEvents binding mode for this target.")
+    format: EventFormat = Field(
+        EventFormat.JSON, description="Event format of structured mode (json or avro)."
+    )
+    attributes: EgressOptions | None = Field(
+        None, description="Attribute changes for this target only: set (templates), remove, rename."
+    )
 
     template_fields: ClassVar[tuple[str, ...]] = ()
     """Names of the string fields that may contain ``{...}`` templates."""

@@ -24,6 +24,7 @@ from connectors.errors import UnknownConnectorType
 from connectors.registry import ConnectorRegistry, default_registry
 from gateway.errors import ConfigError, ConfigProblem
 from gateway.yamlsource import KeyPath, LoadedYaml, load_yaml
+from routing.egress import EgressRules
 from routing.errors import FilterError, MeshgateError, TemplateError
 from routing.filters import EventFilter, compile_filter
 from routing.ingress import IngressRules
@@ -152,6 +153,35 @@ def _expected(message: str, value: Any, path: KeyPath) -> str:
     return f"{message} (got {shown})"
 
 
+def _secrets_from_files(
+    check: _Checker, path: KeyPath, model: type[BaseModel], raw: dict[str, Any]
+) -> dict[str, Any]:
+    """``password_file: /run/secrets/x`` fills the secret option ``password`` from a file.
+
+    Works for every secret (``SecretStr``) option of a connector: ``<name>_file``.
+    The file's content is used with one trailing newline removed.
+    """
+    fields = model.model_fields
+    result = dict(raw)
+    for key, value in raw.items():
+        name = key.removesuffix("_file")
+        if key == name or key in fields or name not in fields:
+            continue
+        if "SecretStr" not in str(fields[name].annotation):
+            continue
+        del result[key]
+        if name in raw:
+            check.add((*path, key), f"give either {name} or {key}, not both")
+            continue
+        try:
+            text = Path(str(value)).expanduser().read_text(encoding="utf-8")
+        except OSError as exc:
+            check.add((*path, key), f"cannot read the secret file {value!r}: {exc.strerror}")
+            continue
+        result[name] = text[:-1] if text.endswith("\n") else text
+    return result
+
+
 def parse_config(
     loaded: LoadedYaml, registry: ConnectorRegistry = default_registry
 ) -> GatewayConfig:
@@ -175,6 +205,7 @@ def parse_config(
         except UnknownConnectorType as exc:
             check.add((*path, "type"), str(exc))
             continue
+        raw = _secrets_from_files(check, path, cls.Options, raw)
         options = check.model(path, cls.Options, raw)
         if options is not None:
             # A client id must be stable per gateway and connector (MQTT persistent
@@ -254,7 +285,13 @@ def _target(
             continue
         if not template.is_static:
             templates[field_name] = template
-    return TargetSpec(options.connector, options, templates)
+    egress = None
+    if options.attributes is not None:
+        try:
+            egress = EgressRules.compile(**options.attributes.model_dump())
+        except TemplateError as exc:
+            check.add((*path, "attributes"), str(exc))
+    return TargetSpec(options.connector, options, templates, egress)
 
 
 def _fingerprint(section: RouteSection, connectors: Any) -> str:

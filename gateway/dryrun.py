@@ -115,7 +115,8 @@ def _report(
     for target in route.targets:
         try:
             options = target.render(event_values)
-            native = connectors[target.connector].encode(options, event)
+            prepared = target.prepare(event, event_values)
+            native = connectors[target.connector].encode(options, prepared)
             report.outputs.append((describe_target(options), repr(native)))
         except MeshgateError as exc:
             report.outputs.append((target.describe(), f"ERROR {type(exc).__name__}: {exc}"))

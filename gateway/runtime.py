@@ -325,8 +325,8 @@ class _Pipeline:
             targets = route.targets
             values = (
                 self._values(delivery, event)
-                if any(target.templates for target in targets)
-                else _NO_VALUES  # static targets: render() reads nothing
+                if any(target.templates or target.egress for target in targets)
+                else _NO_VALUES  # static targets without egress rules read nothing
             )
             if len(targets) == 1:  # no gather (a task per target) for the common case
                 outcomes = [await self._publish(route, targets[0], event, values, delivery)]
@@ -354,7 +354,8 @@ class _Pipeline:
         """Publish with retries; None on success, else (last error, attempts, target)."""
         try:
             options = target.render(values)
-        except TemplateError as exc:
+            event = target.prepare(event, values)
+        except (TemplateError, InvalidEvent) as exc:
             return exc, 0, target.describe()
         connector = self.gateway.connectors[target.connector]
         policy = route.retry

@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from routing.egress import EgressRules
 from routing.event import CONTEXT_ATTRIBUTES, CloudEvent
 from routing.ingress import IngressRules
 from routing.templates import Template, TemplateValues
@@ -66,6 +67,13 @@ class TargetSpec:
     connector: str
     options: Any
     templates: Mapping[str, Template] = field(default_factory=dict)
+    egress: EgressRules | None = None
+    """Attribute changes for this target only (``attributes:`` in the YAML)."""
+
+    def prepare(self, event: CloudEvent, values: TemplateValues) -> CloudEvent:
+        """The event as this target publishes it (egress rules applied)."""
+        return event if self.egress is None else self.egress.apply(event, values)
+
     _rendered: dict[tuple[str, ...], Any] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )

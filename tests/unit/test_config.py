@@ -149,3 +149,39 @@ def test_ingress_templates_cannot_use_event_attributes(tmp_path: Path) -> None:
     text = GOOD.replace("    to:", '    ingress: {type: "x.{type}", source: "s"}\n    to:', 1)
     (only,) = problems(tmp_path, text)
     assert only.startswith("gw.yaml:7:5: routes[0].ingress: template 'x.{type}': {type} refers to")
+
+
+def test_secret_options_can_come_from_files(tmp_path: Path) -> None:
+    secret = tmp_path / "nats-password"
+    secret.write_text("s3cret\n")
+    text = f"""\
+    gateway: {{id: g}}
+    connectors:
+      n: {{type: nats, servers: ["nats://127.0.0.1:4222"], user: gw, password_file: "{secret}"}}
+      mem: {{type: memory}}
+    routes:
+      - name: r
+        from: {{connector: mem, topic: in}}
+        to: [{{connector: n, subject: out}}]
+    """
+    config = load_config(write(tmp_path, text))
+    _cls, options = config.connectors["n"]
+    assert options.password.get_secret_value() == "s3cret"  # type: ignore[attr-defined]
+    missing = text.replace(str(secret), str(tmp_path / "nope"))
+    (only,) = problems(tmp_path, missing)
+    column = textwrap.dedent(missing).splitlines()[2].index("password_file") + 1
+    assert only.startswith(
+        f"gw.yaml:3:{column}: connectors.n.password_file: cannot read the secret"
+    )
+
+
+def test_egress_rules_are_checked_at_load(tmp_path: Path) -> None:
+    text = GOOD.replace(
+        '{connector: mem, topic: "out.{type}"}',
+        '{connector: mem, topic: "out.{type}", attributes: {remove: [id]}}',
+    )
+    (only,) = problems(tmp_path, text)
+    assert only == (
+        "gw.yaml:8:47: routes[0].to[0].attributes: "
+        "'id' is a required attribute: it cannot be removed or renamed"
+    )

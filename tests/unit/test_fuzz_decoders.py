@@ -117,13 +117,29 @@ def only_invalid_event(decode: Any, *args: Any) -> CloudEvent | None:
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner,
-                                                                max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4)
+    ),
     max_leaves=12,
 )
 attribute_maps = st.dictionaries(
-    st.sampled_from(["specversion", "id", "source", "type", "time", "datacontenttype",
-                     "dataschema", "subject", "data", "data_base64", "x", "Bad", ""])
+    st.sampled_from(
+        [
+            "specversion",
+            "id",
+            "source",
+            "type",
+            "time",
+            "datacontenttype",
+            "dataschema",
+            "subject",
+            "data",
+            "data_base64",
+            "x",
+            "Bad",
+            "",
+        ]
+    )
     | st.text(max_size=6),
     st.sampled_from(["1.0", "0.3", "", "2020-01-01T18:31Z", "QUJD", "%%", "\x00"]) | json_values,
     max_size=10,
@@ -148,14 +164,19 @@ def test_json_decode_any_json_value(obj: Any) -> None:
 
 
 @FUZZ
-@given(payload=st.binary(max_size=128) | mutated(), content_type=st.sampled_from(CONTENT_TYPES)
-       | st.text(max_size=40))
+@given(
+    payload=st.binary(max_size=128) | mutated(),
+    content_type=st.sampled_from(CONTENT_TYPES) | st.text(max_size=40),
+)
 def test_format_dispatch_by_content_type(payload: bytes, content_type: str) -> None:
     only_invalid_event(formats.decode, payload, content_type)
 
 
 avro_attribute_values = (
-    st.none() | st.booleans() | st.integers(-(2**31), 2**31 - 1) | st.text(max_size=12)
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**31), 2**31 - 1)
+    | st.text(max_size=12)
     | st.binary(max_size=8)
 )
 avro_data_leaves = st.none() | st.booleans() | st.floats() | st.text(max_size=8)
@@ -167,15 +188,22 @@ def _record(value: dict[str, Any]) -> dict[str, Any]:
 
 avro_nested = st.recursive(
     avro_data_leaves,
-    lambda inner: st.dictionaries(st.text(max_size=4), inner, max_size=3).map(_record)
-    | st.lists(inner.map(lambda v: _record({"v": v})), max_size=3),
+    lambda inner: (
+        st.dictionaries(st.text(max_size=4), inner, max_size=3).map(_record)
+        | st.lists(inner.map(lambda v: _record({"v": v})), max_size=3)
+    ),
     max_leaves=10,
 )
 avro_data = (
-    st.binary(max_size=16) | st.none() | st.booleans() | st.floats() | st.text(max_size=8)
+    st.binary(max_size=16)
+    | st.none()
+    | st.booleans()
+    | st.floats()
+    | st.text(max_size=8)
     | st.dictionaries(st.text(max_size=4), avro_nested, max_size=3)
-    | st.lists(st.dictionaries(st.text(max_size=4), avro_nested, max_size=3).map(_record),
-               max_size=3)
+    | st.lists(
+        st.dictionaries(st.text(max_size=4), avro_nested, max_size=3).map(_record), max_size=3
+    )
 )
 
 
@@ -187,8 +215,12 @@ def _mostly(value: str) -> st.SearchStrategy[Any]:
 avro_attributes = st.builds(
     lambda base, extra: {**extra, **base},
     st.fixed_dictionaries(
-        {"specversion": _mostly("1.0"), "id": _mostly("e"), "source": _mostly("s"),
-         "type": _mostly("t")},
+        {
+            "specversion": _mostly("1.0"),
+            "id": _mostly("e"),
+            "source": _mostly("s"),
+            "type": _mostly("t"),
+        },
         optional={"time": _mostly("2020-01-01T00:00:00Z"), "datacontenttype": _mostly("a/b")},
     ),
     st.dictionaries(st.text(max_size=8), avro_attribute_values, max_size=4),
@@ -200,8 +232,9 @@ avro_attributes = st.builds(
 def test_avro_decode_any_record_the_schema_allows(attributes: dict[str, Any], data: Any) -> None:
     out = io.BytesIO()
     try:
-        fastavro.schemaless_writer(out, avro_format._PARSED, {"attribute": attributes,
-                                                               "data": data})
+        fastavro.schemaless_writer(
+            out, avro_format._PARSED, {"attribute": attributes, "data": data}
+        )
     except (ValueError, TypeError, OverflowError):  # not writable under the schema
         return
     only_invalid_event(avro_format.decode, out.getvalue())
@@ -241,14 +274,22 @@ structured = st.sampled_from(CONTENT_TYPES)
 
 @FUZZ
 @given(payload=mutated(), content_type=structured, data=st.data())
-def test_structured_messages_with_mutated_payloads(payload: bytes, content_type: str,
-                                                   data: Any) -> None:
-    only_invalid_event(kafka.from_message, kafka.KafkaMessage(
-        key=None, value=payload, headers=(("content-type", content_type.encode()),)))
-    only_invalid_event(amqp.from_message, amqp.AmqpMessage(
-        body=payload, content_type=content_type, headers={}))
-    only_invalid_event(mqtt.from_message, mqtt.MqttMessage(
-        payload, content_type, (), data.draw(st.sampled_from([4, 5]))))
+def test_structured_messages_with_mutated_payloads(
+    payload: bytes, content_type: str, data: Any
+) -> None:
+    only_invalid_event(
+        kafka.from_message,
+        kafka.KafkaMessage(
+            key=None, value=payload, headers=(("content-type", content_type.encode()),)
+        ),
+    )
+    only_invalid_event(
+        amqp.from_message, amqp.AmqpMessage(body=payload, content_type=content_type, headers={})
+    )
+    only_invalid_event(
+        mqtt.from_message,
+        mqtt.MqttMessage(payload, content_type, (), data.draw(st.sampled_from([4, 5]))),
+    )
     only_invalid_event(nats.from_message, nats.NatsMessage(payload, {"Content-Type": content_type}))
 
 
@@ -275,13 +316,22 @@ def test_kafka_header_text_is_total(value: bytes) -> None:
 
 
 amqp_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**64), 2**64) | st.floats() | st.text(max_size=8)
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**64), 2**64)
+    | st.floats()
+    | st.text(max_size=8)
     | st.binary(max_size=8)
-    | st.builds(lambda raw, places: decimal.Decimal(raw) * decimal.Decimal(10) ** -places,
-                st.integers(0, 2**32 - 1), st.integers(0, 255))
-    | st.datetimes(timezones=st.just(dt.UTC)) | st.datetimes(),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner,
-                                                                max_size=3),
+    | st.builds(
+        lambda raw, places: decimal.Decimal(raw) * decimal.Decimal(10) ** -places,
+        st.integers(0, 2**32 - 1),
+        st.integers(0, 255),
+    )
+    | st.datetimes(timezones=st.just(dt.UTC))
+    | st.datetimes(),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3)
+    ),
     max_leaves=8,
 )
 
@@ -298,33 +348,63 @@ texts = st.text(max_size=24) | st.sampled_from(["\x00", "\U0001fffe", "\ud800", 
 
 
 @FUZZ
-@given(payload=st.binary(max_size=64), content_type=st.none() | texts, topic=texts,
-       headers=st.dictionaries(texts, texts, max_size=4), native_id=st.none() | texts)
+@given(
+    payload=st.binary(max_size=64),
+    content_type=st.none() | texts,
+    topic=texts,
+    headers=st.dictionaries(texts, texts, max_size=4),
+    native_id=st.none() | texts,
+)
 def test_ingress_wrap_raises_only_what_the_runtime_catches(
-    payload: bytes, content_type: str | None, topic: str, headers: dict[str, str],
+    payload: bytes,
+    content_type: str | None,
+    topic: str,
+    headers: dict[str, str],
     native_id: str | None,
 ) -> None:
-    rules = IngressRules.compile(type="com.example.{topic[0]}", source="urn:{topic}",
-                                 subject="{header.x}")
+    rules = IngressRules.compile(
+        type="com.example.{topic[0]}", source="urn:{topic}", subject="{header.x}"
+    )
     values = TemplateValues(address=topic, separator="/", headers=headers, key=None, event=None)
     with contextlib.suppress(InvalidEvent, TemplateError):
         rules.wrap(payload, values, native_id=native_id, content_type=content_type)
 
 
 @FUZZ
-@given(payload=st.binary(max_size=64), content_type=st.none() | texts, address=texts,
-       headers=st.dictionaries(texts, texts, max_size=4),
-       coordinates=st.dictionaries(texts, texts | st.integers(), max_size=4),
-       error=texts, native_id=st.none() | texts, original=st.none() | st.just(SAMPLE))
+@given(
+    payload=st.binary(max_size=64),
+    content_type=st.none() | texts,
+    address=texts,
+    headers=st.dictionaries(texts, texts, max_size=4),
+    coordinates=st.dictionaries(texts, texts | st.integers(), max_size=4),
+    error=texts,
+    native_id=st.none() | texts,
+    original=st.none() | st.just(SAMPLE),
+)
 def test_dead_letter_of_anything_is_a_valid_event(
-    payload: bytes, content_type: str | None, address: str, headers: dict[str, str],
-    coordinates: dict[str, Any], error: str, native_id: str | None,
+    payload: bytes,
+    content_type: str | None,
+    address: str,
+    headers: dict[str, str],
+    coordinates: dict[str, Any],
+    error: str,
+    native_id: str | None,
     original: CloudEvent | None,
 ) -> None:
     letter = dead_letter_event(
-        gateway_id="gw", route="r", connector="c", address=address, payload=payload,
-        headers=headers, coordinates=coordinates, error=ValueError(error), attempts=1,
-        native_id=native_id, original=original, content_type=content_type, target="t",
+        gateway_id="gw",
+        route="r",
+        connector="c",
+        address=address,
+        payload=payload,
+        headers=headers,
+        coordinates=coordinates,
+        error=ValueError(error),
+        attempts=1,
+        native_id=native_id,
+        original=original,
+        content_type=content_type,
+        target="t",
     )
     assert letter.data == (payload or None)
     for encode in (json_format.encode, avro_format.encode):  # it can be published, too

@@ -373,7 +373,9 @@ async def test_hot_reload_keeps_unchanged_routes_exactly_once(write_config) -> N
           from: {connector: mem, topic: a-in}
           to: [{connector: mem, topic: a-out}]
     """
-    before = stay + """
+    before = (
+        stay
+        + """
         - name: change
           from: {connector: mem, topic: b-in}
           to: [{connector: mem, topic: b-out}]
@@ -381,7 +383,10 @@ async def test_hot_reload_keeps_unchanged_routes_exactly_once(write_config) -> N
           from: {connector: mem, topic: c-in}
           to: [{connector: mem, topic: c-out}]
     """
-    after = stay + """
+    )
+    after = (
+        stay
+        + """
         - name: change
           from: {connector: mem, topic: b-in}
           to: [{connector: mem, topic: b-out2}]
@@ -389,6 +394,7 @@ async def test_hot_reload_keeps_unchanged_routes_exactly_once(write_config) -> N
           from: {connector: mem, topic: d-in}
           to: [{connector: mem, topic: d-out}]
     """
+    )
     gw = Gateway(load_config(write_config(before)))
     await gw.start()
     stay_pipeline = next(p for p in gw.pipelines if p.group.routes[0].name == "stay")
@@ -440,3 +446,27 @@ async def test_invalid_reload_keeps_the_running_config(write_config, caplog) -> 
         assert [e.id for e in received("out")] == ["e1"]
     finally:
         await gw.stop()
+
+
+async def test_egress_rules_change_one_target_only(gateway_for) -> None:
+    await gateway_for("""
+        - name: egress
+          from: {connector: mem, topic: in}
+          to:
+            - connector: mem
+              topic: changed
+              attributes:
+                set: {region: "{topic}", type: "com.acme.renamed"}
+                remove: [traceparent]
+                rename: {subject: topic}
+            - {connector: mem, topic: unchanged}
+    """)
+    put("in", event(1, subject="s-1", extensions={"traceparent": "00-ab-cd-01"}))
+    await eventually(lambda: len(MemoryBroker.get("default").acked) == 1)
+    (changed,) = received("changed")
+    (unchanged,) = received("unchanged")
+    assert changed.type == "com.acme.renamed"
+    assert changed.subject is None and changed.extensions["topic"] == "s-1"
+    assert changed.extensions["region"] == "in"
+    assert "traceparent" not in changed.extensions
+    assert unchanged == event(1, subject="s-1", extensions={"traceparent": "00-ab-cd-01"})
