@@ -181,6 +181,8 @@ class Connector(abc.ABC, Generic[OptionsT, SourceT, TargetT]):
     capabilities: ClassVar[Capabilities]
     address_separator: ClassVar[str] = "."
     """Level separator of addresses, used by ``{topic[N]}`` templates ('/' for MQTT)."""
+    message_keys: ClassVar[bool] = False
+    """Whether messages from this connector's sources carry a key (``{key}`` templates)."""
 
     def __init__(self, name: str, options: OptionsT) -> None:
         self.name = name

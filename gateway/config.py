@@ -344,6 +344,8 @@ def _compile_route(
         except (TemplateError, MeshgateError) as exc:
             check.add((*path, "ingress"), str(exc))
 
+    if source is not None:
+        _check_source_fields(check, path, section, source[1], targets, dead_letter)
     if len(check.problems) > problems_before or source is None:
         return None
     source_options, _cls = source
@@ -364,6 +366,45 @@ def _compile_route(
         ordered=section.ordered,
         fingerprint=_fingerprint(section, connectors),
     )
+
+
+def _check_source_fields(
+    check: _Checker,
+    path: KeyPath,
+    section: RouteSection,
+    source_cls: type[Connector[Any, Any, Any]],
+    targets: list[TargetSpec | None],
+    dead_letter: TargetSpec | None,
+) -> None:
+    """Reject templates that read something this route's source never provides."""
+    if source_cls.message_keys:
+        return
+    kind = section.from_.get("connector")
+    where: list[tuple[KeyPath, TargetSpec | None]] = [
+        ((*path, "to", i), target) for i, target in enumerate(targets)
+    ]
+    where.append(((*path, "dead_letter"), dead_letter))
+    for target_path, target in where:
+        if target is None:
+            continue
+        templates = list(target.templates.items())
+        if target.egress is not None:
+            templates += [("attributes", template) for _, template in target.egress.set]
+        for field_name, template in templates:
+            if any(ref.split("[")[0] == "key" for ref in template.references):
+                check.add(
+                    (*target_path, field_name),
+                    f"template {template.text!r} uses {{key}}, but messages from connector "
+                    f"{kind!r} ({source_cls.__name__}) have no key",
+                )
+    if section.ingress is not None:
+        for name, text in section.ingress.model_dump().items():
+            if isinstance(text, str) and "{key" in text:
+                check.add(
+                    (*path, "ingress", name),
+                    f"template {text!r} uses {{key}}, but messages from connector {kind!r} "
+                    "have no key",
+                )
 
 
 def _combine(filters: list[EventFilter]) -> EventFilter | None:

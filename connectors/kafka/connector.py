@@ -29,6 +29,7 @@ class KafkaConnector(Connector[KafkaOptions, KafkaSource, KafkaTarget]):
     Options: ClassVar[type[KafkaOptions]] = KafkaOptions
     Source: ClassVar[type[KafkaSource]] = KafkaSource
     Target: ClassVar[type[KafkaTarget]] = KafkaTarget
+    message_keys: ClassVar[bool] = True
     capabilities: ClassVar[Capabilities] = Capabilities(
         acknowledgements=True,
         confirmed_publish=True,

@@ -185,3 +185,11 @@ def test_egress_rules_are_checked_at_load(tmp_path: Path) -> None:
         "gw.yaml:8:47: routes[0].to[0].attributes: "
         "'id' is a required attribute: it cannot be removed or renamed"
     )
+
+
+def test_key_template_on_a_source_without_keys(tmp_path: Path) -> None:
+    text = GOOD.replace('topic: "out.{type}"', 'topic: "out.{key}"')
+    assert problems(tmp_path, text) == [
+        "gw.yaml:8:26: routes[0].to[0].topic: template 'out.{key}' uses {key}, but messages "
+        "from connector 'mem' (MemoryConnector) have no key"
+    ]
