@@ -316,24 +316,30 @@ async def test_publish_without_stream_is_rejected() -> None:
             await conn.publish(bad, sample_event())
 
 
-async def test_publish_while_jetstream_is_away_is_retriable(tmp_path: Path) -> None:
-    # A server without JetStream answers every JetStream request with "no responders",
-    # as a server does while it shuts down or recovers its streams after a restart:
-    # that is an outage to retry (found by tests/faults), not a missing stream.
+@pytest.fixture
+def nats_without_jetstream() -> Iterator[str]:
+    """A private nats-server without -js: every JetStream request finds no responders."""
     port = free_port()
     cmd = [str(nats_server_binary()), "-a", LOOPBACK, "-p", str(port)]
     server = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
     try:
         assert wait_for_port(port, 15)
-        target = NatsTarget(connector="nats", subject=f"{unique_name('away')}.x")
-        async with running(connector((f"nats://{LOOPBACK}:{port}",))) as conn:
-            with pytest.raises(ConnectionLost, match="JetStream unavailable") as failure:
-                await conn.publish(target, sample_event())
-            assert failure.value.retriable
+        yield f"nats://{LOOPBACK}:{port}"
     finally:
         server.terminate()
         server.wait(10)
+
+
+async def test_publish_while_jetstream_is_away_is_retriable(nats_without_jetstream: str) -> None:
+    # "No responders" is also what a server answers while it shuts down or recovers its
+    # streams after a restart: an outage to retry (found by tests/faults), not a
+    # missing stream, unless the stream-names API says none captures the subject.
+    target = NatsTarget(connector="nats", subject=f"{unique_name('away')}.x")
+    async with running(connector((nats_without_jetstream,))) as conn:
+        with pytest.raises(ConnectionLost, match="JetStream unavailable") as failure:
+            await conn.publish(target, sample_event())
+        assert failure.value.retriable
 
 
 async def test_first_connection_failure_is_clean_and_redacted(

@@ -1,0 +1,129 @@
+"""The source brokers restart (or freeze) while the gateway works through a backlog.
+
+Routes read from private source brokers this test owns:
+
+    RabbitMQ queue (private node)    -> NATS JetStream (system)
+    Mosquitto QoS 1 (private)        -> RabbitMQ (system)
+    NATS JetStream (private)         -> Kafka (session mock)
+    Kafka (private mock, frozen)     -> RabbitMQ (system)
+
+A backlog is fed into every source before the gateway starts; once every route is
+working through it, RabbitMQ, Mosquitto and NATS are stopped (SIGTERM) and the Kafka
+mock frozen (it cannot restart with its data) for ``MESHGATE_FAULT_OUTAGE_S`` seconds.
+After they are back, the consumers must come back by themselves: the AMQP source
+queue must regain its consumer (not "reconnected with zero consumers") and keep it,
+and more events fed after the restart must flow on every route. Nothing fed may be
+lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from gateway.localbrokers import KafkaMockCluster
+from tests.brokers import NATS_URL, RABBITMQ_URL
+from tests.faults.brokers import (
+    PrivateMosquitto,
+    PrivateNats,
+    PrivateRabbit,
+    frozen,
+    restart_all,
+    stop_all,
+)
+from tests.faults.conftest import FaultReport
+from tests.faults.gateway import GatewayProcess
+from tests.faults.harness import AMQP, KAFKA, MQTT, NATS, Pair, Scenario, until
+
+pytestmark = [pytest.mark.integration, pytest.mark.faults]
+
+BURST = 2500
+AFTER = 500
+
+
+@pytest.mark.timeout(240)
+async def test_source_restart_consumers_come_back_and_nothing_is_lost(
+    kafka_bootstrap: str,
+    private_rabbit: PrivateRabbit,
+    private_mosquitto: PrivateMosquitto,
+    private_nats: PrivateNats,
+    gateways: Callable[[Path, str], GatewayProcess],
+    tmp_path: Path,
+    outage_s: float,
+    fault_report: FaultReport,
+) -> None:
+    async with KafkaMockCluster(log=tmp_path / "kafka.log") as kafka:
+        pairs = [
+            Pair(AMQP, private_rabbit.url, NATS, NATS_URL, label="from-rabbit"),
+            Pair(MQTT, private_mosquitto.url, AMQP, RABBITMQ_URL, label="from-mosquitto"),
+            Pair(NATS, private_nats.url, KAFKA, kafka_bootstrap, label="from-nats"),
+            Pair(KAFKA, kafka.bootstrap_servers, AMQP, RABBITMQ_URL, label="from-kafka"),
+        ]
+        from_rabbit = pairs[0]
+        async with Scenario(pairs) as scenario:
+            # The backlog is in the sources before the gateway starts, so the stop below
+            # comes in the middle of it on every route, however fast the machine is.
+            await asyncio.gather(*(scenario.feed(pair, BURST) for pair in pairs))
+            gateway = gateways(scenario.write(tmp_path), "gw")
+            await gateway.wait_started()
+            consumers = Consumers(scenario, from_rabbit)
+            assert await consumers.regained(30), "the gateway never consumed its AMQP source"
+            assert await until(lambda: all(pair.unique() >= 100 for pair in pairs), 60)
+            at_stop = [pair.unique() for pair in pairs]
+
+            brokers = [private_rabbit, private_mosquitto, private_nats]
+            await stop_all(*brokers)
+            try:
+                with frozen(kafka.process.pid):
+                    await asyncio.sleep(outage_s)
+            finally:
+                await restart_all(*brokers)
+            during = [pair.unique() for pair in pairs]
+
+            # The AMQP consumer must come back, and stay (not a channel with no consumer).
+            assert await consumers.regained(60), "AMQP source never regained its consumer"
+            await asyncio.sleep(2.0)
+            assert await consumers.count() >= 1, "AMQP consumer vanished after the restart"
+
+            await asyncio.gather(*(scenario.feed(pair, AFTER) for pair in pairs))
+            delivered = await scenario.until_delivered(120)
+            await asyncio.sleep(1.0)
+            for index, pair in enumerate(pairs):
+                verb = "frozen" if pair.src == KAFKA else "restarted"
+                fault_report.add(
+                    f"source {verb} {outage_s:.0f}s", pair,
+                    f"delivered {at_stop[index]}/{BURST} at the stop, {during[index]} after; "
+                    f"+{AFTER} fed after restart",
+                )
+            assert delivered, {pair.name: pair.tally() for pair in pairs}
+            assert all(n < BURST for n in at_stop), f"no backlog left at the stop: {at_stop}"
+            for pair in pairs:
+                assert pair.tally()["lost"] == 0, (pair.name, pair.tally())
+            assert not scenario.errors
+            assert gateway.terminate(60) == 0
+
+
+class Consumers:
+    """Polls the consumer count of an AMQP source queue."""
+
+    def __init__(self, scenario: Scenario, pair: Pair) -> None:
+        self.scenario = scenario
+        self.pair = pair
+
+    async def count(self) -> int:
+        try:
+            _ready, consumers = await self.scenario.queue_depth(self.pair)
+        except Exception:  # the node is still booting
+            return 0
+        return consumers
+
+    async def regained(self, seconds: float) -> bool:
+        deadline = asyncio.get_running_loop().time() + seconds
+        while await self.count() < 1:
+            if asyncio.get_running_loop().time() > deadline:
+                return False
+            await asyncio.sleep(0.2)
+        return True
