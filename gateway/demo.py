@@ -53,6 +53,7 @@ class _Brokers:
     mqtt: tuple[str, int] | None
     amqp: str | None
     notes: list[str] = field(default_factory=list)
+    mqtt_protocol: int = 5
 
 
 @dataclass
@@ -90,36 +91,66 @@ def _mosquitto() -> Any:
         shutil.rmtree(directory, ignore_errors=True)
 
 
-@contextlib.contextmanager
-def _brokers() -> Any:
-    with contextlib.ExitStack() as stack:
+@contextlib.asynccontextmanager
+async def _python_mqtt_broker() -> AsyncIterator[tuple[str, int] | None]:
+    """amqtt (MQTT 3.1.1) in this process, when neither a broker nor Mosquitto exists."""
+    try:
+        from amqtt.broker import Broker
+    except ImportError:
+        yield None
+        return
+    port = free_port()
+    broker = Broker(
+        {
+            "listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{port}"}},
+            "plugins": {
+                "amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}
+            },
+        }
+    )
+    await broker.start()
+    try:
+        yield ("127.0.0.1", port)
+    finally:
+        await broker.shutdown()
+
+
+@contextlib.asynccontextmanager
+async def _brokers() -> AsyncIterator[_Brokers]:
+    async with contextlib.AsyncExitStack() as stack:
         print("starting brokers ...", flush=True)
-        kafka = stack.enter_context(KafkaMockCluster(brokers=1))
+        kafka = await stack.enter_async_context(KafkaMockCluster(brokers=1))
         notes = [f"Kafka   librdkafka mock cluster at {kafka.bootstrap_servers}"]
         if port_open(4222):
             nats = "nats://127.0.0.1:4222"
             notes.append("NATS    using the server on 127.0.0.1:4222")
         else:
-            nats = stack.enter_context(NatsServer()).url
+            nats = (await stack.enter_async_context(NatsServer())).url
             notes.append(f"NATS    started nats-server (JetStream) at {nats}")
         mqtt: tuple[str, int] | None
+        protocol = 5
         if port_open(1883):
             mqtt = ("127.0.0.1", 1883)
             notes.append("MQTT    using the broker on 127.0.0.1:1883")
         else:
             mqtt = stack.enter_context(_mosquitto())
-            notes.append(
-                f"MQTT    started Mosquitto on port {mqtt[1]}"
-                if mqtt
-                else "MQTT    no broker and no Mosquitto installed: MQTT routes left out"
-            )
+            if mqtt:
+                notes.append(f"MQTT    started Mosquitto on port {mqtt[1]}")
+            else:
+                mqtt = await stack.enter_async_context(_python_mqtt_broker())
+                protocol = 4
+                notes.append(
+                    f"MQTT    no Mosquitto: started amqtt (MQTT 3.1.1) on port {mqtt[1]}"
+                    if mqtt
+                    else "MQTT    no broker, no Mosquitto, no amqtt: MQTT routes left out"
+                )
         amqp = "amqp://guest:guest@127.0.0.1:5672/" if port_open(5672) else None
         notes.append(
             "AMQP    using RabbitMQ on 127.0.0.1:5672"
             if amqp
             else "AMQP    no RabbitMQ on 5672: left out"
         )
-        yield _Brokers(kafka.bootstrap_servers, nats, mqtt, amqp, notes)
+        yield _Brokers(kafka.bootstrap_servers, nats, mqtt, amqp, notes, protocol)
 
 
 def _config_text(b: _Brokers, run: str) -> str:
@@ -132,7 +163,8 @@ def _config_text(b: _Brokers, run: str) -> str:
     ]
     if b.mqtt:
         lines.append(
-            f"  plant: {{type: mqtt, host: {mqtt_host}, port: {mqtt_port}, protocol: 5, "
+            f"  plant: {{type: mqtt, host: {mqtt_host}, port: {mqtt_port}, "
+            f"protocol: {b.mqtt_protocol}, "
             f"client_id: demo-{run}-gw, clean_start: true, session_expiry: 60}}"
         )
     if b.amqp:
@@ -266,41 +298,42 @@ def _render(gateway: Gateway, screen: _Screen, started: float) -> str:
 
 async def _demo(seconds: float | None, rate: float) -> None:
     run = uuid.uuid4().hex[:6]
-    with _brokers() as brokers, tempfile.TemporaryDirectory(prefix="meshgate-demo-") as tmp:
-        for note in brokers.notes:
-            print("  " + note)
-        path = Path(tmp) / "demo.yaml"
-        path.write_text(_config_text(brokers, run))
-        print(f"\ngateway config ({path}):\n{path.read_text()}")
-        config = load_config(path)
-        gateway = Gateway(config)
-        await gateway.start()
-        screen = _Screen()
-        tasks = _start_traffic(gateway, brokers, run, rate, screen)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, stop.set)
-        started = time.monotonic()
-        try:
-            while not stop.is_set():
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), 2.0)
-                print(_render(gateway, screen, started), flush=True)
-                if seconds is not None and time.monotonic() - started >= seconds:
-                    break
-        finally:
-            print(
-                "\nstopping: draining the gateway, closing connections, stopping brokers ...",
-                flush=True,
-            )
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            await gateway.stop()
-            await _cleanup(gateway, run)
+    async with _brokers() as brokers:
+        with tempfile.TemporaryDirectory(prefix="meshgate-demo-") as tmp:
+            for note in brokers.notes:
+                print("  " + note)
+            path = Path(tmp) / "demo.yaml"
+            path.write_text(_config_text(brokers, run))
+            print(f"\ngateway config ({path}):\n{path.read_text()}")
+            config = load_config(path)
+            gateway = Gateway(config)
+            await gateway.start()
+            screen = _Screen()
+            tasks = _start_traffic(gateway, brokers, run, rate, screen)
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
             for signum in (signal.SIGINT, signal.SIGTERM):
-                loop.remove_signal_handler(signum)
+                loop.add_signal_handler(signum, stop.set)
+            started = time.monotonic()
+            try:
+                while not stop.is_set():
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), 2.0)
+                    print(_render(gateway, screen, started), flush=True)
+                    if seconds is not None and time.monotonic() - started >= seconds:
+                        break
+            finally:
+                print(
+                    "\nstopping: draining the gateway, closing connections, stopping brokers ...",
+                    flush=True,
+                )
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                await gateway.stop()
+                await _cleanup(gateway, run)
+                for signum in (signal.SIGINT, signal.SIGTERM):
+                    loop.remove_signal_handler(signum)
 
 
 def _start_traffic(
