@@ -151,6 +151,8 @@ class SourceGroup:
     def match(self, event: CloudEvent) -> list[Route]:
         """The routes whose filter holds for ``event``, in table order."""
         routes = self.routes
+        if self._index is not None and not self._index.selective:
+            return [route for route in routes if route.matches(event)]
         return [routes[i] for i in self.candidates(event) if routes[i].matches(event)]
 
 
@@ -276,7 +278,7 @@ class RouteIndex:
     so one lookup per distinct length finds every prefix of the attribute value.
     """
 
-    __slots__ = ("_always", "_exact", "_prefixes")
+    __slots__ = ("_always", "_exact", "_prefixes", "selective")
 
     def __init__(self, requirements: Sequence[Requirements | None]) -> None:
         self._always: list[int] = []
@@ -298,6 +300,8 @@ class RouteIndex:
             for attribute, tables in by_length.items()
             if tables
         }
+        self.selective = bool(self._exact or self._prefixes)
+        """False when no route could be indexed: every route is always a candidate."""
 
     def candidates(self, event: CloudEvent) -> list[int]:
         found = list(self._always)
