@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, ClassVar, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from routing.bindings import Mode
 from routing.event import CloudEvent
@@ -88,6 +88,23 @@ class TargetOptions(_StrictModel):
     attributes: EgressOptions | None = Field(
         None, description="Attribute changes for this target only: set (templates), remove, rename."
     )
+    headers: dict[str, str] = Field(
+        default_factory=dict,
+        description="Native headers added to each published message, e.g. passing a source "
+        "header on: {x-request-id: '{header.x-request-id}'} (values are templates). Not "
+        "CloudEvents attributes: names starting ce- / ce_ are refused.",
+    )
+
+    @field_validator("headers")
+    @classmethod
+    def _no_cloudevents_headers(cls, value: dict[str, str]) -> dict[str, str]:
+        for name in value:
+            if not name or name.lower().startswith(("ce-", "ce_", "cloudevents")):
+                raise ValueError(
+                    f"header {name!r}: CloudEvents attributes travel by the binding; "
+                    "use attributes: {set: ...} to change them"
+                )
+        return value
 
     template_fields: ClassVar[tuple[str, ...]] = ()
     """Names of the string fields that may contain ``{...}`` templates."""

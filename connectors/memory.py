@@ -175,7 +175,10 @@ class MemoryConnector(Connector[MemoryOptions, MemorySource, MemoryTarget]):
         return binding.from_message(message)
 
     def encode(self, target: MemoryTarget, event: CloudEvent) -> binding.NatsMessage:
-        return binding.to_message(event, target.mode, fmt=target.format)
+        message = binding.to_message(event, target.mode, fmt=target.format)
+        if not target.headers:
+            return message
+        return binding.NatsMessage(message.data, {**target.headers, **(message.headers or {})})
 
     async def publish(self, target: MemoryTarget, event: CloudEvent) -> None:
         if self.broker.fail_publishes:

@@ -285,13 +285,22 @@ def _target(
             continue
         if not template.is_static:
             templates[field_name] = template
+    header_templates = {}
+    for name, text in options.headers.items():
+        try:
+            template = compile_template(text)
+        except TemplateError as exc:
+            check.add((*path, "headers", name), str(exc))
+            continue
+        if not template.is_static:
+            header_templates[name] = template
     egress = None
     if options.attributes is not None:
         try:
             egress = EgressRules.compile(**options.attributes.model_dump())
         except TemplateError as exc:
             check.add((*path, "attributes"), str(exc))
-    return TargetSpec(options.connector, options, templates, egress)
+    return TargetSpec(options.connector, options, templates, egress, header_templates)
 
 
 def _fingerprint(section: RouteSection, connectors: Any) -> str:

@@ -325,7 +325,7 @@ class _Pipeline:
             targets = route.targets
             values = (
                 self._values(delivery, event)
-                if any(target.templates or target.egress for target in targets)
+                if any(t.templates or t.egress or t.header_templates for t in targets)
                 else _NO_VALUES  # static targets without egress rules read nothing
             )
             if len(targets) == 1:  # no gather (a task per target) for the common case

@@ -69,6 +69,8 @@ class TargetSpec:
     templates: Mapping[str, Template] = field(default_factory=dict)
     egress: EgressRules | None = None
     """Attribute changes for this target only (``attributes:`` in the YAML)."""
+    header_templates: Mapping[str, Template] = field(default_factory=dict)
+    """Templated values of the target's ``headers:`` (native headers to add)."""
 
     def prepare(self, event: CloudEvent, values: TemplateValues) -> CloudEvent:
         """The event as this target publishes it (egress rules applied)."""
@@ -81,14 +83,21 @@ class TargetSpec:
 
     def render(self, values: TemplateValues) -> Any:
         """The target options with every template field filled for one event."""
-        if not self.templates:
+        if not self.templates and not self.header_templates:
             return self.options
         key = tuple(template.render(values) for template in self.templates.values())
+        if self.header_templates:
+            key += tuple(template.render(values) for template in self.header_templates.values())
         options = self._rendered.get(key)
         if options is None:
             if len(self._rendered) >= _RENDER_CACHE_SIZE:
                 self._rendered.clear()
-            options = self.options.model_copy(update=dict(zip(self.templates, key, strict=True)))
+            fields = len(self.templates)
+            update: dict[str, Any] = dict(zip(self.templates, key[:fields], strict=True))
+            if self.header_templates:
+                rendered = dict(zip(self.header_templates, key[fields:], strict=True))
+                update["headers"] = {**self.options.headers, **rendered}
+            options = self.options.model_copy(update=update)
             self._rendered[key] = options
         return options
 

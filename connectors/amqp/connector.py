@@ -66,10 +66,14 @@ class AmqpConnector(Connector[AmqpOptions, AmqpSource, AmqpTarget]):
 
     def encode(self, target: AmqpTarget, event: CloudEvent) -> binding.AmqpMessage:
         # The publisher also sets message_id = event id and the delivery mode.
-        return binding.to_message(event, target.mode, fmt=target.format)
+        message = binding.to_message(event, target.mode, fmt=target.format)
+        if not target.headers:
+            return message
+        headers = {**target.headers, **message.headers}  # the binding's headers win
+        return binding.AmqpMessage(message.body, message.content_type, headers)
 
     async def publish(self, target: AmqpTarget, event: CloudEvent) -> None:
-        await self._publisher.publish(target, event)
+        await self._publisher.publish(target, event, self.encode(target, event))
 
     def describe_source(self, source: AmqpSource) -> str:
         return f"{self.name}:queue {source.queue!r}"

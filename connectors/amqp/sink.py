@@ -75,9 +75,11 @@ class Publisher:
         self._idle = asyncio.Event()
         self._idle.set()
 
-    async def publish(self, target: AmqpTarget, event: CloudEvent) -> None:
-        """Publish ``event`` to the rendered ``target``; return once the broker confirmed."""
-        message = binding.to_message(event, target.mode, fmt=target.format)
+    async def publish(
+        self, target: AmqpTarget, event: CloudEvent, message: binding.AmqpMessage
+    ) -> None:
+        """Publish ``message`` (``event`` encoded for the rendered ``target``); return
+        once the broker confirmed."""
         outgoing = aio_pika.Message(
             message.body,
             content_type=message.content_type,

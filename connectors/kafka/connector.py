@@ -87,13 +87,17 @@ class KafkaConnector(Connector[KafkaOptions, KafkaSource, KafkaTarget]):
         return binding.from_message(message)
 
     def encode(self, target: KafkaTarget, event: CloudEvent) -> binding.KafkaMessage:
-        return binding.to_message(
+        message = binding.to_message(
             event,
             target.mode,
             key=target.key.encode("utf-8") if target.key is not None else None,
             key_from_partitionkey=target.key_from_partitionkey,
             fmt=target.format,
         )
+        if not target.headers:
+            return message
+        extra = tuple((name, value.encode("utf-8")) for name, value in target.headers.items())
+        return binding.KafkaMessage(message.key, message.value, message.headers + extra)
 
     async def publish(self, target: KafkaTarget, event: CloudEvent) -> None:
         message = self.encode(target, event)

@@ -18,6 +18,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from connectors.base import ConnectorOptions, SourceOptions, TargetOptions
 from connectors.redact import redact_url
 from routing.bindings import Mode
+from routing.event import is_valid_attribute_name
 from routing.formats import EventFormat
 
 __all__ = [
@@ -287,8 +288,17 @@ def effective_mode(options: MqttOptions, target: MqttTarget) -> Mode:
 
 def check_target(options: MqttOptions, target: MqttTarget) -> str | None:
     """The configuration problem with ``target`` on a connector with ``options``, or None."""
+    for name in target.headers:
+        if is_valid_attribute_name(name):
+            return (
+                f"headers: {name!r} would be read back as a CloudEvents attribute (MQTT 5 "
+                "User Properties named like attributes are attributes): use a name with "
+                "a '-' or capitals, or attributes: {set: ...}"
+            )
     if options.protocol != 4:
         return None
+    if target.headers:
+        return "headers need MQTT 5 User Properties; this connector uses protocol 4"
     if effective_mode(options, target) is Mode.BINARY:
         return (
             "mode: binary needs MQTT 5 (User Properties); this connector uses protocol 4 "

@@ -109,7 +109,7 @@ class MqttConnector(Connector[MqttOptions, MqttSource, MqttTarget]):
         if not topic or any(ch in topic for ch in "+#\x00"):
             raise PublishRejected(f"cannot publish to {topic!r}: not a valid MQTT topic name")
         try:
-            return binding.to_message(
+            message = binding.to_message(
                 event,
                 effective_mode(self.options, target),
                 fmt=target.format,
@@ -117,6 +117,15 @@ class MqttConnector(Connector[MqttOptions, MqttSource, MqttTarget]):
             )
         except ValueError as exc:  # what MQTT 3.1.1 cannot carry: a configuration error
             raise PublishRejected(str(exc)) from exc
+        if not target.headers:
+            return message
+        extra = tuple(target.headers.items())
+        return binding.MqttMessage(
+            message.payload,
+            message.content_type,
+            message.user_properties + extra,
+            message.protocol_version,
+        )
 
     async def publish(self, target: MqttTarget, event: CloudEvent) -> None:
         message = self.encode(target, event)

@@ -139,10 +139,11 @@ def encode(target: NatsTarget, event: CloudEvent) -> NatsMessage:
     if problem:
         raise PublishRejected(f"NATS subject {target.subject!r} {problem}")
     message = to_message(event, target.mode, fmt=target.format)
-    if not target.jetstream:
+    if not target.jetstream and not target.headers:
         return message
-    headers = dict(message.headers or {})
-    headers[MSG_ID_HEADER] = dedup_id(target.subject, event)
+    headers = {**target.headers, **(message.headers or {})}  # the binding's headers win
+    if target.jetstream:
+        headers[MSG_ID_HEADER] = dedup_id(target.subject, event)
     return NatsMessage(message.data, headers)
 
 

@@ -80,3 +80,43 @@ def test_cli_routes_check(tmp_path: Path, capsys) -> None:  # type: ignore[no-un
     out = capsys.readouterr().out
     assert "route orders: no match: filter clause `subject <> 'test'` is not true" in out
     assert "route plant: MATCH" in out
+
+
+def test_target_headers_show_in_the_native_message(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        CONFIG.replace(
+            'key: "{subject}"}', 'key: "{subject}", headers: {x-trace: "{header.x-trace}"}}'
+        )
+    )
+    spec = {
+        "connector": "n",
+        "address": "orders.eu",
+        "headers": {
+            "ce-specversion": "1.0",
+            "ce-id": "9",
+            "ce-source": "s",
+            "ce-type": "com.acme.x",
+            "ce-subject": "o-1",
+            "x-trace": "t-1",
+        },
+        "payload": "hi",
+    }
+    (report,) = check_message(load_config(path), spec)
+    assert "('x-trace', b't-1')" in report.outputs[0][1]
+
+
+def test_mqtt_header_names_that_look_like_attributes_are_refused(tmp_path: Path) -> None:
+    import pytest
+
+    from gateway.errors import ConfigError
+
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        CONFIG.replace(
+            "jetstream: false}]",
+            "jetstream: false}]\n    dead_letter: {connector: m, topic: dl, headers: {region: eu}}",
+        )
+    )
+    with pytest.raises(ConfigError, match="would be read back as a CloudEvents attribute"):
+        load_config(path)

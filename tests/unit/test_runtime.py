@@ -470,3 +470,23 @@ async def test_egress_rules_change_one_target_only(gateway_for) -> None:
     assert changed.extensions["region"] == "in"
     assert "traceparent" not in changed.extensions
     assert unchanged == event(1, subject="s-1", extensions={"traceparent": "00-ab-cd-01"})
+
+
+async def test_native_headers_pass_to_the_target(gateway_for) -> None:
+    await gateway_for("""
+        - name: headers
+          from: {connector: mem, topic: in}
+          to:
+            - connector: mem
+              topic: out
+              headers: {X-Request-Id: "{header.x-request-id}", X-Gateway: edge}
+    """)
+    message = binding.to_message(event(1), Mode.BINARY)
+    headers = {**(message.headers or {}), "x-request-id": "req-7"}
+    MemoryBroker.get("default").put("in", binding.NatsMessage(message.data, headers))
+    await eventually(lambda: len(MemoryBroker.get("default").acked) == 1)
+    (out,) = MemoryBroker.get("default").drain("out")
+    assert out.headers is not None
+    assert out.headers["X-Request-Id"] == "req-7" and out.headers["X-Gateway"] == "edge"
+    decoded = binding.from_message(out)
+    assert decoded is not None and decoded.canonical_attributes() == event(1).canonical_attributes()
