@@ -1,0 +1,378 @@
+"""``python -m bench``: run the scenarios, print the table, write ``bench/results.json``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from bench import scenarios as catalogue
+from bench.endpoints import ENDPOINTS, Endpoint, Env, Kafka, NatsJetStream
+from bench.gateway_proc import ROOT, GatewayProcess
+from bench.runner import PathFailed, PathResult, measure_path
+from bench.scenarios import Scenario
+from routing.bindings import Mode
+
+__all__ = ["main"]
+
+log = logging.getLogger("bench")
+
+DEFAULT_OUTPUT = ROOT / "bench" / "results.json"
+
+
+def _token() -> str:
+    return uuid.uuid4().hex[:10]
+
+
+def _machine() -> dict[str, Any]:
+    model = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    try:
+        import uvloop  # type: ignore[import-not-found,unused-ignore]  # noqa: F401
+
+        loop = "uvloop"
+    except ImportError:
+        loop = "asyncio"
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": model,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "event_loop": loop,
+        "load_average_at_start": os.getloadavg(),
+    }
+
+
+def _max_ahead(kinds: Sequence[str], size: int) -> int | None:
+    """How far the publisher may run ahead of the consumer, for brokers that drop
+    what a slow consumer has not taken yet."""
+    limits = []
+    if "mqtt" in kinds:
+        # Mosquitto drops QoS 1 messages beyond max_queued_messages (default 1000)
+        # queued for one subscriber.
+        limits.append(500)
+    if "kafka" in kinds:
+        # librdkafka's mock cluster keeps only the last ~5 MB of each partition (4 per
+        # topic here): a consumer further behind would miss records.
+        limits.append(max(256, 8 * 2**20 // size))
+    return min(limits, default=None)
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace, env: Env, workdir: Path) -> None:
+        self.args = args
+        self.env = env
+        self.raw: dict[tuple[str, int, Mode], dict[str, Any]] = {}
+        self.need_latency: set[tuple[str, int, Mode]] = set()
+        self.workdir = workdir  # gateway configs and logs, one folder per scenario
+
+    def events_for(self, scenario: Scenario) -> int:
+        if self.args.events:
+            return int(self.args.events)
+        if self.args.quick:
+            return 500 if scenario.slow else 2_000
+        if scenario.slow:
+            return 5_000
+        return 20_000 if scenario.size <= 1024 else 10_000
+
+    def latency_events(self) -> int:
+        if self.args.latency_events is not None:
+            return int(self.args.latency_events)
+        return 300 if self.args.quick else 3_000
+
+    async def endpoint(self, kind: str) -> Endpoint:
+        endpoint = ENDPOINTS[kind](self.env, _token())
+        await endpoint.open()
+        return endpoint
+
+    async def raw_path(self, kind: str, scenario: Scenario) -> dict[str, Any]:
+        """Raw client -> broker -> raw client on one protocol (cached for the run)."""
+        key = (kind, scenario.size, scenario.mode)
+        if key in self.raw:
+            return self.raw[key]
+        events = self.events_for(scenario)
+        endpoint = await self.endpoint(kind)
+        try:
+            throughput, latency = await measure_path(
+                endpoint,
+                [endpoint],
+                events=events,
+                size=scenario.size,
+                mode=scenario.mode,
+                window=self.env.window,
+                latency_events=self.latency_events() if key in self.need_latency else 0,
+                latency_rate=self.args.rate,
+                max_ahead=_max_ahead((kind,), scenario.size),
+            )
+        finally:
+            await endpoint.close()
+        result = throughput.as_dict()
+        if latency is not None:
+            result["latency_ms"] = latency.latency_ms
+        self.raw[key] = result
+        log.info(
+            "raw %-10s %5d B %-10s %9.0f ev/s", kind, scenario.size, scenario.mode, throughput.rate
+        )
+        return result
+
+    async def gateway_path(self, scenario: Scenario) -> tuple[PathResult, PathResult | None]:
+        source = await self.endpoint(scenario.source)
+        targets: list[Endpoint] = []
+        gateway: GatewayProcess | None = None
+        try:
+            for kind in scenario.targets:
+                targets.append(await self.endpoint(kind))
+            gateway_token = _token()
+            connectors: dict[str, Any] = {}
+            for endpoint in (source, *targets):
+                connectors.setdefault(endpoint.kind, endpoint.connector(gateway_token))
+            route: dict[str, Any] = {
+                "name": scenario.family,
+                "from": {"connector": source.kind, **source.source()},
+                "to": [
+                    {"connector": target.kind, **target.target(scenario.mode)} for target in targets
+                ],
+            }
+            if self.args.max_in_flight is not None:
+                route["max_in_flight"] = self.args.max_in_flight
+            config = {
+                "gateway": {"id": f"bench-{gateway_token}", "drain_timeout_seconds": 10},
+                "connectors": connectors,
+                "routes": [route],
+            }
+            workdir = self.workdir / scenario.name.replace("/", "_")
+            workdir.mkdir(parents=True, exist_ok=True)
+            gateway = GatewayProcess(config, workdir, profiler=self.args.profile)
+            return await measure_path(
+                source,
+                targets,
+                events=self.events_for(scenario),
+                size=scenario.size,
+                mode=scenario.mode,
+                window=self.env.window,
+                latency_events=self.latency_events() if scenario.latency else 0,
+                latency_rate=self.args.rate,
+                gateway=gateway,
+                max_ahead=_max_ahead(scenario.kinds, scenario.size),
+            )
+        finally:
+            if gateway is not None:
+                code = gateway.stop()
+                if code not in (0, None):
+                    log.warning(
+                        "gateway of %s exited with %s:\n%s", scenario.name, code, gateway.log_tail()
+                    )
+            for endpoint in (source, *targets):
+                await endpoint.close()
+
+    async def scenario(self, scenario: Scenario) -> dict[str, Any]:
+        raw = {kind: await self.raw_path(kind, scenario) for kind in dict.fromkeys(scenario.kinds)}
+        slower = min(raw[kind]["events_per_s"] for kind in raw)
+        throughput, latency = await self.gateway_path(scenario)
+        gateway = throughput.as_dict()
+        gateway["ratio_to_slower_raw"] = round(throughput.rate / slower, 3) if slower else None
+        if latency is not None and latency.latency_ms:
+            gateway["latency_ms"] = latency.latency_ms
+            direct = raw[scenario.targets[0]].get("latency_ms") or {}
+            gateway["added_latency_ms"] = {
+                q: round(latency.latency_ms[q] - direct[q], 3)
+                for q in ("p50", "p99", "p999")
+                if q in direct
+            }
+        log.info(
+            "gw  %-26s %9.0f ev/s  x%.2f",
+            scenario.name,
+            throughput.rate,
+            gateway["ratio_to_slower_raw"] or 0,
+        )
+        return {
+            "scenario": scenario.name,
+            "family": scenario.family,
+            "source": scenario.source,
+            "targets": list(scenario.targets),
+            "payload_bytes": scenario.size,
+            "mode": scenario.mode.value,
+            "raw": raw,
+            "raw_slower_events_per_s": slower,
+            "gateway": gateway,
+            "load_average_after": [round(x, 2) for x in os.getloadavg()],
+        }
+
+    async def run(self, chosen: list[Scenario]) -> list[dict[str, Any]]:
+        for scenario in chosen:
+            if scenario.latency:
+                for kind in scenario.kinds:
+                    self.need_latency.add((kind, scenario.size, scenario.mode))
+        results = []
+        for scenario in chosen:
+            for attempt in (1, 2):
+                try:
+                    results.append(await self.scenario(scenario))
+                    break
+                except PathFailed as exc:
+                    log.error("%s failed (attempt %d): %s", scenario.name, attempt, exc)
+                    if attempt == 2:
+                        results.append({"scenario": scenario.name, "error": str(exc)[:2000]})
+        return results
+
+
+def _fmt_rate(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.0f}"
+
+
+def _fmt_lat(values: dict[str, float] | None) -> str:
+    if not values:
+        return "-"
+    return "/".join(f"{values[q]:.2f}" for q in ("p50", "p99", "p999") if q in values)
+
+
+def render_table(results: list[dict[str, Any]], matching: dict[str, Any] | None) -> str:
+    header = (
+        f"{'scenario':<24} {'events':>6} {'raw src ev/s':>12} {'raw tgt ev/s':>12} "
+        f"{'gw ev/s':>9} {'gw/raw':>6} {'gw e2e p50/p99/p999 ms':>23} "
+        f"{'added p50/p99/p999 ms':>22} {'cpu s/10k':>9} {'RSS MB':>6}"
+    )
+    lines = [header, "-" * len(header)]
+    for row in results:
+        if "error" in row:
+            lines.append(f"{row['scenario']:<24} FAILED: {row['error'].splitlines()[0][:100]}")
+            continue
+        gw = row["gateway"]
+        raw_src = row["raw"][row["source"]]["events_per_s"]
+        raw_tgt = min(row["raw"][k]["events_per_s"] for k in row["targets"])
+        lines.append(
+            f"{row['scenario']:<24} {gw['events']:>6} {_fmt_rate(raw_src):>12} "
+            f"{_fmt_rate(raw_tgt):>12} {_fmt_rate(gw['events_per_s']):>9} "
+            f"{gw['ratio_to_slower_raw']:>6.2f} {_fmt_lat(gw.get('latency_ms')):>23} "
+            f"{_fmt_lat(gw.get('added_latency_ms')):>22} {gw.get('cpu_s_per_10k', 0):>9.3f} "
+            f"{gw.get('peak_rss_mb', 0):>6.1f}"
+        )
+    if matching:
+        lines.append("")
+        lines.append(
+            f"route matching, {matching['routes']} routes with CESQL filters on one source "
+            f"({matching['events']} events):"
+        )
+        for table in ("mixed", "opaque"):
+            m = matching[table]
+            lines.append(
+                f"  {table:<7} SourceGroup.match {m['match_us_per_event']:>8.2f} µs/event   "
+                f"full scan {m['scan_us_per_event']:>8.2f} µs/event   "
+                f"({m['matches_per_event']} matches/event)"
+            )
+    return "\n".join(lines)
+
+
+def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="meshgate against the raw broker clients, side by side (docs/performance.md).",
+    )
+    parser.add_argument("--quick", action="store_true", help="small N (CI smoke); a few seconds")
+    parser.add_argument(
+        "--scenario",
+        action="append",
+        metavar="NAME",
+        help="family (nats-kafka), full name (nats-kafka/bin-256), glob (*/bin-256) or "
+        f"{catalogue.MATCHING}; repeatable; default: all. Families: "
+        + ", ".join(catalogue.FAMILIES),
+    )
+    parser.add_argument(
+        "--events", type=int, help="events per throughput run (default by scenario)"
+    )
+    parser.add_argument("--latency-events", type=int, help="events of the paced latency run")
+    parser.add_argument("--rate", type=float, default=1000.0, help="paced rate, events/s")
+    parser.add_argument("--window", type=int, default=256, help="publisher window (unconfirmed)")
+    parser.add_argument("--max-in-flight", type=int, help="route max_in_flight (default 256)")
+    parser.add_argument("--jetstream-batch", type=int, help="gateway JetStream pull batch")
+    parser.add_argument("--kafka-linger-ms", type=int, help="gateway Kafka producer linger_ms")
+    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="results JSON file")
+    parser.add_argument(
+        "--profile",
+        metavar="CMD",
+        help="profiler attached to the gateway during the throughput phase; {pid} is "
+        "replaced by the gateway's pid (else '--pid PID' is appended) and it gets SIGINT at "
+        "the end, e.g. 'py-spy record -r 200 -f raw -o gw.txt' or 'strace -c -f -p {pid} -o "
+        "sys.txt' (it costs the gateway CPU: do not read the figures of a profiled run)",
+    )
+    parser.add_argument("--list", action="store_true", help="list the scenarios and exit")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    return parser.parse_args(argv)
+
+
+async def _main(args: argparse.Namespace) -> int:
+    chosen, with_matching = catalogue.select(args.scenario)
+    if args.list:
+        for scenario in catalogue.all_scenarios():
+            print(f"{scenario.name:<28} {scenario.source} -> {', '.join(scenario.targets)}")
+        print(catalogue.MATCHING)
+        return 0
+    if not chosen and not with_matching:
+        print(f"no scenario matches {args.scenario}; see --list", file=sys.stderr)
+        return 2
+    env = Env(window=args.window)
+    if args.jetstream_batch is not None:
+        NatsJetStream.gateway_batch = args.jetstream_batch
+    if args.kafka_linger_ms is not None:
+        Kafka.gateway_linger_ms = args.kafka_linger_ms
+    started = time.monotonic()
+    report: dict[str, Any] = {
+        "machine": _machine(),
+        "arguments": vars(args) | {"output": str(args.output)},
+    }
+    matching = None
+    if with_matching:
+        from bench.matching import run_matching
+
+        matching = run_matching(quick=args.quick)
+    results: list[dict[str, Any]] = []
+    if chosen:
+        with contextlib.ExitStack() as stack:
+            if any("kafka" in s.kinds for s in chosen):
+                from gateway.localbrokers import KafkaMockCluster
+
+                cluster = stack.enter_context(KafkaMockCluster(brokers=1))
+                env.kafka_bootstrap = cluster.bootstrap_servers
+            report["machine"]["kafka"] = "librdkafka mock cluster, 1 broker"
+            workdir = Path(tempfile.mkdtemp(prefix="meshgate-bench-"))
+            results = await Bench(args, env, workdir).run(chosen)
+            if any("error" in row for row in results):
+                print(f"gateway configs and logs kept in {workdir}", file=sys.stderr)
+            else:
+                shutil.rmtree(workdir, ignore_errors=True)
+    report["scenarios"] = results
+    report["matching"] = matching
+    report["seconds"] = round(time.monotonic() - started, 1)
+    print(render_table(results, matching))
+    print(
+        f"\n{report['seconds']:.0f} s; event loop of the gateway: "
+        f"{report['machine']['event_loop']}; results in {args.output}"
+    )
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    return 1 if any("error" in row for row in results) else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parse(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(name)s: %(message)s",
+    )
+    return asyncio.run(_main(args))
