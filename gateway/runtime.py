@@ -54,7 +54,7 @@ class NotACloudEvent(MeshgateError):
 
 @dataclass
 class RouteStats:
-    """Counters per route, read by the demo, the admin API and the tests."""
+    """Counters per route, read by the demo and the tests (metrics are future work)."""
 
     received: int = 0
     delivered: int = 0
