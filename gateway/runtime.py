@@ -25,7 +25,7 @@ import asyncio
 import contextlib
 import logging
 from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -468,6 +468,28 @@ class _Pipeline:
             await backoff.sleep()
 
 
+CLOSE_TIMEOUT = 15.0
+"""Longest a shutdown step may wait for connectors: a broker link that went silent
+must not keep the process from exiting (what was not acked is redelivered)."""
+
+
+async def _bounded(what: str, steps: Iterable[Awaitable[None]]) -> None:
+    """Run ``steps`` concurrently, giving up (with a warning) after ``CLOSE_TIMEOUT``."""
+    tasks = [asyncio.ensure_future(step) for step in steps]
+    if not tasks:
+        return
+    _done, pending = await asyncio.wait(tasks, timeout=CLOSE_TIMEOUT)
+    for task in pending:
+        task.cancel()
+    if pending:
+        log.warning(
+            "%s: %d did not finish in %.0fs and were abandoned", what, len(pending), CLOSE_TIMEOUT
+        )
+    for task in tasks:
+        if task.done() and not task.cancelled() and task.exception() is not None:
+            log.warning("%s failed: %s", what, task.exception())
+
+
 @dataclass(frozen=True)
 class ReloadResult:
     """What a hot reload changed, by route name."""
@@ -556,7 +578,7 @@ class Gateway:
             await asyncio.gather(*(p.stop_consuming() for p in retiring))
             timeout = config.gateway.drain_timeout_seconds
             await asyncio.gather(*(p.drain(timeout) for p in retiring))
-            await asyncio.gather(*(p.close_stream() for p in retiring))
+            await _bounded("closing sources", (p.close_stream() for p in retiring))
             retired = [c for name, c in self.connectors.items() if connectors.get(name) is not c]
             self.connectors = connectors
             self.config = config
@@ -567,7 +589,7 @@ class Gateway:
                 else RouteStats()
                 for route in config.table.routes
             }
-            await asyncio.gather(*(c.close() for c in retired), return_exceptions=True)
+            await _bounded("closing connectors", (c.close() for c in retired))
             fresh = [_Pipeline(self, group) for group in fresh_groups]
             for pipeline in fresh:
                 pipeline.start()
@@ -595,14 +617,14 @@ class Gateway:
         await asyncio.gather(*(p.stop_consuming() for p in self.pipelines))
         timeout = self.config.gateway.drain_timeout_seconds
         abandoned = sum(await asyncio.gather(*(p.drain(timeout) for p in self.pipelines)))
-        await asyncio.gather(*(p.close_stream() for p in self.pipelines))
+        await _bounded("closing sources", (p.close_stream() for p in self.pipelines))
         if abandoned:
             log.warning(
                 "%d in-flight messages did not finish in %.0fs; they will be redelivered",
                 abandoned,
                 timeout,
             )
-        await asyncio.gather(*(c.close() for c in self.connectors.values()), return_exceptions=True)
+        await _bounded("closing connectors", (c.close() for c in self.connectors.values()))
         self._stopped.set()
         log.info("gateway %s stopped", self.config.gateway.id)
 
