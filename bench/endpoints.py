@@ -288,7 +288,8 @@ class Kafka(Endpoint):
         return connector
 
     def source(self) -> dict[str, Any]:
-        return {"topics": [self.topic], "group_id": f"mgb-g-{self.token}"}
+        # Same fetch wait as the raw consumer: the mock cluster holds every fetch that long.
+        return {"topics": [self.topic], "group_id": f"mgb-g-{self.token}", "fetch_max_wait_ms": 10}
 
     def target(self, mode: Mode) -> dict[str, Any]:
         return {"topic": self.topic, "mode": mode.value}

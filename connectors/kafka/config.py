@@ -232,6 +232,14 @@ class KafkaSource(SourceOptions):
         ge=1,
         description="Also commit as soon as this many acks arrived since the last.",
     )
+    fetch_max_wait_ms: int = Field(
+        default=500,
+        ge=0,
+        le=60_000,
+        description="Longest the broker may hold a fetch waiting for data. Real brokers "
+        "answer as soon as data arrives; librdkafka's mock cluster always waits this "
+        "long, so lower it there for latency.",
+    )
 
     @model_validator(mode="after")
     def _one_subscription(self) -> KafkaSource:

@@ -143,6 +143,7 @@ class SourceSession:
                 auto_offset_reset=source.auto_offset_reset.value,
                 session_timeout_ms=source.session_timeout_ms,
                 heartbeat_interval_ms=max(100, source.session_timeout_ms // 3),
+                fetch_max_wait_ms=source.fetch_max_wait_ms,
             )
             try:
                 await consumer.start()  # connects only: nothing is subscribed yet
