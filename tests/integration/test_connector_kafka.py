@@ -281,6 +281,19 @@ class TestKafkaConformance(ConnectorConformance):
         await connector.close()
 
 
+def process_state(pid: int) -> str:
+    """The one-letter state of ``pid`` from /proc (``T``: stopped)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat.read().rsplit(")", 1)[1].split()[0]
+
+
+async def wait_stopped(pid: int) -> None:
+    """SIGSTOP is asynchronous: wait until the kernel reports the process stopped."""
+    async with asyncio.timeout(WAIT):
+        while process_state(pid) not in ("T", "t"):
+            await asyncio.sleep(0.01)
+
+
 async def test_frozen_cluster_gives_retriable_errors_then_recovers(tmp_path: Any) -> None:
     """SIGSTOP a private mock cluster: publish fails retriably, health follows, then recovers."""
     async with KafkaMockCluster(brokers=1, log=tmp_path / "mock.log") as cluster:
@@ -297,6 +310,7 @@ async def test_frozen_cluster_gives_retriable_errors_then_recovers(tmp_path: Any
             await connector.publish(target, sample_event(1))
             os.kill(cluster.process.pid, signal.SIGSTOP)
             try:
+                await wait_stopped(cluster.process.pid)
                 with pytest.raises((PublishTimeout, ConnectionLost)) as caught:
                     await connector.publish(target, sample_event(2))
                 assert caught.value.retriable
