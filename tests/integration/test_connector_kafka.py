@@ -289,9 +289,7 @@ def process_state(pid: int) -> str:
 
 async def wait_stopped(pid: int) -> None:
     """SIGSTOP is asynchronous: wait until the kernel reports the process stopped."""
-    async with asyncio.timeout(WAIT):
-        while process_state(pid) not in ("T", "t"):
-            await asyncio.sleep(0.01)
+    await wait_until(lambda: process_state(pid) in ("T", "t"))
 
 
 async def test_frozen_cluster_gives_retriable_errors_then_recovers(tmp_path: Any) -> None:
