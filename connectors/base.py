@@ -37,6 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from routing.bindings import Mode
 from routing.event import CloudEvent
 from routing.formats import EventFormat
+from routing.templates import find_header
 
 __all__ = [
     "Capabilities",
@@ -144,15 +145,6 @@ class Health:
     state: HealthState = HealthState.STARTING
     detail: str = ""
     reconnects: int = 0
-
-
-def find_header(headers: Mapping[str, str], name: str) -> str | None:
-    """The value of header ``name``, matched case-insensitively (first match), or None."""
-    value = headers.get(name)
-    if value is not None:
-        return value
-    lowered = name.lower()
-    return next((v for k, v in headers.items() if k.lower() == lowered), None)
 
 
 @dataclass(slots=True, eq=False)

@@ -44,18 +44,6 @@ class Finding:
         return f"warning: route {self.route}: {self.message}"
 
 
-def _levels(pattern: str, address: str, sep: str, one: str, rest: str, empty_rest: bool) -> bool:
-    pattern_levels, levels = pattern.split(sep), address.split(sep)
-    for i, part in enumerate(pattern_levels):
-        if part == rest:
-            return len(levels) - i >= (0 if empty_rest else 1)
-        if i >= len(levels):
-            return False
-        if part not in (one, levels[i]) and _ANY not in levels[i]:
-            return False
-    return len(pattern_levels) == len(levels)
-
-
 def _kafka_sources(source: Any) -> list[Callable[[str], bool]]:
     if source.pattern is not None:
         regex = re.compile(source.pattern)
@@ -88,18 +76,12 @@ def _amqp_sources(source: Any) -> list[Callable[[str], bool]]:
 
 def _mqtt_sources(source: Any) -> list[Callable[[str], bool]]:
     topic = source.topic
-    return [
-        lambda address: _levels(topic, address, "/", "+", "#", True) or mqtt_match(topic, address)
-    ]
+    return [lambda address: mqtt_match(topic, address, _ANY)]
 
 
 def _nats_sources(source: Any) -> list[Callable[[str], bool]]:
     subject = source.subject
-    return [
-        lambda address: (
-            _levels(subject, address, ".", "*", ">", False) or nats_match(subject, address)
-        )
-    ]
+    return [lambda address: nats_match(subject, address, _ANY)]
 
 
 def _memory_sources(source: Any) -> list[Callable[[str], bool]]:

@@ -18,24 +18,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from collections.abc import Mapping
 from typing import Final
 
 import orjson
 
-from routing.event import CloudEvent
+from routing.event import FORBIDDEN_CHARS, CloudEvent
 
 __all__ = ["DEAD_LETTER_TYPE", "dead_letter_event"]
 
 DEAD_LETTER_TYPE: Final = "io.meshgate.deadletter"
-# What a CloudEvents string may not hold (routing.event): controls, surrogates and the
-# noncharacters, those of the supplementary planes (U+1FFFE, U+1FFFF, ...) included.
-_UNPRINTABLE: Final = re.compile(
-    "[\x00-\x1f\x7f-\x9f\ud800-\udfff\ufdd0-\ufdef\ufffe\uffff"
-    + "".join(chr(plane << 16 | 0xFFFE) + chr(plane << 16 | 0xFFFF) for plane in range(1, 17))
-    + "]"
-)
+# What a CloudEvents string may not hold is replaced, so the dead letter stays valid.
+_UNPRINTABLE: Final = FORBIDDEN_CHARS
 _MAX_ERROR_CHARS: Final = 1024
 
 

@@ -26,6 +26,7 @@ from typing import Any, Final
 from routing.errors import InvalidEvent
 
 __all__ = [
+    "FORBIDDEN_CHARS",
     "OPTIONAL_ATTRIBUTES",
     "REQUIRED_ATTRIBUTES",
     "SPEC_VERSION",
@@ -53,7 +54,7 @@ _RFC3339 = re.compile(
 )
 _URI_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:")
 # CloudEvents String: no control characters, surrogates or noncharacters.
-_FORBIDDEN_CHARS = re.compile(
+FORBIDDEN_CHARS = re.compile(
     "[\x00-\x1f\x7f-\x9f\ud800-\udfff\ufdd0-\ufdef\ufffe\uffff"
     + "".join(chr(plane << 16 | 0xFFFE) + chr(plane << 16 | 0xFFFF) for plane in range(1, 17))
     + "]"
@@ -104,7 +105,7 @@ def _check_string(name: str, value: object, *, allow_empty: bool = True) -> str:
         raise InvalidEvent(name, f"expected a string, got {type(value).__name__}")
     if not allow_empty and not value:
         raise InvalidEvent(name, "must be a non-empty string")
-    bad = _FORBIDDEN_CHARS.search(value)
+    bad = FORBIDDEN_CHARS.search(value)
     if bad is not None:
         raise InvalidEvent(
             name,

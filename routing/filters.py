@@ -96,29 +96,37 @@ def _any(filters: list[EventFilter]) -> EventFilter:
 
 
 def _match_levels(
-    pattern: list[str], levels: list[str], one: str, rest: str, rest_may_be_empty: bool
+    pattern: list[str],
+    levels: list[str],
+    one: str,
+    rest: str,
+    rest_may_be_empty: bool,
+    any_marker: str | None = None,
 ) -> bool:
+    """Level-wise wildcard match; an address level holding ``any_marker`` (a template
+    placeholder, for static analysis) matches any pattern level."""
     for i, part in enumerate(pattern):
         if part == rest:
             remaining = len(levels) - i
             return remaining >= (0 if rest_may_be_empty else 1)
         if i >= len(levels):
             return False
-        if part != one and part != levels[i]:
+        placeholder = any_marker is not None and any_marker in levels[i]
+        if part not in (one, levels[i]) and not placeholder:
             return False
     return len(pattern) == len(levels)
 
 
-def mqtt_match(topic_filter: str, topic: str) -> bool:
+def mqtt_match(topic_filter: str, topic: str, any_marker: str | None = None) -> bool:
     """MQTT filter match: ``+`` one level, ``#`` this level and all below (also zero)."""
     if topic.startswith("$") and topic_filter[:1] in ("+", "#"):
         return False  # MQTT 4.7.2: wildcards at the start do not match $-topics
-    return _match_levels(topic_filter.split("/"), topic.split("/"), "+", "#", True)
+    return _match_levels(topic_filter.split("/"), topic.split("/"), "+", "#", True, any_marker)
 
 
-def nats_match(pattern: str, subject: str) -> bool:
+def nats_match(pattern: str, subject: str, any_marker: str | None = None) -> bool:
     """NATS subject match: ``*`` one token, ``>`` one or more tokens at the end."""
-    return _match_levels(pattern.split("."), subject.split("."), "*", ">", False)
+    return _match_levels(pattern.split("."), subject.split("."), "*", ">", False, any_marker)
 
 
 def amqp_match(binding_key: str, routing_key: str) -> bool:

@@ -28,13 +28,22 @@ from typing import Final
 from routing.errors import TemplateError
 from routing.event import CONTEXT_ATTRIBUTES, CloudEvent, canonical_string, is_valid_attribute_name
 
-__all__ = ["Template", "TemplateValues", "compile_template"]
+__all__ = ["Template", "TemplateValues", "compile_template", "find_header"]
 
 _PLACEHOLDER: Final = re.compile(r"\{\{|\}\}|\{([^{}]*)\}|[{}]")
 _REFERENCE: Final = re.compile(
     r"(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:\.(?P<sub>[A-Za-z0-9_\-:.]+))?(?:\[(?P<index>-?\d+)\])?"
 )
 _ADDRESS_NAMES: Final = frozenset({"topic", "address"})
+
+
+def find_header(headers: Mapping[str, str], name: str) -> str | None:
+    """The value of header ``name``, matched case-insensitively (first match), or None."""
+    value = headers.get(name)
+    if value is not None:
+        return value
+    lowered = name.lower()
+    return next((v for k, v in headers.items() if k.lower() == lowered), None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,12 +89,7 @@ class _Placeholder:
         if self.name == "key":
             return values.key
         if self.name == "header":
-            header_name = self.sub or ""
-            found = values.headers.get(header_name)
-            if found is None:
-                lowered = header_name.lower()
-                found = next((v for k, v in values.headers.items() if k.lower() == lowered), None)
-            return found
+            return find_header(values.headers, self.sub or "")
         event = values.event
         if event is None:
             return None
