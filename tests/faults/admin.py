@@ -98,7 +98,12 @@ async def subscribe_session(url: str, client_id: str, subscription: str) -> None
     props.SessionExpiryInterval = SESSION_EXPIRY
     host, port = url.removeprefix("mqtt://").split(":")
     async with aiomqtt.Client(
-        host, int(port), identifier=client_id, protocol=aiomqtt.ProtocolVersion.V5,
-        properties=props, clean_start=True, timeout=10,
+        host,
+        int(port),
+        identifier=client_id,
+        protocol=aiomqtt.ProtocolVersion.V5,
+        properties=props,
+        clean_start=True,
+        timeout=10,
     ) as client:
         await client.subscribe(subscription, qos=1)

@@ -173,8 +173,12 @@ class Scenario:
         extra = self.source_extra.get(pair.src, {})
         addr = pair.address("in")
         if pair.src == KAFKA:
-            return {"topics": [addr], "group_id": f"{pair.run}-{pair.name}",
-                    "session_timeout_ms": 6000, **extra}
+            return {
+                "topics": [addr],
+                "group_id": f"{pair.run}-{pair.name}",
+                "session_timeout_ms": 6000,
+                **extra,
+            }
         if pair.src == AMQP:
             return {"queue": addr, **extra}
         if pair.src == MQTT:
@@ -271,13 +275,18 @@ class Scenario:
             name = f"{self.run}-t{len(self.clients)}"
             connector: AnyConnector
             if proto == KAFKA:
-                connector = KafkaConnector(name, KafkaOptions(
-                    type=KAFKA, bootstrap_servers=url, request_timeout_ms=10000))
+                connector = KafkaConnector(
+                    name, KafkaOptions(type=KAFKA, bootstrap_servers=url, request_timeout_ms=10000)
+                )
             elif proto == AMQP:
                 connector = AmqpConnector(name, AmqpOptions(url=url))
             elif proto == MQTT:
-                connector = MqttConnector(name, MqttOptions(
-                    url=url, client_id=name, session_expiry=SESSION_EXPIRY, max_inflight=200))
+                connector = MqttConnector(
+                    name,
+                    MqttOptions(
+                        url=url, client_id=name, session_expiry=SESSION_EXPIRY, max_inflight=200
+                    ),
+                )
             else:
                 connector = NatsConnector(name, NatsOptions(servers=(url,)))
             await connector.start()
@@ -289,15 +298,25 @@ class Scenario:
         source: Any
         if pair.dst == KAFKA:
             group = f"{pair.run}-rx-{pair.name}"
-            source = KafkaSource(connector="x", topics=[addr], group_id=group,
-                                 session_timeout_ms=6000, max_in_flight=2000)
+            source = KafkaSource(
+                connector="x",
+                topics=[addr],
+                group_id=group,
+                session_timeout_ms=6000,
+                max_in_flight=2000,
+            )
         elif pair.dst == AMQP:
             source = AmqpSource(connector="x", queue=addr, prefetch=1000)
         elif pair.dst == MQTT:
             source = MqttSource(connector="x", topic=addr, qos=1)
         else:
-            source = NatsSource(connector="x", subject=addr, jetstream=JetStreamSource(
-                stream=pair.stream("out"), durable="rx", batch=500, max_ack_pending=5000))
+            source = NatsSource(
+                connector="x",
+                subject=addr,
+                jetstream=JetStreamSource(
+                    stream=pair.stream("out"), durable="rx", batch=500, max_ack_pending=5000
+                ),
+            )
 
         async def collect() -> None:
             connector = await self.client(pair.dst, pair.dst_url)

@@ -83,7 +83,8 @@ async def test_sigkill_at_random_moments_loses_nothing(
         await asyncio.sleep(1.0)  # let late duplicates arrive so they are counted
         for pair in pairs:
             fault_report.add(
-                "SIGKILL x4 mid-stream", pair,
+                "SIGKILL x4 mid-stream",
+                pair,
                 f"{hit[pair.name]} kills while it flowed; delivered at kills {' '.join(moments)}",
             )
         assert delivered, {pair.name: pair.tally() for pair in pairs}

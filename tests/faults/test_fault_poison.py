@@ -68,33 +68,59 @@ def avro_bomb(depth: int = 10_000) -> bytes:
 
 
 def ce_headers(prefix: str, n: int, **changes: str) -> dict[str, str]:
-    headers = {"specversion": "1.0", "id": f"poison-{n}", "source": "urn:poison",
-               "type": "com.example.poison", **changes}
+    headers = {
+        "specversion": "1.0",
+        "id": f"poison-{n}",
+        "source": "urn:poison",
+        "type": "com.example.poison",
+        **changes,
+    }
     return {f"{prefix}{name}": value for name, value in headers.items() if value}
 
 
 # kind -> (AMQP properties/headers, body) and the dead-letter reason expected
 AMQP_POISON: dict[str, tuple[Callable[[int], dict[str, Any]], str]] = {
-    "bad-time": (lambda n: {"headers": ce_headers("ce-", n, time="2020-01-01T18:31Z"),
-                            "body": b"bad time"}, "InvalidEvent"),
-    "avro-garbage": (lambda n: {"content_type": "application/cloudevents+avro",
-                                "body": os.urandom(64)}, "InvalidEvent"),
-    "avro-bomb": (lambda n: {"content_type": "application/cloudevents+avro",
-                             "body": avro_bomb()}, "InvalidEvent"),
+    "bad-time": (
+        lambda n: {"headers": ce_headers("ce-", n, time="2020-01-01T18:31Z"), "body": b"bad time"},
+        "InvalidEvent",
+    ),
+    "avro-garbage": (
+        lambda n: {"content_type": "application/cloudevents+avro", "body": os.urandom(64)},
+        "InvalidEvent",
+    ),
+    "avro-bomb": (
+        lambda n: {"content_type": "application/cloudevents+avro", "body": avro_bomb()},
+        "InvalidEvent",
+    ),
     "not-a-cloudevent": (lambda n: {"body": b"legacy payload"}, "NotACloudEvent"),
-    "too-large-for-nats": (lambda n: {"headers": ce_headers("ce-", n, id=f"big-{n}"),
-                                      "body": b"x" * (1536 * 1024)}, "PublishRejected"),
+    "too-large-for-nats": (
+        lambda n: {"headers": ce_headers("ce-", n, id=f"big-{n}"), "body": b"x" * (1536 * 1024)},
+        "PublishRejected",
+    ),
 }
 KAFKA_POISON: dict[str, tuple[Callable[[int], dict[str, Any]], str]] = {
-    "missing-id": (lambda n: {"headers": ce_headers("ce_", n, id=""), "value": b"no id"},
-                   "InvalidEvent"),
-    "avro-garbage": (lambda n: {"headers": {"content-type": "application/cloudevents+avro"},
-                                "value": os.urandom(64)}, "InvalidEvent"),
-    "json-no-source": (lambda n: {"headers": {"content-type": "application/cloudevents+json"},
-                                  "value": b'{"specversion":"1.0","id":"x","type":"t"}'},
-                       "InvalidEvent"),
-    "control-char-content-type": (lambda n: {"headers": {"content-type": "text/plain\x07"},
-                                             "value": b"legacy"}, "NotACloudEvent"),
+    "missing-id": (
+        lambda n: {"headers": ce_headers("ce_", n, id=""), "value": b"no id"},
+        "InvalidEvent",
+    ),
+    "avro-garbage": (
+        lambda n: {
+            "headers": {"content-type": "application/cloudevents+avro"},
+            "value": os.urandom(64),
+        },
+        "InvalidEvent",
+    ),
+    "json-no-source": (
+        lambda n: {
+            "headers": {"content-type": "application/cloudevents+json"},
+            "value": b'{"specversion":"1.0","id":"x","type":"t"}',
+        },
+        "InvalidEvent",
+    ),
+    "control-char-content-type": (
+        lambda n: {"headers": {"content-type": "text/plain\x07"}, "value": b"legacy"},
+        "NotACloudEvent",
+    ),
 }
 
 
@@ -108,8 +134,9 @@ async def publish_amqp_poison(url: str, queue: str) -> list[str]:
                 spec = make(n)
                 marker = f"{kind}-{n}"
                 headers = {**spec.get("headers", {}), "x-poison": marker}
-                message = aio_pika.Message(spec["body"], headers=headers,
-                                           content_type=spec.get("content_type"))
+                message = aio_pika.Message(
+                    spec["body"], headers=headers, content_type=spec.get("content_type")
+                )
                 await channel.default_exchange.publish(message, routing_key=queue)
                 markers.append(marker)
                 await asyncio.sleep(0.05)
@@ -150,21 +177,40 @@ async def test_poison_is_dead_lettered_and_good_traffic_flows(
     scenario = Scenario(pairs, route={"retry": RETRY})
     amqp_dlq = f"{scenario.run}-poison-amqp-dlq"
     kafka_dlq = f"{scenario.run}.poison-kafka.dlq"
-    from_amqp.route = {"dead_letter": {
-        "connector": scenario.connector_name("in", AMQP, RABBITMQ_URL), "routing_key": amqp_dlq}}
-    from_kafka.route = {"dead_letter": {
-        "connector": scenario.connector_name("in", KAFKA, kafka_bootstrap), "topic": kafka_dlq}}
+    from_amqp.route = {
+        "dead_letter": {
+            "connector": scenario.connector_name("in", AMQP, RABBITMQ_URL),
+            "routing_key": amqp_dlq,
+        }
+    }
+    from_kafka.route = {
+        "dead_letter": {
+            "connector": scenario.connector_name("in", KAFKA, kafka_bootstrap),
+            "topic": kafka_dlq,
+        }
+    }
     async with scenario:
         await admin.declare_queue(RABBITMQ_URL, amqp_dlq)
         letters: dict[str, list[CloudEvent]] = {"amqp": [], "kafka": []}
         collectors = [
-            asyncio.create_task(collect(scenario, AMQP, RABBITMQ_URL,
-                                        AmqpSource(connector="x", queue=amqp_dlq),
-                                        letters["amqp"])),
-            asyncio.create_task(collect(scenario, KAFKA, kafka_bootstrap,
-                                        KafkaSource(connector="x", topics=[kafka_dlq],
-                                                    group_id=f"{scenario.run}-dlq"),
-                                        letters["kafka"])),
+            asyncio.create_task(
+                collect(
+                    scenario,
+                    AMQP,
+                    RABBITMQ_URL,
+                    AmqpSource(connector="x", queue=amqp_dlq),
+                    letters["amqp"],
+                )
+            ),
+            asyncio.create_task(
+                collect(
+                    scenario,
+                    KAFKA,
+                    kafka_bootstrap,
+                    KafkaSource(connector="x", topics=[kafka_dlq], group_id=f"{scenario.run}-dlq"),
+                    letters["kafka"],
+                )
+            ),
         ]
         try:
             gateway = gateways(scenario.write(tmp_path), "gw")
@@ -177,12 +223,14 @@ async def test_poison_is_dead_lettered_and_good_traffic_flows(
             amqp_markers, kafka_markers, *_ = await asyncio.gather(
                 publish_amqp_poison(RABBITMQ_URL, from_amqp.address("in")),
                 publish_kafka_poison(kafka_bootstrap, from_kafka.address("in")),
-                scenario.feed(from_amqp, GOOD), scenario.feed(from_kafka, GOOD),
+                scenario.feed(from_amqp, GOOD),
+                scenario.feed(from_kafka, GOOD),
             )
             delivered = await scenario.until_delivered(90)
             expected = len(amqp_markers) + len(kafka_markers)
             lettered = await until(
-                lambda: len(letters["amqp"]) + len(letters["kafka"]) >= expected, 60)
+                lambda: len(letters["amqp"]) + len(letters["kafka"]) >= expected, 60
+            )
         finally:
             for task in collectors:
                 task.cancel()
@@ -190,12 +238,15 @@ async def test_poison_is_dead_lettered_and_good_traffic_flows(
             await admin.delete_queue(RABBITMQ_URL, amqp_dlq)
 
         reasons = {"amqp": by_marker(letters["amqp"]), "kafka": by_marker(letters["kafka"])}
-        for pair, side, kinds in ((from_amqp, "amqp", AMQP_POISON),
-                                  (from_kafka, "kafka", KAFKA_POISON)):
+        for pair, side, kinds in (
+            (from_amqp, "amqp", AMQP_POISON),
+            (from_kafka, "kafka", KAFKA_POISON),
+        ):
             lat = sorted(latencies(pair, warm[pair.name])) or [-1.0]
             counts = Counter(reason for reason, _error in reasons[side].values())
             fault_report.add(
-                "poison mixed into good traffic", pair,
+                "poison mixed into good traffic",
+                pair,
                 f"{len(reasons[side])}/{EACH * len(kinds)} poison dead-lettered {dict(counts)}; "
                 f"good latency p50 {lat[len(lat) // 2]:.2f}s max {lat[-1]:.2f}s",
             )
@@ -217,8 +268,9 @@ async def test_poison_is_dead_lettered_and_good_traffic_flows(
         assert gateway.terminate(60) == 0
 
 
-async def collect(scenario: Scenario, proto: str, url: str, source: Any,
-                  into: list[CloudEvent]) -> None:
+async def collect(
+    scenario: Scenario, proto: str, url: str, source: Any, into: list[CloudEvent]
+) -> None:
     connector = await scenario.client(proto, url)
     async for delivery in connector.consume(source):
         letter = connector.decode(delivery)
@@ -239,6 +291,8 @@ def by_marker(letters: list[CloudEvent]) -> dict[str, tuple[str, str]]:
         headers = orjson.loads(str(letter.extensions["dlheaders"]))
         marker = headers.get("x-poison")
         if marker is not None:
-            found[marker] = (str(letter.extensions["dlreason"]),
-                             str(letter.extensions.get("dlerror", "")))
+            found[marker] = (
+                str(letter.extensions["dlreason"]),
+                str(letter.extensions.get("dlerror", "")),
+            )
     return found

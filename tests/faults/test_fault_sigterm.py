@@ -69,7 +69,8 @@ async def test_sigterm_drains_and_restart_delivers_no_duplicates(
         await asyncio.sleep(1.5)  # a duplicate would show up by now
         for index, pair in enumerate(pairs):
             fault_report.add(
-                "SIGTERM mid-stream + restart", pair,
+                "SIGTERM mid-stream + restart",
+                pair,
                 f"SIGTERM at {at_term[index]} delivered, {after_exit[index]} after the "
                 f"drain ({drained_s:.1f}s), exit {code}",
             )

@@ -58,12 +58,30 @@ async def test_slow_resetting_target_degrades_throughput_but_loses_nothing(
     ):
         proxies = [to_rabbit, to_nats, to_mqtt]
         pairs = [
-            Pair(NATS, NATS_URL, AMQP, RABBITMQ_URL, label="slow-rabbit",
-                 via=f"amqp://guest:guest@{to_rabbit.url_host_port}/"),
-            Pair(AMQP, RABBITMQ_URL, NATS, NATS_URL, label="slow-nats",
-                 via=f"nats://{to_nats.url_host_port}"),
-            Pair(KAFKA, kafka_bootstrap, MQTT, private_mosquitto.url, label="slow-mqtt",
-                 via=f"mqtt://{to_mqtt.url_host_port}"),
+            Pair(
+                NATS,
+                NATS_URL,
+                AMQP,
+                RABBITMQ_URL,
+                label="slow-rabbit",
+                via=f"amqp://guest:guest@{to_rabbit.url_host_port}/",
+            ),
+            Pair(
+                AMQP,
+                RABBITMQ_URL,
+                NATS,
+                NATS_URL,
+                label="slow-nats",
+                via=f"nats://{to_nats.url_host_port}",
+            ),
+            Pair(
+                KAFKA,
+                kafka_bootstrap,
+                MQTT,
+                private_mosquitto.url,
+                label="slow-mqtt",
+                via=f"mqtt://{to_mqtt.url_host_port}",
+            ),
         ]
         # NATS: reconnect and give up on a lost PubAck sooner than the defaults (2 s + up
         # to 1 s jitter, 5 s), or the resets alone would dominate the run time.
@@ -83,7 +101,7 @@ async def test_slow_resetting_target_degrades_throughput_but_loses_nothing(
                 await asyncio.gather(*(scenario.feed(pair, EVENTS) for pair in pairs))
                 assert await scenario.until_delivered(120), {p.name: p.tally() for p in pairs}
                 for pair in pairs:
-                    rates[pair.name][phase] = rate(pair, pair.sent[first[pair.name]:])
+                    rates[pair.name][phase] = rate(pair, pair.sent[first[pair.name] :])
                 if phase == "slow":
                     resets = sum(proxy.resets for proxy in proxies)
                     for proxy in proxies:
@@ -96,8 +114,10 @@ async def test_slow_resetting_target_degrades_throughput_but_loses_nothing(
             silent_nats = "flush on close failed" in log or "did not finish" in log
             for pair in pairs:
                 r = rates[pair.name]
-                note = (f"{r['clean']:.0f} ev/s clean -> {r['slow']:.0f} ev/s slow "
-                        f"({LATENCY * 1000:.0f} ms, {BANDWIDTH // 1024} KiB/s, resets {resets})")
+                note = (
+                    f"{r['clean']:.0f} ev/s clean -> {r['slow']:.0f} ev/s slow "
+                    f"({LATENCY * 1000:.0f} ms, {BANDWIDTH // 1024} KiB/s, resets {resets})"
+                )
                 if pair.dst == NATS and silent_nats:
                     note += "; NATS link silent at shutdown (drain timed out)"
                 fault_report.add("slow target via proxy", pair, note)

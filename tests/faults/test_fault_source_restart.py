@@ -94,7 +94,8 @@ async def test_source_restart_consumers_come_back_and_nothing_is_lost(
             for index, pair in enumerate(pairs):
                 verb = "frozen" if pair.src == KAFKA else "restarted"
                 fault_report.add(
-                    f"source {verb} {outage_s:.0f}s", pair,
+                    f"source {verb} {outage_s:.0f}s",
+                    pair,
                     f"delivered {at_stop[index]}/{BURST} at the stop, {during[index]} after; "
                     f"+{AFTER} fed after restart",
                 )

@@ -161,8 +161,9 @@ async def test_target_outage_applies_backpressure_and_loses_nothing(
                 stopped = [private_rabbit, private_mosquitto, private_nats]
                 await stop_all(*stopped)
                 try:
-                    await outage(probe, "stopped", outage_s, [to_rabbit, to_mosquitto, to_nats],
-                                 record)
+                    await outage(
+                        probe, "stopped", outage_s, [to_rabbit, to_mosquitto, to_nats], record
+                    )
                 finally:
                     await restart_all(*stopped)
                 probe.phase = "recovery 2"
@@ -176,7 +177,8 @@ async def test_target_outage_applies_backpressure_and_loses_nothing(
             for pair in pairs:
                 notes = "; ".join(record[pair.name])
                 fault_report.add(
-                    f"target outage {outage_s:.0f}s+{outage_s:.0f}s", pair,
+                    f"target outage {outage_s:.0f}s+{outage_s:.0f}s",
+                    pair,
                     f"{notes}; gateway RSS {baseline // 1024}->{peak // 1024} MiB",
                 )
             assert delivered, {p.name: p.tally() for p in pairs}

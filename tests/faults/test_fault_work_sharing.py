@@ -86,8 +86,10 @@ async def test_survivor_takes_over_every_shared_source(
             note = f"A killed at {at_kill[index]} delivered; B alone delivered the rest"
             if pair is shared_mqtt:
                 waiting = EVENTS - mqtt_before_replacement
-                note = (f"A killed at {at_kill[index]}; {waiting} stayed in A's session "
-                        "until a replacement of A resumed it")
+                note = (
+                    f"A killed at {at_kill[index]}; {waiting} stayed in A's session "
+                    "until a replacement of A resumed it"
+                )
             fault_report.add("2 gateways share, one SIGKILLed", pair, note)
         assert survivor_done, {pair.name: pair.tally() for pair in others}
         assert delivered, {pair.name: pair.tally() for pair in pairs}

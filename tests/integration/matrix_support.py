@@ -136,11 +136,22 @@ class Mesh:
     def _from(self, spec: Spec) -> dict[str, Any]:
         addr, name = self.address(spec, "in"), self.queue(spec)
         if spec.src == KAFKA:
-            return {"connector": KAFKA, "topics": [addr], "group_id": name,
-                    "session_timeout_ms": 6000, **spec.source}
+            return {
+                "connector": KAFKA,
+                "topics": [addr],
+                "group_id": name,
+                "session_timeout_ms": 6000,
+                **spec.source,
+            }
         if spec.src == AMQP:
-            return {"connector": AMQP, "queue": name, "declare": True, "prefetch": 200,
-                    "bind": [{"exchange": f"{self.run}-in", "binding_key": addr}], **spec.source}
+            return {
+                "connector": AMQP,
+                "queue": name,
+                "declare": True,
+                "prefetch": 200,
+                "bind": [{"exchange": f"{self.run}-in", "binding_key": addr}],
+                **spec.source,
+            }
         if spec.src in (MQTT, MQTT4):
             return {"connector": spec.src, "topic": addr, "qos": 1, **spec.source}
         jetstream = {"stream": name, "durable": "gw", "create_stream": True, **spec.source}
@@ -150,29 +161,43 @@ class Mesh:
         out = sep(spec.dst).join(["{topic[0]}", "{topic[1]}", "out"])
         target: dict[str, Any] = {
             KAFKA: {"connector": KAFKA, "topic": out, "key": "{topic[1]}:{id}"},
-            AMQP: {"connector": AMQP, "exchange": f"{self.run}-out", "routing_key": out,
-                   "declare_exchange": {"type": "topic"}},
+            AMQP: {
+                "connector": AMQP,
+                "exchange": f"{self.run}-out",
+                "routing_key": out,
+                "declare_exchange": {"type": "topic"},
+            },
             MQTT: {"connector": MQTT, "topic": out, "qos": 1},
             MQTT4: {"connector": MQTT4, "topic": "{topic[0]}/v4/{topic[1]}/out", "qos": 1},
             NATS: {"connector": NATS, "subject": out},
-            NATSCORE: {"connector": NATS, "subject": "{topic[0]}.core.{topic[1]}.out",
-                       "jetstream": False},
+            NATSCORE: {
+                "connector": NATS,
+                "subject": "{topic[0]}.core.{topic[1]}.out",
+                "jetstream": False,
+            },
         }[spec.dst]
         return {**target, "mode": spec.mode, **spec.target}
 
     def config(self) -> dict[str, Any]:
         routes = []
         for spec in self.specs:
-            route = {"name": spec.name, "from": self._from(spec), "to": [self._to(spec)],
-                     **spec.route}
+            route = {
+                "name": spec.name,
+                "from": self._from(spec),
+                "to": [self._to(spec)],
+                **spec.route,
+            }
             if spec.legacy:
-                route["ingress"] = {"type": "com.example.legacy.{topic[1]}",
-                                    "source": "urn:legacy:{topic[0]}/{topic[1]}",
-                                    "subject": "{topic[-1]}"}
+                route["ingress"] = {
+                    "type": "com.example.legacy.{topic[1]}",
+                    "source": "urn:legacy:{topic[0]}/{topic[1]}",
+                    "subject": "{topic[-1]}",
+                }
             routes.append(route)
         used = {r["from"]["connector"] for r in routes}
-        used |= {t["connector"] for r in routes for t in [*r["to"], r.get("dead_letter") or {}]
-                 if t}
+        used |= {
+            t["connector"] for r in routes for t in [*r["to"], r.get("dead_letter") or {}] if t
+        }
         ep = self.ep
         mqtt = {"type": "mqtt", "url": ep.mqtt_url, "session_expiry": MQTT_SESSION_EXPIRY}
         connectors = {
@@ -182,10 +207,13 @@ class Mesh:
             MQTT4: {**mqtt, "protocol": 4, "client_id": self.gateway_client_id(MQTT4)},
             NATS: {"type": "nats", "servers": [ep.nats]},
         }
-        return {"gateway": {"id": self.run, "drain_timeout_seconds": 15},
-                "connectors": {k: v | self.options.get(k, {}) for k, v in connectors.items()
-                               if k in used},
-                "routes": routes}
+        return {
+            "gateway": {"id": self.run, "drain_timeout_seconds": 15},
+            "connectors": {
+                k: v | self.options.get(k, {}) for k, v in connectors.items() if k in used
+            },
+            "routes": routes,
+        }
 
     def write(self, directory: Path) -> Path:
         path = directory / f"{self.run}.yaml"
@@ -240,14 +268,18 @@ class Mesh:
         await self._mqtt_session(client_id, version, keep=True, topic=source.topic)
         self._primed.append((client_id, version))
 
-    async def _mqtt_session(self, client_id: str, version: int, *, keep: bool,
-                            topic: str | None = None) -> None:
+    async def _mqtt_session(
+        self, client_id: str, version: int, *, keep: bool, topic: str | None = None
+    ) -> None:
         kwargs: dict[str, Any] = {"identifier": client_id, "timeout": 10}
         if version == 5:
             props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
             props.SessionExpiryInterval = MQTT_SESSION_EXPIRY if keep else 0
-            kwargs |= {"protocol": aiomqtt.ProtocolVersion.V5, "properties": props,
-                       "clean_start": not keep}
+            kwargs |= {
+                "protocol": aiomqtt.ProtocolVersion.V5,
+                "properties": props,
+                "clean_start": not keep,
+            }
         else:
             kwargs |= {"protocol": aiomqtt.ProtocolVersion.V311, "clean_session": not keep}
         async with aiomqtt.Client(self.ep.mqtt[0], self.ep.mqtt[1], **kwargs) as client:
@@ -259,28 +291,41 @@ class Mesh:
         ep, run = self.ep, self.run
         mqtt: dict[str, Any] = {"url": ep.mqtt_url, "clean_start": True, "session_expiry": 0}
         self.connectors = {
-            KAFKA: KafkaConnector("kafka", KafkaOptions(type="kafka", bootstrap_servers=ep.kafka,
-                                                         request_timeout_ms=10000)),
+            KAFKA: KafkaConnector(
+                "kafka",
+                KafkaOptions(type="kafka", bootstrap_servers=ep.kafka, request_timeout_ms=10000),
+            ),
             AMQP: AmqpConnector("amqp", AmqpOptions(url=ep.amqp)),
             MQTT: MqttConnector("mqtt", MqttOptions(protocol=5, client_id=f"{run}-tx", **mqtt)),
-            MQTT4: MqttConnector("mqtt4", MqttOptions(protocol=4, client_id=f"{run}-tx4",
-                                                      **mqtt)),
+            MQTT4: MqttConnector("mqtt4", MqttOptions(protocol=4, client_id=f"{run}-tx4", **mqtt)),
             NATS: NatsConnector("nats", NatsOptions(servers=(ep.nats,))),
         }
         await asyncio.gather(*(c.start() for c in self.connectors.values()))
         topics = [self.address(s, "out") for s in self.specs if s.dst == KAFKA]
         if topics := topics + self.kafka_topics:
-            self._receive(KAFKA, KafkaSource(connector=KAFKA, topics=topics,
-                                             group_id=f"{run}-rx", session_timeout_ms=6000))
+            self._receive(
+                KAFKA,
+                KafkaSource(
+                    connector=KAFKA, topics=topics, group_id=f"{run}-rx", session_timeout_ms=6000
+                ),
+            )
         self._receive(AMQP, AmqpSource(connector=AMQP, queue=f"{run}-rx", prefetch=500))
-        self._receive(NATS, NatsSource(connector=NATS, subject=f"{run}.*.out",
-                                       jetstream=JetStreamSource(stream=f"{run}-rx",
-                                                                 durable="rx", batch=256)))
+        self._receive(
+            NATS,
+            NatsSource(
+                connector=NATS,
+                subject=f"{run}.*.out",
+                jetstream=JetStreamSource(stream=f"{run}-rx", durable="rx", batch=256),
+            ),
+        )
         non_durable = (
             (MQTT, MqttSource(connector=MQTT, topic=f"{run}/+/out"), f"{run}/probe/out"),
             (MQTT4, MqttSource(connector=MQTT4, topic=f"{run}/v4/+/out"), f"{run}/v4/probe/out"),
-            (NATS, NatsSource(connector=NATS, subject=f"{run}.core.*.out"),
-             f"{run}.core.probe.out"),
+            (
+                NATS,
+                NatsSource(connector=NATS, subject=f"{run}.core.*.out"),
+                f"{run}.core.probe.out",
+            ),
         )
         for protocol, source, _ in non_durable:
             self._receive(protocol, source)
@@ -297,18 +342,26 @@ class Mesh:
                 except Exception as exc:  # recorded and reported as a problem
                     event, error = None, f"{type(exc).__name__}: {exc}"
                 key = delivery.coordinates.get("key") if protocol == KAFKA else None
-                self.arrivals[delivery.address].append(Arrival(
-                    delivery.address, event, delivery.payload,
-                    None if key is None else str(key), error))
+                self.arrivals[delivery.address].append(
+                    Arrival(
+                        delivery.address,
+                        event,
+                        delivery.payload,
+                        None if key is None else str(key),
+                        error,
+                    )
+                )
                 await delivery.ack()
 
         self._tasks.append(asyncio.create_task(drain(), name=f"rx:{protocol}"))
 
     async def _probe(self, protocol: str, address: str) -> None:
         probe = CloudEvent(id="probe", source="urn:probe", type=PROBE, data=b"p")
-        target: Any = (MqttTarget(connector=protocol, topic=address, mode="structured")
-                       if protocol in (MQTT, MQTT4)
-                       else NatsTarget(connector=NATS, subject=address, jetstream=False))
+        target: Any = (
+            MqttTarget(connector=protocol, topic=address, mode="structured")
+            if protocol in (MQTT, MQTT4)
+            else NatsTarget(connector=NATS, subject=address, jetstream=False)
+        )
         for _ in range(40):
             await self.connectors[protocol].publish(target, probe)
             if await within(lambda: bool(self.arrivals.get(address)), 0.5):
@@ -319,8 +372,7 @@ class Mesh:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        await asyncio.gather(*(c.close() for c in self.connectors.values()),
-                             return_exceptions=True)
+        await asyncio.gather(*(c.close() for c in self.connectors.values()), return_exceptions=True)
         with contextlib.suppress(Exception):
             for client_id, version in self._primed:
                 await self._mqtt_session(client_id, version, keep=False)
@@ -350,7 +402,8 @@ class Mesh:
         for spec in self.specs:
             while not await self._source_ready(spec, js):
                 assert asyncio.get_running_loop().time() < deadline, (
-                    f"source of route {spec.name} never became ready")
+                    f"source of route {spec.name} never became ready"
+                )
                 await asyncio.sleep(0.1)
 
     async def _source_ready(self, spec: Spec, js: Any) -> bool:
@@ -389,8 +442,9 @@ class Mesh:
         addr, mode = self.address(spec, "in"), spec.src_mode
         target: Any = {
             KAFKA: lambda: KafkaTarget(connector=KAFKA, topic=addr, mode=mode),
-            AMQP: lambda: AmqpTarget(connector=AMQP, exchange=f"{self.run}-in",
-                                     routing_key=addr, mode=mode),
+            AMQP: lambda: AmqpTarget(
+                connector=AMQP, exchange=f"{self.run}-in", routing_key=addr, mode=mode
+            ),
             MQTT: lambda: MqttTarget(connector=MQTT, topic=addr, mode=mode),
             MQTT4: lambda: MqttTarget(connector=MQTT4, topic=addr, mode="structured"),
             NATS: lambda: NatsTarget(connector=NATS, subject=addr, mode=mode),
@@ -422,11 +476,16 @@ class Mesh:
         return self.arrivals.get(self.address(spec, "out"), [])
 
     def unique(self, spec: Spec) -> int:
-        return len({a.payload if spec.legacy else (a.event.id if a.event else "")
-                    for a in self.received(spec)})
+        return len(
+            {
+                a.payload if spec.legacy else (a.event.id if a.event else "")
+                for a in self.received(spec)
+            }
+        )
 
     async def until_received(self, counts: dict[str, int], seconds: float = WAIT) -> bool:
         """Wait until each named route's target saw that many distinct events."""
         by_name = {s.name: s for s in self.specs}
         return await within(
-            lambda: all(self.unique(by_name[n]) >= c for n, c in counts.items()), seconds)
+            lambda: all(self.unique(by_name[n]) >= c for n, c in counts.items()), seconds
+        )

@@ -118,8 +118,11 @@ def connector(**options: Any) -> AmqpConnector:
 
 async def rabbitmqctl(*args: str) -> str:
     process = await asyncio.create_subprocess_exec(
-        "rabbitmqctl", "-q", *args,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        "rabbitmqctl",
+        "-q",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     out, err = await asyncio.wait_for(process.communicate(), 30)
     if process.returncode != 0:
@@ -233,7 +236,10 @@ async def test_declare_exchange_on_first_publish(broker: Broker) -> None:
     await conn.start()
     try:
         target = AmqpTarget(
-            connector="rabbit", exchange=name, routing_key="a.b", mandatory=False,
+            connector="rabbit",
+            exchange=name,
+            routing_key="a.b",
+            mandatory=False,
             declare_exchange=ExchangeDeclaration(type=ExchangeKind.TOPIC, durable=False),
         )
         await conn.publish(target, sample_event())
@@ -249,7 +255,9 @@ async def test_topic_binding_wildcards(broker: Broker) -> None:
     queue = unique_name("amqp-q")
     broker.queues.append(queue)
     source = AmqpSource(
-        connector="rabbit", queue=queue, declare=True,
+        connector="rabbit",
+        queue=queue,
+        declare=True,
         bind=(Binding(exchange=exchange, binding_key="plant.*.telemetry.#"),),
     )
     conn = connector()

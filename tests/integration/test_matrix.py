@@ -88,8 +88,12 @@ def rich_event(run: str, route: str, n: int, total: int) -> CloudEvent:
         + ("789Z" if n % 3 else "+05:30"),
         dataschema="https://schemas.example.com/matrix/v1.json?n=1",
         datacontenttype="application/octet-stream" if binary else "application/json",
-        extensions={"strext": f"välue {n} ✓ 100% a+b=c; x,y", "intext": n * 1000 - 7,
-                    "boolext": n % 2 == 0, "traceparent": f"00-{n + 1:032x}-{n + 7:016x}-01"},
+        extensions={
+            "strext": f"välue {n} ✓ 100% a+b=c; x,y",
+            "intext": n * 1000 - 7,
+            "boolext": n % 2 == 0,
+            "traceparent": f"00-{n + 1:032x}-{n + 7:016x}-01",
+        },
         data=data,
     )
 
@@ -118,18 +122,24 @@ class Row:
 
 def table(title: str, rows: list[Row]) -> str:
     """The per-route table printed by every scenario (visible with ``pytest -s``)."""
-    lines = [f"== {title}", f"{'route':<14} {'source -> target':<22} {'mode':<10} "
-             f"{'sent':>5} {'unique':>6} {'dups':>5} {'lost':>5}  problems"]
+    lines = [
+        f"== {title}",
+        f"{'route':<14} {'source -> target':<22} {'mode':<10} "
+        f"{'sent':>5} {'unique':>6} {'dups':>5} {'lost':>5}  problems",
+    ]
     for r in rows:
-        lines.append(f"{r.route:<14} {r.pair:<22} {r.mode:<10} {r.sent:>5} {r.unique:>6} "
-                     f"{r.dups:>5} {r.lost:>5}  {len(r.problems)}")
+        lines.append(
+            f"{r.route:<14} {r.pair:<22} {r.mode:<10} {r.sent:>5} {r.unique:>6} "
+            f"{r.dups:>5} {r.lost:>5}  {len(r.problems)}"
+        )
     total = [sum(getattr(r, k) for r in rows) for k in ("sent", "unique", "dups", "lost")]
     lines.append(f"{'TOTAL':<48} {total[0]:>5} {total[1]:>6} {total[2]:>5} {total[3]:>5}")
     return "\n".join(lines)
 
 
-async def send(mesh: Mesh, spec: Spec, count: int, pace: tuple[int, float] | None = None,
-               start: int = 0) -> dict[Any, CloudEvent]:
+async def send(
+    mesh: Mesh, spec: Spec, count: int, pace: tuple[int, float] | None = None, start: int = 0
+) -> dict[Any, CloudEvent]:
     """Publish events ``start``..``count - 1`` (or legacy payloads) into ``spec``'s source
     in concurrent bursts of ``pace[0]``, ``pace[1]`` s apart; returns what must arrive,
     by match key (the event id; the payload for legacy messages)."""
@@ -140,9 +150,13 @@ async def send(mesh: Mesh, spec: Spec, count: int, pace: tuple[int, float] | Non
             payload, content_type = legacy_payload(spec.name, n)
             native_id = await mesh.publish_legacy(spec, payload, n)
             expected[payload] = CloudEvent(
-                id=native_id, source=f"urn:legacy:{mesh.run}/{spec.name}",
-                type=f"com.example.legacy.{spec.name}", subject="in",
-                datacontenttype=content_type, data=payload)
+                id=native_id,
+                source=f"urn:legacy:{mesh.run}/{spec.name}",
+                type=f"com.example.legacy.{spec.name}",
+                subject="in",
+                datacontenttype=content_type,
+                data=payload,
+            )
         else:
             event = rich_event(mesh.run, spec.name, n, count)
             await mesh.publish(spec, event)
@@ -156,8 +170,9 @@ async def send(mesh: Mesh, spec: Spec, count: int, pace: tuple[int, float] | Non
     return expected
 
 
-async def stream(mesh: Mesh, specs: list[Spec], count: int, pace: tuple[int, float] = (25, 0.1)
-                 ) -> tuple[Any, asyncio.Future[Any]]:
+async def stream(
+    mesh: Mesh, specs: list[Spec], count: int, pace: tuple[int, float] = (25, 0.1)
+) -> tuple[Any, asyncio.Future[Any]]:
     """Send event 0 of every route and wait for it (consumer groups joined, paths live),
     then keep publishing the rest in the background; (first events, producer)."""
     first = await asyncio.gather(*(send(mesh, spec, 1) for spec in specs))
@@ -188,8 +203,11 @@ def verify(spec: Spec, expected: dict[Any, CloudEvent], arrivals: list[Arrival])
             attrs["id"] = event.id if len(event.id) == 36 else "<a UUID>"
         got = event.canonical_attributes()
         if got != attrs:
-            diff = {k: (attrs.get(k), got.get(k)) for k in attrs.keys() | got.keys()
-                    if attrs.get(k) != got.get(k)}
+            diff = {
+                k: (attrs.get(k), got.get(k))
+                for k in attrs.keys() | got.keys()
+                if attrs.get(k) != got.get(k)
+            }
             row.problems.append(f"{want.id}: attributes differ (want, got): {diff}")
         if event.data != want.data:
             row.problems.append(f"{want.id}: data differs: {event.data!r:.80} != {want.data!r:.80}")
@@ -234,8 +252,14 @@ async def gateway_process(path: Path, log: Path) -> AsyncIterator[asyncio.subpro
     """``python -m gateway.cli run <path>`` (what ``meshgate run`` is); killed at exit."""
     with log.open("ab") as out:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "gateway.cli", "run", str(path),
-            cwd=ROOT, stdout=out, stderr=asyncio.subprocess.STDOUT,
+            sys.executable,
+            "-m",
+            "gateway.cli",
+            "run",
+            str(path),
+            cwd=ROOT,
+            stdout=out,
+            stderr=asyncio.subprocess.STDOUT,
         )
     try:
         yield process
@@ -283,14 +307,25 @@ class MatrixScenarios:
         void, void2, dlq = f"{mesh.run}-void", f"{mesh.run}-void2", f"{mesh.run}.dlq"
         refused = {"routing_key": "nowhere", "mandatory": True}
         dead = Spec(
-            "dlq", NATS, AMQP, "structured",  # the source gets binary mode: payload == data
-            route={"retry": {"max_attempts": 2, "initial_backoff_seconds": 0.05},
-                   "dead_letter": {"connector": KAFKA, "topic": dlq}},
+            "dlq",
+            NATS,
+            AMQP,
+            "structured",  # the source gets binary mode: payload == data
+            route={
+                "retry": {"max_attempts": 2, "initial_backoff_seconds": 0.05},
+                "dead_letter": {"connector": KAFKA, "topic": dlq},
+            },
             source={"ack_wait_seconds": 2},
             target={"exchange": void, **refused},
         )
-        stuck = Spec("refuse", AMQP, AMQP, "binary", route={"retry": {"max_attempts": 1}},
-                     target={"exchange": void2})
+        stuck = Spec(
+            "refuse",
+            AMQP,
+            AMQP,
+            "binary",
+            route={"retry": {"max_attempts": 1}},
+            target={"exchange": void2},
+        )
         mesh.specs, mesh.kafka_topics = [dead, stuck], [dlq]
         mesh.exchanges += [void, void2]
         count = 5
@@ -299,10 +334,12 @@ class MatrixScenarios:
             async with gateway(path) as first:
                 await mesh.sources_ready()
                 sent_dead, sent_stuck = await asyncio.gather(
-                    send(mesh, dead, count), send(mesh, stuck, count))
+                    send(mesh, dead, count), send(mesh, stuck, count)
+                )
                 stats = first.stats["refuse"]
-                assert await within(lambda: len(mesh.arrivals[dlq]) >= count
-                                    and stats.unacked_failures >= count)
+                assert await within(
+                    lambda: len(mesh.arrivals[dlq]) >= count and stats.unacked_failures >= count
+                )
             # First gateway gone: the dead-lettered JetStream messages were acked ...
             info = await mesh.jetstream_consumer(mesh.queue(dead))
             assert (info.num_ack_pending, info.num_pending) == (0, 0), info
@@ -327,14 +364,19 @@ class MatrixScenarios:
             # PublishRejected is not retriable: dead-lettered after the first attempt.
             assert (attrs["dlattempts"], attrs["dlroute"]) == ("1", "dlq"), attrs
         ids = {letter.event.id for letter in letters if letter.event}
-        dead_row = Row("dlq", "nats -> kafka (DLQ)", "-", count, len(ids),
-                       len(letters) - len(ids), count - len(ids))
+        dead_row = Row(
+            "dlq",
+            "nats -> kafka (DLQ)",
+            "-",
+            count,
+            len(ids),
+            len(letters) - len(ids),
+            count - len(ids),
+        )
         report("refusals", [dead_row, verify(stuck, sent_stuck, mesh.received(stuck))])
 
     @pytest.mark.timeout(150)
-    async def test_graceful_restart_mid_stream(
-        self, endpoints: Endpoints, tmp_path: Path
-    ) -> None:
+    async def test_graceful_restart_mid_stream(self, endpoints: Endpoints, tmp_path: Path) -> None:
         specs = [Spec("rs-k2k", KAFKA, KAFKA, "binary"), Spec("rs-a2k", AMQP, KAFKA, "structured")]
         mesh = Mesh(endpoints, specs)
         # Each Kafka publish waits linger_ms for its batch, so that a stop always finds
@@ -375,9 +417,18 @@ class MatrixScenarios:
         ]
         mesh = Mesh(endpoints, specs)
         void = f"{mesh.run}-held"
-        held = [Spec(f"held-{SHORT[p]}", p, AMQP, "binary", route={"retry": {"max_attempts": 1}},
-                     source={"ack_wait_seconds": 3} if p == NATS else {},
-                     target={"exchange": void}) for p in SHORT]
+        held = [
+            Spec(
+                f"held-{SHORT[p]}",
+                p,
+                AMQP,
+                "binary",
+                route={"retry": {"max_attempts": 1}},
+                source={"ack_wait_seconds": 3} if p == NATS else {},
+                target={"exchange": void},
+            )
+            for p in SHORT
+        ]
         mesh.specs, mesh.exchanges = specs + held, [*mesh.exchanges, void]
         logs = [tmp_path / "gateway-1.log", tmp_path / "gateway-2.log"]
         async with mesh:
@@ -387,9 +438,12 @@ class MatrixScenarios:
                 sent_held = await asyncio.gather(*(send(mesh, s, HELD_N) for s in held))
                 warm, producer = await stream(mesh, specs, CRASH_N)
                 started = await mesh.until_received({s.name: CRASH_N // 5 for s in specs})
-                refused = await within(lambda: all(
-                    _tail(logs[0], 0).count(f"route {s.name}: UNDELIVERABLE") >= HELD_N
-                    for s in held))
+                refused = await within(
+                    lambda: all(
+                        _tail(logs[0], 0).count(f"route {s.name}: UNDELIVERABLE") >= HELD_N
+                        for s in held
+                    )
+                )
                 first.send_signal(signal.SIGKILL)
                 assert await first.wait() == -signal.SIGKILL
                 at_kill = {s.name: mesh.unique(s) for s in specs + held}
@@ -404,12 +458,17 @@ class MatrixScenarios:
                 await asyncio.sleep(GRACE)
                 second.send_signal(signal.SIGTERM)
                 await asyncio.wait_for(second.wait(), 30)
-            rows = [verify(s, want, mesh.received(s))
-                    for s, want in zip(specs + held, sent + sent_held, strict=True)]
+            rows = [
+                verify(s, want, mesh.received(s))
+                for s, want in zip(specs + held, sent + sent_held, strict=True)
+            ]
         print(f"\ndistinct events at each target when SIGKILLed: {at_kill}")
         assert not any(at_kill[s.name] for s in held), "a refused target delivered"
-        report(f"crash (kill -9) mid-stream ({CRASH_N} per route, {HELD_N} per held route)",
-               rows, duplicates_allowed=True)
+        report(
+            f"crash (kill -9) mid-stream ({CRASH_N} per route, {HELD_N} per held route)",
+            rows,
+            duplicates_allowed=True,
+        )
 
 
 def _tail(log: Path, lines: int = 40) -> str:

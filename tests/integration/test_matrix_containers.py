@@ -78,9 +78,7 @@ class TestMatrixContainers(MatrixScenarios):
         await super().test_refusal_dead_letter_and_unacked(endpoints, tmp_path)
 
     @pytest.mark.timeout(TIMEOUT)
-    async def test_graceful_restart_mid_stream(
-        self, endpoints: Endpoints, tmp_path: Path
-    ) -> None:
+    async def test_graceful_restart_mid_stream(self, endpoints: Endpoints, tmp_path: Path) -> None:
         await super().test_graceful_restart_mid_stream(endpoints, tmp_path)
 
     @pytest.mark.timeout(TIMEOUT)
