@@ -86,34 +86,49 @@ class _Lanes:
                 del self.locks[key]
 
 
-class _Heartbeat:
-    """Calls a delivery's ``in_progress`` every ``PERIOD`` seconds until stopped.
+class _Heartbeats:
+    """Sends ``in_progress`` for every delivery of a pipeline in flight longer than ``PERIOD``.
 
-    A timer handle, not a task: most deliveries finish long before the first beat,
-    and then this costs one ``call_later`` and one ``cancel``.
+    One timer loop per pipeline, not one timer per delivery: most deliveries finish
+    long before the first beat, and then a heartbeat costs a dict insert and delete.
+    A delivery's beats never overlap (a slow signal skips a beat instead).
     """
 
     PERIOD = 1.0
 
-    def __init__(self, signal: Callable[[], Awaitable[None]]) -> None:
-        self._signal = signal
-        self._loop = asyncio.get_running_loop()
-        self._handle = self._loop.call_later(self.PERIOD, self._beat)
-        self._task: asyncio.Task[None] | None = None
+    def __init__(self) -> None:
+        self._beating: dict[int, tuple[float, Callable[[], Awaitable[None]]]] = {}
+        self._sending: dict[int, asyncio.Task[None]] = {}
+        self._ticker: asyncio.Task[None] | None = None
 
-    def _beat(self) -> None:
-        if self._task is None or self._task.done():
-            self._task = self._loop.create_task(self._send())
-        self._handle = self._loop.call_later(self.PERIOD, self._beat)
+    def add(self, token: int, signal: Callable[[], Awaitable[None]]) -> None:
+        loop = asyncio.get_running_loop()
+        self._beating[token] = (loop.time(), signal)
+        if self._ticker is None:
+            self._ticker = loop.create_task(self._tick())
 
-    async def _send(self) -> None:
+    def remove(self, token: int) -> None:
+        self._beating.pop(token, None)
+
+    async def _tick(self) -> None:
+        loop = asyncio.get_running_loop()
         try:
-            await self._signal()
+            while self._beating:
+                await asyncio.sleep(self.PERIOD)
+                due = loop.time() - self.PERIOD
+                for token, (since, signal) in list(self._beating.items()):
+                    if since <= due and token not in self._sending:
+                        self._sending[token] = loop.create_task(self._send(token, signal))
+        finally:
+            self._ticker = None
+
+    async def _send(self, token: int, signal: Callable[[], Awaitable[None]]) -> None:
+        try:
+            await signal()
         except Exception as exc:  # a lost heartbeat only risks a redelivery (a duplicate)
             log.debug("in_progress signal failed: %s", exc)
-
-    def stop(self) -> None:
-        self._handle.cancel()
+        finally:
+            self._sending.pop(token, None)
 
 
 class _Pipeline:
@@ -126,9 +141,11 @@ class _Pipeline:
         self.slots = asyncio.Semaphore(group.max_in_flight)
         self.tasks: set[asyncio.Task[None]] = set()
         self.lanes = _Lanes()
+        self.heartbeats = _Heartbeats()
         self.consumer: asyncio.Task[None] | None = None
         self.stream: AsyncIterator[Delivery] | None = None
-        self.pending_pull: asyncio.Future[Delivery] | None = None
+        self.stopping = False
+        self.pulling = False
 
     def start(self) -> None:
         self.consumer = asyncio.create_task(self._supervise(), name=f"consume:{self.group.name}")
@@ -152,30 +169,42 @@ class _Pipeline:
                 log.exception(
                     "bug: source %s of routes %s crashed", self.group.connector, self.group.name
                 )
-            await self.close_stream()
+            await self._close_iterator()
+            if self.stopping:
+                return
             await backoff.sleep()
 
     async def _consume(self) -> None:
         self.stream = stream = aiter(self.connector.consume(self.group.source))
-        while True:
+        while not self.stopping:
             # Take a slot first: the next message is pulled only when one is free.
             await self.slots.acquire()
-            pull = asyncio.ensure_future(anext(stream))
-            try:
-                delivery = await asyncio.shield(pull)
-            except asyncio.CancelledError:
-                # Stopping. The pull stays pending: cancelling it could end the stream,
-                # and with it the channel/session that in-flight deliveries must still
-                # be acked on. close_stream() ends it once the pipeline has drained.
-                self.pending_pull = pull
+            if self.stopping:
                 self.slots.release()
-                raise
+                return
+            # Awaited directly, not in a task of its own: a source that has messages
+            # buffered hands them over without a trip through the event loop, so a
+            # burst is turned into tasks in one go and their publishes and acks leave
+            # together (one socket write per burst instead of one per message).
+            # stop_consuming() therefore never cancels a pull (that could end the
+            # stream, and with it the channel/session in-flight deliveries must still
+            # be acked on); close_stream() does, once the pipeline has drained.
+            self.pulling = True
+            try:
+                delivery = await anext(stream)
             except StopAsyncIteration:
                 self.slots.release()
                 return
             except BaseException:
                 self.slots.release()
                 raise
+            finally:
+                self.pulling = False
+            if self.stopping:
+                # Pulled while stopping: never processed, so it stays unacknowledged
+                # and the broker redelivers it (not a duplicate).
+                self.slots.release()
+                return
             task = asyncio.create_task(self._process(delivery))
             self.tasks.add(task)
             task.add_done_callback(self._finished)
@@ -188,19 +217,27 @@ class _Pipeline:
 
     async def stop_consuming(self) -> None:
         """Stop taking new deliveries; in-flight ones go on (see ``drain``)."""
-        if self.consumer is not None:
-            self.consumer.cancel()
+        self.stopping = True
+        consumer = self.consumer
+        if consumer is not None and not self.pulling:
+            # Waiting for a slot or a backoff: safe to cancel. A pending pull is left
+            # alone (see _consume): close_stream() ends it.
+            consumer.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self.consumer
+                await consumer
 
     async def close_stream(self) -> None:
         """End the source iterator (after draining, so in-flight acks still reach the
         broker). A delivery pulled meanwhile was never processed: it stays unacked and
         the broker redelivers it, which is not a duplicate."""
-        pull, self.pending_pull = self.pending_pull, None
-        if pull is not None:
-            pull.cancel()
-            await asyncio.gather(pull, return_exceptions=True)
+        consumer = self.consumer
+        if consumer is not None and not consumer.done():
+            consumer.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await consumer
+        await self._close_iterator()
+
+    async def _close_iterator(self) -> None:
         stream, self.stream = self.stream, None
         close = getattr(stream, "aclose", None)
         if close is not None:
@@ -221,7 +258,9 @@ class _Pipeline:
     # -- per delivery -------------------------------------------------------------------
 
     async def _process(self, delivery: Delivery) -> None:
-        heartbeat = None if delivery.in_progress is None else _Heartbeat(delivery.in_progress)
+        token = id(delivery)
+        if delivery.in_progress is not None:
+            self.heartbeats.add(token, delivery.in_progress)
         try:
             if self.group.ordered and delivery.ordering_key is not None:
                 async with self.lanes.hold(delivery.ordering_key):
@@ -229,8 +268,7 @@ class _Pipeline:
             else:
                 await self._process_now(delivery)
         finally:
-            if heartbeat is not None:
-                heartbeat.stop()
+            self.heartbeats.remove(token)
 
     async def _process_now(self, delivery: Delivery) -> None:
         decoded: CloudEvent | None = None

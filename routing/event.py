@@ -16,6 +16,7 @@ is the representation every binding preserves exactly.
 from __future__ import annotations
 
 import base64
+import functools
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -63,6 +64,7 @@ _INT_MIN: Final = -(2**31)
 _INT_MAX: Final = 2**31 - 1
 
 
+@functools.lru_cache(maxsize=1024)  # a stream carries few distinct names: checked once each
 def is_valid_attribute_name(name: str) -> bool:
     """True when ``name`` is a legal CloudEvents attribute name (``[a-z0-9]+``)."""
     return _NAME.fullmatch(name) is not None and name not in RESERVED_NAMES
@@ -105,6 +107,8 @@ def _check_string(name: str, value: object, *, allow_empty: bool = True) -> str:
         raise InvalidEvent(name, f"expected a string, got {type(value).__name__}")
     if not allow_empty and not value:
         raise InvalidEvent(name, "must be a non-empty string")
+    if value.isascii() and value.isprintable():  # the common case, without the regex
+        return value
     bad = FORBIDDEN_CHARS.search(value)
     if bad is not None:
         raise InvalidEvent(

@@ -26,6 +26,7 @@ from connectors.backoff import Backoff
 from connectors.base import Health, HealthState
 from connectors.errors import ConnectionLost
 from connectors.nats.config import NatsOptions, redact_url
+from connectors.nats.pubacks import PubAcks
 
 __all__ = ["Link"]
 
@@ -42,6 +43,7 @@ class Link:
         self._log = log
         self._nc: Client | None = None
         self._js: tuple[Client, JetStreamContext] | None = None
+        self._pubacks: tuple[Client, PubAcks] | None = None
         self._ready = asyncio.Event()
         self._closing = False
         self._revive: asyncio.Task[None] | None = None
@@ -98,6 +100,12 @@ class Link:
         if self._js is None or self._js[0] is not nc:
             self._js = (nc, nc.jetstream(timeout=self._options.publish_timeout))
         return self._js[1]
+
+    def pubacks(self, nc: Client) -> PubAcks:
+        """The JetStream publisher of ``nc`` (cached for the current client)."""
+        if self._pubacks is None or self._pubacks[0] is not nc:
+            self._pubacks = (nc, PubAcks(nc))
+        return self._pubacks[1]
 
     async def close(self) -> None:
         """Flush what is buffered (acks, publishes), then disconnect. Idempotent."""

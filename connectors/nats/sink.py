@@ -151,7 +151,7 @@ async def publish(link: Link, wait: float, target: NatsTarget, event: CloudEvent
     """Encode ``event`` for ``target`` and return once the broker confirmed (see module doc)."""
     subject = target.subject
     message = encode(target, event)
-    headers = dict(message.headers or {})
+    headers = dict(message.headers) if message.headers else None
     nc = link.current()
     if len(message.data) > nc.max_payload:
         raise PublishRejected(
@@ -160,9 +160,9 @@ async def publish(link: Link, wait: float, target: NatsTarget, event: CloudEvent
         )
     try:
         if target.jetstream:
-            await link.jetstream(nc).publish(subject, message.data, timeout=wait, headers=headers)
+            await link.pubacks(nc).publish(subject, message.data, headers, wait)
         else:
-            await nc.publish(subject, message.data, headers=headers or None)
+            await nc.publish(subject, message.data, headers=headers)
             await _shared_flush(nc).flush(math.ceil(wait))
     except nats.js.errors.NoStreamResponseError as exc:
         raise await _no_responders(link, nc, subject) from exc

@@ -76,24 +76,25 @@ class AttributeHeaders:
 
     def __init__(self, hint: str) -> None:
         self._hint = hint
-        self._found: dict[str, tuple[str, str]] = {}  # name -> (where, value)
+        self._found: dict[str, tuple[str, str, str]] = {}  # name -> (kind, field, value)
 
-    def add(self, name: str, value: str, where: str) -> None:
-        """Record attribute ``name`` read from ``where`` (e.g. ``"header ce_id"``).
+    def add(self, name: str, value: str, field: str, kind: str = "header") -> None:
+        """Record attribute ``name`` read from ``kind`` ``field`` (e.g. header ``ce_id``).
 
         Raises ``InvalidEvent`` when ``name`` is not an attribute name, or when another
-        header already gave the same attribute a different value.
+        header already gave the same attribute a different value. (The location is
+        passed in parts and put together only for an error: this runs per header.)
         """
         if not is_valid_attribute_name(name):
-            raise InvalidEvent(where, f"{name!r} is not an attribute name: {NAME_RULE}")
+            raise InvalidEvent(f"{kind} {field}", f"{name!r} is not an attribute name: {NAME_RULE}")
         previous = self._found.get(name)
         if previous is None:
-            self._found[name] = (where, value)
-        elif previous[1] != value:
+            self._found[name] = (kind, field, value)
+        elif previous[2] != value:
             raise InvalidEvent(
-                where,
+                f"{kind} {field}",
                 f"gives attribute {name!r} the value {value!r}, but {previous[0]} "
-                f"gives it {previous[1]!r}; send the attribute once",
+                f"{previous[1]} gives it {previous[2]!r}; send the attribute once",
             )
 
     def event(self, data: bytes | None) -> CloudEvent:
@@ -104,7 +105,7 @@ class AttributeHeaders:
                     name, f"required attribute is missing (expected {self._hint.format(name)})"
                 )
         return CloudEvent.from_attributes(
-            {name: value for name, (_, value) in self._found.items()}, data
+            {name: value for name, (_, _, value) in self._found.items()}, data
         )
 
 

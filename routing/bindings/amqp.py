@@ -106,12 +106,10 @@ def from_message(message: AmqpMessage) -> CloudEvent | None:
     for header, value in message.headers.items():
         for prefix in INGEST_PREFIXES:
             if header.startswith(prefix):
-                attributes.add(
-                    header[len(prefix) :], _header_value(header, value), f"header {header}"
-                )
+                attributes.add(header[len(prefix) :], _header_value(header, value), header)
                 break
     if message.content_type is not None:
-        attributes.add("datacontenttype", message.content_type, "property content_type")
+        attributes.add("datacontenttype", message.content_type, "content_type", "property")
     return attributes.event(data_or_none(message.body))
 
 

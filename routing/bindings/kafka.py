@@ -120,9 +120,9 @@ def from_message(message: KafkaMessage) -> CloudEvent | None:
     attributes = AttributeHeaders(f"header {HEADER_PREFIX}{{}}")
     for name, value in message.headers:
         if name.startswith(HEADER_PREFIX):
-            attributes.add(name[len(HEADER_PREFIX) :], header_text(name, value), f"header {name}")
+            attributes.add(name[len(HEADER_PREFIX) :], header_text(name, value), name)
     if content_type is not None:
-        attributes.add("datacontenttype", content_type, f"header {CONTENT_TYPE}")
+        attributes.add("datacontenttype", content_type, CONTENT_TYPE)
     return attributes.event(message.value)
 
 

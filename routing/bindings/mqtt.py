@@ -134,11 +134,11 @@ def from_message(message: MqttMessage) -> CloudEvent | None:
     attributes = AttributeHeaders("user property {}")
     for name, value in message.user_properties:
         if name.startswith(INGEST_PREFIX):
-            attributes.add(name[len(INGEST_PREFIX) :], value, f"user property {name}")
+            attributes.add(name[len(INGEST_PREFIX) :], value, name, "user property")
         elif is_valid_attribute_name(name):
-            attributes.add(name, value, f"user property {name}")
+            attributes.add(name, value, name, "user property")
     if message.content_type is not None:
-        attributes.add("datacontenttype", message.content_type, "property Content Type")
+        attributes.add("datacontenttype", message.content_type, "Content Type", "property")
     return attributes.event(data_or_none(message.payload))
 
 

@@ -77,6 +77,9 @@ CONTENT_TYPE: Final = "Content-Type"
 # Printable ASCII except '"' and '%': the characters 3.1.3.2 leaves unencoded.
 _UNENCODED: Final = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) not in '"%')
 _BAD_ESCAPE: Final = re.compile(r"%(?![0-9A-Fa-f]{2})")
+_NEEDS_ENCODING: Final = re.compile("[^" + re.escape(_UNENCODED) + "]")
+# A header value that percent-decoding leaves as it is (space only inside).
+_PLAIN: Final = re.compile(r"[!#$&-~](?:[ !#$&-~]*[!#$&-~])?")
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,13 +119,15 @@ def from_message(message: NatsMessage) -> CloudEvent | None:
     attributes = AttributeHeaders(f"header {HEADER_PREFIX}{{}}")
     for lowered, name, value in headers:
         if lowered.startswith(HEADER_PREFIX):
-            where = f"header {name}"
-            attributes.add(lowered[len(HEADER_PREFIX) :], percent_decode(value, where), where)
+            text = value if _plain(value) else percent_decode(value, f"header {name}")
+            attributes.add(lowered[len(HEADER_PREFIX) :], text, name)
     return attributes.event(data_or_none(message.data))
 
 
 def percent_encode(text: str) -> str:
     """Percent-encode an attribute's canonical string for a header (HTTP 3.1.3.2)."""
+    if _NEEDS_ENCODING.search(text) is None:  # the common case: nothing to escape
+        return text
     return quote(text, safe=_UNENCODED, encoding="utf-8", errors="strict")
 
 
@@ -132,6 +137,8 @@ def percent_decode(value: str, where: str = "header") -> str:
     Raises ``InvalidEvent`` naming ``where`` for a broken quoted string, a ``%`` not
     followed by two hex digits, or escapes that do not decode as UTF-8.
     """
+    if _plain(value):
+        return value
     text = value.strip(" \t")
     if text.startswith('"'):
         text = _unquote(text, where)
@@ -148,6 +155,11 @@ def percent_decode(value: str, where: str = "header") -> str:
         raise InvalidEvent(
             where, f"{value!r} does not percent-decode to UTF-8 text ({exc.reason})"
         ) from None
+
+
+def _plain(value: str) -> bool:
+    """True when ``value`` reads as itself: no quotes, escapes, edge blanks, non-ASCII."""
+    return _PLAIN.fullmatch(value) is not None
 
 
 def _unquote(text: str, where: str) -> str:

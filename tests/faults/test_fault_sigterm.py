@@ -32,6 +32,7 @@ from tests.faults.harness import AMQP, KAFKA, MQTT, NATS, Pair, Scenario, until
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
 EVENTS = 2500  # per route
+RATE = 250.0  # events/s per route: the stream lasts 10 s
 
 
 @pytest.mark.timeout(180)
@@ -53,7 +54,9 @@ async def test_sigterm_drains_and_restart_delivers_no_duplicates(
     async with Scenario(pairs) as scenario:
         gateway = gateways(scenario.write(tmp_path), "gw")
         await gateway.wait_started()
-        feeding = asyncio.gather(*(scenario.feed(pair, EVENTS) for pair in pairs))
+        # Paced, so that the stream outlasts the moment of the SIGTERM below however
+        # fast the gateway keeps up with it.
+        feeding = asyncio.gather(*(scenario.feed(pair, EVENTS, rate=RATE) for pair in pairs))
         assert await until(lambda: all(pair.unique() > 0 for pair in pairs), 60)
         await asyncio.sleep(rng.uniform(0.5, 2.0))
         at_term = [pair.unique() for pair in pairs]

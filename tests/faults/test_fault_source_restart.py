@@ -7,9 +7,10 @@ Routes read from private source brokers this test owns:
     NATS JetStream (private)         -> Kafka (session mock)
     Kafka (private mock, frozen)     -> RabbitMQ (system)
 
-A backlog is fed into every source before the gateway starts; once every route is
-working through it, RabbitMQ, Mosquitto and NATS are stopped (SIGTERM) and the Kafka
-mock frozen (it cannot restart with its data) for ``MESHGATE_FAULT_OUTAGE_S`` seconds.
+Once every route is live, a backlog is fed into every source while the gateway is
+frozen (SIGSTOP); once every route is working through it, RabbitMQ, Mosquitto and
+NATS are stopped (SIGTERM) and the Kafka mock frozen (it cannot restart with its
+data) for ``MESHGATE_FAULT_OUTAGE_S`` seconds.
 After they are back, the consumers must come back by themselves: the AMQP source
 queue must regain its consumer (not "reconnected with zero consumers") and keep it,
 and more events fed after the restart must flow on every route. Nothing fed may be
@@ -40,7 +41,8 @@ from tests.faults.harness import AMQP, KAFKA, MQTT, NATS, Pair, Scenario, until
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
-BURST = 2500
+PROBE = 20
+BURST = 4000
 AFTER = 500
 
 
@@ -64,14 +66,20 @@ async def test_source_restart_consumers_come_back_and_nothing_is_lost(
         ]
         from_rabbit = pairs[0]
         async with Scenario(pairs) as scenario:
-            # The backlog is in the sources before the gateway starts, so the stop below
-            # comes in the middle of it on every route, however fast the machine is.
-            await asyncio.gather(*(scenario.feed(pair, BURST) for pair in pairs))
             gateway = gateways(scenario.write(tmp_path), "gw")
             await gateway.wait_started()
             consumers = Consumers(scenario, from_rabbit)
             assert await consumers.regained(30), "the gateway never consumed its AMQP source"
-            assert await until(lambda: all(pair.unique() >= 100 for pair in pairs), 60)
+            # Every route live first (the Kafka group join takes seconds), then the
+            # backlog is fed while the gateway is frozen: all routes start on it at the
+            # same moment, so the stop below comes in the middle of it on every route,
+            # however fast the gateway is.
+            await asyncio.gather(*(scenario.feed(pair, PROBE) for pair in pairs))
+            assert await until(lambda: all(pair.unique() == PROBE for pair in pairs), 60)
+            with frozen(gateway.pid):
+                await asyncio.gather(*(scenario.feed(pair, BURST) for pair in pairs))
+            started = lambda: all(pair.unique() > PROBE for pair in pairs)  # noqa: E731
+            assert await until(started, 60, step=0.01)
             at_stop = [pair.unique() for pair in pairs]
 
             brokers = [private_rabbit, private_mosquitto, private_nats]
@@ -96,11 +104,13 @@ async def test_source_restart_consumers_come_back_and_nothing_is_lost(
                 fault_report.add(
                     f"source {verb} {outage_s:.0f}s",
                     pair,
-                    f"delivered {at_stop[index]}/{BURST} at the stop, {during[index]} after; "
-                    f"+{AFTER} fed after restart",
+                    f"delivered {at_stop[index]}/{PROBE + BURST} at the stop, "
+                    f"{during[index]} after; +{AFTER} fed after restart",
                 )
             assert delivered, {pair.name: pair.tally() for pair in pairs}
-            assert all(n < BURST for n in at_stop), f"no backlog left at the stop: {at_stop}"
+            assert all(n < PROBE + BURST for n in at_stop), (
+                f"no backlog left at the stop: {at_stop}"
+            )
             for pair in pairs:
                 assert pair.tally()["lost"] == 0, (pair.name, pair.tally())
             assert not scenario.errors

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -28,7 +29,7 @@ from nats.js.api import StreamConfig
 from pydantic import SecretStr
 
 from connectors.base import Delivery, HealthState
-from connectors.errors import ConnectionLost, ConnectorError, PublishRejected
+from connectors.errors import ConnectionLost, ConnectorError, PublishRejected, PublishTimeout
 from connectors.nats import JetStreamSource, NatsConnector, NatsOptions, NatsSource, NatsTarget
 from connectors.nats.config import redact_url
 from gateway.localbrokers import LOOPBACK, free_port, nats_server_binary, wait_for_port
@@ -316,13 +317,65 @@ async def test_publish_without_stream_is_rejected() -> None:
             await conn.publish(bad, sample_event())
 
 
+async def test_publish_without_pub_ack_times_out(broker: Broker) -> None:
+    # A core subscriber that swallows the message and never answers stands in for a
+    # stream that stored nothing: the publish must fail in time, retriably.
+    subject = f"{unique_name('silent')}.x"
+    nc = await broker.client()
+    swallowed: list[object] = []
+
+    async def swallow(msg: Any) -> None:
+        swallowed.append(msg)
+
+    await nc.subscribe(subject, cb=swallow)
+    await nc.flush()
+    target = NatsTarget(connector="nats", subject=subject)
+    async with running(connector(publish_timeout=0.5)) as conn:
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(PublishTimeout, match="no confirmation") as failure:
+            await conn.publish(target, sample_event())
+        elapsed = asyncio.get_running_loop().time() - started
+    assert failure.value.retriable
+    assert 0.45 <= elapsed < 1.5
+    assert len(swallowed) == 1
+
+
+async def test_pub_ack_errors_are_refusals(broker: Broker) -> None:
+    # A responder answering with a JetStream API error (as a stream does for a failed
+    # expectation) is a refusal, with the server's description.
+    subject = f"{unique_name('refusing')}.x"
+    nc = await broker.client()
+
+    async def refuse(msg: Any) -> None:
+        error = {"code": 400, "err_code": 10071, "description": "wrong last sequence: 7"}
+        await nc.publish(msg.reply, json.dumps({"error": error}).encode())
+
+    await nc.subscribe(subject, cb=refuse)
+    await nc.flush()
+    target = NatsTarget(connector="nats", subject=subject)
+    async with running(connector()) as conn:
+        with pytest.raises(PublishRejected, match="wrong last sequence") as failure:
+            await conn.publish(target, sample_event())
+    assert not failure.value.retriable
+
+
+async def test_concurrent_jetstream_publishes_are_each_confirmed(broker: Broker) -> None:
+    stream, subject = await broker.stream()
+    target = NatsTarget(connector="nats", subject=subject)
+    async with running(connector()) as conn:
+        # The first publishes race to set up the PubAck subscription.
+        await asyncio.gather(*(conn.publish(target, sample_event(n)) for n in range(300)))
+    assert await broker.stored(stream) == 300
+
+
 @pytest.fixture
 def nats_without_jetstream() -> Iterator[str]:
     """A private nats-server without -js: every JetStream request finds no responders."""
     port = free_port()
     cmd = [str(nats_server_binary()), "-a", LOOPBACK, "-p", str(port)]
-    server = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         assert wait_for_port(port, 15)
         yield f"nats://{LOOPBACK}:{port}"
@@ -420,7 +473,9 @@ class PrivateNats:
         cmd = [str(nats_server_binary()), "-a", LOOPBACK, "-p", str(self.port), "-js"]
         self.process = subprocess.Popen(
             [*cmd, "-sd", str(self.store), "-l", str(self.store / "server.log")],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         if not wait_for_port(self.port, 15):
             pytest.fail(f"private nats-server did not listen on {self.port}")
@@ -467,7 +522,10 @@ async def test_jetstream_source_survives_server_restart(
     )
     target = NatsTarget(connector="nats", subject=subject)
     conn = connector(
-        (private_nats.url,), reconnect_wait=0.2, reconnect_jitter=0.2, connect_timeout=1.0,
+        (private_nats.url,),
+        reconnect_wait=0.2,
+        reconnect_jitter=0.2,
+        connect_timeout=1.0,
         max_reconnect_attempts=max_reconnect_attempts,
     )
     async with running(conn):

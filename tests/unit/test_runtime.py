@@ -490,3 +490,38 @@ async def test_native_headers_pass_to_the_target(gateway_for) -> None:
     assert out.headers["X-Request-Id"] == "req-7" and out.headers["X-Gateway"] == "edge"
     decoded = binding.from_message(out)
     assert decoded is not None and decoded.canonical_attributes() == event(1).canonical_attributes()
+
+
+async def test_heartbeats_signal_only_long_deliveries_and_never_overlap(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from gateway.runtime import _Heartbeats
+
+    monkeypatch.setattr(_Heartbeats, "PERIOD", 0.05)
+    beats = {"slow": 0, "fast": 0, "stuck": 0}
+    release_stuck = asyncio.Event()
+
+    def signal(name: str) -> Callable[[], asyncio.Future[None]]:
+        async def beat() -> None:
+            beats[name] += 1
+            if name == "stuck":
+                await release_stuck.wait()  # a signal that hangs: no second one meanwhile
+
+        return beat  # type: ignore[return-value]
+
+    heartbeats = _Heartbeats()
+    heartbeats.add(1, signal("slow"))
+    heartbeats.add(2, signal("fast"))
+    heartbeats.add(3, signal("stuck"))
+    heartbeats.remove(2)  # finished before its first beat
+    await asyncio.sleep(0.33)
+    heartbeats.remove(1)
+    slow_beats = beats["slow"]
+    assert 3 <= slow_beats <= 6
+    assert beats["fast"] == 0
+    assert beats["stuck"] == 1
+    release_stuck.set()
+    heartbeats.remove(3)
+    await asyncio.sleep(0.15)
+    assert beats["slow"] == slow_beats  # nothing after remove()
+    assert heartbeats._ticker is None  # the loop ends once nothing is in flight
