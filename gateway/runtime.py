@@ -363,7 +363,7 @@ class _Pipeline:
             targets = route.targets
             values = (
                 self._values(delivery, event)
-                if any(t.templates or t.egress or t.header_templates for t in targets)
+                if route.reads_values
                 else _NO_VALUES  # static targets without egress rules read nothing
             )
             if len(targets) == 1:  # no gather (a task per target) for the common case
@@ -397,7 +397,7 @@ class _Pipeline:
             return exc, 0, target.describe()
         connector = self.gateway.connectors[target.connector]
         policy = route.retry
-        backoff = Backoff(policy.initial_backoff, policy.max_backoff)
+        backoff: Backoff | None = None  # made on the first retry only: most never retry
         # Without a dead letter, giving up would only strand the message unacknowledged
         # (stalling AMQP and MQTT sources and Kafka commits): a retriable failure (an
         # outage) is then retried until it ends, i.e. backpressure. With a dead letter,
@@ -429,6 +429,8 @@ class _Pipeline:
                 log.exception("route %s: bug: publish to %s raised", route.name, target.describe())
                 return exc, attempt, target.describe()
             self.gateway.stats[route.name].retries += 1
+            if backoff is None:
+                backoff = Backoff(policy.initial_backoff, policy.max_backoff)
             await backoff.sleep()
 
     async def _dead_letter(

@@ -120,9 +120,16 @@ class Route:
     ordered: bool = False
     fingerprint: str = ""
     """Identity for hot reload: equal fingerprints mean the route did not change."""
+    reads_values: bool = field(init=False, repr=False, compare=False)
+    """True when a target renders templates or applies egress rules (per event)."""
+
+    def __post_init__(self) -> None:
+        reads = any(t.templates or t.egress or t.header_templates for t in self.targets)
+        object.__setattr__(self, "reads_values", reads)
 
     def matches(self, event: CloudEvent) -> bool:
         return self.filter is None or self.filter(event)
+
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,6 +24,7 @@ costs a round trip per message (measured on loopback: ~2.7k acks/s with
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -183,10 +184,26 @@ class _Settle:
             raise ConnectionLost(f"in-progress of {self._msg.subject!r} not sent: {exc}") from exc
 
 
+def _ack_coordinates(reply: str) -> tuple[str, int, int]:
+    """(stream, stream sequence, deliveries so far) from a JetStream ack subject.
+
+    ``$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<dseq>.<ts>.<pending>``, or with
+    ``<domain>.<account hash>`` after ``ACK`` (and a trailing token) on newer servers.
+    Read directly: nats-py's ``msg.metadata`` also builds a datetime and two objects.
+    """
+    tokens = reply.split(".")
+    if tokens[:2] == ["$JS", "ACK"]:
+        with contextlib.suppress(ValueError):
+            if len(tokens) == 9:
+                return tokens[2], int(tokens[5]), int(tokens[4])
+            if len(tokens) >= 11:
+                return tokens[4], int(tokens[7]), int(tokens[6])
+    raise nats.errors.NotJSMessageError
+
+
 def _jetstream_delivery(msg: Msg, options: JetStreamSource, timeout: float) -> Delivery:
-    meta = msg.metadata
+    stream, seq, delivered = _ack_coordinates(msg.reply)
     settle = _Settle(msg, options.ack_sync, timeout)
-    seq = meta.sequence.stream
     return Delivery(
         message=NatsMessage(msg.data, msg.headers),
         address=msg.subject,
@@ -196,13 +213,13 @@ def _jetstream_delivery(msg: Msg, options: JetStreamSource, timeout: float) -> D
         ack=settle.ack,
         nack=settle.nack,
         in_progress=settle.in_progress,
-        native_id=f"{meta.stream}/{seq}",
+        native_id=f"{stream}/{seq}",
         ordering_key=msg.subject,
         coordinates={
-            "stream": meta.stream,
+            "stream": stream,
             "seq": seq,
             "subject": msg.subject,
-            "num_delivered": meta.num_delivered,
+            "num_delivered": delivered,
         },
     )
 
