@@ -87,38 +87,40 @@ class _Lanes:
 
 
 class _Heartbeats:
-    """Sends ``in_progress`` for every delivery of a pipeline in flight longer than ``PERIOD``.
+    """Sends ``in_progress`` for every delivery of a pipeline still in flight a tick later.
 
     One timer loop per pipeline, not one timer per delivery: most deliveries finish
     long before the first beat, and then a heartbeat costs a dict insert and delete.
-    A delivery's beats never overlap (a slow signal skips a beat instead).
+    A delivery in flight at two consecutive ticks (``PERIOD`` apart) gets a beat, so
+    its first one comes 1-2 periods after it started, then one per period. A
+    delivery's beats never overlap (a slow signal skips a beat instead).
     """
 
     PERIOD = 1.0
 
     def __init__(self) -> None:
-        self._beating: dict[int, tuple[float, Callable[[], Awaitable[None]]]] = {}
+        self._beating: dict[int, Callable[[], Awaitable[None]]] = {}
         self._sending: dict[int, asyncio.Task[None]] = {}
         self._ticker: asyncio.Task[None] | None = None
 
     def add(self, token: int, signal: Callable[[], Awaitable[None]]) -> None:
-        loop = asyncio.get_running_loop()
-        self._beating[token] = (loop.time(), signal)
+        self._beating[token] = signal
         if self._ticker is None:
-            self._ticker = loop.create_task(self._tick())
+            self._ticker = asyncio.get_running_loop().create_task(self._tick())
 
     def remove(self, token: int) -> None:
         self._beating.pop(token, None)
 
     async def _tick(self) -> None:
         loop = asyncio.get_running_loop()
+        seen: set[int] = set()
         try:
             while self._beating:
                 await asyncio.sleep(self.PERIOD)
-                due = loop.time() - self.PERIOD
-                for token, (since, signal) in list(self._beating.items()):
-                    if since <= due and token not in self._sending:
+                for token, signal in list(self._beating.items()):
+                    if token in seen and token not in self._sending:
                         self._sending[token] = loop.create_task(self._send(token, signal))
+                seen = set(self._beating)
         finally:
             self._ticker = None
 

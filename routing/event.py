@@ -216,8 +216,20 @@ class CloudEvent:
         yield from self.extensions.items()
 
     def canonical_attributes(self) -> dict[str, str]:
-        """Every set attribute as its canonical string: what binary mode carries."""
-        return {name: canonical_string(value) for name, value in self.attributes()}
+        """Every set attribute as its canonical string: what binary mode carries.
+
+        Same order as ``attributes()``; written out because every binary-mode publish
+        calls it (context attributes are strings already).
+        """
+        out = {"id": self.id, "source": self.source, "specversion": self.specversion}
+        out["type"] = self.type
+        for name in OPTIONAL_ATTRIBUTES:
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = value
+        for name, extension in self.extensions.items():
+            out[name] = extension if type(extension) is str else canonical_string(extension)
+        return out
 
     @property
     def time_datetime(self) -> datetime | None:

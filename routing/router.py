@@ -131,7 +131,6 @@ class Route:
         return self.filter is None or self.filter(event)
 
 
-
 @dataclass(frozen=True, slots=True)
 class SourceGroup:
     """All routes that read the same source; consumed once."""

@@ -74,6 +74,7 @@ __all__ = [
 
 HEADER_PREFIX: Final = "ce-"
 CONTENT_TYPE: Final = "Content-Type"
+_CONTENT_TYPE_LOWER: Final = CONTENT_TYPE.lower()
 # Printable ASCII except '"' and '%': the characters 3.1.3.2 leaves unencoded.
 _UNENCODED: Final = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) not in '"%')
 _BAD_ESCAPE: Final = re.compile(r"%(?![0-9A-Fa-f]{2})")
@@ -110,17 +111,30 @@ def from_message(message: NatsMessage) -> CloudEvent | None:
     Raises ``InvalidEvent`` when the message claims to be a CloudEvent but breaks the
     binding or the spec; the error names the header or attribute at fault.
     """
-    headers = [(name.lower(), name, value) for name, value in (message.headers or {}).items()]
-    content_type = _content_type(headers)
+    content_type: str | None = None
+    found: list[tuple[str, str, str]] = []  # (attribute name, header name, raw value)
+    has_specversion = False
+    for name, value in (message.headers or {}).items():  # one pass: this runs per message
+        lowered = name.lower()
+        if lowered.startswith(HEADER_PREFIX):
+            attribute = lowered[len(HEADER_PREFIX) :]
+            has_specversion = has_specversion or attribute == "specversion"
+            found.append((attribute, name, value))
+        elif lowered == _CONTENT_TYPE_LOWER:
+            if content_type is not None and content_type != value:
+                raise InvalidEvent(
+                    f"header {name}",
+                    f"appears twice with different values ({content_type!r}, {value!r})",
+                )
+            content_type = value
     if content_type is not None and is_structured(content_type):
         return decode(message.data, content_type)
-    if not any(lowered == HEADER_PREFIX + "specversion" for lowered, _, _ in headers):
+    if not has_specversion:
         return headerless_json_event(message.data) if content_type is None else None
     attributes = AttributeHeaders(f"header {HEADER_PREFIX}{{}}")
-    for lowered, name, value in headers:
-        if lowered.startswith(HEADER_PREFIX):
-            text = value if _plain(value) else percent_decode(value, f"header {name}")
-            attributes.add(lowered[len(HEADER_PREFIX) :], text, name)
+    for attribute, name, value in found:
+        text = value if _plain(value) else percent_decode(value, f"header {name}")
+        attributes.add(attribute, text, name)
     return attributes.event(data_or_none(message.data))
 
 
@@ -181,16 +195,3 @@ def _unquote(text: str, where: str) -> str:
         out.append(char)
         i += 1
     return "".join(out)
-
-
-def _content_type(headers: list[tuple[str, str, str]]) -> str | None:
-    found: str | None = None
-    for lowered, name, value in headers:
-        if lowered != CONTENT_TYPE.lower():
-            continue
-        if found is not None and found != value:
-            raise InvalidEvent(
-                f"header {name}", f"appears twice with different values ({found!r}, {value!r})"
-            )
-        found = value
-    return found
