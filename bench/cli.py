@@ -158,7 +158,8 @@ class Bench:
             }
             workdir = self.workdir / scenario.name.replace("/", "_")
             workdir.mkdir(parents=True, exist_ok=True)
-            gateway = GatewayProcess(config, workdir, profiler=self.args.profile)
+            configs = _per_process(config, self.args.processes)
+            gateway = GatewayProcess(configs, workdir, profiler=self.args.profile)
             return await measure_path(
                 source,
                 targets,
@@ -246,7 +247,7 @@ def render_table(results: list[dict[str, Any]], matching: dict[str, Any] | None)
     header = (
         f"{'scenario':<24} {'events':>6} {'raw src ev/s':>12} {'raw tgt ev/s':>12} "
         f"{'gw ev/s':>9} {'gw/raw':>6} {'gw e2e p50/p99/p999 ms':>23} "
-        f"{'added p50/p99/p999 ms':>22} {'cpu s/10k':>9} {'RSS MB':>6}"
+        f"{'added p50/p99/p999 ms':>22} {'cpu s/10k':>9} {'RSS MB':>6} {'busy':>5}"
     )
     lines = [header, "-" * len(header)]
     for row in results:
@@ -261,7 +262,7 @@ def render_table(results: list[dict[str, Any]], matching: dict[str, Any] | None)
             f"{_fmt_rate(raw_tgt):>12} {_fmt_rate(gw['events_per_s']):>9} "
             f"{gw['ratio_to_slower_raw']:>6.2f} {_fmt_lat(gw.get('latency_ms')):>23} "
             f"{_fmt_lat(gw.get('added_latency_ms')):>22} {gw.get('cpu_s_per_10k', 0):>9.3f} "
-            f"{gw.get('peak_rss_mb', 0):>6.1f}"
+            f"{gw.get('peak_rss_mb', 0):>6.1f} {gw.get('machine_busy_cpus', 0):>5.2f}"
         )
     if matching:
         lines.append("")
@@ -277,6 +278,30 @@ def render_table(results: list[dict[str, Any]], matching: dict[str, Any] | None)
                 f"({m['matches_per_event']} matches/event)"
             )
     return "\n".join(lines)
+
+
+def _per_process(config: dict[str, Any], processes: int) -> list[dict[str, Any]]:
+    """One config per gateway process; several share the source as a fleet would:
+    distinct gateway ids and MQTT client ids, a ``$share`` group on an MQTT source and
+    a queue group on a core NATS one (the others share through durable/group/queue)."""
+    if processes <= 1:
+        return [config]
+    configs = []
+    for index in range(processes):
+        copy = json.loads(json.dumps(config))
+        copy["gateway"]["id"] = f"{config['gateway']['id']}-{index}"
+        for connector in copy["connectors"].values():
+            if connector["type"] == "mqtt":
+                connector["client_id"] = f"{connector['client_id']}-{index}"
+        for route in copy["routes"]:
+            source = route["from"]
+            kind = copy["connectors"][source["connector"]]["type"]
+            if kind == "mqtt":
+                source["share_group"] = "mgb"
+            elif kind == "nats" and "jetstream" not in source:
+                source["queue_group"] = "mgb"
+        configs.append(copy)
+    return configs
 
 
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -302,6 +327,13 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-in-flight", type=int, help="route max_in_flight (default 256)")
     parser.add_argument("--jetstream-batch", type=int, help="gateway JetStream pull batch")
     parser.add_argument("--kafka-linger-ms", type=int, help="gateway Kafka producer linger_ms")
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="gateway processes sharing each source through the broker's work sharing "
+        "(JetStream durable, Kafka group, AMQP queue, MQTT $share group, NATS queue group)",
+    )
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="results JSON file")
     parser.add_argument(
         "--profile",

@@ -25,63 +25,85 @@ _TICKS = os.sysconf("SC_CLK_TCK")
 
 
 class GatewayProcess:
-    """Start, watch and stop one gateway process for one scenario."""
+    """Start, watch and stop the gateway process(es) of one scenario.
 
-    def __init__(self, config: dict[str, Any], workdir: Path, profiler: str | None = None) -> None:
-        self.config_path = workdir / "gateway.yaml"
-        self.log_path = workdir / "gateway.log"
-        self.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+    With several ``configs``, one process each (scale-out on one source through the
+    broker's work sharing): CPU seconds are their sum, the peak RSS is the largest,
+    the profiler attaches to the first.
+    """
+
+    def __init__(
+        self, configs: list[dict[str, Any]], workdir: Path, profiler: str | None = None
+    ) -> None:
+        self.config_paths: list[Path] = []
+        self.log_paths: list[Path] = []
+        for index, config in enumerate(configs):
+            suffix = "" if len(configs) == 1 else f"-{index}"
+            path = workdir / f"gateway{suffix}.yaml"
+            path.write_text(yaml.safe_dump(config, sort_keys=False))
+            self.config_paths.append(path)
+            self.log_paths.append(workdir / f"gateway{suffix}.log")
         self.profiler = shlex.split(profiler) if profiler else []
-        self.process: subprocess.Popen[bytes] | None = None
+        self.processes: list[subprocess.Popen[bytes]] = []
         self._profiling: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        cmd = [
-            sys.executable,
-            "-m",
-            "gateway.cli",
-            "--log-level",
-            "warning",
-            "run",
-            "--no-watch",
-            str(self.config_path),
-        ]
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-        with self.log_path.open("wb") as log:
-            self.process = subprocess.Popen(
-                cmd, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log
-            )
+        for config_path, log_path in zip(self.config_paths, self.log_paths, strict=True):
+            cmd = [
+                sys.executable,
+                "-m",
+                "gateway.cli",
+                "--log-level",
+                "warning",
+                "run",
+                "--no-watch",
+                str(config_path),
+            ]
+            with log_path.open("wb") as log:
+                self.processes.append(
+                    subprocess.Popen(
+                        cmd, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log
+                    )
+                )
 
     @property
     def pid(self) -> int:
-        assert self.process is not None
-        return self.process.pid
+        return self.processes[0].pid
 
     def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None
+        return bool(self.processes) and all(p.poll() is None for p in self.processes)
 
     def cpu_seconds(self) -> float:
-        """User + system CPU time of the gateway so far (every thread)."""
-        text = Path(f"/proc/{self.pid}/stat").read_text()
-        fields = text[text.rindex(")") + 2 :].split()
-        return (int(fields[11]) + int(fields[12])) / _TICKS
+        """User + system CPU time of the gateway process(es) so far (every thread)."""
+        total = 0.0
+        for process in self.processes:
+            text = Path(f"/proc/{process.pid}/stat").read_text()
+            fields = text[text.rindex(")") + 2 :].split()
+            total += (int(fields[11]) + int(fields[12])) / _TICKS
+        return total
 
     def peak_rss_bytes(self) -> int:
-        """The peak resident set size (VmHWM) of the gateway process."""
-        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-        return 0
+        """The largest peak resident set size (VmHWM) of the gateway process(es)."""
+        peak = 0
+        for process in self.processes:
+            for line in Path(f"/proc/{process.pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    peak = max(peak, int(line.split()[1]) * 1024)
+        return peak
 
     def log_tail(self, lines: int = 30) -> str:
-        with contextlib.suppress(OSError):
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        return ""
+        tails = []
+        for log_path in self.log_paths:
+            with contextlib.suppress(OSError):
+                text = log_path.read_text(errors="replace").splitlines()[-lines:]
+                tails.append(f"== {log_path.name}\n" + "\n".join(text))
+        return "\n".join(tails)
 
     def start_profiler(self) -> None:
         """Attach the profiler command, if one was given: ``{pid}`` in it is replaced by
-        the gateway's pid, else ``--pid PID`` is appended (py-spy)."""
+        the (first) gateway's pid, else ``--pid PID`` is appended (py-spy)."""
         if self.profiler:
             pid = str(self.pid)
             if any("{pid}" in part for part in self.profiler):
@@ -101,15 +123,18 @@ class GatewayProcess:
                 profiling.kill()
 
     def stop(self, grace: float = 30.0) -> int | None:
-        """SIGTERM (drain), then SIGKILL after ``grace`` seconds; the exit code."""
-        process = self.process
-        if process is None:
+        """SIGTERM (drain), then SIGKILL after ``grace`` seconds; the worst exit code."""
+        if not self.processes:
             return None
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
+        for process in self.processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        codes = []
+        for process in self.processes:
             try:
                 process.wait(grace)
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
-        return process.returncode
+            codes.append(process.returncode)
+        return next((code for code in codes if code), codes[0])

@@ -15,10 +15,12 @@ The gateway's CPU time is read right before and after phase 2.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections import deque
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from bench.endpoints import Endpoint
@@ -89,6 +91,11 @@ class PathResult:
     latency_ms: dict[str, float] | None = None
     cpu_seconds: float | None = None
     peak_rss_bytes: int | None = None
+    machine_busy: float | None = None
+    """Busy CPUs of the whole machine during the run (0..nproc): the gateway, the
+    brokers and this load generator share them, so near nproc the machine is the bound."""
+    loadgen_cpu_seconds: float | None = None
+    """CPU time of this process (raw publisher and consumer) during the run."""
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -105,7 +112,23 @@ class PathResult:
             out["cpu_s_per_10k"] = round(self.cpu_seconds / self.events * 10_000, 4)
         if self.peak_rss_bytes is not None:
             out["peak_rss_mb"] = round(self.peak_rss_bytes / 2**20, 1)
+        if self.machine_busy is not None:
+            out["machine_busy_cpus"] = round(self.machine_busy, 2)
+        if self.loadgen_cpu_seconds is not None:
+            out["loadgen_cpu_seconds"] = round(self.loadgen_cpu_seconds, 3)
         return out
+
+
+def _machine_ticks() -> tuple[int, int]:
+    """(busy, total) jiffies of all CPUs from /proc/stat (idle and iowait are not busy)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    total = sum(fields[:8])  # user nice system idle iowait irq softirq steal
+    return total - fields[3] - fields[4], total
+
+
+def _own_cpu() -> float:
+    times = os.times()
+    return times.user + times.system
 
 
 def percentiles(samples_ns: Sequence[int]) -> dict[str, float]:
@@ -190,6 +213,14 @@ async def _warm_up(
         await (await source.send(probe))
         await source.flush()
         await asyncio.sleep(0.1)
+    if gateway is not None and len(gateway.processes) > 1:
+        # The first probe proves one process live; give the others time to join (a
+        # Kafka group rebalances, for seconds on the mock cluster) with probes flowing.
+        settle = time.monotonic() + 8.0
+        while time.monotonic() < settle:
+            await (await source.send(probe))
+            await source.flush()
+            await asyncio.sleep(0.1)
     await asyncio.sleep(0.5)  # let the remaining probes pass
 
 
@@ -226,11 +257,15 @@ async def measure_path(
     if gateway is not None:
         gateway.start_profiler()
     cpu_before = gateway.cpu_seconds() if gateway is not None else None
+    busy_before, total_before = _machine_ticks()
+    own_before = _own_cpu()
     started = time.monotonic()
     await _publish_window(source, natives, window, receivers, max_ahead)
     complete = await _wait_all(receivers, timeout=60.0 + events / 500)
     ended = max(r.last_arrival for r in receivers) if complete else time.monotonic()
     cpu_after = gateway.cpu_seconds() if gateway is not None else None
+    own_after = _own_cpu()
+    busy_after, total_after = _machine_ticks()
     if gateway is not None:
         gateway.stop_profiler()
     received = min(len(r.seen) for r in receivers)
@@ -244,6 +279,10 @@ async def measure_path(
     )
     if cpu_before is not None and cpu_after is not None:
         throughput.cpu_seconds = cpu_after - cpu_before
+    if total_after > total_before:
+        share = (busy_after - busy_before) / (total_after - total_before)
+        throughput.machine_busy = share * (os.cpu_count() or 1)
+    throughput.loadgen_cpu_seconds = own_after - own_before
     if not complete:
         tail = gateway.log_tail() if gateway is not None else ""
         raise PathFailed(f"only {received} of {events} events arrived\n{tail}")

@@ -141,6 +141,7 @@ class _Pipeline:
         self.group = group
         self.connector = gateway.connectors[group.connector]
         self.slots = asyncio.Semaphore(group.max_in_flight)
+        self.ordered = group.ordered  # read per delivery; computed from the routes
         self.tasks: set[asyncio.Task[None]] = set()
         self.lanes = _Lanes()
         self.heartbeats = _Heartbeats()
@@ -264,7 +265,7 @@ class _Pipeline:
         if delivery.in_progress is not None:
             self.heartbeats.add(token, delivery.in_progress)
         try:
-            if self.group.ordered and delivery.ordering_key is not None:
+            if self.ordered and delivery.ordering_key is not None:
                 async with self.lanes.hold(delivery.ordering_key):
                     await self._process_now(delivery)
             else:
