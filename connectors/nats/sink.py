@@ -151,7 +151,8 @@ async def publish(link: Link, wait: float, target: NatsTarget, event: CloudEvent
     """Encode ``event`` for ``target`` and return once the broker confirmed (see module doc)."""
     subject = target.subject
     message = encode(target, event)
-    headers = dict(message.headers) if message.headers else None
+    raw = message.headers  # a fresh dict from encode(), only read by nats-py: no copy
+    headers = (raw if isinstance(raw, dict) else dict(raw)) if raw else None
     nc = link.current()
     if len(message.data) > nc.max_payload:
         raise PublishRejected(

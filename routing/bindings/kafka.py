@@ -65,6 +65,7 @@ __all__ = ["HEADER_PREFIX", "KafkaMessage", "from_message", "to_message"]
 
 HEADER_PREFIX = "ce_"
 CONTENT_TYPE = "content-type"
+_SPECVERSION_HEADER = HEADER_PREFIX + "specversion"
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,33 +109,32 @@ def from_message(message: KafkaMessage) -> CloudEvent | None:
     Raises ``InvalidEvent`` when the record claims to be a CloudEvent but breaks the
     binding or the spec; the error names the header or attribute at fault.
     """
-    content_type = _content_type(message.headers)
+    content_type: str | None = None
+    found: list[tuple[str, bytes]] = []  # the ce_ headers
+    has_specversion = False
+    for name, value in message.headers:  # one pass: this runs per record
+        if name.startswith(HEADER_PREFIX):
+            has_specversion = has_specversion or name == _SPECVERSION_HEADER
+            found.append((name, value))
+        elif name.lower() == CONTENT_TYPE:
+            text = header_text(name, value)
+            if content_type is not None and content_type != text:
+                raise InvalidEvent(
+                    f"header {name}",
+                    f"appears twice with different values ({content_type!r}, {text!r})",
+                )
+            content_type = text
     if content_type is not None and is_structured(content_type):
         if message.value is None:
             raise InvalidEvent(
                 "value", "a structured-mode record carries the event in its value, but it has none"
             )
         return decode(message.value, content_type)
-    if not any(name == HEADER_PREFIX + "specversion" for name, _ in message.headers):
+    if not has_specversion:
         return None
     attributes = AttributeHeaders(f"header {HEADER_PREFIX}{{}}")
-    for name, value in message.headers:
-        if name.startswith(HEADER_PREFIX):
-            attributes.add(name[len(HEADER_PREFIX) :], header_text(name, value), name)
+    for name, value in found:
+        attributes.add(name[len(HEADER_PREFIX) :], header_text(name, value), name)
     if content_type is not None:
         attributes.add("datacontenttype", content_type, CONTENT_TYPE)
     return attributes.event(message.value)
-
-
-def _content_type(headers: tuple[tuple[str, bytes], ...]) -> str | None:
-    found: str | None = None
-    for name, value in headers:
-        if name.lower() != CONTENT_TYPE:
-            continue
-        text = header_text(name, value)
-        if found is not None and found != text:
-            raise InvalidEvent(
-                f"header {name}", f"appears twice with different values ({found!r}, {text!r})"
-            )
-        found = text
-    return found
