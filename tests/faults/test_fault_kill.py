@@ -30,6 +30,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
 EVENTS = int(os.environ.get("MESHGATE_FAULT_EVENTS", "22000"))
 KILLS = 4
+RATE = 150.0  # events/s per route: ~37 s of stream with the default EVENTS
 MAX_IN_FLIGHT = 256  # the route default
 # What one kill can leave unacknowledged (or acked but not committed) per source.
 WINDOW = {
@@ -61,7 +62,9 @@ async def test_sigkill_at_random_moments_loses_nothing(
         gateway = gateways(scenario.write(tmp_path), "gw")
         await gateway.wait_started()
         per_pair = -(-EVENTS // len(pairs))
-        feeding = asyncio.gather(*(scenario.feed(pair, per_pair) for pair in pairs))
+        # Paced so the stream outlasts the kills (each waits for the Kafka group to
+        # recover) however fast the gateway keeps up: every kill lands mid-stream.
+        feeding = asyncio.gather(*(scenario.feed(pair, per_pair, rate=RATE) for pair in pairs))
         moments: list[str] = []
         hit: dict[str, int] = {pair.name: 0 for pair in pairs}  # kills while it flowed
         for _ in range(KILLS):
