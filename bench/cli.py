@@ -59,6 +59,12 @@ def _machine() -> dict[str, Any]:
     }
 
 
+BACKLOG_SOURCES = frozenset({"nats", "amqp"})
+"""Sources that keep a backlog for a frozen gateway. Core NATS drops it (slow
+consumer), Mosquitto beyond max_queued_messages, the Kafka mock beyond ~5 MB a
+partition."""
+
+
 def _max_ahead(kinds: Sequence[str], size: int) -> int | None:
     """How far the publisher may run ahead of the consumer, for brokers that drop
     what a slow consumer has not taken yet."""
@@ -109,7 +115,7 @@ class Bench:
         events = self.events_for(scenario)
         endpoint = await self.endpoint(kind)
         try:
-            throughput, latency = await measure_path(
+            throughput, latency, _ = await measure_path(
                 endpoint,
                 [endpoint],
                 events=events,
@@ -131,7 +137,9 @@ class Bench:
         )
         return result
 
-    async def gateway_path(self, scenario: Scenario) -> tuple[PathResult, PathResult | None]:
+    async def gateway_path(
+        self, scenario: Scenario
+    ) -> tuple[PathResult, PathResult | None, PathResult | None]:
         source = await self.endpoint(scenario.source)
         targets: list[Endpoint] = []
         gateway: GatewayProcess | None = None
@@ -171,6 +179,7 @@ class Bench:
                 latency_rate=self.args.rate,
                 gateway=gateway,
                 max_ahead=_max_ahead(scenario.kinds, scenario.size),
+                backlog=scenario.source in BACKLOG_SOURCES and not self.args.no_backlog,
             )
         finally:
             if gateway is not None:
@@ -185,8 +194,10 @@ class Bench:
     async def scenario(self, scenario: Scenario) -> dict[str, Any]:
         raw = {kind: await self.raw_path(kind, scenario) for kind in dict.fromkeys(scenario.kinds)}
         slower = min(raw[kind]["events_per_s"] for kind in raw)
-        throughput, latency = await self.gateway_path(scenario)
+        throughput, latency, drained = await self.gateway_path(scenario)
         gateway = throughput.as_dict()
+        if drained is not None:
+            gateway["backlog"] = drained.as_dict()
         gateway["ratio_to_slower_raw"] = round(throughput.rate / slower, 3) if slower else None
         if latency is not None and latency.latency_ms:
             gateway["latency_ms"] = latency.latency_ms
@@ -247,7 +258,8 @@ def render_table(results: list[dict[str, Any]], matching: dict[str, Any] | None)
     header = (
         f"{'scenario':<24} {'events':>6} {'raw src ev/s':>12} {'raw tgt ev/s':>12} "
         f"{'gw ev/s':>9} {'gw/raw':>6} {'gw e2e p50/p99/p999 ms':>23} "
-        f"{'added p50/p99/p999 ms':>22} {'cpu s/10k':>9} {'RSS MB':>6} {'busy':>5}"
+        f"{'added p50/p99/p999 ms':>22} {'cpu s/10k':>9} {'RSS MB':>6} {'busy':>5} "
+        f"{'drain ev/s':>10}"
     )
     lines = [header, "-" * len(header)]
     for row in results:
@@ -262,7 +274,8 @@ def render_table(results: list[dict[str, Any]], matching: dict[str, Any] | None)
             f"{_fmt_rate(raw_tgt):>12} {_fmt_rate(gw['events_per_s']):>9} "
             f"{gw['ratio_to_slower_raw']:>6.2f} {_fmt_lat(gw.get('latency_ms')):>23} "
             f"{_fmt_lat(gw.get('added_latency_ms')):>22} {gw.get('cpu_s_per_10k', 0):>9.3f} "
-            f"{gw.get('peak_rss_mb', 0):>6.1f} {gw.get('machine_busy_cpus', 0):>5.2f}"
+            f"{gw.get('peak_rss_mb', 0):>6.1f} {gw.get('machine_busy_cpus', 0):>5.2f} "
+            f"{_fmt_rate(gw['backlog']['events_per_s']) if 'backlog' in gw else '-':>10}"
         )
     if matching:
         lines.append("")
@@ -333,6 +346,12 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         default=1,
         help="gateway processes sharing each source through the broker's work sharing "
         "(JetStream durable, Kafka group, AMQP queue, MQTT $share group, NATS queue group)",
+    )
+    parser.add_argument(
+        "--no-backlog",
+        action="store_true",
+        help="skip the backlog phase (events published while the gateway is frozen, then "
+        "drained: its rate without a publisher competing for the CPU)",
     )
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="results JSON file")
     parser.add_argument(

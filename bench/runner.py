@@ -31,6 +31,7 @@ from routing.bindings import Mode
 __all__ = ["PathResult", "Receiver", "measure_path", "percentiles"]
 
 LATENCY_BASE = 10_000_000  # sequence numbers of the latency phase start here
+BACKLOG_BASE = 20_000_000  # and those of the backlog phase here
 
 
 class PathFailed(RuntimeError):
@@ -237,11 +238,16 @@ async def measure_path(
     gateway: GatewayProcess | None = None,
     consume_started: bool = False,
     max_ahead: int | None = None,
-) -> tuple[PathResult, PathResult | None]:
-    """Throughput (and latency) of source -> [gateway ->] targets; see the module doc.
+    backlog: bool = False,
+) -> tuple[PathResult, PathResult | None, PathResult | None]:
+    """Throughput, latency and backlog drain of source -> [gateway ->] targets; see the
+    module doc.
 
     ``max_ahead`` bounds published minus received events (closed loop): for brokers
     that drop what a slow subscriber cannot take (Mosquitto's max_queued_messages).
+    ``backlog`` (gateway paths only): ``events`` more are published while the gateway
+    is frozen (SIGSTOP), then it is resumed and timed until all arrived: its rate
+    without a publisher competing for the CPU.
     """
     receivers = [Receiver() for _ in targets]
     if not consume_started:
@@ -304,6 +310,47 @@ async def measure_path(
             duplicates=sum(r.duplicates for r in receivers),
             latency_ms=percentiles(samples),
         )
+    drained: PathResult | None = None
+    if backlog and gateway is not None:
+        drained = await _drain_backlog(source, receivers, gateway, events, size, mode, window)
     if gateway is not None:
         throughput.peak_rss_bytes = gateway.peak_rss_bytes()
-    return throughput, latency
+    return throughput, latency, drained
+
+
+async def _drain_backlog(
+    source: Endpoint,
+    receivers: list[Receiver],
+    gateway: GatewayProcess,
+    events: int,
+    size: int,
+    mode: Mode,
+    window: int,
+) -> PathResult:
+    natives = [source.encode(make_event(BACKLOG_BASE + i, size), mode) for i in range(events)]
+    for receiver in receivers:
+        receiver.reset(BACKLOG_BASE, events)
+    with gateway.frozen():
+        await _publish_window(source, natives, window, receivers, None)
+        cpu_before = gateway.cpu_seconds()
+        busy_before, total_before = _machine_ticks()
+        started = time.monotonic()
+    complete = await _wait_all(receivers, timeout=60.0 + events / 500)
+    ended = max(r.last_arrival for r in receivers) if complete else time.monotonic()
+    busy_after, total_after = _machine_ticks()
+    received = min(len(r.seen) for r in receivers)
+    seconds = max(ended - started, 1e-9)
+    drained = PathResult(
+        events=events,
+        seconds=seconds,
+        rate=received / seconds,
+        received=received,
+        duplicates=sum(r.duplicates for r in receivers),
+        cpu_seconds=gateway.cpu_seconds() - cpu_before,
+    )
+    if total_after > total_before:
+        share = (busy_after - busy_before) / (total_after - total_before)
+        drained.machine_busy = share * (os.cpu_count() or 1)
+    if not complete:
+        raise PathFailed(f"backlog: only {received} of {events} events arrived")
+    return drained

@@ -1,0 +1,78 @@
+"""``python -m bench`` still runs end to end and writes every figure it promises.
+
+The benchmark is not a test of speed (docs/performance.md): this only keeps the one
+command that measures it working, on the quickest scenario, with two gateway
+processes sharing the source (the scale-out path) and the backlog phase.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.cli import _per_process
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_quick_bench_writes_every_figure(tmp_path: Path) -> None:
+    output = tmp_path / "results.json"
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "--quick",
+            "--scenario",
+            "nats-nats/bin-256",
+            "--processes",
+            "2",
+            "--output",
+            str(output),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=110,
+        check=False,
+    )
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    results = json.loads(output.read_text())
+    (row,) = results["scenarios"]
+    assert "error" not in row, row.get("error")
+    gateway = row["gateway"]
+    assert gateway["received"] == gateway["events"] and gateway["duplicates"] == 0
+    for figure in ("events_per_s", "ratio_to_slower_raw", "cpu_s_per_10k", "peak_rss_mb"):
+        assert gateway[figure] > 0, figure
+    assert set(gateway["added_latency_ms"]) == {"p50", "p99", "p999"}
+    assert 0 < gateway["machine_busy_cpus"] <= results["machine"]["nproc"] + 0.01
+    backlog = gateway["backlog"]
+    assert backlog["received"] == backlog["events"] and backlog["events_per_s"] > 0
+    assert row["raw"]["nats"]["events_per_s"] > 0
+
+
+def test_processes_share_the_source_as_a_fleet_would() -> None:
+    config = {
+        "gateway": {"id": "bench-x"},
+        "connectors": {
+            "mqtt": {"type": "mqtt", "client_id": "mgb-gw-x"},
+            "nats-core": {"type": "nats"},
+        },
+        "routes": [
+            {"name": "a", "from": {"connector": "mqtt", "topic": "t"}, "to": []},
+            {"name": "b", "from": {"connector": "nats-core", "subject": "s"}, "to": []},
+        ],
+    }
+    assert _per_process(config, 1) == [config]
+    first, second = _per_process(config, 2)
+    assert (first["gateway"]["id"], second["gateway"]["id"]) == ("bench-x-0", "bench-x-1")
+    assert first["connectors"]["mqtt"]["client_id"] != second["connectors"]["mqtt"]["client_id"]
+    assert first["routes"][0]["from"]["share_group"] == second["routes"][0]["from"]["share_group"]
+    assert first["routes"][1]["from"]["queue_group"] == "mgb"
+    assert config["gateway"]["id"] == "bench-x"  # the original is left alone
