@@ -41,6 +41,7 @@ def _load(path: str) -> GatewayConfig | None:
 
 async def _run(path: str, config: GatewayConfig, watch: bool) -> None:
     # Imported late: `validate` needs no broker clients.
+    from gateway import heap
     from gateway.reload import watch_config
     from gateway.runtime import Gateway
 
@@ -52,6 +53,7 @@ async def _run(path: str, config: GatewayConfig, watch: bool) -> None:
         loop.add_signal_handler(signum, stop.set)
     loop.add_signal_handler(signal.SIGHUP, reload.set)
     await gateway.start()
+    heap.settle()  # long-lived objects out of the full collections (gateway/heap.py)
     watcher = asyncio.create_task(
         watch_config(path, gateway, reload, interval=2.0 if watch else None)
     )

@@ -16,6 +16,7 @@ import logging
 from pathlib import Path
 
 from connectors.errors import ConnectorError
+from gateway import heap
 from gateway.config import load_config
 from gateway.errors import ConfigError
 from gateway.runtime import Gateway
@@ -44,6 +45,7 @@ async def reload_from(path: str | Path, gateway: Gateway) -> bool:
     except (ConnectorError, OSError) as exc:
         log.error("config reload failed to start a connector, nothing changed: %s", exc)
         return False
+    heap.settle()  # the replaced config's objects were frozen at start (gateway/heap.py)
     return True
 
 

@@ -525,3 +525,33 @@ async def test_heartbeats_signal_only_long_deliveries_and_never_overlap(
     await asyncio.sleep(0.15)
     assert beats["slow"] == slow_beats  # nothing after remove()
     assert heartbeats._ticker is None  # the loop ends once nothing is in flight
+
+
+def test_heap_settle_freezes_survivors_and_collects_cycles_on_every_call() -> None:
+    import gc
+    import weakref
+
+    from gateway import heap
+
+    class Node:
+        other: object = None
+
+    def cycle() -> Node:
+        a, b = Node(), Node()
+        a.other, b.other = b, a
+        return a
+
+    try:
+        garbage = weakref.ref(cycle())
+        live = cycle()  # alive at the freeze (a config), replaced later (a reload)
+        replaced = weakref.ref(live)
+        heap.settle()
+        assert garbage() is None  # collected before freezing
+        assert gc.get_freeze_count() > 0
+        del live
+        gc.collect()
+        assert replaced() is not None  # frozen: a plain collection skips its cycle
+        heap.settle()  # a reload: thaw, collect, freeze again
+        assert replaced() is None
+    finally:
+        gc.unfreeze()

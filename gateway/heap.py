@@ -1,0 +1,26 @@
+"""Keep the garbage collector's full collections short, for tail latency.
+
+CPython's full (generation 2) collection walks every object the collector tracks.
+Once started, a gateway holds ~38,000 long-lived ones (modules, config, pydantic
+models, broker clients); a full collection walking them stalled the event loop for
+16-33 ms in the bench at 1,000 events/s (NATS->NATS), delaying every event in
+flight. ``gc.freeze()`` moves them into a permanent generation that collections
+skip: the full collections during the run then took under 1 ms.
+
+Frozen objects are still freed by reference counting; only reference cycles among
+them are never collected. A hot reload therefore thaws, collects and freezes again
+(``settle``), so the cycles of a replaced configuration are collected too.
+"""
+
+from __future__ import annotations
+
+import gc
+
+__all__ = ["settle"]
+
+
+def settle() -> None:
+    """Collect everything now, then freeze what survived (call after start and reload)."""
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
