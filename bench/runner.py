@@ -268,30 +268,18 @@ async def measure_path(
     started = time.monotonic()
     await _publish_window(source, natives, window, receivers, max_ahead)
     complete = await _wait_all(receivers, timeout=60.0 + events / 500)
-    ended = max(r.last_arrival for r in receivers) if complete else time.monotonic()
+    throughput = _arrivals(receivers, events, started, complete)
     cpu_after = gateway.cpu_seconds() if gateway is not None else None
     own_after = _own_cpu()
-    busy_after, total_after = _machine_ticks()
+    throughput.machine_busy = _busy_cpus(busy_before, total_before)
     if gateway is not None:
         gateway.stop_profiler()
-    received = min(len(r.seen) for r in receivers)
-    seconds = max(ended - started, 1e-9)
-    throughput = PathResult(
-        events=events,
-        seconds=seconds,
-        rate=received / seconds,
-        received=received,
-        duplicates=sum(r.duplicates for r in receivers),
-    )
     if cpu_before is not None and cpu_after is not None:
         throughput.cpu_seconds = cpu_after - cpu_before
-    if total_after > total_before:
-        share = (busy_after - busy_before) / (total_after - total_before)
-        throughput.machine_busy = share * (os.cpu_count() or 1)
     throughput.loadgen_cpu_seconds = own_after - own_before
     if not complete:
         tail = gateway.log_tail() if gateway is not None else ""
-        raise PathFailed(f"only {received} of {events} events arrived\n{tail}")
+        raise PathFailed(f"only {throughput.received} of {events} events arrived\n{tail}")
 
     latency: PathResult | None = None
     if latency_events:
@@ -336,21 +324,32 @@ async def _drain_backlog(
         busy_before, total_before = _machine_ticks()
         started = time.monotonic()
     complete = await _wait_all(receivers, timeout=60.0 + events / 500)
+    drained = _arrivals(receivers, events, started, complete)
+    drained.cpu_seconds = gateway.cpu_seconds() - cpu_before
+    drained.machine_busy = _busy_cpus(busy_before, total_before)
+    if not complete:
+        raise PathFailed(f"backlog: only {drained.received} of {events} events arrived")
+    return drained
+
+
+def _arrivals(receivers: list[Receiver], events: int, started: float, complete: bool) -> PathResult:
+    """Rate and counts of one phase that started at ``started`` (monotonic)."""
     ended = max(r.last_arrival for r in receivers) if complete else time.monotonic()
-    busy_after, total_after = _machine_ticks()
     received = min(len(r.seen) for r in receivers)
     seconds = max(ended - started, 1e-9)
-    drained = PathResult(
+    return PathResult(
         events=events,
         seconds=seconds,
         rate=received / seconds,
         received=received,
         duplicates=sum(r.duplicates for r in receivers),
-        cpu_seconds=gateway.cpu_seconds() - cpu_before,
     )
-    if total_after > total_before:
-        share = (busy_after - busy_before) / (total_after - total_before)
-        drained.machine_busy = share * (os.cpu_count() or 1)
-    if not complete:
-        raise PathFailed(f"backlog: only {received} of {events} events arrived")
-    return drained
+
+
+def _busy_cpus(busy_before: int, total_before: int) -> float | None:
+    """Busy CPUs of the machine since the ``_machine_ticks()`` reading given."""
+    busy_after, total_after = _machine_ticks()
+    if total_after <= total_before:
+        return None
+    share = (busy_after - busy_before) / (total_after - total_before)
+    return share * (os.cpu_count() or 1)
