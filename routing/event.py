@@ -156,12 +156,13 @@ class CloudEvent:
             raise InvalidEvent(
                 "specversion", f"{self.specversion!r} is not supported (expected '1.0')"
             )
-        for name in ("id", "source", "type"):
-            _check_string(name, getattr(self, name), allow_empty=False)
-        for name in ("datacontenttype", "subject"):
-            value = getattr(self, name)
-            if value is not None:
-                _check_string(name, value, allow_empty=False)
+        _check_string("id", self.id, allow_empty=False)
+        _check_string("source", self.source, allow_empty=False)
+        _check_string("type", self.type, allow_empty=False)
+        if self.datacontenttype is not None:
+            _check_string("datacontenttype", self.datacontenttype, allow_empty=False)
+        if self.subject is not None:
+            _check_string("subject", self.subject, allow_empty=False)
         if self.dataschema is not None:
             _check_string("dataschema", self.dataschema, allow_empty=False)
             if _URI_SCHEME.match(self.dataschema) is None or " " in self.dataschema:

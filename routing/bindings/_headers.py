@@ -25,7 +25,7 @@ from typing import Final
 import orjson
 
 from routing.errors import InvalidEvent
-from routing.event import CloudEvent, is_valid_attribute_name
+from routing.event import CONTEXT_ATTRIBUTES, CloudEvent, is_valid_attribute_name
 from routing.formats import is_structured
 from routing.formats import json as json_format
 
@@ -104,9 +104,11 @@ class AttributeHeaders:
                 raise InvalidEvent(
                     name, f"required attribute is missing (expected {self._hint.format(name)})"
                 )
-        return CloudEvent.from_attributes(
-            {name: value for name, (_, _, value) in self._found.items()}, data
-        )
+        context: dict[str, str] = {}
+        extensions: dict[str, str] = {}
+        for name, (_, _, value) in self._found.items():
+            (context if name in CONTEXT_ATTRIBUTES else extensions)[name] = value
+        return CloudEvent(extensions=extensions, data=data, **context)
 
 
 def binary_mode_possible(event: CloudEvent) -> bool:
