@@ -57,6 +57,8 @@ class FaultReport:
 
     def add(self, scenario: str, pair: Pair, notes: str = "") -> ReportRow:
         tally = pair.tally()
+        if tally["rereads"]:
+            notes += f" ({tally['rereads']} re-read by the test's own consumer, not counted)"
         row = ReportRow(
             scenario, pair.pair, tally["sent"], tally["unique"], tally["dups"], tally["lost"], notes
         )

@@ -54,6 +54,8 @@ class Pair:
     run: str = ""
     sent: list[str] = field(default_factory=list)
     received: Counter[str] = field(default_factory=Counter)
+    positions: set[str] = field(default_factory=set)  # Kafka offsets / stream seqs seen
+    rereads: int = 0  # the collector read one record twice (its own redelivery)
     sent_at: dict[str, float] = field(default_factory=dict)  # publish started (monotonic)
     arrived_at: dict[str, float] = field(default_factory=dict)  # first arrival
 
@@ -85,6 +87,7 @@ class Pair:
             "dups": sum(self.received.values()) - len(self.received),
             "lost": len(sent - unique),
             "unexpected": len(set(self.received) - sent),
+            "rereads": self.rereads,
         }
 
 
@@ -326,7 +329,15 @@ class Scenario:
                 except Exception as exc:  # reported as a problem, not raised
                     self.errors.append(f"{pair.name}: undecodable: {exc}")
                     decoded = None
-                if decoded is not None:
+                # A Kafka offset or stream sequence read again is the collector's own
+                # consumer re-reading (a rebalance in this busy test process), not a
+                # second copy on the broker: not a duplicate of the gateway's.
+                position = delivery.native_id if pair.dst in (KAFKA, NATS) else None
+                if position is not None and position in pair.positions:
+                    pair.rereads += 1
+                elif decoded is not None:
+                    if position is not None:
+                        pair.positions.add(position)
                     pair.received[decoded.id] += 1
                     pair.arrived_at.setdefault(decoded.id, time.monotonic())
                 await delivery.ack()

@@ -38,6 +38,7 @@ from tests.faults.harness import AMQP, KAFKA, MQTT, NATS, Pair, Scenario, until
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
 EVENTS = 3000  # per route
+RATE = 150.0  # events/s per route: 20 s of stream
 
 
 @pytest.mark.timeout(240)
@@ -67,7 +68,9 @@ async def test_survivor_takes_over_every_shared_source(
         a = gateways(scenario.write(tmp_path, ids[0]), "gw-a")
         b = gateways(scenario.write(tmp_path, ids[1]), "gw-b")
         await asyncio.gather(a.wait_started(), b.wait_started())
-        feeding = asyncio.gather(*(scenario.feed(pair, EVENTS, rate=400) for pair in pairs))
+        # Paced so the stream outlasts the Kafka group settling (several rebalances on
+        # the mock) and the kill lands mid-stream however fast the gateways are.
+        feeding = asyncio.gather(*(scenario.feed(pair, EVENTS, rate=RATE) for pair in pairs))
         # Both must be working (Kafka: the group has settled with two members).
         assert await until(lambda: _both_assigned(a, b), 60), "the Kafka group never settled"
         await asyncio.sleep(rng.uniform(0.5, 2.0))
