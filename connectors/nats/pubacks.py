@@ -72,9 +72,12 @@ class PubAcks:
             try:
                 await self._nc.subscribe(prefix + "*", cb=self._on_reply)
             except BaseException as exc:
-                self._subscribing.set_exception(exc)
-                self._subscribing.exception()  # retrieved: the caller sees it raised
-                self._subscribing = None
+                waiting, self._subscribing = self._subscribing, None
+                # The others waiting get a nats error (retriable), even when this
+                # publish was cancelled: a future cannot hold a CancelledError.
+                cause = exc if isinstance(exc, Exception) else None
+                waiting.set_exception(nats.errors.Error(f"PubAck subscription failed: {cause}"))
+                waiting.exception()  # retrieved: whoever waits sees it raised
                 raise
             self._prefix = prefix
             self._subscribing.set_result(None)
