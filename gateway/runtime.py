@@ -87,24 +87,26 @@ class _Lanes:
 
 
 class _Heartbeats:
-    """Sends ``in_progress`` for every delivery of a pipeline still in flight a tick later.
+    """Sends ``in_progress`` about every ``PERIOD`` seconds for each delivery in flight.
 
     One timer loop per pipeline, not one timer per delivery: most deliveries finish
-    long before the first beat, and then a heartbeat costs a dict insert and delete.
-    A delivery in flight at two consecutive ticks (``PERIOD`` apart) gets a beat, so
-    its first one comes 1-2 periods after it started, then one per period. A
-    delivery's beats never overlap (a slow signal skips a beat instead).
+    long before the first beat, and then a heartbeat costs a dict insert and delete
+    (no clock read). The loop ticks twice per period; a delivery gets its first beat
+    0.5-1 period after it started, then one per period. A delivery's beats never
+    overlap (a slow signal skips a beat instead).
     """
 
     PERIOD = 1.0
 
     def __init__(self) -> None:
-        self._beating: dict[int, Callable[[], Awaitable[None]]] = {}
+        # token -> [signal, tick of the start or of the last beat]
+        self._beating: dict[int, list[Any]] = {}
         self._sending: dict[int, asyncio.Task[None]] = {}
         self._ticker: asyncio.Task[None] | None = None
+        self._ticks = 0
 
     def add(self, token: int, signal: Callable[[], Awaitable[None]]) -> None:
-        self._beating[token] = signal
+        self._beating[token] = [signal, self._ticks]
         if self._ticker is None:
             self._ticker = asyncio.get_running_loop().create_task(self._tick())
 
@@ -113,14 +115,14 @@ class _Heartbeats:
 
     async def _tick(self) -> None:
         loop = asyncio.get_running_loop()
-        seen: set[int] = set()
         try:
             while self._beating:
-                await asyncio.sleep(self.PERIOD)
-                for token, signal in list(self._beating.items()):
-                    if token in seen and token not in self._sending:
-                        self._sending[token] = loop.create_task(self._send(token, signal))
-                seen = set(self._beating)
+                await asyncio.sleep(self.PERIOD / 2)
+                self._ticks += 1
+                for token, entry in list(self._beating.items()):
+                    if self._ticks - entry[1] >= 2 and token not in self._sending:
+                        entry[1] = self._ticks
+                        self._sending[token] = loop.create_task(self._send(token, entry[0]))
         finally:
             self._ticker = None
 

@@ -517,7 +517,7 @@ async def test_heartbeats_signal_only_long_deliveries_and_never_overlap(
     await asyncio.sleep(0.33)
     heartbeats.remove(1)
     slow_beats = beats["slow"]
-    assert 3 <= slow_beats <= 6
+    assert 3 <= slow_beats <= 7  # the first after 0.5-1 period, then one per 0.05 s
     assert beats["fast"] == 0
     assert beats["stuck"] == 1
     release_stuck.set()
