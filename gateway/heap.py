@@ -16,11 +16,18 @@ from __future__ import annotations
 
 import gc
 
-__all__ = ["settle"]
+__all__ = ["resettle", "settle"]
 
 
 def settle() -> None:
-    """Collect everything now, then freeze what survived (call after start and reload)."""
+    """Collect everything now, then freeze what survived (``meshgate run``, after start)."""
     gc.unfreeze()
     gc.collect()
     gc.freeze()
+
+
+def resettle() -> None:
+    """``settle`` again after a reload, in a process that settled at start; nothing in a
+    process that never did (the gateway embedded in another program, or the tests)."""
+    if gc.get_freeze_count():
+        settle()

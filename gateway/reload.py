@@ -45,7 +45,7 @@ async def reload_from(path: str | Path, gateway: Gateway) -> bool:
     except (ConnectorError, OSError) as exc:
         log.error("config reload failed to start a connector, nothing changed: %s", exc)
         return False
-    heap.settle()  # the replaced config's objects were frozen at start (gateway/heap.py)
+    heap.resettle()  # the replaced config's objects were frozen at start (gateway/heap.py)
     return True
 
 

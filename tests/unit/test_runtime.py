@@ -551,7 +551,10 @@ def test_heap_settle_freezes_survivors_and_collects_cycles_on_every_call() -> No
         del live
         gc.collect()
         assert replaced() is not None  # frozen: a plain collection skips its cycle
-        heap.settle()  # a reload: thaw, collect, freeze again
+        heap.resettle()  # a reload: thaw, collect, freeze again
         assert replaced() is None
+        gc.unfreeze()
+        heap.resettle()  # a process that never froze is left alone
+        assert gc.get_freeze_count() == 0
     finally:
         gc.unfreeze()
