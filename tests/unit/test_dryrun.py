@@ -41,20 +41,21 @@ def test_event_rejected_by_one_clause(tmp_path: Path) -> None:
     assert reports["plant"].matched  # no filter
 
 
-def test_native_message_shows_exact_output(tmp_path: Path) -> None:
-    spec = {
-        "connector": "n",
-        "address": "orders.eu",
-        "headers": {
-            "ce-specversion": "1.0",
-            "ce-id": "9",
-            "ce-source": "s",
-            "ce-type": "com.acme.x",
-            "ce-subject": "o-1",
-        },
-        "payload": "hi",
+def native_spec(**extra_headers: str) -> dict[str, object]:
+    """A binary-mode NATS message on orders.eu, as `routes check --message` reads it."""
+    headers = {
+        "ce-specversion": "1.0",
+        "ce-id": "9",
+        "ce-source": "s",
+        "ce-type": "com.acme.x",
+        "ce-subject": "o-1",
+        **extra_headers,
     }
-    (report,) = check_message(config(tmp_path), spec)
+    return {"connector": "n", "address": "orders.eu", "headers": headers, "payload": "hi"}
+
+
+def test_native_message_shows_exact_output(tmp_path: Path) -> None:
+    (report,) = check_message(config(tmp_path), native_spec())
     assert report.matched
     ((target, native),) = report.outputs
     assert target == "k{'topic': 'orders.eu', 'key': 'o-1'}"
@@ -89,20 +90,7 @@ def test_target_headers_show_in_the_native_message(tmp_path: Path) -> None:
             'key: "{subject}"}', 'key: "{subject}", headers: {x-trace: "{header.x-trace}"}}'
         )
     )
-    spec = {
-        "connector": "n",
-        "address": "orders.eu",
-        "headers": {
-            "ce-specversion": "1.0",
-            "ce-id": "9",
-            "ce-source": "s",
-            "ce-type": "com.acme.x",
-            "ce-subject": "o-1",
-            "x-trace": "t-1",
-        },
-        "payload": "hi",
-    }
-    (report,) = check_message(load_config(path), spec)
+    (report,) = check_message(load_config(path), native_spec(**{"x-trace": "t-1"}))
     assert "('x-trace', b't-1')" in report.outputs[0][1]
 
 
