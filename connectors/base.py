@@ -30,7 +30,7 @@ import abc
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -47,6 +47,8 @@ __all__ = [
     "EgressOptions",
     "Health",
     "HealthState",
+    "RawMessage",
+    "RawPublisher",
     "SourceOptions",
     "TargetOptions",
     "find_header",
@@ -174,6 +176,34 @@ class Delivery:
     """Tell the broker the message is still being worked on (JetStream +WPI); None
     where the protocol has no such signal. The runtime calls it about once a second
     while a delivery is being processed, so slow targets do not cause redelivery."""
+
+
+@dataclass(frozen=True, slots=True)
+class RawMessage:
+    """A native message exactly as a source received it, to be published again unchanged
+    (``meshgate dlq redrive``): no binding, no CloudEvent, the original bytes and headers.
+
+    ``address`` is the topic, subject or routing key; ``coordinates`` are the source's
+    (e.g. AMQP ``exchange``), empty when the operator names a new address.
+    """
+
+    address: str
+    payload: bytes
+    headers: Mapping[str, str]
+    content_type: str | None = None
+    key: str | None = None
+    coordinates: Mapping[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class RawPublisher(Protocol):
+    """Optional contract hook: a connector that can republish a ``RawMessage``.
+
+    Returns once the broker confirmed it (as ``publish`` does); raises
+    ``ConnectorError`` subclasses. The built-in connectors all provide it.
+    """
+
+    async def publish_raw(self, message: RawMessage) -> None: ...
 
 
 OptionsT = TypeVar("OptionsT", bound=ConnectorOptions)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from connectors.errors import ConnectorError
 from gateway.config import GatewayConfig, load_config
+from gateway.dlstore import StoreError
 from gateway.errors import ConfigError
 
 __all__ = ["main"]
@@ -172,7 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _install_uvloop()
         try:
             asyncio.run(_run(args.config, config, watch=not args.no_watch))
-        except ConnectorError as exc:
+        except (ConnectorError, StoreError) as exc:
             log.error("cannot start: %s", exc)
             return 1
         return 0

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from connectors.base import Connector, ConnectorOptions, SourceOptions, TargetOptions
 from connectors.errors import UnknownConnectorType
 from connectors.registry import ConnectorRegistry, default_registry
+from gateway.dlstore import DEFAULT_MAX_BYTES, STATE_DIR_ENV, default_state_dir
 from gateway.errors import ConfigError, ConfigProblem
 from gateway.yamlsource import KeyPath, LoadedYaml, load_yaml
 from routing.egress import EgressRules
@@ -40,11 +41,36 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
+class DeadLetterStoreSection(_Section):
+    """The local dead-letter store (docs/delivery.md#the-local-dead-letter-store)."""
+
+    max_bytes: int = Field(
+        DEFAULT_MAX_BYTES,
+        ge=1024,
+        description="Payload and header bytes the store may hold; past it the route that "
+        "needs it stops (loudly) until `meshgate dlq` makes room.",
+    )
+
+
 class GatewaySection(_Section):
     id: Annotated[str, Field(pattern=_NAME, description="Name of this gateway in the mesh.")]
     drain_timeout_seconds: float = Field(
         30.0, gt=0, description="On SIGTERM, how long in-flight events may take to finish."
     )
+    state_dir: str | None = Field(
+        None,
+        description="Directory for local state (the dead-letter store). Default: "
+        f"${STATE_DIR_ENV}, else $XDG_STATE_HOME/meshgate/<id> (~/.local/state/meshgate/<id>).",
+    )
+    dead_letter_store: DeadLetterStoreSection = Field(
+        default_factory=DeadLetterStoreSection  # type: ignore[arg-type]
+    )
+
+    def resolved_state_dir(self) -> Path:
+        """The state directory this gateway uses (config, then env, then default)."""
+        if self.state_dir:
+            return Path(self.state_dir).expanduser()
+        return default_state_dir(self.id)
 
 
 class RetrySection(_Section):

@@ -7,7 +7,7 @@ import logging
 from collections.abc import AsyncIterator
 from typing import ClassVar
 
-from connectors.base import Capabilities, Connector, Delivery, HealthState
+from connectors.base import Capabilities, Connector, Delivery, HealthState, RawMessage
 from connectors.errors import ConnectionLost
 from connectors.kafka.config import KafkaOptions, KafkaSource, KafkaTarget
 from connectors.kafka.sink import Producer
@@ -100,9 +100,16 @@ class KafkaConnector(Connector[KafkaOptions, KafkaSource, KafkaTarget]):
         return binding.KafkaMessage(message.key, message.value, message.headers + extra)
 
     async def publish(self, target: KafkaTarget, event: CloudEvent) -> None:
-        message = self.encode(target, event)
+        await self._send(target.topic, self.encode(target, event))
+
+    async def publish_raw(self, message: RawMessage) -> None:
+        headers = tuple((name, value.encode("utf-8")) for name, value in message.headers.items())
+        key = None if message.key is None else message.key.encode("utf-8")
+        await self._send(message.address, binding.KafkaMessage(key, message.payload, headers))
+
+    async def _send(self, topic: str, message: binding.KafkaMessage) -> None:
         try:
-            await self._producer.send(target.topic, message)
+            await self._producer.send(topic, message)
         except ConnectionLost as exc:
             self._report(HealthState.RECONNECTING, str(exc))
             raise
