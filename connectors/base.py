@@ -275,6 +275,15 @@ class Connector(abc.ABC, Generic[OptionsT, SourceT, TargetT]):
         """
         return None
 
+    @classmethod
+    def read_back(cls, target: TargetT, reader: str) -> SourceT | None:
+        """A source that reads back what ``target`` received, or None where the broker
+        keeps nothing to read (``meshgate dlq`` reads dead-letter destinations this way).
+
+        ``reader`` names the consumer (group, durable) so repeated reads resume.
+        """
+        return None
+
     def describe_source(self, source: SourceT) -> str:
         """Short human text for logs: where this source reads from."""
         return f"{self.name}:{source.model_dump(exclude={'connector'})}"

@@ -188,6 +188,10 @@ class MemoryConnector(Connector[MemoryOptions, MemorySource, MemoryTarget]):
             raise PublishRejected("empty topic")
         self.broker.put(target.topic, self.encode(target, event))
 
+    @classmethod
+    def read_back(cls, target: MemoryTarget, reader: str) -> MemorySource | None:
+        return MemorySource(connector=target.connector, topic=target.topic)
+
     async def publish_raw(self, message: RawMessage) -> None:
         if self.broker.fail_publishes:
             raise self.broker.fail_publishes.pop(0)

@@ -1,4 +1,4 @@
-"""The ``meshgate`` command line: run, validate, routes check, schema, demo."""
+"""The ``meshgate`` command line: run, validate, routes check, dlq, schema, demo."""
 
 from __future__ import annotations
 
@@ -153,6 +153,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--rate", type=float, default=20.0, help="events per second per producer (default 20)"
     )
 
+    from gateway import dlq_command
+
+    dlq_command.add_parser(commands)
+
     args = parser.parse_args(argv)
     _setup_logging(args.log_level)
 
@@ -177,6 +181,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             log.error("cannot start: %s", exc)
             return 1
         return 0
+    if args.command == "dlq":
+        config = _load(args.config)
+        if config is None:
+            return 2
+        return dlq_command.run(args, config)
     if args.command == "routes":
         return _routes_check(args)
     if args.command == "schema":

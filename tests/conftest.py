@@ -28,8 +28,10 @@ from tests.brokers import (
 
 def pytest_configure(config: pytest.Config) -> None:
     # Gateways started by tests (in-process or as child processes, which inherit the
-    # environment) keep their local dead-letter store here, never in the user's home.
-    os.environ["MESHGATE_STATE_DIR"] = tempfile.mkdtemp(prefix="meshgate-test-state-")
+    # environment) keep their local dead-letter store under here, one directory per
+    # gateway id (the default layout), never in the user's home.
+    os.environ.pop("MESHGATE_STATE_DIR", None)
+    os.environ["XDG_STATE_HOME"] = tempfile.mkdtemp(prefix="meshgate-test-state-")
 
 
 @pytest.fixture(scope="session")

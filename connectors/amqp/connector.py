@@ -94,5 +94,14 @@ class AmqpConnector(Connector[AmqpOptions, AmqpSource, AmqpTarget]):
         )
         await self._publisher.publish_raw(target, message)
 
+    @classmethod
+    def read_back(cls, target: AmqpTarget, reader: str) -> AmqpSource | None:
+        # Only a publish to the default exchange names its queue (the routing key).
+        if target.exchange:
+            return None
+        return AmqpSource.model_validate(
+            {"connector": target.connector, "queue": target.routing_key, "declare": False}
+        )
+
     def describe_source(self, source: AmqpSource) -> str:
         return f"{self.name}:queue {source.queue!r}"

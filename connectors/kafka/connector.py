@@ -116,6 +116,17 @@ class KafkaConnector(Connector[KafkaOptions, KafkaSource, KafkaTarget]):
         if self.health.state is HealthState.RECONNECTING:
             self._report(HealthState.UP, "")
 
+    @classmethod
+    def read_back(cls, target: KafkaTarget, reader: str) -> KafkaSource | None:
+        return KafkaSource.model_validate(
+            {
+                "connector": target.connector,
+                "topics": [target.topic],
+                "group_id": reader,
+                "auto_offset_reset": "earliest",
+            }
+        )
+
     def describe_source(self, source: KafkaSource) -> str:
         what = (
             f"pattern {source.pattern!r}"
