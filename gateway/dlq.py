@@ -46,6 +46,8 @@ log = logging.getLogger("meshgate.dlq")
 AnyConnector = Connector[Any, Any, Any]
 
 LOCAL = "local"
+FIRST_MESSAGE_SECONDS = 10.0
+"""How long a destination may take to subscribe and hand over its first message."""
 
 
 class WorkbenchError(MeshgateError):
@@ -163,9 +165,14 @@ class Workbench:
         brokers: bool = True,
         idle_seconds: float = 2.0,
         limit: int = 1000,
+        route: str | None = None,
+        connectors: Sequence[str] | None = None,
     ) -> None:
         self.config = config
         self.brokers = brokers
+        # Read only the destinations of this route / on these connectors (None: all).
+        self.route = route
+        self.connectors = None if connectors is None else set(connectors)
         self.idle_seconds = idle_seconds
         self.limit = limit
         self.store = DeadLetterStore(
@@ -175,11 +182,25 @@ class Workbench:
         """What could not be read back, and why (printed by ``list``)."""
         self._connectors: dict[str, AnyConnector] = {}
         self._streams: list[Any] = []
+        self._foreign: list[Delivery] = []
+        self._beat: asyncio.Task[None] | None = None
         self._letters: list[Letter] | None = None
 
     async def __aenter__(self) -> Workbench:
         await self.store.open()
+        self._beat = asyncio.create_task(self._heartbeats())
         return self
+
+    async def _heartbeats(self) -> None:
+        """Tell the brokers the dead letters read back are still being worked on, so they
+        are not redelivered (JetStream +WPI) while the command holds them."""
+        while True:
+            await asyncio.sleep(1.0)
+            held = [each.delivery for each in self._letters or () if each.delivery is not None]
+            for delivery in held:
+                if delivery.in_progress is not None:
+                    with contextlib.suppress(ConnectorError):
+                        await delivery.in_progress()
 
     async def __aexit__(
         self,
@@ -187,14 +208,20 @@ class Workbench:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        # Whatever was read back and not settled goes back to its destination.
-        for letter in self._letters or ():
-            if letter.delivery is not None:
-                with contextlib.suppress(ConnectorError):
-                    await letter.delivery.nack(True)
+        if self._beat is not None:
+            self._beat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._beat
+        # Whatever was read back and not settled goes back to its destination: after
+        # the subscriptions ended, or a still-open JetStream pull request would take
+        # the requeued messages straight back (invisible until their ack_wait).
         for stream in self._streams:
             with contextlib.suppress(Exception):
                 await stream.aclose()
+        unsettled = [each.delivery for each in self._letters or () if each.delivery is not None]
+        for delivery in unsettled + self._foreign:
+            with contextlib.suppress(ConnectorError):
+                await delivery.nack(True)
         for connector in self._connectors.values():
             with contextlib.suppress(Exception):
                 await connector.close()
@@ -238,7 +265,9 @@ class Workbench:
         found: dict[tuple[str, str], Any] = {}
         for route in self.config.table.routes:
             target = route.dead_letter
-            if target is None:
+            if target is None or self.route not in (None, route.name):
+                continue
+            if self.connectors is not None and target.connector not in self.connectors:
                 continue
             where = f"{target.connector}:{target.describe()}"
             if target.templates:
@@ -272,20 +301,31 @@ class Workbench:
         stream = aiter(connector.consume(source))
         self._streams.append(stream)
         letters: list[Letter] = []
+        # The first message may wait for the subscription itself (a consumer group
+        # join takes seconds); after it, ``idle_seconds`` of silence means drained.
+        wait = max(self.idle_seconds, FIRST_MESSAGE_SECONDS)
+        seen: set[str] = set()
         while len(letters) < self.limit:
             try:
-                delivery = await asyncio.wait_for(anext(stream), self.idle_seconds)
+                delivery = await asyncio.wait_for(anext(stream), wait)
             except (TimeoutError, StopAsyncIteration):
                 break
+            wait = self.idle_seconds
             try:
                 event = connector.decode(delivery)
             except InvalidEvent:
                 event = None
             if event is None or event.type != DEAD_LETTER_TYPE:
+                # Left alone (released at the end: a nack now would hand it straight back).
                 self.notes.append(f"{place}: a message that is not a dead letter was left there")
-                await delivery.nack(True)
+                self._foreign.append(delivery)
                 continue
-            letters.append(_broker_letter(place, connector.name, event, delivery))
+            letter = _broker_letter(place, connector.name, event, delivery)
+            if letter.id in seen:  # redelivered while held: the first copy stands
+                self._foreign.append(delivery)
+                continue
+            seen.add(letter.id)
+            letters.append(letter)
         return letters
 
     # -- acting ---------------------------------------------------------------------

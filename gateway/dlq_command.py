@@ -84,9 +84,18 @@ def run(args: argparse.Namespace, config: GatewayConfig) -> int:
 
 async def _run(args: argparse.Namespace, config: GatewayConfig) -> int:
     action = args.dlq_command
-    # `show ID` of a local entry needs no broker.
-    local_only = args.local or (action == "show" and args.id.isdigit())
-    async with Workbench(config, brokers=not local_only, idle_seconds=args.wait) as bench:
+    ids: list[str] = [args.id] if action == "show" else list(getattr(args, "ids", []))
+    # Broker ids are CONNECTOR:EVENT-ID: read only the destinations on those connectors;
+    # local ids (numbers) need no broker at all.
+    wanted = {i.partition(":")[0] for i in ids if not i.isdigit()} if ids else None
+    bench = Workbench(
+        config,
+        brokers=not args.local and wanted != set(),
+        idle_seconds=args.wait,
+        route=getattr(args, "route", None),
+        connectors=None if wanted is None else sorted(wanted),
+    )
+    async with bench:
         if action == "list":
             letters = await bench.letters(args.route)
             _print_list(letters)

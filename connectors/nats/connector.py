@@ -19,6 +19,9 @@ __all__ = ["NatsConnector"]
 
 log = logging.getLogger("meshgate.connectors.nats")
 
+READ_BACK_ACK_WAIT = 5.0
+"""ack_wait of the durable that ``meshgate dlq`` reads a dead-letter stream with."""
+
 
 class NatsConnector(Connector[NatsOptions, NatsSource, NatsTarget]):
     """NATS and JetStream; see the package docstring for features and options.
@@ -102,7 +105,14 @@ class NatsConnector(Connector[NatsOptions, NatsSource, NatsTarget]):
             {
                 "connector": target.connector,
                 "subject": target.subject,
-                "jetstream": {"durable": reader, "deliver_policy": "all"},
+                # A short ack_wait: a message given back (-NAK) while this reader's
+                # last pull request is still open on the server goes to that request
+                # and returns only after ack_wait (the reader heartbeats what it holds).
+                "jetstream": {
+                    "durable": reader,
+                    "deliver_policy": "all",
+                    "ack_wait_seconds": READ_BACK_ACK_WAIT,
+                },
             }
         )
 

@@ -161,3 +161,98 @@ async def test_poison_goes_to_the_local_store_and_is_redriven(
         await gateway.stop()
         await js.delete_stream(run)
         await nc.close()
+
+
+def listed_ids(output: str, place: str) -> list[str]:
+    """Ids of the ``dlq list`` rows at ``place`` (a destination or ``local``)."""
+    return [row.split()[0] for row in output.splitlines()[1:] if row.split()[1:2] == [place]]
+
+
+async def list_until(config: Path, check: Callable[[str], bool], timeout: float = 30) -> str:
+    """``meshgate dlq list`` again until its output passes ``check`` (or the deadline)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        listed = await asyncio.to_thread(meshgate, "dlq", "list", str(config), "--wait", "1")
+        if check(listed.stdout) or asyncio.get_running_loop().time() > deadline:
+            return listed.stdout + listed.stderr
+        await asyncio.sleep(0.5)
+
+
+@pytest.mark.timeout(180)
+async def test_broker_dead_letters_are_read_back_redriven_and_requeued(
+    tmp_path: Path, nats_url: str, kafka_bootstrap: str
+) -> None:
+    """Dead letters on JetStream and Kafka: listed, one redriven (acked), the others
+    requeued for the next reader, then purged."""
+    run = unique_name("dlqread")
+    nc = await nats.connect(NATS_URL)
+    js = nc.jetstream()
+    await js.add_stream(StreamConfig(name=run, subjects=[f"{run}.>"]))
+    config = tmp_path / "gateway.yaml"
+    config.write_text(
+        textwrap.dedent(f"""
+        gateway: {{id: {run}, state_dir: "{tmp_path / "state"}"}}
+        connectors:
+          edge: {{type: nats, servers: ["{NATS_URL}"]}}
+          core: {{type: kafka, bootstrap_servers: "{kafka_bootstrap}"}}
+        routes:
+          - name: to-nats
+            from: {{connector: edge, subject: "{run}.in.nats", jetstream: {{durable: a}}}}
+            to: [{{connector: edge, subject: "{run}.out"}}]
+            dead_letter: {{connector: edge, subject: "{run}.dlq"}}
+          - name: to-kafka
+            from: {{connector: edge, subject: "{run}.in.kafka", jetstream: {{durable: b}}}}
+            to: [{{connector: edge, subject: "{run}.out"}}]
+            dead_letter: {{connector: core, topic: "{run}-dlq"}}
+        """)
+    )
+    for n in range(3):  # not CloudEvents, and no ingress rules: dead letters
+        await js.publish(f"{run}.in.nats", b"legacy-nats-%d" % n, headers={"x-n": str(n)})
+        await js.publish(f"{run}.in.kafka", b"legacy-kafka-%d" % n)
+    gateway = Gateway(load_config(config))
+    await gateway.start()
+    try:
+        stats = gateway.stats
+        assert await until(
+            lambda: stats["to-nats"].dead_lettered == 3 and stats["to-kafka"].dead_lettered == 3,
+            timeout=60,
+        ), stats
+    finally:
+        await gateway.stop()
+    try:
+        listed = await asyncio.to_thread(meshgate, "dlq", "list", str(config), "--wait", "1")
+        assert listed.returncode == 0, listed.stderr
+        on_nats = listed_ids(listed.stdout, f"edge:{run}.dlq")
+        on_kafka = listed_ids(listed.stdout, f"core:{run}-dlq")
+        assert (len(on_nats), len(on_kafka)) == (3, 3), listed.stdout + listed.stderr
+        assert "NotACloudEvent" in listed.stdout
+
+        shown = await asyncio.to_thread(meshgate, "dlq", "show", str(config), on_nats[0])
+        assert shown.returncode == 0, shown.stderr
+        assert "legacy-nats-" in shown.stdout and '"x-n":' in shown.stdout
+
+        redriven = await nc.subscribe(f"{run}.redriven")
+        result = await asyncio.to_thread(
+            meshgate, "dlq", "redrive", str(config), on_nats[1], "--to", f"edge:{run}.redriven"
+        )
+        assert result.returncode == 0, result.stderr
+        message = await redriven.next_msg(timeout=10)
+        assert message.data.startswith(b"legacy-nats-") and "x-n" in (message.headers or {})
+
+        # The redriven one was acked; the two others were requeued for the next reader
+        # (a requeued JetStream message may take the read-back durable's ack_wait).
+        left = sorted(set(on_nats) - {on_nats[1]})
+        again = await list_until(
+            config, lambda out: sorted(listed_ids(out, f"edge:{run}.dlq")) == left
+        )
+        assert len(listed_ids(again, f"core:{run}-dlq")) == 3, again
+
+        purged = await asyncio.to_thread(
+            meshgate, "dlq", "purge", str(config), "--all", "--route", "to-kafka"
+        )
+        assert "purged 3 dead letters" in purged.stdout, purged.stdout + purged.stderr
+        final = await list_until(config, lambda out: len(listed_ids(out, f"edge:{run}.dlq")) == 2)
+        assert listed_ids(final, f"core:{run}-dlq") == []
+    finally:
+        await js.delete_stream(run)
+        await nc.close()
