@@ -349,7 +349,8 @@ class Workbench:
                         "raw messages"
                     )
                 await connector.publish_raw(message)
-            except (ConnectorError, WorkbenchError) as exc:
+            except (ConnectorError, WorkbenchError, ValueError) as exc:
+                # ValueError: e.g. a header text the protocol cannot encode.
                 results.append((letter, f"{type(exc).__name__}: {exc}"))
                 continue
             await self._settle(letter)

@@ -20,6 +20,7 @@ The store is bounded (``max_bytes`` of payloads and headers): past it ``put`` ra
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sqlite3
 import time
@@ -132,12 +133,12 @@ def _row(values: Sequence[Any]) -> StoredLetter:
         route=route,
         connector=connector,
         address=address,
-        headers=orjson.loads(headers),
+        headers=json.loads(headers),  # not orjson: it refuses escaped lone surrogates
         payload=bytes(payload),
         content_type=content_type,
         key=key,
         native_id=native_id,
-        coordinates=orjson.loads(coordinates),
+        coordinates=json.loads(coordinates),
         reason=reason,
         error=error,
         target=target,
@@ -151,8 +152,6 @@ def _json(value: Mapping[str, Any]) -> str:
     try:
         return orjson.dumps(dict(value)).decode()
     except orjson.JSONEncodeError:
-        import json
-
         return json.dumps(dict(value), ensure_ascii=True, default=str)
 
 

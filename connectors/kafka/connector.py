@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from typing import ClassVar
@@ -11,7 +13,7 @@ from connectors.base import Capabilities, Connector, Delivery, HealthState, RawM
 from connectors.errors import ConnectionLost
 from connectors.kafka.config import KafkaOptions, KafkaSource, KafkaTarget
 from connectors.kafka.sink import Producer
-from connectors.kafka.source import SourceSession
+from connectors.kafka.source import BASE64_MARKER, SourceSession
 from routing.bindings import kafka as binding
 from routing.event import CloudEvent
 
@@ -21,6 +23,14 @@ log = logging.getLogger("meshgate.connectors.kafka")
 
 # Kafka's default message.max.bytes (broker) and max.request.size (producer): 1 MiB.
 _MAX_MESSAGE_BYTES = 1_048_576
+
+
+def _raw(text: str) -> bytes:
+    """The bytes of a header or key the source turned into text (see ``header_text``)."""
+    if text.startswith(BASE64_MARKER):
+        with contextlib.suppress(ValueError):
+            return base64.b64decode(text[len(BASE64_MARKER) :], validate=True)
+    return text.encode("utf-8", "surrogatepass")
 
 
 class KafkaConnector(Connector[KafkaOptions, KafkaSource, KafkaTarget]):
@@ -103,8 +113,8 @@ class KafkaConnector(Connector[KafkaOptions, KafkaSource, KafkaTarget]):
         await self._send(target.topic, self.encode(target, event))
 
     async def publish_raw(self, message: RawMessage) -> None:
-        headers = tuple((name, value.encode("utf-8")) for name, value in message.headers.items())
-        key = None if message.key is None else message.key.encode("utf-8")
+        headers = tuple((name, _raw(value)) for name, value in message.headers.items())
+        key = None if message.key is None else _raw(message.key)
         await self._send(message.address, binding.KafkaMessage(key, message.payload, headers))
 
     async def _send(self, topic: str, message: binding.KafkaMessage) -> None:
