@@ -97,6 +97,25 @@ def _routes_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _asyncapi(args: argparse.Namespace) -> int:
+    from gateway.asyncapi import build_document, document_text, load_mesh
+
+    try:
+        text = document_text(build_document(load_mesh(args.config)), as_json=args.json)
+    except (ConfigError, OSError) as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    if args.output is None:
+        sys.stdout.write(text)
+        return 0
+    try:
+        Path(args.output).write_text(text, encoding="utf-8")
+    except OSError as exc:
+        print(f"asyncapi: cannot write {args.output}: {exc.strerror}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="meshgate",
@@ -106,7 +125,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--log-level", default="info", help="debug, info, warning, error (default info)"
     )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    # Not required: `meshgate --version` alone is valid; a missing command is checked below.
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     run = commands.add_parser("run", help="run the gateway with a config file")
     run.add_argument("config", help="path to the YAML config file")
@@ -153,11 +174,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--rate", type=float, default=20.0, help="events per second per producer (default 20)"
     )
 
+    asyncapi = commands.add_parser(
+        "asyncapi", help="print the AsyncAPI 3.0 document of a gateway or of a mesh of several"
+    )
+    asyncapi.add_argument("config", nargs="+", help="route files (one per gateway)")
+    asyncapi.add_argument("--output", metavar="FILE", help="write it to FILE instead of stdout")
+    asyncapi.add_argument("--json", action="store_true", help="JSON instead of YAML")
+
     from gateway import dlq_command
 
     dlq_command.add_parser(commands)
 
     args = parser.parse_args(argv)
+    if args.version:
+        from gateway.asyncapi import meshgate_version
+
+        print(f"meshgate {meshgate_version()}")
+        return 0
+    if args.command is None:
+        parser.error("a command is required")
     _setup_logging(args.log_level)
 
     if args.command == "validate":
@@ -192,6 +227,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from gateway.schema import write_schema
 
         return write_schema(args.output)
+    if args.command == "asyncapi":
+        return _asyncapi(args)
     if args.command == "demo":
         from gateway.demo import run_demo
 
