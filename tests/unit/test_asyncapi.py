@@ -125,9 +125,7 @@ def test_readme_example_is_valid_asyncapi(
     assert "ce-datacontenttype" in nats_binary["headers"]["properties"]
 
 
-def test_committed_document_is_current(
-    readme_file: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_committed_document_is_current(readme_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RABBIT_PASSWORD", "guest")
     fresh = readme_document(readme_file.parent)
     assert COMMITTED.exists(), REGENERATE
