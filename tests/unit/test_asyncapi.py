@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import jsonschema
 import pytest
@@ -20,58 +18,21 @@ import yaml
 
 from gateway.asyncapi import build_document, document_text, load_mesh
 from gateway.cli import main
+from tests.deploy.schemas import assert_valid_asyncapi, asyncapi_validator, resolve_ref
 
 ROOT = Path(__file__).resolve().parents[2]
-SCHEMA = ROOT / "tests" / "schemas" / "asyncapi-3.0.0.json"
 COMMITTED = ROOT / "docs" / "asyncapi" / "readme-example.yaml"
-REGENERATE = (
-    "regenerate: RABBIT_PASSWORD=guest .venv/bin/python -m tests.unit.test_asyncapi "
-    "(writes the README example's document to docs/asyncapi/readme-example.yaml)"
-)
 
 
 @pytest.fixture(scope="module")
 def validator() -> jsonschema.Draft7Validator:
-    schema = json.loads(SCHEMA.read_text(encoding="utf-8"))
-    return jsonschema.Draft7Validator(schema)
+    return asyncapi_validator()
 
 
-def assert_valid_asyncapi(validator: jsonschema.Draft7Validator, document: Any) -> None:
-    errors = sorted(validator.iter_errors(document), key=lambda e: list(e.absolute_path))
-    assert not errors, "\n".join(
-        f"{'/'.join(map(str, e.absolute_path))}: {e.message[:300]}" for e in errors[:10]
-    )
-    for ref in _refs(document):
-        _resolve(document, ref)
-    for key, operation in document["operations"].items():
-        channel_ref = operation["channel"]["$ref"]
-        for message in operation["messages"]:
-            assert message["$ref"].startswith(channel_ref + "/messages/"), (key, message)
-    for key, channel in document["channels"].items():
-        expressions = set(re.findall(r"\{([^{}]+)\}", channel["address"] or ""))
-        assert expressions == set(channel.get("parameters", {})), key
-
-
-def _refs(node: Any) -> Iterator[str]:
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key == "$ref":
-                yield value
-            else:
-                yield from _refs(value)
-    elif isinstance(node, list):
-        for item in node:
-            yield from _refs(item)
-
-
-def _resolve(document: Any, ref: str) -> Any:
-    assert ref.startswith("#/"), ref
-    node = document
-    for part in ref[2:].split("/"):
-        part = part.replace("~1", "/").replace("~0", "~")
-        assert isinstance(node, dict) and part in node, f"unresolved $ref {ref}"
-        node = node[part]
-    return node
+REGENERATE = (
+    "regenerate: RABBIT_PASSWORD=guest .venv/bin/python -m tests.unit.test_asyncapi "
+    "(writes the README example's document to docs/asyncapi/readme-example.yaml)"
+)
 
 
 def readme_example() -> str:
@@ -111,11 +72,11 @@ def test_readme_example_is_valid_asyncapi(
     assert receive["action"] == "receive"
     assert "type LIKE 'com.acme.%'" in receive["description"]
     assert receive["bindings"]["mqtt"]["qos"] == 1
-    source = _resolve(document, receive["channel"]["$ref"])
+    source = resolve_ref(document, receive["channel"]["$ref"])
     assert source["address"] == "plant/{topic_1}/telemetry/{topic_3_rest}"
     sends = [o for o in document["operations"].values() if o["action"] == "send"]
     assert len(sends) == 4  # three targets and the dead letter
-    addresses = {_resolve(document, o["channel"]["$ref"])["address"] for o in sends}
+    addresses = {resolve_ref(document, o["channel"]["$ref"])["address"] for o in sends}
     assert addresses == {"telemetry", "telemetry.{topic_1}", "{topic_1}", "telemetry.dlq"}
     kafka_binary = document["components"]["messages"]["kafka-binary"]
     assert {"ce_id", "ce_source", "ce_specversion", "ce_type"} <= set(
@@ -210,11 +171,11 @@ def test_mesh_of_two_gateways(validator: jsonschema.Draft7Validator, mesh_files:
     assert "Core NATS: at most once" in ops["hq-from-mesh-receive"]["description"]
     assert "JetStream pull consumer `hq`" in ops["hq-audit-receive"]["description"]
     # MQTT 3.1.1 carries structured events only.
-    channel = _resolve(document, ops["factory-a-telemetry-receive"]["channel"]["$ref"])
+    channel = resolve_ref(document, ops["factory-a-telemetry-receive"]["channel"]["$ref"])
     assert "mqtt-binary" not in channel["messages"]
     dead = ops["factory-a-telemetry-dead-letter"]
     assert dead["action"] == "send" and dead["messages"][0]["$ref"].endswith("kafka-structured")
-    amqp = _resolve(document, ops["hq-from-mesh-send-0"]["channel"]["$ref"])
+    amqp = resolve_ref(document, ops["hq-from-mesh-send-0"]["channel"]["$ref"])
     assert amqp["bindings"]["amqp"]["exchange"] == {
         "name": "events",
         "type": "topic",
