@@ -568,6 +568,13 @@ def _add_route(
         messages = _target_messages(kind, target, options)
         channel = build.channel(server, address, params, messages, channel_bindings, "")
         text = [f"Route {route.name}: {role}: {_describe(target)}."]
+        if kind == "nats":
+            text.append(
+                "Published to JetStream, confirmed by its PubAck (a stream must capture the "
+                "subject)."
+                if target.options.jetstream
+                else "Published on core NATS: at most once."
+            )
         if role == "dead letter":
             text.append(
                 "Events no target accepted, after the route's retries, with the error attached."

@@ -216,7 +216,7 @@ routes:
   - name: check
     from: {{connector: bus, subject: "{prefix}.in"}}
     to:
-      - {{connector: bus, subject: "{prefix}.out"}}
+      - {{connector: bus, subject: "{prefix}.out", jetstream: false}}
 """,
         encoding="utf-8",
     )

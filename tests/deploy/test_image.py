@@ -238,7 +238,7 @@ routes:
   - name: smoke
     from: {{connector: bus, subject: "{prefix}.in"}}
     to:
-      - {{connector: bus, subject: "{prefix}.out"}}
+      - {{connector: bus, subject: "{prefix}.out", jetstream: false}}
 """,
         encoding="utf-8",
     )
@@ -288,6 +288,8 @@ def test_installed_gateway_runs_a_route(installed: Path, tmp_path: Path) -> None
         code = gateway.stop()
     assert code == 0, "".join(gateway.lines)
     assert any("draining in-flight events" in line for line in gateway.lines)
+    problems = [line for line in gateway.lines if " WARNING " in line or " ERROR " in line]
+    assert not problems, "".join(problems)
 
 
 @pytest.mark.integration
