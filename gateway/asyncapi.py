@@ -4,7 +4,8 @@
 tooling reads (AsyncAPI Studio, generators, catalogues):
 
 - a **server** per broker (kafka, amqp, mqtt, nats): host and port from the
-  connector options, never credentials; connectors of several gateways that point
+  connector options, how it authenticates (security schemes), never credentials;
+  connectors of several gateways that point
   at the same broker become one server;
 - a **channel** per source and target address; MQTT/NATS wildcards and target
   templates become channel parameters (``plant/+/x`` -> ``plant/{topic_1}/x``), so
@@ -148,6 +149,49 @@ def _server(kind: str, options: Any) -> dict[str, Any]:
             server["x-servers"] = [_hostport(s, 4222)[0] for s in options.servers]
         return server
     return {"host": "local", "protocol": kind}  # plugin or in-memory connector
+
+
+_SASL = {"PLAIN": "plain", "SCRAM-SHA-256": "scramSha256", "SCRAM-SHA-512": "scramSha512"}
+
+
+def _security(kind: str, options: Any) -> dict[str, dict[str, Any]]:
+    """Security schemes a connector authenticates with, by component key: kinds only,
+    never user names, passwords or file paths."""
+    schemes: dict[str, dict[str, Any]] = {}
+    if kind == "kafka":
+        if options.security_protocol.value.startswith("SASL_"):
+            kind_ = _SASL[options.sasl_mechanism.value]
+            schemes[f"kafka-{kind_}"] = {"type": kind_, "description": "Kafka SASL."}
+        if options.ssl_certfile is not None:
+            schemes["kafka-X509"] = {"type": "X509", "description": "Kafka mutual TLS."}
+    elif kind == "amqp":
+        if urlsplit(options.url).username:
+            schemes["amqp-userPassword"] = {"type": "userPassword", "description": "AMQP PLAIN."}
+        if options.tls_cert_file is not None:
+            schemes["amqp-X509"] = {"type": "X509", "description": "AMQP mutual TLS."}
+    elif kind == "mqtt":
+        if options.endpoint().username:
+            schemes["mqtt-userPassword"] = {"type": "userPassword", "description": "MQTT."}
+        if options.tls_cert_file is not None:
+            schemes["mqtt-X509"] = {"type": "X509", "description": "MQTT mutual TLS."}
+    elif kind == "nats":
+        users = [urlsplit(s) for s in options.servers]
+        if options.user or any(u.password is not None for u in users):
+            schemes["nats-userPassword"] = {"type": "userPassword", "description": "NATS."}
+        if options.token is not None or any(u.username and u.password is None for u in users):
+            schemes["nats-token"] = {
+                "type": "apiKey",
+                "in": "user",
+                "description": "NATS token authentication.",
+            }
+        if options.creds_file is not None or options.nkey_seed_file is not None:
+            schemes["nats-nkey"] = {
+                "type": "asymmetricEncryption",
+                "description": "NATS NKey signature (credentials or seed file).",
+            }
+        if options.tls_cert is not None:
+            schemes["nats-X509"] = {"type": "X509", "description": "NATS mutual TLS."}
+    return schemes
 
 
 def _identity(server: Mapping[str, Any]) -> str:
@@ -309,6 +353,7 @@ class _Builder:
         self.channel_ids: dict[str, str] = {}
         self.operations: dict[str, dict[str, Any]] = {}
         self.messages: dict[str, dict[str, Any]] = {}
+        self.security: dict[str, dict[str, Any]] = {}
 
     def server(self, gateway: str, name: str, kind: str, options: Any) -> str:
         server = _server(kind, options)
@@ -320,6 +365,12 @@ class _Builder:
             self.servers[key] = server
             self.server_users[key] = []
         self.server_users[key].append(f"`{gateway}` (connector `{name}`)")
+        for scheme, body in _security(kind, options).items():
+            self.security[scheme] = body
+            refs = self.servers[key].setdefault("security", [])
+            ref = {"$ref": f"#/components/securitySchemes/{scheme}"}
+            if ref not in refs:
+                refs.append(ref)
         return key
 
     def channel(
@@ -519,6 +570,7 @@ def build_document(members: Sequence[MeshMember]) -> dict[str, Any]:
         "components": {
             "schemas": {"CloudEvent": _cloudevent_schema()},
             "messages": dict(sorted(build.messages.items())),
+            **({"securitySchemes": dict(sorted(build.security.items()))} if build.security else {}),
         },
     }
 

@@ -97,7 +97,7 @@ GATEWAY_A = """\
 gateway: {id: factory-a}
 connectors:
   plant: {type: mqtt, url: "mqtt://plant-user:mqtt-secret@mqtt.plant:1883", protocol: 4}
-  mesh:  {type: nats, servers: ["nats://nats-token@nats.mesh:4222"]}
+  mesh:  {type: nats, servers: ["nats://n4ts-t0ken-value@nats.mesh:4222"]}
   core:  {type: kafka, bootstrap_servers: ["k1:9092", "k2:9092"],
           security_protocol: SASL_SSL, sasl_mechanism: SCRAM-SHA-512,
           sasl_username: gw, sasl_password: kafka-secret}
@@ -151,7 +151,7 @@ def test_mesh_of_two_gateways(validator: jsonschema.Draft7Validator, mesh_files:
     document = build_document(load_mesh(mesh_files))
     assert_valid_asyncapi(validator, document)
     text = json.dumps(document)
-    for secret in ("mqtt-secret", "kafka-secret", "amqp-secret", "nats-token"):
+    for secret in ("mqtt-secret", "kafka-secret", "amqp-secret", "n4ts-t0ken-value"):
         assert secret not in text
     assert document["info"]["title"] == "meshgate mesh: factory-a, hq"
     # Both gateways use the same NATS server: one server object names both.
@@ -159,6 +159,14 @@ def test_mesh_of_two_gateways(validator: jsonschema.Draft7Validator, mesh_files:
     assert len(nats) == 1
     assert "factory-a" in nats[0]["description"] and "hq" in nats[0]["description"]
     servers = {s["protocol"]: s for s in document["servers"].values()}
+    schemes = document["components"]["securitySchemes"]
+    assert {"kafka-scramSha512", "mqtt-userPassword", "nats-token", "amqp-userPassword"} == set(
+        schemes
+    )
+    assert servers["kafka-secure"]["security"] == [
+        {"$ref": "#/components/securitySchemes/kafka-scramSha512"}
+    ]
+    assert "plant-user" not in text and "gw" not in json.dumps(schemes)
     assert servers["kafka-secure"]["host"] == "k1:9092"
     assert servers["amqps"]["pathname"] == "/prod"
     assert servers["mqtt"]["protocolVersion"] == "3.1.1"
