@@ -382,7 +382,11 @@ class _Builder:
         bindings: Mapping[str, Any] | None,
         note: str,
     ) -> str:
-        identity = json.dumps([server, address, bindings or {}], sort_keys=True)
+        # One channel per broker address, whoever sends or receives on it, so that the
+        # mesh's wiring shows (AMQP: a queue and a routing key of an exchange differ).
+        amqp = (bindings or {}).get("amqp", {})
+        where = amqp.get("queue", {}).get("name") or amqp.get("exchange", {}).get("name")
+        identity = json.dumps([server, address, amqp.get("is"), where])
         key = self.channel_ids.get(identity)
         if key is None:
             key = _key(server, address.replace("{", "").replace("}", ""))
@@ -401,6 +405,8 @@ class _Builder:
             if bindings:
                 channel["bindings"] = dict(bindings)
             self.channels[key] = channel
+        if bindings and "bindings" not in self.channels[key]:
+            self.channels[key]["bindings"] = dict(bindings)
         for message in messages:
             self.channels[key]["messages"][message] = {"$ref": f"#/components/messages/{message}"}
         return key
@@ -605,8 +611,12 @@ def _add_route(
         body["bindings"] = bindings
     addresses = _source_addresses(kind, route.source)
     for index, (address, params, note) in enumerate(addresses):
-        amqp = {"amqp": {"is": "queue", "queue": {"name": address}, "bindingVersion": "0.3.0"}}
-        channel_bindings = amqp if kind == "amqp" else None
+        channel_bindings: dict[str, Any] | None = None
+        if kind == "amqp":
+            queue = {"is": "queue", "queue": {"name": address}, "bindingVersion": "0.3.0"}
+            channel_bindings = {"amqp": queue}
+        elif kind == "kafka" and route.source.pattern is None:
+            channel_bindings = {"kafka": {"topic": address, "bindingVersion": "0.5.0"}}
         channel = build.channel(server, address, params, messages, channel_bindings, note)
         suffix = "receive" if len(addresses) == 1 else f"receive-{index}"
         build.operation(_key(gateway, route.name, suffix), "receive", channel, messages, body)

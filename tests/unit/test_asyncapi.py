@@ -215,3 +215,47 @@ if __name__ == "__main__":  # regenerate the committed document
         COMMITTED.parent.mkdir(parents=True, exist_ok=True)
         COMMITTED.write_text(readme_document(Path(directory)), encoding="utf-8")
     print(f"wrote {COMMITTED.relative_to(ROOT)}")
+
+
+def test_gateways_meet_on_one_channel(
+    validator: jsonschema.Draft7Validator, tmp_path: Path
+) -> None:
+    """What one gateway sends and another receives is one channel on one server."""
+    (tmp_path / "a.yaml").write_text(
+        """\
+gateway: {id: a}
+connectors:
+  bus: {type: nats, servers: ["nats://127.0.0.1:4222"]}
+  log: {type: kafka, bootstrap_servers: "kafka.internal:9092"}
+routes:
+  - name: out
+    from: {connector: bus, subject: "in.>"}
+    to: [{connector: log, topic: shared}]
+""",
+        encoding="utf-8",
+    )
+    (tmp_path / "b.yaml").write_text(
+        """\
+gateway: {id: b}
+connectors:
+  events: {type: kafka, bootstrap_servers: ["kafka.internal:9092"], client_id: b}
+  bus: {type: nats, servers: ["nats://127.0.0.1:4222"]}
+routes:
+  - name: back
+    from: {connector: events, topics: [shared], group_id: b}
+    to: [{connector: bus, subject: "out.{type}", jetstream: false}]
+""",
+        encoding="utf-8",
+    )
+    document = build_document(load_mesh([str(tmp_path / "a.yaml"), str(tmp_path / "b.yaml")]))
+    assert_valid_asyncapi(validator, document)
+    assert len(document["servers"]) == 2  # one Kafka, one NATS
+    users = {
+        (op["x-meshgate-gateway"], op["action"])
+        for op in document["operations"].values()
+        if resolve_ref(document, op["channel"]["$ref"])["address"] == "shared"
+    }
+    assert users == {("a", "send"), ("b", "receive")}
+    shared = [c for c in document["channels"].values() if c["address"] == "shared"]
+    assert len(shared) == 1
+    assert shared[0]["bindings"]["kafka"]["topic"] == "shared"
