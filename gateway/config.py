@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -25,6 +26,7 @@ from connectors.registry import ConnectorRegistry, default_registry
 from gateway.dlstore import DEFAULT_MAX_BYTES, STATE_DIR_ENV, default_state_dir
 from gateway.errors import ConfigError, ConfigProblem
 from gateway.yamlsource import KeyPath, LoadedYaml, load_yaml
+from routing.cesql.lint import lint
 from routing.egress import EgressRules
 from routing.errors import FilterError, MeshgateError, TemplateError
 from routing.filters import EventFilter, compile_filter
@@ -366,11 +368,18 @@ def _compile_route(
             filters.append(compile_filter({"sql": section.filter}))
         except FilterError as exc:
             check.add((*path, "filter"), f"CESQL: {exc}")
+        else:
+            for problem in lint(section.filter).errors:
+                check.add((*path, "filter"), f"CESQL: {problem}")
     if section.filters is not None:
         try:
             filters.append(compile_filter(section.filters))
         except FilterError as exc:
             check.add((*path, "filters"), str(exc))
+        else:
+            for text in _sql_filters(section.filters):
+                for problem in lint(text).errors:
+                    check.add((*path, "filters"), f"CESQL: {problem}")
 
     ingress = None
     if section.ingress is not None:
@@ -440,6 +449,19 @@ def _check_source_fields(
                     f"template {text!r} uses {{key}}, but messages from connector {kind!r} "
                     "have no key",
                 )
+
+
+def _sql_filters(spec: Any) -> Iterator[str]:
+    """The CESQL texts of ``sql`` dialects anywhere in a Subscriptions API filter."""
+    if isinstance(spec, list):
+        for item in spec:
+            yield from _sql_filters(item)
+    elif isinstance(spec, dict):
+        for dialect, body in spec.items():
+            if dialect == "sql" and isinstance(body, str):
+                yield body
+            elif dialect in ("all", "any", "not"):
+                yield from _sql_filters(body)
 
 
 def _combine(filters: list[EventFilter]) -> EventFilter | None:

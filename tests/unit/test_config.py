@@ -193,3 +193,47 @@ def test_key_template_on_a_source_without_keys(tmp_path: Path) -> None:
         "gw.yaml:8:26: routes[0].to[0].topic: template 'out.{key}' uses {key}, but messages "
         "from connector 'mem' (MemoryConnector) have no key"
     ]
+
+
+@pytest.mark.parametrize(
+    ("expression", "message"),
+    [
+        ("FOO(type)", "no function FOO in CESQL (at position 0): CESQL v1 has ABS, BOOL,"),
+        (
+            "STARTSWITH(type, 'x')",
+            "no function STARTSWITH in CESQL (at position 0): use `x LIKE 'prefix%'`",
+        ),
+        ("LOWR(type) = 'a'", "no function LOWR in CESQL (at position 0): did you mean LOWER?"),
+        ("LOWER(type, source) = 'a'", "function LOWER takes 1 argument, not 2 (at position 0)"),
+        ("SUBSTRING(type) = 'a'", "function SUBSTRING takes 2 or 3 arguments, not 1"),
+    ],
+)
+def test_filter_calling_a_missing_function_is_an_error(
+    tmp_path: Path, expression: str, message: str
+) -> None:
+    # CESQL evaluates these to false with an error: at run time every event would be
+    # filtered out and acked. validate must say so.
+    text = GOOD.replace("    dead_letter:", f'    filter: "{expression}"\n    dead_letter:')
+    (problem,) = problems(tmp_path, text)
+    assert problem.startswith("gw.yaml:9:5: routes[0].filter: CESQL: " + message), problem
+
+
+def test_missing_function_inside_subscriptions_api_filters(tmp_path: Path) -> None:
+    text = GOOD.replace(
+        "    dead_letter:",
+        "    filters: [{any: [{sql: \"CONCATT(type, 'x') = 'y'\"}]}]\n    dead_letter:",
+    )
+    (problem,) = problems(tmp_path, text)
+    assert "routes[0].filters: CESQL: no function CONCATT" in problem
+    assert "did you mean CONCAT?" in problem
+
+
+def test_comparing_two_attributes_warns_to_quote_the_value(tmp_path: Path) -> None:
+    from gateway.analysis import analyse
+
+    text = GOOD.replace("    dead_letter:", '    filter: "severity = high"\n    dead_letter:')
+    (warning,) = [str(f) for f in analyse(load_config(write(tmp_path, text)))]
+    assert warning == (
+        "warning: route r1: filter: `severity = high` compares two attributes; if 'high' is "
+        "a value, quote it: severity = 'high'"
+    )
