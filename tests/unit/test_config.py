@@ -46,7 +46,9 @@ def test_good_config_compiles(tmp_path: Path) -> None:
 
 def test_unknown_key_is_reported_with_line_and_column(tmp_path: Path) -> None:
     text = GOOD.replace("    from:", "    form: {connector: mem, topic: in}\n    from:")
-    assert problems(tmp_path, text) == ["gw.yaml:6:5: routes[0].form: unknown key"]
+    assert problems(tmp_path, text) == [
+        "gw.yaml:6:5: routes[0].form: unknown key; did you mean 'from'?"
+    ]
 
 
 def test_all_problems_are_reported_at_once(tmp_path: Path) -> None:
@@ -237,3 +239,54 @@ def test_comparing_two_attributes_warns_to_quote_the_value(tmp_path: Path) -> No
         "warning: route r1: filter: `severity = high` compares two attributes; if 'high' is "
         "a value, quote it: severity = 'high'"
     )
+
+
+def test_unknown_keys_suggest_the_key_meant(tmp_path: Path) -> None:
+    found = problems(
+        tmp_path,
+        """\
+        gateway: {id: edge-1}
+        conectors:
+          mem: {type: memory}
+        routes:
+          - name: r1
+            fromm: {connector: mem, topic: in}
+            to: [{connector: mem, topic: out}]
+        """,
+    )
+    assert "gw.yaml:2:1: conectors: unknown key; did you mean 'connectors'?" in found
+    assert "gw.yaml:6:5: routes[0].fromm: unknown key; did you mean 'from'?" in found
+    found = problems(
+        tmp_path,
+        """\
+        gateway: {id: edge-1}
+        connectors:
+          n: {type: nats, servrs: ["nats://127.0.0.1:4222"]}
+          m: {type: mqtt, url: "mqtt://127.0.0.1:1883"}
+        routes:
+          - name: r1
+            from: {connector: m, topic: in, qso: 1}
+            to: [{connector: n, subject: out}]
+        """,
+    )
+    assert "gw.yaml:3:19: connectors.n.servrs: unknown key; did you mean 'servers'?" in found
+    assert any("routes[0].from.qso: unknown key; did you mean 'qos'?" in p for p in found), found
+
+
+@pytest.mark.parametrize(("written", "meant"), [("MQTT", "mqtt"), ("rabbitmq", "amqp")])
+def test_connector_type_suggestions(tmp_path: Path, written: str, meant: str) -> None:
+    (problem,) = problems(tmp_path, GOOD.replace("type: memory", f"type: {written}"))
+    assert problem.endswith(f"did you mean {meant!r}?"), problem
+
+
+def test_billion_laughs_is_refused_quickly(tmp_path: Path) -> None:
+    import time
+
+    lines = ['a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    lines += [f"a{n}: &a{n} [{', '.join([f'*a{n - 1}'] * 9)}]" for n in range(1, 10)]
+    started = time.monotonic()
+    (problem,) = problems(tmp_path, "\n".join(lines) + "\n")
+    # ~0.2 s here; expanding all 10**9 values would take hours (a loose bound, so a
+    # busy CI machine cannot fail it).
+    assert time.monotonic() - started < 5.0
+    assert "more than 50000 values once YAML aliases are expanded" in problem
