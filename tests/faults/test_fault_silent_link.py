@@ -20,6 +20,12 @@ passes new connections):
   core messages flow again;
 - one WARNING names the connector, Health is UP again with the replacement counted in
   ``reconnects``.
+
+The second test does the same through a gateway process (a JetStream -> JetStream
+route whose target connection goes through the proxy): everything fed before and
+through the silence arrives, none lost, and the gateway stops cleanly. With
+``watchdog_timeouts: 0`` it delivers nothing of what was fed after the silence
+(observed: 0 of 400 within 30 s).
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 
 import nats
 import pytest
@@ -41,6 +48,9 @@ from connectors.nats import JetStreamSource, NatsConnector, NatsOptions, NatsSou
 from routing.event import CloudEvent
 from tests.brokers import unique_name
 from tests.faults.brokers import PrivateNats
+from tests.faults.conftest import FaultReport
+from tests.faults.gateway import GatewayProcess
+from tests.faults.harness import NATS, Pair, Scenario
 from tests.faults.proxy import FaultyProxy
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
@@ -303,3 +313,48 @@ async def test_silent_nats_link_is_replaced_and_nothing_is_lost(
         assert conn.watchdog_replacements == 1
         assert health == (HealthState.UP, 1)  # the replacement, counted as a reconnect
         assert proxy.connections == 2  # the first connection and its replacement
+
+
+@pytest.mark.timeout(150)
+async def test_gateway_route_recovers_from_a_silent_nats_target(
+    private_nats: PrivateNats,
+    gateways: Callable[[Path, str], GatewayProcess],
+    tmp_path: Path,
+    fault_report: FaultReport,
+) -> None:
+    """The same through a gateway: JetStream -> JetStream, the target link goes silent."""
+    async with FaultyProxy(private_nats.port, seed=6) as proxy:
+        pair = Pair(
+            NATS,
+            private_nats.url,
+            NATS,
+            private_nats.url,
+            label="silent-nats",
+            via=f"nats://{proxy.url_host_port}",
+        )
+        options = {"publish_timeout": 1.0, "reconnect_wait": 0.2, "reconnect_jitter": 0.2}
+        async with Scenario([pair], connector={NATS: options}, drain_timeout=5) as scenario:
+            gateway = gateways(scenario.write(tmp_path), "gw")
+            await gateway.wait_started()
+            await scenario.feed(pair, 200)
+            assert await scenario.until_delivered(30), pair.tally()
+            assert proxy.silence() == 1  # the target connection; the source is direct
+            silenced_at = time.monotonic()
+            await scenario.feed(pair, 400, rate=100)  # through the silence, 4 s
+            assert await scenario.until_delivered(RECOVERY_BOUND), pair.tally()
+            recovered_after = time.monotonic() - silenced_at
+            code = gateway.terminate(60)
+            log = gateway.current_log()
+            silent = [line for line in log.splitlines() if "silent (" in line]
+            tally = pair.tally()
+            fault_report.add(
+                "silent NATS target link",
+                pair,
+                f"watchdog replaced the client; all through {recovered_after:.1f} s after "
+                f"the silence; proxy connections {proxy.connections}",
+            )
+            print(f"silent NATS target via gateway: {tally}, {recovered_after:.1f} s")
+            assert tally["lost"] == 0 and tally["unexpected"] == 0, tally
+            assert len(silent) == 1 and "WARNING" in silent[0], silent
+            assert proxy.connections == 2
+            assert code == 0
