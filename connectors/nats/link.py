@@ -14,12 +14,14 @@ busy link). The sink and the JetStream source report their timeouts
 from the server in between (``stats["in_msgs"]``, kept by nats-py anyway: nothing is
 added per publish), start one probe: a request to a subject nobody serves, which the
 server answers at once with "no responders" through the whole read path. No answer
-within ``publish_timeout`` and the client is replaced: the publishes still waiting on
+within ``publish_timeout``, nothing else received meanwhile and no reconnect by
+nats-py itself, and the client is replaced: the publishes still waiting on
 it fail with ``LinkReplaced`` (a ``ConnectionClosedError``, retriable), it is closed
 in the background (aborted if closing hangs on the dead socket), and a fresh client
 connects under the usual backoff. Sources notice the old client closed and subscribe
 again (core) or re-check their durable and pull again (JetStream). An answered probe
-means the server is merely slow (JetStream busy): the client stays.
+means the server is merely slow (JetStream busy, a congested link): the client stays,
+and no new probe starts for ``publish_timeout``.
 """
 
 from __future__ import annotations
@@ -83,6 +85,7 @@ class Link:
         self._timeouts = 0  # in a row on the current client, nothing received in between
         self._seen_in = -1  # the client's in_msgs at the last timeout
         self._probe: asyncio.Task[None] | None = None
+        self._calm_until = 0.0  # no new probe before (loop time): the last one was answered
         self._dropping: set[asyncio.Task[None]] = set()
 
     @property
@@ -155,30 +158,40 @@ class Link:
         if seen != self._seen_in:  # something came in since the last timeout: not silent
             self._seen_in, self._timeouts = seen, 0
         self._timeouts += 1
-        if self._timeouts >= limit and (self._probe is None or self._probe.done()):
-            self._probe = asyncio.get_running_loop().create_task(self._probe_link(nc))
+        if self._timeouts < limit or (self._probe is not None and not self._probe.done()):
+            return
+        loop = asyncio.get_running_loop()
+        if loop.time() >= self._calm_until:
+            self._probe = loop.create_task(self._probe_link(nc))
 
     async def _probe_link(self, nc: Client) -> None:
         timeouts, wait = self._timeouts, self._options.publish_timeout
+        generation, seen = self.generation, nc.stats["in_msgs"]
         try:
             async with asyncio.timeout(wait):
                 await nc.request(nc.new_inbox(), b"", timeout=wait)  # nobody serves it
         except nats.errors.NoRespondersError:
-            pass  # the expected answer: the server and the read path are alive
+            answered = True  # the expected answer: the server and the read path are alive
         except TimeoutError:  # nats-py's TimeoutError too
-            if nc is self._nc and nc.is_connected and not self._closing:
-                self._replace(nc, timeouts, wait)
-            return
+            answered = False
         except _ClientErrors as exc:  # closed or reconnecting meanwhile: handled elsewhere
             self._log.debug("%s: link probe failed: %s", self._label, exc)
             return
-        if nc is self._nc:
+        if nc is not self._nc or self._closing:
+            return
+        # Alive after all: messages came in while the probe waited (a congested link,
+        # the probe queued behind its traffic), or nats-py reconnected by itself.
+        alive = nc.stats["in_msgs"] != seen or generation != self.generation
+        if answered or alive or not nc.is_connected:
             self._timeouts = 0
-        self._log.info(
-            "%s: %d request(s) timed out but the NATS server answers: slow, not silent",
-            self._label,
-            timeouts,
-        )
+            self._calm_until = asyncio.get_running_loop().time() + wait  # no probe storm
+            self._log.debug(
+                "%s: %d request(s) timed out but the NATS link is alive: slow, not silent",
+                self._label,
+                timeouts,
+            )
+            return
+        self._replace(nc, timeouts, wait)
 
     def _replace(self, nc: Client, timeouts: int, wait: float) -> None:
         self.watchdog_replacements += 1
@@ -335,7 +348,7 @@ class Link:
     def _adopt(self, nc: Client) -> None:
         self._nc = nc
         self.generation += 1
-        self._timeouts, self._seen_in = 0, -1
+        self._timeouts, self._seen_in, self._calm_until = 0, -1, 0.0
         self._health.state = HealthState.UP
         url = nc.connected_url
         self._health.detail = f"connected to {redact_url(url.geturl())}" if url else "connected"

@@ -119,16 +119,40 @@ async def test_an_answered_probe_keeps_the_client(
 ) -> None:
     client = StandIn(answers=True)
     adopt(link, client)
-    with caplog.at_level(logging.INFO, "meshgate.connectors.nats"):
+    with caplog.at_level(logging.DEBUG, "meshgate.connectors.nats"):
         for _ in range(3):
             link.note_timeout(client)  # type: ignore[arg-type]
         await settle(link)
     assert client.probes == 1 and link.watchdog_replacements == 0
     assert link.current() is client and not client.is_closed
     assert "slow, not silent" in caplog.text
-    link.note_timeout(client)  # type: ignore[arg-type]
+    for _ in range(3):
+        link.note_timeout(client)  # type: ignore[arg-type]
     await settle(link)
-    assert client.probes == 1  # the count started over
+    assert client.probes == 1  # calm for publish_timeout after an answered probe
+    await asyncio.sleep(0.25)
+    for _ in range(3):
+        link.note_timeout(client)  # type: ignore[arg-type]
+    await settle(link)
+    assert client.probes == 2
+
+
+async def test_traffic_or_a_reconnect_during_the_probe_keeps_the_client(link: Link) -> None:
+    client = StandIn(answers=False)
+    adopt(link, client)
+    for _ in range(3):
+        link.note_timeout(client)  # type: ignore[arg-type]
+    await asyncio.sleep(0.05)  # the probe is waiting
+    client.stats["in_msgs"] += 1  # a PubAck trickles in meanwhile
+    await settle(link)
+    assert client.probes == 1 and link.watchdog_replacements == 0
+    await asyncio.sleep(0.25)  # past the calm period
+    for _ in range(3):
+        link.note_timeout(client)  # type: ignore[arg-type]
+    await asyncio.sleep(0.05)
+    adopt(link, client)  # nats-py reconnected by itself meanwhile (reconnected_cb)
+    await settle(link)
+    assert link.watchdog_replacements == 0 and link.current() is client
 
 
 async def test_an_unanswered_probe_replaces_the_client(
