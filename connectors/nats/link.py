@@ -246,13 +246,16 @@ class Link:
                 await self._revive
         await asyncio.gather(*self._dropping, return_exceptions=True)
         nc, self._nc = self._nc, None
+        silent = False
         if nc is not None and nc.is_connected:
             try:
                 await nc.flush(timeout=math.ceil(self._options.publish_timeout))
             except _ClientErrors as exc:
+                silent = isinstance(exc, TimeoutError)
                 self._log.warning("%s: flush on close failed: %s", self._label, exc)
         if nc is not None:
-            await _discard(nc)
+            # No PONG: closing may hang on the silent socket too (bounded, then cut).
+            await (self._drop(nc) if silent else _discard(nc))
         self._health.state = HealthState.CLOSED
 
     # -- connecting -----------------------------------------------------------------
