@@ -13,7 +13,10 @@ connection to ``127.0.0.1:upstream_port``. While it runs, its knobs can change:
 proxy keeps reading both sides and drops the bytes, so neither peer sees an error
 (a middlebox that lost the flow). Connections made afterwards pass normally.
 
-It counts connections made and resets done. Only loopback is ever used.
+A side that fails (reset, write error) gets the other side reset too, as a broken
+path would show both peers; before, the other side stayed open and heard nothing
+more: a silent link made by the proxy. It counts connections made and resets done.
+Only loopback is ever used.
 """
 
 from __future__ import annotations
@@ -41,14 +44,18 @@ class _Link:
         self.silent = False  # drop what arrives, keep the connection
 
     def reset(self) -> None:
+        self.cut()
+        for task in self.tasks:
+            task.cancel()
+
+    def cut(self) -> None:
+        """RST both sockets: what a broken path shows each peer (the pumps then end)."""
         for writer in self.writers:
             sock = writer.get_extra_info("socket")
             if sock is not None:
                 with contextlib.suppress(OSError):  # linger 0: close sends RST
                     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             writer.transport.abort()
-        for task in self.tasks:
-            task.cancel()
 
 
 class FaultyProxy:
@@ -143,10 +150,20 @@ class FaultyProxy:
                     await asyncio.sleep(delay)
                 if link.silent:
                     continue
-                writer.write(chunk)
-                await writer.drain()
+                try:
+                    writer.write(chunk)
+                    await writer.drain()
+                except (ConnectionError, OSError):
+                    broken()
+                    return
                 if self.bandwidth:
                     await asyncio.sleep(len(chunk) / self.bandwidth)
+
+        def broken() -> None:
+            # One side failed: reset the other too, or it would stay open and never
+            # hear another byte (a silent link the proxy made, not the network).
+            if not link.silent:
+                link.cut()
 
         sender = asyncio.create_task(send())
         try:
@@ -157,7 +174,7 @@ class FaultyProxy:
                     break
             await sender
         except (ConnectionError, OSError):
-            pass
+            broken()
         finally:
             sender.cancel()
             await asyncio.gather(sender, return_exceptions=True)
