@@ -343,7 +343,9 @@ async def test_gateway_route_recovers_from_a_silent_nats_target(
             await scenario.feed(pair, 400, rate=100)  # through the silence, 4 s
             assert await scenario.until_delivered(RECOVERY_BOUND), pair.tally()
             recovered_after = time.monotonic() - silenced_at
-            code = gateway.terminate(60)
+            # In a thread: the proxies run in this event loop and must keep forwarding
+            # while the gateway stops (a blocked loop made every proxied link silent).
+            code = await asyncio.to_thread(gateway.terminate, 60)
             log = gateway.current_log()
             silent = [line for line in log.splitlines() if "silent (" in line]
             tally = pair.tally()
