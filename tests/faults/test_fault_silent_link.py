@@ -33,6 +33,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
+import struct
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -45,6 +47,7 @@ from nats.js.api import StreamConfig
 from connectors.base import Delivery, HealthState
 from connectors.errors import ConnectorError
 from connectors.nats import JetStreamSource, NatsConnector, NatsOptions, NatsSource, NatsTarget
+from gateway.localbrokers import LOOPBACK
 from routing.event import CloudEvent
 from tests.brokers import unique_name
 from tests.faults.brokers import PrivateNats
@@ -96,11 +99,14 @@ class Collector:
     def __init__(self, conn: NatsConnector, source: NatsSource) -> None:
         self.conn = conn
         self.ids: dict[str, int] = {}
+        self.redelivered = 0  # JetStream deliveries after the first (num_delivered > 1)
         self.task = asyncio.create_task(self._run(conn.consume(source)))
 
     async def _run(self, deliveries: AsyncIterator[Delivery]) -> None:
         async for delivery in deliveries:
             decoded = self.conn.decode(delivery)
+            delivered = delivery.coordinates.get("num_delivered", 1)
+            self.redelivered += isinstance(delivered, int) and delivered > 1
             if decoded is not None:
                 self.ids[decoded.id] = self.ids.get(decoded.id, 0) + 1
             await delivery.ack()
@@ -296,8 +302,10 @@ async def test_silent_nats_link_is_replaced_and_nothing_is_lost(
         print(
             f"silent link: watchdog fired after {fired_after:.1f} s, everything through "
             f"after {recovered_after:.1f} s; publish failures retried {publisher.failures}; "
-            f"target stream dups {sum(out.ids.values()) - len(out.ids)}, source redeliveries "
-            f"{sum(js_in.ids.values()) - len(js_in.ids)}; proxy connections {proxy.connections}"
+            f"target stream dups {sum(out.ids.values()) - len(out.ids)}; source: "
+            f"{js_in.redelivered} redelivered (swallowed by the silent link), "
+            f"{sum(js_in.ids.values()) - len(js_in.ids)} seen twice; "
+            f"proxy connections {proxy.connections}"
         )
         assert not publisher.refused
         assert publisher.confirmed == all_ids
@@ -360,3 +368,27 @@ async def test_gateway_route_recovers_from_a_silent_nats_target(
             assert len(silent) == 1 and "WARNING" in silent[0], silent
             assert proxy.connections == 2
             assert code == 0
+
+
+async def test_proxy_passes_a_reset_on() -> None:
+    """An upstream RST reaches the client (the proxy made silent links when it did not)."""
+
+    async def upstream(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(100)
+        sock = writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        writer.transport.abort()  # RST
+
+    server = await asyncio.start_server(upstream, LOOPBACK, 0)
+    try:
+        async with FaultyProxy(server.sockets[0].getsockname()[1]) as proxy:
+            reader, writer = await asyncio.open_connection(LOOPBACK, proxy.port)
+            writer.write(b"PING\r\n")
+            try:
+                assert await asyncio.wait_for(reader.read(100), 5) == b""
+            except ConnectionResetError:
+                pass  # the reset itself: what a broken path shows
+            finally:
+                writer.transport.abort()
+    finally:
+        server.close()
