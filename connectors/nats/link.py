@@ -8,20 +8,20 @@ exhausted), so sources keep going across any outage.
 
 The watchdog: a TCP connection can go silent without breaking (a middlebox that
 drops the flow, a half-dead peer). nats-py then stays "connected" while every PubAck
-and flush times out, until its own PINGs notice (2 x 120 s by default, longer on a
-busy link). The sink and the JetStream source report their timeouts
-(``note_timeout``); ``watchdog_timeouts`` of them in a row, with no message received
-from the server in between (``stats["in_msgs"]``, kept by nats-py anyway: nothing is
-added per publish), start one probe: a request to a subject nobody serves, which the
-server answers at once with "no responders" through the whole read path. No answer
-within ``publish_timeout``, nothing else received meanwhile and no reconnect by
-nats-py itself, and the client is replaced: the publishes still waiting on
-it fail with ``LinkReplaced`` (a ``ConnectionClosedError``, retriable), it is closed
-in the background (aborted if closing hangs on the dead socket), and a fresh client
-connects under the usual backoff. Sources notice the old client closed and subscribe
-again (core) or re-check their durable and pull again (JetStream). An answered probe
-means the server is merely slow (JetStream busy, a congested link): the client stays,
-and no new probe starts for ``publish_timeout``.
+and flush times out, until its own PINGs notice (about 6 minutes with the defaults:
+a PING every 120 s, stale once two go unanswered). The sink and the JetStream source
+report their timeouts (``note_timeout``); ``watchdog_timeouts`` of them in a row,
+with no message received from the server in between (``stats["in_msgs"]``, kept by
+nats-py anyway: nothing is added per publish), start one probe: a request to a
+subject nobody serves, which the server answers at once with "no responders" through
+the whole read path. No answer within ``publish_timeout``, nothing else received
+meanwhile and no reconnect by nats-py itself: the client is replaced. The publishes
+still waiting on it fail with ``LinkReplaced`` (a ``ConnectionClosedError``,
+retriable), it is closed in the background (aborted if closing hangs on the dead
+socket), and a fresh client connects under the usual backoff. Sources notice the old
+client closed and subscribe again (core) or re-check their durable and pull again
+(JetStream). An answered probe means the server is merely slow (JetStream busy, a
+congested link): the client stays, and no new probe starts for ``publish_timeout``.
 """
 
 from __future__ import annotations
