@@ -21,7 +21,9 @@ passes new connections):
 - one WARNING names the connector, Health is UP again with the replacement counted in
   ``reconnects``.
 
-The second test does the same through a gateway process (a JetStream -> JetStream
+A connector with only a JetStream source is covered too (its unanswered pull and
+durable lookups are the timeouts). The gateway test does the same through a gateway
+process (a JetStream -> JetStream
 route whose target connection goes through the proxy): everything fed before and
 through the silence arrives, none lost, and the gateway stops cleanly. With
 ``watchdog_timeouts: 0`` it delivers nothing of what was fed after the silence
@@ -392,3 +394,60 @@ async def test_proxy_passes_a_reset_on() -> None:
                 writer.transport.abort()
     finally:
         server.close()
+
+
+@pytest.mark.timeout(90)
+async def test_silent_link_under_a_jetstream_source_alone_is_replaced(
+    private_nats: PrivateNats,
+) -> None:
+    """No publishes at all: the source's unanswered pull and durable lookups fire it."""
+    run = unique_name("silent-src")
+    subject = f"{run}.src"
+    admin: Client = await nats.connect(private_nats.url, connect_timeout=5)
+    js = admin.jetstream()
+    await js.add_stream(StreamConfig(name=f"{run}-src", subjects=[subject]))
+    fed: set[str] = set()
+
+    async def feed(first: int, count: int) -> None:
+        for n in range(first, first + count):
+            item = event(run, n)
+            await js.publish(subject, item.data or b"", headers=ce_headers(item))
+            fed.add(item.id)
+
+    async with FaultyProxy(private_nats.port, seed=7) as proxy:
+        conn = NatsConnector(
+            f"{run}-edge",
+            NatsOptions(
+                servers=(f"nats://{proxy.url_host_port}",),
+                publish_timeout=PUBLISH_TIMEOUT,
+                reconnect_wait=0.2,
+                reconnect_jitter=0.2,
+            ),
+        )
+        await conn.start()
+        source = Collector(
+            conn,
+            NatsSource(
+                connector="edge",
+                subject=subject,
+                jetstream=JetStreamSource(
+                    stream=f"{run}-src", durable="edge", ack_wait_seconds=3.0, batch=16
+                ),
+            ),
+        )
+        try:
+            await feed(0, 20)
+            assert await until(lambda: source.has(set(fed)), 20)
+            assert proxy.silence() == 1
+            silenced_at = time.monotonic()
+            await feed(20, 40)
+            assert await until(lambda: source.has(set(fed)), 45), len(set(fed) - source.ids.keys())
+            recovered_after = time.monotonic() - silenced_at
+            replacements = conn.watchdog_replacements
+        finally:
+            await source.stop()
+            await conn.close()
+            await admin.close()
+    print(f"source alone: everything through {recovered_after:.1f} s after the silence")
+    assert replacements == 1
+    assert proxy.connections == 2
