@@ -149,9 +149,10 @@ class NatsOptions(ConnectorOptions):
         default=3,
         ge=0,
         description="Link watchdog: after this many timeouts in a row (PubAcks, core "
-        "flushes, JetStream API requests) while the client reports connected, one PING "
-        "probes the link; no PONG within publish_timeout and the client is replaced by a "
-        "fresh connection. 0 turns the watchdog off.",
+        "flushes, JetStream source requests) with nothing received in between while the "
+        "client reports connected, one request probes the link; no answer within "
+        "publish_timeout and the client is replaced by a fresh connection. 0 turns the "
+        "watchdog off.",
     )
 
     @field_validator("servers")
