@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from connectors.errors import ConnectorError
+from gateway import logs
 from gateway.config import GatewayConfig, load_config
 from gateway.dlstore import StoreError
 from gateway.errors import ConfigError
@@ -20,11 +21,33 @@ __all__ = ["main"]
 log = logging.getLogger("meshgate")
 
 
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+_LEVELS = ("debug", "info", "warning", "error")
+
+
+def _global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
+    """``--log-level``/``--log-format``: before the command (``top``) or after it."""
+    parser.add_argument(
+        "--log-level",
+        choices=_LEVELS,
+        type=str.lower,
+        default="info" if top else argparse.SUPPRESS,
+        help="debug, info, warning or error (default info)",
     )
+    parser.add_argument(
+        "--log-format",
+        choices=logs.FORMATS,
+        default="text" if top else argparse.SUPPRESS,
+        help="text (default) or json (one object per line, for log shippers)",
+    )
+
+
+def _every_subcommand(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    found = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in dict.fromkeys(action.choices.values()):  # aliases share a parser
+                found += [sub, *_every_subcommand(sub)]
+    return found
 
 
 def _load(path: str) -> GatewayConfig | None:
@@ -58,10 +81,12 @@ async def _run(path: str, config: GatewayConfig, watch: bool) -> None:
     watcher = asyncio.create_task(
         watch_config(path, gateway, reload, interval=2.0 if watch else None)
     )
+    summary = asyncio.create_task(logs.summarize(lambda: gateway.stats))
     await stop.wait()
     log.info("signal received: draining in-flight events")
     watcher.cancel()
-    await asyncio.gather(watcher, return_exceptions=True)
+    summary.cancel()
+    await asyncio.gather(watcher, summary, return_exceptions=True)
     await gateway.stop()
 
 
@@ -122,12 +147,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Event-mesh gateway: bridges Kafka, RabbitMQ (AMQP 0-9-1), MQTT and NATS "
         "as CloudEvents.",
     )
-    parser.add_argument(
-        "--log-level", default="info", help="debug, info, warning, error (default info)"
-    )
-    parser.add_argument("--version", action="store_true", help="print the version and exit")
-    # Not required: `meshgate --version` alone is valid; a missing command is checked below.
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _global_options(parser, top=True)
+    from gateway.asyncapi import meshgate_version
+
+    parser.add_argument("--version", action="version", version=f"meshgate {meshgate_version()}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = commands.add_parser("run", help="run the gateway with a config file")
     run.add_argument("config", help="path to the YAML config file")
@@ -184,16 +208,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from gateway import dlq_command
 
     dlq_command.add_parser(commands)
+    for sub in _every_subcommand(parser):
+        _global_options(sub, top=False)
 
     args = parser.parse_args(argv)
-    if args.version:
-        from gateway.asyncapi import meshgate_version
-
-        print(f"meshgate {meshgate_version()}")
-        return 0
-    if args.command is None:
-        parser.error("a command is required")
-    _setup_logging(args.log_level)
+    logs.setup(args.log_level, args.log_format)
 
     if args.command == "validate":
         config = _load(args.config)

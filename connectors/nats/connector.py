@@ -53,6 +53,11 @@ class NatsConnector(Connector[NatsOptions, NatsSource, NatsTarget]):
         """Core NATS messages lost because a source fell behind (at-most-once)."""
         return self._link.slow_consumer_drops
 
+    @property
+    def watchdog_replacements(self) -> int:
+        """Clients replaced because the link went silent while nats-py saw it connected."""
+        return self._link.watchdog_replacements
+
     async def start(self) -> None:
         self.health.state = HealthState.STARTING
         await self._link.open()

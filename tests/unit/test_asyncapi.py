@@ -204,7 +204,9 @@ def test_cli_writes_yaml_and_json(
 
 
 def test_version_flag(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["--version"]) == 0
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert exited.value.code == 0
     assert re.fullmatch(r"meshgate \S+\n", capsys.readouterr().out)
 
 
