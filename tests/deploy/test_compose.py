@@ -273,3 +273,15 @@ routes:
             served.add(re.sub(r"_(bucket|sum|count|created)$", "", name))
     missing = [name for name in listed_metric_names() if name not in served]
     assert not missing, f"not in /metrics: {missing}"
+
+
+def test_traffic_script_starts() -> None:
+    """compose/traffic.py imports what the image provides (nats-py, aiomqtt, meshgate)."""
+    result = subprocess.run(
+        [sys.executable, str(COMPOSE / "traffic.py"), "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "--nats" in result.stdout and "--mqtt" in result.stdout
