@@ -71,14 +71,14 @@ def stages(text: str) -> list[Stage]:
     result: list[Stage] = []
     for instruction in instructions(text):
         if instruction.keyword == "ARG" and not result:
-            name, _, default = instruction.args.partition("=")
-            args[name] = default.strip('"')
+            key, _, default = instruction.args.partition("=")
+            args[key] = default.strip('"')
         elif instruction.keyword == "FROM":
             parts = instruction.args.split()
             parts = [p for p in parts if not p.startswith("--platform")]
             image = re.sub(r"\$\{(\w+)\}|\$(\w+)", lambda m: args[m[1] or m[2]], parts[0])
-            name = parts[2] if len(parts) >= 3 and parts[1].upper() == "AS" else None
-            result.append(Stage(image, name))
+            stage = parts[2] if len(parts) >= 3 and parts[1].upper() == "AS" else None
+            result.append(Stage(image, stage))
         elif result:
             result[-1].instructions.append(instruction)
     return result

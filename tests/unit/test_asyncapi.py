@@ -37,7 +37,7 @@ REGENERATE = (
 
 def readme_example() -> str:
     text = (ROOT / "README.md").read_text(encoding="utf-8")
-    blocks = re.findall(r"^```yaml\n(.*?)^```", text, flags=re.MULTILINE | re.DOTALL)
+    blocks: list[str] = re.findall(r"^```yaml\n(.*?)^```", text, flags=re.MULTILINE | re.DOTALL)
     return next(b for b in blocks if re.search(r"^gateway:", b, re.MULTILINE))
 
 
