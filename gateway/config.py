@@ -21,11 +21,18 @@ from typing import Annotated, Any, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
-from connectors.base import Connector, ConnectorOptions, SourceOptions, TargetOptions
+from connectors.base import (
+    Connector,
+    ConnectorOptions,
+    MeshAttributes,
+    SourceOptions,
+    TargetOptions,
+)
 from connectors.errors import UnknownConnectorType
 from connectors.registry import ConnectorRegistry, default_registry
 from gateway.dlstore import DEFAULT_MAX_BYTES, STATE_DIR_ENV, default_state_dir
 from gateway.errors import ConfigError, ConfigProblem
+from gateway.mesh import DEFAULT_MAX_HOPS, MESH_ATTRIBUTES
 from gateway.yamlsource import KeyPath, LoadedYaml, load_yaml
 from routing.cesql.lint import lint
 from routing.egress import EgressRules
@@ -67,6 +74,13 @@ class GatewaySection(_Section):
     )
     dead_letter_store: DeadLetterStoreSection = Field(
         default_factory=DeadLetterStoreSection  # type: ignore[arg-type]
+    )
+    max_hops: int = Field(
+        DEFAULT_MAX_HOPS,
+        ge=1,
+        le=1000,
+        description="Events that already passed this many gateways (meshhops) are not "
+        "forwarded again (docs/mesh.md).",
     )
 
     def resolved_state_dir(self) -> Path:
@@ -115,6 +129,11 @@ class RouteSection(_Section):
     retry: RetrySection = Field(default_factory=RetrySection)  # type: ignore[arg-type]
     max_in_flight: int = Field(256, ge=1, le=100_000, description="Events processed at once.")
     ordered: bool = Field(False, description="Keep order per key (partition/topic/subject).")
+    loop_guard: bool = Field(
+        True,
+        description="Drop events whose mesh path (meshpath) already holds this gateway's id; "
+        "false for deliberate re-entry (max_hops still applies).",
+    )
 
 
 class ConfigFile(_Section):
@@ -360,9 +379,12 @@ def _target(
         if not template.is_static:
             header_templates[name] = template
     egress = None
-    if options.attributes is not None:
+    rules = options.attributes.model_dump() if options.attributes is not None else {}
+    if options.mesh is MeshAttributes.STRIP:  # the event leaves the mesh here
+        rules["remove"] = (*rules.get("remove", ()), *MESH_ATTRIBUTES)
+    if rules:
         try:
-            egress = EgressRules.compile(**options.attributes.model_dump())
+            egress = EgressRules.compile(**rules)
         except TemplateError as exc:
             check.add((*path, "attributes"), str(exc))
     return TargetSpec(options.connector, options, templates, egress, header_templates)
@@ -445,6 +467,7 @@ def _compile_route(
         ),
         max_in_flight=section.max_in_flight,
         ordered=section.ordered,
+        loop_guard=section.loop_guard,
         fingerprint=_fingerprint(section, connectors),
     )
 

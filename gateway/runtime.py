@@ -37,6 +37,7 @@ from connectors.base import Connector, Delivery
 from connectors.errors import ConnectorError
 from gateway.config import GatewayConfig
 from gateway.dlstore import DeadLetterStore, StoreError
+from gateway.mesh import LoopGuard
 from routing.deadletter import dead_letter_event
 from routing.errors import InvalidEvent, MeshgateError, TemplateError
 from routing.event import CloudEvent
@@ -67,6 +68,8 @@ class RouteStats:
     dead_lettered: int = 0
     undeliverable: int = 0
     """Written to the local dead-letter store (neither delivered nor dead-lettered)."""
+    loop_dropped: int = 0
+    """Acked without forwarding: looped back through the mesh, or past max_hops."""
     in_flight: int = 0
 
 
@@ -376,6 +379,11 @@ class _Pipeline:
             if not route.matches(event):
                 stats.filtered += 1
                 return True
+            admitted = self.gateway.loop_guard.admit(route.name, event, guard=route.loop_guard)
+            if admitted is None:  # a mesh loop (gateway/mesh.py): acked, never forwarded
+                stats.loop_dropped += 1
+                return True
+            event = admitted
             targets = route.targets
             values = (
                 self._values(delivery, event)
@@ -658,6 +666,7 @@ class Gateway:
         self.stats: dict[str, RouteStats] = {
             route.name: RouteStats() for route in config.table.routes
         }
+        self.loop_guard = LoopGuard(config.gateway.id, config.gateway.max_hops)
         self.pipelines = [_Pipeline(self, group) for group in config.table.groups]
         self.store = DeadLetterStore(
             config.gateway.resolved_state_dir(), config.gateway.dead_letter_store.max_bytes
@@ -737,6 +746,7 @@ class Gateway:
                     self.store.path.parent,
                 )
             self.store.max_bytes = config.gateway.dead_letter_store.max_bytes
+            self.loop_guard = LoopGuard(config.gateway.id, config.gateway.max_hops)
             self.config = config
             unchanged = {route.fingerprint for p in kept for route in p.group.routes}
             self.stats = {
