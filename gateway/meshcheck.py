@@ -225,9 +225,7 @@ class MeshGraph:
             source = f"{broker(node.source_broker())} {_source_text(kind, node.route.source)}"
             targets = ", ".join(f"{broker(br)} {_readable(ad)}" for br, _k, ad in node.targets())
             guard = "" if node.route.loop_guard else "  [loop_guard: false]"
-            lines.append(
-                f"  {self.label(node)}: {broker(node.source_broker())} {source} -> {targets}{guard}"
-            )
+            lines.append(f"  {self.label(node)}: {source} -> {targets}{guard}")
         head = ["brokers:"]
         for key, name in names.items():
             kind, fields = json.loads(key)
