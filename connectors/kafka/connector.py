@@ -55,6 +55,9 @@ class KafkaConnector(Connector[KafkaOptions, KafkaSource, KafkaTarget]):
         self._probe: asyncio.Task[None] | None = None
         self._closed = False
 
+    def endpoint(self) -> str:
+        return ",".join(self.options.bootstrap_servers)
+
     @property
     def idempotent(self) -> bool:
         """Whether the producer runs idempotent (False after a broker refused it)."""
