@@ -786,6 +786,7 @@ class Gateway:
         backoff = connector.new_backoff()
         health = connector.health
         attempt = 0
+        failure = ""
         while True:
             attempt += 1
             try:
@@ -794,7 +795,7 @@ class Gateway:
             except Exception as exc:
                 delay = backoff.next_delay()
                 health.state = HealthState.STARTING
-                health.detail = f"connect failed: {exc}"
+                health.detail = failure = f"connect failed: {exc}"
                 expected = isinstance(exc, ConnectorError | OSError)
                 permanent = isinstance(exc, ConnectorError) and not exc.retriable
                 log.log(
@@ -809,7 +810,9 @@ class Gateway:
                 first.set()
                 await asyncio.sleep(delay)
         if health.state is HealthState.STARTING:  # a plugin that does not report UP
-            health.state, health.detail = HealthState.UP, ""
+            health.state = HealthState.UP
+        if failure and health.detail == failure:  # the last error is history now
+            health.detail = ""
         if attempt > 1:
             log.info("%s: connected after %d attempts", connector.label, attempt)
         first.set()
@@ -828,7 +831,7 @@ class Gateway:
             pipeline.start()
         if not self._starting:
             log.info(
-                "connector %s up: routes %s now consuming%s",
+                "connector %s is up: routes %s now consuming%s",
                 name,
                 _names(now),
                 f" ({len(self.waiting_routes())} still waiting)" if self._waiting else "",
