@@ -12,8 +12,9 @@ publisher's) with the connector's shared backoff, which is reset only after a
 connection that held for ``QUICK_SECONDS``, so connections that the broker closes
 right after connecting make the waits grow. It recognises a takeover from reason
 0x8E, or from ``QUICK_LOSSES`` such connections in a row, and then logs one ERROR
-naming the connector and the duplicate client id (again only after the connection
-held for a long while in between).
+naming the connector and the duplicate client id. From then on the backoff is not
+reset until a connection held for ``CALM_SECONDS`` (then a new takeover is reported
+anew).
 """
 
 from __future__ import annotations
@@ -68,13 +69,15 @@ class ConnectionWatch:
         self._since = None
         if lived is not None:
             self._quick = self._quick + 1 if lived < QUICK_SECONDS else 0
+        if lived is not None and lived >= max(CALM_SECONDS, 3 * self.backoff.maximum):
+            self._reported = False  # calm again: a new takeover is reported anew
         certain = session.taken_over
         self.taken_over = certain or self._quick >= QUICK_LOSSES
         if not self.taken_over:
-            if lived is not None and lived >= QUICK_SECONDS:
-                self.backoff.reset()  # it held: the next loss starts from a short wait
-            if lived is not None and lived >= max(CALM_SECONDS, 3 * self.backoff.maximum):
-                self._reported = False
+            # It held: the next loss starts from a short wait, unless a takeover was seen
+            # lately (the other client's connections then end ours after a while).
+            if lived is not None and lived >= QUICK_SECONDS and not self._reported:
+                self.backoff.reset()
             return reason
         if not self._reported:
             self._reported = True
