@@ -31,6 +31,16 @@ __all__ = ["CONNECT_ERRORS", "Link", "LinkClosed"]
 CONNECT_ERRORS = (aiormq.exceptions.AMQPError, OSError, TimeoutError, RuntimeError)
 
 
+def _not_a_transport_error(record: logging.LogRecord) -> bool:
+    # aiormq logs every failed TCP connect at ERROR, without saying for which
+    # connector; the error is raised to us too and logged as "connector NAME (amqp
+    # URL): connect failed" (or "reconnect failed"), so its own line is dropped.
+    return not str(record.msg).startswith("error when creating transport")
+
+
+logging.getLogger("aiormq.connection").addFilter(_not_a_transport_error)
+
+
 class LinkClosed(ConnectionLost):
     """The connector was closed on purpose; consumers stop instead of retrying."""
 

@@ -3,8 +3,8 @@ start when it appears; ``--fail-fast`` exits instead, naming the connector.
 
 Partial availability: the gateway (a child process) gets two routes, "alive" on the
 system brokers (NATS JetStream -> RabbitMQ) and "late", one of whose connectors
-points at a private broker (Mosquitto as the late route's target, or NATS as its
-source). The private broker is prepared (stream, persistent MQTT sessions) and then
+points at a private broker (Mosquitto or RabbitMQ as the late route's target, or
+NATS as its source). The private broker is prepared (stream, persistent MQTT sessions) and then
 stopped before the gateway starts, so the gateway only ever sees a closed port
 until the test starts the broker again on that port. The gateway must deliver on
 "alive" within 15 s, keep running, start "late" within 15 s of the broker
@@ -15,6 +15,7 @@ only then.
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import time
@@ -26,6 +27,7 @@ import yaml
 
 from gateway.localbrokers import free_port
 from tests.brokers import NATS_URL, RABBITMQ_URL
+from tests.faults import admin
 from tests.faults.brokers import ROOT, BrokerProcess, restart_all, stop_all
 from tests.faults.conftest import FaultReport
 from tests.faults.gateway import GatewayProcess
@@ -35,10 +37,11 @@ pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
 DEADLINE_S = 15.0  # the bound, for both the healthy and the late routes
 EVENTS = 50
-GROWN = {MQTT: 6, NATS: 2}  # failed first-connection attempts before the broker appears
+GROWN = {MQTT: 6, AMQP: 6, NATS: 2}  # failed first attempts before the broker appears
+FIXTURE = {MQTT: "private_mosquitto", AMQP: "private_rabbit", NATS: "private_nats"}
 
 
-@pytest.mark.parametrize("down", [MQTT, NATS])
+@pytest.mark.parametrize("down", [MQTT, AMQP, NATS])
 @pytest.mark.timeout(180)
 async def test_routes_of_a_down_broker_wait_while_the_others_run(
     down: str,
@@ -47,18 +50,21 @@ async def test_routes_of_a_down_broker_wait_while_the_others_run(
     tmp_path: Path,
     fault_report: FaultReport,
 ) -> None:
-    broker: BrokerProcess = request.getfixturevalue(
-        "private_mosquitto" if down == MQTT else "private_nats"
-    )
+    broker: BrokerProcess = request.getfixturevalue(FIXTURE[down])
     url = broker.url  # type: ignore[attr-defined]
     alive = Pair(NATS, NATS_URL, AMQP, RABBITMQ_URL, label="alive")
-    if down == MQTT:  # the late route's target is down
-        late = Pair(NATS, NATS_URL, MQTT, url, label="late")
-    else:  # the late route's source is down
+    if down == NATS:  # the late route's source is down
         late = Pair(NATS, url, AMQP, RABBITMQ_URL, label="late")
+    else:  # the late route's target is down
+        late = Pair(NATS, NATS_URL, down, url, label="late")
     async with Scenario([alive, late]) as scenario:
-        role = "out" if down == MQTT else "in"
+        role = "in" if down == NATS else "out"
         missing = scenario.connector_name(role, down, url)
+        if down == AMQP:  # the test's collector must consume before the broker goes away
+            deadline = time.monotonic() + 30
+            while (await admin.queue_depth(url, late.address("out")))[1] < 1:
+                assert time.monotonic() < deadline, "the collector never consumed"
+                await asyncio.sleep(0.1)
         await stop_all(broker)  # prepared; from now on a closed port
         gateway = gateways(scenario.write(tmp_path), "gw")
         began = time.monotonic()
@@ -100,6 +106,9 @@ async def test_routes_of_a_down_broker_wait_while_the_others_run(
                 f"alive delivered after {alive_after:.1f} s; late route started "
                 f"{late_after:.1f} s after the broker appeared",
             )
+        if not delivered and late.dst == AMQP:  # where they are: still queued, or never sent
+            depth = await admin.queue_depth(late.dst_url, late.address("out"))
+            print(f"late target queue (ready, consumers): {depth}")
         assert delivered, {p.name: p.tally() for p in (alive, late)}
         for pair in (alive, late):
             tally = pair.tally()
@@ -151,4 +160,6 @@ def test_fail_fast_exits_1_naming_the_connector(kind: str, how: str, tmp_path: P
     )
     assert f"cannot start: connector plant ({kind} {where}): connect failed:" in output, output
     assert "s3cret" not in output
+    errors = [line for line in output.splitlines() if " ERROR " in line]
+    assert errors and all("connector plant (" in line for line in errors), errors
     assert took < 30, took
