@@ -23,7 +23,8 @@ log = logging.getLogger("meshgate")
 RUN_EXIT_CODES = """exit codes:
   0  stopped by SIGTERM or SIGINT (in-flight events drained)
   1  could not start: with --fail-fast (or gateway.fail_fast: true) a connector's
-     first connection failed; the error line names the connector
+     first connection failed (the error line names the connector), or the local
+     dead-letter store under gateway.state_dir cannot be opened
   2  the config file is missing or invalid (every problem is printed)
 """
 
