@@ -115,3 +115,29 @@ async def test_failed_attempts_are_not_immediate_disconnects() -> None:
         session.abort("connect failed: refused")  # no CONNACK: connected() never ran
         watch.lost(session, "cannot connect")
         assert not watch.taken_over
+
+
+async def test_after_a_takeover_the_backoff_grows_until_a_connection_held_long() -> None:
+    sessions = hub()
+    watch = sessions.watch("dup")
+    session = sessions.session("dup", clean_start=True, session_expiry=0)
+    watch.connected()
+    disconnect(session, 0x8E)
+    watch.lost(session, session.closed.result())
+    watch.backoff.next_delay()
+    # The other client's next connect ends a connection that held a few seconds: no
+    # reason code (Mosquitto 2.0), not immediate, yet no reset while the takeover lasts.
+    session = sessions.session("dup", clean_start=True, session_expiry=0)
+    watch.connected()
+    assert watch._since is not None
+    watch._since -= QUICK_SECONDS + 3
+    disconnect(session, None)
+    watch.lost(session, session.closed.result())
+    assert watch.backoff.attempt == 1
+    # Held for a long while: calm again, the next loss starts from a short wait.
+    session = sessions.session("dup", clean_start=True, session_expiry=0)
+    watch.connected()
+    watch._since -= 3600
+    disconnect(session, None)
+    watch.lost(session, session.closed.result())
+    assert watch.backoff.attempt == 0 and not watch.taken_over
