@@ -165,6 +165,27 @@ def _validate_mesh(paths: list[str]) -> int:
     return 0
 
 
+def _mesh_status(args: argparse.Namespace) -> int:
+    from gateway.meshview import status
+
+    config = _load(args.config)
+    if config is None:
+        return 2
+    if config.gateway.mesh is None:
+        print(
+            f"{args.config}: gateway.mesh is not configured (no control channel)", file=sys.stderr
+        )
+        return 2
+    try:
+        lines = asyncio.run(status(config, args.seconds))
+    except ConnectorError as exc:
+        print(f"mesh status: cannot listen: {exc}", file=sys.stderr)
+        return 1
+    for line in lines:
+        print(line)
+    return 0
+
+
 def _asyncapi(args: argparse.Namespace) -> int:
     from gateway.asyncapi import build_document, document_text, load_mesh
 
@@ -264,6 +285,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     asyncapi.add_argument("--output", metavar="FILE", help="write it to FILE instead of stdout")
     asyncapi.add_argument("--json", action="store_true", help="JSON instead of YAML")
 
+    mesh = commands.add_parser("mesh", help="the mesh view from the control channel")
+    mesh_commands = mesh.add_subparsers(dest="mesh_command", required=True, metavar="ACTION")
+    mesh_status = mesh_commands.add_parser(
+        "status",
+        help="listen on the control channel of a config (gateway.mesh) for a bounded time and "
+        "print the mesh: gateways and replicas, brokers, routes and their rates",
+    )
+    mesh_status.add_argument("config", help="a route file with gateway.mesh")
+    mesh_status.add_argument(
+        "--seconds",
+        type=float,
+        default=None,
+        help="how long to listen (default: 2.5 announcement intervals)",
+    )
+
     from gateway import dlq_command
 
     dlq_command.add_parser(commands)
@@ -311,6 +347,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return write_schema(args.output)
     if args.command == "asyncapi":
         return _asyncapi(args)
+    if args.command == "mesh":
+        return _mesh_status(args)
     if args.command == "demo":
         from gateway.demo import run_demo
 

@@ -73,6 +73,33 @@ class ReconnectSection(_Section):
     )
 
 
+class MeshSection(_Section):
+    """The mesh view's control channel (docs/mesh.md#the-mesh-view)."""
+
+    connector: str = Field(description="A NATS connector of this gateway (core NATS).")
+    subject: str = Field(
+        min_length=1, description="Subject of the announcements, the same for every gateway."
+    )
+    interval_seconds: float = Field(5.0, gt=0, description="Seconds between announcements.")
+    expire_seconds: float | None = Field(
+        None, gt=0, description="Peers silent this long are forgotten (default: 3 intervals)."
+    )
+
+    def expiry(self) -> float:
+        return self.expire_seconds or 3 * self.interval_seconds
+
+    def target(self, connector: Connector[Any, Any, Any]) -> Any:
+        """Core NATS publish: at most once, and no stream needed."""
+        body = {"connector": self.connector, "subject": self.subject, "jetstream": False}
+        return type(connector).Target.model_validate(body)
+
+    def source(self, connector: Connector[Any, Any, Any]) -> Any:
+        """A plain subscription (no queue group): every gateway hears every one."""
+        return type(connector).Source.model_validate(
+            {"connector": self.connector, "subject": self.subject}
+        )
+
+
 class GatewaySection(_Section):
     id: Annotated[str, Field(pattern=_NAME, description="Name of this gateway in the mesh.")]
     drain_timeout_seconds: float = Field(
@@ -92,6 +119,11 @@ class GatewaySection(_Section):
         le=1000,
         description="Events that already passed this many gateways (meshhops) are not "
         "forwarded again (docs/mesh.md).",
+    )
+    mesh: MeshSection | None = Field(
+        None,
+        description="Announce this gateway on a control channel and keep a table of its "
+        "peers: {connector: <nats connector>, subject: meshgate.control}.",
     )
     reconnect: ReconnectSection = Field(
         default_factory=ReconnectSection,  # type: ignore[arg-type]
@@ -319,6 +351,16 @@ def parse_config(
                 client_id = f"{file_model.gateway.id}-{name}"
                 options = options.model_copy(update={"client_id": client_id})
             connectors[name] = (cls, options)
+
+    mesh = file_model.gateway.mesh
+    if mesh is not None and file_model.connectors.get(mesh.connector, {}).get("type") != "nats":
+        check.add(
+            ("gateway", "mesh", "connector"),
+            f"{mesh.connector!r} is not a NATS connector of this file: the control channel "
+            "runs on core NATS",
+        )
+    elif mesh is not None and any(c in mesh.subject for c in "*> "):
+        check.add(("gateway", "mesh", "subject"), "a subject without wildcards or spaces")
 
     routes: list[Route] = []
     seen: set[str] = set()

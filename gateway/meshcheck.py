@@ -35,7 +35,7 @@ from gateway.analysis import (
     _target_address,
 )
 from gateway.config import GatewayConfig
-from routing.router import Route
+from routing.router import Route, TargetSpec
 
 __all__ = ["MeshGraph", "Node"]
 
@@ -127,6 +127,18 @@ class MeshGraph:
             target_broker == broker and any(match(address) for match in matchers)
             for target_broker, _kind, address in node.targets()
         )
+
+    def source_text(self, node: Node) -> str:
+        """The source's address as text (topics, queue, subject or topic filter)."""
+        return _source_text(node.kind(node.route.source_connector), node.route.source)
+
+    def target_texts(self, node: Node) -> list[tuple[TargetSpec, str]]:
+        """Each target with its address as text (``{...}`` for a template part)."""
+        found = []
+        for target in node.route.targets:
+            address = _target_address(node.kind(target.connector), target)
+            found.append((target, "?" if address is None else _readable(address)))
+        return found
 
     # -- findings -----------------------------------------------------------------------
 

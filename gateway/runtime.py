@@ -30,7 +30,7 @@ import logging
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from connectors.backoff import Backoff, BackoffPolicy
 from connectors.base import Connector, Delivery, HealthState
@@ -38,6 +38,9 @@ from connectors.errors import ConnectorError
 from gateway.config import GatewayConfig
 from gateway.dlstore import DeadLetterStore, StoreError
 from gateway.mesh import LoopGuard
+
+if TYPE_CHECKING:
+    from gateway.meshview import ControlChannel
 from routing.deadletter import dead_letter_event
 from routing.errors import InvalidEvent, MeshgateError, TemplateError
 from routing.event import CloudEvent
@@ -705,6 +708,8 @@ class Gateway:
             route.name: RouteStats() for route in config.table.routes
         }
         self.loop_guard = LoopGuard(config.gateway.id, config.gateway.max_hops)
+        self.control: ControlChannel | None = None
+        """Announcements and the peer table (``gateway.mesh``), once started."""
         self.pipelines = [_Pipeline(self, group) for group in config.table.groups]
         self.store = DeadLetterStore(
             config.gateway.resolved_state_dir(), config.gateway.dead_letter_store.max_bytes
@@ -737,7 +742,9 @@ class Gateway:
             for pipeline in self.pipelines:
                 pipeline.start()
             self._announce()
+            self._start_control()
             return
+        self._start_control()
         self._waiting = list(self.pipelines)
         self._starting = True
         try:
@@ -758,6 +765,14 @@ class Gateway:
                 len(self.config.table.routes),
                 ", ".join(self.waiting_routes()) or "none",
             )
+
+    def _start_control(self) -> None:
+        """The mesh view's control channel (gateway/meshview.py), when configured."""
+        if self.config.gateway.mesh is not None and self.control is None:
+            from gateway.meshview import ControlChannel
+
+            self.control = ControlChannel(self)
+            self.control.start()
 
     def _fail_fast(self, config: GatewayConfig) -> bool:
         return self.force_fail_fast or config.gateway.fail_fast
@@ -974,6 +989,8 @@ class Gateway:
 
     async def stop(self) -> None:
         """Graceful stop: stop consuming, drain in-flight work, close connectors."""
+        if self.control is not None:
+            await self.control.stop()
         self._stopping = True  # routes still waiting for a connector never start
         for name in list(self._connecting):
             await self._forget_connector(self.connectors[name])

@@ -1,0 +1,130 @@
+"""The mesh view on the real NATS server: announcements, the peer table, replicas,
+expiry, and ``meshgate mesh status``.
+
+Gateway ``a`` forwards ``<run>.in`` to ``<run>.mid``; gateway ``b`` runs twice (two
+replicas from one file, sharing ``<run>.mid`` through a NATS queue group) and forwards
+it to ``<run>.out``. Announcements every 0.3 s, peers expire after 1.5 s of silence.
+Every wait is on a condition with a deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from connectors.nats import NatsConnector, NatsOptions, NatsTarget
+from gateway.config import load_config
+from gateway.runtime import Gateway
+from routing.event import CloudEvent
+from tests.brokers import NATS_URL, unique_name
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+async def until(check: Callable[[], bool], timeout: float = 10.0) -> bool:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not check():
+        if asyncio.get_running_loop().time() > deadline:
+            return False
+        await asyncio.sleep(0.05)
+    return True
+
+
+def config(
+    tmp_path: Path, run: str, gid: str, src: str, dst: str, copy: str = "", **source: Any
+) -> Path:
+    body = {
+        "gateway": {
+            "id": gid,
+            "state_dir": str(tmp_path / f"{gid}{copy}"),  # each replica its own local state
+            "drain_timeout_seconds": 5,
+            "mesh": {
+                "connector": "edge",
+                "subject": f"{run}.control",
+                "interval_seconds": 0.3,
+                "expire_seconds": 1.5,
+            },
+        },
+        "connectors": {"edge": {"type": "nats", "servers": [NATS_URL]}},
+        "routes": [
+            {
+                "name": "fwd",
+                "from": {"connector": "edge", "subject": f"{run}.{src}", **source},
+                "to": [{"connector": "edge", "subject": f"{run}.{dst}", "jetstream": False}],
+            }
+        ],
+    }
+    path = tmp_path / f"{gid}{copy}.yaml"
+    path.write_text(yaml.safe_dump(body, sort_keys=False))
+    return path
+
+
+async def test_gateways_see_each_other_and_replicas(tmp_path: Path) -> None:
+    run = unique_name("view")
+    a_file = config(tmp_path, run, "a", "in", "mid")
+    b_file = config(tmp_path, run, "b", "mid", "out", queue_group="b")
+    b_copy = config(tmp_path, run, "b", "mid", "out", copy="-2", queue_group="b")
+    a, b1, b2 = (Gateway(load_config(p)) for p in (a_file, b_file, b_copy))
+    stopped: list[Gateway] = []
+    for gateway in (a, b1, b2):
+        await gateway.start()
+    try:
+        assert a.control is not None
+
+        def instances() -> dict[str, int]:
+            assert a.control is not None
+            return {g: len(p) for g, p in a.control.table.gateways().items()}
+
+        assert await until(lambda: instances() == {"a": 1, "b": 2}), instances()
+
+        publisher = NatsConnector("tx", NatsOptions(servers=(NATS_URL,)))
+        await publisher.start()
+        target = NatsTarget(connector="tx", subject=f"{run}.in", jetstream=False)
+        for n in range(10):
+            event = CloudEvent(id=f"e{n}", source="urn:test:view", type="com.example.view")
+            await publisher.publish(target, event)
+        await publisher.close()
+
+        def delivered() -> tuple[int, int]:
+            return a.stats["fwd"].delivered, b1.stats["fwd"].delivered + b2.stats["fwd"].delivered
+
+        assert await until(lambda: delivered() == (10, 10)), delivered()
+
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "gateway.cli",
+            "mesh",
+            "status",
+            str(a_file),
+            "--seconds",
+            "1.5",
+            cwd=ROOT,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(process.communicate(), 60)
+        text = out.decode()
+        print("\n" + text)
+        assert process.returncode == 0, err.decode()
+        assert "2 gateways (3 instances)" in text
+        assert "  b: meshgate " in text and "2 replicas sharing work" in text
+        assert "  B1: nats nats://127.0.0.1:" in text
+        assert f"  a:fwd: B1 {run}.in -> B1 {run}.mid  delivered 10 " in text
+        assert f"  b:fwd: B1 {run}.mid -> B1 {run}.out  delivered 10 " in text
+
+        await b2.stop()  # a silent replica expires from its peers' tables
+        stopped.append(b2)
+        assert await until(lambda: instances() == {"a": 1, "b": 1}), instances()
+    finally:
+        for gateway in (a, b1, b2):
+            if gateway not in stopped:
+                await gateway.stop()
