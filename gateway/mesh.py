@@ -85,14 +85,19 @@ class LoopGuard:
         rule for deliberate re-entry; the hop limit always holds."""
         path = path_of(event)
         hops = hops_of(event, path)
+        why = self.refusal(path, hops, guard=guard)
+        if why is not None:
+            self._dropped(route, event, path, hops, why)
+            return None
+        return event.with_extensions({PATH: ",".join((*path, self.gateway_id)), HOPS: hops + 1})
+
+    def refusal(self, path: tuple[str, ...], hops: int, *, guard: bool = True) -> str | None:
+        """Why an event with this path and hop count is not forwarded, or None."""
         if guard and self.gateway_id in path:
-            self._dropped(route, event, path, hops, f"its path already holds {self.gateway_id}")
-            return None
+            return f"its path already holds {self.gateway_id}"
         if hops >= self.max_hops:
-            self._dropped(route, event, path, hops, f"it made max_hops={self.max_hops} hops")
-            return None
-        stamped = ",".join((*path, self.gateway_id))
-        return event.with_extensions({PATH: stamped, HOPS: hops + 1})
+            return f"it made max_hops={self.max_hops} hops"
+        return None
 
     def _dropped(
         self, route: str, event: CloudEvent, path: tuple[str, ...], hops: int, why: str

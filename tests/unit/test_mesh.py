@@ -155,3 +155,22 @@ async def test_strip_removes_the_attributes_where_events_leave(
     assert kept_event is not None and stripped_event is not None
     assert kept_event.extensions == {"meshpath": "g0,g1", "meshhops": "2"}
     assert dict(stripped_event.extensions) == {}
+
+
+def test_routes_check_shows_the_stamp_and_the_loop(tmp_path: Path) -> None:
+    from gateway.dryrun import check_event
+
+    path = tmp_path / "g1.yaml"
+    body = {
+        "gateway": {"id": "g1"},
+        "connectors": {"mem": {"type": "memory"}},
+        "routes": [route("ab", "a", "b")],
+    }
+    path.write_text(yaml.safe_dump(body))
+    config = load_config(path)
+    fresh = b'{"specversion": "1.0", "id": "e1", "source": "urn:t", "type": "t"}'
+    (report,) = check_event(config, fresh)
+    assert report.matched and "meshpath" in report.outputs[0][1]
+    looped = fresh[:-1] + b', "meshpath": "g0,g1", "meshhops": 2}'
+    (report,) = check_event(config, looped)
+    assert (report.matched, report.reason) == (False, "mesh loop: its path already holds g1")
