@@ -279,6 +279,7 @@ def render(table: PeerTable, listened: float, channel: str) -> list[str]:
         for entry in first.get("routes", ()):
             name = entry["name"]
             source = entry["source"]
+            origin = f"{broker(source['broker'])} {source['address']}"  # numbered first
             targets = ", ".join(
                 f"{broker(t['broker'])} {t['address']}" for t in entry.get("targets", ())
             )
@@ -289,7 +290,7 @@ def render(table: PeerTable, listened: float, channel: str) -> list[str]:
             rate = f"{sum(rates):.1f}/s" if rates else "-"
             guard = "" if entry.get("loop_guard", True) else " [loop_guard: false]"
             route_lines.append(
-                f"  {gateway}:{name}: {broker(source['broker'])} {source['address']} -> "
+                f"  {gateway}:{name}: {origin} -> "
                 f"{targets}{guard}  delivered {totals['delivered']} ({rate}), "
                 f"loop_dropped {totals['loop_dropped']}"
             )
