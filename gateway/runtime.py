@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ from connectors.backoff import Backoff
 from connectors.base import Connector, Delivery
 from connectors.errors import ConnectorError
 from gateway.config import GatewayConfig
+from gateway.stats import ConnectorStats, DurationHistogram
 from routing.deadletter import dead_letter_event
 from routing.errors import InvalidEvent, MeshgateError, TemplateError
 from routing.event import CloudEvent
@@ -54,15 +56,26 @@ class NotACloudEvent(MeshgateError):
 
 @dataclass
 class RouteStats:
-    """Counters per route, read by the demo and the tests (metrics are future work)."""
+    """Counters per route, read by the demo, the admin API and the metrics
+    (``gateway.telemetry`` reads them at collection time: no per-event metric call)."""
 
     received: int = 0
     delivered: int = 0
     filtered: int = 0
     retries: int = 0
     dead_lettered: int = 0
+    undeliverable: int = 0
     unacked_failures: int = 0
     in_flight: int = 0
+    duration: DurationHistogram = field(default_factory=DurationHistogram)
+    """Source receive -> every target confirmed, of delivered events (when timed)."""
+    last_error: str = ""
+    last_error_at: float = 0.0
+    """Wall-clock time (``time.time()``) of ``last_error``."""
+
+    def failed(self, error: BaseException) -> None:
+        self.last_error = f"{type(error).__name__}: {error}"
+        self.last_error_at = time.time()
 
 
 @dataclass
@@ -151,6 +164,7 @@ class _Pipeline:
         self.stream: AsyncIterator[Delivery] | None = None
         self.stopping = False
         self.pulling = False
+        self.consumed = 0  # deliveries pulled from the source (metrics)
 
     def start(self) -> None:
         self.consumer = asyncio.create_task(self._supervise(), name=f"consume:{self.group.name}")
@@ -210,6 +224,7 @@ class _Pipeline:
                 # and the broker redelivers it (not a duplicate).
                 self.slots.release()
                 return
+            self.consumed += 1
             task = asyncio.create_task(self._process(delivery))
             self.tasks.add(task)
             task.add_done_callback(self._finished)
@@ -264,18 +279,20 @@ class _Pipeline:
 
     async def _process(self, delivery: Delivery) -> None:
         token = id(delivery)
+        # Durations are measured only when metrics are on (gateway.telemetry).
+        started = time.perf_counter() if self.gateway.timed else 0.0
         if delivery.in_progress is not None:
             self.heartbeats.add(token, delivery.in_progress)
         try:
             if self.ordered and delivery.ordering_key is not None:
                 async with self.lanes.hold(delivery.ordering_key):
-                    await self._process_now(delivery)
+                    await self._process_now(delivery, started)
             else:
-                await self._process_now(delivery)
+                await self._process_now(delivery, started)
         finally:
             self.heartbeats.remove(token)
 
-    async def _process_now(self, delivery: Delivery) -> None:
+    async def _process_now(self, delivery: Delivery, started: float) -> None:
         decoded: CloudEvent | None = None
         decode_error: Exception | None = None
         try:
@@ -286,10 +303,10 @@ class _Pipeline:
         if len(routes) > 1 and decoded is not None:
             routes = self._candidates(decoded)
         if len(routes) == 1:  # no gather (a task per route) for the common case
-            may_ack = await self._route(routes[0], delivery, decoded, decode_error)
+            may_ack = await self._route(routes[0], delivery, decoded, decode_error, started)
         else:
             results = await asyncio.gather(
-                *(self._route(route, delivery, decoded, decode_error) for route in routes)
+                *(self._route(route, delivery, decoded, decode_error, started) for route in routes)
             )
             may_ack = all(results)
         if may_ack:
@@ -334,6 +351,7 @@ class _Pipeline:
         delivery: Delivery,
         decoded: CloudEvent | None,
         decode_error: Exception | None,
+        started: float = 0.0,
     ) -> bool:
         """Handle one route for one delivery; True when the delivery may be acked."""
         stats = self.gateway.stats[route.name]
@@ -380,6 +398,8 @@ class _Pipeline:
             failures = [outcome for outcome in outcomes if outcome is not None]
             if not failures:
                 stats.delivered += 1
+                if started:
+                    stats.duration.observe(time.perf_counter() - started)
                 return True
             error, attempts, failed = failures[0]
             return await self._dead_letter(route, delivery, event, error, attempts, failed)
@@ -409,12 +429,19 @@ class _Pipeline:
         # max_attempts hands the message over to it.
         until_it_ends = route.dead_letter is None
         attempt = 0
+        sent = self.gateway.connector_stats[target.connector]
         while True:
             attempt += 1
+            begun = time.perf_counter() if self.gateway.timed else 0.0
             try:
                 await connector.publish(options, event)
+                sent.published += 1
+                if begun:
+                    sent.duration.observe(time.perf_counter() - begun)
                 return None
             except (ConnectorError, InvalidEvent) as exc:
+                sent.failed += 1
+                sent.last_error = f"{type(exc).__name__}: {exc}"
                 retriable = isinstance(exc, ConnectorError) and exc.retriable
                 log.log(
                     logging.WARNING if attempt <= policy.max_attempts else logging.DEBUG,
@@ -429,6 +456,8 @@ class _Pipeline:
                 if not retriable or (attempt >= policy.max_attempts and not until_it_ends):
                     return exc, attempt, target.describe()
             except Exception as exc:
+                sent.failed += 1
+                sent.last_error = f"{type(exc).__name__}: {exc}"
                 # A connector bug (an untranslated client exception): retrying is unlikely
                 # to help, and the message must not be stranded; dead-letter it.
                 log.exception("route %s: bug: publish to %s raised", route.name, target.describe())
@@ -448,6 +477,7 @@ class _Pipeline:
         failed_target: str | None = None,
     ) -> bool:
         stats = self.gateway.stats[route.name]
+        stats.failed(error)
         if route.dead_letter is None:
             stats.unacked_failures += 1
             log.error(
@@ -485,12 +515,14 @@ class _Pipeline:
             stats.unacked_failures += 1
             return False
         connector = self.gateway.connectors[target.connector]
+        sent = self.gateway.connector_stats[target.connector]
         backoff = Backoff(route.retry.initial_backoff, route.retry.max_backoff)
         # The source is acked only once the dead letter is confirmed, so keep trying
         # (backpressure holds the slot) until it is, or until shutdown cancels us.
         while True:
             try:
                 await connector.publish(options, letter)
+                sent.published += 1
                 stats.dead_lettered += 1
                 log.warning(
                     "route %s: message on %s dead-lettered to %s: %s: %s",
@@ -502,6 +534,8 @@ class _Pipeline:
                 )
                 return True
             except (ConnectorError, InvalidEvent) as exc:
+                sent.failed += 1
+                sent.last_error = f"{type(exc).__name__}: {exc}"
                 log.error("route %s: dead-letter publish failed, retrying: %s", route.name, exc)
                 if isinstance(exc, InvalidEvent) or not exc.retriable:
                     stats.unacked_failures += 1
@@ -559,6 +593,9 @@ class Gateway:
         self.stats: dict[str, RouteStats] = {
             route.name: RouteStats() for route in config.table.routes
         }
+        self.connector_stats: defaultdict[str, ConnectorStats] = defaultdict(ConnectorStats)
+        self.timed = False
+        """Measure durations per event; set by ``gateway.telemetry`` when metrics are on."""
         self.pipelines = [_Pipeline(self, group) for group in config.table.groups]
         self._stopped = asyncio.Event()
         self._reloading = asyncio.Lock()

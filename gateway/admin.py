@@ -1,0 +1,280 @@
+"""The admin HTTP server, in the gateway's own event loop (aiohttp; see
+docs/decisions/0003-admin-http-server.md and docs/observability.md).
+
+Endpoints: ``/healthz`` (the loop answers), ``/readyz`` (every connector up and every
+route's source consuming, else 503), ``/metrics`` (Prometheus text from
+``gateway.telemetry``), ``/api/routes`` and ``/api/connectors`` (config summary and
+live counters, never credentials). With ``token_file`` every request needs
+``Authorization: Bearer <token>``.
+
+Everything here only reads the runtime's state; it never changes it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import logging
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from connectors.base import HealthState
+from connectors.redact import redact_url
+from gateway.config import AdminSection
+from gateway.errors import ConfigError, ConfigProblem
+from gateway.runtime import Gateway, RouteStats
+from gateway.stats import DurationHistogram
+from gateway.telemetry import OUTCOMES, Telemetry, otlp_requested
+
+__all__ = ["AdminServer", "observed", "readiness"]
+
+log = logging.getLogger("meshgate.admin")
+
+_SECRET_KEYS = re.compile(r"pass|secret|token|cred|seed|sasl_plain|private", re.IGNORECASE)
+
+
+def _safe(value: Any, key: str = "") -> Any:
+    """A JSON-ready copy of connector options without credentials: secret-looking keys
+    masked, passwords (and NATS tokens) cut out of URLs."""
+    if isinstance(value, dict):
+        return {k: _safe(v, str(k)) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_safe(item, key) for item in value]
+    if _SECRET_KEYS.search(key) and value not in (None, "", False):
+        return "***"
+    if isinstance(value, str) and "://" in value:
+        return redact_url(value, user_is_secret=True)
+    return value
+
+
+def _ms(histogram: DurationHistogram, q: float) -> float | None:
+    value = histogram.quantile(q)
+    return None if value is None else round(value * 1000, 3)
+
+
+def _latency(histogram: DurationHistogram) -> dict[str, Any]:
+    return {
+        "count": histogram.count,
+        "p50_ms": _ms(histogram, 0.5),
+        "p90_ms": _ms(histogram, 0.9),
+        "p99_ms": _ms(histogram, 0.99),
+        "max_ms": round(histogram.maximum * 1000, 3) if histogram.count else None,
+    }
+
+
+def _connector_state(gateway: Gateway, name: str) -> dict[str, Any]:
+    health = gateway.connectors[name].health
+    return {"state": health.state.value, "reason": health.detail, "reconnects": health.reconnects}
+
+
+def _route_states(gateway: Gateway) -> dict[str, dict[str, Any]]:
+    """Each route's source: consuming or not, and why not."""
+    states: dict[str, dict[str, Any]] = {}
+    for pipeline in list(gateway.pipelines):
+        connector = gateway.connectors.get(pipeline.group.connector)
+        consumer = pipeline.consumer
+        if pipeline.stopping:
+            state, reason = "stopped", "stopping"
+        elif consumer is None:
+            state, reason = "not_started", "the source has not started"
+        elif consumer.done():
+            state, reason = "stopped", "the consume loop ended"
+        elif connector is None or connector.health.state is not HealthState.UP:
+            detail = connector.health.detail if connector is not None else ""
+            state = "waiting"
+            reason = f"source connector {pipeline.group.connector!r} is " + (
+                connector.health.state.value if connector is not None else "missing"
+            )
+            if detail:
+                reason += f": {detail}"
+        elif pipeline.stream is None:
+            state, reason = "waiting", "resubscribing after a source failure"
+        else:
+            state, reason = "consuming", ""
+        for route in pipeline.group.routes:
+            states[route.name] = {"state": state, "reason": reason}
+    for name in gateway.stats:
+        states.setdefault(name, {"state": "not_started", "reason": "no pipeline"})
+    return states
+
+
+def readiness(gateway: Gateway) -> tuple[bool, dict[str, Any]]:
+    """(ready, body): ready when every connector is up and every route's source consumes."""
+    connectors = {name: _connector_state(gateway, name) for name in list(gateway.connectors)}
+    routes = _route_states(gateway)
+    ready = all(c["state"] == HealthState.UP.value for c in connectors.values()) and all(
+        r["state"] == "consuming" for r in routes.values()
+    )
+    return ready, {"ready": ready, "connectors": connectors, "routes": routes}
+
+
+def _counters(stats: RouteStats) -> dict[str, int]:
+    counters = {outcome: getattr(stats, field_name) for outcome, field_name in OUTCOMES}
+    counters["retries"] = stats.retries
+    return counters
+
+
+def _read_token(path: Path, config_file: str) -> str:
+    """The bearer token (surrounding whitespace removed); a ``ConfigError`` if unusable."""
+    problem = ""
+    try:
+        text = path.expanduser().read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        text, problem = "", f"cannot read the token file {str(path)!r}: {exc.strerror}"
+    else:
+        if not text:
+            problem = f"the token file {str(path)!r} is empty"
+    if problem:
+        where = ConfigProblem(config_file, None, None, "gateway.admin.token_file", problem)
+        raise ConfigError([where])
+    return text
+
+
+class AdminServer:
+    """The aiohttp application and its listening socket: ``start``, ``url``, ``stop``."""
+
+    def __init__(self, gateway: Gateway, telemetry: Telemetry, settings: AdminSection) -> None:
+        self.gateway = gateway
+        self.telemetry = telemetry
+        self.settings = settings
+        self._token = (
+            _read_token(settings.token_file, gateway.config.file) if settings.token_file else None
+        )
+        self._runner: web.AppRunner | None = None
+        self.url = ""
+
+    def app(self) -> web.Application:
+        app = web.Application(middlewares=[self._authorize])
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/readyz", self._readyz)
+        app.router.add_get("/metrics", self._metrics)
+        app.router.add_get("/api/routes", self._routes)
+        app.router.add_get("/api/connectors", self._connectors)
+        return app
+
+    async def start(self) -> None:
+        host, port = self.settings.address()
+        runner = web.AppRunner(self.app(), access_log=None, handle_signals=False)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, host, port).start()
+        except OSError:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        bound = runner.addresses[0]
+        shown = f"[{bound[0]}]" if ":" in str(bound[0]) else str(bound[0])
+        self.url = f"http://{shown}:{bound[1]}"
+        log.info("admin server listening on %s", self.url)
+
+    async def stop(self) -> None:
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+
+    @web.middleware
+    async def _authorize(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        if self._token is not None:
+            given = request.headers.get("Authorization", "")
+            scheme, _, credential = given.partition(" ")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(
+                credential.strip().encode(), self._token.encode()
+            ):
+                return web.json_response(
+                    {"error": "a bearer token is required"},
+                    status=401,
+                    headers={"WWW-Authenticate": 'Bearer realm="meshgate"'},
+                )
+        response: web.StreamResponse = await handler(request)
+        return response
+
+    async def _healthz(self, _request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def _readyz(self, _request: web.Request) -> web.Response:
+        ready, body = readiness(self.gateway)
+        return web.json_response(body, status=200 if ready else 503)
+
+    async def _metrics(self, _request: web.Request) -> web.Response:
+        return web.Response(
+            body=self.telemetry.prometheus_text(), headers={"Content-Type": CONTENT_TYPE_LATEST}
+        )
+
+    async def _routes(self, _request: web.Request) -> web.Response:
+        gateway = self.gateway
+        states = _route_states(gateway)
+        routes = []
+        for route in gateway.config.table.routes:
+            stats = gateway.stats.get(route.name, RouteStats())
+            routes.append(
+                {
+                    "name": route.name,
+                    "source": {
+                        "connector": route.source_connector,
+                        **_safe(route.source.model_dump(mode="json", exclude={"connector"})),
+                    },
+                    "targets": [target.describe() for target in route.targets],
+                    "dead_letter": route.dead_letter.describe() if route.dead_letter else None,
+                    "filter": route.filter_text,
+                    "max_in_flight": route.max_in_flight,
+                    "ordered": route.ordered,
+                    **states.get(route.name, {}),
+                    "counters": _counters(stats),
+                    "in_flight": stats.in_flight,
+                    "last_error": stats.last_error or None,
+                    "last_error_at": stats.last_error_at or None,
+                    "latency": _latency(stats.duration),
+                }
+            )
+        return web.json_response({"routes": routes})
+
+    async def _connectors(self, _request: web.Request) -> web.Response:
+        gateway = self.gateway
+        connectors = []
+        for name, connector in list(gateway.connectors.items()):
+            sent = gateway.connector_stats.get(name)
+            options = connector.options.model_dump(mode="json")
+            connectors.append(
+                {
+                    "name": name,
+                    "type": connector.options.type,
+                    "options": _safe({k: v for k, v in options.items() if k != "type"}),
+                    **_connector_state(gateway, name),
+                    "published": sent.published if sent else 0,
+                    "publish_failures": sent.failed if sent else 0,
+                    "last_error": (sent.last_error if sent else "") or None,
+                    "publish_latency": _latency(sent.duration if sent else DurationHistogram()),
+                }
+            )
+        return web.json_response({"connectors": connectors})
+
+
+@contextlib.asynccontextmanager
+async def observed(gateway: Gateway) -> AsyncIterator[AdminServer | None]:
+    """Metrics and the admin server for ``gateway`` while the block runs.
+
+    Metrics are on when ``gateway.admin`` is configured or ``OTEL_METRICS_EXPORTER``
+    names ``otlp``; the server listens only with ``gateway.admin``. It starts before
+    the connectors, so ``/readyz`` answers 503 while they connect.
+    """
+    settings = gateway.config.gateway.admin
+    if settings is None and not otlp_requested():
+        yield None
+        return
+    telemetry = Telemetry(gateway)
+    try:
+        admin = AdminServer(gateway, telemetry, settings) if settings is not None else None
+        if admin is not None:
+            await admin.start()
+        try:
+            yield admin
+        finally:
+            if admin is not None:
+                await admin.stop()
+    finally:
+        telemetry.shutdown()
