@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST
 
 from connectors.base import HealthState
 from connectors.redact import redact_url
@@ -34,6 +33,10 @@ from gateway.telemetry import OUTCOMES, Telemetry, otlp_requested
 __all__ = ["AdminServer", "observed", "readiness"]
 
 log = logging.getLogger("meshgate.admin")
+
+PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
+"""The classic text format that ``prometheus_client.generate_latest`` writes (every
+Prometheus version reads it)."""
 
 _SECRET_KEYS = re.compile(r"pass|secret|token|cred|seed|sasl_plain|private", re.IGNORECASE)
 
@@ -202,7 +205,7 @@ class AdminServer:
 
     async def _metrics(self, _request: web.Request) -> web.Response:
         return web.Response(
-            body=self.telemetry.prometheus_text(), headers={"Content-Type": CONTENT_TYPE_LATEST}
+            body=self.telemetry.prometheus_text(), headers={"Content-Type": PROMETHEUS_TEXT}
         )
 
     async def _routes(self, _request: web.Request) -> web.Response:

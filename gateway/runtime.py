@@ -520,9 +520,12 @@ class _Pipeline:
         # The source is acked only once the dead letter is confirmed, so keep trying
         # (backpressure holds the slot) until it is, or until shutdown cancels us.
         while True:
+            begun = time.perf_counter() if self.gateway.timed else 0.0
             try:
                 await connector.publish(options, letter)
                 sent.published += 1
+                if begun:
+                    sent.duration.observe(time.perf_counter() - begun)
                 stats.dead_lettered += 1
                 log.warning(
                     "route %s: message on %s dead-lettered to %s: %s: %s",
