@@ -138,11 +138,12 @@ class Bench:
         return result
 
     async def gateway_path(
-        self, scenario: Scenario
+        self, scenario: Scenario, metrics: bool = False
     ) -> tuple[PathResult, PathResult | None, PathResult | None]:
         source = await self.endpoint(scenario.source)
         targets: list[Endpoint] = []
         gateway: GatewayProcess | None = None
+        scraper: asyncio.Task[None] | None = None
         try:
             for kind in scenario.targets:
                 targets.append(await self.endpoint(kind))
@@ -167,6 +168,8 @@ class Bench:
             workdir = self.workdir / scenario.name.replace("/", "_")
             workdir.mkdir(parents=True, exist_ok=True)
             configs = _per_process(config, self.args.processes)
+            if metrics:
+                scraper = asyncio.create_task(scrape(_with_admin(configs)))
             gateway = GatewayProcess(configs, workdir, profiler=self.args.profile)
             return await measure_path(
                 source,
@@ -182,6 +185,9 @@ class Bench:
                 backlog=scenario.source in BACKLOG_SOURCES and not self.args.no_backlog,
             )
         finally:
+            if scraper is not None:
+                scraper.cancel()
+                await asyncio.gather(scraper, return_exceptions=True)
             if gateway is not None:
                 code = gateway.stop()
                 if code not in (0, None):
@@ -194,10 +200,14 @@ class Bench:
     async def scenario(self, scenario: Scenario) -> dict[str, Any]:
         raw = {kind: await self.raw_path(kind, scenario) for kind in dict.fromkeys(scenario.kinds)}
         slower = min(raw[kind]["events_per_s"] for kind in raw)
-        throughput, latency, drained = await self.gateway_path(scenario)
+        metrics = self.args.metrics
+        throughput, latency, drained = await self.gateway_path(scenario, metrics == "on")
         gateway = throughput.as_dict()
+        gateway["metrics"] = metrics == "on"
         if drained is not None:
             gateway["backlog"] = drained.as_dict()
+        if metrics == "both":
+            gateway["metrics_on"] = await self._metrics_on(scenario, throughput)
         gateway["ratio_to_slower_raw"] = round(throughput.rate / slower, 3) if slower else None
         if latency is not None and latency.latency_ms:
             gateway["latency_ms"] = latency.latency_ms
@@ -225,6 +235,21 @@ class Bench:
             "gateway": gateway,
             "load_average_after": [round(x, 2) for x in os.getloadavg()],
         }
+
+    async def _metrics_on(self, scenario: Scenario, off: PathResult) -> dict[str, Any]:
+        """The same gateway path again with metrics on: its figures and the CPU overhead."""
+        on, latency, drained = await self.gateway_path(scenario, True)
+        result = on.as_dict()
+        if latency is not None and latency.latency_ms:
+            result["latency_ms"] = latency.latency_ms
+        if drained is not None:
+            result["backlog"] = drained.as_dict()
+        if on.cpu_seconds and off.cpu_seconds:
+            per_event_on = on.cpu_seconds / on.events
+            per_event_off = off.cpu_seconds / off.events
+            result["cpu_overhead"] = round(per_event_on / per_event_off - 1, 4)
+        log.info("gw  %-26s metrics on: %9.0f ev/s", scenario.name, on.rate)
+        return result
 
     async def run(self, chosen: list[Scenario]) -> list[dict[str, Any]]:
         for scenario in chosen:
@@ -277,6 +302,17 @@ def render_table(results: list[dict[str, Any]], matching: dict[str, Any] | None)
             f"{gw.get('peak_rss_mb', 0):>6.1f} {gw.get('machine_busy_cpus', 0):>5.2f} "
             f"{_fmt_rate(gw['backlog']['events_per_s']) if 'backlog' in gw else '-':>10}"
         )
+    overheads = [row for row in results if "metrics_on" in row.get("gateway", {})]
+    if overheads:
+        lines.append("")
+        lines.append("metrics off / on (the same gateway path twice, one after the other):")
+        for row in overheads:
+            off, on = row["gateway"], row["gateway"]["metrics_on"]
+            lines.append(
+                f"  {row['scenario']:<24} cpu s/10k {off.get('cpu_s_per_10k', 0):.3f} / "
+                f"{on.get('cpu_s_per_10k', 0):.3f} ({on.get('cpu_overhead', 0):+.1%})   "
+                f"ev/s {_fmt_rate(off['events_per_s'])} / {_fmt_rate(on['events_per_s'])}"
+            )
     if matching:
         lines.append("")
         lines.append(
@@ -291,6 +327,37 @@ def render_table(results: list[dict[str, Any]], matching: dict[str, Any] | None)
                 f"({m['matches_per_event']} matches/event)"
             )
     return "\n".join(lines)
+
+
+def _with_admin(configs: list[dict[str, Any]]) -> list[str]:
+    """Turn the admin server (and so the metrics) on in each config; their /metrics URLs."""
+    from gateway.localbrokers import free_port
+
+    urls = []
+    for config in configs:
+        port = free_port()
+        config["gateway"]["admin"] = {"listen": f"127.0.0.1:{port}"}
+        urls.append(f"http://127.0.0.1:{port}/metrics")
+    return urls
+
+
+SCRAPE_INTERVAL = 1.0
+"""Seconds between scrapes of /metrics with --metrics: far more often than a
+Prometheus server would (15-60 s), so the collection cost is not understated."""
+
+
+async def scrape(urls: list[str]) -> None:
+    """Fetch every URL each ``SCRAPE_INTERVAL`` until cancelled (errors ignored: the
+    gateway may not listen yet)."""
+    import aiohttp
+
+    async with aiohttp.ClientSession() as session:
+        while True:
+            for url in urls:
+                with contextlib.suppress(aiohttp.ClientError, OSError):
+                    async with session.get(url) as response:
+                        await response.read()
+            await asyncio.sleep(SCRAPE_INTERVAL)
 
 
 def _per_process(config: dict[str, Any], processes: int) -> list[dict[str, Any]]:
@@ -352,6 +419,14 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         action="store_true",
         help="skip the backlog phase (events published while the gateway is frozen, then "
         "drained: its rate without a publisher competing for the CPU)",
+    )
+    parser.add_argument(
+        "--metrics",
+        choices=("off", "on", "both"),
+        default="off",
+        help="gateway metrics: off (default; no admin server), on (admin server and metrics, "
+        f"/metrics scraped every {SCRAPE_INTERVAL:.0f} s), both (each gateway path twice, off "
+        "then on: the CPU cost of metrics)",
     )
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="results JSON file")
     parser.add_argument(
