@@ -138,7 +138,7 @@ class Bench:
         return result
 
     async def gateway_path(
-        self, scenario: Scenario, metrics: bool = False
+        self, scenario: Scenario, metrics: bool = False, throughput_only: bool = False
     ) -> tuple[PathResult, PathResult | None, PathResult | None]:
         source = await self.endpoint(scenario.source)
         targets: list[Endpoint] = []
@@ -178,11 +178,15 @@ class Bench:
                 size=scenario.size,
                 mode=scenario.mode,
                 window=self.env.window,
-                latency_events=self.latency_events() if scenario.latency else 0,
+                latency_events=(
+                    self.latency_events() if scenario.latency and not throughput_only else 0
+                ),
                 latency_rate=self.args.rate,
                 gateway=gateway,
                 max_ahead=_max_ahead(scenario.kinds, scenario.size),
-                backlog=scenario.source in BACKLOG_SOURCES and not self.args.no_backlog,
+                backlog=scenario.source in BACKLOG_SOURCES
+                and not self.args.no_backlog
+                and not throughput_only,
             )
         finally:
             if scraper is not None:
@@ -207,7 +211,7 @@ class Bench:
         if drained is not None:
             gateway["backlog"] = drained.as_dict()
         if metrics == "both":
-            gateway["metrics_on"] = await self._metrics_on(scenario, throughput)
+            gateway["metrics_cost"] = await self._metrics_cost(scenario)
         gateway["ratio_to_slower_raw"] = round(throughput.rate / slower, 3) if slower else None
         if latency is not None and latency.latency_ms:
             gateway["latency_ms"] = latency.latency_ms
@@ -236,20 +240,40 @@ class Bench:
             "load_average_after": [round(x, 2) for x in os.getloadavg()],
         }
 
-    async def _metrics_on(self, scenario: Scenario, off: PathResult) -> dict[str, Any]:
-        """The same gateway path again with metrics on: its figures and the CPU overhead."""
-        on, latency, drained = await self.gateway_path(scenario, True)
-        result = on.as_dict()
-        if latency is not None and latency.latency_ms:
-            result["latency_ms"] = latency.latency_ms
-        if drained is not None:
-            result["backlog"] = drained.as_dict()
-        if on.cpu_seconds and off.cpu_seconds:
-            per_event_on = on.cpu_seconds / on.events
-            per_event_off = off.cpu_seconds / off.events
-            result["cpu_overhead"] = round(per_event_on / per_event_off - 1, 4)
-        log.info("gw  %-26s metrics on: %9.0f ev/s", scenario.name, on.rate)
-        return result
+    async def _metrics_cost(self, scenario: Scenario) -> dict[str, Any]:
+        """``--pairs`` pairs of throughput runs, metrics off and on, the order alternating
+        (off-on, on-off, ...) so that a drifting machine favours neither: the gateway's
+        CPU per event with and without metrics."""
+        pairs: list[dict[str, float]] = []
+        for index in range(self.args.pairs):
+            order = (False, True) if index % 2 == 0 else (True, False)
+            cpu: dict[bool, float] = {}
+            rate: dict[bool, float] = {}
+            for metrics in order:
+                result, _latency, _drained = await self.gateway_path(
+                    scenario, metrics, throughput_only=True
+                )
+                cpu[metrics] = (result.cpu_seconds or 0.0) / result.events * 10_000
+                rate[metrics] = result.rate
+            pairs.append(
+                {
+                    "cpu_s_per_10k_off": round(cpu[False], 4),
+                    "cpu_s_per_10k_on": round(cpu[True], 4),
+                    "events_per_s_off": round(rate[False]),
+                    "events_per_s_on": round(rate[True]),
+                    "overhead": round(cpu[True] / cpu[False] - 1, 4) if cpu[False] else 0.0,
+                }
+            )
+        overheads = sorted(p["overhead"] for p in pairs)
+        off = sum(p["cpu_s_per_10k_off"] for p in pairs)
+        on = sum(p["cpu_s_per_10k_on"] for p in pairs)
+        summary = {
+            "pairs": pairs,
+            "median_overhead": overheads[len(overheads) // 2] if overheads else None,
+            "pooled_overhead": round(on / off - 1, 4) if off else None,
+        }
+        log.info("gw  %-26s metrics cost: %s", scenario.name, summary)
+        return summary
 
     async def run(self, chosen: list[Scenario]) -> list[dict[str, Any]]:
         for scenario in chosen:
@@ -302,16 +326,18 @@ def render_table(results: list[dict[str, Any]], matching: dict[str, Any] | None)
             f"{gw.get('peak_rss_mb', 0):>6.1f} {gw.get('machine_busy_cpus', 0):>5.2f} "
             f"{_fmt_rate(gw['backlog']['events_per_s']) if 'backlog' in gw else '-':>10}"
         )
-    overheads = [row for row in results if "metrics_on" in row.get("gateway", {})]
-    if overheads:
+    costs = [row for row in results if "metrics_cost" in row.get("gateway", {})]
+    if costs:
         lines.append("")
-        lines.append("metrics off / on (the same gateway path twice, one after the other):")
-        for row in overheads:
-            off, on = row["gateway"], row["gateway"]["metrics_on"]
+        lines.append("gateway CPU s/10k with metrics off / on (pairs of runs, order alternating):")
+        for row in costs:
+            cost = row["gateway"]["metrics_cost"]
+            figures = "  ".join(
+                f"{p['cpu_s_per_10k_off']:.3f}/{p['cpu_s_per_10k_on']:.3f}" for p in cost["pairs"]
+            )
             lines.append(
-                f"  {row['scenario']:<24} cpu s/10k {off.get('cpu_s_per_10k', 0):.3f} / "
-                f"{on.get('cpu_s_per_10k', 0):.3f} ({on.get('cpu_overhead', 0):+.1%})   "
-                f"ev/s {_fmt_rate(off['events_per_s'])} / {_fmt_rate(on['events_per_s'])}"
+                f"  {row['scenario']:<24} {figures}   median {cost['median_overhead']:+.1%}, "
+                f"pooled {cost['pooled_overhead']:+.1%}"
             )
     if matching:
         lines.append("")
@@ -425,8 +451,11 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         choices=("off", "on", "both"),
         default="off",
         help="gateway metrics: off (default; no admin server), on (admin server and metrics, "
-        f"/metrics scraped every {SCRAPE_INTERVAL:.0f} s), both (each gateway path twice, off "
-        "then on: the CPU cost of metrics)",
+        f"/metrics scraped every {SCRAPE_INTERVAL:.0f} s), both (after each scenario, --pairs "
+        "pairs of throughput runs with metrics off and on: the CPU cost of metrics)",
+    )
+    parser.add_argument(
+        "--pairs", type=int, default=3, help="off/on pairs per scenario with --metrics both"
     )
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="results JSON file")
     parser.add_argument(
