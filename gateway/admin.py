@@ -12,6 +12,7 @@ Everything here only reads the runtime's state; it never changes it.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hmac
 import logging
@@ -280,4 +281,6 @@ async def observed(gateway: Gateway) -> AsyncIterator[AdminServer | None]:
             if admin is not None:
                 await admin.stop()
     finally:
-        telemetry.shutdown()
+        # In a thread: the last OTLP export may take its timeout, and must not stall
+        # the loop (or deadlock with a receiver served by this very loop).
+        await asyncio.to_thread(telemetry.shutdown)
