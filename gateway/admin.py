@@ -4,7 +4,8 @@ docs/decisions/0003-admin-http-server.md and docs/observability.md).
 Endpoints: ``/healthz`` (the loop answers), ``/readyz`` (every connector up and every
 route's source consuming, else 503), ``/metrics`` (Prometheus text from
 ``gateway.telemetry``), ``/api/routes`` and ``/api/connectors`` (config summary and
-live counters, never credentials). With ``token_file`` every request needs
+live counters, never credentials), ``/api/events`` (Server-Sent Events of each
+route's outcomes, ``gateway.events``). With ``token_file`` every request needs
 ``Authorization: Bearer <token>``.
 
 Everything here only reads the runtime's state; it never changes it.
@@ -15,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
+import json
 import logging
 import re
 from collections.abc import AsyncIterator
@@ -27,6 +29,7 @@ from connectors.base import HealthState
 from connectors.redact import redact_url
 from gateway.config import AdminSection
 from gateway.errors import ConfigError, ConfigProblem
+from gateway.events import EventLog, Recorded
 from gateway.runtime import Gateway, RouteStats
 from gateway.stats import DurationHistogram
 from gateway.telemetry import OUTCOMES, Telemetry, otlp_requested
@@ -150,6 +153,8 @@ class AdminServer:
             _read_token(settings.token_file, gateway.config.file) if settings.token_file else None
         )
         self._runner: web.AppRunner | None = None
+        self.events = EventLog()
+        self._closing = asyncio.Event()
         self.url = ""
 
     def app(self) -> web.Application:
@@ -159,11 +164,15 @@ class AdminServer:
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/api/routes", self._routes)
         app.router.add_get("/api/connectors", self._connectors)
+        app.router.add_get("/api/events", self._events)
         return app
 
     async def start(self) -> None:
         host, port = self.settings.address()
-        runner = web.AppRunner(self.app(), access_log=None, handle_signals=False)
+        # Event streams end on _closing; nothing else takes long to finish.
+        runner = web.AppRunner(
+            self.app(), access_log=None, handle_signals=False, shutdown_timeout=2.0
+        )
         await runner.setup()
         try:
             await web.TCPSite(runner, host, port).start()
@@ -171,6 +180,7 @@ class AdminServer:
             await runner.cleanup()
             raise
         self._runner = runner
+        self.gateway.recorder = self.events.record
         bound = runner.addresses[0]
         shown = f"[{bound[0]}]" if ":" in str(bound[0]) else str(bound[0])
         self.url = f"http://{shown}:{bound[1]}"
@@ -178,6 +188,9 @@ class AdminServer:
 
     async def stop(self) -> None:
         runner, self._runner = self._runner, None
+        if self.gateway.recorder == self.events.record:
+            self.gateway.recorder = None
+        self._closing.set()
         if runner is not None:
             await runner.cleanup()
 
@@ -237,6 +250,48 @@ class AdminServer:
             )
         return web.json_response({"routes": routes})
 
+    async def _events(self, request: web.Request) -> web.StreamResponse:
+        """Server-Sent Events: the kept recent outcomes, then live ones, one JSON object
+        each (``event:`` is the outcome). ``?route=NAME`` follows one route."""
+        route = request.query.get("route")
+        if route is not None and route not in self.gateway.stats:
+            return web.json_response({"error": f"no route named {route!r}"}, status=404)
+        show_data = self.settings.show_data
+        response = web.StreamResponse(
+            headers={
+                "Content-Type": "text/event-stream",
+                "Cache-Control": "no-cache",
+                "X-Accel-Buffering": "no",
+            }
+        )
+        await response.prepare(request)
+        subscriber = self.events.subscribe(route)
+        closing: asyncio.Future[Any] = asyncio.ensure_future(self._closing.wait())
+        getting: asyncio.Future[Any] | None = None
+        try:
+            for entry in self.events.backlog(route):
+                await _write_event(response, entry.to_json(show_data))
+            while not closing.done():
+                if getting is None:  # kept across heartbeats: no event is lost to a cancel
+                    getting = asyncio.ensure_future(subscriber.queue.get())
+                done, _ = await asyncio.wait(
+                    {getting, closing}, timeout=HEARTBEAT, return_when=asyncio.FIRST_COMPLETED
+                )
+                if getting in done:
+                    live: Recorded = getting.result()
+                    getting = None
+                    await _write_event(response, live.to_json(show_data))
+                elif not done:
+                    await response.write(b": keep-alive\n\n")
+        except ConnectionResetError:
+            pass  # the client went away
+        finally:
+            closing.cancel()
+            if getting is not None:
+                getting.cancel()
+            self.events.unsubscribe(subscriber)
+        return response
+
     async def _connectors(self, _request: web.Request) -> web.Response:
         gateway = self.gateway
         connectors = []
@@ -284,3 +339,12 @@ async def observed(gateway: Gateway) -> AsyncIterator[AdminServer | None]:
         # In a thread: the last OTLP export may take its timeout, and must not stall
         # the loop (or deadlock with a receiver served by this very loop).
         await asyncio.to_thread(telemetry.shutdown)
+
+
+HEARTBEAT = 15.0
+"""Seconds between SSE comments on an idle stream (keeps proxies from closing it)."""
+
+
+async def _write_event(response: web.StreamResponse, body: dict[str, Any]) -> None:
+    data = json.dumps(body, separators=(",", ":"), default=str)
+    await response.write(f"event: {body['outcome']}\ndata: {data}\n\n".encode())

@@ -46,6 +46,8 @@ __all__ = ["Gateway", "NotACloudEvent", "ReloadResult", "RouteStats"]
 log = logging.getLogger("meshgate.runtime")
 
 AnyConnector = Connector[Any, Any, Any]
+Recorder = Callable[[str, str, CloudEvent | None, Delivery, BaseException | None], None]
+"""(route, outcome, event or None, delivery, error or None)"""
 
 _NO_VALUES = TemplateValues()
 
@@ -301,7 +303,7 @@ class _Pipeline:
             decode_error = exc
         routes: Sequence[Route] = self.group.routes
         if len(routes) > 1 and decoded is not None:
-            routes = self._candidates(decoded)
+            routes = self._candidates(decoded, delivery)
         if len(routes) == 1:  # no gather (a task per route) for the common case
             may_ack = await self._route(routes[0], delivery, decoded, decode_error, started)
         else:
@@ -316,7 +318,7 @@ class _Pipeline:
                 # The broker will redeliver: a duplicate, never a loss.
                 log.warning("ack failed on %s (will be redelivered): %s", self.group.connector, exc)
 
-    def _candidates(self, event: CloudEvent) -> list[Route]:
+    def _candidates(self, event: CloudEvent, delivery: Delivery) -> list[Route]:
         """The routes whose filter may hold (route index); the others count as filtered,
         exactly as if their filter had run."""
         routes = self.group.routes
@@ -333,7 +335,20 @@ class _Pipeline:
             skipped = stats[route.name]
             skipped.received += 1
             skipped.filtered += 1
+            self._record(route.name, "filtered", event, delivery)
         return [routes[position] for position in positions]
+
+    def _record(
+        self,
+        route: str,
+        outcome: str,
+        event: CloudEvent | None,
+        delivery: Delivery,
+        error: BaseException | None = None,
+    ) -> None:
+        """Tell the admin server's event log (``/api/events``), when one listens."""
+        if self.gateway.recorder is not None:
+            self.gateway.recorder(route, outcome, event, delivery, error)
 
     def _values(self, delivery: Delivery, event: CloudEvent | None) -> TemplateValues:
         key = delivery.coordinates.get("key")
@@ -382,6 +397,8 @@ class _Pipeline:
                 )
             if not route.matches(event):
                 stats.filtered += 1
+                if self.gateway.recorder is not None:
+                    self.gateway.recorder(route.name, "filtered", event, delivery, None)
                 return True
             targets = route.targets
             values = (
@@ -400,6 +417,8 @@ class _Pipeline:
                 stats.delivered += 1
                 if started:
                     stats.duration.observe(time.perf_counter() - started)
+                if self.gateway.recorder is not None:
+                    self.gateway.recorder(route.name, "delivered", event, delivery, None)
                 return True
             error, attempts, failed = failures[0]
             return await self._dead_letter(route, delivery, event, error, attempts, failed)
@@ -480,6 +499,7 @@ class _Pipeline:
         stats.failed(error)
         if route.dead_letter is None:
             stats.unacked_failures += 1
+            self._record(route.name, "failed", event, delivery, error)
             log.error(
                 "route %s: UNDELIVERABLE message on %s:%s left UNACKNOWLEDGED (no dead_letter "
                 "target configured; the broker will redeliver it or keep it): %s: %s",
@@ -513,6 +533,7 @@ class _Pipeline:
                 "route %s: dead_letter template failed, message left unacked: %s", route.name, exc
             )
             stats.unacked_failures += 1
+            self._record(route.name, "failed", event, delivery, exc)
             return False
         connector = self.gateway.connectors[target.connector]
         sent = self.gateway.connector_stats[target.connector]
@@ -527,6 +548,7 @@ class _Pipeline:
                 if begun:
                     sent.duration.observe(time.perf_counter() - begun)
                 stats.dead_lettered += 1
+                self._record(route.name, "dead_lettered", event, delivery, error)
                 log.warning(
                     "route %s: message on %s dead-lettered to %s: %s: %s",
                     route.name,
@@ -542,10 +564,12 @@ class _Pipeline:
                 log.error("route %s: dead-letter publish failed, retrying: %s", route.name, exc)
                 if isinstance(exc, InvalidEvent) or not exc.retriable:
                     stats.unacked_failures += 1
+                    self._record(route.name, "failed", event, delivery, exc)
                     return False
-            except Exception:
+            except Exception as exc:
                 log.exception("route %s: bug: dead-letter publish raised", route.name)
                 stats.unacked_failures += 1
+                self._record(route.name, "failed", event, delivery, exc)
                 return False
             await backoff.sleep()
 
@@ -599,6 +623,8 @@ class Gateway:
         self.connector_stats: defaultdict[str, ConnectorStats] = defaultdict(ConnectorStats)
         self.timed = False
         """Measure durations per event; set by ``gateway.telemetry`` when metrics are on."""
+        self.recorder: Recorder | None = None
+        """Told every event's outcome per route while the admin server runs (/api/events)."""
         self.pipelines = [_Pipeline(self, group) for group in config.table.groups]
         self._stopped = asyncio.Event()
         self._reloading = asyncio.Lock()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -97,6 +98,24 @@ def value(
     return parsed.get((name, frozenset(labels.items())), -1.0)
 
 
+async def read_events(
+    stream: aiohttp.ClientResponse, count: int, seconds: float = 30.0
+) -> list[dict[str, Any]]:
+    """The next ``count`` Server-Sent Events of ``stream`` (their JSON data)."""
+    events: list[dict[str, Any]] = []
+    kind = ""
+    async with asyncio.timeout(seconds):
+        while len(events) < count:
+            line = (await stream.content.readline()).decode().rstrip("\n")
+            if line.startswith("event: "):
+                kind = line.removeprefix("event: ")
+            elif line.startswith("data: "):
+                body = json.loads(line.removeprefix("data: "))
+                assert body["outcome"] == kind
+                events.append(body)
+    return events
+
+
 async def test_every_endpoint_on_real_brokers(
     tmp_path: Path, nats_url: str, rabbitmq_url: str
 ) -> None:
@@ -168,7 +187,14 @@ async def test_every_endpoint_on_real_brokers(
         async with running(config, tmp_path) as admin, aiohttp.ClientSession() as http:
             base = admin.url
             # The token is enforced on every endpoint.
-            for path in ("/healthz", "/readyz", "/metrics", "/api/routes", "/api/connectors"):
+            for path in (
+                "/healthz",
+                "/readyz",
+                "/metrics",
+                "/api/routes",
+                "/api/connectors",
+                "/api/events",
+            ):
                 async with http.get(base + path) as response:
                     assert response.status == 401, path
                     assert response.headers["WWW-Authenticate"].startswith("Bearer")
@@ -345,6 +371,29 @@ async def test_every_endpoint_on_real_brokers(
                 _status, body = await get(http, base + path)
                 assert ":guest@" not in str(body), path
                 assert TOKEN not in str(body), path
+
+            # /api/events: the kept outcomes of the route, then a live one; no data.
+            async with http.get(base + "/api/events?route=orders", headers=AUTH) as stream:
+                assert stream.status == 200
+                assert stream.headers["Content-Type"].startswith("text/event-stream")
+                seen = await read_events(stream, 15)
+                outcomes = [e["outcome"] for e in seen]
+                assert outcomes.count("delivered") == 10
+                assert outcomes.count("filtered") == 3
+                assert outcomes.count("dead_lettered") == 2
+                assert all(e["route"] == "orders" and "data" not in e for e in seen)
+                delivered = [e for e in seen if e["outcome"] == "delivered"]
+                assert delivered[0]["attributes"]["type"] == "com.acme.order.created"
+                assert delivered[0]["attributes"]["id"].startswith(run)
+                lettered = [e for e in seen if e["outcome"] == "dead_lettered"]
+                assert "time" in lettered[0]["error"]
+                message = nats_binding.to_message(event(run, 999), Mode.BINARY)
+                await js.publish(f"adm.{run}.in.orders", message.data, headers=message.headers)
+                (live,) = await read_events(stream, 1)
+                assert live["outcome"] == "delivered"
+                assert live["attributes"]["id"] == f"{run}-999"
+            async with http.get(base + "/api/events?route=nope", headers=AUTH) as response:
+                assert response.status == 404
     finally:
         with contextlib.suppress(Exception):
             await js.delete_stream(stream)

@@ -185,3 +185,43 @@ async def test_every_metric_is_exposed_with_its_documented_name(tmp_path: Path) 
     }
     assert counts == {"meshgate_route_duration_seconds_count": 4}
     assert len(broker.drain("out")) == 4
+
+
+async def test_event_stream_shows_data_only_when_asked_and_ends_with_the_server(
+    tmp_path: Path,
+) -> None:
+    """``show_data: true`` adds the data; stopping the server ends an open stream."""
+    import aiohttp
+
+    from gateway.admin import AdminServer
+
+    MemoryBroker.reset()
+    path = tmp_path / "g.yaml"
+    path.write_text(
+        CONFIG.replace('listen: "127.0.0.1:0"', 'listen: "127.0.0.1:0", show_data: true')
+    )
+    gateway = Gateway(load_config(path))
+    assert gateway.config.gateway.admin is not None
+    admin = AdminServer(gateway, Telemetry(gateway, otlp=False), gateway.config.gateway.admin)
+    await admin.start()
+    await gateway.start()
+    broker = MemoryBroker.get("default")
+    try:
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(admin.url + "/api/events") as stream,
+        ):
+            event = CloudEvent(id="d1", source="urn:t", type="com.acme.thing", data=b"hi")
+            broker.put("in", binding.to_message(event, Mode.BINARY))
+            line = b""
+            async with asyncio.timeout(10):
+                while not line.startswith(b"data: "):
+                    line = await stream.content.readline()
+            assert b'"data":"hi"' in line and b'"outcome":"delivered"' in line
+            started = time.monotonic()
+            await admin.stop()
+            assert time.monotonic() - started < 5  # the open stream did not hold it
+            assert gateway.recorder is None
+    finally:
+        await admin.stop()
+        await gateway.stop()
