@@ -29,7 +29,7 @@ from connectors.base import HealthState
 from connectors.redact import redact_url
 from gateway.config import AdminSection
 from gateway.errors import ConfigError, ConfigProblem
-from gateway.events import EventLog, Recorded
+from gateway.events import EventLog, Recorded, to_json
 from gateway.runtime import Gateway, RouteStats
 from gateway.stats import DurationHistogram
 from gateway.telemetry import OUTCOMES, Telemetry, otlp_requested
@@ -270,7 +270,7 @@ class AdminServer:
         getting: asyncio.Future[Any] | None = None
         try:
             for entry in self.events.backlog(route):
-                await _write_event(response, entry.to_json(show_data))
+                await _write_event(response, to_json(entry, show_data))
             while not closing.done():
                 if getting is None:  # kept across heartbeats: no event is lost to a cancel
                     getting = asyncio.ensure_future(subscriber.queue.get())
@@ -280,7 +280,7 @@ class AdminServer:
                 if getting in done:
                     live: Recorded = getting.result()
                     getting = None
-                    await _write_event(response, live.to_json(show_data))
+                    await _write_event(response, to_json(live, show_data))
                 elif not done:
                     await response.write(b": keep-alive\n\n")
         except ConnectionResetError:
