@@ -12,6 +12,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import signal
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -26,6 +29,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.admin import AdminServer, observed
 from gateway.config import load_config
+from gateway.localbrokers import free_port
 from gateway.runtime import Gateway
 from routing.bindings import Mode
 from routing.bindings import nats as nats_binding
@@ -34,6 +38,7 @@ from tests.faults.brokers import PrivateNats
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
+ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "s3cret-admin-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
@@ -467,3 +472,66 @@ async def test_readyz_follows_a_connector_outage(tmp_path: Path, nats_url: str) 
             assert value(parsed, "meshgate_connector_reconnects_total", connector="lab") >= 1
     finally:
         await asyncio.to_thread(private.close)
+
+
+async def test_meshgate_run_with_admin_flag(tmp_path: Path, nats_url: str) -> None:
+    """``meshgate run --admin`` serves the API of a real gateway process; an unreadable
+    token file stops it with status 2 and names the key."""
+    run = uuid.uuid4().hex[:8]
+    config: dict[str, Any] = {
+        "gateway": {"id": f"cli-{run}", "drain_timeout_seconds": 2},
+        "connectors": {"edge": {"type": "nats", "servers": [nats_url]}},
+        "routes": [
+            {
+                "name": "r",
+                "from": {"connector": "edge", "subject": f"cli.{run}.a"},
+                "to": [{"connector": "edge", "subject": f"cli.{run}.b", "jetstream": False}],
+            }
+        ],
+    }
+    path = tmp_path / "gateway.yaml"
+    path.write_text(yaml.safe_dump(config))
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    port = free_port()
+    command = [sys.executable, "-m", "gateway.cli", "run", "--no-watch", str(path)]
+    process = await asyncio.create_subprocess_exec(
+        *command,
+        "--admin",
+        f"127.0.0.1:{port}",
+        cwd=ROOT,
+        env=env,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        async with aiohttp.ClientSession() as http:
+
+            async def ready() -> bool:
+                assert process.returncode is None, "the gateway exited"
+                try:
+                    async with http.get(f"http://127.0.0.1:{port}/readyz") as response:
+                        return response.status == 200
+                except aiohttp.ClientError:
+                    return False
+
+            await until(ready)
+            async with http.get(f"http://127.0.0.1:{port}/metrics") as response:
+                parsed = samples(await response.text())
+            assert value(parsed, "meshgate_connector_up", connector="edge") == 1
+        process.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(30):
+            assert await process.wait() == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+    config["gateway"]["admin"] = {"listen": ":0", "token_file": str(tmp_path / "missing")}
+    path.write_text(yaml.safe_dump(config))
+    failed = await asyncio.create_subprocess_exec(
+        *command, cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    async with asyncio.timeout(60):
+        _out, err = await failed.communicate()
+    assert failed.returncode == 2, err
+    assert b"gateway.admin.token_file" in err and b"cannot read" in err
