@@ -63,8 +63,11 @@ async def _round(gateway: Gateway, broker: MemoryBroker, events: int) -> float:
 async def measure(rounds: int, events: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "cost.yaml"
-        path.write_text(CONFIG)
-        gateway = Gateway(load_config(path))
+        path.write_text(CONFIG.replace("seconds: 5", f"seconds: 5, state_dir: '{tmp}'"))
+        return await _measure(Gateway(load_config(path)), rounds, events)
+
+
+async def _measure(gateway: Gateway, rounds: int, events: int) -> dict[str, float]:
     telemetry = Telemetry(gateway, otlp=False)
     log = EventLog()
     broker = MemoryBroker.get("cost")

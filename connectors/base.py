@@ -30,7 +30,7 @@ import abc
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -47,6 +47,8 @@ __all__ = [
     "EgressOptions",
     "Health",
     "HealthState",
+    "RawMessage",
+    "RawPublisher",
     "SourceOptions",
     "TargetOptions",
     "find_header",
@@ -176,6 +178,34 @@ class Delivery:
     while a delivery is being processed, so slow targets do not cause redelivery."""
 
 
+@dataclass(frozen=True, slots=True)
+class RawMessage:
+    """A native message exactly as a source received it, to be published again unchanged
+    (``meshgate dlq redrive``): no binding, no CloudEvent, the original bytes and headers.
+
+    ``address`` is the topic, subject or routing key; ``coordinates`` are the source's
+    (e.g. AMQP ``exchange``), empty when the operator names a new address.
+    """
+
+    address: str
+    payload: bytes
+    headers: Mapping[str, str]
+    content_type: str | None = None
+    key: str | None = None
+    coordinates: Mapping[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class RawPublisher(Protocol):
+    """Optional contract hook: a connector that can republish a ``RawMessage``.
+
+    Returns once the broker confirmed it (as ``publish`` does); raises
+    ``ConnectorError`` subclasses. The built-in connectors all provide it.
+    """
+
+    async def publish_raw(self, message: RawMessage) -> None: ...
+
+
 OptionsT = TypeVar("OptionsT", bound=ConnectorOptions)
 SourceT = TypeVar("SourceT", bound=SourceOptions)
 TargetT = TypeVar("TargetT", bound=TargetOptions)
@@ -242,6 +272,15 @@ class Connector(abc.ABC, Generic[OptionsT, SourceT, TargetT]):
         """A config problem with ``target`` given the connector's options, or None.
 
         Called at config load, e.g. to reject binary mode on an MQTT 3.1.1 connection.
+        """
+        return None
+
+    @classmethod
+    def read_back(cls, target: TargetT, reader: str) -> SourceT | None:
+        """A source that reads back what ``target`` received, or None where the broker
+        keeps nothing to read (``meshgate dlq`` reads dead-letter destinations this way).
+
+        ``reader`` names the consumer (group, durable) so repeated reads resume.
         """
         return None
 

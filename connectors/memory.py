@@ -28,6 +28,7 @@ from connectors.base import (
     ConnectorOptions,
     Delivery,
     HealthState,
+    RawMessage,
     SourceOptions,
     TargetOptions,
 )
@@ -186,3 +187,14 @@ class MemoryConnector(Connector[MemoryOptions, MemorySource, MemoryTarget]):
         if not target.topic:
             raise PublishRejected("empty topic")
         self.broker.put(target.topic, self.encode(target, event))
+
+    @classmethod
+    def read_back(cls, target: MemoryTarget, reader: str) -> MemorySource | None:
+        return MemorySource(connector=target.connector, topic=target.topic)
+
+    async def publish_raw(self, message: RawMessage) -> None:
+        if self.broker.fail_publishes:
+            raise self.broker.fail_publishes.pop(0)
+        if not message.address:
+            raise PublishRejected("empty topic")
+        self.broker.put(message.address, binding.NatsMessage(message.payload, message.headers))

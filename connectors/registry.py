@@ -21,6 +21,18 @@ ENTRY_POINT_GROUP = "meshgate.connectors"
 AnyConnector = type[Connector[Any, Any, Any]]
 
 
+# What people call the brokers, for "did you mean" (the built-in type names).
+_OTHER_NAMES = {
+    "rabbitmq": "amqp",
+    "rabbit": "amqp",
+    "amqp091": "amqp",
+    "mosquitto": "mqtt",
+    "emqx": "mqtt",
+    "jetstream": "nats",
+    "redpanda": "kafka",
+}
+
+
 class ConnectorRegistry:
     """Maps ``type`` names to connector classes; imports a plugin only when asked for."""
 
@@ -48,8 +60,14 @@ class ConnectorRegistry:
             return self._classes[name]
         entry_point = self._discover().get(name)
         if entry_point is None:
-            close = difflib.get_close_matches(name, self.names(), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
+            names = self.names()
+            lowered = {known.lower(): known for known in names}
+            guess = (
+                lowered.get(name.lower())  # MQTT -> mqtt
+                or _OTHER_NAMES.get(name.lower())  # rabbitmq -> amqp
+                or next(iter(difflib.get_close_matches(name.lower(), names, n=1)), None)
+            )
+            hint = f"; did you mean {guess!r}?" if guess in names else ""
             raise UnknownConnectorType(
                 f"unknown connector type {name!r} (installed: {', '.join(self.names())}){hint}"
             )

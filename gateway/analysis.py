@@ -24,6 +24,7 @@ from typing import Any
 
 from gateway.config import GatewayConfig
 from routing.cesql import compile_expression
+from routing.cesql.lint import lint
 from routing.event import CloudEvent
 from routing.filters import amqp_match, mqtt_match, nats_match
 from routing.router import Route, TargetSpec
@@ -204,6 +205,12 @@ def _duplicates(config: GatewayConfig) -> Iterator[Finding]:
 def analyse(config: GatewayConfig) -> list[Finding]:
     """Every warning for ``config``; an empty list when nothing looks wrong."""
     findings = [f for route in config.table.routes if (f := _never_matches(route)) is not None]
+    findings.extend(
+        Finding(route.name, f"filter: {warning}")
+        for route in config.table.routes
+        if route.filter_text is not None
+        for warning in lint(route.filter_text).warnings
+    )
     findings.extend(_cycles(config))
     findings.extend(_duplicates(config))
     return findings

@@ -1,4 +1,4 @@
-"""The ``meshgate`` command line: run, validate, routes check, schema, demo."""
+"""The ``meshgate`` command line: run, validate, routes check, dlq, schema, demo."""
 
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from connectors.errors import ConnectorError
+from gateway import logs
 from gateway.config import AdminSection, GatewayConfig, load_config, parse_listen
+from gateway.dlstore import StoreError
 from gateway.errors import ConfigError
 
 __all__ = ["main"]
@@ -20,11 +22,33 @@ __all__ = ["main"]
 log = logging.getLogger("meshgate")
 
 
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+_LEVELS = ("debug", "info", "warning", "error")
+
+
+def _global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
+    """``--log-level``/``--log-format``: before the command (``top``) or after it."""
+    parser.add_argument(
+        "--log-level",
+        choices=_LEVELS,
+        type=str.lower,
+        default="info" if top else argparse.SUPPRESS,
+        help="debug, info, warning or error (default info)",
     )
+    parser.add_argument(
+        "--log-format",
+        choices=logs.FORMATS,
+        default="text" if top else argparse.SUPPRESS,
+        help="text (default) or json (one object per line, for log shippers)",
+    )
+
+
+def _every_subcommand(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    found = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in dict.fromkeys(action.choices.values()):  # aliases share a parser
+                found += [sub, *_every_subcommand(sub)]
+    return found
 
 
 def _load(path: str) -> GatewayConfig | None:
@@ -81,10 +105,12 @@ async def _run(path: str, config: GatewayConfig, watch: bool) -> None:
         watcher = asyncio.create_task(
             watch_config(path, gateway, reload, interval=2.0 if watch else None)
         )
+        summary = asyncio.create_task(logs.summarize(lambda: gateway.stats))
         await stop.wait()
         log.info("signal received: draining in-flight events")
         watcher.cancel()
-        await asyncio.gather(watcher, return_exceptions=True)
+        summary.cancel()
+        await asyncio.gather(watcher, summary, return_exceptions=True)
         await gateway.stop()
 
 
@@ -126,9 +152,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Event-mesh gateway: bridges Kafka, RabbitMQ (AMQP 0-9-1), MQTT and NATS "
         "as CloudEvents.",
     )
-    parser.add_argument(
-        "--log-level", default="info", help="debug, info, warning, error (default info)"
-    )
+    _global_options(parser, top=True)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = commands.add_parser("run", help="run the gateway with a config file")
@@ -183,8 +207,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--rate", type=float, default=20.0, help="events per second per producer (default 20)"
     )
 
+    from gateway import dlq_command
+
+    dlq_command.add_parser(commands)
+    for sub in _every_subcommand(parser):
+        _global_options(sub, top=False)
+
     args = parser.parse_args(argv)
-    _setup_logging(args.log_level)
+    logs.setup(args.log_level, args.log_format)
 
     if args.command == "validate":
         config = _load(args.config)
@@ -207,10 +237,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ConfigError as exc:
             print(exc, file=sys.stderr)
             return 2
-        except (ConnectorError, OSError) as exc:
+        except (ConnectorError, StoreError, OSError) as exc:
             log.error("cannot start: %s", exc)
             return 1
         return 0
+    if args.command == "dlq":
+        config = _load(args.config)
+        if config is None:
+            return 2
+        return dlq_command.run(args, config)
     if args.command == "routes":
         return _routes_check(args)
     if args.command == "schema":

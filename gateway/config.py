@@ -10,20 +10,24 @@ Every problem carries file, line, column and key path (see ``gateway.yamlsource`
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from connectors.base import Connector, ConnectorOptions, SourceOptions, TargetOptions
 from connectors.errors import UnknownConnectorType
 from connectors.registry import ConnectorRegistry, default_registry
+from gateway.dlstore import DEFAULT_MAX_BYTES, STATE_DIR_ENV, default_state_dir
 from gateway.errors import ConfigError, ConfigProblem
 from gateway.yamlsource import KeyPath, LoadedYaml, load_yaml
+from routing.cesql.lint import lint
 from routing.egress import EgressRules
 from routing.errors import FilterError, MeshgateError, TemplateError
 from routing.filters import EventFilter, compile_filter
@@ -85,6 +89,17 @@ def parse_listen(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
+class DeadLetterStoreSection(_Section):
+    """The local dead-letter store (docs/delivery.md#the-local-dead-letter-store)."""
+
+    max_bytes: int = Field(
+        DEFAULT_MAX_BYTES,
+        ge=1024,
+        description="Payload and header bytes the store may hold; past it the route that "
+        "needs it stops (loudly) until `meshgate dlq` makes room.",
+    )
+
+
 class GatewaySection(_Section):
     id: Annotated[str, Field(pattern=_NAME, description="Name of this gateway in the mesh.")]
     drain_timeout_seconds: float = Field(
@@ -93,6 +108,20 @@ class GatewaySection(_Section):
     admin: AdminSection | None = Field(
         None, description="Admin HTTP server (health, readiness, /metrics, /api); off if absent."
     )
+    state_dir: str | None = Field(
+        None,
+        description="Directory for local state (the dead-letter store). Default: "
+        f"${STATE_DIR_ENV}, else $XDG_STATE_HOME/meshgate/<id> (~/.local/state/meshgate/<id>).",
+    )
+    dead_letter_store: DeadLetterStoreSection = Field(
+        default_factory=DeadLetterStoreSection  # type: ignore[arg-type]
+    )
+
+    def resolved_state_dir(self) -> Path:
+        """The state directory this gateway uses (config, then env, then default)."""
+        if self.state_dir:
+            return Path(self.state_dir).expanduser()
+        return default_state_dir(self.id)
 
 
 class RetrySection(_Section):
@@ -164,7 +193,9 @@ class _Checker:
     def add(self, path: KeyPath, message: str) -> None:
         self.problems.append(self.loaded.problem(path, message))
 
-    def add_validation(self, base: KeyPath, error: ValidationError) -> None:
+    def add_validation(
+        self, base: KeyPath, error: ValidationError, model: type[BaseModel] | None = None
+    ) -> None:
         for item in error.errors(include_url=False):
             loc = tuple(
                 part
@@ -173,7 +204,7 @@ class _Checker:
             )
             message = item["msg"]
             if item["type"] == "extra_forbidden":
-                message = "unknown key"
+                message = "unknown key" + _did_you_mean(model, loc)
             elif item["type"] == "missing":
                 message = "required key is missing"
             path = (*base, *loc)
@@ -183,8 +214,42 @@ class _Checker:
         try:
             return model.model_validate(data)
         except ValidationError as exc:
-            self.add_validation(path, exc)
+            self.add_validation(path, exc, model)
             return None
+
+
+def _model_at(model: type[BaseModel] | None, path: KeyPath) -> type[BaseModel] | None:
+    """The pydantic model that validates the mapping at ``path`` below ``model``."""
+    for part in path:
+        if model is None:
+            return None
+        if isinstance(part, int):
+            continue  # a list item: the list's model is already the item type below
+        field = next((f for name, f in model.model_fields.items() if part in (name, f.alias)), None)
+        if field is None:
+            return None
+        model = next(
+            (
+                candidate
+                for candidate in (field.annotation, *get_args(field.annotation))
+                for candidate in (candidate, *get_args(candidate))
+                if isinstance(candidate, type) and issubclass(candidate, BaseModel)
+            ),
+            None,
+        )
+    return model
+
+
+def _did_you_mean(model: type[BaseModel] | None, loc: KeyPath) -> str:
+    """``; did you mean 'from'?`` for a misspelt key, when a known key is close."""
+    if not loc or not isinstance(loc[-1], str):
+        return ""
+    owner = _model_at(model, loc[:-1])
+    if owner is None:
+        return ""
+    known = [f.alias or name for name, f in owner.model_fields.items()]
+    close = difflib.get_close_matches(loc[-1], known, n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 _SECRET_KEYS = re.compile(r"pass|secret|token|key|cred|seed", re.IGNORECASE)
@@ -388,11 +453,18 @@ def _compile_route(
             filters.append(compile_filter({"sql": section.filter}))
         except FilterError as exc:
             check.add((*path, "filter"), f"CESQL: {exc}")
+        else:
+            for problem in lint(section.filter).errors:
+                check.add((*path, "filter"), f"CESQL: {problem}")
     if section.filters is not None:
         try:
             filters.append(compile_filter(section.filters))
         except FilterError as exc:
             check.add((*path, "filters"), str(exc))
+        else:
+            for text in _sql_filters(section.filters):
+                for problem in lint(text).errors:
+                    check.add((*path, "filters"), f"CESQL: {problem}")
 
     ingress = None
     if section.ingress is not None:
@@ -462,6 +534,19 @@ def _check_source_fields(
                     f"template {text!r} uses {{key}}, but messages from connector {kind!r} "
                     "have no key",
                 )
+
+
+def _sql_filters(spec: Any) -> Iterator[str]:
+    """The CESQL texts of ``sql`` dialects anywhere in a Subscriptions API filter."""
+    if isinstance(spec, list):
+        for item in spec:
+            yield from _sql_filters(item)
+    elif isinstance(spec, dict):
+        for dialect, body in spec.items():
+            if dialect == "sql" and isinstance(body, str):
+                yield body
+            elif dialect in ("all", "any", "not"):
+                yield from _sql_filters(body)
 
 
 def _combine(filters: list[EventFilter]) -> EventFilter | None:

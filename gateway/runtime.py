@@ -6,10 +6,13 @@ each with bounded retries and backoff -> ack the source once every target of
 every matching route confirmed, or once the dead letter was confirmed.
 
 Invariants (docs/delivery.md):
-- nothing is acked before it is safe: a failure without a dead-letter target
-  leaves the message unacknowledged (and logs it as an error); without one, a
-  retriable publish failure (an outage) is retried past ``max_attempts`` until it
-  succeeds, so it holds its slot (backpressure) instead of stalling the source;
+- nothing is acked before it is safe: a message that can be neither delivered nor
+  dead-lettered (a permanent failure without a dead-letter target, or one the
+  dead-letter target refuses too) is written to the local dead-letter store
+  (``gateway.dlstore``, synced to disk) before the ack, so one poison message never
+  stalls a route; without a dead-letter target, a retriable publish failure (an
+  outage) is retried past ``max_attempts`` until it succeeds, so it holds its slot
+  (backpressure);
 - in-flight deliveries per source are bounded by the routes' ``max_in_flight``;
   the consume loop takes the next message only when a slot is free, so a slow or
   dead target slows the source instead of growing memory;
@@ -34,6 +37,7 @@ from connectors.backoff import Backoff
 from connectors.base import Connector, Delivery
 from connectors.errors import ConnectorError
 from gateway.config import GatewayConfig
+from gateway.dlstore import DeadLetterStore, StoreError
 from gateway.stats import ConnectorStats, DurationHistogram
 from routing.deadletter import dead_letter_event
 from routing.errors import InvalidEvent, MeshgateError, TemplateError
@@ -67,7 +71,10 @@ class RouteStats:
     retries: int = 0
     dead_lettered: int = 0
     undeliverable: int = 0
-    unacked_failures: int = 0
+    """Written to the local dead-letter store (neither delivered nor dead-lettered)."""
+    failed: int = 0
+    """Ended without an outcome (cancelled after the drain timeout, or a bug): left
+    unacknowledged, so the broker redelivers it."""
     in_flight: int = 0
     duration: DurationHistogram = field(default_factory=DurationHistogram)
     """Source receive -> every target confirmed, of delivered events (when timed)."""
@@ -75,7 +82,7 @@ class RouteStats:
     last_error_at: float = 0.0
     """Wall-clock time (``time.time()``) of ``last_error``."""
 
-    def failed(self, error: BaseException) -> None:
+    def note_error(self, error: BaseException) -> None:
         self.last_error = f"{type(error).__name__}: {error}"
         self.last_error_at = time.time()
 
@@ -166,6 +173,10 @@ class _Pipeline:
         self.stream: AsyncIterator[Delivery] | None = None
         self.stopping = False
         self.pulling = False
+        # Cleared while the local dead-letter store refuses writes: no new deliveries
+        # are pulled (the route stops, loudly) until one is stored again.
+        self.flowing = asyncio.Event()
+        self.flowing.set()
         self.consumed = 0  # deliveries pulled from the source (metrics)
 
     def start(self) -> None:
@@ -200,6 +211,8 @@ class _Pipeline:
         while not self.stopping:
             # Take a slot first: the next message is pulled only when one is free.
             await self.slots.acquire()
+            if not self.flowing.is_set():
+                await self.flowing.wait()
             if self.stopping:
                 self.slots.release()
                 return
@@ -422,6 +435,10 @@ class _Pipeline:
                 return True
             error, attempts, failed = failures[0]
             return await self._dead_letter(route, delivery, event, error, attempts, failed)
+        except BaseException as exc:  # cancelled after the drain timeout, or a bug
+            stats.failed += 1
+            self._record(route.name, "failed", decoded, delivery, exc)
+            raise
         finally:
             stats.in_flight -= 1
 
@@ -495,21 +512,17 @@ class _Pipeline:
         attempts: int,
         failed_target: str | None = None,
     ) -> bool:
+        """Hand a failed message to the route's dead letter, else to the local store.
+
+        True once it is safe to ack: the dead letter was confirmed, or the message is
+        in the local store. Retriable dead-letter failures are retried with backoff
+        (the slot is held) until they succeed or shutdown cancels the task.
+        """
         stats = self.gateway.stats[route.name]
-        stats.failed(error)
-        if route.dead_letter is None:
-            stats.unacked_failures += 1
-            self._record(route.name, "failed", event, delivery, error)
-            log.error(
-                "route %s: UNDELIVERABLE message on %s:%s left UNACKNOWLEDGED (no dead_letter "
-                "target configured; the broker will redeliver it or keep it): %s: %s",
-                route.name,
-                self.group.connector,
-                delivery.address,
-                type(error).__name__,
-                error,
-            )
-            return False
+        stats.note_error(error)
+        target = route.dead_letter
+        if target is None:
+            return await self._store(route, delivery, event, error, attempts, failed_target)
         letter = dead_letter_event(
             gateway_id=self.gateway.config.gateway.id,
             route=route.name,
@@ -525,53 +538,144 @@ class _Pipeline:
             content_type=delivery.content_type,
             target=failed_target,
         )
-        target = route.dead_letter
         try:
             options = target.render(self._values(delivery, letter))
         except TemplateError as exc:
-            log.error(
-                "route %s: dead_letter template failed, message left unacked: %s", route.name, exc
+            return await self._store(
+                route, delivery, event, error, attempts, failed_target, dead_letter_error=exc
             )
-            stats.unacked_failures += 1
-            self._record(route.name, "failed", event, delivery, exc)
-            return False
         connector = self.gateway.connectors[target.connector]
         sent = self.gateway.connector_stats[target.connector]
         backoff = Backoff(route.retry.initial_backoff, route.retry.max_backoff)
-        # The source is acked only once the dead letter is confirmed, so keep trying
-        # (backpressure holds the slot) until it is, or until shutdown cancels us.
+        attempt = 0
         while True:
+            attempt += 1
             begun = time.perf_counter() if self.gateway.timed else 0.0
             try:
                 await connector.publish(options, letter)
-                sent.published += 1
-                if begun:
-                    sent.duration.observe(time.perf_counter() - begun)
-                stats.dead_lettered += 1
-                self._record(route.name, "dead_lettered", event, delivery, error)
-                log.warning(
-                    "route %s: message on %s dead-lettered to %s: %s: %s",
-                    route.name,
-                    delivery.address,
-                    target.describe(),
-                    type(error).__name__,
-                    error,
-                )
-                return True
             except (ConnectorError, InvalidEvent) as exc:
                 sent.failed += 1
                 sent.last_error = f"{type(exc).__name__}: {exc}"
-                log.error("route %s: dead-letter publish failed, retrying: %s", route.name, exc)
                 if isinstance(exc, InvalidEvent) or not exc.retriable:
-                    stats.unacked_failures += 1
-                    self._record(route.name, "failed", event, delivery, exc)
-                    return False
+                    return await self._store(
+                        route, delivery, event, error, attempts, failed_target, exc
+                    )
+                delay = backoff.next_delay()
+                log.log(
+                    logging.ERROR if attempt == 1 else logging.WARNING,
+                    "route %s: dead-letter publish to %s failed (attempt %d), retrying in "
+                    "%.1fs: %s",
+                    route.name,
+                    target.describe(),
+                    attempt,
+                    delay,
+                    exc,
+                )
+                await asyncio.sleep(delay)
+                continue
             except Exception as exc:
+                sent.failed += 1
+                sent.last_error = f"{type(exc).__name__}: {exc}"
                 log.exception("route %s: bug: dead-letter publish raised", route.name)
-                stats.unacked_failures += 1
-                self._record(route.name, "failed", event, delivery, exc)
-                return False
-            await backoff.sleep()
+                return await self._store(
+                    route, delivery, event, error, attempts, failed_target, exc
+                )
+            sent.published += 1
+            if begun:
+                sent.duration.observe(time.perf_counter() - begun)
+            stats.dead_lettered += 1
+            self._record(route.name, "dead_lettered", event, delivery, error)
+            log.warning(
+                "route %s: message on %s dead-lettered to %s: %s: %s",
+                route.name,
+                delivery.address,
+                target.describe(),
+                type(error).__name__,
+                error,
+            )
+            return True
+
+    async def _store(
+        self,
+        route: Route,
+        delivery: Delivery,
+        event: CloudEvent | None,
+        error: Exception,
+        attempts: int,
+        failed_target: str | None,
+        dead_letter_error: Exception | None = None,
+    ) -> bool:
+        """Write the original message to the local dead-letter store; True once synced.
+
+        While the store refuses (full, or the disk fails) the source stops pulling and
+        this retries with backoff: the message keeps its slot and stays unacknowledged,
+        so nothing is lost; shutdown cancels the wait and the broker redelivers it.
+        """
+        text = str(error)
+        if dead_letter_error is not None and route.dead_letter is not None:
+            text += (
+                f" [the dead letter to {route.dead_letter.describe()} failed too: "
+                f"{type(dead_letter_error).__name__}: {dead_letter_error}]"
+            )
+        key = delivery.coordinates.get("key")
+        backoff: Backoff | None = None
+        while True:
+            try:
+                entry = await self.gateway.store.put(
+                    route=route.name,
+                    connector=self.group.connector,
+                    address=delivery.address,
+                    headers=delivery.headers,
+                    payload=delivery.payload,
+                    content_type=delivery.content_type,
+                    key=None if key is None else str(key),
+                    native_id=delivery.native_id,
+                    coordinates=delivery.coordinates,
+                    reason=type(error).__name__,
+                    error=text,
+                    target=failed_target,
+                    attempts=attempts,
+                    event_id=None if event is None else event.id,
+                )
+            except StoreError as exc:
+                self._hold(str(exc))
+                if backoff is None:
+                    backoff = Backoff(1.0, 30.0)
+                await backoff.sleep()
+                continue
+            break
+        self._resume()
+        self.gateway.stats[route.name].undeliverable += 1
+        self._record(route.name, "undeliverable", event, delivery, error)
+        log.error(
+            "route %s: UNDELIVERABLE message on %s:%s stored in the local dead-letter store as "
+            "entry %d (see `meshgate dlq show`): %s: %s",
+            route.name,
+            self.group.connector,
+            delivery.address,
+            entry,
+            type(error).__name__,
+            text,
+        )
+        return True
+
+    def _hold(self, why: str) -> None:
+        if self.flowing.is_set():
+            self.flowing.clear()
+            log.error(
+                "routes %s STOPPED: an undeliverable message cannot be stored locally: %s. "
+                "Make room with `meshgate dlq redrive` or `meshgate dlq purge`; the routes "
+                "resume by themselves once it is stored",
+                self.group.name,
+                why,
+            )
+
+    def _resume(self) -> None:
+        if not self.flowing.is_set():
+            self.flowing.set()
+            log.warning(
+                "routes %s resumed: the local dead-letter store accepts again", self.group.name
+            )
 
 
 CLOSE_TIMEOUT = 15.0
@@ -626,11 +730,15 @@ class Gateway:
         self.recorder: Recorder | None = None
         """Told every event's outcome per route while the admin server runs (/api/events)."""
         self.pipelines = [_Pipeline(self, group) for group in config.table.groups]
+        self.store = DeadLetterStore(
+            config.gateway.resolved_state_dir(), config.gateway.dead_letter_store.max_bytes
+        )
         self._stopped = asyncio.Event()
         self._reloading = asyncio.Lock()
 
     async def start(self) -> None:
-        """Connect every connector, then start consuming."""
+        """Open the local dead-letter store, connect every connector, then start consuming."""
+        await self.store.open()  # a state directory we cannot write: refuse to start
         await self._start_connectors(list(self.connectors.values()))
         for pipeline in self.pipelines:
             pipeline.start()
@@ -692,6 +800,14 @@ class Gateway:
             await _bounded("closing sources", (p.close_stream() for p in retiring))
             retired = [c for name, c in self.connectors.items() if connectors.get(name) is not c]
             self.connectors = connectors
+            if config.gateway.resolved_state_dir() != self.config.gateway.resolved_state_dir():
+                log.warning(
+                    "config reloaded: state_dir changed to %s; the dead-letter store stays at "
+                    "%s until the gateway restarts",
+                    config.gateway.resolved_state_dir(),
+                    self.store.path.parent,
+                )
+            self.store.max_bytes = config.gateway.dead_letter_store.max_bytes
             self.config = config
             unchanged = {route.fingerprint for p in kept for route in p.group.routes}
             self.stats = {
@@ -736,6 +852,7 @@ class Gateway:
                 timeout,
             )
         await _bounded("closing connectors", (c.close() for c in self.connectors.values()))
+        await self.store.close()
         self._stopped.set()
         log.info("gateway %s stopped", self.config.gateway.id)
 

@@ -58,10 +58,9 @@ OUTCOMES: tuple[tuple[str, str], ...] = (
     ("filtered", "filtered"),
     ("dead_lettered", "dead_lettered"),
     ("undeliverable", "undeliverable"),
-    ("failed", "unacked_failures"),
+    ("failed", "failed"),
 )
-"""``outcome`` label of ``meshgate_events_total`` -> the ``RouteStats`` field it reads.
-``failed``: failed on a route without a dead-letter target, left unacknowledged."""
+"""``outcome`` label of ``meshgate_events_total`` -> the ``RouteStats`` field it reads."""
 
 _SYSTEMS = {"amqp": "rabbitmq"}
 """Connector type -> ``messaging.system`` (semantic conventions; kafka, nats and mqtt

@@ -58,13 +58,26 @@ class LoadedYaml:
         return ConfigProblem(self.file, line, column, format_path(path), message)
 
 
+MAX_VALUES = 50_000
+"""Values a config may hold once aliases are expanded: a "billion laughs" file (aliases
+of aliases) would otherwise take minutes and gigabytes to expand."""
+
+
+class _TooLarge(Exception):
+    pass
+
+
 class _Builder:
     def __init__(self, file: str, environ: Mapping[str, str]) -> None:
         self.loaded = LoadedYaml(file, None)
         self.environ = environ
         self.problems: list[ConfigProblem] = []
+        self.values = 0
 
     def build(self, node: yaml.Node, path: KeyPath) -> Any:
+        self.values += 1
+        if self.values > MAX_VALUES:
+            raise _TooLarge(node.start_mark.line + 1, node.start_mark.column + 1)
         self.loaded.positions[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
         if isinstance(node, yaml.MappingNode):
             result: dict[str, Any] = {}
@@ -144,7 +157,22 @@ def load_yaml(path: str | Path, environ: Mapping[str, str] | None = None) -> Loa
             [ConfigProblem(file, line, column, "", f"YAML syntax error: {exc.problem}")]
         ) from exc
     builder = _Builder(file, os.environ if environ is None else environ)
-    builder.loaded.data = {} if node is None else builder.build(node, ())
+    try:
+        builder.loaded.data = {} if node is None else builder.build(node, ())
+    except _TooLarge as exc:
+        line, column = exc.args
+        raise ConfigError(
+            [
+                ConfigProblem(
+                    file,
+                    line,
+                    column,
+                    "",
+                    f"more than {MAX_VALUES} values once YAML aliases are expanded "
+                    "(aliases of aliases?): refused",
+                )
+            ]
+        ) from None
     if builder.problems:
         raise ConfigError(builder.problems)
     return builder.loaded

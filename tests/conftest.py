@@ -8,6 +8,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Iterator
 
 import pytest
@@ -22,6 +24,14 @@ from tests.brokers import (
     require_docker,
     require_port,
 )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Gateways started by tests (in-process or as child processes, which inherit the
+    # environment) keep their local dead-letter store under here, one directory per
+    # gateway id (the default layout), never in the user's home.
+    os.environ.pop("MESHGATE_STATE_DIR", None)
+    os.environ["XDG_STATE_HOME"] = tempfile.mkdtemp(prefix="meshgate-test-state-")
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ from connectors.amqp.config import AmqpOptions, AmqpSource, AmqpTarget
 from connectors.amqp.link import Link
 from connectors.amqp.sink import Publisher
 from connectors.amqp.source import consume
-from connectors.base import Capabilities, Connector, Delivery, HealthState
+from connectors.base import Capabilities, Connector, Delivery, HealthState, RawMessage
 from routing.bindings import amqp as binding
 from routing.event import CloudEvent
 
@@ -74,6 +74,34 @@ class AmqpConnector(Connector[AmqpOptions, AmqpSource, AmqpTarget]):
 
     async def publish(self, target: AmqpTarget, event: CloudEvent) -> None:
         await self._publisher.publish(target, event, self.encode(target, event))
+
+    async def publish_raw(self, message: RawMessage) -> None:
+        # The source's exchange when known; else "EXCHANGE/ROUTING_KEY", or a bare
+        # routing key for the default exchange (straight into the queue of that name).
+        exchange = message.coordinates.get("exchange")
+        routing_key = message.address
+        if exchange is None:
+            exchange, _, routing_key = (
+                message.address.partition("/") if "/" in message.address else ("", "", routing_key)
+            )
+        target = AmqpTarget.model_validate(
+            {
+                "connector": self.name,
+                "exchange": str(exchange),
+                "routing_key": routing_key,
+                "mandatory": True,  # an unroutable redrive must fail, not vanish
+            }
+        )
+        await self._publisher.publish_raw(target, message)
+
+    @classmethod
+    def read_back(cls, target: AmqpTarget, reader: str) -> AmqpSource | None:
+        # Only a publish to the default exchange names its queue (the routing key).
+        if target.exchange:
+            return None
+        return AmqpSource.model_validate(
+            {"connector": target.connector, "queue": target.routing_key, "declare": False}
+        )
 
     def describe_source(self, source: AmqpSource) -> str:
         return f"{self.name}:queue {source.queue!r}"

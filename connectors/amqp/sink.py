@@ -30,6 +30,7 @@ from pamqp.common import FieldTable
 
 from connectors.amqp.config import AmqpOptions, AmqpTarget
 from connectors.amqp.link import Link
+from connectors.base import RawMessage
 from connectors.errors import ConnectionLost, PublishRejected, PublishTimeout
 from routing.bindings import amqp as binding
 from routing.event import CloudEvent
@@ -102,6 +103,23 @@ class Publisher:
             slot.users -= 1
             if slot.users == 0:
                 del self._ids[event.id]
+            self._pending -= 1
+            if self._pending == 0:
+                self._idle.set()
+
+    async def publish_raw(self, target: AmqpTarget, message: RawMessage) -> None:
+        """Publish a message rebuilt from an original's parts; return once confirmed."""
+        outgoing = aio_pika.Message(
+            message.payload,
+            content_type=message.content_type,
+            headers=cast(FieldTable, dict(message.headers)),
+            delivery_mode=DeliveryMode.PERSISTENT,
+        )
+        self._pending += 1
+        self._idle.clear()
+        try:
+            await self._send(target, outgoing)
+        finally:
             self._pending -= 1
             if self._pending == 0:
                 self._idle.set()

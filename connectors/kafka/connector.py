@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from typing import ClassVar
 
-from connectors.base import Capabilities, Connector, Delivery, HealthState
+from connectors.base import Capabilities, Connector, Delivery, HealthState, RawMessage
 from connectors.errors import ConnectionLost
 from connectors.kafka.config import KafkaOptions, KafkaSource, KafkaTarget
 from connectors.kafka.sink import Producer
-from connectors.kafka.source import SourceSession
+from connectors.kafka.source import BASE64_MARKER, SourceSession
 from routing.bindings import kafka as binding
 from routing.event import CloudEvent
 
@@ -21,6 +23,14 @@ log = logging.getLogger("meshgate.connectors.kafka")
 
 # Kafka's default message.max.bytes (broker) and max.request.size (producer): 1 MiB.
 _MAX_MESSAGE_BYTES = 1_048_576
+
+
+def _raw(text: str) -> bytes:
+    """The bytes of a header or key the source turned into text (see ``header_text``)."""
+    if text.startswith(BASE64_MARKER):
+        with contextlib.suppress(ValueError):
+            return base64.b64decode(text[len(BASE64_MARKER) :], validate=True)
+    return text.encode("utf-8", "surrogatepass")
 
 
 class KafkaConnector(Connector[KafkaOptions, KafkaSource, KafkaTarget]):
@@ -100,14 +110,32 @@ class KafkaConnector(Connector[KafkaOptions, KafkaSource, KafkaTarget]):
         return binding.KafkaMessage(message.key, message.value, message.headers + extra)
 
     async def publish(self, target: KafkaTarget, event: CloudEvent) -> None:
-        message = self.encode(target, event)
+        await self._send(target.topic, self.encode(target, event))
+
+    async def publish_raw(self, message: RawMessage) -> None:
+        headers = tuple((name, _raw(value)) for name, value in message.headers.items())
+        key = None if message.key is None else _raw(message.key)
+        await self._send(message.address, binding.KafkaMessage(key, message.payload, headers))
+
+    async def _send(self, topic: str, message: binding.KafkaMessage) -> None:
         try:
-            await self._producer.send(target.topic, message)
+            await self._producer.send(topic, message)
         except ConnectionLost as exc:
             self._report(HealthState.RECONNECTING, str(exc))
             raise
         if self.health.state is HealthState.RECONNECTING:
             self._report(HealthState.UP, "")
+
+    @classmethod
+    def read_back(cls, target: KafkaTarget, reader: str) -> KafkaSource | None:
+        return KafkaSource.model_validate(
+            {
+                "connector": target.connector,
+                "topics": [target.topic],
+                "group_id": reader,
+                "auto_offset_reset": "earliest",
+            }
+        )
 
     def describe_source(self, source: KafkaSource) -> str:
         what = (

@@ -11,7 +11,7 @@ from typing import ClassVar
 from paho.mqtt.packettypes import PacketTypes
 
 from connectors.backoff import Backoff
-from connectors.base import Capabilities, Connector, Delivery, HealthState
+from connectors.base import Capabilities, Connector, Delivery, HealthState, RawMessage
 from connectors.errors import ConnectionLost, ConnectorError, PublishRejected
 from connectors.mqtt.config import (
     MqttOptions,
@@ -33,6 +33,11 @@ _log = logging.getLogger("meshgate.connectors.mqtt")
 _PUBLISHER = "publisher"
 # The largest packet MQTT can express (a 4-byte Remaining Length).
 _MAX_MESSAGE_BYTES = 268_435_455
+
+
+def _check_topic(topic: str) -> None:
+    if not topic or any(ch in topic for ch in "+#\x00"):
+        raise PublishRejected(f"cannot publish to {topic!r}: not a valid MQTT topic name")
 
 
 class MqttConnector(Connector[MqttOptions, MqttSource, MqttTarget]):
@@ -105,9 +110,7 @@ class MqttConnector(Connector[MqttOptions, MqttSource, MqttTarget]):
         return binding.from_message(message)
 
     def encode(self, target: MqttTarget, event: CloudEvent) -> binding.MqttMessage:
-        topic = target.topic
-        if not topic or any(ch in topic for ch in "+#\x00"):
-            raise PublishRejected(f"cannot publish to {topic!r}: not a valid MQTT topic name")
+        _check_topic(target.topic)
         try:
             message = binding.to_message(
                 event,
@@ -141,6 +144,21 @@ class MqttConnector(Connector[MqttOptions, MqttSource, MqttTarget]):
                 properties.MessageExpiryInterval = target.message_expiry
         session = await self._connected_publisher()
         await session.publish(topic, message.payload, target.qos, target.retain, properties)
+
+    async def publish_raw(self, message: RawMessage) -> None:
+        # QoS 1: confirmed by PUBACK. "content-type" in the headers is the Content Type
+        # property the source turned into a header, not a user property.
+        properties = None
+        if self.options.protocol == 5:
+            properties = new_properties(PacketTypes.PUBLISH)
+            if message.content_type is not None:
+                properties.ContentType = message.content_type
+            user = [(k, v) for k, v in message.headers.items() if k.lower() != "content-type"]
+            if user:
+                properties.UserProperty = user
+        _check_topic(message.address)
+        session = await self._connected_publisher()
+        await session.publish(message.address, message.payload, 1, False, properties)
 
     def describe_source(self, source: MqttSource) -> str:
         return f"{self.name}:topic {source.subscription!r} qos {source.qos}"

@@ -6,9 +6,10 @@ import logging
 from collections.abc import AsyncIterator
 from typing import ClassVar
 
-from connectors.base import Capabilities, Connector, Delivery, HealthState
+from connectors.base import Capabilities, Connector, Delivery, HealthState, RawMessage
+from connectors.errors import PublishRejected
 from connectors.nats import sink
-from connectors.nats.config import NatsOptions, NatsSource, NatsTarget
+from connectors.nats.config import NatsOptions, NatsSource, NatsTarget, check_publish_subject
 from connectors.nats.link import Link
 from connectors.nats.source import consume_core, consume_jetstream
 from routing.bindings.nats import NatsMessage, from_message
@@ -17,6 +18,9 @@ from routing.event import CloudEvent
 __all__ = ["NatsConnector"]
 
 log = logging.getLogger("meshgate.connectors.nats")
+
+READ_BACK_ACK_WAIT = 5.0
+"""ack_wait of the durable that ``meshgate dlq`` reads a dead-letter stream with."""
 
 
 class NatsConnector(Connector[NatsOptions, NatsSource, NatsTarget]):
@@ -73,6 +77,44 @@ class NatsConnector(Connector[NatsOptions, NatsSource, NatsTarget]):
 
     async def publish(self, target: NatsTarget, event: CloudEvent) -> None:
         await sink.publish(self._link, self.options.publish_timeout, target, event)
+
+    async def publish_raw(self, message: RawMessage) -> None:
+        # JetStream (PubAck) unless the original came from a core subscription. Its
+        # Nats-Msg-Id is dropped: the stream would discard the redrive as a duplicate.
+        problem = check_publish_subject(message.address)
+        if problem:
+            raise PublishRejected(f"NATS subject {message.address!r} {problem}")
+        core = bool(message.coordinates) and "stream" not in message.coordinates
+        headers = {k: v for k, v in message.headers.items() if k.lower() != "nats-msg-id"}
+        await sink.send(
+            self._link,
+            self.options.publish_timeout,
+            message.address,
+            message.payload,
+            headers or None,
+            not core,
+            f"message for {message.address!r}",
+        )
+
+    @classmethod
+    def read_back(cls, target: NatsTarget, reader: str) -> NatsSource | None:
+        # Core NATS keeps nothing; a JetStream stream does.
+        if not target.jetstream:
+            return None
+        return NatsSource.model_validate(
+            {
+                "connector": target.connector,
+                "subject": target.subject,
+                # A short ack_wait: a message given back (-NAK) while this reader's
+                # last pull request is still open on the server goes to that request
+                # and returns only after ack_wait (the reader heartbeats what it holds).
+                "jetstream": {
+                    "durable": reader,
+                    "deliver_policy": "all",
+                    "ack_wait_seconds": READ_BACK_ACK_WAIT,
+                },
+            }
+        )
 
     def describe_source(self, source: NatsSource) -> str:
         kind = f"JetStream durable {source.jetstream.durable}" if source.jetstream else "core"

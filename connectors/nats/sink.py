@@ -33,7 +33,7 @@ from connectors.nats.link import Link
 from routing.bindings.nats import NatsMessage, to_message
 from routing.event import CloudEvent
 
-__all__ = ["MSG_ID_HEADER", "dedup_id", "publish"]
+__all__ = ["MSG_ID_HEADER", "dedup_id", "publish", "send"]
 
 MSG_ID_HEADER = "Nats-Msg-Id"
 
@@ -149,21 +149,34 @@ def encode(target: NatsTarget, event: CloudEvent) -> NatsMessage:
 
 async def publish(link: Link, wait: float, target: NatsTarget, event: CloudEvent) -> None:
     """Encode ``event`` for ``target`` and return once the broker confirmed (see module doc)."""
-    subject = target.subject
     message = encode(target, event)
     raw = message.headers  # a fresh dict from encode(), only read by nats-py: no copy
     headers = (raw if isinstance(raw, dict) else dict(raw)) if raw else None
+    what = f"event {event.id!r}"
+    await send(link, wait, target.subject, message.data, headers, target.jetstream, what)
+
+
+async def send(
+    link: Link,
+    wait: float,
+    subject: str,
+    data: bytes,
+    headers: dict[str, str] | None,
+    jetstream: bool,
+    what: str,
+) -> None:
+    """Publish one encoded message; ``what`` names it in a size refusal."""
     nc = link.current()
-    if len(message.data) > nc.max_payload:
+    if len(data) > nc.max_payload:
         raise PublishRejected(
-            f"event {event.id!r} is {len(message.data)} bytes; the server accepts "
+            f"{what} is {len(data)} bytes; the server accepts "
             f"at most {nc.max_payload} (max_payload)"
         )
     try:
-        if target.jetstream:
-            await link.pubacks(nc).publish(subject, message.data, headers, wait)
+        if jetstream:
+            await link.pubacks(nc).publish(subject, data, headers, wait)
         else:
-            await nc.publish(subject, message.data, headers=headers)
+            await nc.publish(subject, data, headers=headers)
             await _shared_flush(nc).flush(math.ceil(wait))
     except nats.js.errors.NoStreamResponseError as exc:
         raise await _no_responders(link, nc, subject) from exc

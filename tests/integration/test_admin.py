@@ -143,6 +143,7 @@ async def test_every_endpoint_on_real_brokers(
         "gateway": {
             "id": f"admin-{run}",
             "drain_timeout_seconds": 5,
+            "state_dir": str(tmp_path / "state"),
             "admin": {"listen": "127.0.0.1:0", "token_file": str(token_file)},
         },
         "connectors": {
@@ -170,7 +171,6 @@ async def test_every_endpoint_on_real_brokers(
                 "from": {
                     "connector": "edge",
                     "subject": f"adm.{run}.in.audit",
-                    # Unacked failures must not come back during the test.
                     "jetstream": {
                         "stream": stream,
                         "durable": "gw-audit",
@@ -222,7 +222,7 @@ async def test_every_endpoint_on_real_brokers(
             }
 
             # orders: 10 delivered, 3 filtered, 2 malformed (dead-lettered);
-            # audit: 4 delivered, 2 malformed without a dead letter (failed, unacked).
+            # audit: 4 delivered, 2 malformed without a dead letter (to the local store).
             n = 0
             for kind, count, subject in (
                 ("com.acme.order.created", 10, "orders"),
@@ -250,7 +250,8 @@ async def test_every_endpoint_on_real_brokers(
             async def settled() -> bool:
                 parsed = await metrics()
                 return (
-                    value(parsed, "meshgate_events_total", route="audit", outcome="failed") == 2
+                    value(parsed, "meshgate_events_total", route="audit", outcome="undeliverable")
+                    == 2
                     and value(parsed, "meshgate_events_total", route="audit", outcome="delivered")
                     == 4
                 )
@@ -270,7 +271,8 @@ async def test_every_endpoint_on_real_brokers(
                 ("audit", "delivered"): 4,
                 ("audit", "filtered"): 0,
                 ("audit", "dead_lettered"): 0,
-                ("audit", "failed"): 2,
+                ("audit", "undeliverable"): 2,
+                ("audit", "failed"): 0,
             }
             for (route, outcome), count in expected.items():
                 got = value(parsed, "meshgate_events_total", route=route, outcome=outcome)
@@ -360,7 +362,7 @@ async def test_every_endpoint_on_real_brokers(
             assert "InvalidEvent" in orders["last_error"] or "time" in orders["last_error"]
             assert orders["latency"]["count"] == 10
             assert 0 < orders["latency"]["p50_ms"] <= orders["latency"]["p99_ms"]
-            assert by_name["audit"]["counters"]["failed"] == 2
+            assert by_name["audit"]["counters"]["undeliverable"] == 2
 
             status, connectors = await get(http, base + "/api/connectors")
             assert status == 200
@@ -414,6 +416,7 @@ async def test_readyz_follows_a_connector_outage(tmp_path: Path, nats_url: str) 
             "gateway": {
                 "id": f"ready-{run}",
                 "drain_timeout_seconds": 2,
+                "state_dir": str(tmp_path / "state"),
                 "admin": {"listen": "127.0.0.1:0"},
             },
             "connectors": {
@@ -479,7 +482,11 @@ async def test_meshgate_run_with_admin_flag(tmp_path: Path, nats_url: str) -> No
     token file stops it with status 2 and names the key."""
     run = uuid.uuid4().hex[:8]
     config: dict[str, Any] = {
-        "gateway": {"id": f"cli-{run}", "drain_timeout_seconds": 2},
+        "gateway": {
+            "id": f"cli-{run}",
+            "drain_timeout_seconds": 2,
+            "state_dir": str(tmp_path / "state"),
+        },
         "connectors": {"edge": {"type": "nats", "servers": [nats_url]}},
         "routes": [
             {

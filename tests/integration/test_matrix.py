@@ -10,18 +10,22 @@ testcontainers. Every scenario prints a per-route table (run with ``-s``).
    MQTT 3.1.1 source and target, a core NATS target, legacy (non-CloudEvents)
    payloads wrapped by ``ingress`` on every source protocol, and Kafka record keys
    rendered from a ``key`` template. Every event is checked attribute by attribute.
-2. ``test_refusal_dead_letter_and_unacked``: an unroutable AMQP target with a Kafka
-   dead letter (original bytes and error arrive; the JetStream source is acked, so a
-   second gateway gets nothing again), and one without a dead letter (the AMQP
-   source message stays unacknowledged and a second gateway delivers it).
+2. ``test_refusal_dead_letter_and_local_store``: an unroutable AMQP target with a
+   Kafka dead letter (original bytes and error arrive; the JetStream source is acked,
+   so a second gateway gets nothing again), and one without a dead letter (the AMQP
+   source message goes to the local dead-letter store and is acked; once the target
+   accepts, ``meshgate dlq``'s redrive puts it back on its source and a second
+   gateway delivers it).
 3. ``test_graceful_restart_mid_stream``: ``Gateway.stop()`` with events in flight and
    a new gateway, while 500 events per source keep coming into Kafka and AMQP: no
    loss and, the stop being graceful, no duplicates.
 4. ``test_crash_mid_stream``: ``meshgate run`` in a subprocess, SIGKILLed while 1000
    events per route flow (NATS JetStream, MQTT 5, Kafka and AMQP sources), then a new
    one: nothing is lost, duplicates are counted. "Held" routes (one per source
-   protocol) whose target refuses until after the kill have nothing confirmed when
-   the gateway dies: the second gateway must get every one of them again.
+   protocol) whose target refuses until after the kill write every event to the
+   local dead-letter store (synced before the ack, so it survives the kill); once the
+   target accepts, they are redriven to their sources (every protocol's raw
+   republish) and the second gateway delivers each of them.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ import orjson
 import pytest
 
 from gateway.config import load_config
+from gateway.dlq import Workbench
 from gateway.runtime import Gateway
 from routing.event import CloudEvent
 from tests.integration.matrix_support import (
@@ -269,6 +274,23 @@ async def gateway_process(path: Path, log: Path) -> AsyncIterator[asyncio.subpro
             await process.wait()
 
 
+async def stored(path: Path) -> dict[str, int]:
+    """Entries per route in the local dead-letter store of the config at ``path``."""
+    async with Workbench(load_config(path), brokers=False) as bench:
+        counts: dict[str, int] = defaultdict(int)
+        for letter in await bench.letters():
+            counts[letter.route] += 1
+        return dict(counts)
+
+
+async def redrive_stored(path: Path) -> None:
+    """``meshgate dlq redrive --all``: every stored message back onto its source."""
+    async with Workbench(load_config(path), brokers=False) as bench:
+        results = await bench.redrive(await bench.letters())
+    failed = [f"{letter.id}: {error}" for letter, error in results if error is not None]
+    assert not failed, failed
+
+
 def report(title: str, rows: list[Row], *, duplicates_allowed: bool = False) -> None:
     print("\n" + table(title, rows))
     problems = [f"{r.route}: {p}" for r in rows for p in r.problems[:5]]
@@ -300,7 +322,7 @@ class MatrixScenarios:
         report(f"matrix ({N} events per route)", rows)
 
     @pytest.mark.timeout(120)
-    async def test_refusal_dead_letter_and_unacked(
+    async def test_refusal_dead_letter_and_local_store(
         self, endpoints: Endpoints, tmp_path: Path
     ) -> None:
         mesh = Mesh(endpoints)
@@ -338,15 +360,17 @@ class MatrixScenarios:
                 )
                 stats = first.stats["refuse"]
                 assert await within(
-                    lambda: len(mesh.arrivals[dlq]) >= count and stats.unacked_failures >= count
+                    lambda: len(mesh.arrivals[dlq]) >= count and stats.undeliverable >= count
                 )
             # First gateway gone: the dead-lettered JetStream messages were acked ...
             info = await mesh.jetstream_consumer(mesh.queue(dead))
             assert (info.num_ack_pending, info.num_pending) == (0, 0), info
-            # ... and the refused AMQP messages were not: all back in their queue.
-            assert (await mesh.amqp_counts(mesh.queue(stuck)))[0] == count
+            # ... and so were the refused AMQP messages, once in the local store.
+            assert (await mesh.amqp_counts(mesh.queue(stuck)))[0] == 0
+            assert await stored(path) == {"refuse": count}
             await mesh.bind(void2, mesh.address(stuck, "out"))  # the target accepts now
             async with gateway(path) as second:
+                await redrive_stored(path)
                 assert await mesh.until_received({"refuse": count})
                 await asyncio.sleep(3.0)  # > ack_wait: an unacked JetStream message returns
                 assert second.stats["dlq"].received == 0, "acked source message came back"
@@ -408,7 +432,8 @@ class MatrixScenarios:
     @pytest.mark.timeout(180)
     async def test_crash_mid_stream(self, endpoints: Endpoints, tmp_path: Path) -> None:
         """kill -9 while events flow; plus "held" routes whose target refuses until the
-        crash (no dead letter, so never acked): every source protocol must redeliver."""
+        crash (no dead letter): their events are in the local store, which survives the
+        kill, and are redriven to every source protocol afterwards."""
         specs = [
             Spec("cr-n2k", NATS, KAFKA, "binary", source={"ack_wait_seconds": 3}),
             Spec("cr-m2n", MQTT, NATS, "structured"),
@@ -449,9 +474,11 @@ class MatrixScenarios:
                 at_kill = {s.name: mesh.unique(s) for s in specs + held}
                 assert started and refused, _tail(logs[0])
                 assert not producer.done(), "the producer finished before the crash"
+            assert await stored(path) == {s.name: HELD_N for s in held}
             for spec in held:  # the held routes' target accepts from now on
                 await mesh.bind(void, mesh.address(spec, "out"))
             async with gateway_process(path, logs[1]) as second:
+                await redrive_stored(path)
                 sent = [a | b for a, b in zip(warm, await producer, strict=True)]
                 counts = {s.name: CRASH_N for s in specs} | {s.name: HELD_N for s in held}
                 await mesh.until_received(counts, 60)

@@ -46,7 +46,9 @@ def test_good_config_compiles(tmp_path: Path) -> None:
 
 def test_unknown_key_is_reported_with_line_and_column(tmp_path: Path) -> None:
     text = GOOD.replace("    from:", "    form: {connector: mem, topic: in}\n    from:")
-    assert problems(tmp_path, text) == ["gw.yaml:6:5: routes[0].form: unknown key"]
+    assert problems(tmp_path, text) == [
+        "gw.yaml:6:5: routes[0].form: unknown key; did you mean 'from'?"
+    ]
 
 
 def test_all_problems_are_reported_at_once(tmp_path: Path) -> None:
@@ -193,3 +195,98 @@ def test_key_template_on_a_source_without_keys(tmp_path: Path) -> None:
         "gw.yaml:8:26: routes[0].to[0].topic: template 'out.{key}' uses {key}, but messages "
         "from connector 'mem' (MemoryConnector) have no key"
     ]
+
+
+@pytest.mark.parametrize(
+    ("expression", "message"),
+    [
+        ("FOO(type)", "no function FOO in CESQL (at position 0): CESQL v1 has ABS, BOOL,"),
+        (
+            "STARTSWITH(type, 'x')",
+            "no function STARTSWITH in CESQL (at position 0): use `x LIKE 'prefix%'`",
+        ),
+        ("LOWR(type) = 'a'", "no function LOWR in CESQL (at position 0): did you mean LOWER?"),
+        ("LOWER(type, source) = 'a'", "function LOWER takes 1 argument, not 2 (at position 0)"),
+        ("SUBSTRING(type) = 'a'", "function SUBSTRING takes 2 or 3 arguments, not 1"),
+    ],
+)
+def test_filter_calling_a_missing_function_is_an_error(
+    tmp_path: Path, expression: str, message: str
+) -> None:
+    # CESQL evaluates these to false with an error: at run time every event would be
+    # filtered out and acked. validate must say so.
+    text = GOOD.replace("    dead_letter:", f'    filter: "{expression}"\n    dead_letter:')
+    (problem,) = problems(tmp_path, text)
+    assert problem.startswith("gw.yaml:9:5: routes[0].filter: CESQL: " + message), problem
+
+
+def test_missing_function_inside_subscriptions_api_filters(tmp_path: Path) -> None:
+    text = GOOD.replace(
+        "    dead_letter:",
+        "    filters: [{any: [{sql: \"CONCATT(type, 'x') = 'y'\"}]}]\n    dead_letter:",
+    )
+    (problem,) = problems(tmp_path, text)
+    assert "routes[0].filters: CESQL: no function CONCATT" in problem
+    assert "did you mean CONCAT?" in problem
+
+
+def test_comparing_two_attributes_warns_to_quote_the_value(tmp_path: Path) -> None:
+    from gateway.analysis import analyse
+
+    text = GOOD.replace("    dead_letter:", '    filter: "severity = high"\n    dead_letter:')
+    (warning,) = [str(f) for f in analyse(load_config(write(tmp_path, text)))]
+    assert warning == (
+        "warning: route r1: filter: `severity = high` compares two attributes; if 'high' is "
+        "a value, quote it: severity = 'high'"
+    )
+
+
+def test_unknown_keys_suggest_the_key_meant(tmp_path: Path) -> None:
+    found = problems(
+        tmp_path,
+        """\
+        gateway: {id: edge-1}
+        conectors:
+          mem: {type: memory}
+        routes:
+          - name: r1
+            fromm: {connector: mem, topic: in}
+            to: [{connector: mem, topic: out}]
+        """,
+    )
+    assert "gw.yaml:2:1: conectors: unknown key; did you mean 'connectors'?" in found
+    assert "gw.yaml:6:5: routes[0].fromm: unknown key; did you mean 'from'?" in found
+    found = problems(
+        tmp_path,
+        """\
+        gateway: {id: edge-1}
+        connectors:
+          n: {type: nats, servrs: ["nats://127.0.0.1:4222"]}
+          m: {type: mqtt, url: "mqtt://127.0.0.1:1883"}
+        routes:
+          - name: r1
+            from: {connector: m, topic: in, qso: 1}
+            to: [{connector: n, subject: out}]
+        """,
+    )
+    assert "gw.yaml:3:19: connectors.n.servrs: unknown key; did you mean 'servers'?" in found
+    assert any("routes[0].from.qso: unknown key; did you mean 'qos'?" in p for p in found), found
+
+
+@pytest.mark.parametrize(("written", "meant"), [("MQTT", "mqtt"), ("rabbitmq", "amqp")])
+def test_connector_type_suggestions(tmp_path: Path, written: str, meant: str) -> None:
+    (problem,) = problems(tmp_path, GOOD.replace("type: memory", f"type: {written}"))
+    assert problem.endswith(f"did you mean {meant!r}?"), problem
+
+
+def test_billion_laughs_is_refused_quickly(tmp_path: Path) -> None:
+    import time
+
+    lines = ['a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    lines += [f"a{n}: &a{n} [{', '.join([f'*a{n - 1}'] * 9)}]" for n in range(1, 10)]
+    started = time.monotonic()
+    (problem,) = problems(tmp_path, "\n".join(lines) + "\n")
+    # ~0.2 s here; expanding all 10**9 values would take hours (a loose bound, so a
+    # busy CI machine cannot fail it).
+    assert time.monotonic() - started < 5.0
+    assert "more than 50000 values once YAML aliases are expanded" in problem

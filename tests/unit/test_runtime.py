@@ -64,7 +64,12 @@ def fresh_broker() -> None:
 def write_config(tmp_path: Path) -> Callable[[str], Path]:
     def write(routes: str) -> Path:
         path = tmp_path / "config.yaml"
-        path.write_text(HEADER + textwrap.indent(textwrap.dedent(routes), "  "))
+        # Each test its own local dead-letter store.
+        header = HEADER.replace(
+            "drain_timeout_seconds: 5",
+            f"drain_timeout_seconds: 5, state_dir: '{tmp_path / 'state'}'",
+        )
+        path.write_text(header + textwrap.indent(textwrap.dedent(routes), "  "))
         return path
 
     return write
@@ -169,7 +174,7 @@ async def test_malformed_cloudevent_is_dead_lettered_and_good_traffic_flows(gate
     assert "time" in str(letter.extensions["dlerror"])
 
 
-async def test_no_dead_letter_target_leaves_message_unacked(gateway_for) -> None:
+async def test_no_dead_letter_target_stores_the_message_locally_then_acks(gateway_for) -> None:
     gw = await gateway_for("""
         - name: nodlq
           from: {connector: mem, topic: in}
@@ -178,10 +183,57 @@ async def test_no_dead_letter_target_leaves_message_unacked(gateway_for) -> None
     put_raw("in", b"not an event")
     put("in", event(2))
     broker = MemoryBroker.get("default")
-    await eventually(
-        lambda: gw.stats["nodlq"].delivered == 1 and gw.stats["nodlq"].unacked_failures == 1
-    )
-    assert broker.acked == [2]  # the good one only
+    await eventually(lambda: len(broker.acked) == 2)
+    stats = gw.stats["nodlq"]
+    assert (stats.delivered, stats.undeliverable) == (1, 1)
+    (entry,) = await gw.store.entries()
+    assert (entry.route, entry.connector, entry.address) == ("nodlq", "mem", "in")
+    assert entry.payload == b"not an event"
+    assert entry.reason == "NotACloudEvent"
+
+
+async def test_dead_letter_refused_too_goes_to_the_local_store(gateway_for) -> None:
+    broker = MemoryBroker.get("default")
+    # The target refuses for good, then so does the dead letter: neither may stall
+    # the route, and the message must not be lost.
+    broker.fail_publishes.extend([PublishRejected("too big"), PublishRejected("too big too")])
+    gw = await gateway_for("""
+        - name: poison
+          from: {connector: mem, topic: in}
+          to: [{connector: mem, topic: out}]
+          dead_letter: {connector: mem, topic: dlq}
+    """)
+    put("in", event(1))
+    put("in", event(2))
+    await eventually(lambda: len(broker.acked) == 2)
+    assert [e.id for e in received("out")] == ["e2"]
+    assert received("dlq") == []
+    (entry,) = await gw.store.entries()
+    assert entry.event_id == "e1"
+    assert entry.reason == "PublishRejected"
+    assert "too big" in entry.error and "failed too: PublishRejected: too big too" in entry.error
+    assert entry.target is not None and "out" in entry.target
+    assert gw.stats["poison"].undeliverable == 1
+
+
+async def test_a_full_store_stops_the_route_until_room_is_made(gateway_for) -> None:
+    broker = MemoryBroker.get("default")
+    gw = await gateway_for("""
+        - name: full
+          from: {connector: mem, topic: in}
+          to: [{connector: mem, topic: out}]
+    """)
+    gw.store.max_bytes = 1024
+    put_raw("in", b"x" * 2000)  # not a CloudEvent, no dead letter: to the store
+    (pipeline,) = gw.pipelines
+    await eventually(lambda: not pipeline.flowing.is_set())
+    put("in", event(1))  # not pulled while the route is stopped
+    assert broker.acked == [] and gw.stats["full"].received == 1
+    gw.store.max_bytes = 1 << 20  # room is made (as `meshgate dlq purge` would)
+    await eventually(lambda: len(broker.acked) == 2, timeout=10)
+    assert pipeline.flowing.is_set()
+    assert [e.id for e in received("out")] == ["e1"]
+    assert len(await gw.store.entries()) == 1
 
 
 async def test_retriable_failures_are_retried_then_delivered(gateway_for) -> None:
@@ -216,7 +268,7 @@ async def test_outage_longer_than_the_retry_budget_without_dead_letter_is_waited
     put("in", event(1))
     await eventually(lambda: len(broker.acked) == 1)
     assert gw.stats["outage"].retries == 6
-    assert gw.stats["outage"].unacked_failures == 0
+    assert gw.stats["outage"].undeliverable == 0
     assert [e.id for e in received("out")] == ["e1"]
 
 
