@@ -78,7 +78,7 @@ async def _measure(gateway: Gateway, rounds: int, events: int) -> dict[str, floa
         for index in range(rounds * 2):
             metrics = (index % 4) in (1, 2)  # off, on, on, off, ...: drift cancels out
             gateway.timed = metrics
-            gateway.recorder = log.record if metrics else None
+            gateway.recorder = log.record if metrics else None  # as with no client following
             spent = await _round(gateway, broker, events)
             if metrics:
                 started = time.process_time()

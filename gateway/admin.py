@@ -190,6 +190,7 @@ class AdminServer:
         runner, self._runner = self._runner, None
         if self.gateway.recorder == self.events.record:
             self.gateway.recorder = None
+            self.gateway.follower = None
         self._closing.set()
         if runner is not None:
             await runner.cleanup()
@@ -266,6 +267,7 @@ class AdminServer:
         )
         await response.prepare(request)
         subscriber = self.events.subscribe(route)
+        self.gateway.follower = self.events.record
         closing: asyncio.Future[Any] = asyncio.ensure_future(self._closing.wait())
         getting: asyncio.Future[Any] | None = None
         try:
@@ -290,6 +292,8 @@ class AdminServer:
             if getting is not None:
                 getting.cancel()
             self.events.unsubscribe(subscriber)
+            if not self.events.subscribers:
+                self.gateway.follower = None
         return response
 
     async def _connectors(self, _request: web.Request) -> web.Response:

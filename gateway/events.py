@@ -1,9 +1,11 @@
 """Recent events per route, for ``GET /api/events`` (Server-Sent Events).
 
-While the admin server runs, the runtime hands every outcome to ``EventLog.record``:
-a tuple appended to a bounded deque per route and offered to each live subscriber.
-Nothing is formatted then; JSON is built only for what a client reads. Event data is
-left out unless ``show_data`` is set.
+While the admin server runs, the runtime hands the rare outcomes (dead-lettered,
+undeliverable, failed) to ``EventLog.record``, and the frequent ones (delivered,
+filtered) too while at least one client follows the stream: a tuple appended to a
+bounded deque per route and offered to each subscriber. Nothing is formatted then;
+JSON is built only for what a client reads. Event data is left out unless
+``show_data`` is set.
 """
 
 from __future__ import annotations

@@ -348,7 +348,8 @@ class _Pipeline:
             skipped = stats[route.name]
             skipped.received += 1
             skipped.filtered += 1
-            self._record(route.name, "filtered", event, delivery)
+            if self.gateway.follower is not None:
+                self.gateway.follower(route.name, "filtered", event, delivery, None)
         return [routes[position] for position in positions]
 
     def _record(
@@ -359,7 +360,7 @@ class _Pipeline:
         delivery: Delivery,
         error: BaseException | None = None,
     ) -> None:
-        """Tell the admin server's event log (``/api/events``), when one listens."""
+        """Tell the admin server's event log (``/api/events``) of a rare outcome."""
         if self.gateway.recorder is not None:
             self.gateway.recorder(route, outcome, event, delivery, error)
 
@@ -410,8 +411,8 @@ class _Pipeline:
                 )
             if not route.matches(event):
                 stats.filtered += 1
-                if self.gateway.recorder is not None:
-                    self.gateway.recorder(route.name, "filtered", event, delivery, None)
+                if self.gateway.follower is not None:
+                    self.gateway.follower(route.name, "filtered", event, delivery, None)
                 return True
             targets = route.targets
             values = (
@@ -430,8 +431,8 @@ class _Pipeline:
                 stats.delivered += 1
                 if started:
                     stats.duration.observe(time.perf_counter() - started)
-                if self.gateway.recorder is not None:
-                    self.gateway.recorder(route.name, "delivered", event, delivery, None)
+                if self.gateway.follower is not None:
+                    self.gateway.follower(route.name, "delivered", event, delivery, None)
                 return True
             error, attempts, failed = failures[0]
             return await self._dead_letter(route, delivery, event, error, attempts, failed)
@@ -728,7 +729,11 @@ class Gateway:
         self.timed = False
         """Measure durations per event; set by ``gateway.telemetry`` when metrics are on."""
         self.recorder: Recorder | None = None
-        """Told every event's outcome per route while the admin server runs (/api/events)."""
+        """Told the rare outcomes (dead-lettered, undeliverable, failed) while the admin
+        server runs, for /api/events."""
+        self.follower: Recorder | None = None
+        """Told the frequent outcomes (delivered, filtered) too, but only while a client
+        follows /api/events: they cost ~0.4 µs per event."""
         self.pipelines = [_Pipeline(self, group) for group in config.table.groups]
         self.store = DeadLetterStore(
             config.gateway.resolved_state_dir(), config.gateway.dead_letter_store.max_bytes

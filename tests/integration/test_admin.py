@@ -221,6 +221,12 @@ async def test_every_endpoint_on_real_brokers(
                 "audit": {"state": "consuming", "reason": ""},
             }
 
+            # A client follows /api/events from here on (delivered and filtered outcomes
+            # are recorded only while one does).
+            sse = await http.get(base + "/api/events?route=orders", headers=AUTH)
+            assert sse.status == 200
+            assert sse.headers["Content-Type"].startswith("text/event-stream")
+
             # orders: 10 delivered, 3 filtered, 2 malformed (dead-lettered);
             # audit: 4 delivered, 2 malformed without a dead letter (to the local store).
             n = 0
@@ -379,26 +385,31 @@ async def test_every_endpoint_on_real_brokers(
                 assert ":guest@" not in str(body), path
                 assert TOKEN not in str(body), path
 
-            # /api/events: the kept outcomes of the route, then a live one; no data.
-            async with http.get(base + "/api/events?route=orders", headers=AUTH) as stream:
-                assert stream.status == 200
-                assert stream.headers["Content-Type"].startswith("text/event-stream")
-                seen = await read_events(stream, 15)
-                outcomes = [e["outcome"] for e in seen]
-                assert outcomes.count("delivered") == 10
-                assert outcomes.count("filtered") == 3
-                assert outcomes.count("dead_lettered") == 2
-                assert all(e["route"] == "orders" and "data" not in e for e in seen)
-                delivered = [e for e in seen if e["outcome"] == "delivered"]
-                assert delivered[0]["attributes"]["type"] == "com.acme.order.created"
-                assert delivered[0]["attributes"]["id"].startswith(run)
-                lettered = [e for e in seen if e["outcome"] == "dead_lettered"]
-                assert "time" in lettered[0]["error"]
-                message = nats_binding.to_message(event(run, 999), Mode.BINARY)
-                await js.publish(f"adm.{run}.in.orders", message.data, headers=message.headers)
-                (live,) = await read_events(stream, 1)
-                assert live["outcome"] == "delivered"
-                assert live["attributes"]["id"] == f"{run}-999"
+            # /api/events: what the follower got, then a live one; no data.
+            seen = await read_events(sse, 15)
+            outcomes = [e["outcome"] for e in seen]
+            assert outcomes.count("delivered") == 10
+            assert outcomes.count("filtered") == 3
+            assert outcomes.count("dead_lettered") == 2
+            assert all(e["route"] == "orders" and "data" not in e for e in seen)
+            delivered = [e for e in seen if e["outcome"] == "delivered"]
+            assert delivered[0]["attributes"]["type"] == "com.acme.order.created"
+            assert delivered[0]["attributes"]["id"].startswith(run)
+            lettered = [e for e in seen if e["outcome"] == "dead_lettered"]
+            assert "time" in lettered[0]["error"]
+            message = nats_binding.to_message(event(run, 999), Mode.BINARY)
+            await js.publish(f"adm.{run}.in.orders", message.data, headers=message.headers)
+            (live,) = await read_events(sse, 1)
+            assert live["outcome"] == "delivered"
+            assert live["attributes"]["id"] == f"{run}-999"
+            sse.close()
+            # A later client first gets what was kept, of every route: the audit route's
+            # two undeliverable events among them.
+            async with http.get(base + "/api/events", headers=AUTH) as later:
+                kept = await read_events(later, 16 + 6)
+            assert {e["route"] for e in kept} == {"orders", "audit"}
+            stored = [e for e in kept if e["outcome"] == "undeliverable"]
+            assert len(stored) == 2 and all(e["route"] == "audit" for e in stored)
             async with http.get(base + "/api/events?route=nope", headers=AUTH) as response:
                 assert response.status == 404
     finally:

@@ -221,7 +221,7 @@ async def test_event_stream_shows_data_only_when_asked_and_ends_with_the_server(
             started = time.monotonic()
             await admin.stop()
             assert time.monotonic() - started < 5  # the open stream did not hold it
-            assert gateway.recorder is None
+            assert gateway.recorder is None and gateway.follower is None
     finally:
         await admin.stop()
         await gateway.stop()
