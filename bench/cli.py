@@ -373,17 +373,16 @@ Prometheus server would (15-60 s), so the collection cost is not understated."""
 
 
 async def scrape(urls: list[str]) -> None:
-    """Fetch every URL each ``SCRAPE_INTERVAL`` until cancelled (errors ignored: the
-    gateway may not listen yet)."""
-    import aiohttp
-
-    async with aiohttp.ClientSession() as session:
-        while True:
-            for url in urls:
-                with contextlib.suppress(aiohttp.ClientError, OSError):
-                    async with session.get(url) as response:
-                        await response.read()
-            await asyncio.sleep(SCRAPE_INTERVAL)
+    """Scrape every URL each ``SCRAPE_INTERVAL`` from a child process (``bench.scrape``)
+    until cancelled."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.scrape", str(SCRAPE_INTERVAL), *urls, cwd=ROOT
+    )
+    try:
+        await asyncio.Event().wait()
+    finally:
+        process.kill()
+        await process.wait()
 
 
 def _per_process(config: dict[str, Any], processes: int) -> list[dict[str, Any]]:
