@@ -10,6 +10,7 @@ import logging
 import os
 import platform
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -264,12 +265,12 @@ class Bench:
                     "overhead": round(cpu[True] / cpu[False] - 1, 4) if cpu[False] else 0.0,
                 }
             )
-        overheads = sorted(p["overhead"] for p in pairs)
+        overheads = [p["overhead"] for p in pairs]
         off = sum(p["cpu_s_per_10k_off"] for p in pairs)
         on = sum(p["cpu_s_per_10k_on"] for p in pairs)
         summary = {
             "pairs": pairs,
-            "median_overhead": overheads[len(overheads) // 2] if overheads else None,
+            "median_overhead": round(statistics.median(overheads), 4) if overheads else None,
             "pooled_overhead": round(on / off - 1, 4) if off else None,
         }
         log.info("gw  %-26s metrics cost: %s", scenario.name, summary)
