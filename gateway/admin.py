@@ -79,34 +79,49 @@ def _connector_state(gateway: Gateway, name: str) -> dict[str, Any]:
     return {"state": health.state.value, "reason": health.detail, "reconnects": health.reconnects}
 
 
+def _down(gateway: Gateway, names: list[str]) -> str:
+    """'a' is starting: detail; 'b' is reconnecting (the connectors not up, explained)."""
+    parts = []
+    for name in dict.fromkeys(names):
+        connector = gateway.connectors.get(name)
+        if connector is None:
+            parts.append(f"connector {name!r} is missing")
+        elif connector.health.state is not HealthState.UP:
+            health = connector.health
+            detail = f": {health.detail}" if health.detail else ""
+            parts.append(f"connector {name!r} is {health.state.value}{detail}")
+    return "; ".join(parts)
+
+
 def _route_states(gateway: Gateway) -> dict[str, dict[str, Any]]:
     """Each route's source: consuming or not, and why not."""
     states: dict[str, dict[str, Any]] = {}
     for pipeline in list(gateway.pipelines):
-        connector = gateway.connectors.get(pipeline.group.connector)
+        group = pipeline.group
         consumer = pipeline.consumer
         if pipeline.stopping:
             state, reason = "stopped", "stopping"
         elif consumer is None:
-            state, reason = "not_started", "the source has not started"
+            # Not started: the runtime starts a route once its connectors are up.
+            used = [group.connector]
+            for route in group.routes:
+                used += [target.connector for target in route.targets]
+                if route.dead_letter is not None:
+                    used.append(route.dead_letter.connector)
+            state = "waiting"
+            reason = _down(gateway, used) or "the source has not started yet"
         elif consumer.done():
             state, reason = "stopped", "the consume loop ended"
-        elif connector is None or connector.health.state is not HealthState.UP:
-            detail = connector.health.detail if connector is not None else ""
+        elif reason := _down(gateway, [group.connector]):
             state = "waiting"
-            reason = f"source connector {pipeline.group.connector!r} is " + (
-                connector.health.state.value if connector is not None else "missing"
-            )
-            if detail:
-                reason += f": {detail}"
         elif pipeline.stream is None:
             state, reason = "waiting", "resubscribing after a source failure"
         else:
             state, reason = "consuming", ""
-        for route in pipeline.group.routes:
+        for route in group.routes:
             states[route.name] = {"state": state, "reason": reason}
     for name in gateway.stats:
-        states.setdefault(name, {"state": "not_started", "reason": "no pipeline"})
+        states.setdefault(name, {"state": "waiting", "reason": "no pipeline"})
     return states
 
 

@@ -21,6 +21,16 @@ __all__ = ["main"]
 
 log = logging.getLogger("meshgate")
 
+RUN_EXIT_CODES = """exit codes:
+  0  stopped by SIGTERM or SIGINT (in-flight events drained)
+  1  could not start: with --fail-fast (or gateway.fail_fast: true) a connector's
+     first connection failed (the error line names the connector), or the local
+     dead-letter store under gateway.state_dir cannot be opened, or the admin
+     server cannot listen on gateway.admin.listen (--admin)
+  2  the config file is missing or invalid (every problem is printed), or the
+     admin token_file cannot be read or is empty
+"""
+
 
 _LEVELS = ("debug", "info", "warning", "error")
 
@@ -85,14 +95,14 @@ def _listen(text: str) -> str:
     return text
 
 
-async def _run(path: str, config: GatewayConfig, watch: bool) -> None:
+async def _run(path: str, config: GatewayConfig, watch: bool, fail_fast: bool) -> None:
     # Imported late: `validate` needs no broker clients.
     from gateway import heap
     from gateway.admin import observed
     from gateway.reload import watch_config
     from gateway.runtime import Gateway
 
-    gateway = Gateway(config)
+    gateway = Gateway(config, fail_fast=fail_fast)
     stop = asyncio.Event()
     reload = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -146,6 +156,25 @@ def _routes_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _asyncapi(args: argparse.Namespace) -> int:
+    from gateway.asyncapi import build_document, document_text, load_mesh
+
+    try:
+        text = document_text(build_document(load_mesh(args.config)), as_json=args.json)
+    except (ConfigError, OSError) as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    if args.output is None:
+        sys.stdout.write(text)
+        return 0
+    try:
+        Path(args.output).write_text(text, encoding="utf-8")
+    except OSError as exc:
+        print(f"asyncapi: cannot write {args.output}: {exc.strerror}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="meshgate",
@@ -153,9 +182,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         "as CloudEvents.",
     )
     _global_options(parser, top=True)
+    from gateway.asyncapi import meshgate_version
+
+    parser.add_argument("--version", action="version", version=f"meshgate {meshgate_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    run = commands.add_parser("run", help="run the gateway with a config file")
+    run = commands.add_parser(
+        "run",
+        help="run the gateway with a config file",
+        description="Run the gateway. A broker that is down, at start or later, does not "
+        "stop it: its connector is retried with backoff (gateway.reconnect) and the routes "
+        "that need it start once it is up, while the other routes run.",
+        epilog=RUN_EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     run.add_argument("config", help="path to the YAML config file")
     run.add_argument(
         "--no-watch",
@@ -168,6 +208,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         type=_listen,
         help="serve the admin HTTP API (/healthz, /readyz, /metrics, /api/...) here; "
         "overrides gateway.admin.listen (':PORT' listens on loopback)",
+    )
+    run.add_argument(
+        "--fail-fast",
+        action="store_true",
+        help="exit with code 1 when a connector cannot connect at start (first attempt), "
+        "instead of retrying it in the background; for CI (config: gateway.fail_fast)",
     )
 
     validate = commands.add_parser(
@@ -207,6 +253,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--rate", type=float, default=20.0, help="events per second per producer (default 20)"
     )
 
+    asyncapi = commands.add_parser(
+        "asyncapi", help="print the AsyncAPI 3.0 document of a gateway or of a mesh of several"
+    )
+    asyncapi.add_argument("config", nargs="+", help="route files (one per gateway)")
+    asyncapi.add_argument("--output", metavar="FILE", help="write it to FILE instead of stdout")
+    asyncapi.add_argument("--json", action="store_true", help="JSON instead of YAML")
+
     from gateway import dlq_command
 
     dlq_command.add_parser(commands)
@@ -233,7 +286,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = _with_admin(config, args.admin)
         _install_uvloop()
         try:
-            asyncio.run(_run(args.config, config, watch=not args.no_watch))
+            asyncio.run(
+                _run(args.config, config, watch=not args.no_watch, fail_fast=args.fail_fast)
+            )
         except ConfigError as exc:
             print(exc, file=sys.stderr)
             return 2
@@ -252,6 +307,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from gateway.schema import write_schema
 
         return write_schema(args.output)
+    if args.command == "asyncapi":
+        return _asyncapi(args)
     if args.command == "demo":
         from gateway.demo import run_demo
 

@@ -21,6 +21,8 @@ Features
       No stream for the subject -> ``PublishRejected``; no PubAck in time ->
       ``PublishTimeout``; no connection -> ``ConnectionLost``.
     - Binary and structured mode (``ce-`` headers, percent-encoded; JSON or Avro).
+    - A link watchdog replaces a client whose connection went silent while nats-py
+      still reports it connected (PubAcks and flushes timing out; ``connectors.nats.link``).
     - Reconnects forever by default, with jitter; TLS / mutual TLS; user+password,
       token, .creds file or nkey seed (the last two need the ``nkeys`` package).
       Credentials are never logged (URLs are redacted).
@@ -34,7 +36,7 @@ Options
     ``token``, ``creds_file``, ``nkey_seed_file``, ``tls_ca``/``tls_cert``/``tls_key``,
     ``connect_timeout``, ``connect_attempts``, ``max_reconnect_attempts`` (-1 =
     forever), ``reconnect_wait``, ``reconnect_jitter``, ``pending_size``,
-    ``publish_timeout``.
+    ``publish_timeout``, ``watchdog_timeouts`` (0 = off).
 
     Source (``from:``): ``subject``, ``queue_group``, ``pending_msgs_limit``,
     ``pending_bytes_limit``, ``jetstream: {stream, durable, deliver_policy,

@@ -116,10 +116,11 @@ class NatsOptions(ConnectorOptions):
         default=5.0, gt=0, description="Seconds allowed for one TCP + TLS + CONNECT handshake."
     )
     connect_attempts: int = Field(
-        default=3,
+        default=1,
         ge=1,
-        description="First-connection attempts (exponential backoff, full jitter) before "
-        "start() fails.",
+        description="Connection attempts within one start() (exponential backoff, full "
+        "jitter). The gateway retries start() itself with gateway.reconnect, so 1 is "
+        "enough; more only make --fail-fast wait longer.",
     )
     max_reconnect_attempts: int = Field(
         default=-1,
@@ -144,6 +145,15 @@ class NatsOptions(ConnectorOptions):
     )
     publish_timeout: float = Field(
         default=5.0, gt=0, description="Seconds to wait for a JetStream PubAck or a core flush."
+    )
+    watchdog_timeouts: int = Field(
+        default=3,
+        ge=0,
+        description="Link watchdog: after this many timeouts in a row (PubAcks, core "
+        "flushes, JetStream source requests) with nothing received in between while the "
+        "client reports connected, one request probes the link; no answer within "
+        "publish_timeout and the client is replaced by a fresh connection. 0 turns the "
+        "watchdog off.",
     )
 
     @field_validator("servers")

@@ -48,10 +48,18 @@ class NatsConnector(Connector[NatsOptions, NatsSource, NatsTarget]):
         super().__init__(name, options)
         self._link = Link(name, options, self.health, log)
 
+    def endpoint(self) -> str:
+        return self._link.servers  # credentials redacted
+
     @property
     def slow_consumer_drops(self) -> int:
         """Core NATS messages lost because a source fell behind (at-most-once)."""
         return self._link.slow_consumer_drops
+
+    @property
+    def watchdog_replacements(self) -> int:
+        """Clients replaced because the link went silent while nats-py saw it connected."""
+        return self._link.watchdog_replacements
 
     async def start(self) -> None:
         self.health.state = HealthState.STARTING

@@ -5,6 +5,23 @@ it lacks: a bounded first connection retried with ``Backoff`` (nats-py would loo
 forever), jitter on every reconnect wait (``reconnect_to_server_handler``), and a
 fresh connection when the client gives up for good (``max_reconnect_attempts``
 exhausted), so sources keep going across any outage.
+
+The watchdog: a TCP connection can go silent without breaking (a middlebox that
+drops the flow, a half-dead peer). nats-py then stays "connected" while every PubAck
+and flush times out, until its own PINGs notice (about 6 minutes with the defaults:
+a PING every 120 s, stale once two go unanswered). The sink and the JetStream source
+report their timeouts (``note_timeout``); ``watchdog_timeouts`` of them in a row,
+with no message received from the server in between (``stats["in_msgs"]``, kept by
+nats-py anyway: nothing is added per publish), start one probe: a request to a
+subject nobody serves, which the server answers at once with "no responders" through
+the whole read path. No answer within ``publish_timeout``, nothing else received
+meanwhile and no reconnect by nats-py itself: the client is replaced. The publishes
+still waiting on it fail with ``LinkReplaced`` (a ``ConnectionClosedError``,
+retriable), it is closed in the background (aborted if closing hangs on the dead
+socket), and a fresh client connects under the usual backoff. Sources notice the old
+client closed and subscribe again (core) or re-check their durable and pull again
+(JetStream). An answered probe means the server is merely slow (JetStream busy, a
+congested link): the client stays, and no new probe starts for ``publish_timeout``.
 """
 
 from __future__ import annotations
@@ -26,11 +43,20 @@ from connectors.backoff import Backoff
 from connectors.base import Health, HealthState
 from connectors.errors import ConnectionLost
 from connectors.nats.config import NatsOptions, redact_url
-from connectors.nats.pubacks import PubAcks
+from connectors.nats.pubacks import PubAcks, SharedFlush
 
-__all__ = ["Link"]
+__all__ = ["Link", "LinkReplaced"]
 
 _ClientErrors = (OSError, nats.errors.Error, asyncio.TimeoutError)
+_DROP_GRACE = 1.0
+"""Seconds a replaced client gets to close before its socket is aborted."""
+
+
+class LinkReplaced(nats.errors.ConnectionClosedError):
+    """What a publish still waiting on a client replaced by the watchdog gets (retriable)."""
+
+    def __str__(self) -> str:
+        return "nats: link silent, client replaced"
 
 
 class Link:
@@ -44,6 +70,7 @@ class Link:
         self._nc: Client | None = None
         self._js: tuple[Client, JetStreamContext] | None = None
         self._pubacks: tuple[Client, PubAcks] | None = None
+        self._flush: tuple[Client, SharedFlush] | None = None
         self._ready = asyncio.Event()
         self._closing = False
         self._revive: asyncio.Task[None] | None = None
@@ -53,6 +80,13 @@ class Link:
         """Core NATS messages the client dropped because a source fell behind."""
         self.generation = 0
         """Bumped on every (re)connection: pull requests sent before are lost."""
+        self.watchdog_replacements = 0
+        """Clients the watchdog replaced because their link went silent."""
+        self._timeouts = 0  # in a row on the current client, nothing received in between
+        self._seen_in = -1  # the client's in_msgs at the last timeout
+        self._probe: asyncio.Task[None] | None = None
+        self._calm_until = 0.0  # no new probe before (loop time): the last one was answered
+        self._dropping: set[asyncio.Task[None]] = set()
 
     @property
     def servers(self) -> str:
@@ -107,24 +141,121 @@ class Link:
             self._pubacks = (nc, PubAcks(nc))
         return self._pubacks[1]
 
+    def flusher(self, nc: Client) -> SharedFlush:
+        """The shared core-publish flush of ``nc`` (cached for the current client)."""
+        if self._flush is None or self._flush[0] is not nc:
+            self._flush = (nc, SharedFlush(nc))
+        return self._flush[1]
+
+    # -- the watchdog (see the module docstring) ----------------------------------------
+
+    def note_timeout(self, nc: Client) -> None:
+        """A PubAck, flush or JetStream API request on ``nc`` got no answer in time."""
+        limit = self._options.watchdog_timeouts
+        if limit == 0 or nc is not self._nc or self._closing or not nc.is_connected:
+            return  # off, an old client, or nats-py knows the link is down
+        seen = nc.stats["in_msgs"]
+        if seen != self._seen_in:  # something came in since the last timeout: not silent
+            self._seen_in, self._timeouts = seen, 0
+        self._timeouts += 1
+        if self._timeouts < limit or (self._probe is not None and not self._probe.done()):
+            return
+        loop = asyncio.get_running_loop()
+        if loop.time() >= self._calm_until:
+            self._probe = loop.create_task(self._probe_link(nc))
+
+    async def _probe_link(self, nc: Client) -> None:
+        timeouts, wait = self._timeouts, self._options.publish_timeout
+        generation, seen = self.generation, nc.stats["in_msgs"]
+        try:
+            async with asyncio.timeout(wait):
+                await nc.request(nc.new_inbox(), b"", timeout=wait)  # nobody serves it
+        except nats.errors.NoRespondersError:
+            answered = True  # the expected answer: the server and the read path are alive
+        except TimeoutError:  # nats-py's TimeoutError too
+            answered = False
+        except _ClientErrors as exc:  # closed or reconnecting meanwhile: handled elsewhere
+            self._log.debug("%s: link probe failed: %s", self._label, exc)
+            return
+        if nc is not self._nc or self._closing:
+            return
+        # Alive after all: messages came in while the probe waited (a congested link,
+        # the probe queued behind its traffic), or nats-py reconnected by itself.
+        alive = nc.stats["in_msgs"] != seen or generation != self.generation
+        if answered or alive or not nc.is_connected:
+            self._timeouts = 0
+            self._calm_until = asyncio.get_running_loop().time() + wait  # no probe storm
+            self._log.debug(
+                "%s: %d request(s) timed out but the NATS link is alive: slow, not silent",
+                self._label,
+                timeouts,
+            )
+            return
+        self._replace(nc, timeouts, wait)
+
+    def _replace(self, nc: Client, timeouts: int, wait: float) -> None:
+        self.watchdog_replacements += 1
+        url = nc.connected_url
+        where = redact_url(url.geturl()) if url else self.servers
+        self._log.warning(
+            "%s: NATS link to %s silent (%d timeouts in a row, no answer to a probe in "
+            "%ss) while the client reports connected; replacing the client",
+            self._label,
+            where,
+            timeouts,
+            wait,
+        )
+        self._nc = None  # publishes now fail fast (ConnectionLost); client() waits
+        failed = 0
+        if self._pubacks is not None and self._pubacks[0] is nc:
+            failed += self._pubacks[1].fail_all(LinkReplaced)
+        if self._flush is not None and self._flush[0] is nc:
+            failed += self._flush[1].fail_all(LinkReplaced)
+        self._pubacks = self._flush = self._js = None
+        self._log.debug("%s: %d waiting publish(es) failed for a retry", self._label, failed)
+        self._start_reviving()
+        self._health.detail = f"link to {where} went silent; reconnecting"
+        task = asyncio.get_running_loop().create_task(self._drop(nc))
+        self._dropping.add(task)
+        task.add_done_callback(self._dropping.discard)
+
+    async def _drop(self, nc: Client) -> None:
+        """Close a replaced client without waiting on its silent peer for long."""
+        closing = asyncio.ensure_future(_discard(nc))
+        done, _ = await asyncio.wait({closing}, timeout=_DROP_GRACE)
+        if not done:
+            _abort(nc)  # close() waits for a peer that never reads: cut the socket
+            done, _ = await asyncio.wait({closing}, timeout=_DROP_GRACE)
+            if not done:
+                closing.cancel()
+        with contextlib.suppress(asyncio.CancelledError, *_ClientErrors):
+            await closing
+
     async def close(self) -> None:
         """Flush what is buffered (acks, publishes), then disconnect. Idempotent."""
         if self._closing:
             return
         self._closing = True
         self._ready.set()  # wake waiters so they see the connector is closing
+        if self._probe is not None:
+            self._probe.cancel()
+            await asyncio.gather(self._probe, return_exceptions=True)
         if self._revive is not None:
             self._revive.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._revive
+        await asyncio.gather(*self._dropping, return_exceptions=True)
         nc, self._nc = self._nc, None
+        silent = False
         if nc is not None and nc.is_connected:
             try:
                 await nc.flush(timeout=math.ceil(self._options.publish_timeout))
             except _ClientErrors as exc:
+                silent = isinstance(exc, TimeoutError)
                 self._log.warning("%s: flush on close failed: %s", self._label, exc)
         if nc is not None:
-            await _discard(nc)
+            # No PONG: closing may hang on the silent socket too (bounded, then cut).
+            await (self._drop(nc) if silent else _discard(nc))
         self._health.state = HealthState.CLOSED
 
     # -- connecting -----------------------------------------------------------------
@@ -220,6 +351,7 @@ class Link:
     def _adopt(self, nc: Client) -> None:
         self._nc = nc
         self.generation += 1
+        self._timeouts, self._seen_in, self._calm_until = 0, -1, 0.0
         self._health.state = HealthState.UP
         url = nc.connected_url
         self._health.detail = f"connected to {redact_url(url.geturl())}" if url else "connected"
@@ -303,6 +435,14 @@ async def _discard(nc: Client) -> None:
         await nc.close()
     except _ClientErrors as exc:
         logging.getLogger("meshgate.connectors.nats").debug("close failed: %s", exc)
+
+
+def _abort(nc: Client) -> None:
+    # nats-py has no public abort: reach the socket through its transport, best effort.
+    writer = getattr(getattr(nc, "_transport", None), "_io_writer", None)
+    transport = getattr(writer, "transport", None)
+    if isinstance(transport, asyncio.WriteTransport):
+        transport.abort()
 
 
 def _describe(exc: BaseException) -> str:

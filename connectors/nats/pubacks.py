@@ -13,11 +13,16 @@ Errors are nats-py's own, so callers map them exactly as for ``js.publish``:
 ``NoStreamResponseError`` (no responders), ``nats.errors.TimeoutError``, and
 ``APIError`` subclasses built by ``APIError.from_error`` (503 is
 ``ServiceUnavailableError``).
+
+``SharedFlush`` is the core-NATS counterpart: one PING/PONG confirms every core
+publish queued before it. The link keeps one of each per client, so that a client
+it replaces can fail what still waits on it (``fail_all``) at once.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Final
 
 import nats.errors
@@ -26,7 +31,7 @@ import orjson
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
-__all__ = ["PubAcks"]
+__all__ = ["PubAcks", "SharedFlush"]
 
 SWEEP: Final = 0.1
 """Seconds between checks for overdue PubAcks (how late a timeout may be reported)."""
@@ -84,6 +89,18 @@ class PubAcks:
             return
         await asyncio.shield(self._subscribing)
 
+    def fail_all(self, error: Callable[[], Exception]) -> int:
+        """Fail every publish still awaiting its PubAck with ``error()``; how many.
+
+        For a client being replaced: its PubAcks will never come.
+        """
+        failed = 0
+        for _deadline, future in list(self._pending.values()):
+            if not future.done():
+                future.set_exception(error())
+                failed += 1
+        return failed
+
     async def _on_reply(self, msg: Msg) -> None:
         entry = self._pending.get(msg.subject[len(self._prefix) :])
         if entry is not None and not entry[1].done():
@@ -100,6 +117,62 @@ class PubAcks:
                         future.set_exception(nats.errors.TimeoutError())
         finally:
             self._sweeper = None
+
+
+class SharedFlush:
+    """Coalesces the PING/PONG flushes of one client's core publishes.
+
+    A publish first queues its message, then joins the next flush. That flush starts
+    on a later loop turn, so every publish queued until then has its message ahead
+    of the PING; a publish made after the PING was queued joins the flush after it.
+    """
+
+    def __init__(self, nc: Client) -> None:
+        self._nc = nc
+        self._next: asyncio.Future[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._waiting: set[asyncio.Future[None]] = set()  # flushes not answered yet
+
+    async def flush(self, timeout: int) -> None:  # noqa: ASYNC109 - nats-py's flush timeout
+        future = self._next
+        if future is None:
+            future = self._next = asyncio.get_running_loop().create_future()
+            future.add_done_callback(_retrieve)
+            self._waiting.add(future)
+            future.add_done_callback(self._waiting.discard)
+            task = asyncio.ensure_future(self._run(future, timeout))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        # One waiter cancelled (its task stopped) must not cancel the others' flush.
+        await asyncio.shield(future)
+
+    def fail_all(self, error: Callable[[], Exception]) -> int:
+        """Fail the flushes still waiting for their PONG with ``error()``; how many."""
+        failed = 0
+        for future in list(self._waiting):
+            if not future.done():
+                future.set_exception(error())
+                failed += 1
+        return failed
+
+    async def _run(self, future: asyncio.Future[None], timeout: int) -> None:  # noqa: ASYNC109
+        self._next = None  # later publishes wait for the next PING
+        try:
+            await self._nc.flush(timeout=timeout)
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
+        except Exception as exc:  # handed to every waiting publish
+            if not future.done():
+                future.set_exception(exc)
+        else:
+            if not future.done():
+                future.set_result(None)
+
+
+def _retrieve(future: asyncio.Future[None]) -> None:
+    if not future.cancelled():
+        future.exception()  # seen: waiters that were cancelled meanwhile never will
 
 
 def _check(reply: Msg) -> None:

@@ -18,10 +18,8 @@ restart) it is the retriable ``ConnectionLost``.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import math
-import weakref
 
 import nats.errors
 import nats.js.errors
@@ -71,60 +69,6 @@ async def _no_responders(link: Link, nc: Client, subject: str) -> ConnectorError
     except (TimeoutError, nats.errors.Error, OSError) as exc:
         return ConnectionLost(f"JetStream unavailable for {subject!r}: {type(exc).__name__}")
     return ConnectionLost(f"JetStream stream {stream!r} did not answer for {subject!r}")
-
-
-class _SharedFlush:
-    """Coalesces the PING/PONG flushes of one client's core publishes.
-
-    A publish first queues its message, then joins the next flush. That flush starts
-    on a later loop turn, so every publish queued until then has its message ahead
-    of the PING; a publish made after the PING was queued joins the flush after it.
-    """
-
-    def __init__(self, nc: Client) -> None:
-        self._nc = nc
-        self._next: asyncio.Future[None] | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    async def flush(self, timeout: int) -> None:  # noqa: ASYNC109 - nats-py's flush timeout
-        future = self._next
-        if future is None:
-            future = self._next = asyncio.get_running_loop().create_future()
-            future.add_done_callback(_retrieve)
-            task = asyncio.ensure_future(self._run(future, timeout))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-        # One waiter cancelled (its task stopped) must not cancel the others' flush.
-        await asyncio.shield(future)
-
-    async def _run(self, future: asyncio.Future[None], timeout: int) -> None:  # noqa: ASYNC109
-        self._next = None  # later publishes wait for the next PING
-        try:
-            await self._nc.flush(timeout=timeout)
-        except asyncio.CancelledError:
-            future.cancel()
-            raise
-        except Exception as exc:  # handed to every waiting publish
-            if not future.done():
-                future.set_exception(exc)
-        else:
-            if not future.done():
-                future.set_result(None)
-
-
-def _retrieve(future: asyncio.Future[None]) -> None:
-    if not future.cancelled():
-        future.exception()  # seen: waiters that were cancelled meanwhile never will
-
-
-_flushes: weakref.WeakKeyDictionary[Client, _SharedFlush] = weakref.WeakKeyDictionary()
-
-
-def _shared_flush(nc: Client) -> _SharedFlush:
-    shared = _flushes.get(nc)
-    if shared is None:
-        shared = _flushes[nc] = _SharedFlush(nc)
-    return shared
 
 
 def dedup_id(subject: str, event: CloudEvent) -> str:
@@ -177,10 +121,11 @@ async def send(
             await link.pubacks(nc).publish(subject, data, headers, wait)
         else:
             await nc.publish(subject, data, headers=headers)
-            await _shared_flush(nc).flush(math.ceil(wait))
+            await link.flusher(nc).flush(math.ceil(wait))
     except nats.js.errors.NoStreamResponseError as exc:
         raise await _no_responders(link, nc, subject) from exc
     except nats.errors.TimeoutError as exc:
+        link.note_timeout(nc)  # the watchdog: a silent link times out every publish
         raise PublishTimeout(f"no confirmation for {subject!r} within {wait}s") from exc
     except nats.js.errors.ServiceUnavailableError as exc:
         raise ConnectionLost(f"JetStream unavailable for {subject!r}: {exc}") from exc

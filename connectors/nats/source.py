@@ -273,6 +273,8 @@ async def consume_jetstream(
             inbox = _Inbox()  # bounded by the pull requests: batch messages at a time
             sub = await nc.subscribe(nc.new_inbox(), cb=inbox.put)
         except _ClientErrors as exc:
+            if isinstance(exc, TimeoutError):  # nats-py's too: the API did not answer
+                link.note_timeout(nc)
             log.warning(
                 "JetStream consumer %r on %r unavailable: %s", options.durable, source.subject, exc
             )
@@ -295,6 +297,7 @@ async def consume_jetstream(
                     if generation != link.generation:
                         owed = 0  # reconnected: the server forgot the request
                     elif time.monotonic() - sent_at > _PULL_EXPIRES + 2 * _POLL:
+                        link.note_timeout(nc)  # a silent link, maybe: tell the watchdog
                         break  # no answer, not even a 408: re-check the consumer
                     continue
                 if msg.reply:

@@ -9,7 +9,14 @@ connection to ``127.0.0.1:upstream_port``. While it runs, its knobs can change:
 * ``reset_every``: roughly every that many seconds one random open connection is
   reset (RST, as a broken network would), None = never.
 
-It counts connections made and resets done. Only loopback is ever used.
+``silence()`` makes the connections open now go silent without closing them: the
+proxy keeps reading both sides and drops the bytes, so neither peer sees an error
+(a middlebox that lost the flow). Connections made afterwards pass normally.
+
+A side that fails (reset, write error) gets the other side reset too, as a broken
+path would show both peers; before, the other side stayed open and heard nothing
+more: a silent link made by the proxy. It counts connections made and resets done.
+Only loopback is ever used.
 """
 
 from __future__ import annotations
@@ -34,16 +41,21 @@ class _Link:
     def __init__(self, client: asyncio.StreamWriter, upstream: asyncio.StreamWriter) -> None:
         self.writers = (client, upstream)
         self.tasks: list[asyncio.Task[None]] = []
+        self.silent = False  # drop what arrives, keep the connection
 
     def reset(self) -> None:
+        self.cut()
+        for task in self.tasks:
+            task.cancel()
+
+    def cut(self) -> None:
+        """RST both sockets: what a broken path shows each peer (the pumps then end)."""
         for writer in self.writers:
             sock = writer.get_extra_info("socket")
             if sock is not None:
                 with contextlib.suppress(OSError):  # linger 0: close sends RST
                     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             writer.transport.abort()
-        for task in self.tasks:
-            task.cancel()
 
 
 class FaultyProxy:
@@ -56,6 +68,7 @@ class FaultyProxy:
         self.reset_every: float | None = None
         self.connections = 0
         self.resets = 0
+        self.silenced = 0
         self._links: set[_Link] = set()
         self._server: asyncio.Server | None = None
         self._resetter: asyncio.Task[None] | None = None
@@ -84,6 +97,13 @@ class FaultyProxy:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._server.wait_closed(), 5)
 
+    def silence(self) -> int:
+        """Blackhole the connections open now (see the module docstring); how many."""
+        for link in self._links:
+            link.silent = True
+        self.silenced += len(self._links)
+        return len(self._links)
+
     async def __aenter__(self) -> FaultyProxy:
         return await self.start()
 
@@ -100,8 +120,8 @@ class FaultyProxy:
         link = _Link(writer, up_writer)
         self._links.add(link)
         link.tasks = [
-            asyncio.create_task(self._pump(reader, up_writer)),
-            asyncio.create_task(self._pump(up_reader, writer)),
+            asyncio.create_task(self._pump(reader, up_writer, link)),
+            asyncio.create_task(self._pump(up_reader, writer, link)),
         ]
         try:
             await asyncio.gather(*link.tasks, return_exceptions=True)
@@ -112,7 +132,9 @@ class FaultyProxy:
             for side in (writer, up_writer):
                 side.transport.abort()
 
-    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pump(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, link: _Link
+    ) -> None:
         """Forward one direction; each chunk is delayed, and paced to the bandwidth."""
         queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
 
@@ -120,15 +142,28 @@ class FaultyProxy:
             while True:
                 due, chunk = await queue.get()
                 if not chunk:
-                    writer.write_eof() if writer.can_write_eof() else None
+                    if not link.silent:  # a lost flow does not pass the FIN on either
+                        writer.write_eof() if writer.can_write_eof() else None
                     return
                 delay = due - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
-                writer.write(chunk)
-                await writer.drain()
+                if link.silent:
+                    continue
+                try:
+                    writer.write(chunk)
+                    await writer.drain()
+                except (ConnectionError, OSError):
+                    broken()
+                    return
                 if self.bandwidth:
                     await asyncio.sleep(len(chunk) / self.bandwidth)
+
+        def broken() -> None:
+            # One side failed: reset the other too, or it would stay open and never
+            # hear another byte (a silent link the proxy made, not the network).
+            if not link.silent:
+                link.cut()
 
         sender = asyncio.create_task(send())
         try:
@@ -139,7 +174,7 @@ class FaultyProxy:
                     break
             await sender
         except (ConnectionError, OSError):
-            pass
+            broken()
         finally:
             sender.cancel()
             await asyncio.gather(sender, return_exceptions=True)

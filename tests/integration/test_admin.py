@@ -553,3 +553,53 @@ async def test_meshgate_run_with_admin_flag(tmp_path: Path, nats_url: str) -> No
         _out, err = await failed.communicate()
     assert failed.returncode == 2, err
     assert b"gateway.admin.token_file" in err and b"cannot read" in err
+
+
+async def test_readyz_with_a_broker_down_at_start(tmp_path: Path, nats_url: str) -> None:
+    """A connector whose broker is down at start: the gateway runs (partial
+    availability), /readyz is 503 naming it, its route waits, the other consumes."""
+    run = uuid.uuid4().hex[:8]
+    closed = free_port()  # nothing listens here
+    config = {
+        "gateway": {
+            "id": f"down-{run}",
+            "drain_timeout_seconds": 2,
+            "state_dir": str(tmp_path / "state"),
+            "admin": {"listen": "127.0.0.1:0"},
+        },
+        "connectors": {
+            "edge": {"type": "nats", "servers": [nats_url]},
+            "nowhere": {"type": "nats", "servers": [f"nats://127.0.0.1:{closed}"]},
+        },
+        "routes": [
+            {
+                "name": "steady",
+                "from": {"connector": "edge", "subject": f"down.{run}.a"},
+                "to": [{"connector": "edge", "subject": f"down.{run}.b", "jetstream": False}],
+            },
+            {
+                "name": "stranded",
+                "from": {"connector": "nowhere", "subject": f"down.{run}.c"},
+                "to": [{"connector": "edge", "subject": f"down.{run}.d", "jetstream": False}],
+            },
+        ],
+    }
+    async with running(config, tmp_path) as admin, aiohttp.ClientSession() as http:
+
+        async def steady_consumes() -> dict[str, Any] | None:
+            async with http.get(admin.url + "/readyz") as response:
+                body: dict[str, Any] = await response.json()
+                assert response.status == 503
+                return body if body["routes"]["steady"]["state"] == "consuming" else None
+
+        body = await until(steady_consumes)
+        assert body["ready"] is False
+        assert body["connectors"]["edge"]["state"] == "up"
+        assert body["connectors"]["nowhere"]["state"] in {"starting", "reconnecting"}
+        stranded = body["routes"]["stranded"]
+        assert stranded["state"] == "waiting"
+        assert "'nowhere'" in stranded["reason"]
+        async with http.get(admin.url + "/metrics") as response:
+            parsed = samples(await response.text())
+        assert value(parsed, "meshgate_connector_up", connector="nowhere") == 0
+        assert value(parsed, "meshgate_connector_up", connector="edge") == 1
