@@ -320,3 +320,23 @@ async def status(config: GatewayConfig, seconds: float | None = None) -> list[st
         await asyncio.gather(listening, return_exceptions=True)
         await connector.close()
     return render(table, wait, f"{section.connector} {section.subject}")
+
+
+def document(gateway: Gateway) -> dict[str, Any]:
+    """The mesh as this gateway sees it, for the admin API (``/api/mesh``)."""
+    control = gateway.control
+    if control is None:
+        return {"enabled": False, "gateway": gateway.config.gateway.id, "gateways": {}}
+    now = control.table.clock()
+    section = control.section
+    return {
+        "enabled": True,
+        "gateway": gateway.config.gateway.id,
+        "instance": control.instance,
+        "channel": {"connector": section.connector, "subject": section.subject},
+        "gateways": {
+            gid: [{"seen_seconds_ago": round(now - peer.seen, 3), **peer.body} for peer in peers]
+            for gid, peers in control.table.gateways().items()
+        },
+        "text": render(control.table, section.interval_seconds, section.subject),
+    }

@@ -1,5 +1,5 @@
 """The mesh view on the real NATS server: announcements, the peer table, replicas,
-expiry, and ``meshgate mesh status``.
+expiry, ``meshgate mesh status`` and the admin API's ``/api/mesh``.
 
 Gateway ``a`` forwards ``<run>.in`` to ``<run>.mid``; gateway ``b`` runs twice (two
 replicas from one file, sharing ``<run>.mid`` through a NATS queue group) and forwards
@@ -10,15 +10,18 @@ Every wait is on a condition with a deadline.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 import yaml
 
 from connectors.nats import NatsConnector, NatsOptions, NatsTarget
+from gateway.admin import observed
 from gateway.config import load_config
 from gateway.runtime import Gateway
 from routing.event import CloudEvent
@@ -39,9 +42,16 @@ async def until(check: Callable[[], bool], timeout: float = 10.0) -> bool:
 
 
 def config(
-    tmp_path: Path, run: str, gid: str, src: str, dst: str, copy: str = "", **source: Any
+    tmp_path: Path,
+    run: str,
+    gid: str,
+    src: str,
+    dst: str,
+    copy: str = "",
+    admin: bool = False,
+    **source: Any,
 ) -> Path:
-    body = {
+    body: dict[str, Any] = {
         "gateway": {
             "id": gid,
             "state_dir": str(tmp_path / f"{gid}{copy}"),  # each replica its own local state
@@ -62,6 +72,8 @@ def config(
             }
         ],
     }
+    if admin:
+        body["gateway"]["admin"] = {"listen": "127.0.0.1:0"}
     path = tmp_path / f"{gid}{copy}.yaml"
     path.write_text(yaml.safe_dump(body, sort_keys=False))
     return path
@@ -69,11 +81,14 @@ def config(
 
 async def test_gateways_see_each_other_and_replicas(tmp_path: Path) -> None:
     run = unique_name("view")
-    a_file = config(tmp_path, run, "a", "in", "mid")
+    a_file = config(tmp_path, run, "a", "in", "mid", admin=True)
     b_file = config(tmp_path, run, "b", "mid", "out", queue_group="b")
     b_copy = config(tmp_path, run, "b", "mid", "out", copy="-2", queue_group="b")
     a, b1, b2 = (Gateway(load_config(p)) for p in (a_file, b_file, b_copy))
     stopped: list[Gateway] = []
+    stack = contextlib.AsyncExitStack()
+    server = await stack.enter_async_context(observed(a))  # /api/mesh
+    assert server is not None
     for gateway in (a, b1, b2):
         await gateway.start()
     try:
@@ -121,6 +136,12 @@ async def test_gateways_see_each_other_and_replicas(tmp_path: Path) -> None:
         assert f"  a:fwd: B1 {run}.in -> B1 {run}.mid  delivered 10 " in text
         assert f"  b:fwd: B1 {run}.mid -> B1 {run}.out  delivered 10 " in text
 
+        async with aiohttp.ClientSession() as http, http.get(server.url + "/api/mesh") as got:
+            assert got.status == 200
+            view = await got.json()
+        assert view["enabled"] and view["gateway"] == "a"
+        assert {g: len(i) for g, i in view["gateways"].items()} == {"a": 1, "b": 2}
+
         await b2.stop()  # a silent replica expires from its peers' tables
         stopped.append(b2)
         assert await until(lambda: instances() == {"a": 1, "b": 1}), instances()
@@ -128,3 +149,4 @@ async def test_gateways_see_each_other_and_replicas(tmp_path: Path) -> None:
         for gateway in (a, b1, b2):
             if gateway not in stopped:
                 await gateway.stop()
+        await stack.aclose()
