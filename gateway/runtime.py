@@ -821,7 +821,6 @@ class Gateway:
             self._announce()
             self._start_control()
             return
-        self._start_control()
         self._waiting = list(self.pipelines)
         self._starting = True
         try:
@@ -829,6 +828,7 @@ class Gateway:
             await asyncio.gather(*(first.wait() for first in firsts))
         finally:
             self._starting = False
+        self._start_control()  # after the first attempts: it retries a connector still down
         if not self._announce():
             down = [name for name in self.connectors if name not in self._ready]
             log.warning(
@@ -845,7 +845,7 @@ class Gateway:
 
     def _start_control(self) -> None:
         """The mesh view's control channel (gateway/meshview.py), when configured."""
-        if self.config.gateway.mesh is not None and self.control is None:
+        if self.config.gateway.mesh is not None and self.control is None and not self._stopping:
             from gateway.meshview import ControlChannel
 
             self.control = ControlChannel(self)
