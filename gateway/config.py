@@ -17,7 +17,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, get_args
+from typing import Annotated, Any, ClassVar, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
@@ -121,28 +121,46 @@ class ReconnectSection(_Section):
 class MeshSection(_Section):
     """The mesh view's control channel (docs/mesh.md#the-mesh-view)."""
 
-    connector: str = Field(description="A NATS connector of this gateway (core NATS).")
-    subject: str = Field(
-        min_length=1, description="Subject of the announcements, the same for every gateway."
+    connector: str = Field(description="A NATS or MQTT connector of this gateway.")
+    subject: str | None = Field(
+        None, min_length=1, description="NATS: subject of the announcements (core NATS)."
+    )
+    topic: str | None = Field(
+        None, min_length=1, description="MQTT: topic of the announcements (QoS 0)."
     )
     interval_seconds: float = Field(5.0, gt=0, description="Seconds between announcements.")
     expire_seconds: float | None = Field(
         None, gt=0, description="Peers silent this long are forgotten (default: 3 intervals)."
     )
 
+    CHANNELS: ClassVar[dict[str, tuple[str, str]]] = {
+        "nats": ("subject", "*> "),
+        "mqtt": ("topic", "+#"),
+    }
+    """Connector type -> (address key, characters it may not hold: wildcards)."""
+
+    @property
+    def address(self) -> str:
+        return self.subject or self.topic or ""
+
     def expiry(self) -> float:
         return self.expire_seconds or 3 * self.interval_seconds
 
     def target(self, connector: Connector[Any, Any, Any]) -> Any:
-        """Core NATS publish: at most once, and no stream needed."""
-        body = {"connector": self.connector, "subject": self.subject, "jetstream": False}
+        """At most once: core NATS (no stream needed) or MQTT QoS 0."""
+        if connector.options.type == "nats":
+            body = {"connector": self.connector, "subject": self.address, "jetstream": False}
+        else:
+            body = {"connector": self.connector, "topic": self.address, "qos": 0}
         return type(connector).Target.model_validate(body)
 
     def source(self, connector: Connector[Any, Any, Any]) -> Any:
-        """A plain subscription (no queue group): every gateway hears every one."""
-        return type(connector).Source.model_validate(
-            {"connector": self.connector, "subject": self.subject}
-        )
+        """A plain subscription (no queue or share group): every gateway hears every one."""
+        key = "subject" if connector.options.type == "nats" else "topic"
+        body: dict[str, Any] = {"connector": self.connector, key: self.address}
+        if connector.options.type == "mqtt":
+            body["qos"] = 0
+        return type(connector).Source.model_validate(body)
 
 
 class GatewaySection(_Section):
@@ -400,15 +418,8 @@ def parse_config(
                 options = options.model_copy(update={"client_id": client_id})
             connectors[name] = (cls, options)
 
-    mesh = file_model.gateway.mesh
-    if mesh is not None and file_model.connectors.get(mesh.connector, {}).get("type") != "nats":
-        check.add(
-            ("gateway", "mesh", "connector"),
-            f"{mesh.connector!r} is not a NATS connector of this file: the control channel "
-            "runs on core NATS",
-        )
-    elif mesh is not None and any(c in mesh.subject for c in "*> "):
-        check.add(("gateway", "mesh", "subject"), "a subject without wildcards or spaces")
+    if file_model.gateway.mesh is not None:
+        _check_mesh(check, file_model.gateway.mesh, file_model.connectors)
 
     routes: list[Route] = []
     seen: set[str] = set()
@@ -423,6 +434,28 @@ def parse_config(
     if check.problems:
         raise ConfigError(check.problems)
     return GatewayConfig(loaded.file, file_model.gateway, connectors, RouteTable.build(routes))
+
+
+def _check_mesh(check: _Checker, mesh: MeshSection, connectors: dict[str, Any]) -> None:
+    """The control channel names a NATS or MQTT connector and one address for it."""
+    kind = connectors.get(mesh.connector, {}).get("type")
+    channel = MeshSection.CHANNELS.get(str(kind))
+    if channel is None:
+        check.add(
+            ("gateway", "mesh", "connector"),
+            f"{mesh.connector!r} is not a NATS or MQTT connector of this file: the control "
+            "channel runs on core NATS or MQTT",
+        )
+        return
+    key, forbidden = channel
+    other = "topic" if key == "subject" else "subject"
+    if getattr(mesh, other) is not None:
+        check.add(("gateway", "mesh", other), f"a {kind} control channel takes {key}, not {other}")
+    value = getattr(mesh, key)
+    if value is None:
+        check.add(("gateway", "mesh"), f"required key {key!r} is missing (the {kind} {key})")
+    elif any(c in value for c in forbidden):
+        check.add(("gateway", "mesh", key), f"a {key} without wildcards")
 
 
 def _endpoint(

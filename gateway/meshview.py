@@ -1,7 +1,8 @@
 """The mesh view: gateways announce themselves on a control channel and keep a table of peers.
 
-With ``gateway.mesh: {connector: edge, subject: meshgate.control}`` a gateway publishes
-an announcement every ``interval_seconds`` (default 5) on that subject: a CloudEvent
+With ``gateway.mesh: {connector: edge, subject: meshgate.control}`` (or an MQTT
+connector and ``topic:``) a gateway publishes an announcement every
+``interval_seconds`` (default 5) there: a CloudEvent
 of type ``io.meshgate.mesh.announce`` whose JSON data holds its id, the process
 instance, the meshgate version, its connectors (type, broker address without
 credentials, state, reconnects) and its routes (source and target addresses by
@@ -10,8 +11,8 @@ latest announcement of every peer instance, forgetting one that stays silent lon
 than ``expire_seconds`` (default three intervals). Several instances with one gateway
 id are replicas sharing work through the brokers, not a conflict.
 
-The control channel is core NATS (at most once: a lost announcement is replaced by
-the next one); other connector types are refused by the config for now.
+The control channel is core NATS or MQTT QoS 0 (at most once: a lost announcement is
+replaced by the next one); Kafka and AMQP are refused by the config for now.
 ``meshgate mesh status FILE`` listens on the channel of FILE for a bounded time and
 prints the table (``render``).
 """
@@ -308,6 +309,13 @@ async def status(config: GatewayConfig, seconds: float | None = None) -> list[st
     if section is None:
         raise ValueError(f"{config.file}: gateway.mesh is not configured (no control channel)")
     cls, options = config.connectors[section.connector]
+    if "client_id" in type(options).model_fields:
+        # Never the running gateway's MQTT client id (the broker would drop its session);
+        # a throw-away session (MQTT 5 expiry 0).
+        status_id = f"meshgate-status-{uuid.uuid4().hex[:8]}"
+        options = options.model_copy(
+            update={"client_id": status_id, "session_expiry": 0, "clean_start": True}
+        )
     connector: AnyConnector = cls(f"{section.connector}-mesh-status", options)
     await connector.start()
     table = PeerTable(section.expiry())
@@ -319,7 +327,7 @@ async def status(config: GatewayConfig, seconds: float | None = None) -> list[st
         listening.cancel()
         await asyncio.gather(listening, return_exceptions=True)
         await connector.close()
-    return render(table, wait, f"{section.connector} {section.subject}")
+    return render(table, wait, f"{section.connector} {section.address}")
 
 
 def document(gateway: Gateway) -> dict[str, Any]:
@@ -333,10 +341,10 @@ def document(gateway: Gateway) -> dict[str, Any]:
         "enabled": True,
         "gateway": gateway.config.gateway.id,
         "instance": control.instance,
-        "channel": {"connector": section.connector, "subject": section.subject},
+        "channel": {"connector": section.connector, "address": section.address},
         "gateways": {
             gid: [{"seen_seconds_ago": round(now - peer.seen, 3), **peer.body} for peer in peers]
             for gid, peers in control.table.gateways().items()
         },
-        "text": render(control.table, section.interval_seconds, section.subject),
+        "text": render(control.table, section.interval_seconds, section.address),
     }

@@ -25,11 +25,12 @@ from gateway.admin import observed
 from gateway.config import load_config
 from gateway.runtime import Gateway
 from routing.event import CloudEvent
-from tests.brokers import NATS_URL, unique_name
+from tests.brokers import MQTT_HOST_PORT, NATS_URL, unique_name
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
+HOST, PORT = MQTT_HOST_PORT
 
 
 async def until(check: Callable[[], bool], timeout: float = 10.0) -> bool:
@@ -150,3 +151,50 @@ async def test_gateways_see_each_other_and_replicas(tmp_path: Path) -> None:
             if gateway not in stopped:
                 await gateway.stop()
         await stack.aclose()
+
+
+async def test_mqtt_control_channel(tmp_path: Path) -> None:
+    """The same view over MQTT (QoS 0); mesh status uses a client id of its own."""
+    run = unique_name("viewm")
+    body = {
+        "gateway": {
+            "id": "m",
+            "state_dir": str(tmp_path / "m"),
+            "mesh": {"connector": "plant", "topic": f"{run}/control", "interval_seconds": 0.3},
+        },
+        "connectors": {
+            "plant": {"type": "mqtt", "url": f"mqtt://{HOST}:{PORT}", "session_expiry": 0}
+        },
+        "routes": [
+            {
+                "name": "fwd",
+                "from": {"connector": "plant", "topic": f"{run}/in", "qos": 1},
+                "to": [{"connector": "plant", "topic": f"{run}/out", "qos": 1}],
+            }
+        ],
+    }
+    path = tmp_path / "m.yaml"
+    path.write_text(yaml.safe_dump(body, sort_keys=False))
+    gateway = Gateway(load_config(path))
+    await gateway.start()
+    try:
+        control = gateway.control
+        assert control is not None
+        assert await until(lambda: set(control.table.gateways()) == {"m"})
+        process = await asyncio.create_subprocess_exec(
+            *(sys.executable, "-m", "gateway.cli", "mesh", "status", str(path)),
+            *("--seconds", "1.5"),
+            cwd=ROOT,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(process.communicate(), 60)
+        assert process.returncode == 0, err.decode()
+        text = out.decode()
+        assert "1 gateways (1 instances)" in text, text
+        assert f"  m:fwd: B1 {run}/in -> B1 {run}/out" in text
+        # The running gateway kept its own sessions: it still hears itself.
+        assert await until(lambda: set(control.table.gateways()) == {"m"})
+        assert gateway.connectors["plant"].health.reconnects == 0
+    finally:
+        await gateway.stop()

@@ -76,10 +76,13 @@ def test_other_events_on_the_channel_are_ignored() -> None:
     assert render(table, 1.0, "x")[-1] == "  (no announcements heard)"
 
 
-def test_the_control_channel_must_be_a_nats_connector(tmp_path: Path) -> None:
+def mesh_config(tmp_path: Path, mesh: dict[str, Any]) -> Path:
     body = {
-        "gateway": {"id": "g", "mesh": {"connector": "plant", "subject": "meshgate.control"}},
-        "connectors": {"plant": {"type": "mqtt", "url": "mqtt://127.0.0.1:1883"}},
+        "gateway": {"id": "g", "mesh": mesh},
+        "connectors": {
+            "plant": {"type": "mqtt", "url": "mqtt://127.0.0.1:1883"},
+            "core": {"type": "kafka", "bootstrap_servers": "127.0.0.1:9092"},
+        },
         "routes": [
             {
                 "name": "r",
@@ -90,5 +93,22 @@ def test_the_control_channel_must_be_a_nats_connector(tmp_path: Path) -> None:
     }
     path = tmp_path / "g.yaml"
     path.write_text(yaml.safe_dump(body))
-    with pytest.raises(ConfigError, match="not a NATS connector"):
-        load_config(path)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("mesh", "problem"),
+    [
+        ({"connector": "core", "topic": "c"}, "not a NATS or MQTT connector"),
+        ({"connector": "plant", "subject": "c"}, "takes topic, not subject"),
+        ({"connector": "plant", "topic": "c/#"}, "a topic without wildcards"),
+    ],
+)
+def test_control_channel_problems(tmp_path: Path, mesh: dict[str, Any], problem: str) -> None:
+    with pytest.raises(ConfigError, match=problem):
+        load_config(mesh_config(tmp_path, mesh))
+
+
+def test_an_mqtt_control_channel(tmp_path: Path) -> None:
+    section = load_config(mesh_config(tmp_path, {"connector": "plant", "topic": "c"})).gateway
+    assert section.mesh is not None and section.mesh.address == "c"
