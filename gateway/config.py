@@ -121,13 +121,13 @@ class ReconnectSection(_Section):
 class MeshSection(_Section):
     """The mesh view's control channel (docs/mesh.md#the-mesh-view)."""
 
-    connector: str = Field(description="A NATS or MQTT connector of this gateway.")
-    subject: str | None = Field(
-        None, min_length=1, description="NATS: subject of the announcements (core NATS)."
+    connector: str = Field(description="A connector of this gateway (nats, mqtt, kafka, amqp).")
+    subject: str | None = Field(None, min_length=1, description="NATS: subject (core NATS).")
+    topic: str | None = Field(None, min_length=1, description="MQTT (QoS 0) or Kafka: topic.")
+    exchange: str = Field(
+        "amq.topic", min_length=1, description="AMQP: existing topic exchange to publish to."
     )
-    topic: str | None = Field(
-        None, min_length=1, description="MQTT: topic of the announcements (QoS 0)."
-    )
+    routing_key: str | None = Field(None, min_length=1, description="AMQP: routing key.")
     interval_seconds: float = Field(5.0, gt=0, description="Seconds between announcements.")
     expire_seconds: float | None = Field(
         None, gt=0, description="Peers silent this long are forgotten (default: 3 intervals)."
@@ -136,30 +136,55 @@ class MeshSection(_Section):
     CHANNELS: ClassVar[dict[str, tuple[str, str]]] = {
         "nats": ("subject", "*> "),
         "mqtt": ("topic", "+#"),
+        "kafka": ("topic", ""),
+        "amqp": ("routing_key", "*#"),
     }
     """Connector type -> (address key, characters it may not hold: wildcards)."""
 
     @property
     def address(self) -> str:
-        return self.subject or self.topic or ""
+        return self.subject or self.topic or self.routing_key or ""
 
     def expiry(self) -> float:
         return self.expire_seconds or 3 * self.interval_seconds
 
     def target(self, connector: Connector[Any, Any, Any]) -> Any:
-        """At most once: core NATS (no stream needed) or MQTT QoS 0."""
-        if connector.options.type == "nats":
-            body = {"connector": self.connector, "subject": self.address, "jetstream": False}
+        """Where announcements go: at most once where the protocol allows it."""
+        kind = connector.options.type
+        body: dict[str, Any] = {"connector": self.connector}
+        if kind == "nats":
+            body |= {"subject": self.address, "jetstream": False}
+        elif kind == "mqtt":
+            body |= {"topic": self.address, "qos": 0}
+        elif kind == "kafka":
+            body |= {"topic": self.address}
         else:
-            body = {"connector": self.connector, "topic": self.address, "qos": 0}
+            body |= {"exchange": self.exchange, "routing_key": self.address, "persistent": False}
         return type(connector).Target.model_validate(body)
 
-    def source(self, connector: Connector[Any, Any, Any]) -> Any:
-        """A plain subscription (no queue or share group): every gateway hears every one."""
-        key = "subject" if connector.options.type == "nats" else "topic"
-        body: dict[str, Any] = {"connector": self.connector, key: self.address}
-        if connector.options.type == "mqtt":
-            body["qos"] = 0
+    def source(self, connector: Connector[Any, Any, Any], listener: str) -> Any:
+        """A subscription of this listener alone (no queue, share or consumer group
+        shared with others): every gateway hears every announcement. ``listener`` names
+        the Kafka group and the AMQP queue (which RabbitMQ deletes once unused)."""
+        kind = connector.options.type
+        body: dict[str, Any] = {"connector": self.connector}
+        if kind == "nats":
+            body |= {"subject": self.address}
+        elif kind == "mqtt":
+            body |= {"topic": self.address, "qos": 0}
+        elif kind == "kafka":
+            body |= {
+                "topics": [self.address],
+                "group_id": f"meshgate-mesh-{listener}",
+                "auto_offset_reset": "latest",
+            }
+        else:
+            body |= {
+                "queue": f"meshgate-mesh-{listener}",
+                "declare": True,
+                "arguments": {"x-expires": int(max(60.0, 3 * self.expiry()) * 1000)},
+                "bind": [{"exchange": self.exchange, "binding_key": self.address}],
+            }
         return type(connector).Source.model_validate(body)
 
 
@@ -437,24 +462,26 @@ def parse_config(
 
 
 def _check_mesh(check: _Checker, mesh: MeshSection, connectors: dict[str, Any]) -> None:
-    """The control channel names a NATS or MQTT connector and one address for it."""
+    """The control channel names a connector of a known type and one address for it."""
     kind = connectors.get(mesh.connector, {}).get("type")
     channel = MeshSection.CHANNELS.get(str(kind))
     if channel is None:
         check.add(
             ("gateway", "mesh", "connector"),
-            f"{mesh.connector!r} is not a NATS or MQTT connector of this file: the control "
-            "channel runs on core NATS or MQTT",
+            f"{mesh.connector!r} is not a connector of this file of a type the control "
+            f"channel runs on ({', '.join(MeshSection.CHANNELS)})",
         )
         return
     key, forbidden = channel
-    other = "topic" if key == "subject" else "subject"
-    if getattr(mesh, other) is not None:
-        check.add(("gateway", "mesh", other), f"a {kind} control channel takes {key}, not {other}")
+    for other in ("subject", "topic", "routing_key"):
+        if other != key and getattr(mesh, other) is not None:
+            check.add(
+                ("gateway", "mesh", other), f"a {kind} control channel takes {key}, not {other}"
+            )
     value = getattr(mesh, key)
     if value is None:
         check.add(("gateway", "mesh"), f"required key {key!r} is missing (the {kind} {key})")
-    elif any(c in value for c in forbidden):
+    elif forbidden and any(c in value for c in forbidden):
         check.add(("gateway", "mesh", key), f"a {key} without wildcards")
 
 

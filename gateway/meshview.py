@@ -1,7 +1,7 @@
 """The mesh view: gateways announce themselves on a control channel and keep a table of peers.
 
-With ``gateway.mesh: {connector: edge, subject: meshgate.control}`` (or an MQTT
-connector and ``topic:``) a gateway publishes an announcement every
+With ``gateway.mesh: {connector: edge, subject: meshgate.control}`` (``topic:`` on MQTT
+and Kafka, ``exchange:`` and ``routing_key:`` on AMQP) a gateway publishes an announcement every
 ``interval_seconds`` (default 5) there: a CloudEvent
 of type ``io.meshgate.mesh.announce`` whose JSON data holds its id, the process
 instance, the meshgate version, its connectors (type, broker address without
@@ -11,8 +11,10 @@ latest announcement of every peer instance, forgetting one that stays silent lon
 than ``expire_seconds`` (default three intervals). Several instances with one gateway
 id are replicas sharing work through the brokers, not a conflict.
 
-The control channel is core NATS or MQTT QoS 0 (at most once: a lost announcement is
-replaced by the next one); Kafka and AMQP are refused by the config for now.
+The control channel is core NATS, MQTT QoS 0, a Kafka topic (each listener its own
+consumer group, from the latest offset) or an AMQP topic exchange (each listener its
+own queue, which RabbitMQ deletes once unused): a lost announcement is replaced by
+the next one.
 ``meshgate mesh status FILE`` listens on the channel of FILE for a bounded time and
 prints the table (``render``).
 """
@@ -228,7 +230,10 @@ class ControlChannel:
             await asyncio.sleep(self.section.interval_seconds)
 
     async def _listen(self) -> None:
-        await listen(self.connector, self.section.source(self.connector), self.table)
+        source = self.section.source(
+            self.connector, f"{self.gateway.config.gateway.id}-{self.instance}"
+        )
+        await listen(self.connector, source, self.table)
 
 
 async def listen(connector: AnyConnector, source: Any, table: PeerTable) -> None:
@@ -319,7 +324,8 @@ async def status(config: GatewayConfig, seconds: float | None = None) -> list[st
     connector: AnyConnector = cls(f"{section.connector}-mesh-status", options)
     await connector.start()
     table = PeerTable(section.expiry())
-    listening = asyncio.create_task(listen(connector, section.source(connector), table))
+    listener = f"status-{uuid.uuid4().hex[:8]}"
+    listening = asyncio.create_task(listen(connector, section.source(connector, listener), table))
     wait = seconds if seconds is not None else 2.5 * section.interval_seconds
     try:
         await asyncio.sleep(wait)  # the bounded listening time is the point of the command

@@ -25,7 +25,7 @@ from gateway.admin import observed
 from gateway.config import load_config
 from gateway.runtime import Gateway
 from routing.event import CloudEvent
-from tests.brokers import MQTT_HOST_PORT, NATS_URL, unique_name
+from tests.brokers import MQTT_HOST_PORT, NATS_URL, RABBITMQ_URL, unique_name
 
 pytestmark = pytest.mark.integration
 
@@ -153,23 +153,39 @@ async def test_gateways_see_each_other_and_replicas(tmp_path: Path) -> None:
         await stack.aclose()
 
 
-async def test_mqtt_control_channel(tmp_path: Path) -> None:
-    """The same view over MQTT (QoS 0); mesh status uses a client id of its own."""
-    run = unique_name("viewm")
+@pytest.mark.parametrize("kind", ["mqtt", "kafka", "amqp"])
+async def test_control_channel_on_every_protocol(
+    tmp_path: Path, kind: str, request: pytest.FixtureRequest
+) -> None:
+    """The same view over MQTT (QoS 0), Kafka and AMQP; mesh status listens with a
+    client id, consumer group or queue of its own."""
+    run = unique_name("viewc")
+    connector: dict[str, Any]
+    if kind == "mqtt":
+        connector = {"type": "mqtt", "url": f"mqtt://{HOST}:{PORT}", "session_expiry": 0}
+        channel = {"topic": f"{run}/control"}
+        route = ({"topic": f"{run}/in", "qos": 1}, {"topic": f"{run}/out", "qos": 1})
+    elif kind == "kafka":
+        bootstrap = request.getfixturevalue("kafka_bootstrap")
+        connector = {"type": "kafka", "bootstrap_servers": bootstrap}
+        channel = {"topic": f"{run}.control"}
+        route = ({"topics": [f"{run}.in"], "group_id": run}, {"topic": f"{run}.out"})
+    else:
+        connector = {"type": "amqp", "url": RABBITMQ_URL}
+        channel = {"routing_key": f"{run}.control"}
+        route = ({"queue": f"{run}-in", "declare": True}, {"routing_key": f"{run}.out"})
     body = {
         "gateway": {
             "id": "m",
             "state_dir": str(tmp_path / "m"),
-            "mesh": {"connector": "plant", "topic": f"{run}/control", "interval_seconds": 0.3},
+            "mesh": {"connector": "c", **channel, "interval_seconds": 0.3},
         },
-        "connectors": {
-            "plant": {"type": "mqtt", "url": f"mqtt://{HOST}:{PORT}", "session_expiry": 0}
-        },
+        "connectors": {"c": connector},
         "routes": [
             {
                 "name": "fwd",
-                "from": {"connector": "plant", "topic": f"{run}/in", "qos": 1},
-                "to": [{"connector": "plant", "topic": f"{run}/out", "qos": 1}],
+                "from": {"connector": "c", **route[0]},
+                "to": [{"connector": "c", **route[1]}],
             }
         ],
     }
@@ -180,10 +196,11 @@ async def test_mqtt_control_channel(tmp_path: Path) -> None:
     try:
         control = gateway.control
         assert control is not None
-        assert await until(lambda: set(control.table.gateways()) == {"m"})
+        # A Kafka listener hears announcements once its group joined (a few seconds).
+        assert await until(lambda: set(control.table.gateways()) == {"m"}, 30)
         process = await asyncio.create_subprocess_exec(
             *(sys.executable, "-m", "gateway.cli", "mesh", "status", str(path)),
-            *("--seconds", "1.5"),
+            *("--seconds", "8" if kind == "kafka" else "1.5"),
             cwd=ROOT,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
@@ -191,10 +208,19 @@ async def test_mqtt_control_channel(tmp_path: Path) -> None:
         out, err = await asyncio.wait_for(process.communicate(), 60)
         assert process.returncode == 0, err.decode()
         text = out.decode()
+        print(f"\n{kind}:\n{text}")
         assert "1 gateways (1 instances)" in text, text
-        assert f"  m:fwd: B1 {run}/in -> B1 {run}/out" in text
-        # The running gateway kept its own sessions: it still hears itself.
-        assert await until(lambda: set(control.table.gateways()) == {"m"})
-        assert gateway.connectors["plant"].health.reconnects == 0
+        assert "  m:fwd: B1 " in text
+        # The running gateway kept its own sessions/consumers: it still hears itself.
+        heard = len(control.table.peers)
+        assert await until(lambda: len(control.table.peers) == heard and heard == 1)
+        assert gateway.connectors["c"].health.reconnects == 0
     finally:
         await gateway.stop()
+        if kind == "amqp":
+            import aio_pika
+
+            connection = await aio_pika.connect(RABBITMQ_URL, timeout=10)
+            async with connection:
+                channel_ = await connection.channel()
+                await channel_.queue_delete(f"{run}-in")

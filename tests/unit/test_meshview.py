@@ -82,6 +82,7 @@ def mesh_config(tmp_path: Path, mesh: dict[str, Any]) -> Path:
         "connectors": {
             "plant": {"type": "mqtt", "url": "mqtt://127.0.0.1:1883"},
             "core": {"type": "kafka", "bootstrap_servers": "127.0.0.1:9092"},
+            "mem": {"type": "memory"},
         },
         "routes": [
             {
@@ -99,7 +100,8 @@ def mesh_config(tmp_path: Path, mesh: dict[str, Any]) -> Path:
 @pytest.mark.parametrize(
     ("mesh", "problem"),
     [
-        ({"connector": "core", "topic": "c"}, "not a NATS or MQTT connector"),
+        ({"connector": "mem", "topic": "c"}, "not a connector of this file of a type"),
+        ({"connector": "core", "routing_key": "c"}, "takes topic, not routing_key"),
         ({"connector": "plant", "subject": "c"}, "takes topic, not subject"),
         ({"connector": "plant", "topic": "c/#"}, "a topic without wildcards"),
     ],
