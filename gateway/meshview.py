@@ -192,13 +192,13 @@ class PeerTable:
 class ControlChannel:
     """Announces this gateway and listens to its peers (``gateway.mesh``)."""
 
-    def __init__(self, gateway: Gateway) -> None:
+    def __init__(self, gateway: Gateway, instance: str) -> None:
         section = gateway.config.gateway.mesh
         if section is None:
             raise ValueError("gateway.mesh is not configured")
         self.gateway = gateway
         self.section = section
-        self.instance = uuid.uuid4().hex[:12]
+        self.instance = instance
         self.table = PeerTable(section.expiry())
         self._tasks: list[asyncio.Task[None]] = []
 

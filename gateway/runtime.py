@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -778,6 +779,8 @@ class Gateway:
         self.loop_guard = LoopGuard(config.gateway.id, config.gateway.max_hops)
         self.control: ControlChannel | None = None
         """Announcements and the peer table (``gateway.mesh``), once started."""
+        self.instance = uuid.uuid4().hex[:12]
+        """This process's gateway among replicas with the same id (the mesh view)."""
         self.connector_stats: defaultdict[str, ConnectorStats] = defaultdict(ConnectorStats)
         self.timed = False
         """Measure durations per event; set by ``gateway.telemetry`` when metrics are on."""
@@ -848,8 +851,17 @@ class Gateway:
         if self.config.gateway.mesh is not None and self.control is None and not self._stopping:
             from gateway.meshview import ControlChannel
 
-            self.control = ControlChannel(self)
+            self.control = ControlChannel(self, self.instance)
             self.control.start()
+
+    async def _retire_control(self, config: GatewayConfig, retired: list[AnyConnector]) -> None:
+        """Stop the control channel when a reload changes it or replaces its connector."""
+        control = self.control
+        if control is None:
+            return
+        if config.gateway.mesh != self.config.gateway.mesh or control.connector in retired:
+            self.control = None
+            await control.stop()
 
     def _fail_fast(self, config: GatewayConfig) -> bool:
         return self.force_fail_fast or config.gateway.fail_fast
@@ -1005,6 +1017,7 @@ class Gateway:
             await asyncio.gather(*(p.drain(timeout) for p in retiring))
             await _bounded("closing sources", (p.close_stream() for p in retiring))
             retired = [c for name, c in self.connectors.items() if connectors.get(name) is not c]
+            await self._retire_control(config, retired)
             for connector in retired:
                 await self._forget_connector(connector)
                 self._ready.discard(connector.name)
@@ -1041,6 +1054,7 @@ class Gateway:
                     self._connector_up(name)
             finally:
                 self._starting = False
+            self._start_control()  # again, if the reload stopped it
             result = ReloadResult(
                 kept=tuple(r.name for p in kept for r in p.group.routes),
                 restarted=tuple(r.name for p in fresh for r in p.group.routes),

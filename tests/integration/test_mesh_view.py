@@ -143,6 +143,16 @@ async def test_gateways_see_each_other_and_replicas(tmp_path: Path) -> None:
         assert view["enabled"] and view["gateway"] == "a"
         assert {g: len(i) for g, i in view["gateways"].items()} == {"a": 1, "b": 2}
 
+        # A reload that changes the control channel restarts it, same instance.
+        assert a.control is not None
+        table = a.control.table
+        faster = yaml.safe_load(a_file.read_text())
+        faster["gateway"]["mesh"]["interval_seconds"] = 0.2
+        a_file.write_text(yaml.safe_dump(faster, sort_keys=False))
+        await a.reload(load_config(a_file))
+        assert a.control is not None and a.control.table is not table
+        assert await until(lambda: instances() == {"a": 1, "b": 2}), instances()
+
         await b2.stop()  # a silent replica expires from its peers' tables
         stopped.append(b2)
         assert await until(lambda: instances() == {"a": 1, "b": 1}), instances()
