@@ -22,7 +22,6 @@ prints the table (``render``).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import os
@@ -33,8 +32,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
+from connectors.errors import ConnectorError
 from connectors.redact import redact_url
 from gateway.meshcheck import MeshGraph
+from routing.errors import InvalidEvent
 from routing.event import CloudEvent
 
 if TYPE_CHECKING:
@@ -225,8 +226,10 @@ class ControlChannel:
             try:
                 event = announcement(self.gateway, self.instance, seq)
                 await self.connector.publish(target, event)
-            except Exception as exc:  # at most once: the next interval tries again
+            except (ConnectorError, InvalidEvent) as exc:  # at most once: the next one will do
                 log.debug("mesh: announcement not sent: %s", exc)
+            except Exception:
+                log.exception("mesh: bug: announcement failed")
             await asyncio.sleep(self.section.interval_seconds)
 
     async def _listen(self) -> None:
@@ -242,16 +245,21 @@ async def listen(connector: AnyConnector, source: Any, table: PeerTable) -> None
     while True:
         try:
             async for delivery in connector.consume(source):
-                with contextlib.suppress(Exception):
+                try:
                     decoded = connector.decode(delivery)
-                    if decoded is not None:
-                        table.observe(decoded)
-                with contextlib.suppress(Exception):
+                except InvalidEvent as exc:  # something else shares the channel
+                    log.debug("mesh: ignored a message on the control channel: %s", exc)
+                    decoded = None
+                if decoded is not None:
+                    table.observe(decoded)
+                try:
                     await delivery.ack()
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
+                except ConnectorError as exc:  # at most once: nothing to redeliver for
+                    log.debug("mesh: control channel ack failed: %s", exc)
+        except (ConnectorError, OSError) as exc:
             log.debug("mesh: control channel subscription failed, again in 1 s: %s", exc)
+        except Exception:
+            log.exception("mesh: bug: the control channel listener crashed; again in 1 s")
         await asyncio.sleep(1.0)
 
 
