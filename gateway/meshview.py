@@ -37,6 +37,7 @@ from connectors.redact import redact_url
 from gateway.meshcheck import MeshGraph
 from routing.errors import InvalidEvent
 from routing.event import CloudEvent
+from routing.filters import mqtt_match, nats_match
 
 if TYPE_CHECKING:
     from gateway.config import GatewayConfig
@@ -312,7 +313,50 @@ def render(table: PeerTable, listened: float, channel: str) -> list[str]:
     lines.extend(f"  {name}: {text}" for text, name in brokers.items())
     lines.append("routes:")
     lines.extend(route_lines)
+    links = [
+        f"  {a} -> {b}  ({broker(where)} {address})" for a, b, where, address in _links(gateways)
+    ]
+    if links:
+        lines.append("links (a route publishes where another reads):")
+        lines.extend(links)
     return lines
+
+
+def _reads(kind: str, source: str, address: str) -> bool:
+    """Whether a source (as announced) reads ``address``; ``{...}`` is any one level."""
+    marked = address.replace(_ANY_LEVEL, "\x00")  # "{...}" holds the NATS separator
+    if kind == "nats":
+        return nats_match(source, marked, "\x00")
+    if kind == "mqtt":
+        return mqtt_match(source, marked, "\x00")
+    if kind == "kafka":
+        return address in source.split(",")
+    if kind == "amqp":  # the default exchange routes by queue name; bindings are not announced
+        return source == f"queue {address.removeprefix('(default) ')}"
+    return source == address
+
+
+_ANY_LEVEL: Final = "{...}"
+
+
+def _links(gateways: Mapping[str, list[Peer]]) -> list[tuple[str, str, str, str]]:
+    """(route, route it feeds, broker, address) across every announced gateway."""
+    routes = [
+        (f"{gateway}:{entry['name']}", entry)
+        for gateway, peers in gateways.items()
+        for entry in peers[0].body.get("routes", ())
+    ]
+    found = []
+    for label, entry in routes:
+        for target in entry.get("targets", ()):
+            for other, reader in routes:
+                source = reader["source"]
+                if source["broker"] != target["broker"]:
+                    continue
+                kind = str(source["broker"]).split(" ", 1)[0]
+                if _reads(kind, str(source["address"]), str(target["address"])):
+                    found.append((label, other, target["broker"], target["address"]))
+    return found
 
 
 async def status(config: GatewayConfig, seconds: float | None = None) -> list[str]:

@@ -136,6 +136,7 @@ async def test_gateways_see_each_other_and_replicas(tmp_path: Path) -> None:
         assert "  B1: nats nats://127.0.0.1:" in text
         assert f"  a:fwd: B1 {run}.in -> B1 {run}.mid  delivered 10 " in text
         assert f"  b:fwd: B1 {run}.mid -> B1 {run}.out  delivered 10 " in text
+        assert f"  a:fwd -> b:fwd  (B1 {run}.mid)" in text
 
         async with aiohttp.ClientSession() as http, http.get(server.url + "/api/mesh") as got:
             assert got.status == 200

@@ -68,6 +68,20 @@ def test_replicas_rates_and_expiry() -> None:
     assert {g: len(p) for g, p in table.gateways().items()} == {"b": 2}
 
 
+def test_links_between_routes_of_different_gateways() -> None:
+    table = PeerTable(expire_seconds=3.0)
+    first = announce("a", "i1", 10.0, 0)
+    body = json.loads(first.data or b"")
+    body["routes"][0]["targets"] = [{"broker": "nats nats://n:4222", "address": "plant.{...}"}]
+    table.observe(first.replace(data=json.dumps(body).encode()))
+    second = json.loads(announce("b", "i2", 10.0, 0).data or b"")
+    second["routes"][0]["source"]["address"] = "plant.*"
+    table.observe(announce("b", "i2", 10.0, 0).replace(data=json.dumps(second).encode()))
+    text = "\n".join(render(table, 1.0, "x"))
+    assert "links (a route publishes where another reads):" in text
+    assert "  a:fwd -> b:fwd  (B1 plant.{...})" in text
+
+
 def test_other_events_on_the_channel_are_ignored() -> None:
     table = PeerTable(expire_seconds=3.0)
     assert table.observe(CloudEvent(id="1", source="s", type="other")) is None
