@@ -20,8 +20,9 @@ Matching is the single-config analysis's (``gateway.analysis``): "can", not "wil
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -111,22 +112,29 @@ class MeshGraph:
         self.configs = list(configs)
         self.nodes = [Node(c, r) for c in self.configs for r in c.table.routes]
         self.single = len({c.gateway.id for c in self.configs}) == 1
-        self.edges = {n: [o for o in self.nodes if self._feeds(n, o)] for n in self.nodes}
+
+    @functools.cached_property
+    def edges(self) -> dict[Node, list[Node]]:
+        """Which routes each route feeds, computed only when asked (the mesh view's
+        announcements read addresses only). Readers are grouped by broker and their
+        matchers built once, so each target is tried only against its broker's readers."""
+        readers: dict[str, list[tuple[Node, list[Callable[[str], bool]]]]] = {}
+        for node in self.nodes:
+            make = _SOURCES.get(node.kind(node.route.source_connector))
+            if make is not None:
+                readers.setdefault(node.source_broker(), []).append((node, make(node.route.source)))
+        edges: dict[Node, list[Node]] = {}
+        for node in self.nodes:
+            fed: dict[int, Node] = {}
+            for broker, _kind, address in node.targets():
+                for other, matchers in readers.get(broker, ()):
+                    if id(other) not in fed and any(match(address) for match in matchers):
+                        fed[id(other)] = other
+            edges[node] = [other for other in self.nodes if id(other) in fed]  # table order
+        return edges
 
     def label(self, node: Node) -> str:
         return node.route.name if self.single else f"{node.gateway}:{node.route.name}"
-
-    def _feeds(self, node: Node, other: Node) -> bool:
-        kind = other.kind(other.route.source_connector)
-        make = _SOURCES.get(kind)
-        if make is None:
-            return False
-        matchers = make(other.route.source)
-        broker = other.source_broker()
-        return any(
-            target_broker == broker and any(match(address) for match in matchers)
-            for target_broker, _kind, address in node.targets()
-        )
 
     def source_text(self, node: Node) -> str:
         """The source's address as text (topics, queue, subject or topic filter)."""
