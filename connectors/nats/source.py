@@ -52,6 +52,8 @@ _PULL_EXPIRES: Final = 5.0
 """Seconds a pull request waits on the server for messages before it expires (408)."""
 _POLL: Final = 1.0
 """Seconds between local checks for a lost pull request (reconnect, missing consumer)."""
+_DRAIN_TIMEOUT: Final = 2.0
+"""Longest wait, when a pull subscription ends, for messages still on their way."""
 _ClientErrors = (nats.errors.Error, asyncio.TimeoutError, OSError)
 
 
@@ -315,13 +317,34 @@ async def consume_jetstream(
             log.warning("pull from %r failed: %s", options.durable, exc)
             await backoff.sleep()
         finally:
-            await _unsubscribe(sub, log)
-            await _nak(inbox.take_all(), log)
+            await _end_pull(nc, sub, inbox, log)
 
 
 def _header(msg: Msg, name: str) -> str:
     # nats-py keys status headers with a str Enum whose hash differs from the plain str.
     return next((value for key, value in (msg.headers or {}).items() if key == name), "")
+
+
+async def _end_pull(nc: Client, sub: Subscription, inbox: _Inbox, log: logging.Logger) -> None:
+    """End a pull subscription without stranding a message the server sent to it.
+
+    A plain UNSUB drops (in nats-py) whatever is still on its way, and the server
+    holds those messages until ``ack_wait_seconds``. Draining instead (UNSUB, then a
+    PING/PONG round trip) lets them arrive: once the server has read the UNSUB it
+    sends nothing more, as the outstanding pull request has no interest left. Every
+    message received but not handed out is then nak'ed, so the next consumer (a
+    restarted gateway) gets it at once.
+    """
+    drained = False
+    if nc.is_connected:
+        try:
+            await asyncio.wait_for(sub.drain(), _DRAIN_TIMEOUT)  # type: ignore[no-untyped-call]
+            drained = True
+        except _ClientErrors as exc:
+            log.debug("draining the pull subscription failed: %s", exc)
+    if not drained:
+        await _unsubscribe(sub, log)
+    await _nak(inbox.take_all(), log)
 
 
 async def _nak(msgs: list[Msg], log: logging.Logger) -> None:
