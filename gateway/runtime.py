@@ -206,10 +206,10 @@ class _Pipeline:
             finally:
                 self.pulling = False
             if self.stopping:
-                # Pulled while stopping: never processed. Given back at once (JetStream
-                # -NAK, AMQP requeue, Kafka rewind; MQTT never acks it), so the next
-                # consumer gets it now: left unacknowledged, JetStream would hold it
-                # until ack_wait_seconds (30 s) after the restart.
+                # Pulled while stopping: never processed. Given back (JetStream -NAK,
+                # AMQP requeue, Kafka rewind; MQTT never acks it), so the next consumer
+                # gets it soon: left unacknowledged, JetStream would hold it until
+                # ack_wait_seconds (30 s) after the restart.
                 await self._give_back(delivery)
                 self.slots.release()
                 return

@@ -156,7 +156,7 @@ class _Pull:
     A -NAK'ed message is redelivered at once, possibly to that request, and the
     server may still hold it after its subscriber is gone (an ended subscription, a
     stopped gateway). Delivering a redelivery to such a request fails, and
-    nats-server before 2.10.14 (nats-io/nats-server#5305) then also rewound the
+    nats-server releases before nats-io/nats-server#5305 (April 2024) then rewound the
     consumer, so the message came again with delivery count 1: one copy to the next
     pull request, a second one right behind it (a duplicate), or none until
     ack_wait_seconds. So a nak defers the redelivery until that request has expired.
