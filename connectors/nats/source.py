@@ -48,7 +48,7 @@ from routing.bindings.nats import NatsMessage
 
 __all__ = ["consume_core", "consume_jetstream"]
 
-_PULL_EXPIRES: Final = 5.0
+_PULL_EXPIRES: Final = 2.0
 """Seconds a pull request waits on the server for messages before it expires (408)."""
 _POLL: Final = 1.0
 """Seconds between local checks for a lost pull request (reconnect, missing consumer)."""

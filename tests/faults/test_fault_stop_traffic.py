@@ -16,7 +16,7 @@ A JetStream ack lost at a stop would only come back after ``ack_wait_seconds`` (
 so at the end, once the last gateway stopped on a quiet stream, the durable must have
 no unacknowledged message left. How long each round took to catch up is reported:
 JetStream messages nak'ed at a stop come back after the stopped gateway's pull
-request expired (~6 s), and now and then one sent to that request as it stopped
+request expired (~3 s), and now and then one sent to that request as it stopped
 comes back only after ack_wait (docs/delivery.md, "Stopping and crashing").
 
 ``MESHGATE_FAULT_STOP_ROUNDS`` sets the number of rounds (default 20).
