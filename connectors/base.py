@@ -35,6 +35,7 @@ from typing import Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from connectors.backoff import Backoff, BackoffPolicy
+from connectors.errors import MessageSpecError
 from routing.bindings import Mode
 from routing.event import CloudEvent
 from routing.formats import EventFormat
@@ -49,10 +50,12 @@ __all__ = [
     "Health",
     "HealthState",
     "MeshAttributes",
+    "MessageSpec",
     "RawMessage",
     "RawPublisher",
     "SourceOptions",
     "TargetOptions",
+    "dry_run_delivery",
     "find_header",
 ]
 
@@ -203,6 +206,60 @@ class Delivery:
 
 
 @dataclass(frozen=True, slots=True)
+class MessageSpec:
+    """A native message as an operator describes it to ``meshgate routes check --message``.
+
+    ``address`` is the spec's ``address`` (empty when not given); ``fields`` holds every
+    other key of the JSON object (protocol-specific ones such as AMQP ``exchange``,
+    ``routing_key`` and ``queue``), for ``Connector.dry_run_delivery`` to read.
+    """
+
+    payload: bytes
+    address: str = ""
+    headers: Mapping[str, str] = field(default_factory=dict)
+    key: str | None = None
+    content_type: str | None = None
+    native_id: str | None = None
+    fields: Mapping[str, Any] = field(default_factory=dict)
+
+    def text(self, name: str, default: str | None = None) -> str | None:
+        """Field ``name`` as text (``address`` stands in for the protocol's own name)."""
+        value = self.fields.get(name)
+        return default if value is None else str(value)
+
+    @property
+    def native_content_type(self) -> str | None:
+        """``content_type``, else a ``content-type`` header (any case)."""
+        return self.content_type or find_header(self.headers, "content-type")
+
+
+async def _not_settled(*_: Any) -> None:
+    """Ack/nack of a dry-run delivery: nothing to settle."""
+
+
+def dry_run_delivery(
+    spec: MessageSpec,
+    message: Any,
+    address: str,
+    *,
+    coordinates: Mapping[str, str | int] | None = None,
+    content_type: str | None = None,
+) -> Delivery:
+    """A ``Delivery`` for ``Connector.dry_run_delivery``: no broker, ack/nack do nothing."""
+    return Delivery(
+        message=message,
+        address=address,
+        payload=spec.payload,
+        headers=dict(spec.headers),
+        ack=_not_settled,
+        nack=_not_settled,
+        native_id=spec.native_id,
+        coordinates=dict(coordinates or {}),
+        content_type=content_type if content_type is not None else spec.native_content_type,
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class RawMessage:
     """A native message exactly as a source received it, to be published again unchanged
     (``meshgate dlq redrive``): no binding, no CloudEvent, the original bytes and headers.
@@ -328,6 +385,29 @@ class Connector(abc.ABC, Generic[OptionsT, SourceT, TargetT]):
         ``reader`` names the consumer (group, durable) so repeated reads resume.
         """
         return None
+
+    @classmethod
+    def dry_run_delivery(cls, options: OptionsT, spec: MessageSpec) -> Delivery:
+        """The delivery a source of this connector would yield for the message ``spec``
+        describes (``meshgate routes check --message``): the native message built as
+        the source builds it, address, headers, content type and coordinates.
+
+        Pure, no broker. Raises ``MessageSpecError`` for a spec that names no usable
+        address. The default refuses: a plugin without this hook can still be checked
+        with ``--event``. Built with ``connectors.base.dry_run_delivery``.
+        """
+        raise MessageSpecError(
+            f"connector type {options.type!r} cannot build a native message for "
+            "`routes check --message` (its plugin has no dry_run_delivery hook); "
+            "use --event with the CloudEvent instead"
+        )
+
+    @classmethod
+    def source_receives(cls, source: SourceT, delivery: Delivery) -> bool:
+        """Whether ``source`` (a route's ``from:``) would receive ``delivery``: topic
+        filters, subject wildcards, queue bindings. The default says yes, so every
+        route reading a plugin connector is checked."""
+        return True
 
     def describe_source(self, source: SourceT) -> str:
         """Short human text for logs: where this source reads from."""

@@ -8,7 +8,10 @@ Hierarchy::
         ├── PublishTimeout              no confirmation in time (retriable)
         ├── PublishRejected             the broker refused this message: nack, unroutable,
         │                               too large, not authorized (not retriable)
-        └── UnknownConnectorType (ValueError)  no plugin registers the ``type`` name
+        ├── UnknownConnectorType (ValueError)  no plugin registers the ``type`` name
+        └── MessageSpecError (ValueError)      ``routes check --message`` cannot build
+                                               this native message (bad spec, or a
+                                               plugin without the hook)
 
 Client-library exceptions are translated at the connector boundary with
 ``raise ... from exc`` so the original stays visible in tracebacks.
@@ -23,6 +26,7 @@ from routing.errors import MeshgateError
 __all__ = [
     "ConnectionLost",
     "ConnectorError",
+    "MessageSpecError",
     "PublishRejected",
     "PublishTimeout",
     "UnknownConnectorType",
@@ -52,5 +56,11 @@ class PublishRejected(ConnectorError):
 
 class UnknownConnectorType(ConnectorError, ValueError):
     """No installed plugin provides the requested connector ``type``."""
+
+    retriable = False
+
+
+class MessageSpecError(ConnectorError, ValueError):
+    """A ``routes check --message`` description that cannot become a native message."""
 
     retriable = False

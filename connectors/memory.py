@@ -28,11 +28,13 @@ from connectors.base import (
     ConnectorOptions,
     Delivery,
     HealthState,
+    MessageSpec,
     RawMessage,
     SourceOptions,
     TargetOptions,
+    dry_run_delivery,
 )
-from connectors.errors import ConnectorError, PublishRejected
+from connectors.errors import ConnectorError, MessageSpecError, PublishRejected
 from routing.bindings import nats as binding
 from routing.event import CloudEvent
 
@@ -175,6 +177,18 @@ class MemoryConnector(Connector[MemoryOptions, MemorySource, MemoryTarget]):
             coordinates={"topic": topic, "number": number},
             content_type=headers.get("content-type"),
         )
+
+    @classmethod
+    def dry_run_delivery(cls, options: MemoryOptions, spec: MessageSpec) -> Delivery:
+        topic = spec.text("topic", spec.address)
+        if not topic:
+            raise MessageSpecError("a memory --message needs `topic` (or `address`)")
+        message = binding.NatsMessage(spec.payload, dict(spec.headers) or None)
+        return dry_run_delivery(spec, message, topic, coordinates={"topic": topic})
+
+    @classmethod
+    def source_receives(cls, source: MemorySource, delivery: Delivery) -> bool:
+        return source.topic == delivery.address
 
     def decode(self, delivery: Delivery) -> CloudEvent | None:
         message: binding.NatsMessage = delivery.message

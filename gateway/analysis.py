@@ -30,7 +30,7 @@ from routing.event import CloudEvent
 from routing.filters import amqp_match, mqtt_match, nats_match
 from routing.router import Route, TargetSpec
 
-__all__ = ["Finding", "analyse", "source_matches"]
+__all__ = ["Finding", "analyse"]
 
 _ANY = "\x00"  # stands for a template placeholder in a target address
 _SEP = "\x1f"  # joins AMQP exchange and routing key into one address
@@ -122,13 +122,6 @@ def _broker(config: GatewayConfig, name: str) -> str:
     _cls, options = config.connectors[name]
     dumped = options.model_dump(include=set(_BROKER_FIELDS))
     return json.dumps([options.type, dumped], sort_keys=True, default=str)
-
-
-def source_matches(config: GatewayConfig, route: Route, address: str) -> bool:
-    """Whether ``route``'s source would receive a message sent to ``address``
-    (True for connector types this module does not know)."""
-    make = _SOURCES.get(config.connectors[route.source_connector][1].type)
-    return make is None or any(match(address) for match in make(route.source))
 
 
 def _feeds(config: GatewayConfig, route: Route, other: Route) -> bool:

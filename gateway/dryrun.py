@@ -3,42 +3,50 @@
 Input is either a CloudEvent in the JSON format (``--event``) or a description of a
 native message as a source would receive it (``--message``)::
 
-    {"connector": "plant", "address": "plant/l1/telemetry",
+    {"connector": "plant", "topic": "plant/l1/telemetry",
      "headers": {"content-type": "application/json"}, "key": "k1",
      "payload": "{\\"temp\\": 21}"}            # or "payload_base64": "..."
 
-For a native message only the routes reading that connector at a matching address
-are considered, and each route decodes it (or wraps it with its ingress rules)
-exactly as the runtime would. For each route the report says whether it matches
-and, if not, which filter clause rejected the event; for each target of a matching
-route it shows the rendered target and the exact native message that would be
-published. Connectors are constructed but never started.
+The address is named as the protocol names it: ``topic`` (Kafka, MQTT, memory),
+``subject`` (NATS), ``queue`` or ``exchange`` + ``routing_key`` (AMQP); ``address``
+stands for any of them. The connector builds the native message its source would
+receive (``Connector.dry_run_delivery``, a plugin hook) and says which routes'
+sources receive it (``Connector.source_receives``); only those routes are
+reported, each decoding the message (or wrapping it with its ingress rules)
+exactly as the runtime would. A CloudEvent given with ``--event`` is checked
+against every route, since a structured event can arrive from any source; a route
+whose targets need the source message (``{topic}``, ``{key}``, ``{header.x}``) says
+so instead of pretending to match.
+
+For each route the report says whether it matches and, if not, which filter clause
+rejected the event; for each target of a matching route it shows the rendered
+target and the exact native message that would be published. Connectors are
+constructed but never started.
 """
 
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
+import dataclasses
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
-from connectors.base import Connector, Delivery
-from gateway.analysis import source_matches
+from connectors.base import Connector, MessageSpec
 from gateway.config import GatewayConfig
 from gateway.mesh import LoopGuard, hops_of, path_of
-from routing.bindings import AmqpMessage, KafkaMessage, MqttMessage, NatsMessage
 from routing.cesql import compile_expression
 from routing.cesql.ast import Binary, Node, children
 from routing.cesql.evaluator import compile_node
 from routing.errors import MeshgateError
 from routing.event import CloudEvent
 from routing.formats import json as json_format
-from routing.router import Route, describe_target
+from routing.router import Route, TargetSpec, describe_target
 from routing.templates import TemplateValues
 
-__all__ = ["RouteReport", "check_event", "check_message", "format_reports"]
+__all__ = ["RouteReport", "check_event", "check_message", "format_reports", "parse_message_spec"]
 
 AnyConnector = Connector[Any, Any, Any]
 
@@ -49,32 +57,9 @@ class RouteReport:
     matched: bool
     reason: str = ""
     event: CloudEvent | None = None
-    outputs: list[tuple[str, str]] = field(default_factory=list)  # (target, native message)
-
-
-async def _noop(*_: Any) -> None:
-    return None
-
-
-def _native(kind: str, connector: AnyConnector, spec: dict[str, Any], payload: bytes) -> Any:
-    headers = {str(k): str(v) for k, v in (spec.get("headers") or {}).items()}
-    content_type = spec.get("content_type") or headers.get("content-type")
-    if kind == "kafka":
-        key = spec.get("key")
-        return KafkaMessage(
-            key=None if key is None else str(key).encode(),
-            value=payload,
-            headers=tuple((k, v.encode()) for k, v in headers.items()),
-        )
-    if kind == "amqp":
-        return AmqpMessage(body=payload, content_type=content_type, headers=headers)
-    if kind == "mqtt":
-        protocol = getattr(connector.options, "protocol", 5)
-        properties = tuple((k, v) for k, v in headers.items() if k != "content-type")
-        return MqttMessage(payload, content_type, properties, protocol)
-    if kind in ("nats", "memory"):
-        return NatsMessage(payload, headers or None)
-    raise MeshgateError(f"routes check cannot build a native {kind!r} message; use --event")
+    outputs: list[tuple[str, str]] = field(default_factory=list)  # (target, message lines)
+    needs_source: tuple[str, ...] = ()
+    """Placeholders the targets read from the source message, which ``--event`` lacks."""
 
 
 def _conjuncts(node: Node) -> list[Node]:
@@ -87,6 +72,28 @@ def _start(node: Node) -> int:
     return min([node.pos, *(_start(child) for child in children(node))])
 
 
+def _balanced(text: str) -> str:
+    """``text`` without the parentheses it does not open and close itself (a conjunct
+    cut out of ``(a OR b) AND c`` starts inside the group); quotes are respected."""
+    opened: list[int] = []
+    unmatched: set[int] = set()
+    quote = ""
+    for i, char in enumerate(text):
+        if quote:
+            quote = "" if char == quote else quote
+        elif char in "'\"":
+            quote = char
+        elif char == "(":
+            opened.append(i)
+        elif char == ")":
+            if opened:
+                opened.pop()
+            else:
+                unmatched.add(i)
+    unmatched.update(opened)
+    return "".join(c for i, c in enumerate(text) if i not in unmatched).strip()
+
+
 def _rejection(route: Route, event: CloudEvent) -> str:
     """Which part of the route's filter said no."""
     if route.filter_text is not None:
@@ -96,12 +103,51 @@ def _rejection(route: Route, event: CloudEvent) -> str:
         for i, part in enumerate(parts):
             errors: list[Any] = []
             if compile_node(part).fn(event, errors) is not True or errors:
-                text = route.filter_text[starts[i] : starts[i + 1]].strip()
-                text = text[:-3].rstrip() if text.upper().endswith("AND") else text
+                text = _balanced(route.filter_text[starts[i] : starts[i + 1]])
+                text = _balanced(text[:-3]) if text.upper().endswith("AND") else text
+                while (
+                    text.startswith("(")
+                    and text.endswith(")")
+                    and _balanced(text[1:-1]) == (text[1:-1].strip())
+                ):
+                    text = text[1:-1].strip()  # the clause's own outer parentheses
                 detail = f" ({errors[0][1]})" if errors else ""
                 return f"filter clause `{text}` is not true{detail}"
         return "filter `filters:` (Subscriptions API) rejected the event"
     return "filter rejected the event"
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, bytes):
+        try:
+            return value.decode()
+        except UnicodeDecodeError:
+            return "base64:" + base64.b64encode(value).decode()
+    return str(value)
+
+
+def show_native(native: Any) -> list[str]:
+    """A binding dataclass as ``field: value`` lines (headers one per line), no reprs."""
+    if not dataclasses.is_dataclass(native) or isinstance(native, type):
+        return [_show(native)]
+    lines: list[str] = []
+    for item in dataclasses.fields(native):
+        value = getattr(native, item.name)
+        if value is None or value == () or value == {}:
+            continue
+        pairs: Any = value.items() if isinstance(value, Mapping) else None
+        if (
+            pairs is None
+            and isinstance(value, tuple)
+            and all(isinstance(p, tuple) and len(p) == 2 for p in value)
+        ):
+            pairs = value
+        if pairs is not None:
+            lines.append(f"{item.name}:")
+            lines.extend(f"  {_show(k)}: {_show(v)}" for k, v in pairs)
+        else:
+            lines.append(f"{item.name}: {_show(value)}")
+    return lines
 
 
 def _report(
@@ -127,7 +173,7 @@ def _report(
             options = target.render(event_values)
             prepared = target.prepare(event, event_values)
             native = connectors[target.connector].encode(options, prepared)
-            report.outputs.append((describe_target(options), repr(native)))
+            report.outputs.append((describe_target(options), "\n".join(show_native(native))))
         except MeshgateError as exc:
             report.outputs.append((target.describe(), f"ERROR {type(exc).__name__}: {exc}"))
     return report
@@ -141,55 +187,87 @@ def _connectors(config: GatewayConfig) -> dict[str, AnyConnector]:
     return {name: cls(name, options) for name, (cls, options) in config.connectors.items()}
 
 
+_SOURCE_PLACEHOLDERS = frozenset({"topic", "address", "key", "header"})
+
+
+def _source_references(targets: list[TargetSpec]) -> tuple[str, ...]:
+    found: dict[str, None] = {}
+    for target in targets:
+        for template in (*target.templates.values(), *target.header_templates.values()):
+            for part in template.parts:
+                if not isinstance(part, str) and part.name in _SOURCE_PLACEHOLDERS:
+                    found["{" + part.text + "}"] = None
+    return tuple(found)
+
+
 def check_event(config: GatewayConfig, event_json: bytes) -> list[RouteReport]:
-    """Run a JSON-format CloudEvent through every route (source matching is skipped)."""
+    """Run a JSON-format CloudEvent through every route (it may come from any source)."""
     event = json_format.decode(event_json)
     connectors = _connectors(config)
     reports = []
     for route in config.table.routes:
+        needs = _source_references(list(route.targets))
+        if needs:
+            matched = route.matches(event)
+            reason = "" if matched else _rejection(route, event)
+            reports.append(RouteReport(route.name, matched, reason, event, needs_source=needs))
+            continue
         separator = connectors[route.source_connector].address_separator
         values = TemplateValues(separator=separator)
         reports.append(_report(connectors, route, event, values, _guard(config)))
     return reports
 
 
-def check_message(config: GatewayConfig, spec: dict[str, Any]) -> list[RouteReport]:
-    """Run a native message description through the routes reading its connector."""
-    name, address = spec.get("connector"), spec.get("address", "")
-    if name not in config.connectors:
-        raise MeshgateError(
-            f"--message names connector {name!r}, which the config does not declare"
-        )
+def message_spec(spec: Mapping[str, Any]) -> MessageSpec:
+    """The ``--message`` JSON object as the connectors' ``MessageSpec``."""
     if "payload_base64" in spec:
         payload = base64.b64decode(spec["payload_base64"])
     else:
         payload = str(spec.get("payload", "")).encode()
+    headers = spec.get("headers") or {}
+    if not isinstance(headers, Mapping):
+        raise MeshgateError("--message: headers must be a JSON object of name: value")
+    known = {"connector", "address", "headers", "key", "payload", "payload_base64"}
+    known |= {"content_type", "native_id"}
+    key, content_type, native_id = spec.get("key"), spec.get("content_type"), spec.get("native_id")
+    return MessageSpec(
+        payload=payload,
+        address=str(spec.get("address") or ""),
+        headers={str(k): str(v) for k, v in headers.items()},
+        key=None if key is None else str(key),
+        content_type=None if content_type is None else str(content_type),
+        native_id=None if native_id is None else str(native_id),
+        fields={k: v for k, v in spec.items() if k not in known},
+    )
+
+
+def check_message(config: GatewayConfig, spec: Mapping[str, Any]) -> list[RouteReport]:
+    """Run a native message description through the routes whose source receives it."""
+    name = spec.get("connector")
+    if name not in config.connectors:
+        declared = ", ".join(sorted(config.connectors))
+        raise MeshgateError(
+            f"--message names connector {name!r}, which the config does not declare "
+            f"(declared: {declared})"
+        )
+    cls, options = config.connectors[name]
+    delivery = cls.dry_run_delivery(options, message_spec(spec))
     connectors = _connectors(config)
     connector = connectors[name]
-    kind = config.connectors[name][1].type
-    native = _native(kind, connector, spec, payload)
-    headers = {str(k): str(v) for k, v in (spec.get("headers") or {}).items()}
-    delivery = Delivery(
-        message=native,
-        address=address,
-        payload=payload,
-        headers=headers,
-        ack=_noop,
-        nack=_noop,
-        native_id=spec.get("native_id"),
-        coordinates={"key": spec["key"]} if "key" in spec else {},
-        content_type=spec.get("content_type") or headers.get("content-type"),
+    headers = dict(delivery.headers)
+    key = spec.get("key")
+    values = TemplateValues(
+        delivery.address, connector.address_separator, headers, None if key is None else str(key)
     )
-    values = TemplateValues(address, connector.address_separator, headers, spec.get("key"))
     reports: list[RouteReport] = []
     for route in config.table.routes:
-        if route.source_connector != name or not source_matches(config, route, address):
+        if route.source_connector != name or not cls.source_receives(route.source, delivery):
             continue
         try:
             event = connector.decode(delivery)
             if event is None and route.ingress is not None:
                 event = route.ingress.wrap(
-                    payload,
+                    delivery.payload,
                     values,
                     native_id=delivery.native_id,
                     content_type=delivery.content_type,
@@ -210,11 +288,17 @@ def format_reports(reports: list[RouteReport]) -> Iterator[str]:
     if not reports:
         yield "no route reads this message"
     for report in reports:
-        if report.matched:
+        if report.needs_source and report.matched:
+            yield (
+                f"route {report.route}: the filter matches; its targets need the source message "
+                f"({', '.join(report.needs_source)}): check it with --message"
+            )
+        elif report.matched:
             yield f"route {report.route}: MATCH"
             for target, native in report.outputs:
                 yield f"  -> {target}"
-                yield f"     {native}"
+                for line in native.splitlines():
+                    yield f"     {line}"
         else:
             yield f"route {report.route}: no match: {report.reason}"
 
@@ -223,6 +307,7 @@ def parse_message_spec(text: bytes) -> dict[str, Any]:
     spec = orjson.loads(text)
     if not isinstance(spec, dict):
         raise MeshgateError(
-            "--message expects a JSON object with connector, address, headers, payload"
+            "--message expects a JSON object: connector, the address (topic, subject, "
+            "queue or exchange + routing_key), headers, key, payload or payload_base64"
         )
     return spec

@@ -18,6 +18,7 @@ filters run.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -55,9 +56,19 @@ class RetryPolicy:
 
 
 def describe_target(options: Any) -> str:
-    """``connector{field: value, ...}`` with the non-default fields, for logs and reports."""
+    """``connector field=value ...`` with the non-default fields, for logs and reports.
+
+    Values are plain where that is unambiguous, JSON otherwise (text with spaces,
+    quotes or ``=``, booleans, lists and mappings): ``core topic=orders key=o-1``.
+    """
     fields = options.model_dump(mode="json", exclude={"connector"}, exclude_defaults=True)
-    return f"{options.connector}{fields}"
+    return " ".join([options.connector, *(f"{k}={_plain(v)}" for k, v in fields.items())])
+
+
+def _plain(value: Any) -> str:
+    if isinstance(value, str) and value and not any(c.isspace() or c in "\"'=" for c in value):
+        return value
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,9 +10,19 @@ from connectors.amqp.config import AmqpOptions, AmqpSource, AmqpTarget, redact_u
 from connectors.amqp.link import Link
 from connectors.amqp.sink import Publisher
 from connectors.amqp.source import consume
-from connectors.base import Capabilities, Connector, Delivery, HealthState, RawMessage
+from connectors.base import (
+    Capabilities,
+    Connector,
+    Delivery,
+    HealthState,
+    MessageSpec,
+    RawMessage,
+    dry_run_delivery,
+)
+from connectors.errors import MessageSpecError
 from routing.bindings import amqp as binding
 from routing.event import CloudEvent
+from routing.filters import amqp_match
 
 __all__ = ["AmqpConnector"]
 
@@ -104,6 +114,43 @@ class AmqpConnector(Connector[AmqpOptions, AmqpSource, AmqpTarget]):
             return None
         return AmqpSource.model_validate(
             {"connector": target.connector, "queue": target.routing_key, "declare": False}
+        )
+
+    @classmethod
+    def dry_run_delivery(cls, options: AmqpOptions, spec: MessageSpec) -> Delivery:
+        # Either the queue the message sits in, or where it was published: exchange
+        # (default "", the default exchange) + routing key (`address` stands for it).
+        queue = spec.text("queue")
+        exchange = spec.text("exchange", "") or ""
+        routing_key = spec.text("routing_key", spec.address or None)
+        if queue is None and routing_key is None:
+            raise MessageSpecError(
+                "an amqp --message needs `queue`, or `exchange` and `routing_key` "
+                "(without `exchange`, the default exchange: the routing key names the queue)"
+            )
+        if queue is None and not exchange:
+            queue = routing_key  # the default exchange routes straight to that queue
+        coordinates: dict[str, str | int] = {"exchange": exchange}
+        if routing_key is not None:
+            coordinates["routing_key"] = routing_key
+        if queue is not None:
+            coordinates["queue"] = queue
+        message = binding.AmqpMessage(
+            body=spec.payload, content_type=spec.native_content_type, headers=dict(spec.headers)
+        )
+        address = routing_key if routing_key is not None else str(queue)
+        return dry_run_delivery(spec, message, address, coordinates=coordinates)
+
+    @classmethod
+    def source_receives(cls, source: AmqpSource, delivery: Delivery) -> bool:
+        queue = delivery.coordinates.get("queue")
+        if queue is not None:
+            return queue == source.queue
+        exchange = str(delivery.coordinates.get("exchange", ""))
+        routing_key = str(delivery.coordinates.get("routing_key", ""))
+        return any(
+            binding_.exchange == exchange and amqp_match(binding_.binding_key, routing_key)
+            for binding_ in source.bind
         )
 
     def describe_source(self, source: AmqpSource) -> str:

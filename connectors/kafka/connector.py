@@ -6,11 +6,20 @@ import asyncio
 import base64
 import contextlib
 import logging
+import re
 from collections.abc import AsyncIterator
 from typing import ClassVar
 
-from connectors.base import Capabilities, Connector, Delivery, HealthState, RawMessage
-from connectors.errors import ConnectionLost
+from connectors.base import (
+    Capabilities,
+    Connector,
+    Delivery,
+    HealthState,
+    MessageSpec,
+    RawMessage,
+    dry_run_delivery,
+)
+from connectors.errors import ConnectionLost, MessageSpecError
 from connectors.kafka.config import KafkaOptions, KafkaSource, KafkaTarget
 from connectors.kafka.sink import Producer
 from connectors.kafka.source import BASE64_MARKER, SourceSession
@@ -149,6 +158,26 @@ class KafkaConnector(Connector[KafkaOptions, KafkaSource, KafkaTarget]):
                 "auto_offset_reset": "earliest",
             }
         )
+
+    @classmethod
+    def dry_run_delivery(cls, options: KafkaOptions, spec: MessageSpec) -> Delivery:
+        topic = spec.text("topic", spec.address)
+        if not topic:
+            raise MessageSpecError("a kafka --message needs `topic` (or `address`)")
+        headers = tuple((name, value.encode()) for name, value in spec.headers.items())
+        key = None if spec.key is None else spec.key.encode()
+        coordinates: dict[str, str | int] = {"topic": topic}
+        if spec.key is not None:
+            coordinates["key"] = spec.key
+        return dry_run_delivery(
+            spec, binding.KafkaMessage(key, spec.payload, headers), topic, coordinates=coordinates
+        )
+
+    @classmethod
+    def source_receives(cls, source: KafkaSource, delivery: Delivery) -> bool:
+        if source.pattern is not None:
+            return re.fullmatch(source.pattern, delivery.address) is not None
+        return delivery.address in (source.topics or ())
 
     def describe_source(self, source: KafkaSource) -> str:
         what = (

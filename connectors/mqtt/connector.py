@@ -10,8 +10,16 @@ from typing import ClassVar
 
 from paho.mqtt.packettypes import PacketTypes
 
-from connectors.base import Capabilities, Connector, Delivery, HealthState, RawMessage
-from connectors.errors import ConnectionLost, ConnectorError, PublishRejected
+from connectors.base import (
+    Capabilities,
+    Connector,
+    Delivery,
+    HealthState,
+    MessageSpec,
+    RawMessage,
+    dry_run_delivery,
+)
+from connectors.errors import ConnectionLost, ConnectorError, MessageSpecError, PublishRejected
 from connectors.mqtt.config import (
     MqttOptions,
     MqttSource,
@@ -24,6 +32,7 @@ from connectors.mqtt.session import Session, new_properties
 from connectors.mqtt.source import consume
 from routing.bindings import mqtt as binding
 from routing.event import CloudEvent
+from routing.filters import mqtt_match
 
 __all__ = ["MqttConnector"]
 
@@ -161,6 +170,29 @@ class MqttConnector(Connector[MqttOptions, MqttSource, MqttTarget]):
         _check_topic(message.address)
         session = await self._connected_publisher()
         await session.publish(message.address, message.payload, 1, False, properties)
+
+    @classmethod
+    def dry_run_delivery(cls, options: MqttOptions, spec: MessageSpec) -> Delivery:
+        topic = spec.text("topic", spec.address)
+        if not topic:
+            raise MessageSpecError("an mqtt --message needs `topic` (or `address`)")
+        content_type = spec.native_content_type
+        properties = tuple(
+            (name, value) for name, value in spec.headers.items() if name.lower() != "content-type"
+        )
+        if options.protocol == 4 and (properties or content_type):
+            raise MessageSpecError(
+                "this connector speaks MQTT 3.1.1 (protocol 4): no user properties and no "
+                "content type; give only topic and payload"
+            )
+        message = binding.MqttMessage(spec.payload, content_type, properties, options.protocol)
+        return dry_run_delivery(
+            spec, message, topic, coordinates={"topic": topic}, content_type=content_type
+        )
+
+    @classmethod
+    def source_receives(cls, source: MqttSource, delivery: Delivery) -> bool:
+        return mqtt_match(source.topic, delivery.address)
 
     def describe_source(self, source: MqttSource) -> str:
         return f"{self.name}:topic {source.subscription!r} qos {source.qos}"

@@ -6,14 +6,23 @@ import logging
 from collections.abc import AsyncIterator
 from typing import ClassVar
 
-from connectors.base import Capabilities, Connector, Delivery, HealthState, RawMessage
-from connectors.errors import PublishRejected
+from connectors.base import (
+    Capabilities,
+    Connector,
+    Delivery,
+    HealthState,
+    MessageSpec,
+    RawMessage,
+    dry_run_delivery,
+)
+from connectors.errors import MessageSpecError, PublishRejected
 from connectors.nats import sink
 from connectors.nats.config import NatsOptions, NatsSource, NatsTarget, check_publish_subject
 from connectors.nats.link import Link
 from connectors.nats.source import consume_core, consume_jetstream
 from routing.bindings.nats import NatsMessage, from_message
 from routing.event import CloudEvent
+from routing.filters import nats_match
 
 __all__ = ["NatsConnector"]
 
@@ -123,6 +132,18 @@ class NatsConnector(Connector[NatsOptions, NatsSource, NatsTarget]):
                 },
             }
         )
+
+    @classmethod
+    def dry_run_delivery(cls, options: NatsOptions, spec: MessageSpec) -> Delivery:
+        subject = spec.text("subject", spec.address)
+        if not subject:
+            raise MessageSpecError("a nats --message needs `subject` (or `address`)")
+        message = NatsMessage(spec.payload, dict(spec.headers) or None)
+        return dry_run_delivery(spec, message, subject, coordinates={"subject": subject})
+
+    @classmethod
+    def source_receives(cls, source: NatsSource, delivery: Delivery) -> bool:
+        return nats_match(source.subject, delivery.address)
 
     def describe_source(self, source: NatsSource) -> str:
         kind = f"JetStream durable {source.jetstream.durable}" if source.jetstream else "core"

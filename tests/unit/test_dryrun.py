@@ -58,8 +58,8 @@ def test_native_message_shows_exact_output(tmp_path: Path) -> None:
     (report,) = check_message(config(tmp_path), native_spec())
     assert report.matched
     ((target, native),) = report.outputs
-    assert target == "k{'topic': 'orders.eu', 'key': 'o-1'}"
-    assert native.startswith("KafkaMessage(key=b'o-1', value=b'hi', headers=(('ce_id', b'9')")
+    assert target == "k topic=orders.eu key=o-1"
+    assert native.startswith("key: o-1\nvalue: hi\nheaders:\n  ce_id: 9\n")
 
 
 def test_legacy_message_is_wrapped_and_non_matching_sources_are_skipped(tmp_path: Path) -> None:
@@ -67,7 +67,7 @@ def test_legacy_message_is_wrapped_and_non_matching_sources_are_skipped(tmp_path
     (report,) = check_message(config(tmp_path), spec)
     assert report.route == "plant" and report.event is not None
     assert report.event.source == "mqtt://plant/l1/t"
-    assert report.outputs[0][0] == "n{'subject': 't.l1', 'jetstream': False}"
+    assert report.outputs[0][0] == "n subject=t.l1 jetstream=false"
     assert check_message(config(tmp_path), {**spec, "address": "elsewhere"}) == []
 
 
@@ -80,7 +80,10 @@ def test_cli_routes_check(tmp_path: Path, capsys) -> None:  # type: ignore[no-un
     )
     out = capsys.readouterr().out
     assert "route orders: no match: filter clause `subject <> 'test'` is not true" in out
-    assert "route plant: MATCH" in out
+    assert (
+        "route plant: the filter matches; its targets need the source message ({topic[1]}): "
+        "check it with --message" in out
+    )
 
 
 def test_target_headers_show_in_the_native_message(tmp_path: Path) -> None:
@@ -91,7 +94,7 @@ def test_target_headers_show_in_the_native_message(tmp_path: Path) -> None:
         )
     )
     (report,) = check_message(load_config(path), native_spec(**{"x-trace": "t-1"}))
-    assert "('x-trace', b't-1')" in report.outputs[0][1]
+    assert "  x-trace: t-1" in report.outputs[0][1]
 
 
 def test_mqtt_header_names_that_look_like_attributes_are_refused(tmp_path: Path) -> None:
