@@ -67,7 +67,8 @@ def routes(config: GatewayConfig, **spec: Any) -> dict[str, Any]:
 
 def test_kafka_topic_and_pattern(config: GatewayConfig) -> None:
     (report,) = routes(config, connector="k", topic="orders", key="o-7").values()
-    assert report.route == "from-kafka" and report.outputs[0][0] == "n subject=k.o-7 jetstream=false"
+    assert report.route == "from-kafka"
+    assert report.outputs[0][0] == "n subject=k.o-7 jetstream=false"
     assert list(routes(config, connector="k", topic="audit.x")) == ["from-kafka-pattern"]
     assert routes(config, connector="k", topic="other") == {}
 
@@ -113,7 +114,7 @@ def test_plugin_without_the_hook_is_told_to_use_event() -> None:
         pass
 
     options = type("O", (), {"type": "acme"})()
-    with pytest.raises(MessageSpecError, match="'acme' cannot build a native message.*--event"):
+    with pytest.raises(MessageSpecError, match=r"'acme' cannot build a native message.*--event"):
         Plugin.dry_run_delivery(options, None)  # type: ignore[arg-type]
 
 
@@ -133,7 +134,8 @@ def test_rejected_clause_has_balanced_parentheses(tmp_path: Path) -> None:
     path.write_text(
         CONFIG.replace(
             "    ingress: {type: t.amqp",
-            "    filter: \"(type = 'x' OR type = 'y') AND (source = 's')\"\n    ingress: {type: t.amqp",
+            "    filter: \"(type = 'x' OR type = 'y') AND (source = 's')\"\n"
+            "    ingress: {type: t.amqp",
         )
     )
     (report,) = check_message(load_config(path), {"connector": "a", "queue": "work"})
