@@ -8,13 +8,14 @@ embedders may also ``register`` a class directly (e.g. an in-memory connector).
 from __future__ import annotations
 
 import difflib
+from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
 from connectors.base import Connector
 from connectors.errors import UnknownConnectorType
 
-__all__ = ["ENTRY_POINT_GROUP", "ConnectorRegistry", "default_registry"]
+__all__ = ["ENTRY_POINT_GROUP", "ConnectorRegistry", "InstalledType", "default_registry"]
 
 ENTRY_POINT_GROUP = "meshgate.connectors"
 
@@ -33,6 +34,20 @@ _OTHER_NAMES = {
 }
 
 
+@dataclass(frozen=True, slots=True)
+class InstalledType:
+    """Where a connector type comes from (``meshgate connectors``)."""
+
+    name: str
+    target: str
+    """``module:Class`` of the entry point, or the registered class's qualified name."""
+    distribution: str | None
+    """The distribution that declares the entry point; None for a class registered in code."""
+    version: str | None
+    builtin: bool
+    """Declared by meshgate itself (the built-ins register the way a plugin does)."""
+
+
 class ConnectorRegistry:
     """Maps ``type`` names to connector classes; imports a plugin only when asked for."""
 
@@ -49,6 +64,23 @@ class ConnectorRegistry:
     def names(self) -> list[str]:
         """Every known type name, sorted."""
         return sorted(set(self._discover()) | set(self._classes))
+
+    def installed(self) -> list[InstalledType]:
+        """Every type name with its origin, sorted by name; imports no plugin."""
+        found = []
+        for name in self.names():
+            if name in self._classes and name not in self._discover():
+                cls = self._classes[name]
+                target = f"{cls.__module__}:{cls.__qualname__}"
+                found.append(InstalledType(name, target, None, None, False))
+                continue
+            entry_point = self._discover()[name]
+            dist = entry_point.dist
+            dist_name = None if dist is None else dist.metadata["Name"]
+            version = None if dist is None else dist.version
+            builtin = dist_name is not None and dist_name.lower() == "meshgate"
+            found.append(InstalledType(name, entry_point.value, dist_name, version, builtin))
+        return found
 
     def register(self, name: str, cls: AnyConnector) -> None:
         """Add a connector class under ``name`` (overrides an entry point of that name)."""

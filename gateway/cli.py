@@ -1,4 +1,8 @@
-"""The ``meshgate`` command line: run, validate, routes check, dlq, schema, demo."""
+"""The ``meshgate`` command line: run, validate, routes check, dlq, schema, demo, init, ...
+
+The argparse tree is built by ``build_parser``; every command's description, examples
+and exit codes live in ``gateway.clihelp`` (docs/cli.md is generated from them).
+"""
 
 from __future__ import annotations
 
@@ -17,20 +21,9 @@ from gateway.config import AdminSection, GatewayConfig, load_config, parse_liste
 from gateway.dlstore import StoreError
 from gateway.errors import ConfigError
 
-__all__ = ["main"]
+__all__ = ["build_parser", "main"]
 
 log = logging.getLogger("meshgate")
-
-RUN_EXIT_CODES = """exit codes:
-  0  stopped by SIGTERM or SIGINT (in-flight events drained)
-  1  could not start: with --fail-fast (or gateway.fail_fast: true) a connector's
-     first connection failed (the error line names the connector), or the local
-     dead-letter store under gateway.state_dir cannot be opened, or the admin
-     server cannot listen on gateway.admin.listen (--admin)
-  2  the config file is missing or invalid (every problem is printed), or the
-     admin token_file cannot be read or is empty
-"""
-
 
 _LEVELS = ("debug", "info", "warning", "error")
 
@@ -231,27 +224,19 @@ def _asyncapi(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="meshgate",
-        description="Event-mesh gateway: bridges Kafka, RabbitMQ (AMQP 0-9-1), MQTT and NATS "
-        "as CloudEvents.",
-    )
+def build_parser() -> argparse.ArgumentParser:
+    """The whole ``meshgate`` argparse tree, help texts included."""
+    from gateway import clihelp, dlq_command
+    from gateway.completion import SHELLS
+
+    parser = argparse.ArgumentParser(prog="meshgate")
     _global_options(parser, top=True)
     from gateway.asyncapi import meshgate_version
 
     parser.add_argument("--version", action="version", version=f"meshgate {meshgate_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    run = commands.add_parser(
-        "run",
-        help="run the gateway with a config file",
-        description="Run the gateway. A broker that is down, at start or later, does not "
-        "stop it: its connector is retried with backoff (gateway.reconnect) and the routes "
-        "that need it start once it is up, while the other routes run.",
-        epilog=RUN_EXIT_CODES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    run = commands.add_parser("run", help="run the gateway with a config file")
     run.add_argument("config", help="path to the YAML config file")
     run.add_argument(
         "--no-watch",
@@ -292,8 +277,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     given.add_argument("--event", help="a CloudEvent in JSON format (file, or - for stdin)")
     given.add_argument(
         "--message",
-        help="a native message as JSON: connector, address, headers, key, payload or "
-        "payload_base64 (file, or - for stdin)",
+        help="a native message as JSON: connector, its address (topic, subject, queue, or "
+        "exchange + routing_key), headers, key, payload or payload_base64 (file, or - for stdin)",
     )
 
     schema = commands.add_parser(
@@ -333,26 +318,141 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="how long to listen (default: 2.5 announcement intervals)",
     )
 
-    from gateway import dlq_command
-
     dlq_command.add_parser(commands)
+
+    connectors = commands.add_parser(
+        "connectors", help="list the installed connector types, their versions and origin"
+    )
+    connectors.add_argument("--json", action="store_true", help="one JSON document")
+
+    init = commands.add_parser(
+        "init", help="write a commented starter config for the brokers found on loopback"
+    )
+    init.add_argument(
+        "config",
+        nargs="?",
+        default="meshgate.yaml",
+        help="file to write (default meshgate.yaml); never overwritten",
+    )
+    init.add_argument(
+        "--brokers",
+        metavar="KINDS",
+        type=_broker_kinds,
+        help="comma-separated broker kinds (kafka, amqp, mqtt, nats) instead of probing; "
+        "'none' for none",
+    )
+
+    completion = commands.add_parser(
+        "completion", help="print a shell completion script (bash or zsh)"
+    )
+    completion.add_argument("shell", choices=SHELLS, help="the shell: bash or zsh")
+
     for sub in _every_subcommand(parser):
         _global_options(sub, top=False)
+    clihelp.document(parser)
+    return parser
 
+
+def _broker_kinds(text: str) -> list[str]:
+    from gateway.init_command import KINDS
+
+    if text.strip().lower() == "none":
+        return []
+    kinds = [part.strip().lower() for part in text.split(",") if part.strip()]
+    unknown = [kind for kind in kinds if kind not in KINDS]
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown broker kind {unknown[0]!r} (choose from {', '.join(KINDS)}, or none)"
+        )
+    return [kind for kind in KINDS if kind in kinds]
+
+
+def _init(args: argparse.Namespace) -> int:
+    from gateway.init_command import KINDS, PORTS, probe, write_starter
+
+    found = args.brokers if args.brokers is not None else probe()
+    path = Path(args.config)
+    try:
+        write_starter(path, found)
+    except FileExistsError:
+        print(f"init: {path} exists; not overwriting it (choose another file)", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"init: cannot write {path}: {exc.strerror}", file=sys.stderr)
+        return 1
+    if args.brokers is None:
+        probed = ", ".join(
+            f"{kind} :{PORTS[kind]} {'found' if kind in found else 'not found'}" for kind in KINDS
+        )
+        print(f"probed 127.0.0.1: {probed}")
+    print(f"wrote {path}; next: meshgate validate {path}")
+    return 0
+
+
+def _validate_one(path: str) -> int:
+    config = _load(path)
+    if config is None:
+        return 2
+    routes = config.table.routes
+    print(f"{path}: OK ({len(config.connectors)} connectors, {len(routes)} routes)")
+    print()
+    for line in route_table(config):
+        print(line)
+    return 0
+
+
+def route_table(config: GatewayConfig) -> list[str]:
+    """The connectors and routes of ``config`` as plain-text tables (no Python reprs)."""
+    # Connectors are constructed (for endpoint() and describe_source()), never started.
+    built = {name: cls(name, options) for name, (cls, options) in config.connectors.items()}
+    connector_rows = [("CONNECTOR", "TYPE", "ENDPOINT")]
+    for name, connector in built.items():
+        connector_rows.append((name, connector.options.type, connector.endpoint()))
+    rows = [("ROUTE", "FROM", "FILTER", "TO")]
+    for route in config.table.routes:
+        source = built[route.source_connector].describe_source(route.source)
+        targets = [t.describe() for t in route.targets]
+        if route.dead_letter is not None:
+            targets.append(f"dead letter: {route.dead_letter.describe()}")
+        filter_text = route.filter_text or ("filters: (Subscriptions API)" if route.filter else "-")
+        for i, target in enumerate(targets):
+            rows.append(
+                (route.name, source, filter_text, target) if i == 0 else ("", "", "", target)
+            )
+        if not targets:
+            rows.append((route.name, source, filter_text, "-"))
+    return [*_table(connector_rows), "", *_table(rows)]
+
+
+def _table(rows: Sequence[tuple[str, ...]]) -> list[str]:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return [
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    ]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     logs.setup(args.log_level, args.log_format)
 
     if args.command == "validate":
         if len(args.config) > 1:
             return _validate_mesh(args.config)
-        config = _load(args.config[0])
-        if config is None:
-            return 2
-        routes = config.table.routes
-        print(f"{args.config[0]}: OK ({len(config.connectors)} connectors, {len(routes)} routes)")
-        for route in routes:
-            targets = ", ".join(t.describe() for t in route.targets)
-            print(f"  {route.name}: {route.source_connector} -> {targets}")
+        return _validate_one(args.config[0])
+    if args.command == "connectors":
+        from gateway.connectors_command import listing
+
+        for line in listing(as_json=args.json):
+            print(line)
+        return 0
+    if args.command == "init":
+        return _init(args)
+    if args.command == "completion":
+        from gateway.completion import script
+
+        sys.stdout.write(script(parser, args.shell))
         return 0
     if args.command == "run":
         config = _load(args.config)
@@ -375,6 +475,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = _load(args.config)
         if config is None:
             return 2
+        from gateway import dlq_command
+
         return dlq_command.run(args, config)
     if args.command == "routes":
         return _routes_check(args)
