@@ -2,7 +2,8 @@
 #
 #   make test    bootstrap .venv, make sure RabbitMQ/Mosquitto/NATS listen on loopback
 #                (starting what is missing), then run the whole pytest suite
-#   make demo    bootstrap, then run `meshgate demo`
+#   make demo    bootstrap the runtime and the local brokers only (no test or lint
+#                tools; MESHGATE_EXTRAS=brokers), then run `meshgate demo`
 #   make lint    ruff check + mypy (strict, packages listed in pyproject.toml)
 #   make bench   bootstrap + brokers, then `python -m bench`
 #
@@ -32,7 +33,8 @@ test: bootstrap brokers
 	timeout --foreground --kill-after=30 $(SUITE_TIMEOUT) \
 		$(PY) -m pytest -q -ra --timeout=$(TEST_TIMEOUT) $(PYTEST_ARGS)
 
-demo: bootstrap
+demo:
+	@MESHGATE_EXTRAS=brokers bash scripts/bootstrap.sh
 	$(VENV)/bin/meshgate demo
 
 lint: bootstrap

@@ -14,6 +14,10 @@ code path as ``meshgate run``. Three routes show the protocols meeting:
 wrapped into CloudEvents -> NATS + Kafka, ``audit`` Kafka -> MQTT (structured).
 Every 20th order is malformed on purpose: it lands in the Kafka dead-letter topic.
 All names carry a per-run suffix; what the demo creates on shared brokers it deletes.
+
+On a terminal the status table is redrawn in place; piped, each refresh is printed
+after the previous one. A closed output (``meshgate demo | head``) stops the demo
+the same way Ctrl-C does: no traceback, and the clean-up still runs.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -64,6 +69,42 @@ class _Screen:
     arrived: Counter[str] = field(default_factory=Counter)
     samples: deque[str] = field(default_factory=lambda: deque(maxlen=6))
     sent: Counter[str] = field(default_factory=Counter)
+
+
+class _Output:
+    """stdout that may go away (``| head``): writes after that are dropped, and the
+    demo is told to stop; on a terminal, ``frame`` redraws the previous frame in place."""
+
+    def __init__(self) -> None:
+        self.closed = asyncio.Event()
+        self.tty = sys.stdout.isatty()
+        self._frame_lines = 0
+
+    def line(self, text: str = "") -> None:
+        self._write(text + "\n")
+        self._frame_lines = 0  # a frame printed before this line stays on screen
+
+    def frame(self, text: str) -> None:
+        if self.tty and self._frame_lines:
+            # Up to the first line of the previous frame, then clear to the end.
+            text = f"\x1b[{self._frame_lines}F\x1b[J" + text
+        self._write(text + "\n")
+        self._frame_lines = text.count("\n") + 1
+
+    def _write(self, text: str) -> None:
+        if self.closed.is_set():
+            return
+        try:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+        except (BrokenPipeError, ValueError):
+            self.closed.set()
+            # Python flushes stdout again at exit: point it at /dev/null so that the
+            # interpreter does not print "Exception ignored ... BrokenPipeError".
+            with contextlib.suppress(OSError, ValueError):
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, sys.stdout.fileno())
+                os.close(devnull)
 
 
 @contextlib.contextmanager
@@ -117,9 +158,9 @@ async def _python_mqtt_broker() -> AsyncIterator[tuple[str, int] | None]:
 
 
 @contextlib.asynccontextmanager
-async def _brokers() -> AsyncIterator[_Brokers]:
+async def _brokers(out: _Output) -> AsyncIterator[_Brokers]:
     async with contextlib.AsyncExitStack() as stack:
-        print("starting brokers ...", flush=True)
+        out.line("starting brokers ...")
         kafka = await stack.enter_async_context(KafkaMockCluster(brokers=1))
         notes = [f"Kafka   librdkafka mock cluster at {kafka.bootstrap_servers}"]
         if port_open(4222):
@@ -300,56 +341,70 @@ def _render(gateway: Gateway, screen: _Screen, started: float, admin_url: str = 
     return "\n".join(out)
 
 
-async def _demo(seconds: float | None, rate: float) -> None:
+async def _demo(seconds: float | None, rate: float, out: _Output) -> None:
     run = uuid.uuid4().hex[:6]
-    async with _brokers() as brokers:
+    async with _brokers(out) as brokers:
         with tempfile.TemporaryDirectory(prefix="meshgate-demo-") as tmp:
             for note in brokers.notes:
-                print("  " + note)
+                out.line("  " + note)
             path = Path(tmp) / "demo.yaml"
             path.write_text(_config_text(brokers, run, free_port()))
-            print(f"\ngateway config ({path}):\n{path.read_text()}")
+            out.line(f"\ngateway config ({path}):\n{path.read_text()}")
+            if out.closed.is_set():
+                return
             config = load_config(path)
             gateway = Gateway(config)
-            async with observed(gateway) as admin:
-                await gateway.start()
-                url = admin.url if admin is not None else ""
-                print(
-                    f"admin API: {url}/readyz  {url}/metrics  {url}/api/routes  "
-                    f"{url}/api/connectors",
-                    flush=True,
-                )
-                await _show(gateway, brokers, run, rate, seconds, url)
+            try:
+                async with observed(gateway) as admin:
+                    await gateway.start()
+                    url = admin.url if admin is not None else ""
+                    out.line(
+                        f"admin API: {url}/readyz  {url}/metrics  {url}/api/routes  "
+                        f"{url}/api/connectors"
+                    )
+                    await _show(gateway, brokers, run, rate, seconds, url, out)
+            finally:
+                # Whatever stopped the demo (Ctrl-C, --seconds, a closed pipe, an
+                # error): the stream it created on a shared NATS server goes.
+                await _cleanup(gateway, run)
 
 
 async def _show(
-    gateway: Gateway, brokers: _Brokers, run: str, rate: float, seconds: float | None, url: str
+    gateway: Gateway,
+    brokers: _Brokers,
+    run: str,
+    rate: float,
+    seconds: float | None,
+    url: str,
+    out: _Output,
 ) -> None:
-    """Traffic on, the screen refreshed every 2 s until Ctrl-C or ``seconds``; then stop."""
+    """Traffic on, the screen refreshed every 2 s until Ctrl-C, ``seconds`` or a closed
+    output; then stop."""
     screen = _Screen()
     tasks = _start_traffic(gateway, brokers, run, rate, screen)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
+    closed = asyncio.create_task(out.closed.wait())
+    closed.add_done_callback(lambda _: stop.set())
     started = time.monotonic()
     try:
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 2.0)
-            print(_render(gateway, screen, started, url), flush=True)
+            if stop.is_set():
+                break
+            out.frame(_render(gateway, screen, started, url))
             if seconds is not None and time.monotonic() - started >= seconds:
                 break
     finally:
-        print(
-            "\nstopping: draining the gateway, closing connections, stopping brokers ...",
-            flush=True,
-        )
+        closed.cancel()
+        out.line("\nstopping: draining the gateway, closing connections, stopping brokers ...")
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await gateway.stop()
-        await _cleanup(gateway, run)
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
 
@@ -372,6 +427,7 @@ def _start_traffic(
         tasks += [
             asyncio.create_task(_pump_telemetry(gateway.connectors["plant"], run, rate, screen)),
             sink("edge", "NATS   telemetry", subject=f"demo.{run}.telemetry.>"),
+            sink("core", "Kafka  telemetry", topics=[f"demo.{run}.telemetry"], group_id=group),
             sink("plant", "MQTT   audit", topic=f"demo/{run}/audit/#", qos=1),
         ]
     if brokers.amqp:
@@ -408,7 +464,8 @@ def run_demo(seconds: float | None = None, rate: float = 20.0) -> int:
     # Keep the screen readable: dead letters show up in the table, not as log lines.
     logging.getLogger().setLevel(logging.ERROR)
     logging.getLogger("meshgate").setLevel(logging.ERROR)
+    out = _Output()
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_demo(seconds, rate))
-    print("demo stopped; everything it started is gone.")
+        asyncio.run(_demo(seconds, rate, out))
+    out.line("demo stopped; everything it started is gone.")
     return 0

@@ -1,14 +1,22 @@
 #!/usr/bin/env bash
 # Create .venv (Python >= 3.11) if missing and install meshgate with its dev extras.
-# Idempotent: `pip install -e '.[dev]'` runs only when pyproject.toml differs from the
-# last successful install (its sha256 is kept in .venv/.meshgate-installed).
+# Idempotent: `pip install -e '.[EXTRAS]'` runs only when pyproject.toml differs from the
+# last successful install, or when that install had fewer extras (the sha256 and the
+# extras are kept in .venv/.meshgate-installed).
 #
 # Env: PYTHON=/path/to/python3.x picks the interpreter for a new venv;
-#      MESHGATE_VENV=dir overrides the venv location (default .venv).
+#      MESHGATE_VENV=dir overrides the venv location (default .venv);
+#      MESHGATE_EXTRAS=brokers installs only what `meshgate demo` needs (make demo);
+#      the default, dev, is everything (tests, linters; it includes brokers).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 VENV=${MESHGATE_VENV:-.venv}
+EXTRAS=${MESHGATE_EXTRAS:-dev}
+case "$EXTRAS" in
+    dev|brokers) ;;
+    *) echo "bootstrap: error: MESHGATE_EXTRAS must be dev or brokers, not $EXTRAS" >&2; exit 1 ;;
+esac
 STAMP="$VENV/.meshgate-installed"
 MIN_MAJOR=3
 MIN_MINOR=11
@@ -69,18 +77,25 @@ if [[ ! -x "$VENV/bin/python" ]]; then
 fi
 
 want=$(sha256sum pyproject.toml | cut -d' ' -f1)
-have=$(cat "$STAMP" 2>/dev/null || true)
-if [[ "$want" != "$have" ]]; then
+read -r have have_extras 2>/dev/null < "$STAMP" || true
+have=${have:-}
+have_extras=${have_extras:-dev}  # stamps without extras were written by dev installs
+# dev includes brokers: a dev install serves `make demo` as is.
+if [[ "$want" != "$have" || ( "$have_extras" != "$EXTRAS" && "$have_extras" != dev ) ]]; then
     reason="first install"
-    [[ -z "$have" ]] || reason="pyproject.toml changed"
-    echo "bootstrap: installing meshgate[dev] into $VENV ($reason)"
+    if [[ -n "$have" && "$want" != "$have" ]]; then
+        reason="pyproject.toml changed"
+    elif [[ -n "$have" ]]; then
+        reason="$have_extras installed, $EXTRAS wanted"
+    fi
+    echo "bootstrap: installing meshgate[$EXTRAS] into $VENV ($reason)"
     start=$SECONDS
     log=.meshgate/pip-install.log
-    if ! "$VENV/bin/python" -m pip install --disable-pip-version-check -e '.[dev]' >"$log" 2>&1; then
+    if ! "$VENV/bin/python" -m pip install --disable-pip-version-check -e ".[$EXTRAS]" >"$log" 2>&1; then
         tail -n 40 "$log" >&2
-        die "pip install -e '.[dev]' failed (full output: $log)"
+        die "pip install -e '.[$EXTRAS]' failed (full output: $log)"
     fi
-    echo "$want" >"$STAMP"
+    echo "$want $EXTRAS" >"$STAMP"
     echo "bootstrap: installed in $((SECONDS - start)) s"
 else
     echo "bootstrap: $VENV up to date ($("$VENV/bin/python" -V 2>&1))"
