@@ -18,6 +18,7 @@ restart) it is the retriable ``ConnectionLost``.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import math
 
@@ -69,6 +70,19 @@ async def _no_responders(link: Link, nc: Client, subject: str) -> ConnectorError
     except (TimeoutError, nats.errors.Error, OSError) as exc:
         return ConnectionLost(f"JetStream unavailable for {subject!r}: {type(exc).__name__}")
     return ConnectionLost(f"JetStream stream {stream!r} did not answer for {subject!r}")
+
+
+async def _no_stream(link: Link, nc: Client, subject: str) -> bool:
+    """After a JetStream publish timed out: True only when the server says for sure
+    that no stream captures ``subject`` (a silent link does not answer: False)."""
+    try:
+        async with asyncio.timeout(1.0):
+            await link.jetstream(nc).find_stream_name_by_subject(subject)
+    except nats.js.errors.NotFoundError:
+        return True
+    except (TimeoutError, nats.errors.Error, OSError):
+        return False
+    return False
 
 
 def dedup_id(subject: str, event: CloudEvent) -> str:
@@ -126,6 +140,12 @@ async def send(
         raise await _no_responders(link, nc, subject) from exc
     except nats.errors.TimeoutError as exc:
         link.note_timeout(nc)  # the watchdog: a silent link times out every publish
+        if jetstream and await _no_stream(link, nc, subject):
+            raise PublishRejected(
+                f"no JetStream stream captures subject {subject!r}, and a core NATS "
+                "subscriber took the publish without answering (so it timed out instead of "
+                "being refused): create a stream, or set jetstream: false on the target"
+            ) from exc
         raise PublishTimeout(f"no confirmation for {subject!r} within {wait}s") from exc
     except nats.js.errors.ServiceUnavailableError as exc:
         raise ConnectionLost(f"JetStream unavailable for {subject!r}: {exc}") from exc

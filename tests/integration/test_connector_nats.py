@@ -318,9 +318,10 @@ async def test_publish_without_stream_is_rejected() -> None:
 
 
 async def test_publish_without_pub_ack_times_out(broker: Broker) -> None:
-    # A core subscriber that swallows the message and never answers stands in for a
-    # stream that stored nothing: the publish must fail in time, retriably.
-    subject = f"{unique_name('silent')}.x"
+    # A stream that stores without acknowledging (no_ack) stands in for one that does
+    # not answer: the publish must fail in time, retriably. (A core subscriber alone,
+    # with no stream, is refused instead: test_nats_core_listener_no_stream.py.)
+    _stream, subject = await broker.stream(no_ack=True)
     nc = await broker.client()
     swallowed: list[object] = []
 
