@@ -27,7 +27,7 @@ per event before calling ``publish``.
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
@@ -51,6 +51,7 @@ __all__ = [
     "HealthState",
     "MeshAttributes",
     "MessageSpec",
+    "Preflight",
     "RawMessage",
     "RawPublisher",
     "SourceOptions",
@@ -285,6 +286,20 @@ class RawPublisher(Protocol):
     """
 
     async def publish_raw(self, message: RawMessage) -> None: ...
+
+
+@runtime_checkable
+class Preflight(Protocol):
+    """Optional contract hook: on a started connector, check that the broker has what
+    the routes need (``meshgate validate --connect``): streams, queues, exchanges,
+    topics. Returns one human-readable problem per missing thing, [] when all is there.
+
+    ``sources`` are the ``from:`` blocks reading this connector, ``targets`` the ``to:``
+    and ``dead_letter:`` entries publishing to it, with templates unrendered (a field
+    holding ``{...}`` stands for many addresses). Read-only: creates nothing.
+    """
+
+    async def preflight(self, sources: Sequence[Any], targets: Sequence[Any]) -> list[str]: ...
 
 
 OptionsT = TypeVar("OptionsT", bound=ConnectorOptions)

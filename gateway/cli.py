@@ -263,6 +263,19 @@ def build_parser() -> argparse.ArgumentParser:
         "analyse them together as one mesh (cycles, unreachable routes, duplicates)",
     )
     validate.add_argument("config", nargs="+", help="path to the YAML config file(s)")
+    validate.add_argument(
+        "--connect",
+        action="store_true",
+        help="also connect to every broker and check the streams, queues, exchanges and "
+        "topics the routes need (creates nothing)",
+    )
+    validate.add_argument(
+        "--timeout",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="with --connect: bound for each connection and its checks (default 5)",
+    )
 
     routes_parser = commands.add_parser("routes", help="inspect routes without touching any broker")
     routes_commands = routes_parser.add_subparsers(
@@ -401,6 +414,23 @@ def _validate_one(path: str) -> int:
     return 0
 
 
+def _validate_connect(paths: list[str], seconds: float) -> int:
+    from gateway.connect_check import check
+
+    problems = 0
+    for path in paths:
+        config = load_config(path)  # already validated
+        print(f"\n{path}: against the live brokers")
+        report = asyncio.run(check(config, seconds))
+        for line in report.lines:
+            print(f"  {line}")
+        problems += report.problems
+    if problems:
+        print(f"{problems} problem(s) with the live brokers", file=sys.stderr)
+        return 1
+    return 0
+
+
 def route_table(config: GatewayConfig) -> list[str]:
     """The connectors and routes of ``config`` as plain-text tables (no Python reprs)."""
     # Connectors are constructed (for endpoint() and describe_source()), never started.
@@ -439,8 +469,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if args.command == "validate":
         if len(args.config) > 1:
-            return _validate_mesh(args.config)
-        return _validate_one(args.config[0])
+            code = _validate_mesh(args.config)
+        else:
+            code = _validate_one(args.config[0])
+        if code != 0 or not args.connect:
+            return code
+        return _validate_connect(args.config, args.timeout)
     if args.command == "connectors":
         from gateway.connectors_command import listing
 

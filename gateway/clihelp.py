@@ -63,12 +63,22 @@ COMMANDS: dict[str, Help] = {
         "Check a config file and exit; no broker is contacted. Prints the connectors and a "
         "table of the routes; warnings (filters that never match, cycles, duplicate "
         "routes) go to stderr. With several files, analyses them together as one mesh "
-        "(cycles, unreachable routes, duplicate deliveries across gateways).",
+        "(cycles, unreachable routes, duplicate deliveries across gateways). With "
+        "--connect, also connects to every broker and checks that the JetStream streams, "
+        "AMQP queues and exchanges and Kafka topics the routes need exist (nothing is "
+        "created).",
         (
             "meshgate validate meshgate.yaml",
             "meshgate validate edge.yaml core.yaml     # several gateways as one mesh",
+            "meshgate validate meshgate.yaml --connect --timeout 3",
         ),
-        ("0  valid (warnings do not change the exit code)", _CONFIG_EXIT),
+        (
+            "0  valid (warnings do not change the exit code); with --connect, every broker "
+            "has what the routes need",
+            "1  with --connect: a broker cannot be reached or lacks a stream, queue, "
+            "exchange or topic (each problem is printed)",
+            _CONFIG_EXIT,
+        ),
     ),
     "routes": Help(
         "Inspect routes without touching any broker.",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import ClassVar
 
 from connectors.amqp.config import AmqpOptions, AmqpSource, AmqpTarget, redact_url
@@ -152,6 +152,14 @@ class AmqpConnector(Connector[AmqpOptions, AmqpSource, AmqpTarget]):
             binding_.exchange == exchange and amqp_match(binding_.binding_key, routing_key)
             for binding_ in source.bind
         )
+
+    async def preflight(
+        self, sources: Sequence[AmqpSource], targets: Sequence[AmqpTarget]
+    ) -> list[str]:
+        """What the routes need that the broker lacks (``meshgate validate --connect``)."""
+        from connectors.amqp.preflight import preflight
+
+        return await preflight(self._link, sources, targets)
 
     def describe_source(self, source: AmqpSource) -> str:
         return f"{self.name}:queue {source.queue!r}"

@@ -7,7 +7,7 @@ import base64
 import contextlib
 import logging
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import ClassVar
 
 from connectors.base import (
@@ -178,6 +178,14 @@ class KafkaConnector(Connector[KafkaOptions, KafkaSource, KafkaTarget]):
         if source.pattern is not None:
             return re.fullmatch(source.pattern, delivery.address) is not None
         return delivery.address in (source.topics or ())
+
+    async def preflight(
+        self, sources: Sequence[KafkaSource], targets: Sequence[KafkaTarget]
+    ) -> list[str]:
+        """What the routes need that the broker lacks (``meshgate validate --connect``)."""
+        from connectors.kafka.preflight import preflight
+
+        return await preflight(self._producer.client, sources, targets)
 
     def describe_source(self, source: KafkaSource) -> str:
         what = (

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import ClassVar
 
 from connectors.base import (
@@ -144,6 +144,14 @@ class NatsConnector(Connector[NatsOptions, NatsSource, NatsTarget]):
     @classmethod
     def source_receives(cls, source: NatsSource, delivery: Delivery) -> bool:
         return nats_match(source.subject, delivery.address)
+
+    async def preflight(
+        self, sources: Sequence[NatsSource], targets: Sequence[NatsTarget]
+    ) -> list[str]:
+        """What the routes need that the broker lacks (``meshgate validate --connect``)."""
+        from connectors.nats.preflight import preflight
+
+        return await preflight(self._link, sources, targets)
 
     def describe_source(self, source: NatsSource) -> str:
         kind = f"JetStream durable {source.jetstream.durable}" if source.jetstream else "core"
