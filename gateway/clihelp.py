@@ -15,7 +15,7 @@ import textwrap
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-__all__ = ["COMMANDS", "Help", "document", "help_pages", "walk"]
+__all__ = ["COMMANDS", "Help", "document", "help_pages", "subcommands", "walk"]
 
 _CONFIG_EXIT = "2  the config file is missing or invalid (every problem is printed)"
 
@@ -218,7 +218,8 @@ COMMANDS: dict[str, Help] = {
 }
 
 
-def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+def subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    """The subcommands of ``parser`` by name (aliases included), {} for a leaf."""
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
             return dict(action.choices)
@@ -230,7 +231,7 @@ def walk(
 ) -> Iterator[tuple[str, argparse.ArgumentParser]]:
     """Every parser of the tree with its command path ("" for ``meshgate`` itself)."""
     yield path, parser
-    for name, sub in _subcommands(parser).items():
+    for name, sub in subcommands(parser).items():
         yield from walk(sub, f"{path} {name}".strip())
 
 

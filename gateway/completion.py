@@ -12,16 +12,11 @@ from __future__ import annotations
 
 import argparse
 
+from gateway.clihelp import subcommands as _subcommands
+
 __all__ = ["SHELLS", "command_words", "script"]
 
 SHELLS = ("bash", "zsh")
-
-
-def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            return dict(action.choices)
-    return {}
 
 
 def command_words(parser: argparse.ArgumentParser) -> dict[str, list[str]]:
