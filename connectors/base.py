@@ -425,5 +425,6 @@ class Connector(abc.ABC, Generic[OptionsT, SourceT, TargetT]):
         return True
 
     def describe_source(self, source: SourceT) -> str:
-        """Short human text for logs: where this source reads from."""
-        return f"{self.name}:{source.model_dump(exclude={'connector'})}"
+        """Short human text for logs and ``meshgate validate``: where this source reads."""
+        fields = source.model_dump(mode="json", exclude={"connector"}, exclude_defaults=True)
+        return " ".join([f"{self.name}:", *(f"{k}={v}" for k, v in fields.items())])

@@ -269,7 +269,7 @@ class Workbench:
                 continue
             if self.connectors is not None and target.connector not in self.connectors:
                 continue
-            where = f"{target.connector}:{target.describe()}"
+            where = target.describe()
             if target.templates:
                 self.notes.append(
                     f"{where} (route {route.name}): a templated address cannot be read back"
