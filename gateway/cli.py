@@ -259,8 +259,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     validate = commands.add_parser(
         "validate",
-        help="check a config file and exit (no broker is contacted); with several files, "
-        "analyse them together as one mesh (cycles, unreachable routes, duplicates)",
+        help="check a config file and exit (no broker is contacted unless --connect); with "
+        "several files, analyse them together as one mesh (cycles, unreachable routes, "
+        "duplicates)",
     )
     validate.add_argument("config", nargs="+", help="path to the YAML config file(s)")
     validate.add_argument(
