@@ -44,8 +44,9 @@ from connectors.base import Health, HealthState
 from connectors.errors import ConnectionLost
 from connectors.nats.config import NatsOptions, redact_url
 from connectors.nats.pubacks import PubAcks, SharedFlush
+from connectors.tls import TlsConfigError, warn_insecure
 
-__all__ = ["Link", "LinkReplaced"]
+__all__ = ["Link", "LinkReplaced", "TlsNotOffered"]
 
 _ClientErrors = (OSError, nats.errors.Error, asyncio.TimeoutError)
 _DROP_GRACE = 1.0
@@ -76,6 +77,7 @@ class Link:
         self._revive: asyncio.Task[None] | None = None
         self._last_error: BaseException | None = None
         self._tls: ssl.SSLContext | None = None
+        self._refused: asyncio.Future[TlsNotOffered] | None = None
         self.slow_consumer_drops = 0
         """Core NATS messages the client dropped because a source fell behind."""
         self.generation = 0
@@ -273,21 +275,34 @@ class Link:
                 )
             if not path.is_file():
                 raise ConnectionLost(f"{self._label}: {field}: no such file {str(path)!r}")
-        try:
-            return options.ssl_context()
-        except (OSError, ssl.SSLError) as exc:
-            raise ConnectionLost(f"{self._label}: TLS files unusable: {exc}") from exc
+        warn_insecure(options.tls, self._log, self._label)
+        return options.ssl_context(self._label)  # TlsConfigError names the file
 
     async def _connect(self) -> Client:
         options = self._options
-        nc = Client()
+        # Built at every connection: renewed certificate files apply without a restart.
+        self._tls = self._options.ssl_context(self._label)
+        nc = _Client(self._label) if self._tls is not None else Client()
         self._last_error = None
         # nats-py retries the first connection forever when reconnects are unlimited:
         # bound it by one connect timeout per server (plus the waits between them).
         budget = (options.connect_timeout + options.reconnect_wait) * len(options.servers) + 0.5
+        # A server refused for offering no TLS ends the attempt at once: it is a
+        # misconfiguration (or an attack), and waiting out the budget helps nobody.
+        refused = self._refused = asyncio.get_running_loop().create_future()
+        connecting = asyncio.ensure_future(nc.connect(**self._connect_kwargs(nc)))
         try:
-            await asyncio.wait_for(nc.connect(**self._connect_kwargs(nc)), budget)
+            async with asyncio.timeout(budget):
+                await asyncio.wait((connecting, refused), return_when=asyncio.FIRST_COMPLETED)
+            if not connecting.done():
+                connecting.cancel()
+                with contextlib.suppress(asyncio.CancelledError, *_ClientErrors):
+                    await connecting
+                raise refused.result()
+            connecting.result()
         except (*_ClientErrors, ImportError) as exc:
+            if not connecting.done():
+                connecting.cancel()
             await _discard(nc)
             cause = self._last_error or exc
             raise ConnectionLost(
@@ -321,6 +336,8 @@ class Link:
             kwargs["nkeys_seed"] = str(options.nkey_seed_file)
         if self._tls is not None:
             kwargs["tls"] = self._tls
+            if options.tls is not None and options.tls.server_hostname is not None:
+                kwargs["tls_hostname"] = options.tls.server_hostname
         return kwargs
 
     def _pick_server(self, pool: list[Server], _info: dict[str, Any]) -> tuple[Server, float]:
@@ -371,7 +388,7 @@ class Link:
             await backoff.sleep()
             try:
                 nc = await self._connect()
-            except ConnectionLost as exc:
+            except (ConnectionLost, TlsConfigError) as exc:
                 self._health.detail = str(exc)
                 self._log.warning("%s: %s", self._label, exc)
                 continue
@@ -387,6 +404,9 @@ class Link:
     def _callbacks(self, nc: Client) -> dict[str, Any]:
         async def on_error(exc: Exception) -> None:
             self._last_error = exc
+            refused = self._refused
+            if isinstance(exc, TlsNotOffered) and refused is not None and not refused.done():
+                refused.set_result(exc)
             if isinstance(exc, nats.errors.SlowConsumerError):
                 self.note_drop(exc.subject)
             elif nc is self._nc:
@@ -428,6 +448,42 @@ class Link:
                 subject,
                 drops,
             )
+
+
+class TlsNotOffered(nats.errors.Error):
+    """A tls:// server answered without offering TLS: refused before any credential."""
+
+    def __init__(self, label: str, url: str) -> None:
+        super().__init__()
+        self.text = (
+            f"{label}: server {url} does not offer TLS but the connector requires it "
+            "(tls:// URL): refused, nothing sent in plaintext"
+        )
+
+    def __str__(self) -> str:
+        return self.text
+
+
+class _Client(Client):
+    """A client that refuses a plaintext link when TLS is required.
+
+    nats-py upgrades to TLS only when the server's INFO says ``tls_required``; a
+    plaintext server (or a stripping middlebox) would get CONNECT, credentials
+    included, in the clear. CONNECT is built after the upgrade decision and before
+    anything is written, so the transport is checked there, on every (re)connect.
+    """
+
+    def __init__(self, label: str) -> None:
+        super().__init__()
+        self._label = label
+
+    def _connect_command(self) -> bytes:
+        writer = getattr(self._transport, "_io_writer", None)
+        if writer is None or writer.get_extra_info("ssl_object") is None:
+            server = self._current_server
+            url = redact_url(server.uri.geturl()) if server is not None else "?"
+            raise TlsNotOffered(self._label, url)
+        return super()._connect_command()
 
 
 async def _discard(nc: Client) -> None:
