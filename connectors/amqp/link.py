@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 from typing import Any
 
 import aio_pika
@@ -23,6 +24,7 @@ from connectors.amqp.config import AmqpOptions, redact_url
 from connectors.backoff import Backoff
 from connectors.base import Health, HealthState
 from connectors.errors import ConnectionLost
+from connectors.tls import TlsConfigError, warn_insecure
 
 __all__ = ["CONNECT_ERRORS", "Link", "LinkClosed"]
 
@@ -40,6 +42,7 @@ class Link:
     def __init__(self, options: AmqpOptions, name: str, health: Health, log: logging.Logger):
         self._options = options
         self._name = options.connection_name or f"meshgate:{name}"
+        self._label = name
         self._health = health
         self._log = log
         self._where = redact_url(options.url)
@@ -59,6 +62,7 @@ class Link:
         if self._task is not None:
             return
         self.closing = False
+        warn_insecure(self._options.tls, self._log, self._label)
         self._install(await self._connect())
         self._log.info("connected to %s as %r", self._where, self._name)
         self._task = asyncio.create_task(self._supervise(), name=f"amqp-link:{self._name}")
@@ -97,8 +101,9 @@ class Link:
 
     async def _connect(self) -> AbstractConnection:
         options = self._options
+        # Built at every connection: renewed certificate files apply without a restart.
+        context = options.ssl_context(self._label)  # TlsConfigError names the file
         try:
-            context = options.ssl_context()
             return await aio_pika.connect(
                 options.connection_url(),
                 ssl_context=context,
@@ -106,7 +111,16 @@ class Link:
                 timeout=options.connect_timeout,
             )
         except CONNECT_ERRORS as exc:
-            detail = f"cannot connect to {self._where}: {type(exc).__name__}: {exc}"
+            detail = (
+                f"connector {self._label!r}: cannot connect to {self._where}: "
+                f"{type(exc).__name__}: {exc}"
+            )
+            if context is not None and isinstance(exc, ssl.SSLError):
+                # Also what a plaintext listener behind an amqps:// url gives: no downgrade.
+                detail = (
+                    f"connector {self._label!r}: TLS handshake with {self._where} failed "
+                    f"(a TLS listener? a certificate valid for the name?): {exc}"
+                )
             self._health.detail = detail
             raise ConnectionLost(detail) from exc
 
@@ -141,7 +155,7 @@ class Link:
                 await backoff.sleep()
                 try:
                     connection = await self._connect()
-                except ConnectionLost as exc:
+                except (ConnectionLost, TlsConfigError) as exc:
                     self._log.warning("%s; retrying", exc)
                     continue
                 if self.closing:

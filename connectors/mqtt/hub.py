@@ -21,6 +21,7 @@ class Hub:
     """Registry of a connector's live sessions, and its health bookkeeping."""
 
     def __init__(self, name: str, options: MqttOptions, health: Health, log: logging.Logger):
+        self.name = name
         self.options = options
         self.log = log
         self.base_client_id = options.client_id or f"meshgate-{name}"
@@ -38,6 +39,7 @@ class Hub:
             clean_start=clean_start,
             session_expiry=session_expiry,
             log=self.log,
+            connector=self.name,
         )
         self._sessions.add(session)
         return session

@@ -39,6 +39,7 @@ from connectors.errors import ConnectionLost, ConnectorError, PublishRejected, P
 from connectors.mqtt._paho import ManualAckClient
 from connectors.mqtt.acks import AckSequencer
 from connectors.mqtt.config import MqttOptions
+from connectors.tls import TlsConfigError
 
 __all__ = ["ConnectionRefused", "Session", "SubscriptionRefused", "new_properties"]
 
@@ -75,8 +76,10 @@ class Session:
         clean_start: bool,
         session_expiry: int,
         log: logging.Logger,
+        connector: str = "mqtt",
     ) -> None:
         self._loop = asyncio.get_running_loop()
+        self._connector = connector
         self._options = options
         self._endpoint = options.endpoint()
         self._log = log
@@ -133,9 +136,21 @@ class Session:
         try:
             # paho connects (DNS, TCP, TLS handshake) with blocking calls: off the loop.
             await self._loop.run_in_executor(None, self._blocking_connect)
+        except TlsConfigError as exc:
+            self._lose(f"connect failed: {exc}")
+            raise
+        except ssl.SSLError as exc:
+            # Also what a plaintext listener behind an mqtts:// url gives: never a downgrade.
+            self._lose(f"TLS handshake failed: {exc}")
+            raise ConnectionLost(
+                f"connector {self._connector!r}: TLS handshake with {self._endpoint} failed "
+                f"(a TLS listener? a certificate valid for the name?): {exc}"
+            ) from exc
         except (OSError, ValueError) as exc:
             self._lose(f"connect failed: {exc}")
-            raise ConnectionLost(f"cannot connect to {self._endpoint}: {exc}") from exc
+            raise ConnectionLost(
+                f"connector {self._connector!r}: cannot connect to {self._endpoint}: {exc}"
+            ) from exc
         self._attach()
         try:
             reason, self.session_present = await asyncio.wait_for(self._connack, timeout)
@@ -145,10 +160,13 @@ class Session:
         if reason.is_failure:
             self.abort(f"CONNACK {reason}")
             error = ConnectionRefused if reason.value in _FATAL_CONNACK else ConnectionLost
-            raise error(f"{self._endpoint} refused client {self.client_id!r}: {reason}")
+            raise error(
+                f"connector {self._connector!r}: {self._endpoint} refused client "
+                f"{self.client_id!r}: {reason}"
+            )
 
     def _blocking_connect(self) -> None:
-        context = self._options.ssl_context()
+        context = self._options.ssl_context(self._connector)
         if context is not None:
             self._client.tls_set_context(context)
         endpoint = self._endpoint
@@ -265,7 +283,10 @@ class Session:
         finally:
             self._subscribes.pop(mid, None)
         if codes[0].is_failure:
-            raise SubscriptionRefused(f"broker refused subscription {topic_filter!r}: {codes[0]}")
+            raise SubscriptionRefused(
+                f"connector {self._connector!r}: broker refused subscription "
+                f"{topic_filter!r}: {codes[0]} (0x{codes[0].value:02X})"
+            )
         return int(codes[0].value)
 
     async def publish(

@@ -13,10 +13,18 @@ import re
 import ssl
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Self
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ModelWrapValidatorHandler,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 
 from connectors.base import ConnectorOptions, SourceOptions, TargetOptions
 from connectors.redact import redact_url as _redact
@@ -155,10 +163,11 @@ class NatsOptions(ConnectorOptions):
         "watchdog off.",
     )
 
-    @model_validator(mode="before")
+    @model_validator(mode="wrap")
     @classmethod
-    def _legacy_tls(cls, data: Any) -> Any:
-        return legacy_tls_error(data)
+    def _legacy_tls(cls, data: Any, handler: ModelWrapValidatorHandler[Self]) -> Self:
+        # wrap, not before: the JSON Schema keeps describing the fields
+        return handler(legacy_tls_error(data))
 
     @field_validator("servers")
     @classmethod
