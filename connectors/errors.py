@@ -8,6 +8,8 @@ Hierarchy::
         ├── PublishTimeout              no confirmation in time (retriable)
         ├── PublishRejected             the broker refused this message: nack, unroutable,
         │                               too large, not authorized (not retriable)
+        ├── NotAuthorized               the broker refused a subscription or consumer
+        │                               the credentials lack permission for (not retriable)
         └── UnknownConnectorType (ValueError)  no plugin registers the ``type`` name
 
 Client-library exceptions are translated at the connector boundary with
@@ -23,6 +25,7 @@ from routing.errors import MeshgateError
 __all__ = [
     "ConnectionLost",
     "ConnectorError",
+    "NotAuthorized",
     "PublishRejected",
     "PublishTimeout",
     "UnknownConnectorType",
@@ -46,6 +49,12 @@ class PublishTimeout(ConnectorError):
 
 class PublishRejected(ConnectorError):
     """The broker refused the message itself (nack, unroutable, too large, denied)."""
+
+    retriable = False
+
+
+class NotAuthorized(ConnectorError):
+    """The broker refused a subscription (or consumer) for lack of permission."""
 
     retriable = False
 

@@ -32,6 +32,7 @@ import importlib.util
 import logging
 import math
 import random
+import re
 import ssl
 from typing import Any
 
@@ -49,6 +50,9 @@ from connectors.tls import TlsConfigError, warn_insecure
 __all__ = ["Link", "LinkReplaced", "TlsNotOffered"]
 
 _ClientErrors = (OSError, nats.errors.Error, asyncio.TimeoutError)
+_PERMISSION = re.compile(
+    r"permissions violation for (publish|subscription) to \"?([^\"\s']+)", re.IGNORECASE
+)
 _DROP_GRACE = 1.0
 """Seconds a replaced client gets to close before its socket is aborted."""
 
@@ -78,6 +82,7 @@ class Link:
         self._last_error: BaseException | None = None
         self._tls: ssl.SSLContext | None = None
         self._refused: asyncio.Future[TlsNotOffered] | None = None
+        self._denials: dict[tuple[str, str], str] = {}  # (publish|subscription, subject)
         self.slow_consumer_drops = 0
         """Core NATS messages the client dropped because a source fell behind."""
         self.generation = 0
@@ -89,6 +94,11 @@ class Link:
         self._probe: asyncio.Task[None] | None = None
         self._calm_until = 0.0  # no new probe before (loop time): the last one was answered
         self._dropping: set[asyncio.Task[None]] = set()
+
+    @property
+    def label(self) -> str:
+        """The connector's name, for messages."""
+        return self._label
 
     @property
     def servers(self) -> str:
@@ -407,6 +417,17 @@ class Link:
             refused = self._refused
             if isinstance(exc, TlsNotOffered) and refused is not None and not refused.done():
                 refused.set_result(exc)
+            denial = _PERMISSION.search(str(exc))
+            if denial is not None and nc is self._nc:
+                # Answered asynchronously (-ERR); the connection stays. Whoever waits on
+                # that subject (the sink after its flush or timeout, a new subscription
+                # after its flush) picks it up with take_denial.
+                kind, subject = denial.group(1).lower(), denial.group(2)
+                self._denials[(kind, subject)] = str(exc)
+                if len(self._denials) > 1024:  # nobody asked for old ones: bounded
+                    self._denials.pop(next(iter(self._denials)))
+                self._log.warning("%s: NATS %s", self._label, _describe(exc))
+                return
             if isinstance(exc, nats.errors.SlowConsumerError):
                 self.note_drop(exc.subject)
             elif nc is self._nc:
@@ -435,6 +456,11 @@ class Link:
             "reconnected_cb": on_reconnected,
             "closed_cb": on_closed,
         }
+
+    def take_denial(self, kind: str, subject: str) -> str | None:
+        """The server's permissions violation for ``kind`` ("publish" or "subscription")
+        on ``subject`` since the last call, or None."""
+        return self._denials.pop((kind, subject), None)
 
     def note_drop(self, subject: str) -> None:
         """Count (and log, sparingly) a core NATS message dropped by a slow consumer."""

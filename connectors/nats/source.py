@@ -41,7 +41,7 @@ from nats.js import api
 
 from connectors.backoff import Backoff
 from connectors.base import Delivery, find_header
-from connectors.errors import ConnectionLost
+from connectors.errors import ConnectionLost, NotAuthorized
 from connectors.nats.config import JetStreamSource, NatsSource
 from connectors.nats.link import Link
 from routing.bindings.nats import NatsMessage
@@ -113,6 +113,10 @@ def _core_delivery(msg: Msg) -> Delivery:
     )
 
 
+_SUBSCRIBE_CHECK = 5
+"""Seconds to wait for the server to confirm (or deny) a subscription."""
+
+
 async def consume_core(
     link: Link, source: NatsSource, log: logging.Logger
 ) -> AsyncIterator[Delivery]:
@@ -128,10 +132,19 @@ async def consume_core(
                 cb=inbox.put,
                 pending_bytes_limit=source.pending_bytes_limit,
             )
+            # The server answers a denied SUB with -ERR before this flush's PONG.
+            await nc.flush(_SUBSCRIBE_CHECK)
         except _ClientErrors as exc:
             log.warning("subscribe to %r failed: %s", source.subject, exc)
             await backoff.sleep()
             continue
+        if link.take_denial("subscription", source.subject) is not None:
+            await _unsubscribe(sub, log)
+            raise NotAuthorized(
+                f"connector {link.label!r}: the NATS server refused the subscription to "
+                f"{source.subject!r} (permissions violation: the user lacks subscribe "
+                "permission)"
+            )
         backoff.reset()
         try:
             # nats-py replays the subscription after a reconnect; once this client is
