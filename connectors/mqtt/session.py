@@ -139,14 +139,17 @@ class Session:
         except TlsConfigError as exc:
             self._lose(f"connect failed: {exc}")
             raise
-        except ssl.SSLError as exc:
-            # Also what a plaintext listener behind an mqtts:// url gives: never a downgrade.
-            self._lose(f"TLS handshake failed: {exc}")
+        except OSError as exc:
+            # A plaintext listener behind an mqtts:// url fails here too (a handshake
+            # error or a reset): never a downgrade.
+            self._lose(f"connect failed: {exc}")
+            hint = ""
+            if self._endpoint.tls:
+                hint = " (TLS required: a TLS listener? a certificate valid for the name?)"
             raise ConnectionLost(
-                f"connector {self._connector!r}: TLS handshake with {self._endpoint} failed "
-                f"(a TLS listener? a certificate valid for the name?): {exc}"
+                f"connector {self._connector!r}: cannot connect to {self._endpoint}: {exc}{hint}"
             ) from exc
-        except (OSError, ValueError) as exc:
+        except ValueError as exc:
             self._lose(f"connect failed: {exc}")
             raise ConnectionLost(
                 f"connector {self._connector!r}: cannot connect to {self._endpoint}: {exc}"
