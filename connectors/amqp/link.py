@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import ssl
 from typing import Any
 
 import aio_pika
@@ -115,12 +114,9 @@ class Link:
                 f"connector {self._label!r}: cannot connect to {self._where}: "
                 f"{type(exc).__name__}: {exc}"
             )
-            if context is not None and isinstance(exc, ssl.SSLError):
-                # Also what a plaintext listener behind an amqps:// url gives: no downgrade.
-                detail = (
-                    f"connector {self._label!r}: TLS handshake with {self._where} failed "
-                    f"(a TLS listener? a certificate valid for the name?): {exc}"
-                )
+            if context is not None:
+                # A plaintext listener behind an amqps:// url fails here too: no downgrade.
+                detail += " (TLS required: a TLS listener? a certificate valid for the name?)"
             self._health.detail = detail
             raise ConnectionLost(detail) from exc
 
