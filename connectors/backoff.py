@@ -1,4 +1,9 @@
-"""Exponential backoff with full jitter, shared by every connector's reconnect loop."""
+"""Exponential backoff with full jitter, shared by every connector's reconnect loop.
+
+``BackoffPolicy`` is the configured shape (``gateway.reconnect`` in the config file);
+the core hands one policy to every connector, and each reconnect loop draws its own
+``Backoff`` (the attempt counter) from it, so all connections wait alike.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,7 @@ import asyncio
 import random
 from dataclasses import dataclass, field
 
-__all__ = ["Backoff"]
+__all__ = ["Backoff", "BackoffPolicy"]
 
 
 @dataclass(slots=True)
@@ -31,3 +36,15 @@ class Backoff:
 
     def reset(self) -> None:
         self.attempt = 0
+
+
+@dataclass(frozen=True, slots=True)
+class BackoffPolicy:
+    """How long reconnect attempts wait: from ``initial`` doubling up to ``maximum`` s."""
+
+    initial: float = 0.2
+    maximum: float = 10.0
+
+    def backoff(self) -> Backoff:
+        """A fresh attempt counter following this policy."""
+        return Backoff(self.initial, self.maximum)

@@ -34,6 +34,7 @@ from typing import Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from connectors.backoff import Backoff, BackoffPolicy
 from routing.bindings import Mode
 from routing.event import CloudEvent
 from routing.formats import EventFormat
@@ -133,17 +134,25 @@ class HealthState(StrEnum):
     """Connection state reported to the admin API and the demo."""
 
     STARTING = "starting"
-    """Not connected yet."""
+    """Never connected yet; the core retries the first connection with backoff."""
     UP = "up"
     """Connected and usable."""
     RECONNECTING = "reconnecting"
-    """Lost the connection; retrying with backoff."""
+    """Was up, lost (a part of) its connection; retrying with backoff."""
     CLOSED = "closed"
     """Closed on purpose."""
 
 
 @dataclass(slots=True)
 class Health:
+    """A connector's state, as the core and the connector itself maintain it.
+
+    ``detail`` is the last error while not up (empty or a short note while up).
+    ``reconnects`` counts connections re-established after a loss (RECONNECTING ->
+    UP, per connection for connectors with several); failed first-connection
+    attempts are not reconnects.
+    """
+
     state: HealthState = HealthState.STARTING
     detail: str = ""
     reconnects: int = 0
@@ -227,10 +236,31 @@ class Connector(abc.ABC, Generic[OptionsT, SourceT, TargetT]):
         self.name = name
         self.options = options
         self.health = Health()
+        self.reconnect = BackoffPolicy()
+        """The gateway's shared reconnect policy; the core sets it before ``start``."""
+
+    def new_backoff(self) -> Backoff:
+        """An attempt counter for one reconnect loop, following ``self.reconnect``."""
+        return self.reconnect.backoff()
+
+    def endpoint(self) -> str:
+        """Where this connector connects, for logs: URL(s) with credentials redacted."""
+        return ""
+
+    @property
+    def label(self) -> str:
+        """``connector NAME (TYPE ENDPOINT)``: how every connection log line names it."""
+        what = " ".join(filter(None, (self.options.type, self.endpoint())))
+        return f"connector {self.name} ({what})"
 
     @abc.abstractmethod
     async def start(self) -> None:
-        """Connect. Raise ``ConnectorError`` if the first connection is impossible."""
+        """Connect once. Raise ``ConnectorError`` if that attempt fails.
+
+        The core retries ``start`` with the shared backoff (``self.reconnect``) until
+        it succeeds, so one attempt is enough; it must leave the connector ready for
+        another ``start`` (or ``close``) after a failure.
+        """
 
     @abc.abstractmethod
     async def close(self) -> None:

@@ -3,8 +3,8 @@
 Features: named in-memory topics (a FIFO queue each), ack/nack bookkeeping
 (nack with requeue, or closing a consumer with unsettled messages, puts them back
 at the front, as a broker redelivers unacknowledged messages), and fault injection
-(``fail_publishes``) so the runtime's retry and dead-letter paths can be tested
-without a network. Messages use the NATS binding (headers + payload).
+(``fail_publishes``, ``fail_starts``) so the runtime's retry, dead-letter and
+connection paths can be tested without a network. Messages use the NATS binding (headers + payload).
 
 URL form: none; every ``memory`` connector with the same ``namespace`` shares topics.
 
@@ -55,6 +55,8 @@ class MemoryBroker:
         self.acked: list[int] = []
         self.nacked: list[int] = []
         self.fail_publishes: list[ConnectorError] = []  # raised by the next publishes, in order
+        self.fail_starts: list[ConnectorError] = []  # raised by the next start() calls, in order
+        self.starts = 0  # start() calls of this namespace's connectors
         self._ids = itertools.count(1)
 
     @classmethod
@@ -112,6 +114,9 @@ class MemoryConnector(Connector[MemoryOptions, MemorySource, MemoryTarget]):
         self.broker = MemoryBroker.get(options.namespace)
 
     async def start(self) -> None:
+        self.broker.starts += 1
+        if self.broker.fail_starts:
+            raise self.broker.fail_starts.pop(0)
         self.health.state = HealthState.UP
 
     async def close(self) -> None:

@@ -20,6 +20,14 @@ __all__ = ["main"]
 
 log = logging.getLogger("meshgate")
 
+RUN_EXIT_CODES = """exit codes:
+  0  stopped by SIGTERM or SIGINT (in-flight events drained)
+  1  could not start: with --fail-fast (or gateway.fail_fast: true) a connector's
+     first connection failed (the error line names the connector), or the local
+     dead-letter store under gateway.state_dir cannot be opened
+  2  the config file is missing or invalid (every problem is printed)
+"""
+
 
 _LEVELS = ("debug", "info", "warning", "error")
 
@@ -63,13 +71,13 @@ def _load(path: str) -> GatewayConfig | None:
     return config
 
 
-async def _run(path: str, config: GatewayConfig, watch: bool) -> None:
+async def _run(path: str, config: GatewayConfig, watch: bool, fail_fast: bool) -> None:
     # Imported late: `validate` needs no broker clients.
     from gateway import heap
     from gateway.reload import watch_config
     from gateway.runtime import Gateway
 
-    gateway = Gateway(config)
+    gateway = Gateway(config, fail_fast=fail_fast)
     stop = asyncio.Event()
     reload = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -153,12 +161,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--version", action="version", version=f"meshgate {meshgate_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    run = commands.add_parser("run", help="run the gateway with a config file")
+    run = commands.add_parser(
+        "run",
+        help="run the gateway with a config file",
+        description="Run the gateway. A broker that is down, at start or later, does not "
+        "stop it: its connector is retried with backoff (gateway.reconnect) and the routes "
+        "that need it start once it is up, while the other routes run.",
+        epilog=RUN_EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     run.add_argument("config", help="path to the YAML config file")
     run.add_argument(
         "--no-watch",
         action="store_true",
         help="do not reload when the file changes (SIGHUP still reloads)",
+    )
+    run.add_argument(
+        "--fail-fast",
+        action="store_true",
+        help="exit with code 1 when a connector cannot connect at start (first attempt), "
+        "instead of retrying it in the background; for CI (config: gateway.fail_fast)",
     )
 
     validate = commands.add_parser(
@@ -230,7 +252,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         _install_uvloop()
         try:
-            asyncio.run(_run(args.config, config, watch=not args.no_watch))
+            asyncio.run(
+                _run(args.config, config, watch=not args.no_watch, fail_fast=args.fail_fast)
+            )
         except (ConnectorError, StoreError) as exc:
             log.error("cannot start: %s", exc)
             return 1

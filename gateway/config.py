@@ -55,6 +55,17 @@ class DeadLetterStoreSection(_Section):
     )
 
 
+class ReconnectSection(_Section):
+    """The one backoff policy of every connector's (re)connection attempts."""
+
+    initial_backoff_seconds: float = Field(
+        0.2, gt=0, description="First wait before connecting again."
+    )
+    max_backoff_seconds: float = Field(
+        10.0, gt=0, description="Longest wait between connection attempts (doubling up to it)."
+    )
+
+
 class GatewaySection(_Section):
     id: Annotated[str, Field(pattern=_NAME, description="Name of this gateway in the mesh.")]
     drain_timeout_seconds: float = Field(
@@ -67,6 +78,16 @@ class GatewaySection(_Section):
     )
     dead_letter_store: DeadLetterStoreSection = Field(
         default_factory=DeadLetterStoreSection  # type: ignore[arg-type]
+    )
+    reconnect: ReconnectSection = Field(
+        default_factory=ReconnectSection,  # type: ignore[arg-type]
+        description="Backoff of every connector's connection attempts, at start and after a "
+        "loss (jittered, doubling).",
+    )
+    fail_fast: bool = Field(
+        False,
+        description="Exit at start (code 1) when a connector cannot connect on its first "
+        "attempt, instead of retrying it in the background while the other routes run.",
     )
 
     def resolved_state_dir(self) -> Path:

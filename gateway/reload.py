@@ -43,6 +43,8 @@ async def reload_from(path: str | Path, gateway: Gateway) -> bool:
     try:
         await gateway.reload(config)
     except (ConnectorError, OSError) as exc:
+        # Only with fail_fast: otherwise a new connector that is down is retried in the
+        # background and the routes that need it wait.
         log.error("config reload failed to start a connector, nothing changed: %s", exc)
         return False
     heap.resettle()  # the replaced config's objects were frozen at start (gateway/heap.py)

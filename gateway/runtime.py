@@ -32,8 +32,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequen
 from dataclasses import dataclass, field
 from typing import Any
 
-from connectors.backoff import Backoff
-from connectors.base import Connector, Delivery
+from connectors.backoff import Backoff, BackoffPolicy
+from connectors.base import Connector, Delivery, HealthState
 from connectors.errors import ConnectorError
 from gateway.config import GatewayConfig
 from gateway.dlstore import DeadLetterStore, StoreError
@@ -43,7 +43,7 @@ from routing.event import CloudEvent
 from routing.router import Route, SourceGroup, TargetSpec
 from routing.templates import TemplateValues
 
-__all__ = ["Gateway", "NotACloudEvent", "ReloadResult", "RouteStats"]
+__all__ = ["ConnectorStartFailed", "Gateway", "NotACloudEvent", "ReloadResult", "RouteStats"]
 
 log = logging.getLogger("meshgate.runtime")
 
@@ -647,14 +647,52 @@ def _routes_of(group: SourceGroup) -> tuple[str, ...]:
     return tuple(route.fingerprint for route in group.routes)
 
 
-class Gateway:
-    """All connectors and pipelines of one config: ``start``, ``reload``, ``stop``."""
+class ConnectorStartFailed(ConnectorError):
+    """With ``fail_fast``: a connector's first connection attempt failed (names it)."""
 
-    def __init__(self, config: GatewayConfig) -> None:
+    retriable = False
+
+
+def _connectors_of(group: SourceGroup) -> set[str]:
+    """Every connector a source group needs: its source, all targets and dead letters."""
+    names = {group.connector}
+    for route in group.routes:
+        names.update(target.connector for target in route.targets)
+        if route.dead_letter is not None:
+            names.add(route.dead_letter.connector)
+    return names
+
+
+def _policy(config: GatewayConfig) -> BackoffPolicy:
+    section = config.gateway.reconnect
+    return BackoffPolicy(section.initial_backoff_seconds, section.max_backoff_seconds)
+
+
+def _names(pipelines: Iterable[_Pipeline]) -> str:
+    return ", ".join(route.name for p in pipelines for route in p.group.routes)
+
+
+class Gateway:
+    """All connectors and pipelines of one config: ``start``, ``reload``, ``stop``.
+
+    Partial availability (docs/operations.md): a connector that cannot connect is
+    retried in the background with the shared reconnect policy (``gateway.reconnect``)
+    while the routes whose connectors are all up run; a source group starts consuming
+    once every connector it needs (source, targets, dead letters) has connected. The
+    ``gateway ... started: ...`` line is logged once every connector is up and every
+    source group consumes. ``gateway.fail_fast`` turns a failed first attempt into an
+    error instead (``ConnectorStartFailed``).
+    """
+
+    def __init__(self, config: GatewayConfig, *, fail_fast: bool = False) -> None:
         self.config = config
-        self.connectors: dict[str, AnyConnector] = {
-            name: cls(name, options) for name, (cls, options) in config.connectors.items()
-        }
+        self.force_fail_fast = fail_fast
+        """``meshgate run --fail-fast``: fail fast whatever the (reloaded) config says."""
+        policy = _policy(config)
+        self.connectors: dict[str, AnyConnector] = {}
+        for name, (cls, options) in config.connectors.items():
+            self.connectors[name] = connector = cls(name, options)
+            connector.reconnect = policy
         self.stats: dict[str, RouteStats] = {
             route.name: RouteStats() for route in config.table.routes
         }
@@ -664,30 +702,162 @@ class Gateway:
         )
         self._stopped = asyncio.Event()
         self._reloading = asyncio.Lock()
+        self._ready: set[str] = set()  # connectors that connected (started) at least once
+        self._connecting: dict[str, asyncio.Task[None]] = {}  # first connection, retried
+        self._waiting: list[_Pipeline] = []  # source groups waiting for a connector
+        self._starting = False  # inside start(): routes starting now are not "late"
+        self._stopping = False
+        self._announced = False  # the "started:" line was logged
+
+    def waiting_routes(self) -> list[str]:
+        """Names of the routes not consuming yet because a connector is not up."""
+        return [route.name for p in self._waiting for route in p.group.routes]
 
     async def start(self) -> None:
-        """Open the local dead-letter store, connect every connector, then start consuming."""
+        """Open the local dead-letter store, connect every connector, then start consuming.
+
+        Without ``fail_fast``, each connector gets its first attempt concurrently and
+        this returns once every one of them had it; those that failed go on retrying in
+        the background, and their routes start when they come up. With ``fail_fast``
+        the first failure closes what was started and raises ``ConnectorStartFailed``.
+        """
         await self.store.open()  # a state directory we cannot write: refuse to start
-        await self._start_connectors(list(self.connectors.values()))
-        for pipeline in self.pipelines:
-            pipeline.start()
+        if self._fail_fast(self.config):
+            await self._start_connectors(list(self.connectors.values()))
+            self._ready.update(self.connectors)
+            for pipeline in self.pipelines:
+                pipeline.start()
+            self._announce()
+            return
+        self._waiting = list(self.pipelines)
+        self._starting = True
+        try:
+            firsts = [self._connect(c) for c in self.connectors.values()]
+            await asyncio.gather(*(first.wait() for first in firsts))
+        finally:
+            self._starting = False
+        if not self._announce():
+            down = [name for name in self.connectors if name not in self._ready]
+            log.warning(
+                "gateway %s running with %d of %d connectors down (%s), retried in the "
+                "background; %d of %d routes wait for them (%s)",
+                self.config.gateway.id,
+                len(down),
+                len(self.connectors),
+                ", ".join(down),
+                len(self.waiting_routes()),
+                len(self.config.table.routes),
+                ", ".join(self.waiting_routes()) or "none",
+            )
+
+    def _fail_fast(self, config: GatewayConfig) -> bool:
+        return self.force_fail_fast or config.gateway.fail_fast
+
+    def _announce(self) -> bool:
+        """Log the "started:" line once everything is up and consuming; True if it was."""
+        if self._announced or self._waiting or len(self._ready) < len(self.connectors):
+            return self._announced
+        self._announced = True
         log.info(
             "gateway %s started: %d connectors, %d routes",
             self.config.gateway.id,
             len(self.connectors),
             len(self.config.table.routes),
         )
+        return True
+
+    def _connect(self, connector: AnyConnector) -> asyncio.Event:
+        """Start ``connector`` in the background, retrying until it connects; the
+        returned event is set once its first attempt is over (either way)."""
+        first = asyncio.Event()
+        name = connector.name
+        task = asyncio.create_task(self._keep_connecting(connector, first), name=f"connect:{name}")
+        self._connecting[name] = task
+
+        def done(finished: asyncio.Task[None]) -> None:
+            first.set()  # also when cancelled before the first attempt ended
+            if self._connecting.get(name) is finished:
+                del self._connecting[name]
+
+        task.add_done_callback(done)
+        return first
+
+    async def _keep_connecting(self, connector: AnyConnector, first: asyncio.Event) -> None:
+        backoff = connector.new_backoff()
+        health = connector.health
+        attempt = 0
+        failure = ""
+        while True:
+            attempt += 1
+            try:
+                await connector.start()
+                break
+            except Exception as exc:
+                delay = backoff.next_delay()
+                health.state = HealthState.STARTING
+                health.detail = failure = f"connect failed: {exc}"
+                expected = isinstance(exc, ConnectorError | OSError)
+                permanent = isinstance(exc, ConnectorError) and not exc.retriable
+                log.log(
+                    logging.ERROR if permanent or not expected else logging.WARNING,
+                    "%s: connect failed (attempt %d, next in %.1f s): %s",
+                    connector.label,
+                    attempt,
+                    delay,
+                    exc,
+                    exc_info=None if expected else exc,
+                )
+                first.set()
+                await asyncio.sleep(delay)
+        if health.state is HealthState.STARTING:  # a plugin that does not report UP
+            health.state = HealthState.UP
+        if failure and health.detail == failure:  # the last error is history now
+            health.detail = ""
+        if attempt > 1:
+            log.info("%s: connected after %d attempts", connector.label, attempt)
+        first.set()
+        self._connector_up(connector.name)
+
+    def _connector_up(self, name: str) -> None:
+        """``name`` connected: start the source groups that now have all their connectors."""
+        self._ready.add(name)
+        if self._stopping:
+            return
+        now = [p for p in self._waiting if _connectors_of(p.group) <= self._ready]
+        if not now:
+            return
+        for pipeline in now:
+            self._waiting.remove(pipeline)
+            pipeline.start()
+        if not self._starting:
+            log.info(
+                "connector %s is up: routes %s now consuming%s",
+                name,
+                _names(now),
+                f" ({len(self.waiting_routes())} still waiting)" if self._waiting else "",
+            )
+            self._announce()
 
     @staticmethod
     async def _start_connectors(connectors: list[AnyConnector]) -> None:
         started: list[AnyConnector] = []
         try:
             for connector in connectors:
-                await connector.start()
+                try:
+                    await connector.start()
+                except ConnectorError as exc:
+                    raise ConnectorStartFailed(f"{connector.label}: connect failed: {exc}") from exc
                 started.append(connector)
         except BaseException:
             await asyncio.gather(*(c.close() for c in started), return_exceptions=True)
             raise
+
+    async def _forget_connector(self, connector: AnyConnector) -> None:
+        """Stop retrying the first connection of ``connector`` (being removed)."""
+        task = self._connecting.pop(connector.name, None)
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
 
     async def reload(self, config: GatewayConfig) -> ReloadResult:
         """Switch to ``config`` without touching unchanged routes.
@@ -695,8 +865,10 @@ class Gateway:
         A source group whose routes (and the connectors they use) are unchanged keeps
         its pipeline: its in-flight events are neither dropped nor duplicated. Changed
         and removed groups stop consuming and drain (their in-flight events finish and
-        are acked) before their replacements start. New connectors are started first:
-        if one cannot start, nothing changes and the error propagates.
+        are acked) before their replacements start. New connectors connect in the
+        background like at start: a group waits until all its connectors are up. With
+        ``fail_fast`` they are started first instead, and if one cannot start nothing
+        changes and ``ConnectorStartFailed`` propagates.
         """
         async with self._reloading:
             old = {(p.group.connector, p.group.source.model_dump_json()): p for p in self.pipelines}
@@ -711,6 +883,7 @@ class Gateway:
                     fresh_groups.append(group)
             retiring = list(old.values())
 
+            policy = _policy(config)
             connectors: dict[str, AnyConnector] = {}
             to_start: list[AnyConnector] = []
             for name, (cls, options) in config.connectors.items():
@@ -720,7 +893,10 @@ class Gateway:
                 else:
                     connectors[name] = cls(name, options)
                     to_start.append(connectors[name])
-            await self._start_connectors(to_start)
+                connectors[name].reconnect = policy
+            fail_fast = self._fail_fast(config)
+            if fail_fast:
+                await self._start_connectors(to_start)
 
             # Old pipelines finish with the old connectors before those may close.
             await asyncio.gather(*(p.stop_consuming() for p in retiring))
@@ -728,6 +904,9 @@ class Gateway:
             await asyncio.gather(*(p.drain(timeout) for p in retiring))
             await _bounded("closing sources", (p.close_stream() for p in retiring))
             retired = [c for name, c in self.connectors.items() if connectors.get(name) is not c]
+            for connector in retired:
+                await self._forget_connector(connector)
+                self._ready.discard(connector.name)
             self.connectors = connectors
             if config.gateway.resolved_state_dir() != self.config.gateway.resolved_state_dir():
                 log.warning(
@@ -747,9 +926,19 @@ class Gateway:
             }
             await _bounded("closing connectors", (c.close() for c in retired))
             fresh = [_Pipeline(self, group) for group in fresh_groups]
-            for pipeline in fresh:
-                pipeline.start()
             self.pipelines = kept + fresh
+            self._waiting = [p for p in self._waiting if p in kept] + fresh
+            if fail_fast:
+                self._ready.update(c.name for c in to_start)
+            else:
+                for connector in to_start:
+                    self._connect(connector)
+            self._starting = True  # what starts right now is part of the reload line
+            try:
+                for name in list(self._ready):
+                    self._connector_up(name)
+            finally:
+                self._starting = False
             result = ReloadResult(
                 kept=tuple(r.name for p in kept for r in p.group.routes),
                 restarted=tuple(r.name for p in fresh for r in p.group.routes),
@@ -761,15 +950,23 @@ class Gateway:
                 ),
             )
             log.info(
-                "config reloaded: %d routes kept, %d (re)started, %d removed",
+                "config reloaded: %d routes kept, %d (re)started, %d removed%s",
                 len(result.kept),
                 len(result.restarted),
                 len(result.removed),
+                f"; waiting for their connectors: {', '.join(self.waiting_routes())}"
+                if self._waiting
+                else "",
             )
+            if not self._waiting and len(self._ready) == len(self.connectors):
+                self._announce()
             return result
 
     async def stop(self) -> None:
         """Graceful stop: stop consuming, drain in-flight work, close connectors."""
+        self._stopping = True  # routes still waiting for a connector never start
+        for name in list(self._connecting):
+            await self._forget_connector(self.connectors[name])
         await asyncio.gather(*(p.stop_consuming() for p in self.pipelines))
         timeout = self.config.gateway.drain_timeout_seconds
         abandoned = sum(await asyncio.gather(*(p.drain(timeout) for p in self.pipelines)))

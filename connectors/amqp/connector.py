@@ -6,7 +6,7 @@ import logging
 from collections.abc import AsyncIterator
 from typing import ClassVar
 
-from connectors.amqp.config import AmqpOptions, AmqpSource, AmqpTarget
+from connectors.amqp.config import AmqpOptions, AmqpSource, AmqpTarget, redact_url
 from connectors.amqp.link import Link
 from connectors.amqp.sink import Publisher
 from connectors.amqp.source import consume
@@ -38,8 +38,11 @@ class AmqpConnector(Connector[AmqpOptions, AmqpSource, AmqpTarget]):
 
     def __init__(self, name: str, options: AmqpOptions) -> None:
         super().__init__(name, options)
-        self._link = Link(options, name, self.health, _log)
+        self._link = Link(options, name, self.health, _log, self.label, self.new_backoff)
         self._publisher = Publisher(self._link, options, _log)
+
+    def endpoint(self) -> str:
+        return redact_url(self.options.url)
 
     @property
     def connection_name(self) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import aio_pika
@@ -31,6 +32,16 @@ __all__ = ["CONNECT_ERRORS", "Link", "LinkClosed"]
 CONNECT_ERRORS = (aiormq.exceptions.AMQPError, OSError, TimeoutError, RuntimeError)
 
 
+def _not_a_transport_error(record: logging.LogRecord) -> bool:
+    # aiormq logs every failed TCP connect at ERROR, without saying for which
+    # connector; the error is raised to us too and logged as "connector NAME (amqp
+    # URL): connect failed" (or "reconnect failed"), so its own line is dropped.
+    return not str(record.msg).startswith("error when creating transport")
+
+
+logging.getLogger("aiormq.connection").addFilter(_not_a_transport_error)
+
+
 class LinkClosed(ConnectionLost):
     """The connector was closed on purpose; consumers stop instead of retrying."""
 
@@ -38,8 +49,19 @@ class LinkClosed(ConnectionLost):
 class Link:
     """Holds the current connection and replaces it when the broker drops it."""
 
-    def __init__(self, options: AmqpOptions, name: str, health: Health, log: logging.Logger):
+    def __init__(
+        self,
+        options: AmqpOptions,
+        name: str,
+        health: Health,
+        log: logging.Logger,
+        label: str = "",
+        new_backoff: Callable[[], Backoff] = Backoff,
+    ):
         self._options = options
+        self.label = label or f"connector {name} (amqp {redact_url(options.url)})"
+        """How log lines name the connector (``connector NAME (amqp URL)``)."""
+        self._new_backoff = new_backoff
         self._name = options.connection_name or f"meshgate:{name}"
         self._label = name
         self._health = health
@@ -63,9 +85,13 @@ class Link:
         self.closing = False
         warn_insecure(self._options.tls, self._log, self._label)
         self._install(await self._connect())
-        self._log.info("connected to %s as %r", self._where, self._name)
+        self._log.info("%s: connected as %r", self.label, self._name)
         self._task = asyncio.create_task(self._supervise(), name=f"amqp-link:{self._name}")
         self._task.add_done_callback(self._supervisor_done)
+
+    def new_backoff(self) -> Backoff:
+        """An attempt counter of the connector's reconnect policy."""
+        return self._new_backoff()
 
     @property
     def detail(self) -> str:
@@ -135,16 +161,16 @@ class Link:
         self._lost.set()
         self._health.state = HealthState.RECONNECTING
         self._health.detail = f"connection lost: {exc!r}"
-        self._log.warning("connection to %s lost: %r", self._where, exc)
+        self._log.warning("%s: connection lost: %r", self.label, exc)
 
     def _supervisor_done(self, task: asyncio.Task[None]) -> None:
         if not task.cancelled() and task.exception() is not None:
             self._health.state = HealthState.RECONNECTING
             self._health.detail = f"reconnect loop failed: {task.exception()!r}"
-            self._log.error("reconnect loop for %s failed", self._where, exc_info=task.exception())
+            self._log.error("%s: reconnect loop failed", self.label, exc_info=task.exception())
 
     async def _supervise(self) -> None:
-        backoff = Backoff()
+        backoff = self._new_backoff()
         while not self.closing:
             await self._lost.wait()
             while not self.closing:
@@ -152,7 +178,7 @@ class Link:
                 try:
                     connection = await self._connect()
                 except (ConnectionLost, TlsConfigError) as exc:
-                    self._log.warning("%s; retrying", exc)
+                    self._log.warning("%s: reconnect failed: %s; retrying", self.label, exc)
                     continue
                 if self.closing:
                     await connection.close()
@@ -160,5 +186,5 @@ class Link:
                 backoff.reset()
                 self._health.reconnects += 1
                 self._install(connection)
-                self._log.info("reconnected to %s", self._where)
+                self._log.info("%s: reconnected", self.label)
                 break

@@ -29,7 +29,6 @@ from aio_pika.exceptions import MessageProcessError
 
 from connectors.amqp.config import AmqpSource, header_text
 from connectors.amqp.link import Link, LinkClosed
-from connectors.backoff import Backoff
 from connectors.base import Delivery
 from routing.bindings.amqp import AmqpMessage
 
@@ -179,7 +178,7 @@ def _delivery(subscription: Subscription, message: AbstractIncomingMessage) -> D
 
 async def consume(link: Link, source: AmqpSource, log: logging.Logger) -> AsyncIterator[Delivery]:
     """Deliveries from ``source`` until the connector closes, across reconnects."""
-    backoff = Backoff()
+    backoff = link.new_backoff()
     while not link.closing:
         try:
             connection = await link.connection()
@@ -191,7 +190,11 @@ async def consume(link: Link, source: AmqpSource, log: logging.Logger) -> AsyncI
                 await subscription.open(connection)
             except CHANNEL_ERRORS as exc:
                 log.warning(
-                    "cannot consume %r: %s: %s; retrying", source.queue, type(exc).__name__, exc
+                    "%s: cannot consume %r: %s: %s; retrying",
+                    link.label,
+                    source.queue,
+                    type(exc).__name__,
+                    exc,
                 )
                 await backoff.sleep()
                 continue

@@ -22,6 +22,16 @@ __all__ = ["KafkaConnector"]
 
 log = logging.getLogger("meshgate.connectors.kafka")
 
+
+def _not_a_bootstrap_error(record: logging.LogRecord) -> bool:
+    # aiokafka logs each failed bootstrap connect at ERROR without saying for which
+    # connector; the failure is raised to us as well and logged as "connector NAME
+    # (kafka SERVERS): connect failed", so its own line is dropped.
+    return not str(record.msg).startswith('Unable connect to "')
+
+
+logging.getLogger("aiokafka").addFilter(_not_a_bootstrap_error)
+
 # Kafka's default message.max.bytes (broker) and max.request.size (producer): 1 MiB.
 _MAX_MESSAGE_BYTES = 1_048_576
 
@@ -55,6 +65,9 @@ class KafkaConnector(Connector[KafkaOptions, KafkaSource, KafkaTarget]):
         self._sessions: set[SourceSession] = set()
         self._probe: asyncio.Task[None] | None = None
         self._closed = False
+
+    def endpoint(self) -> str:
+        return ",".join(self.options.bootstrap_servers)
 
     @property
     def idempotent(self) -> bool:

@@ -78,17 +78,23 @@ class Producer:
     async def start(self) -> None:
         """Connect; ``ConnectionLost`` when the brokers cannot be reached or refuse us."""
         timeout = self._options.request_timeout_ms / 1000
+        wanted = self._options.enable_idempotence
         try:
-            self._producer = await self._started(self.idempotent, timeout)
+            self._producer = await self._started(wanted, timeout)
+            self.idempotent = wanted
         except _IDEMPOTENCE_REFUSED as exc:
+            # A timeout is also what brokers that do not answer at all look like: fall
+            # back only once a plain producer does start. Otherwise this attempt failed
+            # (ConnectionLost) and the next one, which the core makes when the brokers
+            # are down at start, asks for idempotence again.
+            self._producer = await self._started(False, timeout)
+            self.idempotent = False
             log.warning(
                 "kafka brokers refused the idempotent producer (%s); continuing with "
                 "enable_idempotence=false: acks=all still holds, but internal retries may "
                 "write duplicates",
                 type(exc).__name__,
             )
-            self.idempotent = False
-            self._producer = await self._started(False, timeout)
 
     async def _started(self, idempotent: bool, seconds: float) -> Any:
         producer = AIOKafkaProducer(

@@ -10,7 +10,6 @@ from typing import ClassVar
 
 from paho.mqtt.packettypes import PacketTypes
 
-from connectors.backoff import Backoff
 from connectors.base import Capabilities, Connector, Delivery, HealthState, RawMessage
 from connectors.errors import ConnectionLost, ConnectorError, PublishRejected
 from connectors.mqtt.config import (
@@ -63,7 +62,7 @@ class MqttConnector(Connector[MqttOptions, MqttSource, MqttTarget]):
 
     def __init__(self, name: str, options: MqttOptions) -> None:
         super().__init__(name, options)
-        self._hub = Hub(name, options, self.health, _log)
+        self._hub = Hub(name, options, self.health, _log, self.label, self.new_backoff)
         self._publisher: Session | None = None
         self._publisher_up = asyncio.Event()
         self._supervisor: asyncio.Task[None] | None = None
@@ -71,6 +70,9 @@ class MqttConnector(Connector[MqttOptions, MqttSource, MqttTarget]):
     @classmethod
     def validate_target(cls, options: MqttOptions, target: MqttTarget) -> str | None:
         return check_target(options, target)
+
+    def endpoint(self) -> str:
+        return str(self.options.endpoint())  # user name at most, never the password
 
     @property
     def client_id(self) -> str:
@@ -83,7 +85,7 @@ class MqttConnector(Connector[MqttOptions, MqttSource, MqttTarget]):
         self.health.state = HealthState.STARTING
         warn_insecure(self.options.tls, _log, self.name)
         session = await self._connect_publisher()
-        _log.info("connected to %s as %r", self.options.endpoint(), self.client_id)
+        _log.info("%s: connected as %r", self.label, self.client_id)
         self.health.state = HealthState.UP
         self._use_publisher(session)
         self._supervisor = asyncio.create_task(
@@ -201,7 +203,8 @@ class MqttConnector(Connector[MqttOptions, MqttSource, MqttTarget]):
         raise ConnectionLost(f"connector {self.name!r} is closed")
 
     async def _supervise_publisher(self) -> None:
-        backoff = Backoff()
+        watch = self._hub.watch(self.client_id)  # shared backoff; recognises a takeover
+        watch.connected()  # by start()
         while not self._hub.closing and self._publisher is not None:
             lost = self._publisher
             reason = await lost.closed
@@ -209,18 +212,18 @@ class MqttConnector(Connector[MqttOptions, MqttSource, MqttTarget]):
             self._hub.forget(lost)
             if self._hub.closing:
                 return
-            self._hub.down(_PUBLISHER, reason)
-            _log.warning("publisher connection to %s lost: %s", self.options.endpoint(), reason)
+            self._hub.down(_PUBLISHER, watch.lost(lost, reason))
+            _log.log(watch.level, "%s: publisher connection lost: %s", self.label, reason)
             while True:
-                await backoff.sleep()
+                await watch.pause()
                 try:
                     session = await self._connect_publisher()
                 except ConnectorError as exc:
                     self._hub.down(_PUBLISHER, str(exc))
-                    _log.warning("reconnecting publisher: %s", exc)
+                    _log.warning("%s: reconnecting publisher: %s", self.label, exc)
                     continue
                 break
-            backoff.reset()
+            watch.connected()
             self._use_publisher(session)
             self._hub.up(_PUBLISHER)
-            _log.info("publisher reconnected to %s", self.options.endpoint())
+            _log.info("%s: publisher reconnected", self.label)

@@ -9,10 +9,13 @@ states into the connector's ``Health``.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
+from connectors.backoff import Backoff
 from connectors.base import Health, HealthState
 from connectors.mqtt.config import MqttOptions
 from connectors.mqtt.session import Session
+from connectors.mqtt.takeover import ConnectionWatch
 
 __all__ = ["Hub"]
 
@@ -20,10 +23,22 @@ __all__ = ["Hub"]
 class Hub:
     """Registry of a connector's live sessions, and its health bookkeeping."""
 
-    def __init__(self, name: str, options: MqttOptions, health: Health, log: logging.Logger):
+    def __init__(
+        self,
+        name: str,
+        options: MqttOptions,
+        health: Health,
+        log: logging.Logger,
+        label: str = "",
+        new_backoff: Callable[[], Backoff] = Backoff,
+    ):
         self.name = name
         self.options = options
         self.log = log
+        self.label = label or f"connector {name} (mqtt {options.endpoint()})"
+        """How log lines name the connector (``connector NAME (mqtt URL)``)."""
+        self.new_backoff = new_backoff
+        """An attempt counter of the connector's (shared) reconnect policy."""
         self.base_client_id = options.client_id or f"meshgate-{name}"
         self.closing = False
         self._health = health
@@ -63,19 +78,26 @@ class Hub:
     def release(self, client_id: str, owner: object) -> None:
         if self._owners.get(client_id) is owner:
             del self._owners[client_id]
-        self.up(client_id)
+        self._settle(client_id)
+
+    def watch(self, client_id: str) -> ConnectionWatch:
+        """Backoff and takeover detection for one session's reconnect loop."""
+        return ConnectionWatch(self, client_id)
 
     def down(self, key: str, detail: str) -> None:
         """Session ``key`` lost its connection and is reconnecting."""
-        if key not in self._down:
-            self._health.reconnects += 1
         self._down[key] = detail
         if not self.closing:
             self._health.state = HealthState.RECONNECTING
             self._health.detail = f"{key}: {detail}"
 
     def up(self, key: str) -> None:
-        """Session ``key`` is connected (again)."""
+        """Session ``key`` is connected (again): a reconnect if it was down."""
+        if key in self._down:
+            self._health.reconnects += 1
+        self._settle(key)
+
+    def _settle(self, key: str) -> None:
         self._down.pop(key, None)
         if self.closing or self._health.state is HealthState.STARTING:
             return

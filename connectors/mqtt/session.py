@@ -46,6 +46,8 @@ __all__ = ["ConnectionRefused", "Session", "SubscriptionRefused", "new_propertie
 _SUCCESS = MQTTErrorCode.MQTT_ERR_SUCCESS
 # CONNACK reasons that another attempt will not fix (MQTT 5 3.2.2.2; 3.1.1 codes map here).
 _FATAL_CONNACK = {0x84, 0x85, 0x86, 0x87, 0x8C}
+# DISCONNECT reason: another connection with the same client id took the session.
+_SESSION_TAKEN_OVER = 0x8E
 
 
 def new_properties(packet_type: int) -> Properties:
@@ -106,6 +108,8 @@ class Session:
         self._client = client
         self.acks = AckSequencer(self._send_ack)
         self.session_present = False
+        self.taken_over = False
+        """The broker ended the connection with MQTT 5 reason 0x8E (Session taken over)."""
         self.requeue_wanted = False
         self.closed: asyncio.Future[str] = self._loop.create_future()
         """Done (with the reason as text) once the connection is gone."""
@@ -377,6 +381,8 @@ class Session:
         reason: ReasonCode,
         properties: Properties | None,
     ) -> None:
+        if getattr(reason, "value", None) == _SESSION_TAKEN_OVER:
+            self.taken_over = True
         self._lose(f"disconnected ({reason})")
 
     def _on_subscribe(

@@ -23,7 +23,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import paho.mqtt.client as paho
 
-from connectors.backoff import Backoff
 from connectors.base import Delivery
 from connectors.errors import ConnectionLost, ConnectorError
 from connectors.mqtt.acks import PendingAck
@@ -46,7 +45,7 @@ async def consume(hub: Hub, source: MqttSource) -> AsyncIterator[Delivery]:
     client_id = subscriber_client_id(hub.base_client_id, source)
     owner = object()
     hub.claim(client_id, owner)
-    backoff = Backoff()
+    watch = hub.watch(client_id)  # shared backoff, grown by immediate disconnects
     first = True
     try:
         while not hub.closing and hub.owns(client_id, owner):
@@ -58,6 +57,7 @@ async def consume(hub: Hub, source: MqttSource) -> AsyncIterator[Delivery]:
             )
             try:
                 await session.connect()
+                watch.connected()
                 granted = await session.subscribe(
                     source.subscription, source.qos, no_local=source.no_local
                 )
@@ -66,9 +66,15 @@ async def consume(hub: Hub, source: MqttSource) -> AsyncIterator[Delivery]:
                 hub.forget(session)
                 if hub.closing:
                     return
-                hub.down(client_id, str(exc))
-                hub.log.warning("cannot consume %r: %s; retrying", source.subscription, exc)
-                await backoff.sleep()
+                hub.down(client_id, watch.lost(session, str(exc)))
+                hub.log.log(
+                    watch.level,
+                    "%s: cannot consume %r: %s; retrying",
+                    hub.label,
+                    source.subscription,
+                    exc,
+                )
+                await watch.pause()
                 continue
             except ConnectorError as exc:  # refused: credentials, authorization
                 session.abort("refused")
@@ -76,14 +82,16 @@ async def consume(hub: Hub, source: MqttSource) -> AsyncIterator[Delivery]:
                 if first:
                     raise  # a configuration problem: report it to the runtime
                 hub.down(client_id, str(exc))
-                hub.log.error("cannot consume %r: %s; retrying", source.subscription, exc)
-                await backoff.sleep()
+                hub.log.error(
+                    "%s: cannot consume %r: %s; retrying", hub.label, source.subscription, exc
+                )
+                await watch.pause()
                 continue
             first = False
-            backoff.reset()
             hub.up(client_id)
             hub.log.info(
-                "consuming %r as %r (session present: %s, granted QoS %d)",
+                "%s: consuming %r as %r (session present: %s, granted QoS %d)",
+                hub.label,
                 source.subscription,
                 client_id,
                 session.session_present,
@@ -96,16 +104,26 @@ async def consume(hub: Hub, source: MqttSource) -> AsyncIterator[Delivery]:
                         yield delivery
                 if session.requeue_wanted and not session.closed.done():
                     await session.settle_before_restart(REQUEUE_DRAIN_SECONDS)
-                    hub.log.info("reconnecting %r to have nacked messages redelivered", client_id)
+                    hub.log.info(
+                        "%s: reconnecting %r to have nacked messages redelivered",
+                        hub.label,
+                        client_id,
+                    )
                     if not options.persistent:
                         hub.log.warning(
                             "session of %r is not persistent: nacked messages are lost", client_id
                         )
                 elif not hub.closing and hub.owns(client_id, owner):
                     reason = session.closed.result() if session.closed.done() else "closed"
-                    hub.down(client_id, reason)
-                    hub.log.warning("consumer %r lost its connection: %s", client_id, reason)
-                    await backoff.sleep()
+                    hub.down(client_id, watch.lost(session, reason))
+                    hub.log.log(
+                        watch.level,
+                        "%s: consumer %r lost its connection: %s",
+                        hub.label,
+                        client_id,
+                        reason,
+                    )
+                    await watch.pause()
             finally:
                 await session.close()
                 hub.forget(session)

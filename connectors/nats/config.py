@@ -124,10 +124,11 @@ class NatsOptions(ConnectorOptions):
         default=5.0, gt=0, description="Seconds allowed for one TCP + TLS + CONNECT handshake."
     )
     connect_attempts: int = Field(
-        default=3,
+        default=1,
         ge=1,
-        description="First-connection attempts (exponential backoff, full jitter) before "
-        "start() fails.",
+        description="Connection attempts within one start() (exponential backoff, full "
+        "jitter). The gateway retries start() itself with gateway.reconnect, so 1 is "
+        "enough; more only make --fail-fast wait longer.",
     )
     max_reconnect_attempts: int = Field(
         default=-1,

@@ -48,6 +48,9 @@ class NatsConnector(Connector[NatsOptions, NatsSource, NatsTarget]):
         super().__init__(name, options)
         self._link = Link(name, options, self.health, log)
 
+    def endpoint(self) -> str:
+        return self._link.servers  # credentials redacted
+
     @property
     def slow_consumer_drops(self) -> int:
         """Core NATS messages lost because a source fell behind (at-most-once)."""
