@@ -413,7 +413,11 @@ class Link:
 
     def _callbacks(self, nc: Client) -> dict[str, Any]:
         async def on_error(exc: Exception) -> None:
-            self._last_error = exc
+            # The reason a connect failed: a broken pipe right after the server said
+            # why (authorization, TLS) must not hide that reason.
+            said_why = (nats.errors.AuthorizationError, ssl.SSLCertVerificationError, TlsNotOffered)
+            if not (isinstance(exc, OSError) and isinstance(self._last_error, said_why)):
+                self._last_error = exc
             refused = self._refused
             if isinstance(exc, TlsNotOffered) and refused is not None and not refused.done():
                 refused.set_result(exc)

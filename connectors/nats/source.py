@@ -117,6 +117,14 @@ _SUBSCRIBE_CHECK = 5
 """Seconds to wait for the server to confirm (or deny) a subscription."""
 
 
+def _raise_if_denied(link: Link, subject: str) -> None:
+    if link.take_denial("subscription", subject) is not None:
+        raise NotAuthorized(
+            f"connector {link.label!r}: the NATS server refused the subscription to "
+            f"{subject!r} (permissions violation: the user lacks subscribe permission)"
+        )
+
+
 async def consume_core(
     link: Link, source: NatsSource, log: logging.Logger
 ) -> AsyncIterator[Delivery]:
@@ -138,18 +146,14 @@ async def consume_core(
             log.warning("subscribe to %r failed: %s", source.subject, exc)
             await backoff.sleep()
             continue
-        if link.take_denial("subscription", source.subject) is not None:
-            await _unsubscribe(sub, log)
-            raise NotAuthorized(
-                f"connector {link.label!r}: the NATS server refused the subscription to "
-                f"{source.subject!r} (permissions violation: the user lacks subscribe "
-                "permission)"
-            )
         backoff.reset()
         try:
             # nats-py replays the subscription after a reconnect; once this client is
             # closed for good, the next client gets a new subscription.
             while True:
+                # Usually the server's -ERR came before the flush's PONG; a late one is
+                # seen at the next poll.
+                _raise_if_denied(link, source.subject)
                 msg = await inbox.get(_POLL)
                 if msg is not None:
                     yield _core_delivery(msg)
