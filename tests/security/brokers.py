@@ -15,6 +15,9 @@ The system brokers on the default ports are never touched.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -25,9 +28,17 @@ import nkeys
 import trustme
 
 from gateway.localbrokers import LOOPBACK, free_port, nats_server_binary, port_open
-from tests.faults.brokers import BrokerProcess
+from tests.faults.brokers import BrokerProcess, PrivateRabbit
 
-__all__ = ["Pki", "PlainNats", "SecureMosquitto", "SecureNats", "make_nkey_user", "make_pki"]
+__all__ = [
+    "Pki",
+    "PlainNats",
+    "SecureMosquitto",
+    "SecureNats",
+    "SecureRabbit",
+    "make_nkey_user",
+    "make_pki",
+]
 
 USER, PASSWORD = "gw", "pw-Zq81-secret"
 CLIENT_CN = "meshgate-client"
@@ -203,3 +214,72 @@ class SecureMosquitto(BrokerProcess):
         conf.write_text("\n".join(lines) + "\n")
         binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         return [binary, "-c", str(conf)]
+
+
+def _rabbit_hash(password: str) -> str:
+    """RabbitMQ's rabbit_password_hashing_sha256: base64(salt + sha256(salt + password))."""
+    salt = os.urandom(4)
+    return base64.b64encode(salt + hashlib.sha256(salt + password.encode()).digest()).decode()
+
+
+class SecureRabbit(PrivateRabbit):
+    """A private RabbitMQ node: TLS listener on ``port`` (client certificates verified
+    when presented; EXTERNAL login by the certificate's CN), users ``gw`` (password) and
+    ``meshgate-client`` (certificate), both limited to ``ok.*`` resources and the
+    default exchange, and a plaintext listener on ``plain_port``."""
+
+    name = "rabbitmq-tls"
+
+    def __init__(self, pki: Pki) -> None:
+        super().__init__()
+        self.plain_port = free_port()
+        permissions = {
+            "vhost": "/",
+            "configure": "^ok\\..*",
+            "read": "^ok\\..*",
+            "write": "^(ok\\..*|amq\\.default)$",
+        }
+        users = [(USER, _rabbit_hash(PASSWORD)), (CLIENT_CN, "")]
+        definitions = {
+            "vhosts": [{"name": "/"}],
+            "users": [
+                {
+                    "name": name,
+                    "password_hash": hashed,
+                    "hashing_algorithm": "rabbit_password_hashing_sha256",
+                    "tags": "",
+                }
+                for name, hashed in users
+            ],
+            "permissions": [{"user": name, **permissions} for name, _ in users],
+        }
+        (self.workdir / "definitions.json").write_text(json.dumps(definitions))
+        (self.workdir / "plugins").write_text("[rabbitmq_auth_mechanism_ssl].\n")
+        (self.workdir / "rabbitmq.conf").write_text(
+            "\n".join(
+                [
+                    f"listeners.tcp.local = {LOOPBACK}:{self.plain_port}",
+                    f"listeners.ssl.local = {LOOPBACK}:{self.port}",
+                    f"ssl_options.cacertfile = {pki.ca}",
+                    f"ssl_options.certfile = {pki.server_cert}",
+                    f"ssl_options.keyfile = {pki.server_key}",
+                    "ssl_options.verify = verify_peer",
+                    "ssl_options.fail_if_no_peer_cert = false",
+                    "auth_mechanisms.1 = PLAIN",
+                    "auth_mechanisms.2 = EXTERNAL",
+                    "ssl_cert_login_from = common_name",
+                    f"load_definitions = {self.workdir / 'definitions.json'}",
+                    "loopback_users = none",
+                ]
+            )
+            + "\n"
+        )
+
+    @property
+    def url(self) -> str:
+        return f"amqps://{USER}:{PASSWORD}@{LOOPBACK}:{self.port}/"
+
+    def environment(self) -> dict[str, str]:
+        env = super().environment()
+        env["RABBITMQ_NODE_PORT"] = str(self.plain_port)
+        return env

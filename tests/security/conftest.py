@@ -12,6 +12,7 @@ from tests.security.brokers import (
     PlainNats,
     SecureMosquitto,
     SecureNats,
+    SecureRabbit,
     make_nkey_user,
     make_pki,
 )
@@ -58,5 +59,16 @@ def plain_nats() -> Iterator[PlainNats]:
 @pytest.fixture(scope="session")
 def mosquitto(pki: Pki) -> Iterator[SecureMosquitto]:
     broker = SecureMosquitto(pki)
+    with broker:
+        yield broker
+
+
+@pytest.fixture(scope="session")
+def rabbit(pki: Pki) -> Iterator[SecureRabbit]:
+    """A private RabbitMQ node with TLS, users and permissions (~5-10 s to boot)."""
+    missing = SecureRabbit.available()
+    if missing is not None:
+        pytest.skip(missing)
+    broker = SecureRabbit(pki)
     with broker:
         yield broker
