@@ -10,6 +10,7 @@ import logging
 import os
 import platform
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -138,11 +139,12 @@ class Bench:
         return result
 
     async def gateway_path(
-        self, scenario: Scenario
+        self, scenario: Scenario, metrics: bool = False, throughput_only: bool = False
     ) -> tuple[PathResult, PathResult | None, PathResult | None]:
         source = await self.endpoint(scenario.source)
         targets: list[Endpoint] = []
         gateway: GatewayProcess | None = None
+        scraper: asyncio.Task[None] | None = None
         try:
             for kind in scenario.targets:
                 targets.append(await self.endpoint(kind))
@@ -167,6 +169,8 @@ class Bench:
             workdir = self.workdir / scenario.name.replace("/", "_")
             workdir.mkdir(parents=True, exist_ok=True)
             configs = _per_process(config, self.args.processes)
+            if metrics:
+                scraper = asyncio.create_task(scrape(_with_admin(configs)))
             gateway = GatewayProcess(configs, workdir, profiler=self.args.profile)
             return await measure_path(
                 source,
@@ -175,13 +179,20 @@ class Bench:
                 size=scenario.size,
                 mode=scenario.mode,
                 window=self.env.window,
-                latency_events=self.latency_events() if scenario.latency else 0,
+                latency_events=(
+                    self.latency_events() if scenario.latency and not throughput_only else 0
+                ),
                 latency_rate=self.args.rate,
                 gateway=gateway,
                 max_ahead=_max_ahead(scenario.kinds, scenario.size),
-                backlog=scenario.source in BACKLOG_SOURCES and not self.args.no_backlog,
+                backlog=scenario.source in BACKLOG_SOURCES
+                and not self.args.no_backlog
+                and not throughput_only,
             )
         finally:
+            if scraper is not None:
+                scraper.cancel()
+                await asyncio.gather(scraper, return_exceptions=True)
             if gateway is not None:
                 code = gateway.stop()
                 if code not in (0, None):
@@ -194,10 +205,14 @@ class Bench:
     async def scenario(self, scenario: Scenario) -> dict[str, Any]:
         raw = {kind: await self.raw_path(kind, scenario) for kind in dict.fromkeys(scenario.kinds)}
         slower = min(raw[kind]["events_per_s"] for kind in raw)
-        throughput, latency, drained = await self.gateway_path(scenario)
+        metrics = self.args.metrics
+        throughput, latency, drained = await self.gateway_path(scenario, metrics == "on")
         gateway = throughput.as_dict()
+        gateway["metrics"] = metrics == "on"
         if drained is not None:
             gateway["backlog"] = drained.as_dict()
+        if metrics == "both":
+            gateway["metrics_cost"] = await self._metrics_cost(scenario)
         gateway["ratio_to_slower_raw"] = round(throughput.rate / slower, 3) if slower else None
         if latency is not None and latency.latency_ms:
             gateway["latency_ms"] = latency.latency_ms
@@ -225,6 +240,41 @@ class Bench:
             "gateway": gateway,
             "load_average_after": [round(x, 2) for x in os.getloadavg()],
         }
+
+    async def _metrics_cost(self, scenario: Scenario) -> dict[str, Any]:
+        """``--pairs`` pairs of throughput runs, metrics off and on, the order alternating
+        (off-on, on-off, ...) so that a drifting machine favours neither: the gateway's
+        CPU per event with and without metrics."""
+        pairs: list[dict[str, float]] = []
+        for index in range(self.args.pairs):
+            order = (False, True) if index % 2 == 0 else (True, False)
+            cpu: dict[bool, float] = {}
+            rate: dict[bool, float] = {}
+            for metrics in order:
+                result, _latency, _drained = await self.gateway_path(
+                    scenario, metrics, throughput_only=True
+                )
+                cpu[metrics] = (result.cpu_seconds or 0.0) / result.events * 10_000
+                rate[metrics] = result.rate
+            pairs.append(
+                {
+                    "cpu_s_per_10k_off": round(cpu[False], 4),
+                    "cpu_s_per_10k_on": round(cpu[True], 4),
+                    "events_per_s_off": round(rate[False]),
+                    "events_per_s_on": round(rate[True]),
+                    "overhead": round(cpu[True] / cpu[False] - 1, 4) if cpu[False] else 0.0,
+                }
+            )
+        overheads = [p["overhead"] for p in pairs]
+        off = sum(p["cpu_s_per_10k_off"] for p in pairs)
+        on = sum(p["cpu_s_per_10k_on"] for p in pairs)
+        summary = {
+            "pairs": pairs,
+            "median_overhead": round(statistics.median(overheads), 4) if overheads else None,
+            "pooled_overhead": round(on / off - 1, 4) if off else None,
+        }
+        log.info("gw  %-26s metrics cost: %s", scenario.name, summary)
+        return summary
 
     async def run(self, chosen: list[Scenario]) -> list[dict[str, Any]]:
         for scenario in chosen:
@@ -277,6 +327,19 @@ def render_table(results: list[dict[str, Any]], matching: dict[str, Any] | None)
             f"{gw.get('peak_rss_mb', 0):>6.1f} {gw.get('machine_busy_cpus', 0):>5.2f} "
             f"{_fmt_rate(gw['backlog']['events_per_s']) if 'backlog' in gw else '-':>10}"
         )
+    costs = [row for row in results if "metrics_cost" in row.get("gateway", {})]
+    if costs:
+        lines.append("")
+        lines.append("gateway CPU s/10k with metrics off / on (pairs of runs, order alternating):")
+        for row in costs:
+            cost = row["gateway"]["metrics_cost"]
+            figures = "  ".join(
+                f"{p['cpu_s_per_10k_off']:.3f}/{p['cpu_s_per_10k_on']:.3f}" for p in cost["pairs"]
+            )
+            lines.append(
+                f"  {row['scenario']:<24} {figures}   median {cost['median_overhead']:+.1%}, "
+                f"pooled {cost['pooled_overhead']:+.1%}"
+            )
     if matching:
         lines.append("")
         lines.append(
@@ -291,6 +354,36 @@ def render_table(results: list[dict[str, Any]], matching: dict[str, Any] | None)
                 f"({m['matches_per_event']} matches/event)"
             )
     return "\n".join(lines)
+
+
+def _with_admin(configs: list[dict[str, Any]]) -> list[str]:
+    """Turn the admin server (and so the metrics) on in each config; their /metrics URLs."""
+    from gateway.localbrokers import free_port
+
+    urls = []
+    for config in configs:
+        port = free_port()
+        config["gateway"]["admin"] = {"listen": f"127.0.0.1:{port}"}
+        urls.append(f"http://127.0.0.1:{port}/metrics")
+    return urls
+
+
+SCRAPE_INTERVAL = 1.0
+"""Seconds between scrapes of /metrics with --metrics: far more often than a
+Prometheus server would (15-60 s), so the collection cost is not understated."""
+
+
+async def scrape(urls: list[str]) -> None:
+    """Scrape every URL each ``SCRAPE_INTERVAL`` from a child process (``bench.scrape``)
+    until cancelled."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.scrape", str(SCRAPE_INTERVAL), *urls, cwd=ROOT
+    )
+    try:
+        await asyncio.Event().wait()
+    finally:
+        process.kill()
+        await process.wait()
 
 
 def _per_process(config: dict[str, Any], processes: int) -> list[dict[str, Any]]:
@@ -352,6 +445,17 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         action="store_true",
         help="skip the backlog phase (events published while the gateway is frozen, then "
         "drained: its rate without a publisher competing for the CPU)",
+    )
+    parser.add_argument(
+        "--metrics",
+        choices=("off", "on", "both"),
+        default="off",
+        help="gateway metrics: off (default; no admin server), on (admin server and metrics, "
+        f"/metrics scraped every {SCRAPE_INTERVAL:.0f} s), both (after each scenario, --pairs "
+        "pairs of throughput runs with metrics off and on: the CPU cost of metrics)",
+    )
+    parser.add_argument(
+        "--pairs", type=int, default=3, help="off/on pairs per scenario with --metrics both"
     )
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="results JSON file")
     parser.add_argument(

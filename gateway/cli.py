@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import logging
 import signal
 import sys
@@ -12,7 +13,7 @@ from pathlib import Path
 
 from connectors.errors import ConnectorError
 from gateway import logs
-from gateway.config import GatewayConfig, load_config
+from gateway.config import AdminSection, GatewayConfig, load_config, parse_listen
 from gateway.dlstore import StoreError
 from gateway.errors import ConfigError
 
@@ -24,8 +25,10 @@ RUN_EXIT_CODES = """exit codes:
   0  stopped by SIGTERM or SIGINT (in-flight events drained)
   1  could not start: with --fail-fast (or gateway.fail_fast: true) a connector's
      first connection failed (the error line names the connector), or the local
-     dead-letter store under gateway.state_dir cannot be opened
-  2  the config file is missing or invalid (every problem is printed)
+     dead-letter store under gateway.state_dir cannot be opened, or the admin
+     server cannot listen on gateway.admin.listen (--admin)
+  2  the config file is missing or invalid (every problem is printed), or the
+     admin token_file cannot be read or is empty
 """
 
 
@@ -71,9 +74,31 @@ def _load(path: str) -> GatewayConfig | None:
     return config
 
 
+def _with_admin(config: GatewayConfig, listen: str | None) -> GatewayConfig:
+    """``--admin HOST:PORT`` overrides (or adds) ``gateway.admin.listen``."""
+    if listen is None:
+        return config
+    current = config.gateway.admin
+    admin = (
+        AdminSection.model_validate({"listen": listen})
+        if current is None
+        else current.model_copy(update={"listen": listen})
+    )
+    return dataclasses.replace(config, gateway=config.gateway.model_copy(update={"admin": admin}))
+
+
+def _listen(text: str) -> str:
+    try:
+        parse_listen(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
 async def _run(path: str, config: GatewayConfig, watch: bool, fail_fast: bool) -> None:
     # Imported late: `validate` needs no broker clients.
     from gateway import heap
+    from gateway.admin import observed
     from gateway.reload import watch_config
     from gateway.runtime import Gateway
 
@@ -84,18 +109,19 @@ async def _run(path: str, config: GatewayConfig, watch: bool, fail_fast: bool) -
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     loop.add_signal_handler(signal.SIGHUP, reload.set)
-    await gateway.start()
-    heap.settle()  # long-lived objects out of the full collections (gateway/heap.py)
-    watcher = asyncio.create_task(
-        watch_config(path, gateway, reload, interval=2.0 if watch else None)
-    )
-    summary = asyncio.create_task(logs.summarize(lambda: gateway.stats))
-    await stop.wait()
-    log.info("signal received: draining in-flight events")
-    watcher.cancel()
-    summary.cancel()
-    await asyncio.gather(watcher, summary, return_exceptions=True)
-    await gateway.stop()
+    async with observed(gateway):
+        await gateway.start()
+        heap.settle()  # long-lived objects out of the full collections (gateway/heap.py)
+        watcher = asyncio.create_task(
+            watch_config(path, gateway, reload, interval=2.0 if watch else None)
+        )
+        summary = asyncio.create_task(logs.summarize(lambda: gateway.stats))
+        await stop.wait()
+        log.info("signal received: draining in-flight events")
+        watcher.cancel()
+        summary.cancel()
+        await asyncio.gather(watcher, summary, return_exceptions=True)
+        await gateway.stop()
 
 
 def _install_uvloop() -> None:
@@ -177,6 +203,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="do not reload when the file changes (SIGHUP still reloads)",
     )
     run.add_argument(
+        "--admin",
+        metavar="HOST:PORT",
+        type=_listen,
+        help="serve the admin HTTP API (/healthz, /readyz, /metrics, /api/...) here; "
+        "overrides gateway.admin.listen (':PORT' listens on loopback)",
+    )
+    run.add_argument(
         "--fail-fast",
         action="store_true",
         help="exit with code 1 when a connector cannot connect at start (first attempt), "
@@ -250,12 +283,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = _load(args.config)
         if config is None:
             return 2
+        config = _with_admin(config, args.admin)
         _install_uvloop()
         try:
             asyncio.run(
                 _run(args.config, config, watch=not args.no_watch, fail_fast=args.fail_fast)
             )
-        except (ConnectorError, StoreError) as exc:
+        except ConfigError as exc:
+            print(exc, file=sys.stderr)
+            return 2
+        except (ConnectorError, StoreError, OSError) as exc:
             log.error("cannot start: %s", exc)
             return 1
         return 0

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from connectors.base import Connector, ConnectorOptions, SourceOptions, TargetOptions
 from connectors.errors import UnknownConnectorType
@@ -35,13 +35,58 @@ from routing.ingress import IngressRules
 from routing.router import RetryPolicy, Route, RouteTable, TargetSpec
 from routing.templates import compile_template
 
-__all__ = ["ConfigFile", "GatewayConfig", "load_config", "parse_config"]
+__all__ = [
+    "AdminSection",
+    "ConfigFile",
+    "GatewayConfig",
+    "load_config",
+    "parse_config",
+    "parse_listen",
+]
 
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
 
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class AdminSection(_Section):
+    """The admin HTTP server (docs/observability.md): health, readiness, metrics, API."""
+
+    listen: str = Field(
+        description="HOST:PORT to listen on; ':PORT' or 'PORT' alone listens on loopback "
+        "(127.0.0.1). Brackets for IPv6: '[::1]:9464'."
+    )
+    token_file: Path | None = Field(
+        None,
+        description="File holding a bearer token every request must carry "
+        "(Authorization: Bearer ...); read at start, never printed.",
+    )
+    show_data: bool = Field(
+        False, description="Include event data in /api/events (attributes only by default)."
+    )
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        parse_listen(value)
+        return value
+
+    def address(self) -> tuple[str, int]:
+        """(host, port) to bind."""
+        return parse_listen(self.listen)
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """``HOST:PORT``, ``:PORT`` or ``PORT`` -> (host, port); host defaults to loopback."""
+    host, sep, port = text.strip().rpartition(":")
+    if not sep:
+        host, port = "", text.strip()
+    host = host.strip("[]") or "127.0.0.1"
+    if not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"expected HOST:PORT with a port number 0-65535, got {text!r}")
+    return host, int(port)
 
 
 class DeadLetterStoreSection(_Section):
@@ -70,6 +115,9 @@ class GatewaySection(_Section):
     id: Annotated[str, Field(pattern=_NAME, description="Name of this gateway in the mesh.")]
     drain_timeout_seconds: float = Field(
         30.0, gt=0, description="On SIGTERM, how long in-flight events may take to finish."
+    )
+    admin: AdminSection | None = Field(
+        None, description="Admin HTTP server (health, readiness, /metrics, /api); off if absent."
     )
     state_dir: str | None = Field(
         None,

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from connectors.base import Connector, Delivery
+from gateway.admin import observed
 from gateway.config import load_config
 from gateway.localbrokers import KafkaMockCluster, NatsServer, free_port, port_open, wait_for_port
 from gateway.runtime import Gateway
@@ -153,10 +154,11 @@ async def _brokers() -> AsyncIterator[_Brokers]:
         yield _Brokers(kafka.bootstrap_servers, nats, mqtt, amqp, notes, protocol)
 
 
-def _config_text(b: _Brokers, run: str) -> str:
+def _config_text(b: _Brokers, run: str, admin_port: int = 0) -> str:
     mqtt_host, mqtt_port = b.mqtt if b.mqtt else ("127.0.0.1", 1883)
     lines = [
-        f"gateway: {{id: demo-{run}, drain_timeout_seconds: 5}}",
+        f"gateway: {{id: demo-{run}, drain_timeout_seconds: 5, "
+        f'admin: {{listen: "127.0.0.1:{admin_port}"}}}}',
         "connectors:",
         f'  core: {{type: kafka, bootstrap_servers: "{b.kafka}", enable_idempotence: false}}',
         f'  edge: {{type: nats, servers: ["{b.nats}"]}}',
@@ -278,7 +280,7 @@ async def _sink(connector: AnyConnector, source: Any, label: str, screen: _Scree
         await delivery.ack()
 
 
-def _render(gateway: Gateway, screen: _Screen, started: float) -> str:
+def _render(gateway: Gateway, screen: _Screen, started: float, admin_url: str = "") -> str:
     elapsed = max(time.monotonic() - started, 1e-3)
     out = [f"\n--- meshgate demo: {elapsed:5.0f}s " + "-" * 50]
     out.append(
@@ -293,6 +295,8 @@ def _render(gateway: Gateway, screen: _Screen, started: float) -> str:
     out.append("arrived: " + ", ".join(f"{k} {v}" for k, v in sorted(screen.arrived.items())))
     out.append("recent events:")
     out.extend(f"  {line}" for line in screen.samples)
+    if admin_url:
+        out.append(f"admin API: {admin_url}/metrics  {admin_url}/api/routes")
     return "\n".join(out)
 
 
@@ -303,37 +307,51 @@ async def _demo(seconds: float | None, rate: float) -> None:
             for note in brokers.notes:
                 print("  " + note)
             path = Path(tmp) / "demo.yaml"
-            path.write_text(_config_text(brokers, run))
+            path.write_text(_config_text(brokers, run, free_port()))
             print(f"\ngateway config ({path}):\n{path.read_text()}")
             config = load_config(path)
             gateway = Gateway(config)
-            await gateway.start()
-            screen = _Screen()
-            tasks = _start_traffic(gateway, brokers, run, rate, screen)
-            stop = asyncio.Event()
-            loop = asyncio.get_running_loop()
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(signum, stop.set)
-            started = time.monotonic()
-            try:
-                while not stop.is_set():
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(stop.wait(), 2.0)
-                    print(_render(gateway, screen, started), flush=True)
-                    if seconds is not None and time.monotonic() - started >= seconds:
-                        break
-            finally:
+            async with observed(gateway) as admin:
+                await gateway.start()
+                url = admin.url if admin is not None else ""
                 print(
-                    "\nstopping: draining the gateway, closing connections, stopping brokers ...",
+                    f"admin API: {url}/readyz  {url}/metrics  {url}/api/routes  "
+                    f"{url}/api/connectors",
                     flush=True,
                 )
-                for task in tasks:
-                    task.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
-                await gateway.stop()
-                await _cleanup(gateway, run)
-                for signum in (signal.SIGINT, signal.SIGTERM):
-                    loop.remove_signal_handler(signum)
+                await _show(gateway, brokers, run, rate, seconds, url)
+
+
+async def _show(
+    gateway: Gateway, brokers: _Brokers, run: str, rate: float, seconds: float | None, url: str
+) -> None:
+    """Traffic on, the screen refreshed every 2 s until Ctrl-C or ``seconds``; then stop."""
+    screen = _Screen()
+    tasks = _start_traffic(gateway, brokers, run, rate, screen)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    started = time.monotonic()
+    try:
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 2.0)
+            print(_render(gateway, screen, started, url), flush=True)
+            if seconds is not None and time.monotonic() - started >= seconds:
+                break
+    finally:
+        print(
+            "\nstopping: draining the gateway, closing connections, stopping brokers ...",
+            flush=True,
+        )
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await gateway.stop()
+        await _cleanup(gateway, run)
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
 
 
 def _start_traffic(

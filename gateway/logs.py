@@ -91,7 +91,10 @@ def setup(level: str = "info", fmt: str = "text") -> None:
 def _line(stats: dict[str, Any]) -> str:
     parts = []
     for route, counters in stats.items():
-        fields = " ".join(f"{name}={value}" for name, value in vars(counters).items())
+        # Counters only: RouteStats also holds a duration histogram and the last error.
+        fields = " ".join(
+            f"{name}={value}" for name, value in vars(counters).items() if type(value) is int
+        )
         parts.append(f"{route}[{fields}]")
     return "; ".join(parts) or "no routes"
 

@@ -74,6 +74,7 @@ async def test_summary_lists_every_route() -> None:
     await asyncio.wait_for(logged.wait(), 5)
     task.cancel()
     assert lines[0].startswith("routes: orders[received=3 delivered=2 filtered=1 ")
+    assert "duration" not in lines[0] and "last_error" not in lines[0]  # counters only
 
 
 def test_global_options_after_the_command_and_invalid_values_refused(tmp_path: Path) -> None:
