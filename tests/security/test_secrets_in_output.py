@@ -16,11 +16,13 @@ import os
 import ssl
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import nats
 import pytest
 
+from gateway.localbrokers import free_port
 from tests.faults.brokers import ROOT
 from tests.faults.gateway import GatewayProcess
 from tests.security.brokers import PASSWORD, USER, Pki, SecureMosquitto, SecureNats
@@ -30,10 +32,12 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 WRONG = "wrong-Vq40-secret"
 
 
-def config(path: Path, nats_url: str, mqtt_port: int, pki: Pki, password_file: Path) -> Path:
+def config(
+    path: Path, nats_url: str, mqtt_port: int, pki: Pki, password_file: Path, admin: int
+) -> Path:
     path.write_text(
         f"""
-gateway: {{id: secrets-test}}
+gateway: {{id: secrets-test, admin: {{listen: "127.0.0.1:{admin}"}}}}
 connectors:
   edge:
     type: nats
@@ -59,6 +63,11 @@ routes:
     return path
 
 
+def http_get(port: int, path: str) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as answer:
+        return str(answer.read().decode())
+
+
 def meshgate(*args: str) -> str:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     done = subprocess.run(
@@ -82,7 +91,8 @@ async def test_no_secret_in_logs_errors_or_dead_letters(
     password_file = tmp_path / "mqtt-password"
     password_file.write_text(PASSWORD + "\n")
     monkeypatch.setenv("MESHGATE_TEST_NATS_PASSWORD", PASSWORD)
-    cfg = config(tmp_path / "gw.yaml", nats_users.url, mosquitto.port, pki, password_file)
+    admin = free_port()
+    cfg = config(tmp_path / "gw.yaml", nats_users.url, mosquitto.port, pki, password_file, admin)
     outputs = {"validate": meshgate("validate", str(cfg))}
     event = json.dumps({"specversion": "1.0", "id": "1", "source": "/t", "type": "t.t"})
     event_file = tmp_path / "event.json"
@@ -103,6 +113,8 @@ async def test_no_secret_in_logs_errors_or_dead_letters(
         await client.publish("ok.in", b'{"reading": 1}')
         await client.flush()
         letter = await dead.next_msg(timeout=30)
+        for path in ("/api/connectors", "/api/routes", "/metrics", "/readyz"):
+            outputs[f"admin {path}"] = await asyncio.to_thread(http_get, admin, path)
     finally:
         code = gateway.terminate()
         await client.close()
