@@ -197,6 +197,24 @@ async def test_publish_without_permission_is_rejected(nats_users: SecureNats, pk
         await round_trip(conn)  # the connection stays usable
 
 
+async def test_jetstream_publish_without_permission_is_rejected(
+    nats_users: SecureNats, pki: Pki
+) -> None:
+    """The denied PUB gets no PubAck: the timeout turns into the server's refusal."""
+    conn = connector(
+        nats_users.url,
+        tls={"ca_file": pki.ca},
+        user=USER,
+        password=PASSWORD,
+        publish_timeout=1.0,
+    )
+    async with running(conn):
+        target = NatsTarget(connector=conn.name, subject="denied.js", jetstream=True)
+        with pytest.raises(PublishRejected, match="permission") as refused:
+            await conn.publish(target, sample_event(3))
+        assert not refused.value.retriable
+
+
 async def test_subscribe_without_permission_fails_naming_the_connector(
     nats_users: SecureNats, pki: Pki
 ) -> None:
