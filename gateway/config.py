@@ -34,6 +34,7 @@ from routing.filters import EventFilter, compile_filter
 from routing.ingress import IngressRules
 from routing.router import RetryPolicy, Route, RouteTable, TargetSpec
 from routing.templates import compile_template
+from routing.verifiability import Signer, Verifier, key_fingerprint, load_private_key
 
 __all__ = [
     "AdminSection",
@@ -434,7 +435,24 @@ def _target(
             egress = EgressRules.compile(**options.attributes.model_dump())
         except TemplateError as exc:
             check.add((*path, "attributes"), str(exc))
-    return TargetSpec(options.connector, options, templates, egress, header_templates)
+    signer = None
+    if options.sign is not None:
+        try:
+            key = load_private_key(options.sign.key_file.expanduser())
+        except (OSError, ValueError, TypeError) as exc:  # TypeError: an encrypted key
+            check.add((*path, "sign", "key_file"), f"{options.sign.key_file}: {exc}")
+        else:
+            key_id = options.sign.key_id or key_fingerprint(key.public_key())
+            signer = Signer(key, key_id)
+    return TargetSpec(
+        options.connector,
+        options,
+        templates,
+        egress,
+        header_templates,
+        signer,
+        options.sign.extensions if options.sign is not None else (),
+    )
 
 
 def _fingerprint(section: RouteSection, connectors: Any) -> str:
@@ -461,6 +479,12 @@ def _compile_route(
 ) -> Route | None:
     problems_before = len(check.problems)
     source = _endpoint(check, (*path, "from"), section.from_, connectors, "source")
+    verify = getattr(source[0], "verify", None) if source is not None else None
+    if verify is not None:
+        try:
+            Verifier.from_files(verify.public_key_files)
+        except (OSError, ValueError) as exc:
+            check.add((*path, "from", "verify", "public_key_files"), str(exc))
     targets = [
         _target(check, (*path, "to", i), raw, connectors) for i, raw in enumerate(section.to)
     ]

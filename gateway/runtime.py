@@ -36,6 +36,7 @@ from typing import Any
 from connectors.backoff import Backoff, BackoffPolicy
 from connectors.base import Connector, Delivery, HealthState
 from connectors.errors import ConnectorError
+from connectors.signing import VerifyOptions, VerifyPolicy
 from gateway.config import GatewayConfig
 from gateway.dlstore import DeadLetterStore, StoreError
 from gateway.stats import ConnectorStats, DurationHistogram
@@ -44,6 +45,7 @@ from routing.errors import InvalidEvent, MeshgateError, TemplateError
 from routing.event import CloudEvent
 from routing.router import Route, SourceGroup, TargetSpec
 from routing.templates import TemplateValues
+from routing.verifiability import SignatureError, Verifier
 
 __all__ = ["ConnectorStartFailed", "Gateway", "NotACloudEvent", "ReloadResult", "RouteStats"]
 
@@ -178,6 +180,11 @@ class _Pipeline:
         self.flowing = asyncio.Event()
         self.flowing.set()
         self.consumed = 0  # deliveries pulled from the source (metrics)
+        verify: VerifyOptions | None = getattr(group.source, "verify", None)
+        # Keys were checked when the config was loaded; read again per pipeline.
+        self.verifier = None if verify is None else Verifier.from_files(verify.public_key_files)
+        self.strict = verify is None or verify.policy is VerifyPolicy.STRICT
+        self.signature_failures = 0  # passthrough: events forwarded despite a bad signature
 
     def start(self) -> None:
         self.consumer = asyncio.create_task(self._supervise(), name=f"consume:{self.group.name}")
@@ -314,6 +321,8 @@ class _Pipeline:
             decoded = self.connector.decode(delivery)
         except InvalidEvent as exc:
             decode_error = exc
+        if self.verifier is not None and decode_error is None:
+            decoded, decode_error = self._verified(decoded, delivery)
         routes: Sequence[Route] = self.group.routes
         if len(routes) > 1 and decoded is not None:
             routes = self._candidates(decoded, delivery)
@@ -330,6 +339,31 @@ class _Pipeline:
             except ConnectorError as exc:
                 # The broker will redeliver: a duplicate, never a loss.
                 log.warning("ack failed on %s (will be redelivered): %s", self.group.connector, exc)
+
+    def _verified(
+        self, event: CloudEvent | None, delivery: Delivery
+    ) -> tuple[CloudEvent | None, InvalidEvent | None]:
+        """The verified event (signed attributes only), or the refusal (``verify:``)."""
+        if self.verifier is None:
+            return event, None
+        try:
+            if event is None:
+                raise SignatureError("missing: not a CloudEvent, so nothing is signed")
+            return self.verifier.verify(event), None
+        except SignatureError as exc:
+            if self.strict:
+                return None, exc  # dead-lettered like any invalid event
+            self.signature_failures += 1
+            failures = self.signature_failures
+            if failures & (failures - 1) == 0:  # 1, 2, 4, ...: visible without flooding
+                log.warning(
+                    "%s: %s on %s (policy passthrough: forwarded; %d so far)",
+                    self.group.name,
+                    exc,
+                    delivery.address,
+                    failures,
+                )
+            return event, None
 
     def _candidates(self, event: CloudEvent, delivery: Delivery) -> list[Route]:
         """The routes whose filter may hold (route index); the others count as filtered,

@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
     encode_dss_signature,
 )
 
-from routing.errors import MeshgateError
+from routing.errors import InvalidEvent
 from routing.event import CONTEXT_ATTRIBUTES, CloudEvent, canonical_string
 
 __all__ = [
@@ -42,6 +42,7 @@ __all__ = [
     "SignatureError",
     "Signer",
     "Verifier",
+    "key_fingerprint",
     "load_private_key",
     "load_public_key",
     "material",
@@ -55,12 +56,15 @@ _DETERMINISTIC = ec.ECDSA(hashes.SHA256(), deterministic_signing=True)
 _CORE = ("id", "source", "specversion", "type", "datacontenttype", "dataschema", "subject")
 
 
-class SignatureError(MeshgateError, ValueError):
-    """An event's signature is missing, malformed, by an unknown key or does not match."""
+class SignatureError(InvalidEvent):
+    """An event's signature is missing, malformed, by an unknown key or does not match.
+
+    An ``InvalidEvent``: the runtime dead-letters it like any event it must not forward.
+    """
 
     def __init__(self, reason: str) -> None:
         self.reason = reason
-        super().__init__(f"signature: {reason}")
+        super().__init__(MATERIAL_ATTRIBUTE, f"signature {reason}")
 
 
 def _sha(data: bytes) -> bytes:
@@ -121,6 +125,14 @@ def load_public_key(path: Path) -> ec.EllipticCurvePublicKey:
     return key
 
 
+def key_fingerprint(key: ec.EllipticCurvePublicKey) -> str:
+    """Default key id: SHA-256 (hex) of the DER SubjectPublicKeyInfo of the public key."""
+    der = key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return hashlib.sha256(der).hexdigest()
+
+
 class Signer:
     """Signs events with one P-256 key under one key id."""
 
@@ -157,6 +169,16 @@ class Verifier:
 
     def __init__(self, keys: Mapping[str, ec.EllipticCurvePublicKey]) -> None:
         self._keys = dict(keys)
+
+    @classmethod
+    def from_files(cls, paths: Sequence[Path]) -> Verifier:
+        """Accept each key under its fingerprint and under its file name without suffix."""
+        keys: dict[str, ec.EllipticCurvePublicKey] = {}
+        for path in paths:
+            key = load_public_key(path)
+            keys[key_fingerprint(key)] = key
+            keys[path.stem] = key
+        return cls(keys)
 
     def verify(self, event: CloudEvent) -> CloudEvent:
         """The event with only verified attributes, or ``SignatureError`` (spec steps)."""
