@@ -51,6 +51,8 @@ class SignOptions(BaseModel):
         for name in names:
             if name in CONTEXT_ATTRIBUTES or name in ("dssematerial", "signedextattrs"):
                 raise ValueError(f"extensions: {name!r} is not an extension attribute")
+            if name in ("meshpath", "meshhops"):  # every gateway on the way changes them
+                raise ValueError(f"extensions: {name!r} changes at every hop; it cannot be signed")
         return names
 
 

@@ -4,7 +4,8 @@ docs/decisions/0003-admin-http-server.md and docs/observability.md).
 Endpoints: ``/healthz`` (the loop answers), ``/readyz`` (every connector up and every
 route's source consuming, else 503), ``/metrics`` (Prometheus text from
 ``gateway.telemetry``), ``/api/routes`` and ``/api/connectors`` (config summary and
-live counters, never credentials), ``/api/events`` (Server-Sent Events of each
+live counters, never credentials), ``/api/mesh`` (the mesh view's peer table),
+``/api/events`` (Server-Sent Events of each
 route's outcomes, ``gateway.events``). With ``token_file`` every request needs
 ``Authorization: Bearer <token>``.
 
@@ -180,6 +181,7 @@ class AdminServer:
         app.router.add_get("/api/routes", self._routes)
         app.router.add_get("/api/connectors", self._connectors)
         app.router.add_get("/api/events", self._events)
+        app.router.add_get("/api/mesh", self._mesh)
         return app
 
     async def start(self) -> None:
@@ -330,6 +332,13 @@ class AdminServer:
                 }
             )
         return web.json_response({"connectors": connectors})
+
+    async def _mesh(self, _request: web.Request) -> web.Response:
+        """The peer table of the mesh view (docs/mesh.md); ``enabled: false`` without
+        ``gateway.mesh``."""
+        from gateway.meshview import document
+
+        return web.json_response(document(self.gateway))
 
 
 @contextlib.asynccontextmanager

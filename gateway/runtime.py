@@ -28,10 +28,11 @@ import asyncio
 import contextlib
 import logging
 import time
+import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from connectors.backoff import Backoff, BackoffPolicy
 from connectors.base import Connector, Delivery, HealthState
@@ -39,6 +40,7 @@ from connectors.errors import ConnectorError
 from connectors.signing import VerifyOptions, VerifyPolicy
 from gateway.config import GatewayConfig
 from gateway.dlstore import DeadLetterStore, StoreError
+from gateway.mesh import MESH_ATTRIBUTES, LoopGuard
 from gateway.stats import ConnectorStats, DurationHistogram
 from routing.deadletter import dead_letter_event
 from routing.errors import InvalidEvent, MeshgateError, TemplateError
@@ -46,6 +48,9 @@ from routing.event import CloudEvent
 from routing.router import Route, SourceGroup, TargetSpec
 from routing.templates import TemplateValues
 from routing.verifiability import SignatureError, Verifier
+
+if TYPE_CHECKING:
+    from gateway.meshview import ControlChannel
 
 __all__ = ["ConnectorStartFailed", "Gateway", "NotACloudEvent", "ReloadResult", "RouteStats"]
 
@@ -74,6 +79,8 @@ class RouteStats:
     dead_lettered: int = 0
     undeliverable: int = 0
     """Written to the local dead-letter store (neither delivered nor dead-lettered)."""
+    loop_dropped: int = 0
+    """Acked without forwarding: looped back through the mesh, or past max_hops."""
     failed: int = 0
     """Ended without an outcome (cancelled after the drain timeout, or a bug): left
     unacknowledged, so the broker redelivers it."""
@@ -242,14 +249,23 @@ class _Pipeline:
             finally:
                 self.pulling = False
             if self.stopping:
-                # Pulled while stopping: never processed, so it stays unacknowledged
-                # and the broker redelivers it (not a duplicate).
+                # Pulled while stopping: never processed. Given back (JetStream -NAK,
+                # AMQP requeue, Kafka rewind; MQTT never acks it), so the next consumer
+                # gets it soon: left unacknowledged, JetStream would hold it until
+                # ack_wait_seconds (30 s) after the restart.
+                await self._give_back(delivery)
                 self.slots.release()
                 return
             self.consumed += 1
             task = asyncio.create_task(self._process(delivery))
             self.tasks.add(task)
             task.add_done_callback(self._finished)
+
+    async def _give_back(self, delivery: Delivery) -> None:
+        try:
+            await delivery.nack(True)
+        except ConnectorError as exc:  # unacknowledged: redelivered later, never lost
+            log.debug("nack of an unprocessed delivery failed: %s", exc)
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self.tasks.discard(task)
@@ -270,8 +286,8 @@ class _Pipeline:
 
     async def close_stream(self) -> None:
         """End the source iterator (after draining, so in-flight acks still reach the
-        broker). A delivery pulled meanwhile was never processed: it stays unacked and
-        the broker redelivers it, which is not a duplicate."""
+        broker). A delivery pulled meanwhile was never processed: it was given back
+        (``_give_back``) and the broker redelivers it, which is not a duplicate."""
         consumer = self.consumer
         if consumer is not None and not consumer.done():
             consumer.cancel()
@@ -349,21 +365,37 @@ class _Pipeline:
         try:
             if event is None:
                 raise SignatureError("missing: not a CloudEvent, so nothing is signed")
-            return self.verifier.verify(event), None
+            verified = self.verifier.verify(event)
         except SignatureError as exc:
-            if self.strict:
-                return None, exc  # dead-lettered like any invalid event
-            self.signature_failures += 1
-            failures = self.signature_failures
-            if failures & (failures - 1) == 0:  # 1, 2, 4, ...: visible without flooding
-                log.warning(
-                    "%s: %s on %s (policy passthrough: forwarded; %d so far)",
-                    self.group.name,
-                    exc,
-                    delivery.address,
-                    failures,
-                )
-            return event, None
+            return self._refused(event, delivery, exc)
+        # The mesh provenance is the gateways' own bookkeeping, changed at every hop and
+        # never signed: keep it, or loop detection would go blind behind verify:.
+        provenance = {
+            name: event.extensions[name]
+            for name in MESH_ATTRIBUTES
+            if name in event.extensions and name not in verified.extensions
+        }
+        if provenance:
+            verified = verified.replace(extensions={**verified.extensions, **provenance})
+        return verified, None
+
+    def _refused(
+        self, event: CloudEvent | None, delivery: Delivery, exc: SignatureError
+    ) -> tuple[CloudEvent | None, InvalidEvent | None]:
+        """Strict: the refusal (dead letter); passthrough: the event, counted and logged."""
+        if self.strict:
+            return None, exc  # dead-lettered like any invalid event
+        self.signature_failures += 1
+        failures = self.signature_failures
+        if failures & (failures - 1) == 0:  # 1, 2, 4, ...: visible without flooding
+            log.warning(
+                "%s: %s on %s (policy passthrough: forwarded; %d so far)",
+                self.group.name,
+                exc,
+                delivery.address,
+                failures,
+            )
+        return event, None
 
     def _candidates(self, event: CloudEvent, delivery: Delivery) -> list[Route]:
         """The routes whose filter may hold (route index); the others count as filtered,
@@ -448,6 +480,12 @@ class _Pipeline:
                 if self.gateway.follower is not None:
                     self.gateway.follower(route.name, "filtered", event, delivery, None)
                 return True
+            admitted = self.gateway.loop_guard.admit(route.name, event, guard=route.loop_guard)
+            if admitted is None:  # a mesh loop (gateway/mesh.py): acked, never forwarded
+                stats.loop_dropped += 1
+                self._record(route.name, "loop_dropped", event, delivery)
+                return True
+            event = admitted
             targets = route.targets
             values = (
                 self._values(delivery, event)
@@ -797,6 +835,11 @@ class Gateway:
         self.stats: dict[str, RouteStats] = {
             route.name: RouteStats() for route in config.table.routes
         }
+        self.loop_guard = LoopGuard(config.gateway.id, config.gateway.max_hops)
+        self.control: ControlChannel | None = None
+        """Announcements and the peer table (``gateway.mesh``), once started."""
+        self.instance = uuid.uuid4().hex[:12]
+        """This process's gateway among replicas with the same id (the mesh view)."""
         self.connector_stats: defaultdict[str, ConnectorStats] = defaultdict(ConnectorStats)
         self.timed = False
         """Measure durations per event; set by ``gateway.telemetry`` when metrics are on."""
@@ -838,6 +881,7 @@ class Gateway:
             for pipeline in self.pipelines:
                 pipeline.start()
             self._announce()
+            self._start_control()
             return
         self._waiting = list(self.pipelines)
         self._starting = True
@@ -846,6 +890,7 @@ class Gateway:
             await asyncio.gather(*(first.wait() for first in firsts))
         finally:
             self._starting = False
+        self._start_control()  # after the first attempts: it retries a connector still down
         if not self._announce():
             down = [name for name in self.connectors if name not in self._ready]
             log.warning(
@@ -859,6 +904,23 @@ class Gateway:
                 len(self.config.table.routes),
                 ", ".join(self.waiting_routes()) or "none",
             )
+
+    def _start_control(self) -> None:
+        """The mesh view's control channel (gateway/meshview.py), when configured."""
+        if self.config.gateway.mesh is not None and self.control is None and not self._stopping:
+            from gateway.meshview import ControlChannel
+
+            self.control = ControlChannel(self, self.instance)
+            self.control.start()
+
+    async def _retire_control(self, config: GatewayConfig, retired: list[AnyConnector]) -> None:
+        """Stop the control channel when a reload changes it or replaces its connector."""
+        control = self.control
+        if control is None:
+            return
+        if config.gateway.mesh != self.config.gateway.mesh or control.connector in retired:
+            self.control = None
+            await control.stop()
 
     def _fail_fast(self, config: GatewayConfig) -> bool:
         return self.force_fail_fast or config.gateway.fail_fast
@@ -1014,6 +1076,7 @@ class Gateway:
             await asyncio.gather(*(p.drain(timeout) for p in retiring))
             await _bounded("closing sources", (p.close_stream() for p in retiring))
             retired = [c for name, c in self.connectors.items() if connectors.get(name) is not c]
+            await self._retire_control(config, retired)
             for connector in retired:
                 await self._forget_connector(connector)
                 self._ready.discard(connector.name)
@@ -1026,6 +1089,7 @@ class Gateway:
                     self.store.path.parent,
                 )
             self.store.max_bytes = config.gateway.dead_letter_store.max_bytes
+            self.loop_guard = LoopGuard(config.gateway.id, config.gateway.max_hops)
             self.config = config
             unchanged = {route.fingerprint for p in kept for route in p.group.routes}
             self.stats = {
@@ -1049,6 +1113,7 @@ class Gateway:
                     self._connector_up(name)
             finally:
                 self._starting = False
+            self._start_control()  # again, if the reload stopped it
             result = ReloadResult(
                 kept=tuple(r.name for p in kept for r in p.group.routes),
                 restarted=tuple(r.name for p in fresh for r in p.group.routes),
@@ -1074,6 +1139,8 @@ class Gateway:
 
     async def stop(self) -> None:
         """Graceful stop: stop consuming, drain in-flight work, close connectors."""
+        if self.control is not None:
+            await self.control.stop()
         self._stopping = True  # routes still waiting for a connector never start
         for name in list(self._connecting):
             await self._forget_connector(self.connectors[name])

@@ -122,8 +122,11 @@ async def test_signed_by_one_route_verified_by_the_next(gateway_for, keys) -> No
     broker = MemoryBroker.get("default")
     await eventually(lambda: len(broker.acked) == 2)
     (got,) = received("out")
-    # Only what was verified goes on: the signed extension, not the unsigned one.
-    assert got.extensions == {"tenant": "acme"} and got.data == b'{"n":1}'
+    # Only what was verified goes on: the signed extension, not the unsigned one, plus
+    # the mesh provenance (never signed: every gateway changes it), so loops stay seen.
+    assert got.extensions["tenant"] == "acme" and "unsigned" not in got.extensions
+    assert "sign-gw" in str(got.extensions["meshpath"]) and got.data == b'{"n":1}'
+    assert MATERIAL_ATTRIBUTE not in got.extensions
     assert received("dlq") == []
 
 
