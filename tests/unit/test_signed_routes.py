@@ -192,3 +192,11 @@ def test_verifier_knows_keys_by_fingerprint_and_file_name(keys) -> None:  # type
     verifier = Verifier.from_files([keys["edge_public"]])
     for key_id in ("edge", key_fingerprint(key.public_key())):
         verifier.verify(Signer(key, key_id).sign(event(1)))
+
+
+@pytest.mark.parametrize("name", ["meshpath", "meshhops", "id", "dssematerial"])
+def test_sign_refuses_attributes_it_cannot_cover(keys, name) -> None:  # type: ignore[no-untyped-def]
+    from connectors.signing import SignOptions
+
+    with pytest.raises(ValueError, match=repr(name)):
+        SignOptions(key_file=keys["edge_private"], extensions=(name,))
