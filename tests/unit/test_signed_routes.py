@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from connectors.memory import MemoryBroker
+from connectors.signing import SignOptions
 from gateway.config import load_config
 from gateway.errors import ConfigError
 from gateway.runtime import Gateway
@@ -196,7 +197,5 @@ def test_verifier_knows_keys_by_fingerprint_and_file_name(keys) -> None:  # type
 
 @pytest.mark.parametrize("name", ["meshpath", "meshhops", "id", "dssematerial"])
 def test_sign_refuses_attributes_it_cannot_cover(keys, name) -> None:  # type: ignore[no-untyped-def]
-    from connectors.signing import SignOptions
-
     with pytest.raises(ValueError, match=repr(name)):
         SignOptions(key_file=keys["edge_private"], extensions=(name,))
