@@ -101,6 +101,7 @@ async def _run(path: str, config: GatewayConfig, watch: bool, fail_fast: bool) -
     from gateway.admin import observed
     from gateway.reload import watch_config
     from gateway.runtime import Gateway
+    from gateway.tracing import traced
 
     gateway = Gateway(config, fail_fast=fail_fast)
     stop = asyncio.Event()
@@ -109,7 +110,7 @@ async def _run(path: str, config: GatewayConfig, watch: bool, fail_fast: bool) -
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     loop.add_signal_handler(signal.SIGHUP, reload.set)
-    async with observed(gateway):
+    async with observed(gateway), traced(gateway):
         await gateway.start()
         heap.settle()  # long-lived objects out of the full collections (gateway/heap.py)
         watcher = asyncio.create_task(

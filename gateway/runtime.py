@@ -31,7 +31,7 @@ import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from connectors.backoff import Backoff, BackoffPolicy
 from connectors.base import Connector, Delivery, HealthState
@@ -44,6 +44,9 @@ from routing.errors import InvalidEvent, MeshgateError, TemplateError
 from routing.event import CloudEvent
 from routing.router import Route, SourceGroup, TargetSpec
 from routing.templates import TemplateValues
+
+if TYPE_CHECKING:  # OpenTelemetry is imported only when tracing is on
+    from gateway.tracing import Tracing
 
 __all__ = ["ConnectorStartFailed", "Gateway", "NotACloudEvent", "ReloadResult", "RouteStats"]
 
@@ -383,6 +386,21 @@ class _Pipeline:
         started: float = 0.0,
     ) -> bool:
         """Handle one route for one delivery; True when the delivery may be acked."""
+        tracing = self.gateway.tracing
+        if tracing is not None:  # the one check tracing costs when off
+            return await tracing.process(
+                self._route_now, self.connector, route, delivery, decoded, decode_error, started
+            )
+        return await self._route_now(route, delivery, decoded, decode_error, started)
+
+    async def _route_now(
+        self,
+        route: Route,
+        delivery: Delivery,
+        decoded: CloudEvent | None,
+        decode_error: Exception | None,
+        started: float = 0.0,
+    ) -> bool:
         stats = self.gateway.stats[route.name]
         stats.received += 1
         stats.in_flight += 1
@@ -411,6 +429,8 @@ class _Pipeline:
                 )
             if not route.matches(event):
                 stats.filtered += 1
+                if self.gateway.tracing is not None:
+                    self.gateway.tracing.outcome("filtered")
                 if self.gateway.follower is not None:
                     self.gateway.follower(route.name, "filtered", event, delivery, None)
                 return True
@@ -433,6 +453,8 @@ class _Pipeline:
                     stats.duration.observe(time.perf_counter() - started)
                 if self.gateway.follower is not None:
                     self.gateway.follower(route.name, "delivered", event, delivery, None)
+                if self.gateway.tracing is not None:
+                    self.gateway.tracing.outcome("delivered")
                 return True
             error, attempts, failed = failures[0]
             return await self._dead_letter(route, delivery, event, error, attempts, failed)
@@ -471,7 +493,7 @@ class _Pipeline:
             attempt += 1
             begun = time.perf_counter() if self.gateway.timed else 0.0
             try:
-                await connector.publish(options, event)
+                await self._send(connector, options, event, route)
                 sent.published += 1
                 if begun:
                     sent.duration.observe(time.perf_counter() - begun)
@@ -503,6 +525,21 @@ class _Pipeline:
             if backoff is None:
                 backoff = Backoff(policy.initial_backoff, policy.max_backoff)
             await backoff.sleep()
+
+    async def _send(
+        self,
+        connector: AnyConnector,
+        options: Any,
+        event: CloudEvent,
+        route: Route,
+        dead_letter_of: BaseException | None = None,
+    ) -> None:
+        """``connector.publish``, inside a send span when tracing is on."""
+        tracing = self.gateway.tracing
+        if tracing is None:
+            await connector.publish(options, event)
+        else:
+            await tracing.send(connector, options, event, route, dead_letter_of)
 
     async def _dead_letter(
         self,
@@ -553,7 +590,7 @@ class _Pipeline:
             attempt += 1
             begun = time.perf_counter() if self.gateway.timed else 0.0
             try:
-                await connector.publish(options, letter)
+                await self._send(connector, options, letter, route, error)
             except (ConnectorError, InvalidEvent) as exc:
                 sent.failed += 1
                 sent.last_error = f"{type(exc).__name__}: {exc}"
@@ -586,6 +623,8 @@ class _Pipeline:
                 sent.duration.observe(time.perf_counter() - begun)
             stats.dead_lettered += 1
             self._record(route.name, "dead_lettered", event, delivery, error)
+            if self.gateway.tracing is not None:
+                self.gateway.tracing.outcome("dead_lettered", error)
             log.warning(
                 "route %s: message on %s dead-lettered to %s: %s: %s",
                 route.name,
@@ -648,6 +687,8 @@ class _Pipeline:
         self._resume()
         self.gateway.stats[route.name].undeliverable += 1
         self._record(route.name, "undeliverable", event, delivery, error)
+        if self.gateway.tracing is not None:
+            self.gateway.tracing.outcome("undeliverable", error)
         log.error(
             "route %s: UNDELIVERABLE message on %s:%s stored in the local dead-letter store as "
             "entry %d (see `meshgate dlq show`): %s: %s",
@@ -769,6 +810,8 @@ class Gateway:
         self.recorder: Recorder | None = None
         """Told the rare outcomes (dead-lettered, undeliverable, failed) while the admin
         server runs, for /api/events."""
+        self.tracing: Tracing | None = None
+        """Set by ``gateway.tracing`` while traces are on (docs/observability.md#traces)."""
         self.follower: Recorder | None = None
         """Told the frequent outcomes (delivered, filtered) too, but only while a client
         follows /api/events: they cost ~0.4 µs per event."""
