@@ -320,11 +320,13 @@ class _Pipeline:
         routes: Sequence[Route] = self.group.routes
         if len(routes) > 1 and decoded is not None:
             routes = self._candidates(decoded, delivery)
+        # Tracing off costs this one check per delivery: no span, no extra call.
+        step = self._route if self.gateway.tracing is None else self._traced_route
         if len(routes) == 1:  # no gather (a task per route) for the common case
-            may_ack = await self._route(routes[0], delivery, decoded, decode_error, started)
+            may_ack = await step(routes[0], delivery, decoded, decode_error, started)
         else:
             results = await asyncio.gather(
-                *(self._route(route, delivery, decoded, decode_error, started) for route in routes)
+                *(step(route, delivery, decoded, decode_error, started) for route in routes)
             )
             may_ack = all(results)
         if may_ack:
@@ -377,6 +379,22 @@ class _Pipeline:
             event=event,
         )
 
+    async def _traced_route(
+        self,
+        route: Route,
+        delivery: Delivery,
+        decoded: CloudEvent | None,
+        decode_error: Exception | None,
+        started: float = 0.0,
+    ) -> bool:
+        """``_route`` inside a process span (only while tracing is on)."""
+        tracing = self.gateway.tracing
+        if tracing is None:  # switched off meanwhile
+            return await self._route(route, delivery, decoded, decode_error, started)
+        return await tracing.process(
+            self._route, self.connector, route, delivery, decoded, decode_error, started
+        )
+
     async def _route(
         self,
         route: Route,
@@ -386,21 +404,6 @@ class _Pipeline:
         started: float = 0.0,
     ) -> bool:
         """Handle one route for one delivery; True when the delivery may be acked."""
-        tracing = self.gateway.tracing
-        if tracing is not None:  # the one check tracing costs when off
-            return await tracing.process(
-                self._route_now, self.connector, route, delivery, decoded, decode_error, started
-            )
-        return await self._route_now(route, delivery, decoded, decode_error, started)
-
-    async def _route_now(
-        self,
-        route: Route,
-        delivery: Delivery,
-        decoded: CloudEvent | None,
-        decode_error: Exception | None,
-        started: float = 0.0,
-    ) -> bool:
         stats = self.gateway.stats[route.name]
         stats.received += 1
         stats.in_flight += 1
@@ -493,7 +496,10 @@ class _Pipeline:
             attempt += 1
             begun = time.perf_counter() if self.gateway.timed else 0.0
             try:
-                await self._send(connector, options, event, route)
+                if self.gateway.tracing is None:
+                    await connector.publish(options, event)
+                else:  # inside a send span whose context the message carries
+                    await self.gateway.tracing.send(connector, options, event, route)
                 sent.published += 1
                 if begun:
                     sent.duration.observe(time.perf_counter() - begun)
@@ -525,21 +531,6 @@ class _Pipeline:
             if backoff is None:
                 backoff = Backoff(policy.initial_backoff, policy.max_backoff)
             await backoff.sleep()
-
-    async def _send(
-        self,
-        connector: AnyConnector,
-        options: Any,
-        event: CloudEvent,
-        route: Route,
-        dead_letter_of: BaseException | None = None,
-    ) -> None:
-        """``connector.publish``, inside a send span when tracing is on."""
-        tracing = self.gateway.tracing
-        if tracing is None:
-            await connector.publish(options, event)
-        else:
-            await tracing.send(connector, options, event, route, dead_letter_of)
 
     async def _dead_letter(
         self,
@@ -590,7 +581,10 @@ class _Pipeline:
             attempt += 1
             begun = time.perf_counter() if self.gateway.timed else 0.0
             try:
-                await self._send(connector, options, letter, route, error)
+                if self.gateway.tracing is None:
+                    await connector.publish(options, letter)
+                else:
+                    await self.gateway.tracing.send(connector, options, letter, route, error)
             except (ConnectorError, InvalidEvent) as exc:
                 sent.failed += 1
                 sent.last_error = f"{type(exc).__name__}: {exc}"
