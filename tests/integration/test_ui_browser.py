@@ -145,9 +145,7 @@ async def test_ui_shows_the_live_mesh(tmp_path: Path, nats_url: str, rabbitmq_ur
                     state = page.locator(
                         f'#connectors tr[data-connector="{name}"] [data-field="state"]'
                     )
-                    await until(
-                        lambda state=state: state.text_content(), what=f"connector {name} row"
-                    )
+                    await until(state.count, what=f"connector {name} row")
                     assert (await state.text_content()) == "up"
                 await until(lambda: _text_is(page, "#readiness", "ready"), what="ready badge")
                 # The graph: a node per connector and side, an edge per target.
