@@ -1,4 +1,4 @@
-"""The ``meshgate`` command line: run, validate, routes check, dlq, schema, demo."""
+"""The ``meshgate`` command line: run, validate, routes check, dlq, top, schema, demo."""
 
 from __future__ import annotations
 
@@ -261,9 +261,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     asyncapi.add_argument("--output", metavar="FILE", help="write it to FILE instead of stdout")
     asyncapi.add_argument("--json", action="store_true", help="JSON instead of YAML")
 
-    from gateway import dlq_command
+    from gateway import dlq_command, top
 
     dlq_command.add_parser(commands)
+    top.add_parser(commands)
     for sub in _every_subcommand(parser):
         _global_options(sub, top=False)
 
@@ -304,6 +305,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return dlq_command.run(args, config)
     if args.command == "routes":
         return _routes_check(args)
+    if args.command == "top":
+        return top.run(args)
     if args.command == "schema":
         from gateway.schema import write_schema
 
