@@ -46,6 +46,7 @@ from opentelemetry.sdk.trace.export import (
     ConsoleSpanExporter,
     SpanExporter,
 )
+from opentelemetry.sdk.trace.sampling import ParentBased
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
@@ -189,6 +190,7 @@ class Tracing:
             if exporter is not None:
                 self.provider.add_span_processor(BatchSpanProcessor(exporter))
         self.tracer = self.provider.get_tracer(SCOPE)
+        self._parent_based = isinstance(self.provider.sampler, ParentBased)
         self.replace_mqtt = section.mqtt_traceparent == "replace"
         log.info("tracing on: exporters %s", ", ".join(exporters))
 
@@ -268,12 +270,20 @@ class Tracing:
     ) -> None:
         """Publish ``event`` inside a PRODUCER send span whose context it carries."""
         process = trace.get_current_span()
+        kind = connector.options.type
+        if self._parent_based and not process.is_recording():
+            # The sampler dropped the process span, so it drops this one whatever its
+            # attributes: skip building them. The (unsampled) context still travels, so
+            # downstream consumers do not sample the trace either.
+            unsampled = self.tracer.start_span("send", None, SpanKind.PRODUCER)
+            options, event = self._carry(unsampled, kind, options, event)
+            await connector.publish(options, event)
+            return
         if process.is_recording() and dead_letter_of is None:
             process_attributes = getattr(process, "attributes", None) or {}
             if "cloudevents.event_id" not in process_attributes:  # wrapped by ingress
                 process.set_attributes(_event_attributes(event))
         destination = _target_destination(options)
-        kind = connector.options.type
         attributes: dict[str, Any] = {
             "messaging.system": messaging_system(kind),
             "messaging.operation.type": "send",
