@@ -135,3 +135,22 @@ def test_mqtt_traceparent_policy(
     else:
         assert value == ORIGINAL
     tracing.shutdown()
+
+
+async def test_unsampled_events_still_carry_a_context(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "parentbased_always_off")
+    gw = gateway(tmp_path, "t-unsampled")
+    tracing, exporter = recording(gw)
+    monkeypatch.setattr("gateway.tracing.tracing_for", lambda _gw: tracing)
+    broker = MemoryBroker.get("t-unsampled")
+    async with traced(gw):
+        await gw.start()
+        broker.put("in", binding.to_message(CloudEvent(id="u", source="urn:t", type="t")))
+        await delivered(gw, 1)
+        await gw.stop()
+    assert exporter.get_finished_spans() == ()
+    headers = broker.drain("out")[0].headers or {}
+    flags = int(headers["traceparent"].rsplit("-", 1)[1], 16)
+    assert flags & 1 == 0  # not sampled: downstream will not sample it either
