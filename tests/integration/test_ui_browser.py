@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import nats
 import pytest
 import yaml
@@ -133,6 +134,19 @@ async def test_ui_shows_the_live_mesh(tmp_path: Path, nats_url: str, rabbitmq_ur
             gateway_with_admin(config, tmp_path) as admin,
             async_playwright() as playwright,
         ):
+            # The page's files need no token (a browser cannot send one to open a
+            # page, and they hold no data); the API still does.
+            async with aiohttp.ClientSession() as http:
+                for path, status in (
+                    ("/ui", 200),
+                    ("/ui/ui.js", 200),
+                    ("/ui/ui.css", 200),
+                    ("/ui/missing.js", 404),
+                    ("/api/deadletters", 401),
+                    ("/api/routes", 401),
+                ):
+                    async with http.get(admin.url + path) as response:
+                        assert response.status == status, path
             browser = await playwright.chromium.launch(
                 executable_path=executable, args=CHROMIUM_ARGS, headless=True
             )
@@ -186,6 +200,18 @@ async def test_ui_shows_the_live_mesh(tmp_path: Path, nats_url: str, rabbitmq_ur
                     '#dead-letter-counts tr[data-route="legacy"] [data-field="stored"]'
                 )
                 await until(lambda: _text_is(page, stored, "1"), what="one local store entry")
+                async with (
+                    aiohttp.ClientSession() as http,
+                    http.get(
+                        admin.url + "/api/deadletters",
+                        headers={"Authorization": f"Bearer {TOKEN}"},
+                    ) as response,
+                ):
+                    letters = await response.json()
+                assert letters["total"] == 1 and letters["per_route"] == {"legacy": 1}
+                (entry,) = letters["entries"]
+                assert entry["route"] == "legacy" and entry["reason"] == "NotACloudEvent"
+                assert "payload" not in entry and "headers" not in entry
                 store_entry = page.locator("#store li").first
                 assert "NotACloudEvent" in (await store_entry.text_content() or "")
                 failures = page.locator('#events li[data-outcome="undeliverable"]')
