@@ -48,6 +48,7 @@ __all__ = [
     "EgressOptions",
     "Health",
     "HealthState",
+    "MeshAttributes",
     "RawMessage",
     "RawPublisher",
     "SourceOptions",
@@ -81,6 +82,15 @@ class EgressOptions(_StrictModel):
     rename: dict[str, str] = Field(default_factory=dict, description="Old name -> new name.")
 
 
+class MeshAttributes(StrEnum):
+    """What a target does with the mesh provenance attributes (docs/mesh.md)."""
+
+    KEEP = "keep"
+    """Publish ``meshpath``/``meshhops`` with the event (inside the mesh)."""
+    STRIP = "strip"
+    """Remove them: the event leaves the mesh here (consumers outside it)."""
+
+
 class TargetOptions(_StrictModel):
     """Base of a route's ``to:`` entry (and ``dead_letter:``) for one connector type."""
 
@@ -91,6 +101,11 @@ class TargetOptions(_StrictModel):
     )
     attributes: EgressOptions | None = Field(
         None, description="Attribute changes for this target only: set (templates), remove, rename."
+    )
+    mesh: MeshAttributes = Field(
+        MeshAttributes.KEEP,
+        description="keep or strip the mesh provenance attributes (meshpath, meshhops); "
+        "strip where events leave the mesh.",
     )
     headers: dict[str, str] = Field(
         default_factory=dict,

@@ -4,12 +4,12 @@ docs/decisions/0003-admin-http-server.md and docs/observability.md).
 Endpoints: ``/healthz`` (the loop answers), ``/readyz`` (every connector up and every
 route's source consuming, else 503), ``/metrics`` (Prometheus text from
 ``gateway.telemetry``), ``/api/routes`` and ``/api/connectors`` (config summary and
-live counters, never credentials), ``/api/events`` (Server-Sent Events of each
-route's outcomes, ``gateway.events``), ``/api/deadletters`` (the local dead-letter
-store's entries, without payloads), ``/ui`` (the live web view: static files from
-``gateway/ui``, which read the API). With ``token_file`` every request needs
-``Authorization: Bearer <token>``, except the static files of ``/ui`` (they hold no
-data; the page sends the token on each API call).
+live counters, never credentials), ``/api/mesh`` (the mesh view's peer table),
+``/api/events`` (Server-Sent Events of each route's outcomes, ``gateway.events``),
+``/api/deadletters`` (the local dead-letter store's entries, without payloads),
+``/ui`` (the live web view: static files from ``gateway/ui``, which read the API).
+With ``token_file`` every request needs ``Authorization: Bearer <token>``, except the
+static files of ``/ui`` (they hold no data; the page sends the token on each API call).
 
 Everything here only reads the runtime's state; it never changes it.
 """
@@ -211,6 +211,7 @@ class AdminServer:
         app.router.add_get("/api/deadletters", self._deadletters)
         app.router.add_get("/ui", self._ui)
         app.router.add_get("/ui/{name}", self._ui)
+        app.router.add_get("/api/mesh", self._mesh)
         return app
 
     async def start(self) -> None:
@@ -409,6 +410,13 @@ class AdminServer:
                 }
             )
         return web.json_response({"connectors": connectors})
+
+    async def _mesh(self, _request: web.Request) -> web.Response:
+        """The peer table of the mesh view (docs/mesh.md); ``enabled: false`` without
+        ``gateway.mesh``."""
+        from gateway.meshview import document
+
+        return web.json_response(document(self.gateway))
 
 
 @contextlib.asynccontextmanager

@@ -2,8 +2,9 @@
 
 - a route that can never match (a CESQL filter that is constant false);
 - routes that form a cycle through the brokers (route A publishes where route B
-  reads, and B publishes where A reads): an event could circulate forever, since
-  loop protection across hops is not implemented yet;
+  reads, and B publishes where A reads), guarded by the mesh path rule or not, and
+  routes that read what another route of the same gateway publishes (the path rule
+  drops those events): ``gateway.meshcheck``, which also analyses several gateways;
 - duplicated routes: same source, filter and targets, so every event would be
   delivered twice.
 
@@ -146,31 +147,6 @@ def _feeds(config: GatewayConfig, route: Route, other: Route) -> bool:
     return False
 
 
-def _cycles(config: GatewayConfig) -> Iterator[Finding]:
-    routes = config.table.routes
-    edges = {r.name: [o.name for o in routes if _feeds(config, r, o)] for r in routes}
-    reported: set[frozenset[str]] = set()
-
-    def walk(start: str, node: str, path: list[str]) -> Iterator[list[str]]:
-        for nxt in edges[node]:
-            if nxt == start:
-                yield [*path, start]
-            elif nxt not in path and len(path) < 8:  # bounded: warnings, not proofs
-                yield from walk(start, nxt, [*path, nxt])
-
-    for route in routes:
-        for cycle in walk(route.name, route.name, [route.name]):
-            key = frozenset(cycle)
-            if key not in reported:
-                reported.add(key)
-                chain = " -> ".join(cycle)
-                yield Finding(
-                    route.name,
-                    f"routes can form a cycle through the brokers ({chain}): an event could "
-                    "circulate forever (no hop limit yet); narrow a source or a target",
-                )
-
-
 def _never_matches(route: Route) -> Finding | None:
     if route.filter_text is None:
         return None
@@ -202,8 +178,11 @@ def _duplicates(config: GatewayConfig) -> Iterator[Finding]:
                 seen[key] = route.name
 
 
-def analyse(config: GatewayConfig) -> list[Finding]:
-    """Every warning for ``config``; an empty list when nothing looks wrong."""
+def analyse(config: GatewayConfig, *, mesh: bool = True) -> list[Finding]:
+    """Every warning for ``config``; an empty list when nothing looks wrong.
+
+    ``mesh=False`` leaves out the broker-graph findings (cycles, chains), for a caller
+    that analyses this config together with others (``gateway.meshcheck``)."""
     findings = [f for route in config.table.routes if (f := _never_matches(route)) is not None]
     findings.extend(
         Finding(route.name, f"filter: {warning}")
@@ -211,6 +190,9 @@ def analyse(config: GatewayConfig) -> list[Finding]:
         if route.filter_text is not None
         for warning in lint(route.filter_text).warnings
     )
-    findings.extend(_cycles(config))
+    if mesh:
+        from gateway.meshcheck import MeshGraph  # it builds on this module's matchers
+
+        findings.extend(MeshGraph([config]).findings())
     findings.extend(_duplicates(config))
     return findings

@@ -54,6 +54,8 @@ _CONTEXT = {
     "time": ("string", "RFC 3339 timestamp of the occurrence."),
     "traceparent": ("string", "W3C trace context (distributed-tracing extension)."),
     "tracestate": ("string", "W3C trace state (distributed-tracing extension)."),
+    "meshpath": ("string", "Ids of the meshgate gateways that forwarded the event (docs/mesh.md)."),
+    "meshhops": ("integer", "How many meshgate gateways forwarded the event (docs/mesh.md)."),
 }
 _REQUIRED = ("id", "source", "specversion", "type")
 

@@ -157,6 +157,62 @@ def _routes_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _validate_mesh(paths: list[str]) -> int:
+    """Several gateways' configs as one mesh: each file alone, then the broker graph."""
+    from gateway.analysis import analyse
+    from gateway.meshcheck import MeshGraph
+
+    configs: list[GatewayConfig] = []
+    for path in paths:
+        try:
+            config = load_config(path)
+        except ConfigError as exc:
+            print(exc, file=sys.stderr)
+            return 2
+        # Cycles and chains are reported for the whole mesh below, once.
+        for finding in analyse(config, mesh=False):
+            print(f"{path}: {finding}", file=sys.stderr)
+        routes = config.table.routes
+        print(f"{path}: OK (gateway {config.gateway.id}, {len(routes)} routes)")
+        configs.append(config)
+    graph = MeshGraph(configs)
+    ids = sorted({c.gateway.id for c in configs})
+    replicas = len(configs) - len(ids)
+    print(
+        f"mesh: {len(ids)} gateways ({', '.join(ids)})"
+        + (f", {replicas} more file(s) with an id already given: replicas" if replicas else "")
+    )
+    for line in graph.describe():
+        print(line)
+    findings = graph.findings()
+    for finding in findings:
+        print(f"mesh: {finding}")
+    if not findings:
+        print("mesh: no cycles, unreachable routes or duplicate deliveries found")
+    return 0
+
+
+def _mesh_status(args: argparse.Namespace) -> int:
+    from gateway.meshview import status
+
+    config = _load(args.config)
+    if config is None:
+        return 2
+    if config.gateway.mesh is None:
+        print(
+            f"{args.config}: gateway.mesh is not configured (no control channel)", file=sys.stderr
+        )
+        return 2
+    try:
+        lines = asyncio.run(status(config, args.seconds))
+    except ConnectorError as exc:
+        print(f"mesh status: cannot listen: {exc}", file=sys.stderr)
+        return 1
+    for line in lines:
+        print(line)
+    return 0
+
+
 def _asyncapi(args: argparse.Namespace) -> int:
     from gateway.asyncapi import build_document, document_text, load_mesh
 
@@ -218,9 +274,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
 
     validate = commands.add_parser(
-        "validate", help="check a config file and exit (no broker is contacted)"
+        "validate",
+        help="check a config file and exit (no broker is contacted); with several files, "
+        "analyse them together as one mesh (cycles, unreachable routes, duplicates)",
     )
-    validate.add_argument("config", help="path to the YAML config file")
+    validate.add_argument("config", nargs="+", help="path to the YAML config file(s)")
 
     routes_parser = commands.add_parser("routes", help="inspect routes without touching any broker")
     routes_commands = routes_parser.add_subparsers(
@@ -261,6 +319,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     asyncapi.add_argument("--output", metavar="FILE", help="write it to FILE instead of stdout")
     asyncapi.add_argument("--json", action="store_true", help="JSON instead of YAML")
 
+    mesh = commands.add_parser("mesh", help="the mesh view from the control channel")
+    mesh_commands = mesh.add_subparsers(dest="mesh_command", required=True, metavar="ACTION")
+    mesh_status = mesh_commands.add_parser(
+        "status",
+        help="listen on the control channel of a config (gateway.mesh) for a bounded time and "
+        "print the mesh: gateways and replicas, brokers, routes and their rates",
+    )
+    mesh_status.add_argument("config", help="a route file with gateway.mesh")
+    mesh_status.add_argument(
+        "--seconds",
+        type=float,
+        default=None,
+        help="how long to listen (default: 2.5 announcement intervals)",
+    )
+
     from gateway import dlq_command, top
 
     dlq_command.add_parser(commands)
@@ -272,11 +345,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     logs.setup(args.log_level, args.log_format)
 
     if args.command == "validate":
-        config = _load(args.config)
+        if len(args.config) > 1:
+            return _validate_mesh(args.config)
+        config = _load(args.config[0])
         if config is None:
             return 2
         routes = config.table.routes
-        print(f"{args.config}: OK ({len(config.connectors)} connectors, {len(routes)} routes)")
+        print(f"{args.config[0]}: OK ({len(config.connectors)} connectors, {len(routes)} routes)")
         for route in routes:
             targets = ", ".join(t.describe() for t in route.targets)
             print(f"  {route.name}: {route.source_connector} -> {targets}")
@@ -313,6 +388,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return write_schema(args.output)
     if args.command == "asyncapi":
         return _asyncapi(args)
+    if args.command == "mesh":
+        return _mesh_status(args)
     if args.command == "demo":
         from gateway.demo import run_demo
 

@@ -17,15 +17,22 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, ClassVar, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
-from connectors.base import Connector, ConnectorOptions, SourceOptions, TargetOptions
+from connectors.base import (
+    Connector,
+    ConnectorOptions,
+    MeshAttributes,
+    SourceOptions,
+    TargetOptions,
+)
 from connectors.errors import UnknownConnectorType
 from connectors.registry import ConnectorRegistry, default_registry
 from gateway.dlstore import DEFAULT_MAX_BYTES, STATE_DIR_ENV, default_state_dir
 from gateway.errors import ConfigError, ConfigProblem
+from gateway.mesh import DEFAULT_MAX_HOPS, MESH_ATTRIBUTES
 from gateway.yamlsource import KeyPath, LoadedYaml, load_yaml
 from routing.cesql.lint import lint
 from routing.egress import EgressRules
@@ -142,6 +149,76 @@ class ReconnectSection(_Section):
     )
 
 
+class MeshSection(_Section):
+    """The mesh view's control channel (docs/mesh.md#the-mesh-view)."""
+
+    connector: str = Field(description="A connector of this gateway (nats, mqtt, kafka, amqp).")
+    subject: str | None = Field(None, min_length=1, description="NATS: subject (core NATS).")
+    topic: str | None = Field(None, min_length=1, description="MQTT (QoS 0) or Kafka: topic.")
+    exchange: str = Field(
+        "amq.topic", min_length=1, description="AMQP: existing topic exchange to publish to."
+    )
+    routing_key: str | None = Field(None, min_length=1, description="AMQP: routing key.")
+    interval_seconds: float = Field(5.0, gt=0, description="Seconds between announcements.")
+    expire_seconds: float | None = Field(
+        None, gt=0, description="Peers silent this long are forgotten (default: 3 intervals)."
+    )
+
+    CHANNELS: ClassVar[dict[str, tuple[str, str]]] = {
+        "nats": ("subject", "*> "),
+        "mqtt": ("topic", "+#"),
+        "kafka": ("topic", ""),
+        "amqp": ("routing_key", "*#"),
+    }
+    """Connector type -> (address key, characters it may not hold: wildcards)."""
+
+    @property
+    def address(self) -> str:
+        return self.subject or self.topic or self.routing_key or ""
+
+    def expiry(self) -> float:
+        return self.expire_seconds or 3 * self.interval_seconds
+
+    def target(self, connector: Connector[Any, Any, Any]) -> Any:
+        """Where announcements go: at most once where the protocol allows it."""
+        kind = connector.options.type
+        body: dict[str, Any] = {"connector": self.connector}
+        if kind == "nats":
+            body |= {"subject": self.address, "jetstream": False}
+        elif kind == "mqtt":
+            body |= {"topic": self.address, "qos": 0}
+        elif kind == "kafka":
+            body |= {"topic": self.address}
+        else:
+            body |= {"exchange": self.exchange, "routing_key": self.address, "persistent": False}
+        return type(connector).Target.model_validate(body)
+
+    def source(self, connector: Connector[Any, Any, Any], listener: str) -> Any:
+        """A subscription of this listener alone (no queue, share or consumer group
+        shared with others): every gateway hears every announcement. ``listener`` names
+        the Kafka group and the AMQP queue (which RabbitMQ deletes once unused)."""
+        kind = connector.options.type
+        body: dict[str, Any] = {"connector": self.connector}
+        if kind == "nats":
+            body |= {"subject": self.address}
+        elif kind == "mqtt":
+            body |= {"topic": self.address, "qos": 0}
+        elif kind == "kafka":
+            body |= {
+                "topics": [self.address],
+                "group_id": f"meshgate-mesh-{listener}",
+                "auto_offset_reset": "latest",
+            }
+        else:
+            body |= {
+                "queue": f"meshgate-mesh-{listener}",
+                "declare": True,
+                "arguments": {"x-expires": int(max(60.0, 3 * self.expiry()) * 1000)},
+                "bind": [{"exchange": self.exchange, "binding_key": self.address}],
+            }
+        return type(connector).Source.model_validate(body)
+
+
 class GatewaySection(_Section):
     id: Annotated[str, Field(pattern=_NAME, description="Name of this gateway in the mesh.")]
     drain_timeout_seconds: float = Field(
@@ -161,6 +238,18 @@ class GatewaySection(_Section):
     )
     dead_letter_store: DeadLetterStoreSection = Field(
         default_factory=DeadLetterStoreSection  # type: ignore[arg-type]
+    )
+    max_hops: int = Field(
+        DEFAULT_MAX_HOPS,
+        ge=1,
+        le=1000,
+        description="Events that already passed this many gateways (meshhops) are not "
+        "forwarded again (docs/mesh.md).",
+    )
+    mesh: MeshSection | None = Field(
+        None,
+        description="Announce this gateway on a control channel and keep a table of its "
+        "peers: {connector: <nats connector>, subject: meshgate.control}.",
     )
     reconnect: ReconnectSection = Field(
         default_factory=ReconnectSection,  # type: ignore[arg-type]
@@ -219,6 +308,11 @@ class RouteSection(_Section):
     retry: RetrySection = Field(default_factory=RetrySection)  # type: ignore[arg-type]
     max_in_flight: int = Field(256, ge=1, le=100_000, description="Events processed at once.")
     ordered: bool = Field(False, description="Keep order per key (partition/topic/subject).")
+    loop_guard: bool = Field(
+        True,
+        description="Drop events whose mesh path (meshpath) already holds this gateway's id; "
+        "false for deliberate re-entry (max_hops still applies).",
+    )
 
 
 class ConfigFile(_Section):
@@ -384,6 +478,9 @@ def parse_config(
                 options = options.model_copy(update={"client_id": client_id})
             connectors[name] = (cls, options)
 
+    if file_model.gateway.mesh is not None:
+        _check_mesh(check, file_model.gateway.mesh, file_model.connectors)
+
     routes: list[Route] = []
     seen: set[str] = set()
     for index, section in enumerate(file_model.routes):
@@ -397,6 +494,30 @@ def parse_config(
     if check.problems:
         raise ConfigError(check.problems)
     return GatewayConfig(loaded.file, file_model.gateway, connectors, RouteTable.build(routes))
+
+
+def _check_mesh(check: _Checker, mesh: MeshSection, connectors: dict[str, Any]) -> None:
+    """The control channel names a connector of a known type and one address for it."""
+    kind = connectors.get(mesh.connector, {}).get("type")
+    channel = MeshSection.CHANNELS.get(str(kind))
+    if channel is None:
+        check.add(
+            ("gateway", "mesh", "connector"),
+            f"{mesh.connector!r} is not a connector of this file of a type the control "
+            f"channel runs on ({', '.join(MeshSection.CHANNELS)})",
+        )
+        return
+    key, forbidden = channel
+    for other in ("subject", "topic", "routing_key"):
+        if other != key and getattr(mesh, other) is not None:
+            check.add(
+                ("gateway", "mesh", other), f"a {kind} control channel takes {key}, not {other}"
+            )
+    value = getattr(mesh, key)
+    if value is None:
+        check.add(("gateway", "mesh"), f"required key {key!r} is missing (the {kind} {key})")
+    elif forbidden and any(c in value for c in forbidden):
+        check.add(("gateway", "mesh", key), f"a {key} without wildcards")
 
 
 def _endpoint(
@@ -464,9 +585,12 @@ def _target(
         if not template.is_static:
             header_templates[name] = template
     egress = None
-    if options.attributes is not None:
+    rules = options.attributes.model_dump() if options.attributes is not None else {}
+    if options.mesh is MeshAttributes.STRIP:  # the event leaves the mesh here
+        rules["remove"] = (*rules.get("remove", ()), *MESH_ATTRIBUTES)
+    if rules:
         try:
-            egress = EgressRules.compile(**options.attributes.model_dump())
+            egress = EgressRules.compile(**rules)
         except TemplateError as exc:
             check.add((*path, "attributes"), str(exc))
     return TargetSpec(options.connector, options, templates, egress, header_templates)
@@ -549,6 +673,7 @@ def _compile_route(
         ),
         max_in_flight=section.max_in_flight,
         ordered=section.ordered,
+        loop_guard=section.loop_guard,
         fingerprint=_fingerprint(section, connectors),
     )
 

@@ -27,6 +27,7 @@ import orjson
 from connectors.base import Connector, Delivery
 from gateway.analysis import source_matches
 from gateway.config import GatewayConfig
+from gateway.mesh import LoopGuard, hops_of, path_of
 from routing.bindings import AmqpMessage, KafkaMessage, MqttMessage, NatsMessage
 from routing.cesql import compile_expression
 from routing.cesql.ast import Binary, Node, children
@@ -104,10 +105,19 @@ def _rejection(route: Route, event: CloudEvent) -> str:
 
 
 def _report(
-    connectors: dict[str, AnyConnector], route: Route, event: CloudEvent, values: TemplateValues
+    connectors: dict[str, AnyConnector],
+    route: Route,
+    event: CloudEvent,
+    values: TemplateValues,
+    guard: LoopGuard,
 ) -> RouteReport:
     if not route.matches(event):
         return RouteReport(route.name, False, _rejection(route, event), event)
+    path = path_of(event)
+    why = guard.refusal(path, hops_of(event, path), guard=route.loop_guard)
+    if why is not None:  # what the runtime counts as loop_dropped (docs/mesh.md)
+        return RouteReport(route.name, False, f"mesh loop: {why}", event)
+    event = guard.admit(route.name, event, guard=route.loop_guard) or event
     report = RouteReport(route.name, True, "", event)
     event_values = TemplateValues(
         values.address, values.separator, values.headers, values.key, event
@@ -123,6 +133,10 @@ def _report(
     return report
 
 
+def _guard(config: GatewayConfig) -> LoopGuard:
+    return LoopGuard(config.gateway.id, config.gateway.max_hops)
+
+
 def _connectors(config: GatewayConfig) -> dict[str, AnyConnector]:
     return {name: cls(name, options) for name, (cls, options) in config.connectors.items()}
 
@@ -134,7 +148,8 @@ def check_event(config: GatewayConfig, event_json: bytes) -> list[RouteReport]:
     reports = []
     for route in config.table.routes:
         separator = connectors[route.source_connector].address_separator
-        reports.append(_report(connectors, route, event, TemplateValues(separator=separator)))
+        values = TemplateValues(separator=separator)
+        reports.append(_report(connectors, route, event, values, _guard(config)))
     return reports
 
 
@@ -187,7 +202,7 @@ def check_message(config: GatewayConfig, spec: dict[str, Any]) -> list[RouteRepo
             reason = "not a CloudEvent and no ingress rules: goes to the dead-letter target"
             reports.append(RouteReport(route.name, False, reason))
             continue
-        reports.append(_report(connectors, route, event, values))
+        reports.append(_report(connectors, route, event, values, _guard(config)))
     return reports
 
 

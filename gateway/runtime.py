@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -38,6 +39,7 @@ from connectors.base import Connector, Delivery, HealthState
 from connectors.errors import ConnectorError
 from gateway.config import GatewayConfig
 from gateway.dlstore import DeadLetterStore, StoreError
+from gateway.mesh import LoopGuard
 from gateway.stats import ConnectorStats, DurationHistogram
 from routing.deadletter import dead_letter_event
 from routing.errors import InvalidEvent, MeshgateError, TemplateError
@@ -45,8 +47,9 @@ from routing.event import CloudEvent
 from routing.router import Route, SourceGroup, TargetSpec
 from routing.templates import TemplateValues
 
-if TYPE_CHECKING:  # OpenTelemetry is imported only when tracing is on
-    from gateway.tracing import Tracing
+if TYPE_CHECKING:
+    from gateway.meshview import ControlChannel
+    from gateway.tracing import Tracing  # OpenTelemetry is imported only when tracing is on
 
 __all__ = ["ConnectorStartFailed", "Gateway", "NotACloudEvent", "ReloadResult", "RouteStats"]
 
@@ -75,6 +78,8 @@ class RouteStats:
     dead_lettered: int = 0
     undeliverable: int = 0
     """Written to the local dead-letter store (neither delivered nor dead-lettered)."""
+    loop_dropped: int = 0
+    """Acked without forwarding: looped back through the mesh, or past max_hops."""
     failed: int = 0
     """Ended without an outcome (cancelled after the drain timeout, or a bug): left
     unacknowledged, so the broker redelivers it."""
@@ -437,6 +442,14 @@ class _Pipeline:
                 if self.gateway.follower is not None:
                     self.gateway.follower(route.name, "filtered", event, delivery, None)
                 return True
+            admitted = self.gateway.loop_guard.admit(route.name, event, guard=route.loop_guard)
+            if admitted is None:  # a mesh loop (gateway/mesh.py): acked, never forwarded
+                stats.loop_dropped += 1
+                self._record(route.name, "loop_dropped", event, delivery)
+                if self.gateway.tracing is not None:
+                    self.gateway.tracing.outcome("loop_dropped")
+                return True
+            event = admitted
             targets = route.targets
             values = (
                 self._values(delivery, event)
@@ -798,6 +811,11 @@ class Gateway:
         self.stats: dict[str, RouteStats] = {
             route.name: RouteStats() for route in config.table.routes
         }
+        self.loop_guard = LoopGuard(config.gateway.id, config.gateway.max_hops)
+        self.control: ControlChannel | None = None
+        """Announcements and the peer table (``gateway.mesh``), once started."""
+        self.instance = uuid.uuid4().hex[:12]
+        """This process's gateway among replicas with the same id (the mesh view)."""
         self.connector_stats: defaultdict[str, ConnectorStats] = defaultdict(ConnectorStats)
         self.timed = False
         """Measure durations per event; set by ``gateway.telemetry`` when metrics are on."""
@@ -841,6 +859,7 @@ class Gateway:
             for pipeline in self.pipelines:
                 pipeline.start()
             self._announce()
+            self._start_control()
             return
         self._waiting = list(self.pipelines)
         self._starting = True
@@ -849,6 +868,7 @@ class Gateway:
             await asyncio.gather(*(first.wait() for first in firsts))
         finally:
             self._starting = False
+        self._start_control()  # after the first attempts: it retries a connector still down
         if not self._announce():
             down = [name for name in self.connectors if name not in self._ready]
             log.warning(
@@ -862,6 +882,23 @@ class Gateway:
                 len(self.config.table.routes),
                 ", ".join(self.waiting_routes()) or "none",
             )
+
+    def _start_control(self) -> None:
+        """The mesh view's control channel (gateway/meshview.py), when configured."""
+        if self.config.gateway.mesh is not None and self.control is None and not self._stopping:
+            from gateway.meshview import ControlChannel
+
+            self.control = ControlChannel(self, self.instance)
+            self.control.start()
+
+    async def _retire_control(self, config: GatewayConfig, retired: list[AnyConnector]) -> None:
+        """Stop the control channel when a reload changes it or replaces its connector."""
+        control = self.control
+        if control is None:
+            return
+        if config.gateway.mesh != self.config.gateway.mesh or control.connector in retired:
+            self.control = None
+            await control.stop()
 
     def _fail_fast(self, config: GatewayConfig) -> bool:
         return self.force_fail_fast or config.gateway.fail_fast
@@ -1017,6 +1054,7 @@ class Gateway:
             await asyncio.gather(*(p.drain(timeout) for p in retiring))
             await _bounded("closing sources", (p.close_stream() for p in retiring))
             retired = [c for name, c in self.connectors.items() if connectors.get(name) is not c]
+            await self._retire_control(config, retired)
             for connector in retired:
                 await self._forget_connector(connector)
                 self._ready.discard(connector.name)
@@ -1029,6 +1067,7 @@ class Gateway:
                     self.store.path.parent,
                 )
             self.store.max_bytes = config.gateway.dead_letter_store.max_bytes
+            self.loop_guard = LoopGuard(config.gateway.id, config.gateway.max_hops)
             self.config = config
             unchanged = {route.fingerprint for p in kept for route in p.group.routes}
             self.stats = {
@@ -1052,6 +1091,7 @@ class Gateway:
                     self._connector_up(name)
             finally:
                 self._starting = False
+            self._start_control()  # again, if the reload stopped it
             result = ReloadResult(
                 kept=tuple(r.name for p in kept for r in p.group.routes),
                 restarted=tuple(r.name for p in fresh for r in p.group.routes),
@@ -1077,6 +1117,8 @@ class Gateway:
 
     async def stop(self) -> None:
         """Graceful stop: stop consuming, drain in-flight work, close connectors."""
+        if self.control is not None:
+            await self.control.stop()
         self._stopping = True  # routes still waiting for a connector never start
         for name in list(self._connecting):
             await self._forget_connector(self.connectors[name])

@@ -59,6 +59,7 @@ OUTCOMES: tuple[tuple[str, str], ...] = (
     ("dead_lettered", "dead_lettered"),
     ("undeliverable", "undeliverable"),
     ("failed", "failed"),
+    ("loop_dropped", "loop_dropped"),
 )
 """``outcome`` label of ``meshgate_events_total`` -> the ``RouteStats`` field it reads."""
 
@@ -233,7 +234,7 @@ class Telemetry:
             callbacks=[self._events],
             unit="{event}",
             description="Events per route and outcome (received, delivered, filtered, "
-            "dead_lettered, undeliverable, failed).",
+            "dead_lettered, undeliverable, failed, loop_dropped).",
         )
         meter.create_observable_counter(
             "meshgate.route.retries",

@@ -36,6 +36,7 @@ _COUNTERS = (
     ("dlq", "dead_lettered"),
     ("undeliv", "undeliverable"),
     ("fail", "failed"),
+    ("loop", "loop_dropped"),
     ("retry", "retries"),
 )
 

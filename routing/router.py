@@ -118,6 +118,9 @@ class Route:
     retry: RetryPolicy = RetryPolicy()
     max_in_flight: int = 256
     ordered: bool = False
+    loop_guard: bool = True
+    """Drop events whose mesh path (``meshpath``) holds this gateway; False for
+    deliberate re-entry. The hop limit holds either way (docs/mesh.md)."""
     fingerprint: str = ""
     """Identity for hot reload: equal fingerprints mean the route did not change."""
     reads_values: bool = field(init=False, repr=False, compare=False)

@@ -11,7 +11,7 @@ const POLL_MS = 1000;
 const EVENTS_KEPT = 200;
 const LABEL_GAP = 16; // px between the labels of parallel edges
 const SVG = "http://www.w3.org/2000/svg";
-const COUNTERS = ["received", "delivered", "filtered", "dead_lettered", "undeliverable", "failed", "retries"];
+const COUNTERS = ["received", "delivered", "filtered", "dead_lettered", "undeliverable", "failed", "loop_dropped", "retries"];
 
 let token = null;
 let previous = null; // {at, routes: {name: counters}}

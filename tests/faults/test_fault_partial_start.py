@@ -156,7 +156,9 @@ def test_fail_fast_exits_1_naming_the_connector(kind: str, how: str, tmp_path: P
     output = done.stdout + done.stderr
     assert done.returncode == 1, output
     where = (
-        f"mqtt://meshgate@127.0.0.1:{port}" if kind == MQTT else f"amqp://guest:****@127.0.0.1:{port}/"
+        f"mqtt://meshgate@127.0.0.1:{port}"
+        if kind == MQTT
+        else f"amqp://guest:****@127.0.0.1:{port}/"
     )
     assert f"cannot start: connector plant ({kind} {where}): connect failed:" in output, output
     assert "s3cret" not in output

@@ -186,8 +186,15 @@ async def stream(
     return first, rest
 
 
-def verify(spec: Spec, expected: dict[Any, CloudEvent], arrivals: list[Arrival]) -> Row:
-    """Compare what arrived with what was sent; legacy events are matched by their data."""
+def verify(
+    spec: Spec, expected: dict[Any, CloudEvent], arrivals: list[Arrival], gateway_id: str
+) -> Row:
+    """Compare what arrived with what was sent; legacy events are matched by their data.
+
+    Every event arrives with the gateway's mesh provenance (``meshpath`` = its id,
+    ``meshhops`` = 1, whatever the bindings on the way), unless the target strips it.
+    """
+    stamp = {} if spec.target.get("mesh") == "strip" else {"meshpath": gateway_id, "meshhops": "1"}
     row = Row(spec.name, f"{spec.src} -> {spec.dst}", spec.mode, len(expected), 0, 0, 0)
     seen: dict[Any, int] = defaultdict(int)
     for arrival in arrivals:
@@ -203,7 +210,7 @@ def verify(spec: Spec, expected: dict[Any, CloudEvent], arrivals: list[Arrival])
             row.problems.append(f"unexpected event {event.id!r} at {arrival.address}")
             continue
         seen[key] += 1
-        attrs = want.canonical_attributes()
+        attrs = {**want.canonical_attributes(), **stamp}
         if want.id == "*":  # no native id: ingress made a UUID
             attrs["id"] = event.id if len(event.id) == 36 else "<a UUID>"
         got = event.canonical_attributes()
@@ -234,6 +241,8 @@ def matrix_specs() -> list[Spec]:
         Spec("m42n-bin", MQTT4, NATS, "binary"),  # MQTT 3.1.1 source (structured JSON)
         Spec("k2m4-str", KAFKA, MQTT4, "structured"),  # MQTT 3.1.1 target
         Spec("a2nc-bin", AMQP, NATSCORE, "binary"),  # core NATS target (at-most-once)
+        Spec("strip-n2k", NATS, KAFKA, "binary", target={"mesh": "strip"}),  # leaves the mesh
+        Spec("strip-k2m", KAFKA, MQTT, "structured", target={"mesh": "strip"}),
         Spec("lg-k2a", KAFKA, AMQP, "binary", legacy=True),
         Spec("lg-a2m", AMQP, MQTT, "structured", legacy=True),
         Spec("lg-m2n", MQTT, NATS, "binary", legacy=True),
@@ -316,7 +325,10 @@ class MatrixScenarios:
                 sent = await asyncio.gather(*(send(mesh, spec, N) for spec in specs))
                 await mesh.until_received({spec.name: N for spec in specs})
                 await asyncio.sleep(GRACE)
-            rows = [verify(s, want, mesh.received(s)) for s, want in zip(specs, sent, strict=True)]
+            rows = [
+                verify(s, want, mesh.received(s), mesh.run)
+                for s, want in zip(specs, sent, strict=True)
+            ]
         pairs = {(s.src, s.dst, s.mode) for s in specs if s.dst != NATSCORE}
         assert len(pairs) >= 32
         report(f"matrix ({N} events per route)", rows)
@@ -397,7 +409,7 @@ class MatrixScenarios:
             len(letters) - len(ids),
             count - len(ids),
         )
-        report("refusals", [dead_row, verify(stuck, sent_stuck, mesh.received(stuck))])
+        report("refusals", [dead_row, verify(stuck, sent_stuck, mesh.received(stuck), mesh.run)])
 
     @pytest.mark.timeout(150)
     async def test_graceful_restart_mid_stream(self, endpoints: Endpoints, tmp_path: Path) -> None:
@@ -423,7 +435,10 @@ class MatrixScenarios:
                 sent = [a | b for a, b in zip(warm, await producer, strict=True)]
                 await mesh.until_received({s.name: RESTART_N for s in specs}, 60)
                 await asyncio.sleep(GRACE)
-            rows = [verify(s, want, mesh.received(s)) for s, want in zip(specs, sent, strict=True)]
+            rows = [
+                verify(s, want, mesh.received(s), mesh.run)
+                for s, want in zip(specs, sent, strict=True)
+            ]
         print(f"\nin flight when the first gateway stopped: {in_flight}")
         # Stop = stop pulling, drain in-flight work (acks included), then close the
         # sources and commit: the next gateway sees every event exactly once.
@@ -486,7 +501,7 @@ class MatrixScenarios:
                 second.send_signal(signal.SIGTERM)
                 await asyncio.wait_for(second.wait(), 30)
             rows = [
-                verify(s, want, mesh.received(s))
+                verify(s, want, mesh.received(s), mesh.run)
                 for s, want in zip(specs + held, sent + sent_held, strict=True)
             ]
         print(f"\ndistinct events at each target when SIGKILLed: {at_kill}")

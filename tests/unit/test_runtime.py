@@ -25,6 +25,9 @@ routes:
 """
 
 
+STAMP = {"meshpath": "test-gw", "meshhops": "1"}  # what this gateway adds when forwarding
+
+
 def event(n: int, **changes: object) -> CloudEvent:
     base = CloudEvent(id=f"e{n}", source="urn:test", type="com.acme.thing", data=b'{"n":%d}' % n)
     return base.replace(**changes) if changes else base
@@ -103,7 +106,8 @@ async def test_cloudevent_is_delivered_then_acked(gateway_for) -> None:
     await eventually(lambda: len(broker.acked) == 1)
     got = received("out.com.acme.thing")
     assert [e.id for e in got] == ["e1"]
-    assert got[0].canonical_attributes() == event(1).canonical_attributes()
+    # Unchanged, except for this gateway's provenance (docs/mesh.md).
+    assert got[0].canonical_attributes() == {**event(1).canonical_attributes(), **STAMP}
     assert gw.stats["r1"].delivered == 1
 
 
@@ -521,7 +525,7 @@ async def test_egress_rules_change_one_target_only(gateway_for) -> None:
     assert changed.subject is None and changed.extensions["topic"] == "s-1"
     assert changed.extensions["region"] == "in"
     assert "traceparent" not in changed.extensions
-    assert unchanged == event(1, subject="s-1", extensions={"traceparent": "00-ab-cd-01"})
+    assert unchanged == event(1, subject="s-1", extensions={"traceparent": "00-ab-cd-01", **STAMP})
 
 
 async def test_native_headers_pass_to_the_target(gateway_for) -> None:
@@ -541,7 +545,8 @@ async def test_native_headers_pass_to_the_target(gateway_for) -> None:
     assert out.headers is not None
     assert out.headers["X-Request-Id"] == "req-7" and out.headers["X-Gateway"] == "edge"
     decoded = binding.from_message(out)
-    assert decoded is not None and decoded.canonical_attributes() == event(1).canonical_attributes()
+    assert decoded is not None
+    assert decoded.canonical_attributes() == {**event(1).canonical_attributes(), **STAMP}
 
 
 async def test_heartbeats_signal_only_long_deliveries_and_never_overlap(

@@ -177,6 +177,7 @@ async def test_every_metric_is_exposed_with_its_documented_name(tmp_path: Path) 
         "dead_lettered": 0,
         "undeliverable": 0,
         "failed": 0,
+        "loop_dropped": 0,
     }
     counts = {
         sample.name: sample.value

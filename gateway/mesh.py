@@ -1,0 +1,125 @@
+"""Mesh provenance and the loop guard (docs/mesh.md).
+
+Every event a gateway forwards carries its path through the mesh as two CloudEvents
+extension attributes: ``meshpath``, the ids of the gateways it passed, comma
+separated, oldest first; and ``meshhops``, how many gateways forwarded it (an
+Integer). They are this intermediary's own provenance, like ``traceparent``: the
+one place where the gateway adds attributes to an event it forwards.
+
+The rule, applied per route after its filter: a gateway does not forward an event
+whose path already holds its own ``gateway.id`` (unless the route says
+``loop_guard: false``), nor one that already made ``gateway.max_hops`` hops. Such an
+event is acknowledged and counted (``RouteStats.loop_dropped``), with one WARNING
+per route and minute. Dead letters are not guarded: they leave the route's flow.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Final
+
+from routing.event import CloudEvent
+
+__all__ = [
+    "DEFAULT_MAX_HOPS",
+    "HOPS",
+    "MESH_ATTRIBUTES",
+    "PATH",
+    "LoopGuard",
+    "hops_of",
+    "path_of",
+]
+
+log = logging.getLogger("meshgate.mesh")
+
+PATH: Final = "meshpath"
+HOPS: Final = "meshhops"
+MESH_ATTRIBUTES: Final = (PATH, HOPS)
+DEFAULT_MAX_HOPS: Final = 8
+WARN_EVERY: Final = 60.0
+"""Seconds between two loop WARNINGs of one route (drops in between are summed)."""
+
+
+def path_of(event: CloudEvent) -> tuple[str, ...]:
+    """The gateway ids in the event's ``meshpath`` (empty when it has none)."""
+    value = event.extensions.get(PATH)
+    if not isinstance(value, str) or not value:
+        return ()
+    return tuple(part for part in value.split(",") if part)
+
+
+def hops_of(event: CloudEvent, path: tuple[str, ...]) -> int:
+    """The event's hop count: ``meshhops`` (an Integer, or its canonical string after a
+    binary-mode hop), never less than the path's length. Unreadable counts as 0."""
+    value = event.extensions.get(HOPS)
+    hops = 0
+    if isinstance(value, int) and not isinstance(value, bool):
+        hops = value
+    elif isinstance(value, str):
+        try:
+            hops = int(value.strip())
+        except ValueError:
+            hops = 0
+    return max(hops, len(path))
+
+
+@dataclass
+class _Warned:
+    at: float = 0.0
+    suppressed: int = 0
+
+
+@dataclass
+class LoopGuard:
+    """Stamps forwarded events and refuses the ones that looped or went too far."""
+
+    gateway_id: str
+    max_hops: int = DEFAULT_MAX_HOPS
+    _warned: dict[str, _Warned] = field(default_factory=dict)
+
+    def admit(self, route: str, event: CloudEvent, *, guard: bool = True) -> CloudEvent | None:
+        """The event as ``route`` forwards it (this gateway added to its path), or None
+        when it must be dropped. ``guard=False`` (``loop_guard: false``) skips the own-id
+        rule for deliberate re-entry; the hop limit always holds."""
+        path = path_of(event)
+        hops = hops_of(event, path)
+        why = self.refusal(path, hops, guard=guard)
+        if why is not None:
+            self._dropped(route, event, path, hops, why)
+            return None
+        return event.with_extensions({PATH: ",".join((*path, self.gateway_id)), HOPS: hops + 1})
+
+    def refusal(self, path: tuple[str, ...], hops: int, *, guard: bool = True) -> str | None:
+        """Why an event with this path and hop count is not forwarded, or None."""
+        if guard and self.gateway_id in path:
+            return f"its path already holds {self.gateway_id}"
+        if hops >= self.max_hops:
+            return f"it made max_hops={self.max_hops} hops"
+        return None
+
+    def _dropped(
+        self, route: str, event: CloudEvent, path: tuple[str, ...], hops: int, why: str
+    ) -> None:
+        # One WARNING per route and minute: a loop repeats for every event it carries.
+        warned = self._warned.setdefault(route, _Warned())
+        now = time.monotonic()
+        if warned.at and now - warned.at < WARN_EVERY:
+            warned.suppressed += 1
+            return
+        more = ""
+        if warned.suppressed:
+            more = f"; {warned.suppressed} more dropped since the last warning"
+        warned.at, warned.suppressed = now, 0
+        log.warning(
+            "route %s: mesh loop: event %s from %s not forwarded (acked and counted as "
+            "loop_dropped): %s (meshpath=%s, meshhops=%d)%s",
+            route,
+            event.id,
+            event.source,
+            why,
+            ",".join(path) or "-",
+            hops,
+            more,
+        )
