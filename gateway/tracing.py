@@ -76,24 +76,25 @@ def exporters_requested(environ: Mapping[str, str] | None = None) -> list[str]:
     return [name for name in names if name != "none"]
 
 
-def _exporter(name: str, section: TracingSection) -> SpanExporter | None:
+EXPORTERS = ("otlp", "console")
+"""The span exporters meshgate installs (OTLP is HTTP/protobuf only)."""
+
+
+def _exporter(name: str, section: TracingSection) -> SpanExporter:
     if name == "console":
         return ConsoleSpanExporter()
-    if name == "otlp":
-        protocol = os.environ.get(
-            "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL", "")
+    protocol = os.environ.get(
+        "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL", "")
+    )
+    if protocol and protocol != "http/protobuf":
+        log.warning(
+            "OTLP protocol %r is not supported for traces; using http/protobuf", protocol
         )
-        if protocol and protocol != "http/protobuf":
-            log.warning(
-                "OTLP protocol %r is not supported for traces; using http/protobuf", protocol
-            )
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-        if section.endpoint:
-            return OTLPSpanExporter(endpoint=section.endpoint)
-        return OTLPSpanExporter()
-    log.warning("OTEL_TRACES_EXPORTER: unknown exporter %r ignored (otlp, console)", name)
-    return None
+    if section.endpoint:
+        return OTLPSpanExporter(endpoint=section.endpoint)
+    return OTLPSpanExporter()
 
 
 def tracing_for(gateway: Gateway) -> Tracing | None:
@@ -104,6 +105,11 @@ def tracing_for(gateway: Gateway) -> Tracing | None:
     names = exporters_requested()
     if section.enabled and not names:
         names = [section.exporter]
+    for name in [name for name in names if name not in EXPORTERS]:
+        log.warning(
+            "OTEL_TRACES_EXPORTER: unknown exporter %r ignored (%s)", name, ", ".join(EXPORTERS)
+        )
+        names.remove(name)
     if not names:
         return None
     return Tracing(gateway, names, section)
@@ -186,9 +192,7 @@ class Tracing:
         # sampler=None: the SDK reads OTEL_TRACES_SAMPLER / OTEL_TRACES_SAMPLER_ARG.
         self.provider = TracerProvider(resource=Resource.create(attributes))
         for name in exporters:
-            exporter = _exporter(name, section)
-            if exporter is not None:
-                self.provider.add_span_processor(BatchSpanProcessor(exporter))
+            self.provider.add_span_processor(BatchSpanProcessor(_exporter(name, section)))
         self.tracer = self.provider.get_tracer(SCOPE)
         self._parent_based = isinstance(self.provider.sampler, ParentBased)
         self.replace_mqtt = section.mqtt_traceparent == "replace"

@@ -73,6 +73,8 @@ def test_on_by_config_or_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     by_env.shutdown()
     monkeypatch.setenv("OTEL_TRACES_EXPORTER", "none")
     assert tracing_for(gateway(tmp_path, "t-none")) is None
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "zipkin")  # not installed: warned, off
+    assert tracing_for(gateway(tmp_path, "t-unknown")) is None
     monkeypatch.setenv("OTEL_TRACES_EXPORTER", "otlp")
     monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
     assert tracing_for(gateway(tmp_path, "t-disabled")) is None
