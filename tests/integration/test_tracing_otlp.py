@@ -262,3 +262,84 @@ async def test_spans_continue_the_trace_across_three_brokers(
     assert poison.status.code == Status.STATUS_CODE_ERROR
     assert attrs(poison)["meshgate.outcome"] == "dead_lettered"
     assert dead[0].headers["traceparent"].split("-")[2] == letter.span_id.hex()
+
+
+@pytest.mark.parametrize("policy", ["keep", "replace"])
+async def test_mqtt5_target_traceparent_policy(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    nats_url: str,
+    mqtt_host_port: tuple[str, int],
+    policy: str,
+) -> None:
+    """MQTT 5 has one slot, the ``traceparent`` user property (= the extension):
+    ``keep`` leaves an event's own value and fills in only missing ones, ``replace``
+    always writes the gateway's send span. Spans go to the console exporter (captured
+    by pytest)."""
+    import aiomqtt
+
+    monkeypatch.delenv("OTEL_TRACES_EXPORTER", raising=False)
+    monkeypatch.delenv("OTEL_TRACES_SAMPLER", raising=False)
+    run = uuid.uuid4().hex[:8]
+    host, port = mqtt_host_port
+    config = {
+        "gateway": {
+            "id": f"trm-{run}",
+            "drain_timeout_seconds": 5,
+            "tracing": {"enabled": True, "exporter": "console", "mqtt_traceparent": policy},
+        },
+        "connectors": {
+            "edge": {"type": "nats", "servers": [nats_url]},
+            "plant": {
+                "type": "mqtt",
+                "url": f"mqtt://{host}:{port}",
+                "protocol": 5,
+                "client_id": f"trm-{run}",
+            },
+        },
+        "routes": [
+            {
+                "name": "down",
+                "from": {"connector": "edge", "subject": f"trm.{run}.in"},
+                "to": [{"connector": "plant", "topic": f"trm/{run}/out", "qos": 1}],
+            }
+        ],
+    }
+    path = tmp_path / "gateway.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    gateway = Gateway(load_config(path))
+    client = await nats.connect(nats_url)
+    received: dict[str, str] = {}
+    try:
+        version = aiomqtt.ProtocolVersion.V5
+        async with (
+            aiomqtt.Client(host, port, protocol=version, timeout=10) as mqtt,
+            traced(gateway),
+        ):
+            await mqtt.subscribe(f"trm/{run}/out", qos=1)
+            await gateway.start()
+            await until(lambda: all(p.stream is not None for p in gateway.pipelines))
+            for name, extensions in (("own", {"traceparent": ORIGINAL}), ("none", {})):
+                event = CloudEvent(
+                    id=name, source="urn:test:mqtt", type="t", extensions=extensions
+                )
+                message = nats_binding.to_message(event, Mode.BINARY)
+                await client.publish(
+                    f"trm.{run}.in", message.data, headers=dict(message.headers or {})
+                )
+            await client.flush()
+            async with asyncio.timeout(30):
+                async for msg in mqtt.messages:
+                    props = dict(getattr(msg.properties, "UserProperty", []) or [])
+                    received[props["id"]] = props["traceparent"]
+                    if len(received) == 2:
+                        break
+            await gateway.stop()
+    finally:
+        await client.close()
+    assert received["none"].split("-")[1] != TRACE_ID  # a new trace, the gateway's span
+    if policy == "keep":
+        assert received["own"] == ORIGINAL
+    else:
+        trace_id, span_id = received["own"].split("-")[1:3]
+        assert trace_id == TRACE_ID and span_id != PARENT_ID
