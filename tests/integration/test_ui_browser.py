@@ -218,6 +218,26 @@ async def test_ui_shows_the_live_mesh(tmp_path: Path, nats_url: str, rabbitmq_ur
                 await until(failures.count, what="the undeliverable outcome in the stream")
                 shot = os.environ.get("MESHGATE_UI_SCREENSHOT")
                 await page.screenshot(path=shot or str(tmp_path / "ui.png"), full_page=True)
+
+                # Without a token (a new browser context: no sessionStorage) the page
+                # asks for one, and shows the gateway once it is given.
+                fresh = await browser.new_context()
+                asking = await fresh.new_page()
+                await asking.goto(f"{admin.url}/ui")
+                await asking.locator("#login").wait_for(state="visible", timeout=15_000)
+                assert await asking.locator("#connectors tbody tr").count() == 0
+                await asking.fill("#token", "wrong")
+                await asking.click("#login button")
+                await until(
+                    lambda: _text_is(asking, "#login-error", "that token was refused"),
+                    what="a wrong token refused",
+                )
+                await asking.fill("#token", TOKEN)
+                await asking.click("#login button")
+                await asking.locator("#login").wait_for(state="hidden", timeout=15_000)
+                rows = asking.locator('#connectors tr[data-connector="ops"]')
+                await until(rows.count, what="connectors shown after the token was given")
+                await fresh.close()
             finally:
                 await browser.close()
     finally:
