@@ -87,9 +87,7 @@ def _exporter(name: str, section: TracingSection) -> SpanExporter:
         "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL", "")
     )
     if protocol and protocol != "http/protobuf":
-        log.warning(
-            "OTLP protocol %r is not supported for traces; using http/protobuf", protocol
-        )
+        log.warning("OTLP protocol %r is not supported for traces; using http/protobuf", protocol)
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
     if section.endpoint:

@@ -320,9 +320,7 @@ async def test_mqtt5_target_traceparent_policy(
             await gateway.start()
             await until(lambda: all(p.stream is not None for p in gateway.pipelines))
             for name, extensions in (("own", {"traceparent": ORIGINAL}), ("none", {})):
-                event = CloudEvent(
-                    id=name, source="urn:test:mqtt", type="t", extensions=extensions
-                )
+                event = CloudEvent(id=name, source="urn:test:mqtt", type="t", extensions=extensions)
                 message = nats_binding.to_message(event, Mode.BINARY)
                 await client.publish(
                     f"trm.{run}.in", message.data, headers=dict(message.headers or {})
