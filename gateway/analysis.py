@@ -3,8 +3,8 @@
 - a route that can never match (a CESQL filter that is constant false);
 - routes that form a cycle through the brokers (route A publishes where route B
   reads, and B publishes where A reads), guarded by the mesh path rule or not, and
-  routes that read what another route of the same gateway publishes (the path rule
-  drops those events): ``gateway.meshcheck``, which also analyses several gateways;
+  routes that events come back to through another gateway (the path rule drops
+  them): ``gateway.meshcheck``, which also analyses several gateways;
 - duplicated routes: same source, filter and targets, so every event would be
   delivered twice.
 

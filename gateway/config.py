@@ -310,8 +310,9 @@ class RouteSection(_Section):
     ordered: bool = Field(False, description="Keep order per key (partition/topic/subject).")
     loop_guard: bool = Field(
         True,
-        description="Drop events whose mesh path (meshpath) already holds this gateway's id; "
-        "false for deliberate re-entry (max_hops still applies).",
+        description="Drop events that come back through the mesh (their meshpath holds this "
+        "gateway's id before another gateway's); false for deliberate re-entry (max_hops "
+        "still applies).",
     )
 
 

@@ -199,7 +199,6 @@ def _config_text(b: _Brokers, run: str, admin_port: int = 0) -> str:
             "  - name: audit",
             f"    from: {{connector: core, topics: [demo.{run}.orders], "
             f"group_id: demo-{run}-audit}}",
-            "    loop_guard: false",  # it reads what route orders wrote: a chain, not a loop
             "    to:",
             f'      - {{connector: plant, topic: "demo/{run}/audit/{{type}}", mode: structured}}',
         ]

@@ -7,8 +7,11 @@ Integer). They are this intermediary's own provenance, like ``traceparent``: the
 one place where the gateway adds attributes to an event it forwards.
 
 The rule, applied per route after its filter: a gateway does not forward an event
-whose path already holds its own ``gateway.id`` (unless the route says
-``loop_guard: false``), nor one that already made ``gateway.max_hops`` hops. Such an
+whose path already holds its own ``gateway.id`` *before another gateway's* (unless
+the route says ``loop_guard: false``), nor one that already made
+``gateway.max_hops`` hops. An event whose path merely *ends* with this gateway came
+from one of its own routes (a chain inside one gateway, e.g. route A writes a topic
+route B reads): that is not a loop through the mesh, and ``max_hops`` bounds it. Such an
 event is acknowledged and counted (``RouteStats.loop_dropped``), with one WARNING
 per route and minute. Dead letters are not guarded: they leave the route's flow.
 """
@@ -65,6 +68,15 @@ def hops_of(event: CloudEvent, path: tuple[str, ...]) -> int:
     return max(hops, len(path))
 
 
+def _before_own_run(path: tuple[str, ...], own: str) -> tuple[str, ...]:
+    """``path`` without its trailing run of ``own``: hops through this gateway's own
+    routes (a chain inside it), not a return from elsewhere in the mesh."""
+    end = len(path)
+    while end and path[end - 1] == own:
+        end -= 1
+    return path[:end]
+
+
 @dataclass
 class _Warned:
     at: float = 0.0
@@ -93,8 +105,8 @@ class LoopGuard:
 
     def refusal(self, path: tuple[str, ...], hops: int, *, guard: bool = True) -> str | None:
         """Why an event with this path and hop count is not forwarded, or None."""
-        if guard and self.gateway_id in path:
-            return f"its path already holds {self.gateway_id}"
+        if guard and self.gateway_id in _before_own_run(path, self.gateway_id):
+            return f"its path already holds {self.gateway_id} before another gateway"
         if hops >= self.max_hops:
             return f"it made max_hops={self.max_hops} hops"
         return None

@@ -8,8 +8,10 @@ address are one broker, whichever file declares them). From it:
 - cycles, each said to be guarded by the mesh path rule (some route on it keeps
   ``loop_guard`` on: an event stops at most one turn later) or not (only
   ``gateway.max_hops`` ends it);
-- routes unreachable through the mesh: B is fed by a route of its own gateway, so
-  those events already carry this gateway in their ``meshpath`` and B drops them;
+- routes unreachable through the mesh: B is fed, through another gateway, by a
+  route of its own gateway, so those events carry this gateway in their
+  ``meshpath`` before the other gateway and B drops them (a chain of routes inside
+  one gateway is fine: the path only ends with it);
 - duplicate deliveries: two gateways read one source without sharing it (no common
   consumer group, queue, queue group, durable or MQTT share group) and publish to
   the same address, so every event arrives there twice.
@@ -192,18 +194,22 @@ class MeshGraph:
 
     def _unreachable(self) -> Iterator[Finding]:
         for node, fed in self.edges.items():
-            for other in fed:
-                if other is node or other.gateway != node.gateway or not other.route.loop_guard:
-                    continue
-                if node in self.edges[other]:  # the two form a cycle: reported as one
-                    continue
-                yield Finding(
-                    self.label(other),
-                    f"unreachable for events from route {self.label(node)}: they already "
-                    f"carry gateway {node.gateway} in their meshpath, so this route drops "
-                    "them (loop_dropped); set loop_guard: false on it if the chain is "
-                    "deliberate",
-                )
+            for middle in fed:
+                if middle.gateway == node.gateway:
+                    continue  # a chain inside one gateway passes the path rule
+                for other in self.edges[middle]:
+                    if other.gateway != node.gateway or not other.route.loop_guard:
+                        continue
+                    if other is node or node in self.edges[other]:
+                        continue  # a cycle: reported as one
+                    yield Finding(
+                        self.label(other),
+                        f"unreachable for events from route {self.label(node)} through "
+                        f"{self.label(middle)}: they come back carrying gateway "
+                        f"{node.gateway} in their meshpath, so this route drops them "
+                        "(loop_dropped); set loop_guard: false on it if the re-entry is "
+                        "deliberate",
+                    )
 
     def _duplicates(self) -> Iterator[Finding]:
         for i, a in enumerate(self.nodes):

@@ -243,14 +243,23 @@ class _Pipeline:
             finally:
                 self.pulling = False
             if self.stopping:
-                # Pulled while stopping: never processed, so it stays unacknowledged
-                # and the broker redelivers it (not a duplicate).
+                # Pulled while stopping: never processed. Given back (JetStream -NAK,
+                # AMQP requeue, Kafka rewind; MQTT never acks it), so the next consumer
+                # gets it soon: left unacknowledged, JetStream would hold it until
+                # ack_wait_seconds (30 s) after the restart.
+                await self._give_back(delivery)
                 self.slots.release()
                 return
             self.consumed += 1
             task = asyncio.create_task(self._process(delivery))
             self.tasks.add(task)
             task.add_done_callback(self._finished)
+
+    async def _give_back(self, delivery: Delivery) -> None:
+        try:
+            await delivery.nack(True)
+        except ConnectorError as exc:  # unacknowledged: redelivered later, never lost
+            log.debug("nack of an unprocessed delivery failed: %s", exc)
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self.tasks.discard(task)
@@ -271,8 +280,8 @@ class _Pipeline:
 
     async def close_stream(self) -> None:
         """End the source iterator (after draining, so in-flight acks still reach the
-        broker). A delivery pulled meanwhile was never processed: it stays unacked and
-        the broker redelivers it, which is not a duplicate."""
+        broker). A delivery pulled meanwhile was never processed: it was given back
+        (``_give_back``) and the broker redelivers it, which is not a duplicate."""
         consumer = self.consumer
         if consumer is not None and not consumer.done():
             consumer.cancel()

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
 import ssl
 from collections import deque
@@ -124,6 +125,8 @@ class Session:
         self._attached = False
         self._reading = False
         self._misc: asyncio.Task[None] | None = None
+        self._linger_on_close = False
+        self._lingering: asyncio.Task[None] | None = None
 
     def __repr__(self) -> str:
         return f"<Session {self.client_id} {self._endpoint}>"
@@ -197,17 +200,27 @@ class Session:
             self._misc.cancel()
 
     async def close(self, grace: float = 2.0) -> None:
-        """Disconnect cleanly (DISCONNECT); the broker keeps a persistent session."""
+        """Disconnect cleanly (DISCONNECT); the broker keeps a persistent session.
+
+        Returns once the broker closed its side too (or after ``grace``): only then
+        has it read every PUBACK written before the DISCONNECT (see ``_linger``).
+        """
         if self.closed.done():
             return
         if not self._attached:
             self.abort("closed before connecting")
             return
+        deadline = self._loop.time() + grace
+        self._linger_on_close = True
         self._client.disconnect()
         try:
             await asyncio.wait_for(asyncio.shield(self.closed), grace)
         except TimeoutError:
             self.abort("no clean disconnect")
+        lingering = self._lingering
+        if lingering is not None:
+            await asyncio.wait({lingering}, timeout=max(deadline - self._loop.time(), 0.0))
+            lingering.cancel()  # a broker that never closes its side: give up (RST)
 
     async def wait_publishes(self, seconds: float) -> None:
         """Wait, at most ``seconds``, for publishes awaiting their acknowledgement."""
@@ -398,6 +411,16 @@ class Session:
 
     def _on_socket_close(self, client: paho.Client, userdata: Any, sock: Any) -> None:
         self._detach()
+        if self._linger_on_close and self._lingering is None and isinstance(sock, socket.socket):
+            self._linger_on_close = False
+            try:
+                # paho closes its socket object right after this callback: a duplicate
+                # descriptor keeps the connection open for _linger.
+                raw = socket.socket(fileno=os.dup(sock.fileno()))
+            except OSError as exc:
+                self._log.debug("%s: no lingering close: %s", self.client_id, exc)
+                return
+            self._lingering = self._loop.create_task(self._linger(raw))
 
     def _on_socket_register_write(self, client: paho.Client, userdata: Any, sock: Any) -> None:
         if self._attached:  # before that, _attach registers what connect() queued
@@ -406,6 +429,28 @@ class Session:
     def _on_socket_unregister_write(self, client: paho.Client, userdata: Any, sock: Any) -> None:
         if self._attached:
             self._loop.remove_writer(self._fd)
+
+    async def _linger(self, raw: socket.socket) -> None:
+        """Half-close after DISCONNECT and read (discarding) until the broker closes.
+
+        Closing a socket whose receive buffer still holds data (the broker goes on
+        sending PUBLISHes until it reads the DISCONNECT) makes the kernel send a TCP
+        RST instead of a FIN, and a broker that gets the RST drops what it had not
+        read yet: the last PUBACKs before the DISCONNECT were lost, so those messages
+        came again on the next connection although they had been delivered (the
+        duplicates of a graceful stop). Sending FIN and waiting for the broker's EOF
+        means it has read everything we wrote. Unread PUBLISHes are discarded: never
+        acknowledged, the broker redelivers them to the next connection.
+        """
+        try:
+            raw.setblocking(False)
+            raw.shutdown(socket.SHUT_WR)
+            while await self._loop.sock_recv(raw, 65536):
+                pass
+        except OSError as exc:
+            self._log.debug("%s: lingering close ended: %s", self.client_id, exc)
+        finally:
+            raw.close()
 
     # -- socket events ------------------------------------------------------------------
 

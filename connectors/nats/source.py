@@ -48,10 +48,14 @@ from routing.bindings.nats import NatsMessage
 
 __all__ = ["consume_core", "consume_jetstream"]
 
-_PULL_EXPIRES: Final = 5.0
+_PULL_EXPIRES: Final = 2.0
 """Seconds a pull request waits on the server for messages before it expires (408)."""
 _POLL: Final = 1.0
 """Seconds between local checks for a lost pull request (reconnect, missing consumer)."""
+_DRAIN_TIMEOUT: Final = 2.0
+"""Longest wait, when a pull subscription ends, for messages still on their way."""
+_EXPIRY_MARGIN: Final = 1.0
+"""Seconds added to a pull request's expiry: the server starts counting on receipt."""
 _ClientErrors = (nats.errors.Error, asyncio.TimeoutError, OSError)
 
 
@@ -146,15 +150,40 @@ async def consume_core(
             await _unsubscribe(sub, log)
 
 
+class _Pull:
+    """When the server drops the outstanding pull request of one subscription.
+
+    A -NAK'ed message is redelivered at once, possibly to that request, and the
+    server may still hold it after its subscriber is gone (an ended subscription, a
+    stopped gateway). Delivering a redelivery to such a request fails, and
+    nats-server releases before nats-io/nats-server#5305 (April 2024) then rewound the
+    consumer, so the message came again with delivery count 1: one copy to the next
+    pull request, a second one right behind it (a duplicate), or none until
+    ack_wait_seconds. So a nak defers the redelivery until that request has expired.
+    """
+
+    __slots__ = ("expires_at",)
+
+    def __init__(self) -> None:
+        self.expires_at = 0.0  # monotonic; 0: no request outstanding
+
+    def nak_delay(self) -> float:
+        """Seconds a -NAK must defer its redelivery (0 when no request is outstanding)."""
+        if self.expires_at == 0.0:
+            return 0.0
+        return max(self.expires_at - time.monotonic(), 0.0) + _EXPIRY_MARGIN
+
+
 class _Settle:
     """The ack/nack/in_progress closures of one JetStream delivery."""
 
-    __slots__ = ("_msg", "_sync", "_timeout")
+    __slots__ = ("_msg", "_pull", "_sync", "_timeout")
 
-    def __init__(self, msg: Msg, sync: bool, timeout: float) -> None:
+    def __init__(self, msg: Msg, sync: bool, timeout: float, pull: _Pull) -> None:
         self._msg = msg
         self._sync = sync
         self._timeout = timeout
+        self._pull = pull
 
     async def ack(self) -> None:
         if self._msg.is_acked:  # settled already: the first ack/nack wins
@@ -171,7 +200,10 @@ class _Settle:
         if self._msg.is_acked:
             return
         try:
-            await (self._msg.nak() if requeue else self._msg.term())
+            if requeue:
+                await self._msg.nak(delay=self._pull.nak_delay() or None)
+            else:
+                await self._msg.term()
         except _ClientErrors as exc:
             raise ConnectionLost(f"nack of {self._msg.subject!r} not sent: {exc}") from exc
 
@@ -201,9 +233,11 @@ def _ack_coordinates(reply: str) -> tuple[str, int, int]:
     raise nats.errors.NotJSMessageError
 
 
-def _jetstream_delivery(msg: Msg, options: JetStreamSource, timeout: float) -> Delivery:
+def _jetstream_delivery(
+    msg: Msg, options: JetStreamSource, timeout: float, pull: _Pull
+) -> Delivery:
     stream, seq, delivered = _ack_coordinates(msg.reply)
-    settle = _Settle(msg, options.ack_sync, timeout)
+    settle = _Settle(msg, options.ack_sync, timeout, pull)
     return Delivery(
         message=NatsMessage(msg.data, msg.headers),
         address=msg.subject,
@@ -282,6 +316,7 @@ async def consume_jetstream(
             continue
         next_subject = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{options.durable}"
         owed = 0  # messages the outstanding pull request may still bring
+        pull = _Pull()
         sent_at = 0.0
         generation = link.generation
         try:
@@ -292,23 +327,28 @@ async def consume_jetstream(
                         continue
                     await nc.publish(next_subject, request, reply=sub.subject)
                     owed, sent_at, generation = options.batch, time.monotonic(), link.generation
+                    pull.expires_at = sent_at + _PULL_EXPIRES
                 msg = await inbox.get(_POLL)
                 if msg is None:
                     if generation != link.generation:
                         owed = 0  # reconnected: the server forgot the request
+                        pull.expires_at = 0.0
                     elif time.monotonic() - sent_at > _PULL_EXPIRES + 2 * _POLL:
                         link.note_timeout(nc)  # a silent link, maybe: tell the watchdog
                         break  # no answer, not even a 408: re-check the consumer
                     continue
                 if msg.reply:
                     owed -= 1
+                    if owed == 0:  # the request is complete
+                        pull.expires_at = 0.0
                     backoff.reset()
-                    yield _jetstream_delivery(msg, options, confirm_wait)
+                    yield _jetstream_delivery(msg, options, confirm_wait, pull)
                     continue
                 status = _header(msg, "Status")
                 if status == "100":  # idle heartbeat
                     continue
                 owed = 0  # 404 no messages, 408 expired, 409 ...: the request is over
+                pull.expires_at = 0.0
                 if status == "409":
                     description = _header(msg, "Description")
                     log.warning("pull from %r: %s", options.durable, description)
@@ -318,8 +358,7 @@ async def consume_jetstream(
             log.warning("pull from %r failed: %s", options.durable, exc)
             await backoff.sleep()
         finally:
-            await _unsubscribe(sub, log)
-            await _nak(inbox.take_all(), log)
+            await _end_pull(nc, sub, inbox, pull, log)
 
 
 def _header(msg: Msg, name: str) -> str:
@@ -327,12 +366,36 @@ def _header(msg: Msg, name: str) -> str:
     return next((value for key, value in (msg.headers or {}).items() if key == name), "")
 
 
-async def _nak(msgs: list[Msg], log: logging.Logger) -> None:
-    """Give back messages received but never handed out, so others get them at once."""
+async def _end_pull(
+    nc: Client, sub: Subscription, inbox: _Inbox, pull: _Pull, log: logging.Logger
+) -> None:
+    """End a pull subscription without stranding a message the server sent to it.
+
+    A plain UNSUB drops (in nats-py) whatever is still on its way, and the server
+    holds those messages until ``ack_wait_seconds``. Draining instead (UNSUB, then a
+    PING/PONG round trip) lets them arrive. Every message received but not handed out
+    is then nak'ed, its redelivery deferred until the outstanding pull request has
+    expired (see ``_Pull``), so the next consumer (a restarted gateway) gets it
+    within seconds.
+    """
+    drained = False
+    if nc.is_connected:
+        try:
+            await asyncio.wait_for(sub.drain(), _DRAIN_TIMEOUT)  # type: ignore[no-untyped-call]
+            drained = True
+        except _ClientErrors as exc:
+            log.debug("draining the pull subscription failed: %s", exc)
+    if not drained:
+        await _unsubscribe(sub, log)
+    await _nak(inbox.take_all(), log, pull.nak_delay())
+
+
+async def _nak(msgs: list[Msg], log: logging.Logger, delay: float) -> None:
+    """Give back messages received but never handed out, so others get them soon."""
     try:
         for msg in msgs:
             if msg.reply:
-                await msg.nak()
+                await msg.nak(delay=delay or None)
     except _ClientErrors as exc:
         log.debug("could not nak %d buffered message(s): %s", len(msgs), exc)
 

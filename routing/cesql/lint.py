@@ -54,9 +54,7 @@ def _call(node: Call) -> str | None:
     known = sorted({b.name for b in BUILTINS})
     where = f"at position {node.pos}"
     if node.name in known:
-        return (
-            f"function {node.name} takes {_arities(node.name)}, not {len(node.args)} ({where})"
-        )
+        return f"function {node.name} takes {_arities(node.name)}, not {len(node.args)} ({where})"
     hint = _INSTEAD.get(node.name)
     if hint is None:
         close = difflib.get_close_matches(node.name, known, n=1, cutoff=0.6)

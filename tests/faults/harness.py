@@ -331,9 +331,17 @@ class Scenario:
                     decoded = None
                 # A Kafka offset or stream sequence read again is the collector's own
                 # consumer re-reading (a rebalance in this busy test process), not a
-                # second copy on the broker: not a duplicate of the gateway's.
+                # second copy on the broker: not a duplicate of the gateway's. So is an
+                # AMQP message the queue marks redelivered (the collector's channel
+                # closed before its ack) once its id was counted: a second publish by
+                # the gateway is a new message, never marked redelivered.
                 position = delivery.native_id if pair.dst in (KAFKA, NATS) else None
-                if position is not None and position in pair.positions:
+                reread = position is not None and position in pair.positions
+                if pair.dst == AMQP and decoded is not None:
+                    reread = bool(delivery.coordinates.get("redelivered")) and (
+                        decoded.id in pair.received
+                    )
+                if reread:
                     pair.rereads += 1
                 elif decoded is not None:
                     if position is not None:

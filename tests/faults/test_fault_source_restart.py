@@ -8,9 +8,14 @@ Routes read from private source brokers this test owns:
     Kafka (private mock, frozen)     -> RabbitMQ (system)
 
 Once every route is live, a backlog is fed into every source while the gateway is
-frozen (SIGSTOP); once every route is working through it, RabbitMQ, Mosquitto and
-NATS are stopped (SIGTERM) and the Kafka mock frozen (it cannot restart with its
-data) for ``MESHGATE_FAULT_OUTAGE_S`` seconds.
+frozen (SIGSTOP). The gateway then runs in short slices (SIGCONT, ``SLICE_S``,
+SIGSTOP) until every route has delivered some of it: while the test waits for its
+consumers to see that, the gateway stands still, so no route can get through its
+backlog meanwhile however slow the others are to show progress (waiting with the
+gateway running once left a fast route with nothing left: "no backlog left at the
+stop"). Still frozen, with every route mid-backlog, RabbitMQ, Mosquitto and NATS are
+stopped (SIGTERM) and the Kafka mock frozen (it cannot restart with its data) for
+``MESHGATE_FAULT_OUTAGE_S`` seconds; the gateway resumes into the outage.
 After they are back, the consumers must come back by themselves: the AMQP source
 queue must regain its consumer (not "reconnected with zero consumers") and keep it,
 and more events fed after the restart must flow on every route. Nothing fed may be
@@ -20,6 +25,9 @@ lost.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import signal
 from collections.abc import Callable
 from pathlib import Path
 
@@ -44,6 +52,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.faults]
 PROBE = 20
 BURST = 4000
 AFTER = 500
+SLICE_S = 0.05  # the gateway runs this long at a time until every route has started
 
 
 @pytest.mark.timeout(240)
@@ -76,19 +85,27 @@ async def test_source_restart_consumers_come_back_and_nothing_is_lost(
             # however fast the gateway is.
             await asyncio.gather(*(scenario.feed(pair, PROBE) for pair in pairs))
             assert await until(lambda: all(pair.unique() == PROBE for pair in pairs), 60)
-            with frozen(gateway.pid):
-                await asyncio.gather(*(scenario.feed(pair, BURST) for pair in pairs))
-            started = lambda: all(pair.unique() > PROBE for pair in pairs)  # noqa: E731
-            assert await until(started, 60, step=0.01)
-            at_stop = [pair.unique() for pair in pairs]
-
             brokers = [private_rabbit, private_mosquitto, private_nats]
-            await stop_all(*brokers)
-            try:
-                with frozen(kafka.process.pid):
+            started = lambda: all(pair.unique() > PROBE for pair in pairs)  # noqa: E731
+            with contextlib.ExitStack() as outage:
+                with frozen(gateway.pid):
+                    await asyncio.gather(*(scenario.feed(pair, BURST) for pair in pairs))
+                    assert await run_in_slices(gateway.pid, started, 60), [
+                        pair.unique() for pair in pairs
+                    ]
+                    at_stop = [pair.unique() for pair in pairs]
+                    assert all(n < PROBE + BURST for n in at_stop), (
+                        f"no backlog left at the stop: {at_stop}"
+                    )
+                    try:
+                        await stop_all(*brokers)
+                    finally:
+                        outage.enter_context(frozen(kafka.process.pid))
+                try:
                     await asyncio.sleep(outage_s)
-            finally:
-                await restart_all(*brokers)
+                finally:
+                    outage.close()  # the Kafka mock resumes
+                    await restart_all(*brokers)
             during = [pair.unique() for pair in pairs]
 
             # The AMQP consumer must come back, and stay (not a channel with no consumer).
@@ -108,13 +125,26 @@ async def test_source_restart_consumers_come_back_and_nothing_is_lost(
                     f"{during[index]} after; +{AFTER} fed after restart",
                 )
             assert delivered, {pair.name: pair.tally() for pair in pairs}
-            assert all(n < PROBE + BURST for n in at_stop), (
-                f"no backlog left at the stop: {at_stop}"
-            )
             for pair in pairs:
                 assert pair.tally()["lost"] == 0, (pair.name, pair.tally())
             assert not scenario.errors
             assert gateway.terminate(60) == 0
+
+
+async def run_in_slices(pid: int, check: Callable[[], bool], seconds: float) -> bool:
+    """Let frozen ``pid`` run ``SLICE_S`` at a time until ``check()`` holds (it is
+    checked with ``pid`` frozen again, after its effects had time to show)."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    while not check():
+        if asyncio.get_running_loop().time() > deadline:
+            return False
+        os.kill(pid, signal.SIGCONT)
+        try:
+            await asyncio.sleep(SLICE_S)
+        finally:
+            os.kill(pid, signal.SIGSTOP)
+        await until(check, 1.0)  # what the slice published reaches the consumers
+    return True
 
 
 class Consumers:

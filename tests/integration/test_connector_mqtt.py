@@ -433,3 +433,57 @@ class TestMqttPublish(MqttHarness):
         connector = await self.started()
         with pytest.raises(PublishRejected, match=r"3\.1\.1"):
             await connector.publish(binary, sample_event())
+
+
+def unread_bytes(sock: Any) -> int:
+    """Bytes received by the kernel for ``sock`` that the client has not read yet."""
+    import fcntl
+    import struct
+    import termios
+
+    data = fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0\0\0\0")
+    return int(struct.unpack("i", data)[0])
+
+
+async def test_clean_close_with_unread_messages_keeps_every_puback() -> None:
+    """PUBACKs written right before a clean close reach the broker although it was still
+    sending: closing a socket with unread data sends a TCP RST, and Mosquitto dropped
+    the PUBACKs it had not read yet, so it redelivered acked messages (duplicates after
+    every graceful stop under traffic). The session now half-closes and waits for EOF."""
+    topic = f"meshgate-test/{unique_name('t')}"
+    client_id = unique_name("mg-close")
+    opts = options(5, client_id, receive_maximum=10)
+    first = Session(opts, client_id, clean_start=True, session_expiry=60, log=LOG)
+    second = Session(opts, client_id, clean_start=False, session_expiry=60, log=LOG)
+    try:
+        await first.connect()
+        await first.subscribe(topic, 1, no_local=False)
+        async with aiomqtt.Client(HOST, PORT, protocol=aiomqtt.ProtocolVersion.V5) as client:
+            for n in range(10):  # the Receive Maximum: all of them in flight
+                await client.publish(topic, b"q1-%d" % n, qos=1)
+            held = [await asyncio.wait_for(first.next_message(), 10) for _ in range(10)]
+            assert all(message is not None and message.qos == 1 for message in held)
+            # QoS 0 is not flow-controlled: once receive_maximum of them wait unpulled
+            # the session stops reading, and the rest stay unread in the socket.
+            for n in range(40):
+                await client.publish(topic, b"q0-%d" % n, qos=0)
+        sock = first._client.socket()
+        deadline = asyncio.get_running_loop().time() + 10
+        while unread_bytes(sock) == 0:
+            assert asyncio.get_running_loop().time() < deadline, "nothing left unread"
+            await asyncio.sleep(0.01)
+        for message in held:
+            assert message is not None
+            first.acks.settle(first.acks.track(message.mid, message.qos))
+        await first.close()
+
+        await second.connect()
+        assert second.session_present
+        redelivered = asyncio.ensure_future(second.next_message())
+        done, _ = await asyncio.wait({redelivered}, timeout=QUIET)
+        assert not done, f"acked message redelivered: {redelivered.result().payload!r}"
+        redelivered.cancel()
+    finally:
+        first.abort("test over")
+        second.abort("test over")
+        await drop_sessions(5, {client_id})

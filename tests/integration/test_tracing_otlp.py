@@ -114,7 +114,6 @@ async def test_spans_continue_the_trace_across_three_brokers(
             },
             {
                 "name": "second",
-                "loop_guard": False,  # a deliberate chain inside one gateway (docs/mesh.md)
                 "from": {
                     "connector": "core",
                     "topics": [topic],
@@ -132,7 +131,6 @@ async def test_spans_continue_the_trace_across_three_brokers(
             },
             {
                 "name": "third",
-                "loop_guard": False,
                 "from": {
                     "connector": "ops",
                     "queue": f"trc-{run}",

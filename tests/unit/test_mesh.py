@@ -55,7 +55,7 @@ def test_max_hops_holds_even_without_the_guard() -> None:
 
 def test_one_warning_per_route_and_minute(caplog: pytest.LogCaptureFixture) -> None:
     guard = LoopGuard("g1")
-    looped = event(meshpath="g1", meshhops=1)
+    looped = event(meshpath="g1,g2", meshhops=2)  # back from g2
     with caplog.at_level(logging.WARNING, logger="meshgate.mesh"):
         for _ in range(50):
             assert guard.admit("r1", looped) is None
@@ -63,7 +63,10 @@ def test_one_warning_per_route_and_minute(caplog: pytest.LogCaptureFixture) -> N
     lines = [r.getMessage() for r in caplog.records]
     assert len(lines) == 2, lines
     assert lines[0].startswith("route r1: mesh loop: event e1 from urn:test not forwarded")
-    assert "its path already holds g1 (meshpath=g1, meshhops=1)" in lines[0]
+    assert (
+        "its path already holds g1 before another gateway (meshpath=g1,g2, meshhops=2)"
+        in (lines[0])
+    )
     # A minute later the next warning sums up what was dropped in between.
     guard._warned["r1"].at -= 61
     with caplog.at_level(logging.WARNING, logger="meshgate.mesh"):
@@ -131,14 +134,27 @@ async def test_max_hops_ends_a_deliberate_reentry_cycle(gateways: Callable[..., 
     assert g2.stats["ba"].loop_dropped == 0
 
 
-async def test_a_chain_inside_one_gateway_needs_loop_guard_off(
+async def test_a_chain_inside_one_gateway_is_not_a_loop(
     gateways: Callable[..., Any],
 ) -> None:
-    """a -> b -> c within one gateway: the second route sees its own gateway in the path."""
-    guarded = await gateways("g1", [route("ab", "a", "b"), route("bc", "b", "c")])
+    """a -> b -> c within one gateway: the path only ends with it, so c gets the event."""
+    running = await gateways("g1", [route("ab", "a", "b"), route("bc", "b", "c")])
     put("a", event())
-    await eventually(lambda: guarded.stats["bc"].loop_dropped == 1)
-    assert MemoryBroker.get("default").drain("c") == []
+    await eventually(lambda: running.stats["bc"].delivered == 1)
+    (arrived,) = MemoryBroker.get("default").drain("c")
+    final = binding.from_message(arrived)
+    assert final is not None and final.extensions["meshpath"] == "g1,g1"
+    assert running.stats["bc"].loop_dropped == 0
+
+
+async def test_a_loop_inside_one_gateway_ends_at_max_hops(
+    gateways: Callable[..., Any],
+) -> None:
+    """a -> b -> a within one gateway: not a return through the mesh; max_hops ends it."""
+    running = await gateways("g1", [route("ab", "a", "b"), route("ba", "b", "a")], max_hops=4)
+    put("a", event())
+    await eventually(lambda: running.stats["ab"].loop_dropped == 1)
+    assert (running.stats["ab"].delivered, running.stats["ba"].delivered) == (2, 2)
 
 
 async def test_strip_removes_the_attributes_where_events_leave(
@@ -171,6 +187,9 @@ def test_routes_check_shows_the_stamp_and_the_loop(tmp_path: Path) -> None:
     fresh = b'{"specversion": "1.0", "id": "e1", "source": "urn:t", "type": "t"}'
     (report,) = check_event(config, fresh)
     assert report.matched and "meshpath" in report.outputs[0][1]
-    looped = fresh[:-1] + b', "meshpath": "g0,g1", "meshhops": 2}'
+    looped = fresh[:-1] + b', "meshpath": "g1,g0", "meshhops": 2}'
     (report,) = check_event(config, looped)
-    assert (report.matched, report.reason) == (False, "mesh loop: its path already holds g1")
+    assert (report.matched, report.reason) == (
+        False,
+        "mesh loop: its path already holds g1 before another gateway",
+    )

@@ -119,3 +119,29 @@ def test_validate_several_files_prints_the_broker_graph(tmp_path: Path) -> None:
     assert "  g1:x2y: B1 x -> B2 y" in out and "  g2:y2x: B2 y -> B1 x" in out
     assert "amqp amqp://guest:***@127.0.0.1:5672/" in out and "secret" not in out
     assert "mesh: warning: route g1:x2y: routes form a cycle" in out
+
+
+def test_a_return_through_another_gateway_is_unreachable_a_chain_inside_one_is_not(
+    tmp_path: Path,
+) -> None:
+    g1 = write(
+        tmp_path,
+        "g1",
+        {"edge": NATS, "plant": MQTT},
+        route("x2y", {"connector": "edge", "subject": "x"}, {"connector": "plant", "topic": "y"}),
+        # A chain inside g1 (y is written by x2y): fine, the path only ends with g1.
+        route("y2w", {"connector": "plant", "topic": "y"}, {"connector": "edge", "subject": "w"}),
+        route("z2v", {"connector": "edge", "subject": "z"}, {"connector": "plant", "topic": "v"}),
+    )
+    g2 = write(
+        tmp_path,
+        "g2",
+        {"n": NATS, "m": MQTT},
+        route("y2z", {"connector": "m", "topic": "y"}, {"connector": "n", "subject": "z"}),
+    )
+    found = findings([g1, g2])
+    assert found == [
+        "warning: route g1:z2v: unreachable for events from route g1:x2y through g2:y2z: they "
+        "come back carrying gateway g1 in their meshpath, so this route drops them "
+        "(loop_dropped); set loop_guard: false on it if the re-entry is deliberate"
+    ], found

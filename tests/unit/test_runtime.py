@@ -423,6 +423,44 @@ async def test_stop_drains_in_flight_work(write_config) -> None:
     assert len(received("out")) == 5
 
 
+async def test_delivery_pulled_during_stop_is_given_back_unprocessed(write_config) -> None:
+    from connectors.memory import MemoryConnector
+
+    original = MemoryConnector.publish
+
+    async def slow(self, target, ev):  # type: ignore[no-untyped-def]
+        await asyncio.sleep(0.2)
+        await original(self, target, ev)
+
+    MemoryConnector.publish = slow  # type: ignore[method-assign]
+    broker = MemoryBroker.get("default")
+    try:
+        gw = Gateway(
+            load_config(
+                write_config("""
+            - name: late
+              from: {connector: mem, topic: in}
+              to: [{connector: mem, topic: out}]
+        """)
+            )
+        )
+        await gw.start()
+        first = broker.put("in", binding.to_message(event(0), Mode.BINARY))
+        await eventually(lambda: gw.in_flight() == 1)
+        stopping = asyncio.create_task(gw.stop())  # drains e0; the pull is still pending
+        await eventually(lambda: gw.pipelines[0].stopping)
+        late = broker.put("in", binding.to_message(event(1), Mode.BINARY))
+        await stopping
+    finally:
+        MemoryConnector.publish = original  # type: ignore[method-assign]
+    # e1 was taken after the stop began: not published, nacked with requeue at once
+    # (JetStream would otherwise hold it until ack_wait), e0 finished normally.
+    assert broker.acked == [first]
+    assert broker.nacked == [late]
+    assert [e.id for e in received("out")] == ["e0"]
+    assert [number for number, _ in broker.topics["in"].messages] == [late]
+
+
 async def test_hot_reload_keeps_unchanged_routes_exactly_once(write_config) -> None:
     stay = """
         - name: stay
