@@ -227,9 +227,15 @@ class Tracing:
             attributes["messaging.kafka.offset"] = coordinates.get("offset", -1)
             if "key" in coordinates:
                 attributes["messaging.kafka.message.key"] = str(coordinates["key"])
+            group = getattr(route.source, "group_id", None)
+            if group:
+                attributes["messaging.consumer.group.name"] = str(group)
         elif kind == "amqp":
             attributes["messaging.rabbitmq.destination.routing_key"] = str(
                 coordinates.get("routing_key", "")
+            )
+            attributes["messaging.rabbitmq.message.delivery_tag"] = coordinates.get(
+                "delivery_tag", 0
             )
             attributes["messaging.message.body.size"] = len(delivery.payload)
         if decoded is not None:

@@ -237,12 +237,14 @@ async def test_spans_continue_the_trace_across_three_brokers(
     assert kafka_process["messaging.destination.partition.id"].isdigit()
     assert isinstance(kafka_process["messaging.kafka.offset"], int)
     assert kafka_process["meshgate.route"] == "second"
+    assert kafka_process["messaging.consumer.group.name"] == f"trc-{run}"
     amqp_send = attrs(send_amqp)
     assert amqp_send["messaging.system"] == "rabbitmq"
     assert amqp_send["messaging.rabbitmq.destination.routing_key"] == f"trc.{run}.mid"
     amqp_process = attrs(process_amqp)
     assert amqp_process["messaging.rabbitmq.destination.routing_key"] == f"trc.{run}.mid"
     assert amqp_process["meshgate.route"] == "third"
+    assert amqp_process["messaging.rabbitmq.message.delivery_tag"] >= 1
 
     # The published message: the extension untouched, the native header the last span.
     headers = received[0].headers
