@@ -1,4 +1,4 @@
-"""The ``meshgate`` command line: run, validate, routes check, dlq, schema, demo."""
+"""The ``meshgate`` command line: run, validate, routes check, dlq, top, schema, demo."""
 
 from __future__ import annotations
 
@@ -101,6 +101,7 @@ async def _run(path: str, config: GatewayConfig, watch: bool, fail_fast: bool) -
     from gateway.admin import observed
     from gateway.reload import watch_config
     from gateway.runtime import Gateway
+    from gateway.tracing import traced
 
     gateway = Gateway(config, fail_fast=fail_fast)
     stop = asyncio.Event()
@@ -109,7 +110,7 @@ async def _run(path: str, config: GatewayConfig, watch: bool, fail_fast: bool) -
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     loop.add_signal_handler(signal.SIGHUP, reload.set)
-    async with observed(gateway):
+    async with observed(gateway), traced(gateway):
         await gateway.start()
         heap.settle()  # long-lived objects out of the full collections (gateway/heap.py)
         watcher = asyncio.create_task(
@@ -333,9 +334,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="how long to listen (default: 2.5 announcement intervals)",
     )
 
-    from gateway import dlq_command
+    from gateway import dlq_command, top
 
     dlq_command.add_parser(commands)
+    top.add_parser(commands)
     for sub in _every_subcommand(parser):
         _global_options(sub, top=False)
 
@@ -378,6 +380,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return dlq_command.run(args, config)
     if args.command == "routes":
         return _routes_check(args)
+    if args.command == "top":
+        return top.run(args)
     if args.command == "schema":
         from gateway.schema import write_schema
 

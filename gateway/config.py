@@ -17,7 +17,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, get_args
+from typing import Annotated, Any, ClassVar, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
@@ -47,6 +47,7 @@ __all__ = [
     "AdminSection",
     "ConfigFile",
     "GatewayConfig",
+    "TracingSection",
     "load_config",
     "parse_config",
     "parse_listen",
@@ -95,6 +96,36 @@ def parse_listen(text: str) -> tuple[str, int]:
     if not port.isdigit() or not 0 <= int(port) <= 65535:
         raise ValueError(f"expected HOST:PORT with a port number 0-65535, got {text!r}")
     return host, int(port)
+
+
+class TracingSection(_Section):
+    """OpenTelemetry traces (docs/observability.md#traces); the standard ``OTEL_*``
+    variables configure them too, and ``OTEL_TRACES_EXPORTER`` turns them on."""
+
+    enabled: bool = Field(
+        False, description="Trace every delivery (also on when OTEL_TRACES_EXPORTER is set)."
+    )
+    exporter: Literal["otlp", "console"] = Field(
+        "otlp",
+        description="Where spans go when enabled here (OTEL_TRACES_EXPORTER wins): OTLP/HTTP "
+        "(protobuf) or the console.",
+    )
+    endpoint: str | None = Field(
+        None,
+        description="OTLP/HTTP traces URL, e.g. http://collector:4318/v1/traces (default: "
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, OTEL_EXPORTER_OTLP_ENDPOINT + /v1/traces, "
+        "else http://localhost:4318/v1/traces).",
+    )
+    service_name: str | None = Field(
+        None, description="service.name of the spans (OTEL_SERVICE_NAME wins; default meshgate)."
+    )
+    mqtt_traceparent: Literal["keep", "replace"] = Field(
+        "keep",
+        description="MQTT has one slot for the trace context, the 'traceparent' user property "
+        "that is also the CloudEvents extension: 'keep' never overwrites an event's own "
+        "traceparent (the gateway's context is written only into events without one); "
+        "'replace' always writes the gateway's span context.",
+    )
 
 
 class DeadLetterStoreSection(_Section):
@@ -196,6 +227,10 @@ class GatewaySection(_Section):
     )
     admin: AdminSection | None = Field(
         None, description="Admin HTTP server (health, readiness, /metrics, /api); off if absent."
+    )
+    tracing: TracingSection | None = Field(
+        None,
+        description="OpenTelemetry traces; off unless enabled here or by OTEL_TRACES_EXPORTER.",
     )
     state_dir: str | None = Field(
         None,

@@ -51,6 +51,7 @@ from routing.verifiability import SignatureError, Verifier
 
 if TYPE_CHECKING:
     from gateway.meshview import ControlChannel
+    from gateway.tracing import Tracing  # OpenTelemetry is imported only when tracing is on
 
 __all__ = ["ConnectorStartFailed", "Gateway", "NotACloudEvent", "ReloadResult", "RouteStats"]
 
@@ -342,11 +343,13 @@ class _Pipeline:
         routes: Sequence[Route] = self.group.routes
         if len(routes) > 1 and decoded is not None:
             routes = self._candidates(decoded, delivery)
+        # Tracing off costs this one check per delivery: no span, no extra call.
+        step = self._route if self.gateway.tracing is None else self._traced_route
         if len(routes) == 1:  # no gather (a task per route) for the common case
-            may_ack = await self._route(routes[0], delivery, decoded, decode_error, started)
+            may_ack = await step(routes[0], delivery, decoded, decode_error, started)
         else:
             results = await asyncio.gather(
-                *(self._route(route, delivery, decoded, decode_error, started) for route in routes)
+                *(step(route, delivery, decoded, decode_error, started) for route in routes)
             )
             may_ack = all(results)
         if may_ack:
@@ -440,6 +443,22 @@ class _Pipeline:
             event=event,
         )
 
+    async def _traced_route(
+        self,
+        route: Route,
+        delivery: Delivery,
+        decoded: CloudEvent | None,
+        decode_error: Exception | None,
+        started: float = 0.0,
+    ) -> bool:
+        """``_route`` inside a process span (only while tracing is on)."""
+        tracing = self.gateway.tracing
+        if tracing is None:  # switched off meanwhile
+            return await self._route(route, delivery, decoded, decode_error, started)
+        return await tracing.process(
+            self._route, self.connector, route, delivery, decoded, decode_error, started
+        )
+
     async def _route(
         self,
         route: Route,
@@ -477,6 +496,8 @@ class _Pipeline:
                 )
             if not route.matches(event):
                 stats.filtered += 1
+                if self.gateway.tracing is not None:
+                    self.gateway.tracing.outcome("filtered")
                 if self.gateway.follower is not None:
                     self.gateway.follower(route.name, "filtered", event, delivery, None)
                 return True
@@ -484,6 +505,8 @@ class _Pipeline:
             if admitted is None:  # a mesh loop (gateway/mesh.py): acked, never forwarded
                 stats.loop_dropped += 1
                 self._record(route.name, "loop_dropped", event, delivery)
+                if self.gateway.tracing is not None:
+                    self.gateway.tracing.outcome("loop_dropped")
                 return True
             event = admitted
             targets = route.targets
@@ -505,6 +528,8 @@ class _Pipeline:
                     stats.duration.observe(time.perf_counter() - started)
                 if self.gateway.follower is not None:
                     self.gateway.follower(route.name, "delivered", event, delivery, None)
+                if self.gateway.tracing is not None:
+                    self.gateway.tracing.outcome("delivered")
                 return True
             error, attempts, failed = failures[0]
             return await self._dead_letter(route, delivery, event, error, attempts, failed)
@@ -543,7 +568,10 @@ class _Pipeline:
             attempt += 1
             begun = time.perf_counter() if self.gateway.timed else 0.0
             try:
-                await connector.publish(options, event)
+                if self.gateway.tracing is None:
+                    await connector.publish(options, event)
+                else:  # inside a send span whose context the message carries
+                    await self.gateway.tracing.send(connector, options, event, route)
                 sent.published += 1
                 if begun:
                     sent.duration.observe(time.perf_counter() - begun)
@@ -625,7 +653,10 @@ class _Pipeline:
             attempt += 1
             begun = time.perf_counter() if self.gateway.timed else 0.0
             try:
-                await connector.publish(options, letter)
+                if self.gateway.tracing is None:
+                    await connector.publish(options, letter)
+                else:
+                    await self.gateway.tracing.send(connector, options, letter, route, error)
             except (ConnectorError, InvalidEvent) as exc:
                 sent.failed += 1
                 sent.last_error = f"{type(exc).__name__}: {exc}"
@@ -658,6 +689,8 @@ class _Pipeline:
                 sent.duration.observe(time.perf_counter() - begun)
             stats.dead_lettered += 1
             self._record(route.name, "dead_lettered", event, delivery, error)
+            if self.gateway.tracing is not None:
+                self.gateway.tracing.outcome("dead_lettered", error)
             log.warning(
                 "route %s: message on %s dead-lettered to %s: %s: %s",
                 route.name,
@@ -720,6 +753,8 @@ class _Pipeline:
         self._resume()
         self.gateway.stats[route.name].undeliverable += 1
         self._record(route.name, "undeliverable", event, delivery, error)
+        if self.gateway.tracing is not None:
+            self.gateway.tracing.outcome("undeliverable", error)
         log.error(
             "route %s: UNDELIVERABLE message on %s:%s stored in the local dead-letter store as "
             "entry %d (see `meshgate dlq show`): %s: %s",
@@ -846,6 +881,8 @@ class Gateway:
         self.recorder: Recorder | None = None
         """Told the rare outcomes (dead-lettered, undeliverable, failed) while the admin
         server runs, for /api/events."""
+        self.tracing: Tracing | None = None
+        """Set by ``gateway.tracing`` while traces are on (docs/observability.md#traces)."""
         self.follower: Recorder | None = None
         """Told the frequent outcomes (delivered, filtered) too, but only while a client
         follows /api/events: they cost ~0.4 µs per event."""
