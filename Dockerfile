@@ -1,4 +1,4 @@
-# meshgate container image (docs/deployment.md).
+# meshgate container image (docs/deploy.md).
 #
 #   docker build -t meshgate .
 #   docker run --rm -v "$PWD/gateway.yaml:/etc/meshgate/gateway.yaml:ro" \

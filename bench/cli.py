@@ -11,9 +11,11 @@ import os
 import platform
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -88,6 +90,18 @@ class Bench:
         self.raw: dict[tuple[str, int, Mode], dict[str, Any]] = {}
         self.need_latency: set[tuple[str, int, Mode]] = set()
         self.workdir = workdir  # gateway configs and logs, one folder per scenario
+        self._sink: SpanSink | None = None
+
+    @property
+    def sink(self) -> SpanSink:
+        """The OTLP receiver of traced gateways (set with --tracing on/both)."""
+        if self._sink is None:
+            raise RuntimeError("no span sink: run with --tracing on or both")
+        return self._sink
+
+    @sink.setter
+    def sink(self, sink: SpanSink) -> None:
+        self._sink = sink
 
     def events_for(self, scenario: Scenario) -> int:
         if self.args.events:
@@ -139,7 +153,11 @@ class Bench:
         return result
 
     async def gateway_path(
-        self, scenario: Scenario, metrics: bool = False, throughput_only: bool = False
+        self,
+        scenario: Scenario,
+        metrics: bool = False,
+        throughput_only: bool = False,
+        tracing: bool = False,
     ) -> tuple[PathResult, PathResult | None, PathResult | None]:
         source = await self.endpoint(scenario.source)
         targets: list[Endpoint] = []
@@ -161,8 +179,11 @@ class Bench:
             }
             if self.args.max_in_flight is not None:
                 route["max_in_flight"] = self.args.max_in_flight
+            settings: dict[str, Any] = {"id": f"bench-{gateway_token}", "drain_timeout_seconds": 10}
+            if tracing:
+                settings["tracing"] = {"enabled": True, "endpoint": self.sink.url}
             config = {
-                "gateway": {"id": f"bench-{gateway_token}", "drain_timeout_seconds": 10},
+                "gateway": settings,
                 "connectors": connectors,
                 "routes": [route],
             }
@@ -206,13 +227,19 @@ class Bench:
         raw = {kind: await self.raw_path(kind, scenario) for kind in dict.fromkeys(scenario.kinds)}
         slower = min(raw[kind]["events_per_s"] for kind in raw)
         metrics = self.args.metrics
-        throughput, latency, drained = await self.gateway_path(scenario, metrics == "on")
+        tracing = self.args.tracing
+        throughput, latency, drained = await self.gateway_path(
+            scenario, metrics == "on", tracing=tracing == "on"
+        )
         gateway = throughput.as_dict()
         gateway["metrics"] = metrics == "on"
+        gateway["tracing"] = tracing == "on"
         if drained is not None:
             gateway["backlog"] = drained.as_dict()
         if metrics == "both":
-            gateway["metrics_cost"] = await self._metrics_cost(scenario)
+            gateway["metrics_cost"] = await self._cost(scenario, "metrics")
+        if tracing == "both":
+            gateway["tracing_cost"] = await self._cost(scenario, "tracing")
         gateway["ratio_to_slower_raw"] = round(throughput.rate / slower, 3) if slower else None
         if latency is not None and latency.latency_ms:
             gateway["latency_ms"] = latency.latency_ms
@@ -241,30 +268,40 @@ class Bench:
             "load_average_after": [round(x, 2) for x in os.getloadavg()],
         }
 
-    async def _metrics_cost(self, scenario: Scenario) -> dict[str, Any]:
-        """``--pairs`` pairs of throughput runs, metrics off and on, the order alternating
-        (off-on, on-off, ...) so that a drifting machine favours neither: the gateway's
-        CPU per event with and without metrics."""
+    async def _cost(self, scenario: Scenario, feature: str) -> dict[str, Any]:
+        """``--pairs`` pairs of throughput runs, ``feature`` (metrics or tracing) off and
+        on, the order alternating (off-on, on-off, ...) so that a drifting machine favours
+        neither: the gateway's CPU per event with and without it. With tracing, the spans
+        the sink received during the "on" run are counted too (2 per event expected: a
+        process and a send span; fewer means the batch processor dropped some)."""
         pairs: list[dict[str, float]] = []
         for index in range(self.args.pairs):
             order = (False, True) if index % 2 == 0 else (True, False)
             cpu: dict[bool, float] = {}
             rate: dict[bool, float] = {}
-            for metrics in order:
+            spans = 0
+            for enabled in order:
+                before = self.sink.count() if enabled and feature == "tracing" else 0
                 result, _latency, _drained = await self.gateway_path(
-                    scenario, metrics, throughput_only=True
+                    scenario,
+                    metrics=enabled and feature == "metrics",
+                    throughput_only=True,
+                    tracing=enabled and feature == "tracing",
                 )
-                cpu[metrics] = (result.cpu_seconds or 0.0) / result.events * 10_000
-                rate[metrics] = result.rate
-            pairs.append(
-                {
-                    "cpu_s_per_10k_off": round(cpu[False], 4),
-                    "cpu_s_per_10k_on": round(cpu[True], 4),
-                    "events_per_s_off": round(rate[False]),
-                    "events_per_s_on": round(rate[True]),
-                    "overhead": round(cpu[True] / cpu[False] - 1, 4) if cpu[False] else 0.0,
-                }
-            )
+                if enabled and feature == "tracing":
+                    spans = self.sink.count() - before
+                cpu[enabled] = (result.cpu_seconds or 0.0) / result.events * 10_000
+                rate[enabled] = result.rate
+            pair = {
+                "cpu_s_per_10k_off": round(cpu[False], 4),
+                "cpu_s_per_10k_on": round(cpu[True], 4),
+                "events_per_s_off": round(rate[False]),
+                "events_per_s_on": round(rate[True]),
+                "overhead": round(cpu[True] / cpu[False] - 1, 4) if cpu[False] else 0.0,
+            }
+            if feature == "tracing":
+                pair["spans_exported"] = spans
+            pairs.append(pair)
         overheads = [p["overhead"] for p in pairs]
         off = sum(p["cpu_s_per_10k_off"] for p in pairs)
         on = sum(p["cpu_s_per_10k_on"] for p in pairs)
@@ -273,7 +310,7 @@ class Bench:
             "median_overhead": round(statistics.median(overheads), 4) if overheads else None,
             "pooled_overhead": round(on / off - 1, 4) if off else None,
         }
-        log.info("gw  %-26s metrics cost: %s", scenario.name, summary)
+        log.info("gw  %-26s %s cost: %s", scenario.name, feature, summary)
         return summary
 
     async def run(self, chosen: list[Scenario]) -> list[dict[str, Any]]:
@@ -327,12 +364,16 @@ def render_table(results: list[dict[str, Any]], matching: dict[str, Any] | None)
             f"{gw.get('peak_rss_mb', 0):>6.1f} {gw.get('machine_busy_cpus', 0):>5.2f} "
             f"{_fmt_rate(gw['backlog']['events_per_s']) if 'backlog' in gw else '-':>10}"
         )
-    costs = [row for row in results if "metrics_cost" in row.get("gateway", {})]
-    if costs:
+    for feature in ("metrics", "tracing"):
+        costs = [row for row in results if f"{feature}_cost" in row.get("gateway", {})]
+        if not costs:
+            continue
         lines.append("")
-        lines.append("gateway CPU s/10k with metrics off / on (pairs of runs, order alternating):")
+        lines.append(
+            f"gateway CPU s/10k with {feature} off / on (pairs of runs, order alternating):"
+        )
         for row in costs:
-            cost = row["gateway"]["metrics_cost"]
+            cost = row["gateway"][f"{feature}_cost"]
             figures = "  ".join(
                 f"{p['cpu_s_per_10k_off']:.3f}/{p['cpu_s_per_10k_on']:.3f}" for p in cost["pairs"]
             )
@@ -384,6 +425,42 @@ async def scrape(urls: list[str]) -> None:
     finally:
         process.kill()
         await process.wait()
+
+
+class SpanSink:
+    """The OTLP/HTTP receiver process (``bench.otlp_sink``) traced gateways export to."""
+
+    def __init__(self) -> None:
+        from gateway.localbrokers import free_port
+
+        port = free_port()
+        self.url = f"http://127.0.0.1:{port}/v1/traces"
+        self._count_url = f"http://127.0.0.1:{port}/"
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "bench.otlp_sink", str(port)], cwd=ROOT
+        )
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                self.count()
+                return
+            except OSError:
+                if time.monotonic() > deadline or self.process.poll() is not None:
+                    self.process.kill()
+                    raise
+                time.sleep(0.05)
+
+    def count(self) -> int:
+        """Spans received so far."""
+        with urllib.request.urlopen(self._count_url, timeout=5) as response:
+            return int(response.read())
+
+    def __enter__(self) -> SpanSink:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=10)
 
 
 def _per_process(config: dict[str, Any], processes: int) -> list[dict[str, Any]]:
@@ -455,7 +532,18 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         "pairs of throughput runs with metrics off and on: the CPU cost of metrics)",
     )
     parser.add_argument(
-        "--pairs", type=int, default=3, help="off/on pairs per scenario with --metrics both"
+        "--tracing",
+        choices=("off", "on", "both"),
+        default="off",
+        help="gateway traces at 100%% sampling, exported by OTLP/HTTP to a sink process "
+        "(bench.otlp_sink): off (default), on, both (after each scenario, --pairs pairs of "
+        "throughput runs with tracing off and on: the CPU cost of tracing)",
+    )
+    parser.add_argument(
+        "--pairs",
+        type=int,
+        default=3,
+        help="off/on pairs per scenario with --metrics both or --tracing both",
     )
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="results JSON file")
     parser.add_argument(
@@ -506,7 +594,10 @@ async def _main(args: argparse.Namespace) -> int:
                 env.kafka_bootstrap = cluster.bootstrap_servers
             report["machine"]["kafka"] = "librdkafka mock cluster, 1 broker"
             workdir = Path(tempfile.mkdtemp(prefix="meshgate-bench-"))
-            results = await Bench(args, env, workdir).run(chosen)
+            bench = Bench(args, env, workdir)
+            if args.tracing != "off":
+                bench.sink = stack.enter_context(SpanSink())
+            results = await bench.run(chosen)
             if any("error" in row for row in results):
                 print(f"gateway configs and logs kept in {workdir}", file=sys.stderr)
             else:

@@ -36,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from connectors.backoff import Backoff, BackoffPolicy
 from connectors.errors import MessageSpecError
+from connectors.signing import SignOptions, VerifyOptions
 from routing.bindings import Mode
 from routing.event import CloudEvent
 from routing.formats import EventFormat
@@ -76,6 +77,11 @@ class SourceOptions(_StrictModel):
     """Base of a route's ``from:`` block for one connector type."""
 
     connector: str
+    verify: VerifyOptions | None = Field(
+        default=None,
+        description="Check each event's signature (CloudEvents verifiability extension): "
+        "public_key_files, policy strict|passthrough (docs/security.md).",
+    )
 
 
 class EgressOptions(_StrictModel):
@@ -105,6 +111,11 @@ class TargetOptions(_StrictModel):
     )
     attributes: EgressOptions | None = Field(
         None, description="Attribute changes for this target only: set (templates), remove, rename."
+    )
+    sign: SignOptions | None = Field(
+        default=None,
+        description="Sign each published event (CloudEvents verifiability extension): "
+        "key_file, key_id, extensions (docs/security.md).",
     )
     mesh: MeshAttributes = Field(
         MeshAttributes.KEEP,

@@ -8,6 +8,8 @@ Hierarchy::
         ├── PublishTimeout              no confirmation in time (retriable)
         ├── PublishRejected             the broker refused this message: nack, unroutable,
         │                               too large, not authorized (not retriable)
+        ├── NotAuthorized               the broker refused a subscription or consumer
+        │                               the credentials lack permission for (not retriable)
         ├── UnknownConnectorType (ValueError)  no plugin registers the ``type`` name
         └── MessageSpecError (ValueError)      ``routes check --message`` cannot build
                                                this native message (bad spec, or a
@@ -27,6 +29,7 @@ __all__ = [
     "ConnectionLost",
     "ConnectorError",
     "MessageSpecError",
+    "NotAuthorized",
     "PublishRejected",
     "PublishTimeout",
     "UnknownConnectorType",
@@ -50,6 +53,12 @@ class PublishTimeout(ConnectorError):
 
 class PublishRejected(ConnectorError):
     """The broker refused the message itself (nack, unroutable, too large, denied)."""
+
+    retriable = False
+
+
+class NotAuthorized(ConnectorError):
+    """The broker refused a subscription (or consumer) for lack of permission."""
 
     retriable = False
 

@@ -5,9 +5,11 @@ Endpoints: ``/healthz`` (the loop answers), ``/readyz`` (every connector up and 
 route's source consuming, else 503), ``/metrics`` (Prometheus text from
 ``gateway.telemetry``), ``/api/routes`` and ``/api/connectors`` (config summary and
 live counters, never credentials), ``/api/mesh`` (the mesh view's peer table),
-``/api/events`` (Server-Sent Events of each
-route's outcomes, ``gateway.events``). With ``token_file`` every request needs
-``Authorization: Bearer <token>``.
+``/api/events`` (Server-Sent Events of each route's outcomes, ``gateway.events``),
+``/api/deadletters`` (the local dead-letter store's entries, without payloads),
+``/ui`` (the live web view: static files from ``gateway/ui``, which read the API).
+With ``token_file`` every request needs ``Authorization: Bearer <token>``, except the
+static files of ``/ui`` (they hold no data; the page sends the token on each API call).
 
 Everything here only reads the runtime's state; it never changes it.
 """
@@ -21,6 +23,7 @@ import json
 import logging
 import re
 from collections.abc import AsyncIterator
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +32,7 @@ from aiohttp import web
 from connectors.base import HealthState
 from connectors.redact import redact_url
 from gateway.config import AdminSection
+from gateway.dlstore import StoreError
 from gateway.errors import ConfigError, ConfigProblem
 from gateway.events import EventLog, Recorded, to_json
 from gateway.runtime import Gateway, RouteStats
@@ -42,6 +46,29 @@ log = logging.getLogger("meshgate.admin")
 PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
 """The classic text format that ``prometheus_client.generate_latest`` writes (every
 Prometheus version reads it)."""
+
+DEAD_LETTERS_SHOWN = 100
+"""Entries of the local dead-letter store /api/deadletters lists (the newest)."""
+
+
+def _ui_files() -> dict[str, tuple[str, bytes]]:
+    """name -> (content type, bytes) of the web view, read once from the package."""
+    types = {".html": "text/html", ".js": "text/javascript", ".css": "text/css"}
+    folder = resources.files("gateway") / "ui"
+    files: dict[str, tuple[str, bytes]] = {}
+    for item in folder.iterdir():
+        suffix = "." + item.name.rpartition(".")[2]
+        if suffix in types:
+            files[item.name] = (types[suffix], item.read_bytes())
+    return files
+
+
+UI_FILES = _ui_files()
+
+
+def _is_ui(path: str) -> bool:
+    return path == "/ui" or path.startswith("/ui/")
+
 
 _SECRET_KEYS = re.compile(r"pass|secret|token|cred|seed|sasl_plain|private", re.IGNORECASE)
 
@@ -181,6 +208,9 @@ class AdminServer:
         app.router.add_get("/api/routes", self._routes)
         app.router.add_get("/api/connectors", self._connectors)
         app.router.add_get("/api/events", self._events)
+        app.router.add_get("/api/deadletters", self._deadletters)
+        app.router.add_get("/ui", self._ui)
+        app.router.add_get("/ui/{name}", self._ui)
         app.router.add_get("/api/mesh", self._mesh)
         return app
 
@@ -214,7 +244,7 @@ class AdminServer:
 
     @web.middleware
     async def _authorize(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        if self._token is not None:
+        if self._token is not None and not _is_ui(request.path):
             given = request.headers.get("Authorization", "")
             scheme, _, credential = given.partition(" ")
             if scheme.lower() != "bearer" or not hmac.compare_digest(
@@ -266,7 +296,7 @@ class AdminServer:
                     "latency": _latency(stats.duration),
                 }
             )
-        return web.json_response({"routes": routes})
+        return web.json_response({"gateway": gateway.config.gateway.id, "routes": routes})
 
     async def _events(self, request: web.Request) -> web.StreamResponse:
         """Server-Sent Events: the kept recent outcomes, then live ones, one JSON object
@@ -312,6 +342,54 @@ class AdminServer:
             if not self.events.subscribers:
                 self.gateway.follower = None
         return response
+
+    async def _deadletters(self, _request: web.Request) -> web.Response:
+        """The local dead-letter store: per-route counts and the newest entries, never
+        payloads or header values (``meshgate dlq show`` shows those)."""
+        try:
+            entries = await self.gateway.store.entries()
+        except StoreError as exc:
+            return web.json_response({"error": str(exc)}, status=503)
+        counts: dict[str, int] = {}
+        for entry in entries:
+            counts[entry.route] = counts.get(entry.route, 0) + 1
+        newest = entries[-DEAD_LETTERS_SHOWN:][::-1]
+        return web.json_response(
+            {
+                "total": len(entries),
+                "per_route": counts,
+                "entries": [
+                    {
+                        "id": entry.id,
+                        "stored_at": entry.stored_at,
+                        "route": entry.route,
+                        "connector": entry.connector,
+                        "address": entry.address,
+                        "event_id": entry.event_id,
+                        "reason": entry.reason,
+                        "error": entry.error,
+                        "target": entry.target,
+                        "attempts": entry.attempts,
+                        "size": entry.size,
+                    }
+                    for entry in newest
+                ],
+            }
+        )
+
+    async def _ui(self, request: web.Request) -> web.StreamResponse:
+        """The web view's files, from the package (works offline: no CDN)."""
+        name = request.match_info.get("name", "index.html")
+        found = UI_FILES.get(name)
+        if found is None:
+            raise web.HTTPNotFound()
+        content_type, text = found
+        return web.Response(
+            body=text,
+            content_type=content_type,
+            charset="utf-8",
+            headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"},
+        )
 
     async def _connectors(self, _request: web.Request) -> web.Response:
         gateway = self.gateway

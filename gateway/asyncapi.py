@@ -145,7 +145,7 @@ def _server(kind: str, options: Any) -> dict[str, Any]:
     if kind == "nats":
         host, scheme = _hostport(options.servers[0], 4222)
         server = {"host": host, "protocol": "nats"}
-        if scheme == "tls" or options.tls_ca is not None:
+        if scheme == "tls":
             server["x-tls"] = True
         if len(options.servers) > 1:
             server["x-servers"] = [_hostport(s, 4222)[0] for s in options.servers]
@@ -164,17 +164,17 @@ def _security(kind: str, options: Any) -> dict[str, dict[str, Any]]:
         if options.security_protocol.value.startswith("SASL_"):
             kind_ = _SASL[options.sasl_mechanism.value]
             schemes[f"kafka-{kind_}"] = {"type": kind_, "description": "Kafka SASL."}
-        if options.ssl_certfile is not None:
+        if options.tls is not None and options.tls.mutual:
             schemes["kafka-X509"] = {"type": "X509", "description": "Kafka mutual TLS."}
     elif kind == "amqp":
         if urlsplit(options.url).username:
             schemes["amqp-userPassword"] = {"type": "userPassword", "description": "AMQP PLAIN."}
-        if options.tls_cert_file is not None:
+        if options.tls is not None and options.tls.mutual:
             schemes["amqp-X509"] = {"type": "X509", "description": "AMQP mutual TLS."}
     elif kind == "mqtt":
         if options.endpoint().username:
             schemes["mqtt-userPassword"] = {"type": "userPassword", "description": "MQTT."}
-        if options.tls_cert_file is not None:
+        if options.tls is not None and options.tls.mutual:
             schemes["mqtt-X509"] = {"type": "X509", "description": "MQTT mutual TLS."}
     elif kind == "nats":
         users = [urlsplit(s) for s in options.servers]
@@ -191,7 +191,7 @@ def _security(kind: str, options: Any) -> dict[str, dict[str, Any]]:
                 "type": "asymmetricEncryption",
                 "description": "NATS NKey signature (credentials or seed file).",
             }
-        if options.tls_cert is not None:
+        if options.tls is not None and options.tls.mutual:
             schemes["nats-X509"] = {"type": "X509", "description": "NATS mutual TLS."}
     return schemes
 

@@ -1,4 +1,4 @@
-"""The ``meshgate`` command line: run, validate, routes check, dlq, schema, demo, init, ...
+"""The ``meshgate`` command line: run, validate, routes check, dlq, top, schema, demo, init, ...
 
 The argparse tree is built by ``build_parser``; every command's description, examples
 and exit codes live in ``gateway.clihelp`` (docs/cli.md is generated from them).
@@ -94,6 +94,7 @@ async def _run(path: str, config: GatewayConfig, watch: bool, fail_fast: bool) -
     from gateway.admin import observed
     from gateway.reload import watch_config
     from gateway.runtime import Gateway
+    from gateway.tracing import traced
 
     gateway = Gateway(config, fail_fast=fail_fast)
     stop = asyncio.Event()
@@ -102,7 +103,7 @@ async def _run(path: str, config: GatewayConfig, watch: bool, fail_fast: bool) -
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     loop.add_signal_handler(signal.SIGHUP, reload.set)
-    async with observed(gateway):
+    async with observed(gateway), traced(gateway):
         await gateway.start()
         heap.settle()  # long-lived objects out of the full collections (gateway/heap.py)
         watcher = asyncio.create_task(
@@ -226,7 +227,7 @@ def _asyncapi(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The whole ``meshgate`` argparse tree, help texts included."""
-    from gateway import clihelp, dlq_command
+    from gateway import clihelp, dlq_command, top
     from gateway.completion import SHELLS
 
     parser = argparse.ArgumentParser(prog="meshgate")
@@ -333,6 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     dlq_command.add_parser(commands)
+    top.add_parser(commands)
 
     connectors = commands.add_parser(
         "connectors", help="list the installed connector types, their versions and origin"
@@ -515,6 +517,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return dlq_command.run(args, config)
     if args.command == "routes":
         return _routes_check(args)
+    if args.command == "top":
+        from gateway import top
+
+        return top.run(args)
     if args.command == "schema":
         from gateway.schema import write_schema
 

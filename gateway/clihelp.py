@@ -106,6 +106,20 @@ COMMANDS: dict[str, Help] = {
             "2  the config is invalid, or the event or message cannot be read",
         ),
     ),
+    "top": Help(
+        "Show a running gateway's routes, connectors and recent events, read from its admin "
+        "API; redrawn in place on a terminal, plain snapshots otherwise (a closed pipe ends "
+        "it quietly).",
+        (
+            "meshgate top --admin http://127.0.0.1:8080",
+            "meshgate top --admin https://gw:8080 --token-file token --once | head",
+        ),
+        (
+            "0  stopped (Ctrl-C), or --once printed its snapshot",
+            "1  the gateway's admin API cannot be read",
+            "2  the token file cannot be read",
+        ),
+    ),
     "schema": Help(
         "Print the JSON Schema of the config file for the installed connector types "
         "(plugins included), for editors and CI.",

@@ -17,7 +17,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, get_args
+from typing import Annotated, Any, ClassVar, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
@@ -41,11 +41,13 @@ from routing.filters import EventFilter, compile_filter
 from routing.ingress import IngressRules
 from routing.router import RetryPolicy, Route, RouteTable, TargetSpec
 from routing.templates import compile_template
+from routing.verifiability import Signer, Verifier, key_fingerprint, load_private_key
 
 __all__ = [
     "AdminSection",
     "ConfigFile",
     "GatewayConfig",
+    "TracingSection",
     "load_config",
     "parse_config",
     "parse_listen",
@@ -94,6 +96,36 @@ def parse_listen(text: str) -> tuple[str, int]:
     if not port.isdigit() or not 0 <= int(port) <= 65535:
         raise ValueError(f"expected HOST:PORT with a port number 0-65535, got {text!r}")
     return host, int(port)
+
+
+class TracingSection(_Section):
+    """OpenTelemetry traces (docs/observability.md#traces); the standard ``OTEL_*``
+    variables configure them too, and ``OTEL_TRACES_EXPORTER`` turns them on."""
+
+    enabled: bool = Field(
+        False, description="Trace every delivery (also on when OTEL_TRACES_EXPORTER is set)."
+    )
+    exporter: Literal["otlp", "console"] = Field(
+        "otlp",
+        description="Where spans go when enabled here (OTEL_TRACES_EXPORTER wins): OTLP/HTTP "
+        "(protobuf) or the console.",
+    )
+    endpoint: str | None = Field(
+        None,
+        description="OTLP/HTTP traces URL, e.g. http://collector:4318/v1/traces (default: "
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, OTEL_EXPORTER_OTLP_ENDPOINT + /v1/traces, "
+        "else http://localhost:4318/v1/traces).",
+    )
+    service_name: str | None = Field(
+        None, description="service.name of the spans (OTEL_SERVICE_NAME wins; default meshgate)."
+    )
+    mqtt_traceparent: Literal["keep", "replace"] = Field(
+        "keep",
+        description="MQTT has one slot for the trace context, the 'traceparent' user property "
+        "that is also the CloudEvents extension: 'keep' never overwrites an event's own "
+        "traceparent (the gateway's context is written only into events without one); "
+        "'replace' always writes the gateway's span context.",
+    )
 
 
 class DeadLetterStoreSection(_Section):
@@ -195,6 +227,10 @@ class GatewaySection(_Section):
     )
     admin: AdminSection | None = Field(
         None, description="Admin HTTP server (health, readiness, /metrics, /api); off if absent."
+    )
+    tracing: TracingSection | None = Field(
+        None,
+        description="OpenTelemetry traces; off unless enabled here or by OTEL_TRACES_EXPORTER.",
     )
     state_dir: str | None = Field(
         None,
@@ -559,7 +595,24 @@ def _target(
             egress = EgressRules.compile(**rules)
         except TemplateError as exc:
             check.add((*path, "attributes"), str(exc))
-    return TargetSpec(options.connector, options, templates, egress, header_templates)
+    signer = None
+    if options.sign is not None:
+        try:
+            key = load_private_key(options.sign.key_file.expanduser())
+        except (OSError, ValueError, TypeError) as exc:  # TypeError: an encrypted key
+            check.add((*path, "sign", "key_file"), f"{options.sign.key_file}: {exc}")
+        else:
+            key_id = options.sign.key_id or key_fingerprint(key.public_key())
+            signer = Signer(key, key_id)
+    return TargetSpec(
+        options.connector,
+        options,
+        templates,
+        egress,
+        header_templates,
+        signer,
+        options.sign.extensions if options.sign is not None else (),
+    )
 
 
 def _fingerprint(section: RouteSection, connectors: Any) -> str:
@@ -586,6 +639,12 @@ def _compile_route(
 ) -> Route | None:
     problems_before = len(check.problems)
     source = _endpoint(check, (*path, "from"), section.from_, connectors, "source")
+    verify = getattr(source[0], "verify", None) if source is not None else None
+    if verify is not None:
+        try:
+            Verifier.from_files(verify.public_key_files)
+        except (OSError, ValueError) as exc:
+            check.add((*path, "from", "verify", "public_key_files"), str(exc))
     targets = [
         _target(check, (*path, "to", i), raw, connectors) for i, raw in enumerate(section.to)
     ]

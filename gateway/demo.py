@@ -337,7 +337,9 @@ def _render(gateway: Gateway, screen: _Screen, started: float, admin_url: str = 
     out.append("recent events:")
     out.extend(f"  {line}" for line in screen.samples)
     if admin_url:
-        out.append(f"admin API: {admin_url}/metrics  {admin_url}/api/routes")
+        out.append(
+            f"admin API: {admin_url}/metrics  {admin_url}/api/routes  web view: {admin_url}/ui"
+        )
     return "\n".join(out)
 
 
@@ -360,7 +362,8 @@ async def _demo(seconds: float | None, rate: float, out: _Output) -> None:
                     url = admin.url if admin is not None else ""
                     out.line(
                         f"admin API: {url}/readyz  {url}/metrics  {url}/api/routes  "
-                        f"{url}/api/connectors"
+                        f"{url}/api/connectors\nweb view: {url}/ui   in a terminal: meshgate "
+                        f"top --admin {url}"
                     )
                     await _show(gateway, brokers, run, rate, seconds, url, out)
             finally:

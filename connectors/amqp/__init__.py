@@ -33,8 +33,8 @@ below take precedence. The password is redacted in every log line and error.
 
 Options
 -------
-Connector (``connectors:`` entry): ``url``, ``tls_ca_file``, ``tls_cert_file``,
-``tls_key_file``, ``heartbeat`` (s), ``connection_name`` (shown in management,
+Connector (``connectors:`` entry): ``url``, ``tls`` (the shared ``tls:`` block,
+docs/security.md), ``heartbeat`` (s), ``connection_name`` (shown in management,
 default ``meshgate:<name>``), ``connect_timeout`` (s), ``confirm_timeout`` (s).
 
 Source (``from:``): ``queue``, ``declare``, ``queue_type`` (classic|quorum),

@@ -12,12 +12,20 @@ import json
 import ssl
 from collections.abc import Mapping
 from enum import StrEnum
-from typing import ClassVar, Literal, Self
+from typing import Any, ClassVar, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ModelWrapValidatorHandler,
+    field_validator,
+    model_validator,
+)
 from yarl import URL
 
 from connectors.base import ConnectorOptions, SourceOptions, TargetOptions
+from connectors.tls import TlsOptions, legacy_tls_error
 from routing.event import canonical_string
 
 __all__ = [
@@ -33,6 +41,7 @@ __all__ = [
 ]
 
 ArgumentValue = str | int | float | bool
+_URL_TLS_KEYS = frozenset({"cafile", "capath", "cadata", "keyfile", "certfile", "no_verify_ssl"})
 
 
 class QueueType(StrEnum):
@@ -89,14 +98,10 @@ class AmqpOptions(ConnectorOptions):
         description="amqp://user:password@host:port/vhost (amqps:// for TLS). "
         "The password is never logged.",
     )
-    tls_ca_file: str | None = Field(
-        default=None, description="PEM file of CA certificates that verify the broker (amqps)."
-    )
-    tls_cert_file: str | None = Field(
-        default=None, description="PEM client certificate for mutual TLS (amqps)."
-    )
-    tls_key_file: str | None = Field(
-        default=None, description="PEM private key of tls_cert_file (amqps)."
+    tls: TlsOptions | None = Field(
+        default=None,
+        description="TLS settings (docs/security.md); needs an amqps:// url. An amqps:// "
+        "url alone means TLS verified by the system CAs.",
     )
     heartbeat: int = Field(
         default=60,
@@ -117,6 +122,12 @@ class AmqpOptions(ConnectorOptions):
         description="Seconds a publish waits for the broker's confirm before PublishTimeout.",
     )
 
+    @model_validator(mode="wrap")
+    @classmethod
+    def _legacy_tls(cls, data: Any, handler: ModelWrapValidatorHandler[Self]) -> Self:
+        # wrap, not before: the JSON Schema keeps describing the fields
+        return handler(legacy_tls_error(data))
+
     @field_validator("url")
     @classmethod
     def _check_url(cls, value: str) -> str:
@@ -125,25 +136,31 @@ class AmqpOptions(ConnectorOptions):
             raise ValueError(
                 f"expected amqp://user:pass@host:port/vhost or amqps://..., got {redact_url(value)}"
             )
+        # aiormq reads TLS settings (no_verify_ssl=1 among them) from the query: they
+        # would bypass the tls: block, so the block is the only way.
+        spelled = sorted(set(url.query) & _URL_TLS_KEYS)
+        if spelled:
+            raise ValueError(f"TLS settings go in the tls: block, not the url query: {spelled}")
         return value
 
     @model_validator(mode="after")
     def _check_tls(self) -> Self:
-        uses_tls_files = self.tls_ca_file or self.tls_cert_file or self.tls_key_file
-        if uses_tls_files and URL(self.url).scheme != "amqps":
-            raise ValueError("tls_* options need an amqps:// url")
-        if self.tls_key_file and not self.tls_cert_file:
-            raise ValueError("tls_key_file needs tls_cert_file")
+        if self.tls is not None and not self.uses_tls:
+            raise ValueError("a tls: block needs an amqps:// url (amqp:// is plaintext)")
         return self
 
-    def ssl_context(self) -> ssl.SSLContext | None:
-        """The TLS context for the tls_* options, or None to use the client's defaults."""
-        if not (self.tls_ca_file or self.tls_cert_file):
+    @property
+    def uses_tls(self) -> bool:
+        return URL(self.url).scheme == "amqps"
+
+    def ssl_context(self, connector: str) -> ssl.SSLContext | None:
+        """Our TLS context for amqps:// (system CAs without a tls: block), else None.
+
+        Always ours, never aiormq's default, so verification follows one model.
+        """
+        if not self.uses_tls:
             return None
-        context = ssl.create_default_context(cafile=self.tls_ca_file)
-        if self.tls_cert_file:
-            context.load_cert_chain(self.tls_cert_file, self.tls_key_file)
-        return context
+        return (self.tls or TlsOptions()).ssl_context(connector)
 
     def connection_url(self) -> URL:
         """The broker URL with the heartbeat option applied (still holds the password)."""

@@ -24,6 +24,7 @@ from connectors.amqp.config import AmqpOptions, redact_url
 from connectors.backoff import Backoff
 from connectors.base import Health, HealthState
 from connectors.errors import ConnectionLost
+from connectors.tls import TlsConfigError, warn_insecure
 
 __all__ = ["CONNECT_ERRORS", "Link", "LinkClosed"]
 
@@ -62,6 +63,7 @@ class Link:
         """How log lines name the connector (``connector NAME (amqp URL)``)."""
         self._new_backoff = new_backoff
         self._name = options.connection_name or f"meshgate:{name}"
+        self._label = name
         self._health = health
         self._log = log
         self._where = redact_url(options.url)
@@ -81,6 +83,7 @@ class Link:
         if self._task is not None:
             return
         self.closing = False
+        warn_insecure(self._options.tls, self._log, self._label)
         self._install(await self._connect())
         self._log.info("%s: connected as %r", self.label, self._name)
         self._task = asyncio.create_task(self._supervise(), name=f"amqp-link:{self._name}")
@@ -123,8 +126,9 @@ class Link:
 
     async def _connect(self) -> AbstractConnection:
         options = self._options
+        # Built at every connection: renewed certificate files apply without a restart.
+        context = options.ssl_context(self._label)  # TlsConfigError names the file
         try:
-            context = options.ssl_context()
             return await aio_pika.connect(
                 options.connection_url(),
                 ssl_context=context,
@@ -132,7 +136,13 @@ class Link:
                 timeout=options.connect_timeout,
             )
         except CONNECT_ERRORS as exc:
-            detail = f"cannot connect to {self._where}: {type(exc).__name__}: {exc}"
+            detail = (
+                f"connector {self._label!r}: cannot connect to {self._where}: "
+                f"{type(exc).__name__}: {exc}"
+            )
+            if context is not None:
+                # A plaintext listener behind an amqps:// url fails here too: no downgrade.
+                detail += " (TLS required: a TLS listener? a certificate valid for the name?)"
             self._health.detail = detail
             raise ConnectionLost(detail) from exc
 
@@ -167,7 +177,7 @@ class Link:
                 await backoff.sleep()
                 try:
                     connection = await self._connect()
-                except ConnectionLost as exc:
+                except (ConnectionLost, TlsConfigError) as exc:
                     self._log.warning("%s: reconnect failed: %s; retrying", self.label, exc)
                     continue
                 if self.closing:

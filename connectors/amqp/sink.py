@@ -157,6 +157,10 @@ class Publisher:
             raise PublishRejected(f"broker nacked the message to {where}") from exc
         except _REFUSALS as exc:
             if _blames(exc, target, len(outgoing.body)):
+                if isinstance(exc, aiormq.exceptions.ChannelAccessRefused):
+                    raise PublishRejected(
+                        f"not authorized: the user lacks write permission on {where}: {exc}"
+                    ) from exc
                 raise PublishRejected(f"broker refused the publish to {where}: {exc}") from exc
             # Another publish made the broker close the shared channel: not this one's fault.
             raise ConnectionLost(f"publish channel closed by the broker: {exc}") from exc
@@ -221,7 +225,7 @@ def _blames(exc: BaseException, target: AmqpTarget, body_size: int) -> bool:
     if isinstance(exc, aiormq.exceptions.ChannelPreconditionFailed):
         limit = _SIZE_LIMIT.search(text)
         return limit is None or body_size > int(limit.group(1))
-    return f"'{target.exchange}'" in text
+    return f"'{target.exchange or 'amq.default'}'" in text
 
 
 def _reply(exc: Any) -> str:

@@ -30,6 +30,7 @@ from aio_pika.exceptions import MessageProcessError
 from connectors.amqp.config import AmqpSource, header_text
 from connectors.amqp.link import Link, LinkClosed
 from connectors.base import Delivery
+from connectors.errors import NotAuthorized
 from routing.bindings.amqp import AmqpMessage
 
 __all__ = ["consume"]
@@ -179,6 +180,7 @@ def _delivery(subscription: Subscription, message: AbstractIncomingMessage) -> D
 async def consume(link: Link, source: AmqpSource, log: logging.Logger) -> AsyncIterator[Delivery]:
     """Deliveries from ``source`` until the connector closes, across reconnects."""
     backoff = link.new_backoff()
+    first = True
     while not link.closing:
         try:
             connection = await link.connection()
@@ -188,6 +190,16 @@ async def consume(link: Link, source: AmqpSource, log: logging.Logger) -> AsyncI
         try:
             try:
                 await subscription.open(connection)
+            except aiormq.exceptions.ChannelAccessRefused as exc:
+                denied = (
+                    f"{link.label}: the broker refused access to queue {source.queue!r} "
+                    f"(not authorized: the user lacks configure/read permission): {exc}"
+                )
+                if first:
+                    raise NotAuthorized(denied) from exc  # a configuration problem: loud
+                log.error("%s; retrying", denied)
+                await backoff.sleep()
+                continue
             except CHANNEL_ERRORS as exc:
                 log.warning(
                     "%s: cannot consume %r: %s: %s; retrying",
@@ -199,6 +211,7 @@ async def consume(link: Link, source: AmqpSource, log: logging.Logger) -> AsyncI
                 await backoff.sleep()
                 continue
             log.info("consuming %r as %s", source.queue, subscription.tag)
+            first = False
             backoff.reset()
             while (message := await subscription.next()) is not None:
                 yield _delivery(subscription, message)

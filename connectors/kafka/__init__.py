@@ -46,7 +46,7 @@ Options
 Connector (``connectors:`` entry): ``bootstrap_servers``, ``client_id``,
 ``security_protocol`` (PLAINTEXT|SSL|SASL_PLAINTEXT|SASL_SSL), ``sasl_mechanism``
 (PLAIN|SCRAM-SHA-256|SCRAM-SHA-512), ``sasl_username``, ``sasl_password``,
-``ssl_cafile``, ``ssl_certfile``, ``ssl_keyfile``, ``request_timeout_ms``,
+``tls`` (the shared ``tls:`` block, docs/security.md), ``request_timeout_ms``,
 ``enable_idempotence``, ``linger_ms``, ``max_batch_size``, ``max_request_size``,
 ``compression_type`` (gzip|snappy|lz4|zstd), ``health_interval_s``.
 

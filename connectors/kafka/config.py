@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import re
 from enum import StrEnum
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, ModelWrapValidatorHandler, SecretStr, field_validator, model_validator
 
 from connectors.base import ConnectorOptions, SourceOptions, TargetOptions
+from connectors.tls import TlsOptions, legacy_tls_error
 
 __all__ = [
     "Compression",
@@ -33,7 +34,7 @@ class SecurityProtocol(StrEnum):
     PLAINTEXT = "PLAINTEXT"
     """No TLS, no authentication."""
     SSL = "SSL"
-    """TLS; with ``ssl_certfile``/``ssl_keyfile`` also mutual TLS."""
+    """TLS; with ``tls.cert_file``/``tls.key_file`` also mutual TLS."""
     SASL_PLAINTEXT = "SASL_PLAINTEXT"
     """SASL authentication over a plain connection (test setups only)."""
     SASL_SSL = "SASL_SSL"
@@ -95,12 +96,11 @@ class KafkaOptions(ConnectorOptions):
         default=None,
         description="SASL password; take it from the environment (${VAR}); never logged.",
     )
-    ssl_cafile: str | None = Field(
+    tls: TlsOptions | None = Field(
         default=None,
-        description="CA bundle that signed the broker certificates (system CAs if unset).",
+        description="TLS settings (docs/security.md); needs security_protocol SSL or "
+        "SASL_SSL, which alone mean TLS verified by the system CAs.",
     )
-    ssl_certfile: str | None = Field(default=None, description="Client certificate for mutual TLS.")
-    ssl_keyfile: str | None = Field(default=None, description="Private key of ssl_certfile.")
     request_timeout_ms: int = Field(
         default=30_000, gt=0, description="Producer request timeout; also bounds one publish."
     )
@@ -148,6 +148,12 @@ class KafkaOptions(ConnectorOptions):
             return servers
         return value
 
+    @model_validator(mode="wrap")
+    @classmethod
+    def _legacy_tls(cls, data: Any, handler: ModelWrapValidatorHandler[Self]) -> Self:
+        # wrap, not before: the JSON Schema keeps describing the fields
+        return handler(legacy_tls_error(data))
+
     @model_validator(mode="after")
     def _check_security(self) -> KafkaOptions:
         sasl = self.security_protocol in (
@@ -158,27 +164,30 @@ class KafkaOptions(ConnectorOptions):
             raise ValueError(
                 f"security_protocol {self.security_protocol} needs sasl_username and sasl_password"
             )
-        if self.ssl_keyfile is not None and self.ssl_certfile is None:
-            raise ValueError("ssl_keyfile needs ssl_certfile")
+        if self.tls is not None and not self.uses_tls:
+            raise ValueError(
+                f"a tls: block needs security_protocol SSL or SASL_SSL "
+                f"({self.security_protocol} is plaintext)"
+            )
         return self
 
     @property
     def uses_tls(self) -> bool:
         return self.security_protocol in (SecurityProtocol.SSL, SecurityProtocol.SASL_SSL)
 
-    def client_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments common to AIOKafkaProducer and AIOKafkaConsumer."""
+    def client_kwargs(self, connector: str = "kafka") -> dict[str, Any]:
+        """Keyword arguments common to AIOKafkaProducer and AIOKafkaConsumer.
+
+        With TLS, always our own context (system CAs without a tls: block): aiokafka
+        would otherwise build a default one of its own.
+        """
         kwargs: dict[str, Any] = {
             "bootstrap_servers": list(self.bootstrap_servers),
             "client_id": self.client_id,
             "security_protocol": self.security_protocol.value,
         }
         if self.uses_tls:
-            from aiokafka.helpers import create_ssl_context
-
-            kwargs["ssl_context"] = create_ssl_context(
-                cafile=self.ssl_cafile, certfile=self.ssl_certfile, keyfile=self.ssl_keyfile
-            )
+            kwargs["ssl_context"] = (self.tls or TlsOptions()).ssl_context(connector)
         if self.security_protocol.value.startswith("SASL_"):
             kwargs["sasl_mechanism"] = self.sasl_mechanism.value
             kwargs["sasl_plain_username"] = self.sasl_username
@@ -187,10 +196,10 @@ class KafkaOptions(ConnectorOptions):
             )
         return kwargs
 
-    def producer_kwargs(self, *, idempotent: bool) -> dict[str, Any]:
+    def producer_kwargs(self, *, idempotent: bool, connector: str = "kafka") -> dict[str, Any]:
         """AIOKafkaProducer keyword arguments; acks is always 'all'."""
         return {
-            **self.client_kwargs(),
+            **self.client_kwargs(connector),
             "acks": "all",
             "enable_idempotence": idempotent,
             "request_timeout_ms": self.request_timeout_ms,

@@ -23,6 +23,7 @@ from connectors.errors import ConnectionLost, MessageSpecError
 from connectors.kafka.config import KafkaOptions, KafkaSource, KafkaTarget
 from connectors.kafka.sink import Producer
 from connectors.kafka.source import BASE64_MARKER, SourceSession
+from connectors.tls import warn_insecure
 from routing.bindings import kafka as binding
 from routing.event import CloudEvent
 
@@ -69,7 +70,7 @@ class KafkaConnector(Connector[KafkaOptions, KafkaSource, KafkaTarget]):
 
     def __init__(self, name: str, options: KafkaOptions) -> None:
         super().__init__(name, options)
-        self._producer = Producer(options)
+        self._producer = Producer(options, name)
         self._sessions: set[SourceSession] = set()
         self._probe: asyncio.Task[None] | None = None
         self._closed = False
@@ -84,6 +85,7 @@ class KafkaConnector(Connector[KafkaOptions, KafkaSource, KafkaTarget]):
 
     async def start(self) -> None:
         self._report(HealthState.STARTING, "connecting")
+        warn_insecure(self.options.tls, log, self.name)
         await self._producer.start()
         self._report(HealthState.UP, "")
         log.info(

@@ -64,8 +64,9 @@ def translate(exc: KafkaError, topic: str) -> ConnectorError:
 class Producer:
     """Owns the AIOKafkaProducer; falls back from idempotence when the brokers refuse it."""
 
-    def __init__(self, options: KafkaOptions) -> None:
+    def __init__(self, options: KafkaOptions, name: str = "kafka") -> None:
         self._options = options
+        self._name = name
         self._producer: Any = None
         self.idempotent = options.enable_idempotence
 
@@ -96,7 +97,9 @@ class Producer:
             )
 
     async def _started(self, idempotent: bool, seconds: float) -> Any:
-        producer = AIOKafkaProducer(**self._options.producer_kwargs(idempotent=idempotent))
+        producer = AIOKafkaProducer(
+            **self._options.producer_kwargs(idempotent=idempotent, connector=self._name)
+        )
         try:
             async with asyncio.timeout(seconds):
                 await producer.start()
@@ -107,7 +110,8 @@ class Producer:
             if isinstance(exc, KafkaError | TimeoutError):
                 servers = ", ".join(self._options.bootstrap_servers)
                 raise ConnectionLost(
-                    f"kafka: cannot start a producer on {servers}: {type(exc).__name__}: {exc}"
+                    f"kafka connector {self._name!r}: cannot start a producer on {servers} "
+                    f"({self._options.security_protocol}): {type(exc).__name__}: {exc}"
                 ) from exc
             raise
         return producer

@@ -137,7 +137,7 @@ class SourceSession:
         source = self._source
         while not self._stopping.is_set():
             consumer = AIOKafkaConsumer(
-                **self._options.client_kwargs(),
+                **self._options.client_kwargs(self.label),
                 group_id=source.group_id,
                 enable_auto_commit=False,
                 auto_offset_reset=source.auto_offset_reset.value,

@@ -44,8 +44,8 @@ instead. ``mqtt://user:password@host`` is accepted; the password is never logged
 
 Options
 -------
-Connector (``connectors:`` entry): ``url`` or ``host``/``port``/``tls``,
-``tls_ca_file``, ``tls_cert_file``, ``tls_key_file``, ``protocol`` (5 or 4),
+Connector (``connectors:`` entry): ``url`` or ``host``/``port``, ``tls`` (the
+shared ``tls:`` block, docs/security.md), ``protocol`` (5 or 4),
 ``client_id`` (default ``<gateway id>-<connector name>`` from the gateway,
 ``meshgate-<connector name>`` standalone; must be unique and stable),
 ``username``, ``password``, ``keepalive`` (s), ``session_expiry`` (s, MQTT 5,

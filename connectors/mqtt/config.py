@@ -10,13 +10,14 @@ import hashlib
 import re
 import ssl
 from dataclasses import dataclass
-from typing import ClassVar, Literal, Self
+from typing import Any, ClassVar, Literal, Self
 from urllib.parse import unquote, urlsplit
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, ModelWrapValidatorHandler, SecretStr, field_validator, model_validator
 
 from connectors.base import ConnectorOptions, SourceOptions, TargetOptions
 from connectors.redact import redact_url
+from connectors.tls import TlsOptions, legacy_tls_error
 from routing.bindings import Mode
 from routing.event import is_valid_attribute_name
 from routing.formats import EventFormat
@@ -69,14 +70,11 @@ class MqttOptions(ConnectorOptions):
     port: int | None = Field(
         default=None, ge=1, le=65535, description="Broker port; default 1883, or 8883 with TLS."
     )
-    tls: bool = Field(default=False, description="Use TLS with host/port (implied by mqtts://).")
-    tls_ca_file: str | None = Field(
-        default=None, description="PEM file of CA certificates that verify the broker."
+    tls: TlsOptions | None = Field(
+        default=None,
+        description="TLS settings (docs/security.md). With url it needs mqtts://; with "
+        "host/port it turns TLS on (tls: {} = system CAs).",
     )
-    tls_cert_file: str | None = Field(
-        default=None, description="PEM client certificate for mutual TLS."
-    )
-    tls_key_file: str | None = Field(default=None, description="PEM private key of tls_cert_file.")
     protocol: Literal[4, 5] = Field(
         default=5, description="MQTT protocol level: 5 (MQTT 5.0) or 4 (MQTT 3.1.1)."
     )
@@ -133,6 +131,17 @@ class MqttOptions(ConnectorOptions):
         "before PublishTimeout.",
     )
 
+    @model_validator(mode="wrap")
+    @classmethod
+    def _legacy_tls(cls, data: Any, handler: ModelWrapValidatorHandler[Self]) -> Self:
+        # wrap, not before: the JSON Schema keeps describing the fields
+        if isinstance(data, dict) and isinstance(data.get("tls"), bool):
+            raise ValueError(
+                "tls: true/false was replaced by the tls: block: write tls: {} (TLS verified "
+                "by the system CAs) or an mqtts:// url (docs/security.md)"
+            )
+        return handler(legacy_tls_error(data))
+
     @model_validator(mode="after")
     def _check_endpoint(self) -> Self:
         if self.url is not None:
@@ -147,14 +156,14 @@ class MqttOptions(ConnectorOptions):
                 raise ValueError(f"an MQTT url has no path or query: {redact_url(self.url)}")
             if parts.password is not None and self.password is not None:
                 raise ValueError("password given both in url and as password")
-        if (self.tls_cert_file is None) != (self.tls_key_file is None):
-            raise ValueError("tls_cert_file and tls_key_file go together")
+            if self.tls is not None and parts.scheme != "mqtts":
+                raise ValueError("a tls: block needs an mqtts:// url (mqtt:// is plaintext)")
         return self
 
     def endpoint(self) -> Endpoint:
         """Host, port, TLS and credentials, from url or host/port."""
         if self.url is None:
-            host, port, tls = self.host or "127.0.0.1", self.port, self.tls
+            host, port, tls = self.host or "127.0.0.1", self.port, self.tls is not None
             username, password = self.username, self.password
         else:
             parts = urlsplit(self.url)
@@ -173,14 +182,11 @@ class MqttOptions(ConnectorOptions):
             return self.session_expiry > 0
         return not self.clean_start
 
-    def ssl_context(self) -> ssl.SSLContext | None:
+    def ssl_context(self, connector: str) -> ssl.SSLContext | None:
         """The TLS context to connect with, or None without TLS (reads files: may block)."""
         if not self.endpoint().tls:
             return None
-        context = ssl.create_default_context(cafile=self.tls_ca_file)
-        if self.tls_cert_file is not None:
-            context.load_cert_chain(self.tls_cert_file, self.tls_key_file)
-        return context
+        return (self.tls or TlsOptions()).ssl_context(connector)
 
 
 @dataclass(frozen=True, slots=True)

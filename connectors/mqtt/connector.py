@@ -30,6 +30,7 @@ from connectors.mqtt.config import (
 from connectors.mqtt.hub import Hub
 from connectors.mqtt.session import Session, new_properties
 from connectors.mqtt.source import consume
+from connectors.tls import warn_insecure
 from routing.bindings import mqtt as binding
 from routing.event import CloudEvent
 from routing.filters import mqtt_match
@@ -91,6 +92,7 @@ class MqttConnector(Connector[MqttOptions, MqttSource, MqttTarget]):
         if self._supervisor is not None:
             return
         self.health.state = HealthState.STARTING
+        warn_insecure(self.options.tls, _log, self.name)
         session = await self._connect_publisher()
         _log.info("%s: connected as %r", self.label, self.client_id)
         self.health.state = HealthState.UP

@@ -32,6 +32,7 @@ class Hub:
         label: str = "",
         new_backoff: Callable[[], Backoff] = Backoff,
     ):
+        self.name = name
         self.options = options
         self.log = log
         self.label = label or f"connector {name} (mqtt {options.endpoint()})"
@@ -53,6 +54,7 @@ class Hub:
             clean_start=clean_start,
             session_expiry=session_expiry,
             log=self.log,
+            connector=self.name,
         )
         self._sessions.add(session)
         return session

@@ -40,6 +40,7 @@ from connectors.errors import ConnectionLost, ConnectorError, PublishRejected, P
 from connectors.mqtt._paho import ManualAckClient
 from connectors.mqtt.acks import AckSequencer
 from connectors.mqtt.config import MqttOptions
+from connectors.tls import TlsConfigError
 
 __all__ = ["ConnectionRefused", "Session", "SubscriptionRefused", "new_properties"]
 
@@ -78,8 +79,10 @@ class Session:
         clean_start: bool,
         session_expiry: int,
         log: logging.Logger,
+        connector: str = "mqtt",
     ) -> None:
         self._loop = asyncio.get_running_loop()
+        self._connector = connector
         self._options = options
         self._endpoint = options.endpoint()
         self._log = log
@@ -140,9 +143,24 @@ class Session:
         try:
             # paho connects (DNS, TCP, TLS handshake) with blocking calls: off the loop.
             await self._loop.run_in_executor(None, self._blocking_connect)
-        except (OSError, ValueError) as exc:
+        except TlsConfigError as exc:
             self._lose(f"connect failed: {exc}")
-            raise ConnectionLost(f"cannot connect to {self._endpoint}: {exc}") from exc
+            raise
+        except OSError as exc:
+            # A plaintext listener behind an mqtts:// url fails here too (a handshake
+            # error or a reset): never a downgrade.
+            self._lose(f"connect failed: {exc}")
+            hint = ""
+            if self._endpoint.tls:
+                hint = " (TLS required: a TLS listener? a certificate valid for the name?)"
+            raise ConnectionLost(
+                f"connector {self._connector!r}: cannot connect to {self._endpoint}: {exc}{hint}"
+            ) from exc
+        except ValueError as exc:
+            self._lose(f"connect failed: {exc}")
+            raise ConnectionLost(
+                f"connector {self._connector!r}: cannot connect to {self._endpoint}: {exc}"
+            ) from exc
         self._attach()
         try:
             reason, self.session_present = await asyncio.wait_for(self._connack, timeout)
@@ -152,10 +170,13 @@ class Session:
         if reason.is_failure:
             self.abort(f"CONNACK {reason}")
             error = ConnectionRefused if reason.value in _FATAL_CONNACK else ConnectionLost
-            raise error(f"{self._endpoint} refused client {self.client_id!r}: {reason}")
+            raise error(
+                f"connector {self._connector!r}: {self._endpoint} refused client "
+                f"{self.client_id!r}: {reason}"
+            )
 
     def _blocking_connect(self) -> None:
-        context = self._options.ssl_context()
+        context = self._options.ssl_context(self._connector)
         if context is not None:
             self._client.tls_set_context(context)
         endpoint = self._endpoint
@@ -282,7 +303,10 @@ class Session:
         finally:
             self._subscribes.pop(mid, None)
         if codes[0].is_failure:
-            raise SubscriptionRefused(f"broker refused subscription {topic_filter!r}: {codes[0]}")
+            raise SubscriptionRefused(
+                f"connector {self._connector!r}: broker refused subscription "
+                f"{topic_filter!r}: {codes[0]} (0x{codes[0].value:02X})"
+            )
         return int(codes[0].value)
 
     async def publish(

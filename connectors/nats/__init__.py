@@ -33,7 +33,7 @@ URL form
 
 Options
     Connection (``connectors:`` entry): ``servers``, ``name``, ``user``/``password``,
-    ``token``, ``creds_file``, ``nkey_seed_file``, ``tls_ca``/``tls_cert``/``tls_key``,
+    ``token``, ``creds_file``, ``nkey_seed_file``, ``tls`` (the shared ``tls:`` block),
     ``connect_timeout``, ``connect_attempts``, ``max_reconnect_attempts`` (-1 =
     forever), ``reconnect_wait``, ``reconnect_jitter``, ``pending_size``,
     ``publish_timeout``, ``watchdog_timeouts`` (0 = off).

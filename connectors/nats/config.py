@@ -13,13 +13,22 @@ import re
 import ssl
 from enum import StrEnum
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal, Self
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ModelWrapValidatorHandler,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 
 from connectors.base import ConnectorOptions, SourceOptions, TargetOptions
 from connectors.redact import redact_url as _redact
+from connectors.tls import TlsOptions, legacy_tls_error
 
 __all__ = [
     "DeliverPolicy",
@@ -105,13 +114,12 @@ class NatsOptions(ConnectorOptions):
         default=None,
         description="Nkey authentication: a file holding the user's nkey seed; needs nkeys.",
     )
-    tls_ca: Path | None = Field(
-        default=None, description="PEM file of the CAs that sign the server certificate."
+    tls: TlsOptions | None = Field(
+        default=None,
+        description="TLS settings (docs/security.md); needs tls:// server URLs. A tls:// "
+        "URL alone means TLS verified by the system CAs; a server that does not offer "
+        "TLS is refused, never used in plaintext.",
     )
-    tls_cert: Path | None = Field(
-        default=None, description="PEM client certificate for mutual TLS."
-    )
-    tls_key: Path | None = Field(default=None, description="PEM private key of ``tls_cert``.")
     connect_timeout: float = Field(
         default=5.0, gt=0, description="Seconds allowed for one TCP + TLS + CONNECT handshake."
     )
@@ -156,6 +164,12 @@ class NatsOptions(ConnectorOptions):
         "watchdog off.",
     )
 
+    @model_validator(mode="wrap")
+    @classmethod
+    def _legacy_tls(cls, data: Any, handler: ModelWrapValidatorHandler[Self]) -> Self:
+        # wrap, not before: the JSON Schema keeps describing the fields
+        return handler(legacy_tls_error(data))
+
     @field_validator("servers")
     @classmethod
     def _check_servers(cls, servers: tuple[str, ...]) -> tuple[str, ...]:
@@ -183,19 +197,23 @@ class NatsOptions(ConnectorOptions):
             raise ValueError(f"choose one authentication method, got {', '.join(methods)}")
         if self.password is not None and self.user is None:
             raise ValueError("password needs user")
-        if (self.tls_cert is None) != (self.tls_key is None):
-            raise ValueError("tls_cert and tls_key go together")
+        schemes = {urlsplit(url).scheme for url in self.servers}
+        if len(schemes) > 1:
+            raise ValueError("mix of nats:// and tls:// servers: a plaintext one would downgrade")
+        if self.tls is not None and schemes != {"tls"}:
+            raise ValueError("a tls: block needs tls:// server URLs (nats:// is plaintext)")
         return self
 
-    def ssl_context(self) -> ssl.SSLContext | None:
-        """A TLS context when TLS is configured (tls:// URL or any tls_* file), else None."""
-        wants_tls = any(urlsplit(url).scheme == "tls" for url in self.servers)
-        if not (wants_tls or self.tls_ca or self.tls_cert):
+    @property
+    def uses_tls(self) -> bool:
+        """Whether every connection must be TLS (the tls:// scheme)."""
+        return urlsplit(self.servers[0]).scheme == "tls"
+
+    def ssl_context(self, connector: str) -> ssl.SSLContext | None:
+        """The TLS context for tls:// servers (system CAs without a tls: block), else None."""
+        if not self.uses_tls:
             return None
-        context = ssl.create_default_context(cafile=str(self.tls_ca) if self.tls_ca else None)
-        if self.tls_cert is not None and self.tls_key is not None:
-            context.load_cert_chain(str(self.tls_cert), str(self.tls_key))
-        return context
+        return (self.tls or TlsOptions()).ssl_context(connector)
 
 
 class JetStreamSource(BaseModel):

@@ -32,6 +32,7 @@ import importlib.util
 import logging
 import math
 import random
+import re
 import ssl
 from typing import Any
 
@@ -44,10 +45,14 @@ from connectors.base import Health, HealthState
 from connectors.errors import ConnectionLost
 from connectors.nats.config import NatsOptions, redact_url
 from connectors.nats.pubacks import PubAcks, SharedFlush
+from connectors.tls import TlsConfigError, warn_insecure
 
-__all__ = ["Link", "LinkReplaced"]
+__all__ = ["Link", "LinkReplaced", "TlsNotOffered"]
 
 _ClientErrors = (OSError, nats.errors.Error, asyncio.TimeoutError)
+_PERMISSION = re.compile(
+    r"permissions violation for (publish|subscription) to \"?([^\"\s']+)", re.IGNORECASE
+)
 _DROP_GRACE = 1.0
 """Seconds a replaced client gets to close before its socket is aborted."""
 
@@ -76,6 +81,8 @@ class Link:
         self._revive: asyncio.Task[None] | None = None
         self._last_error: BaseException | None = None
         self._tls: ssl.SSLContext | None = None
+        self._refused: asyncio.Future[TlsNotOffered] | None = None
+        self._denials: dict[tuple[str, str], str] = {}  # (publish|subscription, subject)
         self.slow_consumer_drops = 0
         """Core NATS messages the client dropped because a source fell behind."""
         self.generation = 0
@@ -87,6 +94,11 @@ class Link:
         self._probe: asyncio.Task[None] | None = None
         self._calm_until = 0.0  # no new probe before (loop time): the last one was answered
         self._dropping: set[asyncio.Task[None]] = set()
+
+    @property
+    def label(self) -> str:
+        """The connector's name, for messages."""
+        return self._label
 
     @property
     def servers(self) -> str:
@@ -273,21 +285,34 @@ class Link:
                 )
             if not path.is_file():
                 raise ConnectionLost(f"{self._label}: {field}: no such file {str(path)!r}")
-        try:
-            return options.ssl_context()
-        except (OSError, ssl.SSLError) as exc:
-            raise ConnectionLost(f"{self._label}: TLS files unusable: {exc}") from exc
+        warn_insecure(options.tls, self._log, self._label)
+        return options.ssl_context(self._label)  # TlsConfigError names the file
 
     async def _connect(self) -> Client:
         options = self._options
-        nc = Client()
+        # Built at every connection: renewed certificate files apply without a restart.
+        self._tls = self._options.ssl_context(self._label)
+        nc = _Client(self._label) if self._tls is not None else Client()
         self._last_error = None
         # nats-py retries the first connection forever when reconnects are unlimited:
         # bound it by one connect timeout per server (plus the waits between them).
         budget = (options.connect_timeout + options.reconnect_wait) * len(options.servers) + 0.5
+        # A server refused for offering no TLS ends the attempt at once: it is a
+        # misconfiguration (or an attack), and waiting out the budget helps nobody.
+        refused = self._refused = asyncio.get_running_loop().create_future()
+        connecting = asyncio.ensure_future(nc.connect(**self._connect_kwargs(nc)))
         try:
-            await asyncio.wait_for(nc.connect(**self._connect_kwargs(nc)), budget)
+            async with asyncio.timeout(budget):
+                await asyncio.wait((connecting, refused), return_when=asyncio.FIRST_COMPLETED)
+            if not connecting.done():
+                connecting.cancel()
+                with contextlib.suppress(asyncio.CancelledError, *_ClientErrors):
+                    await connecting
+                raise refused.result()
+            connecting.result()
         except (*_ClientErrors, ImportError) as exc:
+            if not connecting.done():
+                connecting.cancel()
             await _discard(nc)
             cause = self._last_error or exc
             raise ConnectionLost(
@@ -321,6 +346,8 @@ class Link:
             kwargs["nkeys_seed"] = str(options.nkey_seed_file)
         if self._tls is not None:
             kwargs["tls"] = self._tls
+            if options.tls is not None and options.tls.server_hostname is not None:
+                kwargs["tls_hostname"] = options.tls.server_hostname
         return kwargs
 
     def _pick_server(self, pool: list[Server], _info: dict[str, Any]) -> tuple[Server, float]:
@@ -371,7 +398,7 @@ class Link:
             await backoff.sleep()
             try:
                 nc = await self._connect()
-            except ConnectionLost as exc:
+            except (ConnectionLost, TlsConfigError) as exc:
                 self._health.detail = str(exc)
                 self._log.warning("%s: %s", self._label, exc)
                 continue
@@ -386,7 +413,25 @@ class Link:
 
     def _callbacks(self, nc: Client) -> dict[str, Any]:
         async def on_error(exc: Exception) -> None:
-            self._last_error = exc
+            # The reason a connect failed: a broken pipe right after the server said
+            # why (authorization, TLS) must not hide that reason.
+            said_why = (nats.errors.AuthorizationError, ssl.SSLCertVerificationError, TlsNotOffered)
+            if not (isinstance(exc, OSError) and isinstance(self._last_error, said_why)):
+                self._last_error = exc
+            refused = self._refused
+            if isinstance(exc, TlsNotOffered) and refused is not None and not refused.done():
+                refused.set_result(exc)
+            denial = _PERMISSION.search(str(exc))
+            if denial is not None and nc is self._nc:
+                # Answered asynchronously (-ERR); the connection stays. Whoever waits on
+                # that subject (the sink after its flush or timeout, a new subscription
+                # after its flush) picks it up with take_denial.
+                kind, subject = denial.group(1).lower(), denial.group(2)
+                self._denials[(kind, subject)] = str(exc)
+                if len(self._denials) > 1024:  # nobody asked for old ones: bounded
+                    self._denials.pop(next(iter(self._denials)))
+                self._log.warning("%s: NATS %s", self._label, _describe(exc))
+                return
             if isinstance(exc, nats.errors.SlowConsumerError):
                 self.note_drop(exc.subject)
             elif nc is self._nc:
@@ -416,6 +461,11 @@ class Link:
             "closed_cb": on_closed,
         }
 
+    def take_denial(self, kind: str, subject: str) -> str | None:
+        """The server's permissions violation for ``kind`` ("publish" or "subscription")
+        on ``subject`` since the last call, or None."""
+        return self._denials.pop((kind, subject), None)
+
     def note_drop(self, subject: str) -> None:
         """Count (and log, sparingly) a core NATS message dropped by a slow consumer."""
         self.slow_consumer_drops += 1
@@ -428,6 +478,42 @@ class Link:
                 subject,
                 drops,
             )
+
+
+class TlsNotOffered(nats.errors.Error):
+    """A tls:// server answered without offering TLS: refused before any credential."""
+
+    def __init__(self, label: str, url: str) -> None:
+        super().__init__()
+        self.text = (
+            f"{label}: server {url} does not offer TLS but the connector requires it "
+            "(tls:// URL): refused, nothing sent in plaintext"
+        )
+
+    def __str__(self) -> str:
+        return self.text
+
+
+class _Client(Client):
+    """A client that refuses a plaintext link when TLS is required.
+
+    nats-py upgrades to TLS only when the server's INFO says ``tls_required``; a
+    plaintext server (or a stripping middlebox) would get CONNECT, credentials
+    included, in the clear. CONNECT is built after the upgrade decision and before
+    anything is written, so the transport is checked there, on every (re)connect.
+    """
+
+    def __init__(self, label: str) -> None:
+        super().__init__()
+        self._label = label
+
+    def _connect_command(self) -> bytes:
+        writer = getattr(self._transport, "_io_writer", None)
+        if writer is None or writer.get_extra_info("ssl_object") is None:
+            server = self._current_server
+            url = redact_url(server.uri.geturl()) if server is not None else "?"
+            raise TlsNotOffered(self._label, url)
+        return super()._connect_command()
 
 
 async def _discard(nc: Client) -> None:

@@ -85,6 +85,15 @@ async def _no_stream(link: Link, nc: Client, subject: str) -> bool:
     return False
 
 
+def _raise_if_denied(link: Link, subject: str, cause: BaseException | None = None) -> None:
+    denial = link.take_denial("publish", subject)
+    if denial is not None:
+        raise PublishRejected(
+            f"not authorized: the NATS server refused publish to {subject!r} "
+            f"(permissions violation: the user lacks publish permission)"
+        ) from cause
+
+
 def dedup_id(subject: str, event: CloudEvent) -> str:
     """``Nats-Msg-Id`` for ``event`` on ``subject``: stable across retries and gateways."""
     key = "\0".join((subject, event.source, event.id)).encode()
@@ -135,10 +144,13 @@ async def send(
             await link.pubacks(nc).publish(subject, data, headers, wait)
         else:
             await nc.publish(subject, data, headers=headers)
+            # The server answers a denied PUB with -ERR before the flush's PONG.
             await link.flusher(nc).flush(math.ceil(wait))
+            _raise_if_denied(link, subject)
     except nats.js.errors.NoStreamResponseError as exc:
         raise await _no_responders(link, nc, subject) from exc
     except nats.errors.TimeoutError as exc:
+        _raise_if_denied(link, subject, exc)  # a denied JetStream publish gets no PubAck
         link.note_timeout(nc)  # the watchdog: a silent link times out every publish
         if jetstream and await _no_stream(link, nc, subject):
             raise PublishRejected(

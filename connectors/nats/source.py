@@ -41,7 +41,7 @@ from nats.js import api
 
 from connectors.backoff import Backoff
 from connectors.base import Delivery, find_header
-from connectors.errors import ConnectionLost
+from connectors.errors import ConnectionLost, NotAuthorized
 from connectors.nats.config import JetStreamSource, NatsSource
 from connectors.nats.link import Link
 from routing.bindings.nats import NatsMessage
@@ -117,6 +117,18 @@ def _core_delivery(msg: Msg) -> Delivery:
     )
 
 
+_SUBSCRIBE_CHECK = 5
+"""Seconds to wait for the server to confirm (or deny) a subscription."""
+
+
+def _raise_if_denied(link: Link, subject: str) -> None:
+    if link.take_denial("subscription", subject) is not None:
+        raise NotAuthorized(
+            f"connector {link.label!r}: the NATS server refused the subscription to "
+            f"{subject!r} (permissions violation: the user lacks subscribe permission)"
+        )
+
+
 async def consume_core(
     link: Link, source: NatsSource, log: logging.Logger
 ) -> AsyncIterator[Delivery]:
@@ -132,6 +144,8 @@ async def consume_core(
                 cb=inbox.put,
                 pending_bytes_limit=source.pending_bytes_limit,
             )
+            # The server answers a denied SUB with -ERR before this flush's PONG.
+            await nc.flush(_SUBSCRIBE_CHECK)
         except _ClientErrors as exc:
             log.warning("subscribe to %r failed: %s", source.subject, exc)
             await backoff.sleep()
@@ -141,6 +155,9 @@ async def consume_core(
             # nats-py replays the subscription after a reconnect; once this client is
             # closed for good, the next client gets a new subscription.
             while True:
+                # Usually the server's -ERR came before the flush's PONG; a late one is
+                # seen at the next poll.
+                _raise_if_denied(link, source.subject)
                 msg = await inbox.get(_POLL)
                 if msg is not None:
                     yield _core_delivery(msg)

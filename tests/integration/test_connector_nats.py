@@ -32,6 +32,7 @@ from connectors.base import Delivery, HealthState
 from connectors.errors import ConnectionLost, ConnectorError, PublishRejected, PublishTimeout
 from connectors.nats import JetStreamSource, NatsConnector, NatsOptions, NatsSource, NatsTarget
 from connectors.nats.config import redact_url
+from connectors.tls import TlsConfigError
 from gateway.localbrokers import LOOPBACK, free_port, nats_server_binary, wait_for_port
 from routing.bindings import Mode
 from tests.brokers import NATS_URL, unique_name
@@ -414,8 +415,10 @@ async def test_first_connection_failure_is_clean_and_redacted(
 
 
 async def test_local_prerequisites_fail_fast(tmp_path: Path) -> None:
-    missing = connector(tls_ca=tmp_path / "no-ca.pem")
-    with pytest.raises(ConnectionLost, match="TLS files unusable"):
+    ca = tmp_path / "gone-ca.pem"
+    ca.write_text("not a certificate\n")  # readable at config load, unusable at start
+    missing = connector((f"tls://{LOOPBACK}:4222",), tls={"ca_file": ca})
+    with pytest.raises(TlsConfigError, match=r"tls\.ca_file .*gone-ca\.pem"):
         await asyncio.wait_for(missing.start(), 5)
     creds = connector(creds_file=tmp_path / "no.creds")
     with pytest.raises(ConnectionLost, match=r"nkeys|no such file"):
