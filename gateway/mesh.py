@@ -19,10 +19,10 @@ per route and minute. Dead letters are not guarded: they leave the route's flow.
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass, field
 from typing import Final
 
+from gateway.throttle import LogThrottle
 from routing.event import CloudEvent
 
 __all__ = [
@@ -78,18 +78,12 @@ def _before_own_run(path: tuple[str, ...], own: str) -> tuple[str, ...]:
 
 
 @dataclass
-class _Warned:
-    at: float = 0.0
-    suppressed: int = 0
-
-
-@dataclass
 class LoopGuard:
     """Stamps forwarded events and refuses the ones that looped or went too far."""
 
     gateway_id: str
     max_hops: int = DEFAULT_MAX_HOPS
-    _warned: dict[str, _Warned] = field(default_factory=dict)
+    _warnings: LogThrottle = field(default_factory=lambda: LogThrottle(WARN_EVERY))
 
     def admit(self, route: str, event: CloudEvent, *, guard: bool = True) -> CloudEvent | None:
         """The event as ``route`` forwards it (this gateway added to its path), or None
@@ -115,15 +109,10 @@ class LoopGuard:
         self, route: str, event: CloudEvent, path: tuple[str, ...], hops: int, why: str
     ) -> None:
         # One WARNING per route and minute: a loop repeats for every event it carries.
-        warned = self._warned.setdefault(route, _Warned())
-        now = time.monotonic()
-        if warned.at and now - warned.at < WARN_EVERY:
-            warned.suppressed += 1
+        held = self._warnings.admit(route)
+        if held is None:
             return
-        more = ""
-        if warned.suppressed:
-            more = f"; {warned.suppressed} more dropped since the last warning"
-        warned.at, warned.suppressed = now, 0
+        more = f"; {held} more dropped since the last warning" if held else ""
         log.warning(
             "route %s: mesh loop: event %s from %s not forwarded (acked and counted as "
             "loop_dropped): %s (meshpath=%s, meshhops=%d)%s",

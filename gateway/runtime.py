@@ -42,6 +42,7 @@ from gateway.config import GatewayConfig
 from gateway.dlstore import DeadLetterStore, StoreError
 from gateway.mesh import MESH_ATTRIBUTES, LoopGuard
 from gateway.stats import ConnectorStats, DurationHistogram
+from gateway.throttle import LogThrottle
 from routing.deadletter import dead_letter_event
 from routing.errors import InvalidEvent, MeshgateError, TemplateError
 from routing.event import CloudEvent
@@ -580,15 +581,21 @@ class _Pipeline:
                 sent.failed += 1
                 sent.last_error = f"{type(exc).__name__}: {exc}"
                 retriable = isinstance(exc, ConnectorError) and exc.retriable
+                # One WARNING per route and target every few seconds: an outage fails
+                # every in-flight event the same way (the rest go to DEBUG).
+                held = None
+                if attempt <= policy.max_attempts:
+                    held = self.gateway.publish_warnings.admit(f"{route.name}\0{target.connector}")
                 log.log(
-                    logging.WARNING if attempt <= policy.max_attempts else logging.DEBUG,
-                    "route %s: publish to %s failed (attempt %d/%d%s): %s",
+                    logging.DEBUG if held is None else logging.WARNING,
+                    "route %s: publish to %s failed (attempt %d/%d%s): %s%s",
                     route.name,
                     target.describe(),
                     attempt,
                     policy.max_attempts,
                     "; no dead_letter: retrying until it succeeds" if until_it_ends else "",
                     exc,
+                    f" ({held} more failed attempts since the last warning)" if held else "",
                 )
                 if not retriable or (attempt >= policy.max_attempts and not until_it_ends):
                     return exc, attempt, target.describe()
@@ -786,6 +793,9 @@ class _Pipeline:
             )
 
 
+PUBLISH_WARNING_SECONDS = 5.0
+"""At most one 'publish to T failed' WARNING per route and target connector this often."""
+
 CLOSE_TIMEOUT = 15.0
 """Longest a shutdown step may wait for connectors: a broker link that went silent
 must not keep the process from exiting (what was not acked is redelivered)."""
@@ -890,6 +900,7 @@ class Gateway:
         self.store = DeadLetterStore(
             config.gateway.resolved_state_dir(), config.gateway.dead_letter_store.max_bytes
         )
+        self.publish_warnings = LogThrottle(PUBLISH_WARNING_SECONDS)
         self._stopped = asyncio.Event()
         self._reloading = asyncio.Lock()
         self._ready: set[str] = set()  # connectors that connected (started) at least once

@@ -68,7 +68,7 @@ def test_one_warning_per_route_and_minute(caplog: pytest.LogCaptureFixture) -> N
         in (lines[0])
     )
     # A minute later the next warning sums up what was dropped in between.
-    guard._warned["r1"].at -= 61
+    guard._warnings._last["r1"] -= 61
     with caplog.at_level(logging.WARNING, logger="meshgate.mesh"):
         guard.admit("r1", looped)
     assert caplog.records[-1].getMessage().endswith("; 49 more dropped since the last warning")
