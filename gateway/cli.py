@@ -229,6 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The whole ``meshgate`` argparse tree, help texts included."""
     from gateway import clihelp, dlq_command, top
     from gateway.completion import SHELLS
+    from gateway.init_command import broker_kinds
 
     parser = argparse.ArgumentParser(prog="meshgate")
     _global_options(parser, top=True)
@@ -353,7 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument(
         "--brokers",
         metavar="KINDS",
-        type=_broker_kinds,
+        type=broker_kinds,
         help="comma-separated broker kinds (kafka, amqp, mqtt, nats) instead of probing; "
         "'none' for none",
     )
@@ -369,42 +370,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _broker_kinds(text: str) -> list[str]:
-    from gateway.init_command import KINDS
-
-    if text.strip().lower() == "none":
-        return []
-    kinds = [part.strip().lower() for part in text.split(",") if part.strip()]
-    unknown = [kind for kind in kinds if kind not in KINDS]
-    if unknown:
-        raise argparse.ArgumentTypeError(
-            f"unknown broker kind {unknown[0]!r} (choose from {', '.join(KINDS)}, or none)"
-        )
-    return [kind for kind in KINDS if kind in kinds]
-
-
-def _init(args: argparse.Namespace) -> int:
-    from gateway.init_command import KINDS, PORTS, probe, write_starter
-
-    found = args.brokers if args.brokers is not None else probe()
-    path = Path(args.config)
-    try:
-        write_starter(path, found)
-    except FileExistsError:
-        print(f"init: {path} exists; not overwriting it (choose another file)", file=sys.stderr)
-        return 1
-    except OSError as exc:
-        print(f"init: cannot write {path}: {exc.strerror}", file=sys.stderr)
-        return 1
-    if args.brokers is None:
-        probed = ", ".join(
-            f"{kind} :{PORTS[kind]} {'found' if kind in found else 'not found'}" for kind in KINDS
-        )
-        print(f"probed 127.0.0.1: {probed}")
-    print(f"wrote {path}; next: meshgate validate {path}")
-    return 0
-
-
 def _validate_one(path: str) -> int:
     config = _load(path)
     if config is None:
@@ -412,6 +377,8 @@ def _validate_one(path: str) -> int:
     routes = config.table.routes
     print(f"{path}: OK ({len(config.connectors)} connectors, {len(routes)} routes)")
     print()
+    from gateway.validate_table import route_table
+
     for line in route_table(config):
         print(line)
     return 0
@@ -434,37 +401,6 @@ def _validate_connect(paths: list[str], seconds: float) -> int:
     return 0
 
 
-def route_table(config: GatewayConfig) -> list[str]:
-    """The connectors and routes of ``config`` as plain-text tables (no Python reprs)."""
-    # Connectors are constructed (for endpoint() and describe_source()), never started.
-    built = {name: cls(name, options) for name, (cls, options) in config.connectors.items()}
-    connector_rows = [("CONNECTOR", "TYPE", "ENDPOINT")]
-    for name, connector in built.items():
-        connector_rows.append((name, connector.options.type, connector.endpoint()))
-    rows = [("ROUTE", "FROM", "FILTER", "TO")]
-    for route in config.table.routes:
-        source = built[route.source_connector].describe_source(route.source)
-        targets = [t.describe() for t in route.targets]
-        if route.dead_letter is not None:
-            targets.append(f"dead letter: {route.dead_letter.describe()}")
-        filter_text = route.filter_text or ("filters: (Subscriptions API)" if route.filter else "-")
-        for i, target in enumerate(targets):
-            rows.append(
-                (route.name, source, filter_text, target) if i == 0 else ("", "", "", target)
-            )
-        if not targets:
-            rows.append((route.name, source, filter_text, "-"))
-    return [*_table(connector_rows), "", *_table(rows)]
-
-
-def _table(rows: Sequence[tuple[str, ...]]) -> list[str]:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return [
-        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
-        for row in rows
-    ]
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -485,7 +421,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(line)
         return 0
     if args.command == "init":
-        return _init(args)
+        from gateway.init_command import run as run_init
+
+        return run_init(args.config, args.brokers)
     if args.command == "completion":
         from gateway.completion import script
 

@@ -11,12 +11,14 @@ an existing file is never overwritten.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["KINDS", "PORTS", "probe", "starter_config", "write_starter"]
+__all__ = ["KINDS", "PORTS", "broker_kinds", "probe", "run", "starter_config", "write_starter"]
 
 KINDS = ("kafka", "amqp", "mqtt", "nats")
 PORTS = {"kafka": 9092, "amqp": 5672, "mqtt": 1883, "nats": 4222}
@@ -141,3 +143,37 @@ def write_starter(path: Path, found: Sequence[str]) -> None:
     """Write the starter config to ``path``; ``FileExistsError`` if it exists."""
     with path.open("x", encoding="utf-8") as out:
         out.write(starter_config(found))
+
+
+def broker_kinds(text: str) -> list[str]:
+    """``--brokers``: comma-separated kinds (or ``none``), in ``KINDS`` order."""
+    if text.strip().lower() == "none":
+        return []
+    kinds = [part.strip().lower() for part in text.split(",") if part.strip()]
+    unknown = [kind for kind in kinds if kind not in KINDS]
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown broker kind {unknown[0]!r} (choose from {', '.join(KINDS)}, or none)"
+        )
+    return [kind for kind in KINDS if kind in kinds]
+
+
+def run(config: str, brokers: list[str] | None) -> int:
+    """``meshgate init``: probe (unless ``brokers`` is given), write, say what was found."""
+    found = brokers if brokers is not None else probe()
+    path = Path(config)
+    try:
+        write_starter(path, found)
+    except FileExistsError:
+        print(f"init: {path} exists; not overwriting it (choose another file)", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"init: cannot write {path}: {exc.strerror}", file=sys.stderr)
+        return 1
+    if brokers is None:
+        probed = ", ".join(
+            f"{kind} :{PORTS[kind]} {'found' if kind in found else 'not found'}" for kind in KINDS
+        )
+        print(f"probed 127.0.0.1: {probed}")
+    print(f"wrote {path}; next: meshgate validate {path}")
+    return 0
