@@ -175,16 +175,34 @@ class DeadLetterStore:
     def _connection(self) -> sqlite3.Connection:
         if self._db is not None:
             return self._db
+        deadline = time.monotonic() + _BUSY_TIMEOUT_MS / 1000
+        while True:
+            try:
+                self._db = self._open()
+                return self._db
+            except sqlite3.OperationalError as exc:
+                # Switching a new file to WAL needs an exclusive lock that SQLite does not
+                # wait for: a second process opening the same new file at that moment gets
+                # "database is locked" at once. It is free again within milliseconds.
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise StoreError(
+                        f"cannot open the dead-letter store {self.path}: {exc}"
+                    ) from exc
+                time.sleep(0.02)
+            except (OSError, sqlite3.Error) as exc:
+                raise StoreError(f"cannot open the dead-letter store {self.path}: {exc}") from exc
+
+    def _open(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT_MS / 1000, isolation_level=None)
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT_MS / 1000, isolation_level=None)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")  # fsync the WAL at every commit
             db.executescript(_SCHEMA)
             (self._bytes,) = db.execute("SELECT COALESCE(SUM(size), 0) FROM letters").fetchone()
-        except (OSError, sqlite3.Error) as exc:
-            raise StoreError(f"cannot open the dead-letter store {self.path}: {exc}") from exc
-        self._db = db
+        except BaseException:
+            db.close()
+            raise
         return db
 
     async def close(self) -> None:
