@@ -298,6 +298,7 @@ function renderMesh(mesh, self) {
   }
   const node = (x, y, title, subtitle, attributes, classes) => {
     const group = svg("g", { class: `node ${classes}`, ...attributes });
+    group.append(svg("title", {}, attributes["data-broker"] || title)); // the full name on hover
     group.append(svg("rect", { x, y: y - 22, width: nodeWidth, height: 44 }));
     group.append(svg("text", { x: x + 10, y: y - 4, "font-weight": "600" }, title));
     group.append(svg("text", { x: x + 10, y: y + 13, class: "muted" }, subtitle));
