@@ -158,6 +158,7 @@ class Bench:
         metrics: bool = False,
         throughput_only: bool = False,
         tracing: bool = False,
+        processes: int | None = None,
     ) -> tuple[PathResult, PathResult | None, PathResult | None]:
         source = await self.endpoint(scenario.source)
         targets: list[Endpoint] = []
@@ -189,7 +190,8 @@ class Bench:
             }
             workdir = self.workdir / scenario.name.replace("/", "_")
             workdir.mkdir(parents=True, exist_ok=True)
-            configs = _per_process(config, self.args.processes)
+            count = self.args.processes[0] if processes is None else processes
+            configs = _per_process(config, count)
             if metrics:
                 scraper = asyncio.create_task(scrape(_with_admin(configs)))
             gateway = GatewayProcess(configs, workdir, profiler=self.args.profile)
@@ -240,6 +242,8 @@ class Bench:
             gateway["metrics_cost"] = await self._cost(scenario, "metrics")
         if tracing == "both":
             gateway["tracing_cost"] = await self._cost(scenario, "tracing")
+        if len(self.args.processes) > 1:
+            gateway["scaling"] = await self._scaling(scenario, throughput)
         gateway["ratio_to_slower_raw"] = round(throughput.rate / slower, 3) if slower else None
         if latency is not None and latency.latency_ms:
             gateway["latency_ms"] = latency.latency_ms
@@ -267,6 +271,33 @@ class Bench:
             "gateway": gateway,
             "load_average_after": [round(x, 2) for x in os.getloadavg()],
         }
+
+    async def _scaling(self, scenario: Scenario, first: PathResult) -> dict[str, Any]:
+        """Throughput runs with each further ``--processes`` count, side by side with the
+        first count's run: events/s, the gateways' CPU and the ratio to the first."""
+        counts = self.args.processes
+        runs = {counts[0]: first}
+        for count in counts[1:]:
+            result, _latency, _drained = await self.gateway_path(
+                scenario, throughput_only=True, processes=count
+            )
+            runs[count] = result
+        base = first.rate
+        table = {
+            str(count): {
+                "events_per_s": round(result.rate, 1),
+                "ratio": round(result.rate / base, 3) if base else None,
+                "gateway_cpu_seconds": round(result.cpu_seconds or 0.0, 3),
+                "cpu_s_per_10k": round((result.cpu_seconds or 0.0) / result.events * 10_000, 4),
+                "machine_busy_cpus": (
+                    round(result.machine_busy, 2) if result.machine_busy is not None else None
+                ),
+                "duplicates": result.duplicates,
+            }
+            for count, result in runs.items()
+        }
+        log.info("gw  %-26s scaling: %s", scenario.name, table)
+        return {"processes": table, "cpus": os.cpu_count()}
 
     async def _cost(self, scenario: Scenario, feature: str) -> dict[str, Any]:
         """``--pairs`` pairs of throughput runs, ``feature`` (metrics or tracing) off and
@@ -487,6 +518,17 @@ def _per_process(config: dict[str, Any], processes: int) -> list[dict[str, Any]]
     return configs
 
 
+def _counts(text: str) -> list[int]:
+    """``--processes``: one count (2) or a comma-separated list (1,2,3)."""
+    try:
+        counts = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a count or list of counts: {text!r}") from None
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError("process counts are 1 or more")
+    return counts
+
+
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench",
@@ -512,10 +554,11 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--kafka-linger-ms", type=int, help="gateway Kafka producer linger_ms")
     parser.add_argument(
         "--processes",
-        type=int,
-        default=1,
+        type=_counts,
+        default=[1],
         help="gateway processes sharing each source through the broker's work sharing "
-        "(JetStream durable, Kafka group, AMQP queue, MQTT $share group, NATS queue group)",
+        "(JetStream durable, Kafka group, AMQP queue, MQTT $share group, NATS queue group); "
+        "a list (1,2,3) measures each count in turn, in one run: the scaling ratios",
     )
     parser.add_argument(
         "--no-backlog",

@@ -1,6 +1,7 @@
 // meshgate /ui: a live view of one gateway, read from its admin API (no library, no CDN).
 //
-// Polls /readyz, /api/routes, /api/connectors and /api/deadletters every second and
+// Polls /readyz, /api/routes, /api/connectors, /api/deadletters and /api/mesh (the
+// peers heard on the control channel: the whole mesh) every second and
 // follows /api/events (Server-Sent Events read through fetch, so that the bearer token
 // can be sent: EventSource cannot send headers). The token comes from the URL fragment
 // (#token=...; removed from the address bar at once, kept in sessionStorage) or from
@@ -207,6 +208,111 @@ function renderGraph(routes, connectors) {
   targets.forEach((name, i) => node(name, right, place(targets, i), "target"));
 }
 
+// -- the whole mesh (/api/mesh) ---------------------------------------------------------------
+
+function meshRoutes(instances) {
+  // Replicas of one gateway run the same routes: the first instance's, counters summed.
+  const routes = (instances[0] && instances[0].routes) || [];
+  return routes.map((route) => {
+    const delivered = instances.reduce((sum, peer) => {
+      const same = (peer.routes || []).find((r) => r.name === route.name);
+      return sum + ((same && same.counters && same.counters.delivered) || 0);
+    }, 0);
+    return { ...route, delivered };
+  });
+}
+
+function renderMesh(mesh, self) {
+  const state = document.getElementById("mesh-state");
+  const graph = document.getElementById("mesh-graph");
+  const body = document.querySelector("#mesh-gateways tbody");
+  body.replaceChildren();
+  graph.replaceChildren();
+  if (!mesh.enabled) {
+    state.textContent = "(no control channel: set gateway.mesh to see the other gateways)";
+    graph.setAttribute("height", 0);
+    return;
+  }
+  const gateways = Object.entries(mesh.gateways || {}).sort(([a], [b]) => a.localeCompare(b));
+  state.textContent = `(${gateways.length} gateway${gateways.length === 1 ? "" : "s"} on ${mesh.channel.connector} ${mesh.channel.address})`;
+  const sources = [];
+  const targets = [];
+  const edges = [];
+  for (const [gid, instances] of gateways) {
+    const routes = meshRoutes(instances);
+    const brokers = new Set();
+    for (const route of routes) {
+      const from = route.source.broker;
+      brokers.add(from);
+      if (!sources.includes(from)) sources.push(from);
+      edges.push({ gateway: gid, route: route.name, broker: from, side: "in", label: `${route.name} ← ${route.source.address}` });
+      for (const target of route.targets) {
+        brokers.add(target.broker);
+        if (!targets.includes(target.broker)) targets.push(target.broker);
+        edges.push({ gateway: gid, route: route.name, broker: target.broker, side: "out", label: `${route.name} → ${target.address}` });
+      }
+    }
+    const newest = Math.min(...instances.map((peer) => peer.seen_seconds_ago));
+    const first = instances[0] || {};
+    body.append(el("tr", { "data-gateway": gid, class: gid === self ? "self" : "" },
+      el("td", {}, gid === self ? `${gid} (this gateway)` : gid),
+      el("td", { class: "num", "data-field": "instances", title: instances.map((p) => `${p.host}/${p.pid}`).join(", ") }, String(instances.length)),
+      el("td", {}, first.version || ""),
+      el("td", { "data-field": "routes" }, routes.map((r) => r.name).join(", ")),
+      el("td", { "data-field": "brokers" }, [...brokers].join(", ")),
+      el("td", { class: "num", "data-field": "delivered" }, number(routes.reduce((sum, r) => sum + r.delivered, 0))),
+      el("td", { class: "num" }, `${newest.toFixed(1)} s ago`)));
+  }
+  const width = Math.max(graph.clientWidth || 900, 600);
+  const rowHeight = 70;
+  const rows = Math.max(sources.length, targets.length, gateways.length, 1);
+  const height = rows * rowHeight + 20;
+  graph.setAttribute("viewBox", `0 0 ${width} ${height}`);
+  graph.setAttribute("height", height);
+  const nodeWidth = 190;
+  const columns = { in: 20, gateway: (width - nodeWidth) / 2, out: width - nodeWidth - 20 };
+  const place = (count, index) => 10 + (height - 20) * (index + 0.5) / count;
+  const gatewayY = Object.fromEntries(gateways.map(([gid], i) => [gid, place(gateways.length, i)]));
+  const brokerY = (side, broker) => side === "in"
+    ? place(sources.length, sources.indexOf(broker))
+    : place(targets.length, targets.indexOf(broker));
+  const defs = svg("defs");
+  const marker = svg("marker", { id: "mesh-arrow", viewBox: "0 0 10 10", refX: "10", refY: "5", markerWidth: "7", markerHeight: "7", orient: "auto-start-reverse" });
+  marker.append(svg("path", { d: "M 0 0 L 10 5 L 0 10 z", fill: "#6e7781" }));
+  defs.append(marker);
+  graph.append(defs);
+  const count = {};
+  for (const edge of edges) {
+    const key = edge.side + edge.gateway + ">" + edge.broker;
+    const nth = (count[key] = (count[key] || 0) + 1) - 1;
+    const by = brokerY(edge.side, edge.broker);
+    const gy = gatewayY[edge.gateway];
+    const a = edge.side === "in" ? { x: columns.in + nodeWidth, y: by } : { x: columns.gateway + nodeWidth, y: gy };
+    const b = edge.side === "in" ? { x: columns.gateway, y: gy } : { x: columns.out, y: by };
+    const middle = (a.x + b.x) / 2;
+    const bend = nth * LABEL_GAP;
+    const group = svg("g", { "data-mesh-edge": edge.side, "data-gateway": edge.gateway, "data-route": edge.route, "data-broker": edge.broker });
+    group.append(svg("path", { d: `M ${a.x} ${a.y} C ${middle} ${a.y + bend}, ${middle} ${b.y + bend}, ${b.x} ${b.y}`, class: "edge", "marker-end": "url(#mesh-arrow)" }));
+    group.append(svg("text", { x: middle, y: (a.y + b.y) / 2 + bend - 3, "text-anchor": "middle", class: "label" }, edge.label));
+    graph.append(group);
+  }
+  const node = (x, y, title, subtitle, attributes, classes) => {
+    const group = svg("g", { class: `node ${classes}`, ...attributes });
+    group.append(svg("title", {}, attributes["data-broker"] || title)); // the full name on hover
+    group.append(svg("rect", { x, y: y - 22, width: nodeWidth, height: 44 }));
+    group.append(svg("text", { x: x + 10, y: y - 4, "font-weight": "600" }, title));
+    group.append(svg("text", { x: x + 10, y: y + 13, class: "muted" }, subtitle));
+    graph.append(group);
+  };
+  const short = (text) => (text.length > 25 ? text.slice(0, 24) + "…" : text);
+  sources.forEach((broker, i) => node(columns.in, place(sources.length, i), short(broker), "broker (read)", { "data-broker": broker, "data-side": "source" }, "up"));
+  targets.forEach((broker, i) => node(columns.out, place(targets.length, i), short(broker), "broker (written)", { "data-broker": broker, "data-side": "target" }, "up"));
+  for (const [gid, instances] of gateways) {
+    const label = `gateway · ${instances.length} instance${instances.length === 1 ? "" : "s"}`;
+    node(columns.gateway, gatewayY[gid], gid, label, { "data-gateway": gid }, gid === self ? "up self" : "up");
+  }
+}
+
 function renderDeadLetters(routes, store) {
   const body = document.querySelector("#dead-letter-counts tbody");
   body.replaceChildren();
@@ -229,11 +335,12 @@ function renderDeadLetters(routes, store) {
 
 async function poll() {
   try {
-    const [ready, routes, connectors, store] = await Promise.all([
+    const [ready, routes, connectors, store, mesh] = await Promise.all([
       api("/readyz").then((r) => r.json()),
       api("/api/routes").then((r) => r.json()),
       api("/api/connectors").then((r) => r.json()),
       api("/api/deadletters").then((r) => (r.ok ? r.json() : { total: 0, per_route: {}, entries: [] })),
+      api("/api/mesh").then((r) => (r.ok ? r.json() : { enabled: false, gateways: {} })),
     ]);
     document.getElementById("login").hidden = true;
     document.getElementById("gateway-id").textContent = routes.gateway || "";
@@ -245,6 +352,7 @@ async function poll() {
     renderConnectors(connectors.connectors);
     renderGraph(routes.routes, connectors.connectors);
     renderDeadLetters(routes.routes, store);
+    renderMesh(mesh, routes.gateway);
     document.getElementById("updated").textContent = "updated " + new Date().toLocaleTimeString();
     if (!streaming) streaming = follow();
   } catch (error) {

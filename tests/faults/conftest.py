@@ -65,6 +65,14 @@ class FaultReport:
         _ROWS.append(row)
         return row
 
+    def counts(
+        self, scenario: str, pair: str, sent: int, unique: int, dups: int, lost: int, notes: str
+    ) -> ReportRow:
+        """A row from counts made by the test itself (a part of a ``Pair``'s stream)."""
+        row = ReportRow(scenario, pair, sent, unique, dups, lost, notes)
+        _ROWS.append(row)
+        return row
+
 
 def render(rows: list[ReportRow]) -> str:
     head = f"{'scenario':<34} {'pair':<16} {'sent':>6} {'unique':>6} {'dups':>5} {'lost':>5}  notes"

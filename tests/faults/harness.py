@@ -58,6 +58,7 @@ class Pair:
     rereads: int = 0  # the collector read one record twice (its own redelivery)
     sent_at: dict[str, float] = field(default_factory=dict)  # publish started (monotonic)
     arrived_at: dict[str, float] = field(default_factory=dict)  # first arrival
+    forwarder: dict[str, str] = field(default_factory=dict)  # id -> gateway of first arrival
 
     @property
     def pair(self) -> str:
@@ -348,6 +349,8 @@ class Scenario:
                         pair.positions.add(position)
                     pair.received[decoded.id] += 1
                     pair.arrived_at.setdefault(decoded.id, time.monotonic())
+                    path = str(decoded.extensions.get("meshpath") or "")
+                    pair.forwarder.setdefault(decoded.id, path.rsplit(",", 1)[-1])
                 await delivery.ack()
 
         self._tasks.append(asyncio.create_task(collect(), name=f"collect:{pair.name}"))

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.cli import _per_process
+from bench.cli import _parse, _per_process
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -76,3 +76,12 @@ def test_processes_share_the_source_as_a_fleet_would() -> None:
     assert first["routes"][0]["from"]["share_group"] == second["routes"][0]["from"]["share_group"]
     assert first["routes"][1]["from"]["queue_group"] == "mgb"
     assert config["gateway"]["id"] == "bench-x"  # the original is left alone
+
+
+def test_processes_takes_a_count_or_a_list() -> None:
+    assert _parse(["--processes", "2"]).processes == [2]
+    assert _parse(["--processes", "1,2,3"]).processes == [1, 2, 3]
+    assert _parse([]).processes == [1]
+    for bad in ("0", "1,x", ""):
+        with pytest.raises(SystemExit):
+            _parse(["--processes", bad])

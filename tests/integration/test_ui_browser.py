@@ -244,6 +244,83 @@ async def test_ui_shows_the_live_mesh(tmp_path: Path, nats_url: str, rabbitmq_ur
         await client.close()
 
 
+async def test_ui_shows_the_whole_mesh(tmp_path: Path, nats_url: str, rabbitmq_url: str) -> None:
+    """Two gateways announce themselves on one control channel; the /ui of the first
+    draws both: each gateway, its routes and the brokers they read and write."""
+    from playwright.async_api import async_playwright
+
+    executable = chromium()
+    run = uuid.uuid4().hex[:8]
+    mesh = {"connector": "edge", "subject": f"ui.{run}.control", "interval_seconds": 0.5}
+    first = {
+        "gateway": {
+            "id": f"edge-{run}",
+            "drain_timeout_seconds": 5,
+            "admin": {"listen": "127.0.0.1:0"},
+            "mesh": mesh,
+        },
+        "connectors": {
+            "edge": {"type": "nats", "servers": [nats_url]},
+            "ops": {"type": "amqp", "url": rabbitmq_url},
+        },
+        "routes": [
+            {
+                "name": "orders",
+                "from": {"connector": "edge", "subject": f"ui.{run}.orders"},
+                "to": [{"connector": "ops", "exchange": "amq.topic", "routing_key": "orders"}],
+            }
+        ],
+    }
+    second = {
+        "gateway": {
+            "id": f"core-{run}",
+            "drain_timeout_seconds": 5,
+            "admin": {"listen": "127.0.0.1:0"},
+            "mesh": mesh,
+        },
+        "connectors": {"edge": {"type": "nats", "servers": [nats_url]}},
+        "routes": [
+            {
+                "name": "telemetry",
+                "from": {"connector": "edge", "subject": f"ui.{run}.telemetry"},
+                "to": [{"connector": "edge", "subject": f"ui.{run}.core", "jetstream": False}],
+            }
+        ],
+    }
+    (tmp_path / "second").mkdir()
+    async with (
+        gateway_with_admin(first, tmp_path) as admin,
+        gateway_with_admin(second, tmp_path / "second"),
+        async_playwright() as playwright,
+    ):
+        browser = await playwright.chromium.launch(
+            executable_path=executable, args=CHROMIUM_ARGS, headless=True
+        )
+        try:
+            page = await browser.new_page(viewport={"width": 1280, "height": 1000})
+            await page.goto(f"{admin.url}/ui")
+            for gid, route in ((f"edge-{run}", "orders"), (f"core-{run}", "telemetry")):
+                row = page.locator(f'#mesh-gateways tr[data-gateway="{gid}"]')
+                await until(row.count, what=f"gateway {gid} in the mesh table")
+                routes = row.locator('[data-field="routes"]')
+                await until(lambda r=routes, n=route: _text_is(page, r, n), what=f"{gid} routes")
+                node = page.locator(f'#mesh-graph g.node[data-gateway="{gid}"]')
+                assert await node.count() == 1
+                edges = page.locator(f'#mesh-graph g[data-gateway="{gid}"][data-route="{route}"]')
+                assert await edges.count() == 2  # broker -> gateway -> broker
+            # the brokers: NATS read by both, RabbitMQ written by the first only
+            first_row = f'#mesh-gateways tr[data-gateway="edge-{run}"]'
+            brokers = await page.locator(f'{first_row} [data-field="brokers"]').text_content()
+            assert brokers is not None and "amqp" in brokers and "nats" in brokers
+            assert await page.locator('#mesh-graph g.node[data-side="target"]').count() == 2
+            state = await page.locator("#mesh-state").text_content()
+            assert state is not None and state.startswith("(2 gateways on edge")
+            shot = os.environ.get("MESHGATE_UI_MESH_SCREENSHOT")
+            await page.screenshot(path=shot or str(tmp_path / "mesh.png"), full_page=True)
+        finally:
+            await browser.close()
+
+
 async def _text_is(page: Any, selector: Any, expected: str) -> bool:
     locator = page.locator(selector) if isinstance(selector, str) else selector
     if await locator.count() == 0:
