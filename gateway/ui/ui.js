@@ -73,9 +73,9 @@ function ms(latency) {
 }
 
 function targetConnector(text) {
-  // TargetSpec.describe(): "connector{...}"
-  const brace = text.indexOf("{");
-  return brace < 0 ? text : text.slice(0, brace);
+  // TargetSpec.describe(): "connector field=value ..." (the connector name has no space)
+  const end = text.search(/[\s{]/);
+  return end < 0 ? text : text.slice(0, end);
 }
 
 // -- the polled views --------------------------------------------------------------------

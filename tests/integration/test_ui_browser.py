@@ -163,8 +163,14 @@ async def test_ui_shows_the_live_mesh(tmp_path: Path, nats_url: str, rabbitmq_ur
                     assert (await state.text_content()) == "up"
                 await until(lambda: _text_is(page, "#readiness", "ready"), what="ready badge")
                 # The graph: a node per connector and side, an edge per target.
-                assert await page.locator('#graph g.node[data-connector="edge"]').count() == 2
-                assert await page.locator('#graph g[data-route="orders"]').count() == 3
+                # (drawn once the page has the routes: wait for it, do not race it)
+                edge_nodes = page.locator('#graph g.node[data-connector="edge"]')
+                orders_edges = page.locator('#graph g[data-route="orders"]')
+
+                async def graph_drawn() -> bool:
+                    return await edge_nodes.count() == 2 and await orders_edges.count() == 3
+
+                await until(graph_drawn, what="graph: 2 edge nodes, 3 orders edges")
                 # The stream is live before events are sent.
                 await until(lambda: _text_is(page, "#events-state", "(live)"), what="stream")
 
