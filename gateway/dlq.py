@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
+import datetime
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from types import TracebackType
@@ -40,8 +40,6 @@ from routing.errors import InvalidEvent, MeshgateError
 from routing.event import CloudEvent
 
 __all__ = ["Letter", "Workbench", "WorkbenchError"]
-
-log = logging.getLogger("meshgate.dlq")
 
 AnyConnector = Connector[Any, Any, Any]
 
@@ -79,8 +77,6 @@ class Letter:
 
 
 def _local_letter(entry: StoredLetter) -> Letter:
-    import datetime
-
     stamp = datetime.datetime.fromtimestamp(entry.stored_at, datetime.UTC)
     return Letter(
         id=str(entry.id),
