@@ -41,7 +41,8 @@ from connectors.errors import ConnectorError
 from gateway.config import GatewayConfig
 from gateway.dlstore import DeadLetterStore
 from gateway.mesh import LoopGuard
-from gateway.pipeline import NotACloudEvent, Pipeline
+from gateway.pipeline import Pipeline
+from gateway.plan import NotACloudEvent
 from gateway.stats import ConnectorStats, RouteStats
 from gateway.throttle import LogThrottle
 from routing.event import CloudEvent
