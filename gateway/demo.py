@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import logging
 import os
 import shutil
@@ -463,6 +464,13 @@ async def _cleanup(gateway: Gateway, run: str) -> None:
 
 def run_demo(seconds: float | None = None, rate: float = 20.0) -> int:
     """Entry point of ``meshgate demo``; returns the process exit code."""
+    if importlib.util.find_spec("aiomqtt") is None:  # not a gateway dependency
+        print(
+            "meshgate demo: the demo's simulated MQTT device needs aiomqtt, which is in "
+            "the demo extra: pip install 'meshgate[demo]' (from a checkout: make demo)",
+            file=sys.stderr,
+        )
+        return 2
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     # Keep the screen readable: dead letters show up in the table, not as log lines.
     logging.getLogger().setLevel(logging.ERROR)
