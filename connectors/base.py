@@ -52,6 +52,7 @@ __all__ = [
     "HealthState",
     "MeshAttributes",
     "MessageSpec",
+    "Nack",
     "Preflight",
     "RawMessage",
     "RawPublisher",
@@ -188,6 +189,16 @@ class Health:
     reconnects: int = 0
 
 
+class Nack(Protocol):
+    """``await delivery.nack(requeue=...)``: give a delivery back unprocessed.
+
+    ``requeue=True`` asks the broker to deliver it again (soon); ``requeue=False``
+    drops it where the protocol can (connector docs say what each one does).
+    Keyword-only, so a call site says which it means."""
+
+    def __call__(self, *, requeue: bool) -> Awaitable[None]: ...
+
+
 @dataclass(slots=True, eq=False)
 class Delivery:
     """One message received from a source, with its acknowledgement callbacks.
@@ -205,7 +216,7 @@ class Delivery:
     payload: bytes
     headers: Mapping[str, str]
     ack: Callable[[], Awaitable[None]]
-    nack: Callable[[bool], Awaitable[None]]
+    nack: Nack
     native_id: str | None = None
     ordering_key: str | None = None
     coordinates: Mapping[str, str | int] = field(default_factory=dict)
@@ -245,7 +256,7 @@ class MessageSpec:
         return self.content_type or find_header(self.headers, "content-type")
 
 
-async def _not_settled(*_: Any) -> None:
+async def _not_settled(*_: Any, **__: Any) -> None:
     """Ack/nack of a dry-run delivery: nothing to settle."""
 
 

@@ -155,7 +155,7 @@ class MemoryConnector(Connector[MemoryOptions, MemorySource, MemoryTarget]):
             if unsettled.pop(number, None) is not None:
                 self.broker.acked.append(number)
 
-        async def nack(requeue: bool) -> None:
+        async def nack(*, requeue: bool) -> None:
             if unsettled.pop(number, None) is None:
                 return
             self.broker.nacked.append(number)

@@ -153,7 +153,7 @@ def _delivery(subscription: Subscription, message: AbstractIncomingMessage) -> D
     async def ack() -> None:
         await subscription.settle(message, ack=True, requeue=False)
 
-    async def nack(requeue: bool) -> None:
+    async def nack(*, requeue: bool) -> None:
         await subscription.settle(message, ack=False, requeue=requeue)
 
     queue = subscription.source.queue

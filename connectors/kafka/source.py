@@ -235,7 +235,7 @@ class SourceSession:
         async def ack() -> None:
             self._ack(partition, entry)
 
-        async def nack(requeue: bool) -> None:
+        async def nack(*, requeue: bool) -> None:
             if requeue:
                 self._rewind(partition, entry)
             else:

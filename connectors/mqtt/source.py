@@ -23,7 +23,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import paho.mqtt.client as paho
 
-from connectors.base import Delivery
+from connectors.base import Delivery, Nack
 from connectors.errors import ConnectionLost, ConnectorError
 from connectors.mqtt.acks import PendingAck
 from connectors.mqtt.config import MqttSource, subscriber_client_id
@@ -131,14 +131,14 @@ async def consume(hub: Hub, source: MqttSource) -> AsyncIterator[Delivery]:
         hub.release(client_id, owner)
 
 
-Settle = tuple[Callable[[], Awaitable[None]], Callable[[bool], Awaitable[None]]]
+Settle = tuple[Callable[[], Awaitable[None]], Nack]
 
 
 async def _no_op() -> None:
     return None
 
 
-async def _no_op_nack(requeue: bool) -> None:
+async def _no_op_nack(*, requeue: bool) -> None:
     return None
 
 
@@ -149,7 +149,7 @@ def _settlers(session: Session, entry: PendingAck | None) -> Settle:
     async def ack() -> None:
         session.acks.settle(entry)
 
-    async def nack(requeue: bool) -> None:
+    async def nack(*, requeue: bool) -> None:
         if requeue:
             session.acks.hold(entry)
             session.request_requeue()
