@@ -30,12 +30,20 @@ import abc
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
+from typing import Any, ClassVar, Generic, Protocol, Self, TypeVar, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ModelWrapValidatorHandler,
+    field_validator,
+    model_validator,
+)
 
 from connectors.backoff import Backoff, BackoffPolicy
 from connectors.errors import MessageSpecError
+from connectors.renamed import Renamed, rename_keys
 from connectors.signing import SignOptions, VerifyOptions
 from routing.bindings import Mode
 from routing.event import CloudEvent
@@ -66,6 +74,15 @@ __all__ = [
 class _StrictModel(BaseModel):
     # Unknown keys are configuration errors, never silently ignored.
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    renamed: ClassVar[tuple[Renamed, ...]] = ()
+    """Old spellings of this model's options that still load (``connectors.renamed``)."""
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _old_spellings(cls, data: Any, handler: ModelWrapValidatorHandler[Self]) -> Self:
+        # wrap, not before: the JSON Schema keeps describing the fields
+        return handler(rename_keys(cls.renamed, data) if cls.renamed else data)
 
 
 class ConnectorOptions(_StrictModel):

@@ -209,7 +209,7 @@ def _config_text(b: _Brokers, run: str, admin_port: int = 0) -> str:
         lines.append(
             f"  plant: {{type: mqtt, host: {mqtt_host}, port: {mqtt_port}, "
             f"protocol: {b.mqtt_protocol}, "
-            f"client_id: demo-{run}-gw, clean_start: true, session_expiry: 60}}"
+            f"client_id: demo-{run}-gw, clean_start: true, session_expiry_seconds: 60}}"
         )
     if b.amqp:
         lines.append(f'  ops: {{type: amqp, url: "{b.amqp}"}}')
@@ -455,7 +455,7 @@ async def _cleanup(gateway: Gateway, run: str) -> None:
     servers = list(gateway.connectors["edge"].options.servers)
     with contextlib.suppress(Exception):
         client = await nats_client.connect(
-            servers=servers, connect_timeout=2, max_reconnect_attempts=0
+            servers=servers, connect_timeout_seconds=2, max_reconnect_attempts=0
         )
         with contextlib.suppress(Exception):
             await client.jetstream().delete_stream(f"DEMO_{run}")

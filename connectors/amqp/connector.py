@@ -66,7 +66,7 @@ class AmqpConnector(Connector[AmqpOptions, AmqpSource, AmqpTarget]):
     async def close(self) -> None:
         if self.health.state is HealthState.CLOSED:
             return
-        await self._publisher.drain(self.options.confirm_timeout)
+        await self._publisher.drain(self.options.confirm_timeout_seconds)
         await self._publisher.close()
         await self._link.close()
 

@@ -214,8 +214,8 @@ class KafkaConnector(Connector[KafkaOptions, KafkaSource, KafkaTarget]):
 
     async def _watch(self) -> None:
         """aiokafka reconnects by itself; this makes its state visible in ``health``."""
-        interval = self.options.health_interval_s
-        timeout = self.options.request_timeout_ms / 1000
+        interval = self.options.health_interval_seconds
+        timeout = self.options.request_timeout_seconds
         while True:
             await asyncio.sleep(interval)
             client = self._producer.client

@@ -107,7 +107,7 @@ class MqttConnector(Connector[MqttOptions, MqttSource, MqttTarget]):
         self._hub.closing = True
         publisher = self._publisher
         if publisher is not None:
-            await publisher.wait_publishes(min(self.options.publish_timeout, 10.0))
+            await publisher.wait_publishes(min(self.options.publish_timeout_seconds, 10.0))
         if self._supervisor is not None:
             self._supervisor.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -153,8 +153,8 @@ class MqttConnector(Connector[MqttOptions, MqttSource, MqttTarget]):
                 properties.ContentType = message.content_type
             if message.user_properties:
                 properties.UserProperty = list(message.user_properties)
-            if target.message_expiry is not None:
-                properties.MessageExpiryInterval = target.message_expiry
+            if target.message_expiry_seconds is not None:
+                properties.MessageExpiryInterval = target.message_expiry_seconds
         session = await self._connected_publisher()
         await session.publish(topic, message.payload, target.qos, target.retain, properties)
 
@@ -216,8 +216,8 @@ class MqttConnector(Connector[MqttOptions, MqttSource, MqttTarget]):
         self._publisher_up.set()
 
     async def _connected_publisher(self) -> Session:
-        """The live publishing session, waiting (up to publish_timeout) for a reconnect."""
-        timeout = self.options.publish_timeout
+        """The live publishing session, waiting (up to publish_timeout_seconds) for a reconnect."""
+        timeout = self.options.publish_timeout_seconds
         deadline = asyncio.get_running_loop().time() + timeout
         while not self._hub.closing:
             session = self._publisher

@@ -2,7 +2,7 @@
 
 Each source has its own client id (``subscriber_client_id``) and so its own broker
 session: subscriptions and unacknowledged messages outlive a crash for
-``session_expiry`` seconds (MQTT 5) or until a clean session (3.1.1). The stream
+``session_expiry_seconds`` (MQTT 5) or until a clean session (3.1.1). The stream
 resubscribes after every reconnect even when the broker kept the subscription.
 
 Acknowledgement semantics (see docs/decisions/0001-mqtt-deferred-puback.md):
@@ -53,7 +53,7 @@ async def consume(hub: Hub, source: MqttSource) -> AsyncIterator[Delivery]:
             # applies to the first connect only. 3.1.1 has one flag for both.
             clean = options.clean_start if (first or options.protocol == 4) else False
             session = hub.session(
-                client_id, clean_start=clean, session_expiry=options.session_expiry
+                client_id, clean_start=clean, session_expiry=options.session_expiry_seconds
             )
             try:
                 await session.connect()

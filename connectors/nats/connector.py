@@ -79,7 +79,7 @@ class NatsConnector(Connector[NatsOptions, NatsSource, NatsTarget]):
 
     def consume(self, source: NatsSource) -> AsyncIterator[Delivery]:
         if source.jetstream is not None:
-            timeout = self.options.publish_timeout
+            timeout = self.options.publish_timeout_seconds
             return consume_jetstream(self._link, source, log, timeout)
         return consume_core(self._link, source, log)
 
@@ -93,7 +93,7 @@ class NatsConnector(Connector[NatsOptions, NatsSource, NatsTarget]):
         return sink.encode(target, event)
 
     async def publish(self, target: NatsTarget, event: CloudEvent) -> None:
-        await sink.publish(self._link, self.options.publish_timeout, target, event)
+        await sink.publish(self._link, self.options.publish_timeout_seconds, target, event)
 
     async def publish_raw(self, message: RawMessage) -> None:
         # JetStream (PubAck) unless the original came from a core subscription. Its
@@ -105,7 +105,7 @@ class NatsConnector(Connector[NatsOptions, NatsSource, NatsTarget]):
         headers = {k: v for k, v in message.headers.items() if k.lower() != "nats-msg-id"}
         await sink.send(
             self._link,
-            self.options.publish_timeout,
+            self.options.publish_timeout_seconds,
             message.address,
             message.payload,
             headers or None,
