@@ -41,6 +41,10 @@ from pydantic import (
     model_validator,
 )
 
+# TypeVar defaults (PEP 696, native from Python 3.13): ``Connector[Opts, Src, Tgt]``
+# and a bare ``Delivery`` keep meaning "any native message type".
+from typing_extensions import TypeVar as DefaultTypeVar
+
 from connectors.backoff import Backoff, BackoffPolicy
 from connectors.errors import MessageSpecError
 from connectors.renamed import Renamed, rename_keys
@@ -60,6 +64,7 @@ __all__ = [
     "HealthState",
     "MeshAttributes",
     "MessageSpec",
+    "MessageT",
     "Nack",
     "Preflight",
     "RawMessage",
@@ -216,8 +221,14 @@ class Nack(Protocol):
     def __call__(self, *, requeue: bool) -> Awaitable[None]: ...
 
 
+MessageT = DefaultTypeVar("MessageT", default=Any)
+"""A connector's native message type: the binding dataclass its sources yield in
+``Delivery.message`` and ``encode`` returns (``KafkaMessage``, ``NatsMessage``...)."""
+M = TypeVar("M")
+
+
 @dataclass(slots=True, eq=False)
-class Delivery:
+class Delivery(Generic[MessageT]):
     """One message received from a source, with its acknowledgement callbacks.
 
     ``message`` is the binding dataclass of the protocol; ``address`` the topic,
@@ -228,7 +239,7 @@ class Delivery:
     kept; ``coordinates`` where the message came from, recorded in dead letters.
     """
 
-    message: Any
+    message: MessageT
     address: str
     payload: bytes
     headers: Mapping[str, str]
@@ -279,12 +290,12 @@ async def _not_settled(*_: Any, **__: Any) -> None:
 
 def dry_run_delivery(
     spec: MessageSpec,
-    message: Any,
+    message: M,
     address: str,
     *,
     coordinates: Mapping[str, str | int] | None = None,
     content_type: str | None = None,
-) -> Delivery:
+) -> Delivery[M]:
     """A ``Delivery`` for ``Connector.dry_run_delivery``: no broker, ack/nack do nothing."""
     return Delivery(
         message=message,
@@ -346,8 +357,13 @@ SourceT = TypeVar("SourceT", bound=SourceOptions)
 TargetT = TypeVar("TargetT", bound=TargetOptions)
 
 
-class Connector(abc.ABC, Generic[OptionsT, SourceT, TargetT]):
-    """Base class of every connector; see the module docstring for the contract."""
+class Connector(abc.ABC, Generic[OptionsT, SourceT, TargetT, MessageT]):
+    """Base class of every connector; see the module docstring for the contract.
+
+    Generic over its options, source and target models and its native message type
+    (``MessageT``, the binding dataclass in ``Delivery.message`` and returned by
+    ``encode``; ``Any`` when not given).
+    """
 
     Options: ClassVar[type[ConnectorOptions]]
     Source: ClassVar[type[SourceOptions]]
@@ -393,7 +409,7 @@ class Connector(abc.ABC, Generic[OptionsT, SourceT, TargetT]):
         """Stop consuming, wait for pending confirmations, disconnect. Idempotent."""
 
     @abc.abstractmethod
-    def consume(self, source: SourceT) -> AsyncIterator[Delivery]:
+    def consume(self, source: SourceT) -> AsyncIterator[Delivery[MessageT]]:
         """Yield deliveries from ``source`` until the connector closes.
 
         The iterator must keep going across reconnects (re-subscribing itself) and
@@ -414,14 +430,14 @@ class Connector(abc.ABC, Generic[OptionsT, SourceT, TargetT]):
         return None
 
     @abc.abstractmethod
-    def decode(self, delivery: Delivery) -> CloudEvent | None:
+    def decode(self, delivery: Delivery[MessageT]) -> CloudEvent | None:
         """The CloudEvent in ``delivery`` (binding decode), or None for a non-CloudEvent.
 
         Raises ``routing.errors.InvalidEvent`` for a malformed CloudEvent.
         """
 
     @abc.abstractmethod
-    def encode(self, target: TargetT, event: CloudEvent) -> Any:
+    def encode(self, target: TargetT, event: CloudEvent) -> MessageT:
         """The native message (binding dataclass) ``publish`` would send for ``event``.
 
         Pure: used by ``meshgate routes check`` to show messages without a broker.
@@ -454,7 +470,7 @@ class Connector(abc.ABC, Generic[OptionsT, SourceT, TargetT]):
         return None
 
     @classmethod
-    def dry_run_delivery(cls, options: OptionsT, spec: MessageSpec) -> Delivery:
+    def dry_run_delivery(cls, options: OptionsT, spec: MessageSpec) -> Delivery[MessageT]:
         """The delivery a source of this connector would yield for the message ``spec``
         describes (``meshgate routes check --message``): the native message built as
         the source builds it, address, headers, content type and coordinates.
@@ -470,7 +486,7 @@ class Connector(abc.ABC, Generic[OptionsT, SourceT, TargetT]):
         )
 
     @classmethod
-    def source_receives(cls, source: SourceT, delivery: Delivery) -> bool:
+    def source_receives(cls, source: SourceT, delivery: Delivery[MessageT]) -> bool:
         """Whether ``source`` (a route's ``from:``) would receive ``delivery``: topic
         filters, subject wildcards, queue bindings. The default says yes, so every
         route reading a plugin connector is checked."""

@@ -53,7 +53,7 @@ def _raw(text: str) -> bytes:
     return text.encode("utf-8", "surrogatepass")
 
 
-class KafkaConnector(Connector[KafkaOptions, KafkaSource, KafkaTarget]):
+class KafkaConnector(Connector[KafkaOptions, KafkaSource, KafkaTarget, binding.KafkaMessage]):
     """Apache Kafka: consumer groups with out-of-order-safe commits, acks=all publishing."""
 
     Options: ClassVar[type[KafkaOptions]] = KafkaOptions
@@ -107,7 +107,7 @@ class KafkaConnector(Connector[KafkaOptions, KafkaSource, KafkaTarget]):
         await self._producer.close()
         self._report(HealthState.CLOSED, "")
 
-    def consume(self, source: KafkaSource) -> AsyncIterator[Delivery]:
+    def consume(self, source: KafkaSource) -> AsyncIterator[Delivery[binding.KafkaMessage]]:
         if self._closed:
             raise ConnectionLost(f"kafka connector {self.name!r} is closed")
         session = SourceSession(
@@ -116,8 +116,8 @@ class KafkaConnector(Connector[KafkaOptions, KafkaSource, KafkaTarget]):
         self._sessions.add(session)
         return session
 
-    def decode(self, delivery: Delivery) -> CloudEvent | None:
-        message: binding.KafkaMessage = delivery.message
+    def decode(self, delivery: Delivery[binding.KafkaMessage]) -> CloudEvent | None:
+        message = delivery.message
         return binding.from_message(message)
 
     def encode(self, target: KafkaTarget, event: CloudEvent) -> binding.KafkaMessage:
@@ -162,7 +162,9 @@ class KafkaConnector(Connector[KafkaOptions, KafkaSource, KafkaTarget]):
         )
 
     @classmethod
-    def dry_run_delivery(cls, options: KafkaOptions, spec: MessageSpec) -> Delivery:
+    def dry_run_delivery(
+        cls, options: KafkaOptions, spec: MessageSpec
+    ) -> Delivery[binding.KafkaMessage]:
         topic = spec.text("topic", spec.address)
         if not topic:
             raise MessageSpecError("a kafka --message needs `topic` (or `address`)")
@@ -176,7 +178,7 @@ class KafkaConnector(Connector[KafkaOptions, KafkaSource, KafkaTarget]):
         )
 
     @classmethod
-    def source_receives(cls, source: KafkaSource, delivery: Delivery) -> bool:
+    def source_receives(cls, source: KafkaSource, delivery: Delivery[binding.KafkaMessage]) -> bool:
         if source.pattern is not None:
             return re.fullmatch(source.pattern, delivery.address) is not None
         return delivery.address in (source.topics or ())

@@ -107,7 +107,7 @@ class SourceSession:
     def __aiter__(self) -> SourceSession:
         return self
 
-    async def __anext__(self) -> Delivery:
+    async def __anext__(self) -> Delivery[KafkaMessage]:
         """The next delivery; ``StopAsyncIteration`` once closed.
 
         Cancelling a pending call (a timeout around it) loses nothing: the session,
@@ -226,7 +226,7 @@ class SourceSession:
         except TimeoutError:
             return
 
-    def _delivery(self, record: Any) -> Delivery:
+    def _delivery(self, record: Any) -> Delivery[KafkaMessage]:
         partition = TopicPartition(record.topic, record.partition)
         entry = self._tracker.track(partition, record.offset)
         self._update_capacity()

@@ -49,7 +49,7 @@ def _check_topic(topic: str) -> None:
         raise PublishRejected(f"cannot publish to {topic!r}: not a valid MQTT topic name")
 
 
-class MqttConnector(Connector[MqttOptions, MqttSource, MqttTarget]):
+class MqttConnector(Connector[MqttOptions, MqttSource, MqttTarget, binding.MqttMessage]):
     """MQTT 3.1.1 / 5: persistent sessions with deferred, ordered acks; confirmed publish.
 
     QoS 0 is at-most-once in both directions: a QoS 0 delivery's ``ack``/``nack`` do
@@ -115,11 +115,11 @@ class MqttConnector(Connector[MqttOptions, MqttSource, MqttTarget]):
         self._publisher_up.set()  # wake publishers waiting for a connection: they fail
         await self._hub.close()
 
-    def consume(self, source: MqttSource) -> AsyncIterator[Delivery]:
+    def consume(self, source: MqttSource) -> AsyncIterator[Delivery[binding.MqttMessage]]:
         return consume(self._hub, source)
 
-    def decode(self, delivery: Delivery) -> CloudEvent | None:
-        message: binding.MqttMessage = delivery.message
+    def decode(self, delivery: Delivery[binding.MqttMessage]) -> CloudEvent | None:
+        message = delivery.message
         return binding.from_message(message)
 
     def encode(self, target: MqttTarget, event: CloudEvent) -> binding.MqttMessage:
@@ -174,7 +174,9 @@ class MqttConnector(Connector[MqttOptions, MqttSource, MqttTarget]):
         await session.publish(message.address, message.payload, 1, False, properties)
 
     @classmethod
-    def dry_run_delivery(cls, options: MqttOptions, spec: MessageSpec) -> Delivery:
+    def dry_run_delivery(
+        cls, options: MqttOptions, spec: MessageSpec
+    ) -> Delivery[binding.MqttMessage]:
         topic = spec.text("topic", spec.address)
         if not topic:
             raise MessageSpecError("an mqtt --message needs `topic` (or `address`)")
@@ -193,7 +195,7 @@ class MqttConnector(Connector[MqttOptions, MqttSource, MqttTarget]):
         )
 
     @classmethod
-    def source_receives(cls, source: MqttSource, delivery: Delivery) -> bool:
+    def source_receives(cls, source: MqttSource, delivery: Delivery[binding.MqttMessage]) -> bool:
         return mqtt_match(source.topic, delivery.address)
 
     def describe_source(self, source: MqttSource) -> str:

@@ -37,7 +37,7 @@ REQUEUE_DRAIN_SECONDS = 10.0
 """Longest wait, after a nack with requeue, for earlier deliveries to be settled."""
 
 
-async def consume(hub: Hub, source: MqttSource) -> AsyncIterator[Delivery]:
+async def consume(hub: Hub, source: MqttSource) -> AsyncIterator[Delivery[MqttMessage]]:
     """Deliveries from ``source`` until the connector closes, across reconnects."""
     options = hub.options
     if source.no_local and options.protocol == 4:
@@ -161,7 +161,7 @@ def _settlers(session: Session, entry: PendingAck | None) -> Settle:
 
 def _delivery(
     session: Session, message: paho.MQTTMessage, protocol: int, hub: Hub
-) -> Delivery | None:
+) -> Delivery[MqttMessage] | None:
     entry = session.acks.track(message.mid, message.qos) if message.qos > 0 else None
     try:
         topic = message.topic
