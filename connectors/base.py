@@ -37,7 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from connectors.backoff import Backoff, BackoffPolicy
 from connectors.errors import MessageSpecError
 from connectors.signing import SignOptions, VerifyOptions
-from routing.bindings import Mode
+from routing.bindings import Mode, prefix_clash
 from routing.event import CloudEvent
 from routing.formats import EventFormat
 from routing.templates import find_header
@@ -126,18 +126,17 @@ class TargetOptions(_StrictModel):
         default_factory=dict,
         description="Native headers added to each published message, e.g. passing a source "
         "header on: {x-request-id: '{header.x-request-id}'} (values are templates). Not "
-        "CloudEvents attributes: names starting ce- / ce_ are refused.",
+        "CloudEvents attributes: names the binding reads as attributes or writes itself "
+        "are refused (docs/routes.md#native-headers).",
     )
 
     @field_validator("headers")
     @classmethod
-    def _no_cloudevents_headers(cls, value: dict[str, str]) -> dict[str, str]:
-        for name in value:
-            if not name or name.lower().startswith(("ce-", "ce_", "cloudevents")):
-                raise ValueError(
-                    f"header {name!r}: CloudEvents attributes travel by the binding; "
-                    "use attributes: {set: ...} to change them"
-                )
+    def _named_headers(cls, value: dict[str, str]) -> dict[str, str]:
+        # Which names clash is the binding's rule (Connector.header_clash), checked
+        # when the config loads; an empty name is no header in any protocol.
+        if "" in value:
+            raise ValueError("a header name may not be empty")
         return value
 
     template_fields: ClassVar[tuple[str, ...]] = ()
@@ -313,6 +312,8 @@ class Preflight(Protocol):
     async def preflight(self, sources: Sequence[Any], targets: Sequence[Any]) -> list[str]: ...
 
 
+_GENERIC_PREFIXES = ("ce-", "ce_", "cloudEvents")
+
 OptionsT = TypeVar("OptionsT", bound=ConnectorOptions)
 SourceT = TypeVar("SourceT", bound=SourceOptions)
 TargetT = TypeVar("TargetT", bound=TargetOptions)
@@ -402,6 +403,19 @@ class Connector(abc.ABC, Generic[OptionsT, SourceT, TargetT]):
         Called at config load, e.g. to reject binary mode on an MQTT 3.1.1 connection.
         """
         return None
+
+    @classmethod
+    def header_clash(cls, options: OptionsT, name: str) -> str | None:
+        """Why a target's ``headers:`` may not use the native header ``name`` beside
+        this connector's binding, or None (optional hook; the config reports the reason
+        at the header's line).
+
+        The built-ins answer with their binding's rule (``routing.bindings.<x>.
+        header_clash``: names read back as attributes or written by the binding). The
+        default refuses the CloudEvents prefixes ``ce-``, ``ce_`` and ``cloudEvents``
+        in any case; a plugin whose binding reads other names overrides it.
+        """
+        return prefix_clash(name, _GENERIC_PREFIXES, f"{options.type!r} connector")
 
     @classmethod
     def read_back(cls, target: TargetT, reader: str) -> SourceT | None:

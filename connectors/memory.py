@@ -35,6 +35,7 @@ from connectors.base import (
     dry_run_delivery,
 )
 from connectors.errors import ConnectorError, MessageSpecError, PublishRejected
+from routing.bindings import merge_headers
 from routing.bindings import nats as binding
 from routing.event import CloudEvent
 
@@ -198,7 +199,11 @@ class MemoryConnector(Connector[MemoryOptions, MemorySource, MemoryTarget]):
         message = binding.to_message(event, target.mode, fmt=target.format)
         if not target.headers:
             return message
-        return binding.NatsMessage(message.data, {**target.headers, **(message.headers or {})})
+        own = (message.headers or {}).items()
+        merged = merge_headers(
+            own, target.headers.items(), same=binding.header_key, refused=binding.header_clash
+        )
+        return binding.NatsMessage(message.data, dict(merged))
 
     async def publish(self, target: MemoryTarget, event: CloudEvent) -> None:
         if self.broker.fail_publishes:
@@ -206,6 +211,10 @@ class MemoryConnector(Connector[MemoryOptions, MemorySource, MemoryTarget]):
         if not target.topic:
             raise PublishRejected("empty topic")
         self.broker.put(target.topic, self.encode(target, event))
+
+    @classmethod
+    def header_clash(cls, options: MemoryOptions, name: str) -> str | None:
+        return binding.header_clash(name)
 
     @classmethod
     def read_back(cls, target: MemoryTarget, reader: str) -> MemorySource | None:

@@ -564,7 +564,12 @@ def _target(
     found = _endpoint(check, path, raw, connectors, "target")
     if found is None:
         return None
-    options, _cls = found
+    options, cls = found
+    connector_options = connectors[options.connector][1]
+    for name in options.headers:
+        clash = cls.header_clash(connector_options, name)
+        if clash:
+            check.add((*path, "headers", name), clash)
     templates = {}
     for field_name in type(options).template_fields:
         text = getattr(options, field_name)

@@ -21,6 +21,7 @@ from connectors.base import (
 )
 from connectors.errors import MessageSpecError
 from routing.bindings import amqp as binding
+from routing.bindings import merge_headers
 from routing.event import CloudEvent
 from routing.filters import amqp_match
 
@@ -82,8 +83,11 @@ class AmqpConnector(Connector[AmqpOptions, AmqpSource, AmqpTarget]):
         message = binding.to_message(event, target.mode, fmt=target.format)
         if not target.headers:
             return message
-        headers = {**target.headers, **message.headers}  # the binding's headers win
-        return binding.AmqpMessage(message.body, message.content_type, headers)
+        custom: dict[str, object] = dict(target.headers)
+        merged = merge_headers(
+            message.headers.items(), custom.items(), refused=binding.header_clash
+        )
+        return binding.AmqpMessage(message.body, message.content_type, dict(merged))
 
     async def publish(self, target: AmqpTarget, event: CloudEvent) -> None:
         await self._publisher.publish(target, event, self.encode(target, event))
@@ -106,6 +110,10 @@ class AmqpConnector(Connector[AmqpOptions, AmqpSource, AmqpTarget]):
             }
         )
         await self._publisher.publish_raw(target, message)
+
+    @classmethod
+    def header_clash(cls, options: AmqpOptions, name: str) -> str | None:
+        return binding.header_clash(name)
 
     @classmethod
     def read_back(cls, target: AmqpTarget, reader: str) -> AmqpSource | None:

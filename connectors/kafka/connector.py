@@ -25,6 +25,7 @@ from connectors.kafka.sink import Producer
 from connectors.kafka.source import BASE64_MARKER, SourceSession
 from connectors.tls import warn_insecure
 from routing.bindings import kafka as binding
+from routing.bindings import merge_headers
 from routing.event import CloudEvent
 
 __all__ = ["KafkaConnector"]
@@ -130,8 +131,9 @@ class KafkaConnector(Connector[KafkaOptions, KafkaSource, KafkaTarget]):
         )
         if not target.headers:
             return message
-        extra = tuple((name, value.encode("utf-8")) for name, value in target.headers.items())
-        return binding.KafkaMessage(message.key, message.value, message.headers + extra)
+        custom = ((name, value.encode("utf-8")) for name, value in target.headers.items())
+        merged = merge_headers(message.headers, custom, refused=binding.header_clash)
+        return binding.KafkaMessage(message.key, message.value, tuple(merged))
 
     async def publish(self, target: KafkaTarget, event: CloudEvent) -> None:
         await self._send(target.topic, self.encode(target, event))
@@ -149,6 +151,10 @@ class KafkaConnector(Connector[KafkaOptions, KafkaSource, KafkaTarget]):
             raise
         if self.health.state is HealthState.RECONNECTING:
             self._report(HealthState.UP, "")
+
+    @classmethod
+    def header_clash(cls, options: KafkaOptions, name: str) -> str | None:
+        return binding.header_clash(name)
 
     @classmethod
     def read_back(cls, target: KafkaTarget, reader: str) -> KafkaSource | None:

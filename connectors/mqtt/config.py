@@ -19,7 +19,6 @@ from connectors.base import ConnectorOptions, SourceOptions, TargetOptions
 from connectors.redact import redact_url
 from connectors.tls import TlsOptions, legacy_tls_error
 from routing.bindings import Mode
-from routing.event import is_valid_attribute_name
 from routing.formats import EventFormat
 
 __all__ = [
@@ -294,13 +293,6 @@ def effective_mode(options: MqttOptions, target: MqttTarget) -> Mode:
 
 def check_target(options: MqttOptions, target: MqttTarget) -> str | None:
     """The configuration problem with ``target`` on a connector with ``options``, or None."""
-    for name in target.headers:
-        if is_valid_attribute_name(name):
-            return (
-                f"headers: {name!r} would be read back as a CloudEvents attribute (MQTT 5 "
-                "User Properties named like attributes are attributes): use a name with "
-                "a '-' or capitals, or attributes: {set: ...}"
-            )
     if options.protocol != 4:
         return None
     if target.headers:

@@ -31,6 +31,7 @@ from connectors.mqtt.hub import Hub
 from connectors.mqtt.session import Session, new_properties
 from connectors.mqtt.source import consume
 from connectors.tls import warn_insecure
+from routing.bindings import merge_headers
 from routing.bindings import mqtt as binding
 from routing.event import CloudEvent
 from routing.filters import mqtt_match
@@ -79,6 +80,10 @@ class MqttConnector(Connector[MqttOptions, MqttSource, MqttTarget]):
     @classmethod
     def validate_target(cls, options: MqttOptions, target: MqttTarget) -> str | None:
         return check_target(options, target)
+
+    @classmethod
+    def header_clash(cls, options: MqttOptions, name: str) -> str | None:
+        return binding.header_clash(name)  # MQTT 3.1.1 refuses headers: as a whole
 
     def endpoint(self) -> str:
         return str(self.options.endpoint())  # user name at most, never the password
@@ -135,12 +140,11 @@ class MqttConnector(Connector[MqttOptions, MqttSource, MqttTarget]):
             raise PublishRejected(str(exc)) from exc
         if not target.headers:
             return message
-        extra = tuple(target.headers.items())
+        merged = merge_headers(
+            message.user_properties, target.headers.items(), refused=binding.header_clash
+        )
         return binding.MqttMessage(
-            message.payload,
-            message.content_type,
-            message.user_properties + extra,
-            message.protocol_version,
+            message.payload, message.content_type, tuple(merged), message.protocol_version
         )
 
     async def publish(self, target: MqttTarget, event: CloudEvent) -> None:

@@ -20,6 +20,7 @@ from connectors.nats import sink
 from connectors.nats.config import NatsOptions, NatsSource, NatsTarget, check_publish_subject
 from connectors.nats.link import Link
 from connectors.nats.source import consume_core, consume_jetstream
+from routing.bindings import nats as nats_binding
 from routing.bindings.nats import NatsMessage, from_message
 from routing.event import CloudEvent
 from routing.filters import nats_match
@@ -112,6 +113,10 @@ class NatsConnector(Connector[NatsOptions, NatsSource, NatsTarget]):
             not core,
             f"message for {message.address!r}",
         )
+
+    @classmethod
+    def header_clash(cls, options: NatsOptions, name: str) -> str | None:
+        return nats_binding.header_clash(name)
 
     @classmethod
     def read_back(cls, target: NatsTarget, reader: str) -> NatsSource | None:

@@ -57,12 +57,20 @@ from routing.bindings._headers import (
     binary_mode_possible,
     data_or_none,
     header_text,
+    prefix_clash,
 )
 from routing.errors import InvalidEvent
 from routing.event import CloudEvent, canonical_string
 from routing.formats import EventFormat, decode, encode, is_structured
 
-__all__ = ["HEADER_PREFIX", "INGEST_PREFIXES", "AmqpMessage", "from_message", "to_message"]
+__all__ = [
+    "HEADER_PREFIX",
+    "INGEST_PREFIXES",
+    "AmqpMessage",
+    "from_message",
+    "header_clash",
+    "to_message",
+]
 
 HEADER_PREFIX: Final = "ce-"
 INGEST_PREFIXES: Final = (HEADER_PREFIX, "cloudEvents_", "cloudEvents:")
@@ -90,6 +98,17 @@ def to_message(
         for name, value in binary_attributes(event, with_datacontenttype=False)
     }
     return AmqpMessage(event.data or b"", event.datacontenttype, headers)
+
+
+def header_clash(name: str) -> str | None:
+    """Why a target's own header ``name`` cannot travel beside this binding's, or None.
+
+    AMQP field-table names are case-sensitive; reading takes ``ce-``, ``cloudEvents_``
+    and ``cloudEvents:`` headers as attributes, refused here in any case (other
+    readers fold case). The content type is the ``content_type`` property, so a
+    ``content-type`` header is only a header.
+    """
+    return prefix_clash(name, INGEST_PREFIXES, "AMQP")
 
 
 def from_message(message: AmqpMessage) -> CloudEvent | None:
