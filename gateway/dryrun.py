@@ -35,6 +35,7 @@ from typing import Any
 import orjson
 
 from connectors.base import Connector, MessageSpec
+from connectors.headertext import header_text
 from gateway.config import GatewayConfig
 from gateway.mesh import LoopGuard, hops_of, path_of
 from routing.cesql import compile_expression
@@ -118,12 +119,7 @@ def _rejection(route: Route, event: CloudEvent) -> str:
 
 
 def _show(value: Any) -> str:
-    if isinstance(value, bytes):
-        try:
-            return value.decode()
-        except UnicodeDecodeError:
-            return "base64:" + base64.b64encode(value).decode()
-    return str(value)
+    return header_text(value) if isinstance(value, bytes) else str(value)
 
 
 def show_native(native: Any) -> list[str]:

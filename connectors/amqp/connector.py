@@ -6,7 +6,7 @@ import logging
 from collections.abc import AsyncIterator, Sequence
 from typing import ClassVar
 
-from connectors.amqp.config import AmqpOptions, AmqpSource, AmqpTarget, redact_url
+from connectors.amqp.config import AmqpOptions, AmqpSource, AmqpTarget
 from connectors.amqp.link import Link
 from connectors.amqp.sink import Publisher
 from connectors.amqp.source import consume
@@ -20,6 +20,7 @@ from connectors.base import (
     dry_run_delivery,
 )
 from connectors.errors import MessageSpecError
+from connectors.redact import redact_url
 from routing.bindings import amqp as binding
 from routing.bindings import merge_headers
 from routing.event import CloudEvent

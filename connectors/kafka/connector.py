@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
-import contextlib
 import logging
 import re
 from collections.abc import AsyncIterator, Sequence
@@ -20,9 +18,10 @@ from connectors.base import (
     dry_run_delivery,
 )
 from connectors.errors import ConnectionLost, MessageSpecError
+from connectors.headertext import header_bytes
 from connectors.kafka.config import KafkaOptions, KafkaSource, KafkaTarget
 from connectors.kafka.sink import Producer
-from connectors.kafka.source import BASE64_MARKER, SourceSession
+from connectors.kafka.source import SourceSession
 from connectors.tls import warn_insecure
 from routing.bindings import kafka as binding
 from routing.bindings import merge_headers
@@ -44,14 +43,6 @@ logging.getLogger("aiokafka").addFilter(_not_a_bootstrap_error)
 
 # Kafka's default message.max.bytes (broker) and max.request.size (producer): 1 MiB.
 _MAX_MESSAGE_BYTES = 1_048_576
-
-
-def _raw(text: str) -> bytes:
-    """The bytes of a header or key the source turned into text (see ``header_text``)."""
-    if text.startswith(BASE64_MARKER):
-        with contextlib.suppress(ValueError):
-            return base64.b64decode(text[len(BASE64_MARKER) :], validate=True)
-    return text.encode("utf-8", "surrogatepass")
 
 
 class KafkaConnector(Connector[KafkaOptions, KafkaSource, KafkaTarget]):
@@ -138,9 +129,9 @@ class KafkaConnector(Connector[KafkaOptions, KafkaSource, KafkaTarget]):
     async def publish(self, target: KafkaTarget, event: CloudEvent) -> None:
         await self._send(target.topic, self.encode(target, event))
 
-    async def publish_raw(self, message: RawMessage) -> None:
-        headers = tuple((name, _raw(value)) for name, value in message.headers.items())
-        key = None if message.key is None else _raw(message.key)
+    async def publishheader_bytes(self, message: RawMessage) -> None:
+        headers = tuple((name, header_bytes(value)) for name, value in message.headers.items())
+        key = None if message.key is None else header_bytes(message.key)
         await self._send(message.address, binding.KafkaMessage(key, message.payload, headers))
 
     async def _send(self, topic: str, message: binding.KafkaMessage) -> None:

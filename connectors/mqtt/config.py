@@ -17,7 +17,7 @@ from pydantic import Field, ModelWrapValidatorHandler, SecretStr, field_validato
 
 from connectors.base import ConnectorOptions, SourceOptions, TargetOptions
 from connectors.redact import redact_url
-from connectors.tls import TlsOptions, legacy_tls_error
+from connectors.tls import TlsOptions, client_context, legacy_tls_error
 from routing.bindings import Mode
 from routing.formats import EventFormat
 
@@ -28,7 +28,6 @@ __all__ = [
     "MqttTarget",
     "check_target",
     "effective_mode",
-    "redact_url",
     "subscriber_client_id",
 ]
 
@@ -183,9 +182,7 @@ class MqttOptions(ConnectorOptions):
 
     def ssl_context(self, connector: str) -> ssl.SSLContext | None:
         """The TLS context to connect with, or None without TLS (reads files: may block)."""
-        if not self.endpoint().tls:
-            return None
-        return (self.tls or TlsOptions()).ssl_context(connector)
+        return client_context(self.tls, connector, on=self.endpoint().tls)
 
 
 @dataclass(frozen=True, slots=True)
