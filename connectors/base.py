@@ -37,6 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from connectors.backoff import Backoff, BackoffPolicy
 from connectors.errors import MessageSpecError
 from connectors.signing import SignOptions, VerifyOptions
+from connectors.topology import Topology
 from routing.bindings import Mode, prefix_clash
 from routing.event import CloudEvent
 from routing.formats import EventFormat
@@ -330,6 +331,10 @@ class Connector(abc.ABC, Generic[OptionsT, SourceT, TargetT]):
     """Level separator of addresses, used by ``{topic[N]}`` templates ('/' for MQTT)."""
     message_keys: ClassVar[bool] = False
     """Whether messages from this connector's sources carry a key (``{key}`` templates)."""
+    topology: ClassVar[Topology[Any, Any, Any] | None] = None
+    """Optional hook: where routes read and publish, for cycle warnings, the broker
+    graph and the mesh view (``connectors.topology``). None leaves this type out of
+    that analysis, with a note saying so."""
 
     def __init__(self, name: str, options: OptionsT) -> None:
         self.name = name

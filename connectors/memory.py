@@ -16,9 +16,9 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections import defaultdict, deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from pydantic import Field
 
@@ -35,6 +35,7 @@ from connectors.base import (
     dry_run_delivery,
 )
 from connectors.errors import ConnectorError, MessageSpecError, PublishRejected
+from connectors.topology import Address, Matcher, Topology, may_equal
 from routing.bindings import merge_headers
 from routing.bindings import nats as binding
 from routing.event import CloudEvent
@@ -100,6 +101,25 @@ class MemoryTarget(TargetOptions):
     template_fields: ClassVar[tuple[str, ...]] = ("topic",)
 
 
+class MemoryTopology(Topology[MemoryOptions, MemorySource, MemoryTarget]):
+    """A namespace is one broker; a topic is one queue its consumers share."""
+
+    def broker_identity(self, options: MemoryOptions) -> Mapping[str, Any]:
+        return {"namespace": options.namespace}
+
+    def target_address(self, target: MemoryTarget, field: Callable[[str], str]) -> Address:
+        return (field("topic"),)
+
+    def source_reads(self, source: MemorySource) -> Matcher:
+        return lambda address: may_equal(source.topic, address[0])
+
+    def source_text(self, source: MemorySource) -> str:
+        return source.topic
+
+    def sources_share(self, a: MemorySource, b: MemorySource) -> bool:
+        return a.topic == b.topic
+
+
 class MemoryConnector(Connector[MemoryOptions, MemorySource, MemoryTarget]):
     Options = MemoryOptions
     Source = MemorySource
@@ -111,6 +131,7 @@ class MemoryConnector(Connector[MemoryOptions, MemorySource, MemoryTarget]):
         headers=True,
         max_message_bytes=None,
     )
+    topology = MemoryTopology()
 
     def __init__(self, name: str, options: MemoryOptions) -> None:
         super().__init__(name, options)

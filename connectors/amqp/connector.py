@@ -10,6 +10,7 @@ from connectors.amqp.config import AmqpOptions, AmqpSource, AmqpTarget
 from connectors.amqp.link import Link
 from connectors.amqp.sink import Publisher
 from connectors.amqp.source import consume
+from connectors.amqp.topology import AmqpTopology, amqp_match
 from connectors.base import (
     Capabilities,
     Connector,
@@ -24,7 +25,6 @@ from connectors.redact import redact_url
 from routing.bindings import amqp as binding
 from routing.bindings import merge_headers
 from routing.event import CloudEvent
-from routing.filters import amqp_match
 
 __all__ = ["AmqpConnector"]
 
@@ -47,6 +47,7 @@ class AmqpConnector(Connector[AmqpOptions, AmqpSource, AmqpTarget]):
         headers=True,
         max_message_bytes=_MAX_MESSAGE_BYTES,
     )
+    topology: ClassVar[AmqpTopology] = AmqpTopology()
 
     def __init__(self, name: str, options: AmqpOptions) -> None:
         super().__init__(name, options)

@@ -22,6 +22,7 @@ from connectors.headertext import header_bytes
 from connectors.kafka.config import KafkaOptions, KafkaSource, KafkaTarget
 from connectors.kafka.sink import Producer
 from connectors.kafka.source import SourceSession
+from connectors.kafka.topology import KafkaTopology
 from connectors.tls import warn_insecure
 from routing.bindings import kafka as binding
 from routing.bindings import merge_headers
@@ -59,6 +60,7 @@ class KafkaConnector(Connector[KafkaOptions, KafkaSource, KafkaTarget]):
         headers=True,
         max_message_bytes=_MAX_MESSAGE_BYTES,
     )
+    topology: ClassVar[KafkaTopology] = KafkaTopology()
 
     def __init__(self, name: str, options: KafkaOptions) -> None:
         super().__init__(name, options)

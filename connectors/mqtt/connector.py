@@ -30,11 +30,11 @@ from connectors.mqtt.config import (
 from connectors.mqtt.hub import Hub
 from connectors.mqtt.session import Session, new_properties
 from connectors.mqtt.source import consume
+from connectors.mqtt.topology import MqttTopology, mqtt_match
 from connectors.tls import warn_insecure
 from routing.bindings import merge_headers
 from routing.bindings import mqtt as binding
 from routing.event import CloudEvent
-from routing.filters import mqtt_match
 
 __all__ = ["MqttConnector"]
 
@@ -68,6 +68,7 @@ class MqttConnector(Connector[MqttOptions, MqttSource, MqttTarget]):
         headers=True,
         max_message_bytes=_MAX_MESSAGE_BYTES,
     )
+    topology: ClassVar[MqttTopology] = MqttTopology()
     address_separator: ClassVar[str] = "/"
 
     def __init__(self, name: str, options: MqttOptions) -> None:

@@ -20,10 +20,10 @@ from connectors.nats import sink
 from connectors.nats.config import NatsOptions, NatsSource, NatsTarget, check_publish_subject
 from connectors.nats.link import Link
 from connectors.nats.source import consume_core, consume_jetstream
+from connectors.nats.topology import NatsTopology, nats_match
 from routing.bindings import nats as nats_binding
 from routing.bindings.nats import NatsMessage, from_message
 from routing.event import CloudEvent
-from routing.filters import nats_match
 
 __all__ = ["NatsConnector"]
 
@@ -53,6 +53,7 @@ class NatsConnector(Connector[NatsOptions, NatsSource, NatsTarget]):
         headers=True,
         max_message_bytes=1024 * 1024,
     )
+    topology: ClassVar[NatsTopology] = NatsTopology()
 
     def __init__(self, name: str, options: NatsOptions) -> None:
         super().__init__(name, options)
