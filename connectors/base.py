@@ -146,7 +146,9 @@ class TargetOptions(_StrictModel):
 
 @dataclass(frozen=True, slots=True)
 class Capabilities:
-    """What a connector can promise; the runtime and docs read this, not the code."""
+    """What a connector promises for one source or target (``Connector.
+    source_capabilities`` / ``target_capabilities``); the runtime, ``meshgate
+    validate`` and the generated connector docs read this, not the code."""
 
     acknowledgements: bool
     """Source messages can be acked/nacked individually after processing."""
@@ -408,6 +410,27 @@ class Connector(abc.ABC, Generic[OptionsT, SourceT, TargetT]):
         Called at config load, e.g. to reject binary mode on an MQTT 3.1.1 connection.
         """
         return None
+
+    @classmethod
+    def source_capabilities(cls, options: OptionsT, source: SourceT) -> Capabilities:
+        """What this connector promises for one route source (``from:``). The default
+        is the class's ``capabilities``; a connector whose sources differ (core NATS
+        beside JetStream, MQTT QoS 0) answers per source."""
+        return cls.capabilities
+
+    @classmethod
+    def target_capabilities(cls, options: OptionsT, target: TargetT) -> Capabilities:
+        """What this connector promises for one target (``to:``, ``dead_letter:``), as
+        ``source_capabilities`` does for a source (core NATS and MQTT QoS 0 publishes
+        are not confirmed)."""
+        return cls.capabilities
+
+    @classmethod
+    def capability_cases(cls) -> list[tuple[str, str, Capabilities]]:
+        """The kinds of source and target the generated docs list (``docs/connectors/
+        <type>.md``): (``source``, ``target`` or ``both``, what the kind is, what it
+        promises); one row, ``capabilities``, by default."""
+        return [("both", "sources and targets", cls.capabilities)]
 
     @classmethod
     def header_clash(cls, options: OptionsT, name: str) -> str | None:

@@ -74,7 +74,24 @@ class Pipeline:
         self.signature_failures = 0  # passthrough: events forwarded despite a bad signature
 
     def start(self) -> None:
+        self._log_guarantees()
         self.consumer = asyncio.create_task(self._supervise(), name=f"consume:{self.group.name}")
+
+    def _log_guarantees(self) -> None:
+        """Say at start where routes read and which of their ends are at-most-once
+        (the connectors' per-source and per-target capabilities)."""
+        group, connector = self.group, self.connector
+        caps = type(connector).source_capabilities(connector.options, group.source)
+        weak = [] if caps.acknowledgements else ["the source does not acknowledge"]
+        for route in group.routes:
+            for target in route.targets:
+                end = self.gateway.connectors[target.connector]
+                if not type(end).target_capabilities(end.options, target.options).confirmed_publish:
+                    weak.append(f"route {route.name}: {target.describe()} is not confirmed")
+        what = "at-most-once: " + "; ".join(weak) if weak else "at-least-once"
+        log.info(
+            "routes %s read %s (%s)", group.name, connector.describe_source(group.source), what
+        )
 
     async def _supervise(self) -> None:
         """Keep consuming: connectors reconnect by themselves, but if a source's
