@@ -237,8 +237,10 @@ class Pipeline:
         if self.verifier is not None and decode_error is None:
             decoded, decode_error = self._verified(decoded, delivery)
         routes: Sequence[Route] = self.group.routes
-        if len(routes) > 1 and decoded is not None:
-            routes = self._candidates(decoded, delivery)
+        if decoded is not None:  # one event for every route: match them all at once
+            routes, rejected = self.group.split(decoded)
+            if rejected:
+                self._filtered(rejected, decoded, delivery)
         # Tracing off costs this one check per delivery: no span, no extra call.
         step = self._route if self.gateway.tracing is None else self._traced_route
         if len(routes) == 1:  # no gather (a task per route) for the common case
@@ -296,26 +298,16 @@ class Pipeline:
             )
         return event, None
 
-    def _candidates(self, event: CloudEvent, delivery: Delivery) -> list[Route]:
-        """The routes whose filter may hold (route index); the others count as filtered,
-        exactly as if their filter had run."""
-        routes = self.group.routes
-        positions = self.group.candidates(event)
-        if len(positions) == len(routes):
-            return list(routes)
+    def _filtered(self, routes: list[Route], event: CloudEvent, delivery: Delivery) -> None:
+        """Count ``routes``, whose filter rejected ``event`` (``SourceGroup.split``), as
+        received and filtered; nothing else happens for them."""
         stats = self.gateway.stats
-        chosen = iter(positions)
-        next_chosen = next(chosen, -1)
-        for position, route in enumerate(routes):
-            if position == next_chosen:
-                next_chosen = next(chosen, -1)
-                continue
+        for route in routes:
             skipped = stats[route.name]
             skipped.received += 1
             skipped.filtered += 1
             if self.gateway.follower is not None:
                 self.gateway.follower(route.name, "filtered", event, delivery, None)
-        return [routes[position] for position in positions]
 
     async def _traced_route(
         self,
@@ -368,7 +360,9 @@ class Pipeline:
                 return await self.deliverer.dead_letter(
                     route, delivery, None, error or NotACloudEvent("?"), 0
                 )
-            if not route.matches(event):
+            # A decoded event reached this route through SourceGroup.split (its filter
+            # holds); an event this route's ingress wrapped is filtered here.
+            if decoded is None and not route.matches(event):
                 stats.filtered += 1
                 if self.gateway.tracing is not None:
                     self.gateway.tracing.outcome("filtered")
