@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections import defaultdict, deque
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -35,7 +35,7 @@ from connectors.base import (
     dry_run_delivery,
 )
 from connectors.errors import ConnectorError, MessageSpecError, PublishRejected
-from connectors.topology import Address, Matcher, Topology, may_equal
+from connectors.topology import Matcher, Topology, may_equal
 from routing.bindings import merge_headers
 from routing.bindings import nats as binding
 from routing.event import CloudEvent
@@ -104,11 +104,10 @@ class MemoryTarget(TargetOptions):
 class MemoryTopology(Topology[MemoryOptions, MemorySource, MemoryTarget]):
     """A namespace is one broker; a topic is one queue its consumers share."""
 
+    address_fields = ("topic",)
+
     def broker_identity(self, options: MemoryOptions) -> Mapping[str, Any]:
         return {"namespace": options.namespace}
-
-    def target_address(self, target: MemoryTarget, field: Callable[[str], str]) -> Address:
-        return (field("topic"),)
 
     def source_reads(self, source: MemorySource) -> Matcher:
         return lambda address: may_equal(source.topic, address[0])

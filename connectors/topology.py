@@ -20,7 +20,7 @@ from __future__ import annotations
 import abc
 import re
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Generic, TypeVar
 
 if TYPE_CHECKING:
     from connectors.base import ConnectorOptions, SourceOptions, TargetOptions
@@ -41,7 +41,14 @@ TargetT = TypeVar("TargetT", bound="TargetOptions")
 
 
 class Topology(abc.ABC, Generic[OptionsT, SourceT, TargetT]):
-    """Where one connector type's sources read and targets publish (see the module doc)."""
+    """Where one connector type's sources read and targets publish (see the module doc).
+
+    ``address_fields`` names the target fields that make an address, in order (e.g.
+    ``("exchange", "routing_key")``); override ``target_address`` instead where an
+    address is not just those fields.
+    """
+
+    address_fields: ClassVar[tuple[str, ...]]
 
     @abc.abstractmethod
     def broker_identity(self, options: OptionsT) -> Mapping[str, Any]:
@@ -49,10 +56,10 @@ class Topology(abc.ABC, Generic[OptionsT, SourceT, TargetT]):
         one type with equal identities reach one broker, whichever file declares them.
         May hold credentials: the core redacts every URL it shows."""
 
-    @abc.abstractmethod
     def target_address(self, target: TargetT, field: Callable[[str], str]) -> Address:
         """Where ``target`` publishes; ``field(name)`` is the text of its field ``name``
-        with ``ANY`` for each template placeholder."""
+        with ``ANY`` for each template placeholder. Default: the ``address_fields``."""
+        return tuple(field(name) for name in self.address_fields)
 
     @abc.abstractmethod
     def source_reads(self, source: SourceT) -> Matcher:

@@ -8,7 +8,7 @@ or more). Sources consuming one queue share its messages.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from connectors.amqp.config import AmqpOptions, AmqpSource, AmqpTarget
@@ -37,11 +37,10 @@ def amqp_match(binding_key: str, routing_key: str) -> bool:
 
 
 class AmqpTopology(Topology[AmqpOptions, AmqpSource, AmqpTarget]):
+    address_fields = ("exchange", "routing_key")
+
     def broker_identity(self, options: AmqpOptions) -> Mapping[str, Any]:
         return {"url": options.url}
-
-    def target_address(self, target: AmqpTarget, field: Callable[[str], str]) -> Address:
-        return (field("exchange"), field("routing_key"))
 
     def source_reads(self, source: AmqpSource) -> Matcher:
         bindings = [(b.exchange, b.binding_key) for b in source.bind]

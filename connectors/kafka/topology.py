@@ -8,21 +8,20 @@ share the records.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from connectors.kafka.config import KafkaOptions, KafkaSource, KafkaTarget
-from connectors.topology import ANY, Address, Matcher, Topology, may_equal
+from connectors.topology import ANY, Matcher, Topology, may_equal
 
 __all__ = ["KafkaTopology"]
 
 
 class KafkaTopology(Topology[KafkaOptions, KafkaSource, KafkaTarget]):
+    address_fields = ("topic",)
+
     def broker_identity(self, options: KafkaOptions) -> Mapping[str, Any]:
         return {"bootstrap_servers": list(options.bootstrap_servers)}
-
-    def target_address(self, target: KafkaTarget, field: Callable[[str], str]) -> Address:
-        return (field("topic"),)
 
     def source_reads(self, source: KafkaSource) -> Matcher:
         if source.pattern is not None:

@@ -8,11 +8,11 @@ messages.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from connectors.mqtt.config import MqttOptions, MqttSource, MqttTarget
-from connectors.topology import ANY, ANY_TEXT, Address, Matcher, Topology, match_levels
+from connectors.topology import ANY, ANY_TEXT, Matcher, Topology, match_levels
 
 __all__ = ["MqttTopology", "mqtt_match"]
 
@@ -25,11 +25,10 @@ def mqtt_match(topic_filter: str, topic: str, any_marker: str | None = None) -> 
 
 
 class MqttTopology(Topology[MqttOptions, MqttSource, MqttTarget]):
+    address_fields = ("topic",)
+
     def broker_identity(self, options: MqttOptions) -> Mapping[str, Any]:
         return options.model_dump(include={"url", "host", "port"})
-
-    def target_address(self, target: MqttTarget, field: Callable[[str], str]) -> Address:
-        return (field("topic"),)
 
     def source_reads(self, source: MqttSource) -> Matcher:
         topic = source.topic

@@ -8,11 +8,11 @@ sources in one queue group, split the messages.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from connectors.nats.config import NatsOptions, NatsSource, NatsTarget
-from connectors.topology import ANY, ANY_TEXT, Address, Matcher, Topology, match_levels
+from connectors.topology import ANY, ANY_TEXT, Matcher, Topology, match_levels
 
 __all__ = ["NatsTopology", "nats_match"]
 
@@ -23,11 +23,10 @@ def nats_match(pattern: str, subject: str, any_marker: str | None = None) -> boo
 
 
 class NatsTopology(Topology[NatsOptions, NatsSource, NatsTarget]):
+    address_fields = ("subject",)
+
     def broker_identity(self, options: NatsOptions) -> Mapping[str, Any]:
         return {"servers": list(options.servers)}
-
-    def target_address(self, target: NatsTarget, field: Callable[[str], str]) -> Address:
-        return (field("subject"),)
 
     def source_reads(self, source: NatsSource) -> Matcher:
         subject = source.subject

@@ -100,17 +100,6 @@ def to_message(
     return AmqpMessage(event.data or b"", event.datacontenttype, headers)
 
 
-def header_clash(name: str) -> str | None:
-    """Why a target's own header ``name`` cannot travel beside this binding's, or None.
-
-    AMQP field-table names are case-sensitive; reading takes ``ce-``, ``cloudEvents_``
-    and ``cloudEvents:`` headers as attributes, refused here in any case (other
-    readers fold case). The content type is the ``content_type`` property, so a
-    ``content-type`` header is only a header.
-    """
-    return prefix_clash(name, INGEST_PREFIXES, "AMQP")
-
-
 def from_message(message: AmqpMessage) -> CloudEvent | None:
     """Read an AMQP message: the CloudEvent it carries, or ``None`` if it carries none.
 
@@ -157,3 +146,14 @@ def _header_value(header: str, value: object) -> str:
         f"a {type(value).__name__} value has no CloudEvents canonical string "
         "(expected text, UTF-8 bytes, an integer, a boolean or a timestamp)",
     )
+
+
+def header_clash(name: str) -> str | None:
+    """Why a target's own header ``name`` cannot travel beside this binding's, or None.
+
+    AMQP field-table names are case-sensitive; reading takes ``ce-``, ``cloudEvents_``
+    and ``cloudEvents:`` headers as attributes, refused here in any case (other
+    readers fold case). The content type is the ``content_type`` property, so a
+    ``content-type`` header is only a header.
+    """
+    return prefix_clash(name, INGEST_PREFIXES, "AMQP")

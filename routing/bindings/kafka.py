@@ -104,22 +104,6 @@ def to_message(
     return KafkaMessage(key, event.data, tuple(headers))
 
 
-def header_clash(name: str) -> str | None:
-    """Why a target's own header ``name`` cannot travel beside this binding's, or None.
-
-    Kafka header names are case-sensitive, but reading takes ``content-type`` in any
-    case (datacontenttype, or the event format of structured mode) and ``ce_<name>``
-    headers as attributes; both are refused in any case.
-    """
-    if name.lower() == CONTENT_TYPE:
-        return (
-            "the Kafka binding writes the content-type header itself (any case: it carries "
-            "datacontenttype, or the event format in structured mode); expected another "
-            "name (set datacontenttype with attributes: {set: ...})"
-        )
-    return prefix_clash(name, (HEADER_PREFIX,), "Kafka")
-
-
 def from_message(message: KafkaMessage) -> CloudEvent | None:
     """Read a Kafka record: the CloudEvent it carries, or ``None`` if it carries none.
 
@@ -155,3 +139,19 @@ def from_message(message: KafkaMessage) -> CloudEvent | None:
     if content_type is not None:
         attributes.add("datacontenttype", content_type, CONTENT_TYPE)
     return attributes.event(message.value)
+
+
+def header_clash(name: str) -> str | None:
+    """Why a target's own header ``name`` cannot travel beside this binding's, or None.
+
+    Kafka header names are case-sensitive, but reading takes ``content-type`` in any
+    case (datacontenttype, or the event format of structured mode) and ``ce_<name>``
+    headers as attributes; both are refused in any case.
+    """
+    if name.lower() == CONTENT_TYPE:
+        return (
+            "the Kafka binding writes the content-type header itself (any case: it carries "
+            "datacontenttype, or the event format in structured mode); expected another "
+            "name (set datacontenttype with attributes: {set: ...})"
+        )
+    return prefix_clash(name, (HEADER_PREFIX,), "Kafka")

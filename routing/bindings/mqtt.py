@@ -125,24 +125,6 @@ def to_message(
     return MqttMessage(event.data or b"", event.datacontenttype, properties, MQTT_5)
 
 
-def header_clash(name: str) -> str | None:
-    """Why a target's own User Property ``name`` cannot travel beside this binding's,
-    or None.
-
-    MQTT 5 User Property names are exact (case-sensitive): every one named like an
-    attribute (``^[a-z0-9]+$``) reads back as that attribute (3.1.3), and so does a
-    ``ce-`` prefixed one (refused in any case). ``Region`` or ``x-region`` are fine.
-    The content type is the Content Type property, not a User Property.
-    """
-    if is_valid_attribute_name(name):
-        return (
-            f"MQTT 5 User Properties named like an attribute are read back as that "
-            f"attribute; expected a name with a '-' or capitals (e.g. x-{name}), or set "
-            "the attribute with attributes: {set: ...}"
-        )
-    return prefix_clash(name, (INGEST_PREFIX,), "MQTT")
-
-
 def from_message(message: MqttMessage) -> CloudEvent | None:
     """Read an MQTT message: the CloudEvent it carries, or ``None`` if it carries none.
 
@@ -186,3 +168,21 @@ def _check_version(protocol_version: int) -> None:
         raise ValueError(
             f"protocol_version must be 5 (MQTT 5.0) or 4 (MQTT 3.1.1), not {protocol_version!r}"
         )
+
+
+def header_clash(name: str) -> str | None:
+    """Why a target's own User Property ``name`` cannot travel beside this binding's,
+    or None.
+
+    MQTT 5 User Property names are exact (case-sensitive): every one named like an
+    attribute (``^[a-z0-9]+$``) reads back as that attribute (3.1.3), and so does a
+    ``ce-`` prefixed one (refused in any case). ``Region`` or ``x-region`` are fine.
+    The content type is the Content Type property, not a User Property.
+    """
+    if is_valid_attribute_name(name):
+        return (
+            f"MQTT 5 User Properties named like an attribute are read back as that "
+            f"attribute; expected a name with a '-' or capitals (e.g. x-{name}), or set "
+            "the attribute with attributes: {set: ...}"
+        )
+    return prefix_clash(name, (INGEST_PREFIX,), "MQTT")

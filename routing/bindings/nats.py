@@ -116,22 +116,6 @@ def header_key(name: str) -> str:
     return name.lower()
 
 
-def header_clash(name: str) -> str | None:
-    """Why a target's own header ``name`` cannot travel beside this binding's, or None.
-
-    Names compare in any case: ``ce-`` headers are attributes, ``Content-Type`` is
-    the event format of structured mode, and ``Nats-Msg-Id`` is the JetStream
-    de-duplication id the connector writes (stable across retries).
-    """
-    for own in (CONTENT_TYPE, MSG_ID_HEADER):
-        if header_key(name) == header_key(own):
-            return (
-                f"the NATS binding writes the {own} header itself (names compare in any "
-                "case); expected another name"
-            )
-    return prefix_clash(name, (HEADER_PREFIX,), "NATS")
-
-
 def from_message(message: NatsMessage) -> CloudEvent | None:
     """Read a NATS message: the CloudEvent it carries, or ``None`` if it carries none.
 
@@ -222,3 +206,19 @@ def _unquote(text: str, where: str) -> str:
         out.append(char)
         i += 1
     return "".join(out)
+
+
+def header_clash(name: str) -> str | None:
+    """Why a target's own header ``name`` cannot travel beside this binding's, or None.
+
+    Names compare in any case: ``ce-`` headers are attributes, ``Content-Type`` is
+    the event format of structured mode, and ``Nats-Msg-Id`` is the JetStream
+    de-duplication id the connector writes (stable across retries).
+    """
+    for own in (CONTENT_TYPE, MSG_ID_HEADER):
+        if header_key(name) == header_key(own):
+            return (
+                f"the NATS binding writes the {own} header itself (names compare in any "
+                "case); expected another name"
+            )
+    return prefix_clash(name, (HEADER_PREFIX,), "NATS")
