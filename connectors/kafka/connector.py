@@ -131,7 +131,7 @@ class KafkaConnector(Connector[KafkaOptions, KafkaSource, KafkaTarget]):
     async def publish(self, target: KafkaTarget, event: CloudEvent) -> None:
         await self._send(target.topic, self.encode(target, event))
 
-    async def publishheader_bytes(self, message: RawMessage) -> None:
+    async def publish_raw(self, message: RawMessage) -> None:
         headers = tuple((name, header_bytes(value)) for name, value in message.headers.items())
         key = None if message.key is None else header_bytes(message.key)
         await self._send(message.address, binding.KafkaMessage(key, message.payload, headers))
