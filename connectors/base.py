@@ -56,6 +56,7 @@ from routing.formats import EventFormat
 from routing.templates import find_header
 
 __all__ = [
+    "BatchPublisher",
     "Capabilities",
     "Connector",
     "ConnectorOptions",
@@ -338,6 +339,27 @@ class RawPublisher(Protocol):
     """
 
     async def publish_raw(self, message: RawMessage) -> None: ...
+
+
+@runtime_checkable
+class BatchPublisher(Protocol):
+    """Optional contract hook: publish many events with one wait for all confirmations.
+
+    ``publish_many`` sends every ``(target, event)`` of ``items`` (targets rendered, as
+    for ``publish``) without waiting in between (JetStream: every publish, then the
+    PubAcks; Kafka: every record, then their futures) and returns once each one is
+    confirmed or failed: one entry per item, in order, ``None`` for a confirmed one,
+    else the exception ``publish`` would have raised for it (``ConnectorError``
+    subclasses, ``InvalidEvent``). One item's failure never fails the others, and the
+    call itself raises only for a bug. The runtime uses it to publish what a source
+    handed over in one go as one batch (docs/performance.md), and retries or
+    dead-letters each failed item alone; connectors without it get one ``publish``
+    per event.
+    """
+
+    async def publish_many(
+        self, items: Sequence[tuple[Any, CloudEvent]]
+    ) -> list[Exception | None]: ...
 
 
 @runtime_checkable

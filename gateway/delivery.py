@@ -66,8 +66,14 @@ class Deliverer:
         self.separator = separator
         self.flowing = flowing
 
-    async def publish(self, route: Route, rendered: Rendered) -> Failure | None:
-        """Publish with retries; None on success, else (last error, attempts, target)."""
+    async def publish(
+        self, route: Route, rendered: Rendered, failed: Exception | None = None
+    ) -> Failure | None:
+        """Publish with retries; None on success, else (last error, attempts, target).
+
+        ``failed``: the first attempt was made already (a batch, ``publish_many``) and
+        failed with this error; it is handled as this loop's first attempt.
+        """
         target, options, event = rendered.target, rendered.options, rendered.event
         if rendered.error is not None:
             return rendered.error, 0, target.describe()
@@ -83,45 +89,51 @@ class Deliverer:
         sent = self.gateway.connector_stats[target.connector]
         while True:
             attempt += 1
-            begun = time.perf_counter() if self.gateway.timed else 0.0
-            try:
-                if self.gateway.tracing is None:
-                    await connector.publish(options, event)
-                else:  # inside a send span whose context the message carries
-                    await self.gateway.tracing.send(connector, options, event, route)
-                sent.published += 1
-                if begun:
-                    sent.duration.observe(time.perf_counter() - begun)
-                return None
-            except (ConnectorError, InvalidEvent) as exc:
-                sent.failed += 1
-                sent.last_error = f"{type(exc).__name__}: {exc}"
-                retriable = isinstance(exc, ConnectorError) and exc.retriable
-                # One WARNING per route and target every few seconds: an outage fails
-                # every in-flight event the same way (the rest go to DEBUG).
-                held = None
-                if attempt <= policy.max_attempts:
-                    held = self.gateway.publish_warnings.admit(f"{route.name}\0{target.connector}")
-                log.log(
-                    logging.DEBUG if held is None else logging.WARNING,
-                    "route %s: publish to %s failed (attempt %d/%d%s): %s%s",
-                    route.name,
-                    target.describe(),
-                    attempt,
-                    policy.max_attempts,
-                    "; no dead_letter: retrying until it succeeds" if until_it_ends else "",
-                    exc,
-                    f" ({held} more failed attempts since the last warning)" if held else "",
-                )
-                if not retriable or (attempt >= policy.max_attempts and not until_it_ends):
-                    return exc, attempt, target.describe()
-            except Exception as exc:
-                sent.failed += 1
-                sent.last_error = f"{type(exc).__name__}: {exc}"
+            error, failed = failed, None
+            if error is None:
+                begun = time.perf_counter() if self.gateway.timed else 0.0
+                try:
+                    if self.gateway.tracing is None:
+                        await connector.publish(options, event)
+                    else:  # inside a send span whose context the message carries
+                        await self.gateway.tracing.send(connector, options, event, route)
+                    sent.published += 1
+                    if begun:
+                        sent.duration.observe(time.perf_counter() - begun)
+                    return None
+                except Exception as exc:
+                    error = exc
+            sent.failed += 1
+            sent.last_error = f"{type(error).__name__}: {error}"
+            if not isinstance(error, ConnectorError | InvalidEvent):
                 # A connector bug (an untranslated client exception): retrying is unlikely
                 # to help, and the message must not be stranded; dead-letter it.
-                log.exception("route %s: bug: publish to %s raised", route.name, target.describe())
-                return exc, attempt, target.describe()
+                log.error(
+                    "route %s: bug: publish to %s raised",
+                    route.name,
+                    target.describe(),
+                    exc_info=error,
+                )
+                return error, attempt, target.describe()
+            retriable = isinstance(error, ConnectorError) and error.retriable
+            # One WARNING per route and target every few seconds: an outage fails
+            # every in-flight event the same way (the rest go to DEBUG).
+            held = None
+            if attempt <= policy.max_attempts:
+                held = self.gateway.publish_warnings.admit(f"{route.name}\0{target.connector}")
+            log.log(
+                logging.DEBUG if held is None else logging.WARNING,
+                "route %s: publish to %s failed (attempt %d/%d%s): %s%s",
+                route.name,
+                target.describe(),
+                attempt,
+                policy.max_attempts,
+                "; no dead_letter: retrying until it succeeds" if until_it_ends else "",
+                error,
+                f" ({held} more failed attempts since the last warning)" if held else "",
+            )
+            if not retriable or (attempt >= policy.max_attempts and not until_it_ends):
+                return error, attempt, target.describe()
             self.gateway.stats[route.name].retries += 1
             if backoff is None:
                 backoff = Backoff(policy.initial_backoff, policy.max_backoff)

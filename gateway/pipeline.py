@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from connectors.backoff import Backoff
 from connectors.base import Delivery
 from connectors.errors import ConnectorError
+from gateway.batch import Batcher
 from gateway.delivery import Deliverer, Failure, record
 from gateway.inflight import Heartbeats, Lanes
 from gateway.plan import (
@@ -68,6 +69,10 @@ class Pipeline:
         self.flowing.set()
         self.deliverer = Deliverer(gateway, group, self.connector.address_separator, self.flowing)
         self.consumed = 0  # deliveries pulled from the source (metrics)
+        # Deliveries pulled in this event-loop turn, processed together (gateway.batch).
+        self.batch: list[Delivery] = []
+        self.held = 0  # deliveries in flight (pulled, not settled): each holds a slot
+        self.batcher = Batcher(self)
         self.verifier, self.strict = source_verifier(group.source)
         self.signature_failures = 0  # passthrough: events forwarded despite a bad signature
 
@@ -152,9 +157,38 @@ class Pipeline:
                 self.slots.release()
                 return
             self.consumed += 1
-            task = asyncio.create_task(self._process(delivery))
+            # What the source had buffered arrives without a trip through the event
+            # loop: collected here and launched as one batch once this loop waits.
+            if not self.batch:
+                asyncio.get_running_loop().call_soon(self._launch)
+            self.batch.append(delivery)
+            self.held += 1
+
+    def _launch(self) -> None:
+        """Process the deliveries pulled since the last launch: as one batch when the
+        batch path takes them (``gateway.batch``), else one task each."""
+        batch, self.batch = self.batch, []
+        if not batch:
+            return
+        if len(batch) > 1 and self.batcher.takes():
+            task = asyncio.create_task(self.batcher.process(batch))
             self.tasks.add(task)
-            task.add_done_callback(self._finished)
+            task.add_done_callback(self._batch_finished)
+            return
+        for delivery in batch:
+            self.spawn(delivery)
+
+    def spawn(self, delivery: Delivery) -> None:
+        """Process ``delivery`` alone in a task of its own, which frees its slot when done."""
+        task = asyncio.create_task(self._process(delivery))
+        self.tasks.add(task)
+        task.add_done_callback(self._finished)
+
+    def _batch_finished(self, task: asyncio.Task[None]) -> None:
+        # A batch frees its deliveries' slots itself, each as it is settled.
+        self.tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("bug: batch processing task failed", exc_info=task.exception())
 
     async def _give_back(self, delivery: Delivery) -> None:
         try:
@@ -162,9 +196,14 @@ class Pipeline:
         except ConnectorError as exc:  # unacknowledged: redelivered later, never lost
             log.debug("nack of an unprocessed delivery failed: %s", exc)
 
+    def free_slot(self) -> None:
+        """A delivery is settled (or given up at shutdown): its slot is free."""
+        self.held -= 1
+        self.slots.release()
+
     def _finished(self, task: asyncio.Task[None]) -> None:
         self.tasks.discard(task)
-        self.slots.release()
+        self.free_slot()
         if not task.cancelled() and task.exception() is not None:
             log.error("bug: processing task failed", exc_info=task.exception())
 
@@ -199,16 +238,24 @@ class Pipeline:
 
     async def drain(self, timeout: float) -> int:  # noqa: ASYNC109 - a budget, not a cancel
         """Wait for in-flight work; cancel what is left after ``timeout``. Returns that count."""
-        if self.tasks:
-            _done, pending = await asyncio.wait(set(self.tasks), timeout=timeout)
-            for task in pending:
-                task.cancel()
-            if pending:
-                await asyncio.gather(*pending, return_exceptions=True)
-            return len(pending)
-        return 0
+        self._launch()  # pulled in this loop turn: in flight too
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        # Looped: a batch may start tasks of its own while it runs.
+        while self.tasks and (left := deadline - loop.time()) > 0:
+            await asyncio.wait(set(self.tasks), timeout=left)
+        pending = set(self.tasks)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+        return len(pending)
 
     # -- per delivery -------------------------------------------------------------------
+
+    async def process(self, delivery: Delivery) -> None:
+        """Process one delivery alone (the per-delivery path); its slot stays taken."""
+        await self._process(delivery)
 
     async def _process(self, delivery: Delivery) -> None:
         token = id(delivery)
@@ -247,11 +294,15 @@ class Pipeline:
             )
             may_ack = all(results)
         if may_ack:
-            try:
-                await delivery.ack()
-            except ConnectorError as exc:
-                # The broker will redeliver: a duplicate, never a loss.
-                log.warning("ack failed on %s (will be redelivered): %s", self.group.connector, exc)
+            await self.ack(delivery)
+
+    async def ack(self, delivery: Delivery) -> None:
+        """Ack ``delivery`` (every route said it may be); a failed ack is logged."""
+        try:
+            await delivery.ack()
+        except ConnectorError as exc:
+            # The broker will redeliver: a duplicate, never a loss.
+            log.warning("ack failed on %s (will be redelivered): %s", self.group.connector, exc)
 
     def _refused(
         self, event: CloudEvent | None, delivery: Delivery, exc: SignatureError

@@ -506,7 +506,7 @@ class Gateway:
         log.info("gateway %s stopped", self.config.gateway.id)
 
     def in_flight(self) -> int:
-        return sum(len(p.tasks) for p in self.pipelines)
+        return sum(p.held for p in self.pipelines)
 
     async def wait_stopped(self) -> None:
         await self._stopped.wait()

@@ -17,7 +17,7 @@ from connectors.base import (
     RawMessage,
     dry_run_delivery,
 )
-from connectors.errors import ConnectionLost, MessageSpecError
+from connectors.errors import ConnectionLost, ConnectorError, MessageSpecError
 from connectors.headertext import header_bytes
 from connectors.kafka.config import KafkaOptions, KafkaSource, KafkaTarget
 from connectors.kafka.sink import Producer
@@ -26,6 +26,7 @@ from connectors.kafka.topology import KafkaTopology
 from connectors.tls import warn_insecure
 from routing.bindings import kafka as binding
 from routing.bindings import merge_headers
+from routing.errors import InvalidEvent
 from routing.event import CloudEvent
 
 __all__ = ["KafkaConnector"]
@@ -130,6 +131,30 @@ class KafkaConnector(Connector[KafkaOptions, KafkaSource, KafkaTarget, binding.K
 
     async def publish(self, target: KafkaTarget, event: CloudEvent) -> None:
         await self._send(target.topic, self.encode(target, event))
+
+    async def publish_many(
+        self, items: Sequence[tuple[KafkaTarget, CloudEvent]]
+    ) -> list[Exception | None]:
+        """``BatchPublisher``: every record handed to the producer, then the acks awaited."""
+        outcomes: list[Exception | None] = [None] * len(items)
+        records: list[tuple[str, binding.KafkaMessage]] = []
+        sent: list[int] = []
+        for index, (target, event) in enumerate(items):
+            try:
+                records.append((target.topic, self.encode(target, event)))
+            except (ConnectorError, InvalidEvent) as exc:
+                outcomes[index] = exc
+                continue
+            sent.append(index)
+        results = await self._producer.send_many(records)
+        for index, error in zip(sent, results, strict=True):
+            outcomes[index] = error
+        lost = next((e for e in results if isinstance(e, ConnectionLost)), None)
+        if lost is not None:
+            self._report(HealthState.RECONNECTING, str(lost))
+        elif results and self.health.state is HealthState.RECONNECTING:
+            self._report(HealthState.UP, "")
+        return outcomes
 
     async def publish_raw(self, message: RawMessage) -> None:
         headers = tuple((name, header_bytes(value)) for name, value in message.headers.items())

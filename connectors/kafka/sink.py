@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -136,8 +137,53 @@ class Producer:
         except KafkaError as exc:
             raise translate(exc, topic) from exc
 
+    async def send_many(
+        self, records: Sequence[tuple[str, KafkaMessage]]
+    ) -> list[ConnectorError | None]:
+        """Produce every (topic, message), then wait for their ``acks=all``: one outcome
+        per record, in order (None: acknowledged). The producer batches them by partition."""
+        producer = self._producer
+        if producer is None:
+            lost = ConnectionLost("kafka: connector is not started or already closed")
+            return [lost] * len(records)
+        outcomes: list[ConnectorError | None] = [None] * len(records)
+        futures: dict[int, Any] = {}
+        try:
+            async with asyncio.timeout(self._options.request_timeout_seconds + 5):
+                for index, (topic, message) in enumerate(records):
+                    value = message.value
+                    if value is None and message.key is None:
+                        value = b""  # as in send()
+                    try:
+                        future = await producer.send(
+                            topic, value=value, key=message.key, headers=list(message.headers)
+                        )
+                    except KafkaError as exc:
+                        outcomes[index] = translate(exc, topic)
+                        continue
+                    futures[index] = future
+                for index, future in futures.items():
+                    try:
+                        await future
+                    except KafkaError as exc:
+                        outcomes[index] = translate(exc, records[index][0])
+        except TimeoutError:
+            for index, (topic, _message) in enumerate(records):
+                if outcomes[index] is None and not _acknowledged(futures.get(index)):
+                    outcomes[index] = PublishTimeout(
+                        f"kafka: no acknowledgement for {topic!r} in time"
+                    )
+        return outcomes
+
     async def close(self) -> None:
         """Flush what is queued (waiting for its acks) and disconnect."""
         producer, self._producer = self._producer, None
         if producer is not None:
             await producer.stop()
+
+
+def _acknowledged(future: Any) -> bool:
+    """Whether a record was sent (``future``) and its acknowledgement came."""
+    if future is None or not future.done() or future.cancelled():
+        return False
+    return future.exception() is None

@@ -102,6 +102,12 @@ class NatsConnector(Connector[NatsOptions, NatsSource, NatsTarget, NatsMessage])
     async def publish(self, target: NatsTarget, event: CloudEvent) -> None:
         await sink.publish(self._link, self.options.publish_timeout_seconds, target, event)
 
+    async def publish_many(
+        self, items: Sequence[tuple[NatsTarget, CloudEvent]]
+    ) -> list[Exception | None]:
+        """``BatchPublisher``: every JetStream publish written, then the PubAcks awaited."""
+        return await sink.publish_many(self._link, self.options.publish_timeout_seconds, items)
+
     async def publish_raw(self, message: RawMessage) -> None:
         # JetStream (PubAck) unless the original came from a core subscription. Its
         # Nats-Msg-Id is dropped: the stream would discard the redrive as a duplicate.

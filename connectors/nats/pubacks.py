@@ -22,7 +22,7 @@ it replaces can fail what still waits on it (``fail_all``) at once.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Final
 
 import nats.errors
@@ -68,6 +68,49 @@ class PubAcks:
         finally:
             self._pending.pop(token, None)
         _check(reply)
+
+    async def publish_many(
+        self, messages: Sequence[tuple[str, bytes, dict[str, str] | None]], wait: float
+    ) -> list[BaseException | None]:
+        """Publish every (subject, data, headers), then await all their PubAcks: one
+        outcome per message (None: stored), each within ``wait`` seconds of its write."""
+        if not messages:
+            return []
+        if not self._prefix:
+            await self._subscribe()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        tokens: list[str] = []
+        futures: list[asyncio.Future[Msg]] = []
+        outcomes: list[BaseException | None] = [None] * len(messages)
+        try:
+            for index, (subject, data, headers) in enumerate(messages):
+                self._next += 1
+                token = str(self._next)
+                future: asyncio.Future[Msg] = loop.create_future()
+                self._pending[token] = (deadline, future)
+                tokens.append(token)
+                futures.append(future)
+                if self._sweeper is None:
+                    self._sweeper = loop.create_task(self._sweep())
+                reply = self._prefix + token
+                try:
+                    await self._nc.publish(subject, data, reply=reply, headers=headers)
+                except Exception as exc:  # this one is not sent: the others may be
+                    self._pending.pop(token, None)
+                    future.cancel()
+                    outcomes[index] = exc
+            for index, future in enumerate(futures):
+                if outcomes[index] is not None:
+                    continue
+                try:
+                    _check(await future)
+                except Exception as exc:
+                    outcomes[index] = exc
+        finally:
+            for token in tokens:
+                self._pending.pop(token, None)
+        return outcomes
 
     async def _subscribe(self) -> None:
         # Concurrent first publishes share one subscription.

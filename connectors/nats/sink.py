@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import math
+from collections.abc import Sequence
 
 import nats.errors
 import nats.js.errors
@@ -31,9 +32,10 @@ from connectors.nats.config import NatsTarget, check_publish_subject
 from connectors.nats.link import Link
 from routing.bindings import merge_headers
 from routing.bindings.nats import MSG_ID_HEADER, NatsMessage, header_clash, header_key, to_message
+from routing.errors import InvalidEvent
 from routing.event import CloudEvent
 
-__all__ = ["MSG_ID_HEADER", "dedup_id", "publish", "send"]
+__all__ = ["MSG_ID_HEADER", "dedup_id", "publish", "publish_many", "send"]
 
 _CONNECTION_ERRORS = (
     nats.errors.ConnectionClosedError,
@@ -84,13 +86,20 @@ async def _no_stream(link: Link, nc: Client, subject: str) -> bool:
     return False
 
 
-def _raise_if_denied(link: Link, subject: str, cause: BaseException | None = None) -> None:
-    denial = link.take_denial("publish", subject)
+def _denied(link: Link, subject: str) -> PublishRejected | None:
+    """The refusal of a publish the server denied (its -ERR), else None."""
+    if link.take_denial("publish", subject) is None:
+        return None
+    return PublishRejected(
+        f"not authorized: the NATS server refused publish to {subject!r} "
+        f"(permissions violation: the user lacks publish permission)"
+    )
+
+
+def _raise_if_denied(link: Link, subject: str) -> None:
+    denial = _denied(link, subject)
     if denial is not None:
-        raise PublishRejected(
-            f"not authorized: the NATS server refused publish to {subject!r} "
-            f"(permissions violation: the user lacks publish permission)"
-        ) from cause
+        raise denial
 
 
 def dedup_id(subject: str, event: CloudEvent) -> str:
@@ -147,25 +156,97 @@ async def send(
             # The server answers a denied PUB with -ERR before the flush's PONG.
             await link.flusher(nc).flush(math.ceil(wait))
             _raise_if_denied(link, subject)
-    except nats.js.errors.NoStreamResponseError as exc:
-        raise await _no_responders(link, nc, subject) from exc
-    except nats.errors.TimeoutError as exc:
-        _raise_if_denied(link, subject, exc)  # a denied JetStream publish gets no PubAck
+    except (nats.errors.Error, OSError) as exc:
+        raise await _failure(link, nc, wait, subject, jetstream, exc) from exc
+
+
+async def _failure(
+    link: Link, nc: Client, wait: float, subject: str, jetstream: bool, exc: BaseException
+) -> BaseException:
+    """The meshgate error for a nats-py error of a publish to ``subject`` (``exc`` itself
+    when it is no client error)."""
+    if isinstance(exc, nats.js.errors.NoStreamResponseError):
+        return await _no_responders(link, nc, subject)
+    if isinstance(exc, nats.errors.TimeoutError):
+        denial = _denied(link, subject)  # a denied JetStream publish gets no PubAck
+        if denial is not None:
+            return denial
         link.note_timeout(nc)  # the watchdog: a silent link times out every publish
         if jetstream and await _no_stream(link, nc, subject):
-            raise PublishRejected(
+            return PublishRejected(
                 f"no JetStream stream captures subject {subject!r}, and a core NATS "
                 "subscriber took the publish without answering (so it timed out instead of "
                 "being refused): create a stream, or set jetstream: false on the target"
-            ) from exc
-        raise PublishTimeout(f"no confirmation for {subject!r} within {wait}s") from exc
-    except nats.js.errors.ServiceUnavailableError as exc:
-        raise ConnectionLost(f"JetStream unavailable for {subject!r}: {exc}") from exc
-    except nats.js.errors.APIError as exc:
-        raise PublishRejected(f"JetStream refused {subject!r}: {exc}") from exc
-    except _CONNECTION_ERRORS as exc:
-        raise ConnectionLost(f"publish to {subject!r}: {exc}") from exc
-    except _MESSAGE_ERRORS as exc:
-        raise PublishRejected(f"publish to {subject!r}: {exc}") from exc
-    except nats.errors.Error as exc:
-        raise ConnectorError(f"publish to {subject!r}: {exc}") from exc
+            )
+        return PublishTimeout(f"no confirmation for {subject!r} within {wait}s")
+    if isinstance(exc, nats.js.errors.ServiceUnavailableError):
+        return ConnectionLost(f"JetStream unavailable for {subject!r}: {exc}")
+    if isinstance(exc, nats.js.errors.APIError):
+        return PublishRejected(f"JetStream refused {subject!r}: {exc}")
+    if isinstance(exc, _CONNECTION_ERRORS):
+        return ConnectionLost(f"publish to {subject!r}: {exc}")
+    if isinstance(exc, _MESSAGE_ERRORS):
+        return PublishRejected(f"publish to {subject!r}: {exc}")
+    if isinstance(exc, nats.errors.Error):
+        return ConnectorError(f"publish to {subject!r}: {exc}")
+    return exc
+
+
+async def publish_many(
+    link: Link, wait: float, items: Sequence[tuple[NatsTarget, CloudEvent]]
+) -> list[Exception | None]:
+    """Publish every item; one outcome per item (``BatchPublisher``).
+
+    JetStream publishes are all written, then their PubAcks awaited together; core
+    ones share one flush (``SharedFlush``), as concurrent ``publish`` calls would.
+    """
+    outcomes: list[Exception | None] = [None] * len(items)
+    jetstream: list[int] = []
+    sends: list[tuple[str, bytes, dict[str, str] | None]] = []
+    core: list[int] = []
+    for index, (target, event) in enumerate(items):
+        if not target.jetstream:
+            core.append(index)
+            continue
+        try:
+            message = encode(target, event)
+        except (ConnectorError, InvalidEvent) as exc:
+            outcomes[index] = exc
+            continue
+        raw = message.headers
+        headers = (raw if isinstance(raw, dict) else dict(raw)) if raw else None
+        jetstream.append(index)
+        sends.append((target.subject, message.data, headers))
+    if core:
+        results = await asyncio.gather(
+            *(publish(link, wait, *items[index]) for index in core), return_exceptions=True
+        )
+        for index, result in zip(core, results, strict=True):
+            outcomes[index] = _outcome(result)
+    if not sends:
+        return outcomes
+    nc = link.current()
+    limit = nc.max_payload
+    fits = [len(data) <= limit for _subject, data, _headers in sends]
+    if not all(fits):
+        for index, fit, (_subject, data, _headers) in zip(jetstream, fits, sends, strict=True):
+            if not fit:
+                outcomes[index] = PublishRejected(
+                    f"event {items[index][1].id!r} is {len(data)} bytes; the server accepts "
+                    f"at most {limit} (max_payload)"
+                )
+        sends = [send for send, fit in zip(sends, fits, strict=True) if fit]
+        jetstream = [index for index, fit in zip(jetstream, fits, strict=True) if fit]
+    replies = await link.pubacks(nc).publish_many(sends, wait)
+    for index, (subject, _data, _headers), error in zip(jetstream, sends, replies, strict=True):
+        if error is not None:
+            failure = await _failure(link, nc, wait, subject, True, error)
+            outcomes[index] = _outcome(failure)
+    return outcomes
+
+
+def _outcome(result: BaseException | None) -> Exception | None:
+    """An item's outcome; what is no ``Exception`` (a cancellation) is raised."""
+    if result is None or isinstance(result, Exception):
+        return result
+    raise result

@@ -1,0 +1,270 @@
+"""The batch path: what a source handed over in one go, processed as one batch.
+
+The pipeline (``gateway.pipeline``) collects the deliveries it pulls without waiting
+(a JetStream pull batch, an aiokafka ``getmany``, a burst in any source's buffer),
+bounded by the free ``max_in_flight`` slots. ``Batcher.process`` then:
+
+1. plans every delivery (decode, verify, match, render: ``gateway.plan``, as for one);
+2. publishes every rendered target of the batch with one ``publish_many`` per target
+   connector (``connectors.base.BatchPublisher``): all sent, then one wait for all
+   confirmations;
+3. acks every delivery whose targets all confirmed, in one go (JetStream: the
+   ``+ACK``s leave in one write; Kafka: the commit point moves, committed once);
+4. retries or dead-letters each failed event alone (``Deliverer.publish`` carries on
+   from the failed first attempt), holding only its own slot.
+
+A delivery the batch path does not take (not a CloudEvent, invalid, filtered by one
+of its routes, a mesh loop, a template error, a target connector without
+``publish_many``) is processed alone, exactly as without batches. A group with an
+``ordered`` route, a gateway tracing each event, and a batch of one take the
+per-delivery path entirely (``Batcher.takes``), so per-key order and spans are kept
+as they are.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from connectors.base import BatchPublisher, Delivery
+from gateway.delivery import Failure, record
+from gateway.plan import Forward, Rendered, decode, plan_route, verify
+from routing.event import CloudEvent
+from routing.router import Route
+from routing.verifiability import SignatureError
+
+if TYPE_CHECKING:
+    from gateway.pipeline import Pipeline
+
+__all__ = ["Batcher"]
+
+
+@dataclass(slots=True)
+class _Entry:
+    """One delivery on the batch path: its forwarded routes and what failed."""
+
+    delivery: Delivery
+    forwards: list[tuple[Route, Forward]]
+    failed: dict[int, list[tuple[Rendered, Exception]]] = field(default_factory=dict)
+    """Index in ``forwards`` -> the targets of that route that failed, with why."""
+
+
+class Batcher:
+    """Processes batches of deliveries for one pipeline (see the module docstring)."""
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.pipeline = pipeline
+        self.gateway = pipeline.gateway
+        self.batches = 0  # batches processed on the batch path (tests, diagnostics)
+        # Connector class -> whether it is a BatchPublisher (a runtime-checkable
+        # Protocol check costs microseconds: once per class, not per event).
+        self._publishers: dict[type, bool] = {}
+
+    def takes(self) -> bool:
+        """Whether batches of this pipeline go the batch path now."""
+        return not self.pipeline.ordered and self.gateway.tracing is None
+
+    async def process(self, batch: list[Delivery]) -> None:
+        """Plan, publish, ack ``batch``; each delivery's slot is freed once it is settled."""
+        pipeline = self.pipeline
+        self.batches += 1
+        started = time.perf_counter() if self.gateway.timed else 0.0
+        entries: list[_Entry] = []
+        alone: list[Delivery] = []
+        for delivery in batch:
+            if delivery.in_progress is not None:
+                pipeline.heartbeats.add(id(delivery), delivery.in_progress)
+            entry = self._plan(delivery)
+            if entry is None:
+                alone.append(delivery)
+            else:
+                entries.append(entry)
+        settled: set[int] = set()  # ids of the deliveries whose slot was freed
+        tasks = [asyncio.ensure_future(self._alone(delivery, settled)) for delivery in alone]
+        try:
+            if entries:
+                await self._publish(entries)
+                retry = [entry for entry in entries if entry.failed]
+                await self._ack([entry for entry in entries if not entry.failed], started, settled)
+                tasks += [asyncio.ensure_future(self._recover(e, started, settled)) for e in retry]
+            if tasks:
+                await _all(tasks)
+        finally:
+            # Cancelled (the drain timeout): the deliveries' own tasks end first, then
+            # every slot not freed yet is.
+            for task in tasks:
+                task.cancel()
+            if tasks:
+                await asyncio.gather(*tasks, return_exceptions=True)
+            for delivery in batch:
+                if id(delivery) not in settled:
+                    self._free(delivery, settled)
+
+    def _free(self, delivery: Delivery, settled: set[int]) -> None:
+        settled.add(id(delivery))
+        self.pipeline.heartbeats.remove(id(delivery))
+        self.pipeline.free_slot()
+
+    # -- planning -------------------------------------------------------------------
+
+    def _plan(self, delivery: Delivery) -> _Entry | None:
+        """The routes ``delivery`` is forwarded on, all to batch publishers; None when
+        anything else happens to it (it is processed alone)."""
+        pipeline = self.pipeline
+        event, error = decode(pipeline.connector, delivery)
+        if error is not None or event is None:
+            return None
+        if pipeline.verifier is not None:
+            try:
+                event = verify(pipeline.verifier, event)
+            except SignatureError:
+                return None
+        routes, rejected = pipeline.group.split(event)
+        if rejected or not routes:
+            return None
+        forwards: list[tuple[Route, Forward]] = []
+        for route in routes:
+            plan = plan_route(
+                route,
+                delivery,
+                event,
+                None,
+                pipeline.connector.address_separator,
+                self.gateway.loop_guard,
+                matched=True,
+            )
+            if not isinstance(plan, Forward) or not all(self._batched(r) for r in plan.targets):
+                return None
+            forwards.append((route, plan))
+        return _Entry(delivery, forwards)
+
+    def _batched(self, rendered: Rendered) -> bool:
+        if rendered.error is not None:
+            return False
+        connector = self.gateway.connectors[rendered.target.connector]
+        known = self._publishers.get(type(connector))
+        if known is None:
+            known = self._publishers[type(connector)] = isinstance(connector, BatchPublisher)
+        return known
+
+    # -- publishing -----------------------------------------------------------------
+
+    async def _publish(self, entries: list[_Entry]) -> None:
+        """One ``publish_many`` per target connector, all at once; failures noted."""
+        stats = self.gateway.stats
+        jobs: dict[str, list[tuple[_Entry, int, Rendered]]] = {}
+        for entry in entries:
+            for index, (route, plan) in enumerate(entry.forwards):
+                counts = stats[route.name]
+                counts.received += 1
+                counts.in_flight += 1
+                for rendered in plan.targets:
+                    jobs.setdefault(rendered.target.connector, []).append((entry, index, rendered))
+        names = list(jobs)
+        outcomes = await _all([self._publish_to(name, jobs[name]) for name in names])
+        for name, results in zip(names, outcomes, strict=True):
+            for (entry, index, rendered), error in zip(jobs[name], results, strict=True):
+                if error is not None:
+                    entry.failed.setdefault(index, []).append((rendered, error))
+
+    async def _publish_to(
+        self, name: str, jobs: list[tuple[_Entry, int, Rendered]]
+    ) -> list[Exception | None]:
+        connector: Any = self.gateway.connectors[name]
+        begun = time.perf_counter() if self.gateway.timed else 0.0
+        try:
+            results: list[Exception | None] = await connector.publish_many(
+                [(rendered.options, rendered.event) for _entry, _index, rendered in jobs]
+            )
+        except Exception as exc:  # a connector bug: each event retries alone
+            results = [exc] * len(jobs)
+        sent = self.gateway.connector_stats[name]
+        confirmed = sum(result is None for result in results)
+        sent.published += confirmed
+        if begun and confirmed:
+            took = time.perf_counter() - begun
+            for _ in range(confirmed):
+                sent.duration.observe(took)
+        return results
+
+    # -- settling -------------------------------------------------------------------
+
+    async def _ack(self, entries: list[_Entry], started: float, settled: set[int]) -> None:
+        """Count and ack the deliveries whose every target confirmed."""
+        for entry in entries:
+            for route, plan in entry.forwards:
+                self.gateway.stats[route.name].in_flight -= 1
+                self._delivered(route, plan.event, entry.delivery, started)
+        for entry in entries:
+            await self._settle(entry.delivery, settled)
+
+    async def _settle(self, delivery: Delivery, settled: set[int]) -> None:
+        try:
+            await self.pipeline.ack(delivery)
+        finally:
+            self._free(delivery, settled)
+
+    def _delivered(
+        self, route: Route, event: CloudEvent, delivery: Delivery, started: float
+    ) -> None:
+        stats = self.gateway.stats[route.name]
+        stats.delivered += 1
+        if started:
+            stats.duration.observe(time.perf_counter() - started)
+        if self.gateway.follower is not None:
+            self.gateway.follower(route.name, "delivered", event, delivery, None)
+
+    async def _recover(self, entry: _Entry, started: float, settled: set[int]) -> None:
+        """Retry (or dead-letter) the failed targets of one delivery, then ack it."""
+        deliverer = self.pipeline.deliverer
+        may_ack = True
+        for index, (route, plan) in enumerate(entry.forwards):
+            stats = self.gateway.stats[route.name]
+            failed = entry.failed.get(index)
+            try:
+                if not failed:
+                    self._delivered(route, plan.event, entry.delivery, started)
+                    continue
+                outcomes = await _all(
+                    [deliverer.publish(route, rendered, error) for rendered, error in failed]
+                )
+                failures: list[Failure] = [outcome for outcome in outcomes if outcome]
+                if not failures:
+                    self._delivered(route, plan.event, entry.delivery, started)
+                    continue
+                error, attempts, target = failures[0]
+                stored = await deliverer.dead_letter(
+                    route, entry.delivery, plan.event, error, attempts, target
+                )
+                may_ack = may_ack and stored
+            except BaseException as exc:  # cancelled after the drain timeout, or a bug
+                stats.failed += 1
+                record(self.gateway, route.name, "failed", plan.event, entry.delivery, exc)
+                raise
+            finally:
+                stats.in_flight -= 1
+        if may_ack:
+            await self._settle(entry.delivery, settled)
+        else:
+            self._free(entry.delivery, settled)
+
+    async def _alone(self, delivery: Delivery, settled: set[int]) -> None:
+        """The per-delivery path, for a delivery the batch path does not take."""
+        try:
+            await self.pipeline.process(delivery)
+        finally:
+            self._free(delivery, settled)
+
+
+async def _all(awaitables: list[Any]) -> list[Any]:
+    """Await every one; the first error is raised once all are done (none is left
+    running behind a failure, so no delivery is settled twice or left unsettled)."""
+    if len(awaitables) == 1:
+        return [await awaitables[0]]
+    results = await asyncio.gather(*awaitables, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return results
