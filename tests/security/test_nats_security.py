@@ -22,7 +22,16 @@ from connectors.nats.link import TlsNotOffered
 from gateway.localbrokers import LOOPBACK
 from tests.brokers import unique_name
 from tests.integration.conformance import sample_event
-from tests.security.brokers import PASSWORD, TOKEN, USER, Pki, PlainNats, SecureNats
+from tests.security.brokers import (
+    PASSWORD,
+    TOKEN,
+    USER,
+    Operator,
+    OperatorNats,
+    Pki,
+    PlainNats,
+    SecureNats,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 WAIT = 10.0
@@ -235,3 +244,29 @@ async def test_wrong_password_is_a_clear_error_without_the_password(
         await asyncio.wait_for(conn.start(), WAIT)
     await conn.close()
     assert "wrong-Pw77" not in str(failure.value) and "wrong-Pw77" not in caplog.text
+
+
+async def test_tls_creds_file_operator_jwt(
+    nats_operator: OperatorNats, pki: Pki, operator: Operator
+) -> None:
+    """Decentralized auth: a .creds file (user JWT signed by the account + nkey seed)."""
+    conn = connector(nats_operator.url, tls={"ca_file": pki.ca}, creds_file=operator.creds)
+    async with running(conn):
+        assert encrypted(conn)
+        await round_trip(conn)
+        # The permissions come from the user JWT: outside ok.> is refused.
+        target = NatsTarget(connector=conn.name, subject="denied.x", jetstream=False)
+        with pytest.raises(PublishRejected, match="permission"):
+            await conn.publish(target, sample_event(4))
+
+
+async def test_creds_of_an_account_the_operator_did_not_sign_are_refused(
+    nats_operator: OperatorNats, pki: Pki, operator: Operator, caplog: pytest.LogCaptureFixture
+) -> None:
+    conn = connector(nats_operator.url, tls={"ca_file": pki.ca}, creds_file=operator.stranger_creds)
+    with pytest.raises(ConnectionLost, match=conn.name) as failure:
+        await asyncio.wait_for(conn.start(), WAIT)
+    await conn.close()
+    seed = operator.stranger_creds.read_text().split("SEED-----\n")[1].split("\n")[0]
+    for text in (str(failure.value), caplog.text):
+        assert seed not in text and operator.user_seed not in text
