@@ -426,7 +426,8 @@ class Link:
                 # Answered asynchronously (-ERR); the connection stays. Whoever waits on
                 # that subject (the sink after its flush or timeout, a new subscription
                 # after its flush) picks it up with take_denial.
-                kind, subject = denial.group(1).lower(), denial.group(2)
+                # nats-py lowercases -ERR texts: subjects are matched case-insensitively.
+                kind, subject = denial.group(1).lower(), denial.group(2).lower()
                 self._denials[(kind, subject)] = str(exc)
                 if len(self._denials) > 1024:  # nobody asked for old ones: bounded
                     self._denials.pop(next(iter(self._denials)))
@@ -464,7 +465,16 @@ class Link:
     def take_denial(self, kind: str, subject: str) -> str | None:
         """The server's permissions violation for ``kind`` ("publish" or "subscription")
         on ``subject`` since the last call, or None."""
-        return self._denials.pop((kind, subject), None)
+        return self._denials.pop((kind, subject.lower()), None)
+
+    def take_denied_prefix(self, kind: str, prefix: str) -> tuple[str, str] | None:
+        """(subject in lower case, server's text) of a permissions violation for ``kind``
+        on a subject starting with ``prefix`` since the last call, or None."""
+        prefix = prefix.lower()
+        for key in self._denials:
+            if key[0] == kind and key[1].startswith(prefix):
+                return key[1], self._denials.pop(key)
+        return None
 
     def note_drop(self, subject: str) -> None:
         """Count (and log, sparingly) a core NATS message dropped by a slow consumer."""

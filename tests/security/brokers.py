@@ -24,6 +24,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import time
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ from gateway.localbrokers import LOOPBACK, free_port, nats_server_binary, port_o
 from tests.faults.brokers import BrokerProcess, PrivateRabbit
 
 __all__ = [
+    "JetStreamUsersNats",
     "Operator",
     "OperatorNats",
     "Pki",
@@ -276,6 +278,49 @@ class OperatorNats(BrokerProcess):
             f'resolver_preload: {{ {op.account_public}: "{op.account_jwt}" }}\n'
         )
         return [str(nats_server_binary()), "-c", str(conf)]
+
+
+class JetStreamUsersNats(BrokerProcess):
+    """nats-server with JetStream and two users: ``admin`` (everything) and ``gw``, who
+    may read stream and consumer info but not create consumers or pull, until
+    :meth:`grant_consumers` rewrites the config and reloads it (SIGHUP)."""
+
+    name = "nats-js-users"
+    ADMIN = ("admin", "admin-Pw31")
+    _LOOKUP = ("$JS.API.INFO", "$JS.API.STREAM.INFO.>", "$JS.API.CONSUMER.INFO.>")
+    _CONSUME = ("$JS.API.CONSUMER.>", "$JS.ACK.>")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.granted = False
+
+    @property
+    def url(self) -> str:
+        return f"nats://{LOOPBACK}:{self.port}"
+
+    def _config(self) -> Path:
+        allowed = ["_INBOX.>", *self._LOOKUP, *(self._CONSUME if self.granted else ())]
+        publish = ", ".join(f'"{subject}"' for subject in allowed)
+        conf = self.workdir / "nats.conf"
+        conf.write_text(
+            f"listen: {LOOPBACK}:{self.port}\n"
+            f'jetstream {{ store_dir: "{self.workdir / "js"}" }}\n'
+            "authorization { users: [\n"
+            f'  {{user: "{self.ADMIN[0]}", password: "{self.ADMIN[1]}"}},\n'
+            f'  {{user: "{USER}", password: "{PASSWORD}", permissions: '
+            f'{{publish: {{allow: [{publish}]}}, subscribe: {{allow: ["_INBOX.>"]}}}}}}\n'
+            "] }\n"
+        )
+        return conf
+
+    def command(self) -> list[str]:
+        return [str(nats_server_binary()), "-c", str(self._config())]
+
+    def grant_consumers(self) -> None:
+        """Let ``gw`` create consumers, pull and ack: a config reload, no restart."""
+        self.granted = True
+        self._config()
+        os.kill(self.pid, signal.SIGHUP)
 
 
 class PlainNats(BrokerProcess):
