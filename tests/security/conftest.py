@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.security.brokers import (
+    JetStreamUsersNats,
     Operator,
     OperatorNats,
     Pki,
@@ -61,6 +62,15 @@ def operator(secdir: Path) -> Operator:
 def nats_operator(pki: Pki, operator: Operator) -> Iterator[OperatorNats]:
     """Operator mode: users log in with .creds files (JWT + seed), over verified TLS."""
     broker = OperatorNats(pki, operator)
+    with broker:
+        yield broker
+
+
+@pytest.fixture
+def nats_js_users() -> Iterator[JetStreamUsersNats]:
+    """JetStream; user gw may not create consumers until ``grant_consumers()``. Per
+    test: the test changes the server's permissions."""
+    broker = JetStreamUsersNats()
     with broker:
         yield broker
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -273,14 +273,6 @@ async def test_creds_of_an_account_the_operator_did_not_sign_are_refused(
     seed = operator.stranger_creds.read_text().split("SEED-----\n")[1].split("\n")[0]
     for text in (str(failure.value), caplog.text):
         assert seed not in text and operator.user_seed not in text
-
-
-@pytest.fixture
-def nats_js_users() -> Iterator[JetStreamUsersNats]:
-    """Per test: the test changes the server's permissions."""
-    broker = JetStreamUsersNats()
-    with broker:
-        yield broker
 
 
 async def test_denied_jetstream_consumer_fails_at_once_then_consumes_once_granted(
