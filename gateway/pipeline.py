@@ -39,6 +39,9 @@ __all__ = ["NotACloudEvent", "Pipeline"]
 log = logging.getLogger("meshgate.runtime")
 
 _NO_VALUES = TemplateValues()
+_SETTLED = 5.0
+"""Seconds a resubscribed source must run without failing before a source failure no
+longer counts against readiness (or until it delivers a message, whichever is first)."""
 
 
 class NotACloudEvent(MeshgateError):
@@ -67,6 +70,8 @@ class Pipeline:
         self.flowing.set()
         self.deliverer = Deliverer(gateway, group, self.connector.address_separator, self.flowing)
         self.consumed = 0  # deliveries pulled from the source (metrics)
+        self.source_error = ""  # why the source iterator last failed ("" once it recovered)
+        self.subscribed_at = 0.0  # monotonic time the current source iterator was made
         verify: VerifyOptions | None = getattr(group.source, "verify", None)
         # Keys were checked when the config was loaded; read again per pipeline.
         self.verifier = None if verify is None else Verifier.from_files(verify.public_key_files)
@@ -85,6 +90,7 @@ class Pipeline:
                 await self._consume()
                 return
             except (ConnectorError, OSError) as exc:
+                self.source_error = str(exc) or type(exc).__name__
                 log.error(
                     "source %s of routes %s failed, resubscribing: %s",
                     self.group.connector,
@@ -100,7 +106,18 @@ class Pipeline:
                 return
             await backoff.sleep()
 
+    def source_problem(self) -> str:
+        """Why the source is not consuming after a failure (a denied subscription, a
+        refused consumer), or "": readiness (``/readyz``) shows it while the source
+        retries, until the resubscribed source delivers or runs ``_SETTLED`` seconds."""
+        if not self.source_error:
+            return ""
+        if self.stream is not None and time.monotonic() - self.subscribed_at >= _SETTLED:
+            self.source_error = ""
+        return self.source_error
+
     async def _consume(self) -> None:
+        self.subscribed_at = time.monotonic()
         self.stream = stream = aiter(self.connector.consume(self.group.source))
         while not self.stopping:
             # Take a slot first: the next message is pulled only when one is free.
@@ -128,6 +145,7 @@ class Pipeline:
                 raise
             finally:
                 self.pulling = False
+            self.source_error = ""  # delivering again
             if self.stopping:
                 # Pulled while stopping: never processed. Given back (JetStream -NAK,
                 # AMQP requeue, Kafka rewind; MQTT never acks it), so the next consumer
