@@ -267,6 +267,9 @@ class Link:
                 self._log.warning("%s: flush on close failed: %s", self._label, exc)
         if nc is not None:
             # No PONG: closing may hang on the silent socket too (bounded, then cut).
+            # Reconnecting (e.g. every TLS handshake failing): nats-py's close waits
+            # for its reconnect loop, so it is bounded the same way.
+            silent = silent or not nc.is_connected
             await (self._drop(nc) if silent else _discard(nc))
         self._health.state = HealthState.CLOSED
 
@@ -352,6 +355,7 @@ class Link:
 
     def _pick_server(self, pool: list[Server], _info: dict[str, Any]) -> tuple[Server, float]:
         # The least-tried server next; wait reconnect_wait plus 0..jitter seconds.
+        self._renew_tls(self._nc)
         fewest = min(server.reconnects for server in pool)
         server = random.choice([s for s in pool if s.reconnects == fewest])
         delay = self._options.reconnect_wait + random.uniform(0, self._options.reconnect_jitter)
@@ -362,6 +366,23 @@ class Link:
             asyncio.get_running_loop().create_task(self._give_up(self._nc))
             delay = 3600.0
         return server, delay
+
+    def _renew_tls(self, nc: Client | None) -> None:
+        """A TLS context freshly built from the files for the next reconnect of ``nc``.
+
+        nats-py reconnects with the context it was given at connect; without this, a
+        rotated CA or certificate would apply only once the client is replaced, and
+        with ``max_reconnect_attempts: -1`` (the default) never. A file broken by the
+        rotation keeps the previous context for this attempt, loudly.
+        """
+        if nc is None or self._tls is None:
+            return
+        try:
+            self._tls = self._options.ssl_context(self._label)
+        except TlsConfigError as exc:
+            self._log.error("%s: %s; reconnecting with the TLS files read before", self._label, exc)
+            return
+        nc.options["tls"] = self._tls
 
     async def _give_up(self, nc: Client) -> None:
         if nc is not self._nc or self._closing:
