@@ -316,7 +316,9 @@ class Link:
         except (*_ClientErrors, ImportError) as exc:
             if not connecting.done():
                 connecting.cancel()
-            await _discard(nc)
+            # Bounded: after a failed TLS handshake nats-py's close may wait forever for
+            # the socket to close (seen under load: a refused mTLS client hung 10 s+).
+            await self._drop(nc)
             cause = self._last_error or exc
             raise ConnectionLost(
                 f"{self._label}: cannot connect to {self.servers}: {_describe(cause)}"
