@@ -17,9 +17,9 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections import defaultdict, deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from pydantic import Field
 
@@ -37,6 +37,8 @@ from connectors.base import (
 )
 from connectors.errors import ConnectionLost, ConnectorError, MessageSpecError, PublishRejected
 from connectors.readiness import Subscriptions
+from connectors.topology import Matcher, Topology, may_equal
+from routing.bindings import merge_headers
 from routing.bindings import nats as binding
 from routing.event import CloudEvent
 
@@ -104,7 +106,25 @@ class MemoryTarget(TargetOptions):
     template_fields: ClassVar[tuple[str, ...]] = ("topic",)
 
 
-class MemoryConnector(Connector[MemoryOptions, MemorySource, MemoryTarget]):
+class MemoryTopology(Topology[MemoryOptions, MemorySource, MemoryTarget]):
+    """A namespace is one broker; a topic is one queue its consumers share."""
+
+    address_fields = ("topic",)
+
+    def broker_identity(self, options: MemoryOptions) -> Mapping[str, Any]:
+        return {"namespace": options.namespace}
+
+    def source_reads(self, source: MemorySource) -> Matcher:
+        return lambda address: may_equal(source.topic, address[0])
+
+    def source_text(self, source: MemorySource) -> str:
+        return source.topic
+
+    def sources_share(self, a: MemorySource, b: MemorySource) -> bool:
+        return a.topic == b.topic
+
+
+class MemoryConnector(Connector[MemoryOptions, MemorySource, MemoryTarget, binding.NatsMessage]):
     Options = MemoryOptions
     Source = MemorySource
     Target = MemoryTarget
@@ -115,6 +135,7 @@ class MemoryConnector(Connector[MemoryOptions, MemorySource, MemoryTarget]):
         headers=True,
         max_message_bytes=None,
     )
+    topology = MemoryTopology()
 
     def __init__(self, name: str, options: MemoryOptions) -> None:
         super().__init__(name, options)
@@ -136,7 +157,7 @@ class MemoryConnector(Connector[MemoryOptions, MemorySource, MemoryTarget]):
     async def wait_subscribed(self, source: MemorySource) -> None:
         await self._subscriptions.wait(source)
 
-    async def consume(self, source: MemorySource) -> AsyncIterator[Delivery]:
+    async def consume(self, source: MemorySource) -> AsyncIterator[Delivery[binding.NatsMessage]]:
         queue = self.broker.topics[source.topic]
         limit = source.max_in_flight
         # Like a broker: what this consumer took but did not settle goes back to the
@@ -181,13 +202,13 @@ class MemoryConnector(Connector[MemoryOptions, MemorySource, MemoryTarget]):
         message: binding.NatsMessage,
         unsettled: dict[int, binding.NatsMessage],
         settled: asyncio.Event,
-    ) -> Delivery:
+    ) -> Delivery[binding.NatsMessage]:
         async def ack() -> None:
             if unsettled.pop(number, None) is not None:
                 self.broker.acked.append(number)
                 settled.set()
 
-        async def nack(requeue: bool) -> None:
+        async def nack(*, requeue: bool) -> None:
             if unsettled.pop(number, None) is None:
                 return
             self.broker.nacked.append(number)
@@ -212,7 +233,9 @@ class MemoryConnector(Connector[MemoryOptions, MemorySource, MemoryTarget]):
         )
 
     @classmethod
-    def dry_run_delivery(cls, options: MemoryOptions, spec: MessageSpec) -> Delivery:
+    def dry_run_delivery(
+        cls, options: MemoryOptions, spec: MessageSpec
+    ) -> Delivery[binding.NatsMessage]:
         topic = spec.text("topic", spec.address)
         if not topic:
             raise MessageSpecError("a memory --message needs `topic` (or `address`)")
@@ -220,18 +243,22 @@ class MemoryConnector(Connector[MemoryOptions, MemorySource, MemoryTarget]):
         return dry_run_delivery(spec, message, topic, coordinates={"topic": topic})
 
     @classmethod
-    def source_receives(cls, source: MemorySource, delivery: Delivery) -> bool:
+    def source_receives(cls, source: MemorySource, delivery: Delivery[binding.NatsMessage]) -> bool:
         return source.topic == delivery.address
 
-    def decode(self, delivery: Delivery) -> CloudEvent | None:
-        message: binding.NatsMessage = delivery.message
+    def decode(self, delivery: Delivery[binding.NatsMessage]) -> CloudEvent | None:
+        message = delivery.message
         return binding.from_message(message)
 
     def encode(self, target: MemoryTarget, event: CloudEvent) -> binding.NatsMessage:
         message = binding.to_message(event, target.mode, fmt=target.format)
         if not target.headers:
             return message
-        return binding.NatsMessage(message.data, {**target.headers, **(message.headers or {})})
+        own = (message.headers or {}).items()
+        merged = merge_headers(
+            own, target.headers.items(), same=binding.header_key, refused=binding.header_clash
+        )
+        return binding.NatsMessage(message.data, dict(merged))
 
     async def publish(self, target: MemoryTarget, event: CloudEvent) -> None:
         self._check_open()
@@ -240,6 +267,10 @@ class MemoryConnector(Connector[MemoryOptions, MemorySource, MemoryTarget]):
         if not target.topic:
             raise PublishRejected("empty topic")
         self.broker.put(target.topic, self.encode(target, event))
+
+    @classmethod
+    def header_clash(cls, options: MemoryOptions, name: str) -> str | None:
+        return binding.header_clash(name)
 
     @classmethod
     def read_back(cls, target: MemoryTarget, reader: str) -> MemorySource | None:

@@ -6,11 +6,7 @@
 
 from __future__ import annotations
 
-import datetime as dt
-import decimal
-import json
 import ssl
-from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any, ClassVar, Literal, Self
 
@@ -25,8 +21,9 @@ from pydantic import (
 from yarl import URL
 
 from connectors.base import ConnectorOptions, SourceOptions, TargetOptions
-from connectors.tls import TlsOptions, legacy_tls_error
-from routing.event import canonical_string
+from connectors.redact import redact_url
+from connectors.renamed import Renamed
+from connectors.tls import TlsOptions, client_context, legacy_tls_error
 
 __all__ = [
     "AmqpOptions",
@@ -36,8 +33,6 @@ __all__ = [
     "ExchangeDeclaration",
     "ExchangeKind",
     "QueueType",
-    "header_text",
-    "redact_url",
 ]
 
 ArgumentValue = str | int | float | bool
@@ -91,6 +86,11 @@ class AmqpOptions(ConnectorOptions):
 
     # Validation errors must not echo the url: it may hold the password.
     model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+    renamed: ClassVar[tuple[Renamed, ...]] = (
+        Renamed("heartbeat", "heartbeat_seconds"),
+        Renamed("connect_timeout", "connect_timeout_seconds"),
+        Renamed("confirm_timeout", "confirm_timeout_seconds"),
+    )
 
     type: Literal["amqp"] = "amqp"
     url: str = Field(
@@ -103,7 +103,7 @@ class AmqpOptions(ConnectorOptions):
         description="TLS settings (docs/security.md); needs an amqps:// url. An amqps:// "
         "url alone means TLS verified by the system CAs.",
     )
-    heartbeat: int = Field(
+    heartbeat_seconds: int = Field(
         default=60,
         ge=0,
         le=3600,
@@ -113,10 +113,10 @@ class AmqpOptions(ConnectorOptions):
         default=None,
         description="Name shown in RabbitMQ management; default 'meshgate:<connector name>'.",
     )
-    connect_timeout: float = Field(
+    connect_timeout_seconds: float = Field(
         default=10.0, gt=0, description="Seconds allowed for one connection attempt."
     )
-    confirm_timeout: float = Field(
+    confirm_timeout_seconds: float = Field(
         default=10.0,
         gt=0,
         description="Seconds a publish waits for the broker's confirm before PublishTimeout.",
@@ -154,17 +154,12 @@ class AmqpOptions(ConnectorOptions):
         return URL(self.url).scheme == "amqps"
 
     def ssl_context(self, connector: str) -> ssl.SSLContext | None:
-        """Our TLS context for amqps:// (system CAs without a tls: block), else None.
-
-        Always ours, never aiormq's default, so verification follows one model.
-        """
-        if not self.uses_tls:
-            return None
-        return (self.tls or TlsOptions()).ssl_context(connector)
+        """Our TLS context for amqps:// (``connectors.tls.client_context``), else None."""
+        return client_context(self.tls, connector, on=self.uses_tls)
 
     def connection_url(self) -> URL:
         """The broker URL with the heartbeat option applied (still holds the password)."""
-        return URL(self.url).update_query(heartbeat=str(self.heartbeat))
+        return URL(self.url).update_query(heartbeat=str(self.heartbeat_seconds))
 
 
 class AmqpSource(SourceOptions):
@@ -237,40 +232,3 @@ class AmqpTarget(TargetOptions):
         if self.declare_exchange is not None and self.exchange == "":
             raise ValueError("declare_exchange needs a named exchange, not the default ''")
         return self
-
-
-def redact_url(url: str | URL) -> str:
-    """``url`` with its password replaced, for logs and error messages."""
-    parsed = URL(url)
-    if parsed.password is not None:
-        parsed = parsed.with_password("****")
-    return str(parsed.with_query(None))
-
-
-def header_text(value: object) -> str:
-    """The text of one AMQP field-table value, for ingress templates and dead letters.
-
-    Matches the binding's reading of ``ce-`` headers where one exists (UTF-8 bytes as
-    text, integers and booleans canonical, timestamps RFC 3339 UTC); bytes that are
-    not UTF-8 become base64, nested tables and arrays JSON.
-    """
-    if value is None:
-        return ""
-    if isinstance(value, bytes | bytearray | memoryview):
-        raw = bytes(value)
-        try:
-            return raw.decode("utf-8")
-        except UnicodeDecodeError:
-            return canonical_string(raw)
-    if isinstance(value, str | bool | int):
-        return canonical_string(value)
-    if isinstance(value, float | decimal.Decimal):
-        return str(value)
-    if isinstance(value, dt.datetime):
-        moment = value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
-        return moment.isoformat().replace("+00:00", "Z")
-    if isinstance(value, Mapping):
-        return json.dumps({str(k): header_text(v) for k, v in value.items()}, sort_keys=True)
-    if isinstance(value, list | tuple):
-        return json.dumps([header_text(item) for item in value])
-    return str(value)

@@ -6,10 +6,11 @@ import logging
 from collections.abc import AsyncIterator, Sequence
 from typing import ClassVar
 
-from connectors.amqp.config import AmqpOptions, AmqpSource, AmqpTarget, redact_url
+from connectors.amqp.config import AmqpOptions, AmqpSource, AmqpTarget
 from connectors.amqp.link import Link
 from connectors.amqp.sink import Publisher
 from connectors.amqp.source import consume
+from connectors.amqp.topology import AmqpTopology, amqp_match
 from connectors.base import (
     Capabilities,
     Connector,
@@ -20,9 +21,10 @@ from connectors.base import (
     dry_run_delivery,
 )
 from connectors.errors import MessageSpecError
+from connectors.redact import redact_url
 from routing.bindings import amqp as binding
+from routing.bindings import merge_headers
 from routing.event import CloudEvent
-from routing.filters import amqp_match
 
 __all__ = ["AmqpConnector"]
 
@@ -32,7 +34,7 @@ _log = logging.getLogger("meshgate.connectors.amqp")
 _MAX_MESSAGE_BYTES = 128 * 1024 * 1024
 
 
-class AmqpConnector(Connector[AmqpOptions, AmqpSource, AmqpTarget]):
+class AmqpConnector(Connector[AmqpOptions, AmqpSource, AmqpTarget, binding.AmqpMessage]):
     """RabbitMQ / AMQP 0-9-1: consume queues with manual acks, publish with confirms."""
 
     Options: ClassVar[type[AmqpOptions]] = AmqpOptions
@@ -45,6 +47,7 @@ class AmqpConnector(Connector[AmqpOptions, AmqpSource, AmqpTarget]):
         headers=True,
         max_message_bytes=_MAX_MESSAGE_BYTES,
     )
+    topology: ClassVar[AmqpTopology] = AmqpTopology()
 
     def __init__(self, name: str, options: AmqpOptions) -> None:
         super().__init__(name, options)
@@ -66,15 +69,15 @@ class AmqpConnector(Connector[AmqpOptions, AmqpSource, AmqpTarget]):
     async def close(self) -> None:
         if self.health.state is HealthState.CLOSED:
             return
-        await self._publisher.drain(self.options.confirm_timeout)
+        await self._publisher.drain(self.options.confirm_timeout_seconds)
         await self._publisher.close()
         await self._link.close()
 
-    def consume(self, source: AmqpSource) -> AsyncIterator[Delivery]:
+    def consume(self, source: AmqpSource) -> AsyncIterator[Delivery[binding.AmqpMessage]]:
         return consume(self._link, source, _log)
 
-    def decode(self, delivery: Delivery) -> CloudEvent | None:
-        message: binding.AmqpMessage = delivery.message
+    def decode(self, delivery: Delivery[binding.AmqpMessage]) -> CloudEvent | None:
+        message = delivery.message
         return binding.from_message(message)
 
     def encode(self, target: AmqpTarget, event: CloudEvent) -> binding.AmqpMessage:
@@ -82,8 +85,11 @@ class AmqpConnector(Connector[AmqpOptions, AmqpSource, AmqpTarget]):
         message = binding.to_message(event, target.mode, fmt=target.format)
         if not target.headers:
             return message
-        headers = {**target.headers, **message.headers}  # the binding's headers win
-        return binding.AmqpMessage(message.body, message.content_type, headers)
+        custom: dict[str, object] = dict(target.headers)
+        merged = merge_headers(
+            message.headers.items(), custom.items(), refused=binding.header_clash
+        )
+        return binding.AmqpMessage(message.body, message.content_type, dict(merged))
 
     async def publish(self, target: AmqpTarget, event: CloudEvent) -> None:
         await self._publisher.publish(target, event, self.encode(target, event))
@@ -108,6 +114,10 @@ class AmqpConnector(Connector[AmqpOptions, AmqpSource, AmqpTarget]):
         await self._publisher.publish_raw(target, message)
 
     @classmethod
+    def header_clash(cls, options: AmqpOptions, name: str) -> str | None:
+        return binding.header_clash(name)
+
+    @classmethod
     def read_back(cls, target: AmqpTarget, reader: str) -> AmqpSource | None:
         # Only a publish to the default exchange names its queue (the routing key).
         if target.exchange:
@@ -117,7 +127,9 @@ class AmqpConnector(Connector[AmqpOptions, AmqpSource, AmqpTarget]):
         )
 
     @classmethod
-    def dry_run_delivery(cls, options: AmqpOptions, spec: MessageSpec) -> Delivery:
+    def dry_run_delivery(
+        cls, options: AmqpOptions, spec: MessageSpec
+    ) -> Delivery[binding.AmqpMessage]:
         # Either the queue the message sits in, or where it was published: exchange
         # (default "", the default exchange) + routing key (`address` stands for it).
         queue = spec.text("queue")
@@ -142,7 +154,7 @@ class AmqpConnector(Connector[AmqpOptions, AmqpSource, AmqpTarget]):
         return dry_run_delivery(spec, message, address, coordinates=coordinates)
 
     @classmethod
-    def source_receives(cls, source: AmqpSource, delivery: Delivery) -> bool:
+    def source_receives(cls, source: AmqpSource, delivery: Delivery[binding.AmqpMessage]) -> bool:
         queue = delivery.coordinates.get("queue")
         if queue is not None:
             return queue == source.queue

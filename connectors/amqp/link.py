@@ -20,10 +20,11 @@ import aio_pika
 import aiormq
 from aio_pika.abc import AbstractConnection
 
-from connectors.amqp.config import AmqpOptions, redact_url
+from connectors.amqp.config import AmqpOptions
 from connectors.backoff import Backoff
 from connectors.base import Health, HealthState
 from connectors.errors import ConnectionLost
+from connectors.redact import redact_url
 from connectors.tls import TlsConfigError, warn_insecure
 
 __all__ = ["CONNECT_ERRORS", "Link", "LinkClosed"]
@@ -133,7 +134,7 @@ class Link:
                 options.connection_url(),
                 ssl_context=context,
                 client_properties={"connection_name": self._name},
-                timeout=options.connect_timeout,
+                timeout=options.connect_timeout_seconds,
             )
         except CONNECT_ERRORS as exc:
             detail = (

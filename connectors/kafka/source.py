@@ -3,7 +3,7 @@
 A ``SourceSession`` owns an ``AIOKafkaConsumer`` (``enable_auto_commit=False``)
 and turns its records into ``Delivery`` objects. Acks only update an
 ``OffsetTracker``; a background task commits the contiguous acked prefix of each
-partition every ``commit_interval_ms`` (or after ``commit_every`` acks), on
+partition every ``commit_interval_seconds`` (or after ``commit_every`` acks), on
 partition revocation and on close. Nothing is committed that was not acked.
 
 Backpressure: records are fetched only while the iterator is pulled, at most
@@ -20,7 +20,6 @@ A session is a plain async iterator, not a generator: cancelling a pending
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import logging
 from collections import deque
@@ -32,29 +31,19 @@ from aiokafka.errors import ConsumerStoppedError, KafkaError
 
 from connectors.backoff import Backoff
 from connectors.base import Delivery, HealthState, find_header
+from connectors.headertext import header_text
 from connectors.kafka.config import KafkaOptions, KafkaSource
 from connectors.kafka.offsets import OffsetTracker, Pending
 from routing.bindings.kafka import KafkaMessage
 
-__all__ = ["BASE64_MARKER", "SourceSession", "header_text"]
+__all__ = ["SourceSession"]
 
 log = logging.getLogger("meshgate.connectors.kafka")
-
-BASE64_MARKER = "base64:"
-"""Prefix of a header (or key) text whose bytes were not valid UTF-8."""
 
 _POLL_TIMEOUT_MS = 500
 _IDLE_S = 5.0  # unpolled this long: the commit loop polls (paused) to keep the membership
 
 Report = Callable[[HealthState, str], None]
-
-
-def header_text(value: bytes) -> str:
-    """``value`` as text: UTF-8 when it decodes, else ``base64:`` + its base64."""
-    try:
-        return value.decode("utf-8")
-    except UnicodeDecodeError:
-        return BASE64_MARKER + base64.b64encode(value).decode("ascii")
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is untyped
@@ -107,7 +96,7 @@ class SourceSession:
     def __aiter__(self) -> SourceSession:
         return self
 
-    async def __anext__(self) -> Delivery:
+    async def __anext__(self) -> Delivery[KafkaMessage]:
         """The next delivery; ``StopAsyncIteration`` once closed.
 
         Cancelling a pending call (a timeout around it) loses nothing: the session,
@@ -141,9 +130,9 @@ class SourceSession:
                 group_id=source.group_id,
                 enable_auto_commit=False,
                 auto_offset_reset=source.auto_offset_reset.value,
-                session_timeout_ms=source.session_timeout_ms,
-                heartbeat_interval_ms=max(100, source.session_timeout_ms // 3),
-                fetch_max_wait_ms=source.fetch_max_wait_ms,
+                session_timeout_ms=round(source.session_timeout_seconds * 1000),
+                heartbeat_interval_ms=max(100, round(source.session_timeout_seconds * 1000 / 3)),
+                fetch_max_wait_ms=round(source.fetch_max_wait_seconds * 1000),
             )
             try:
                 await consumer.start()  # connects only: nothing is subscribed yet
@@ -226,7 +215,7 @@ class SourceSession:
         except TimeoutError:
             return
 
-    def _delivery(self, record: Any) -> Delivery:
+    def _delivery(self, record: Any) -> Delivery[KafkaMessage]:
         partition = TopicPartition(record.topic, record.partition)
         entry = self._tracker.track(partition, record.offset)
         self._update_capacity()
@@ -235,7 +224,7 @@ class SourceSession:
         async def ack() -> None:
             self._ack(partition, entry)
 
-        async def nack(requeue: bool) -> None:
+        async def nack(*, requeue: bool) -> None:
             if requeue:
                 self._rewind(partition, entry)
             else:
@@ -304,7 +293,7 @@ class SourceSession:
     # -- commits ----------------------------------------------------------------
 
     async def _commit_loop(self) -> None:
-        interval = self._source.commit_interval_ms / 1000
+        interval = self._source.commit_interval_seconds
         loop = asyncio.get_running_loop()
         while not self._stopping.is_set():
             with contextlib.suppress(TimeoutError):

@@ -3,7 +3,8 @@
 These pydantic models are the single description of the connector's options:
 validation, defaults, the JSON Schema and the option tables in the docs all come
 from them. ``connect_kwargs`` turns the connection model into ``nats.connect``
-arguments; ``redact_url`` keeps credentials out of every log line.
+arguments; ``connectors.redact.redact_url`` keeps credentials (and tokens) out of
+every log line.
 """
 
 from __future__ import annotations
@@ -27,8 +28,9 @@ from pydantic import (
 )
 
 from connectors.base import ConnectorOptions, SourceOptions, TargetOptions
-from connectors.redact import redact_url as _redact
-from connectors.tls import TlsOptions, legacy_tls_error
+from connectors.redact import redact_url
+from connectors.renamed import Renamed
+from connectors.tls import TlsOptions, client_context, legacy_tls_error
 
 __all__ = [
     "DeliverPolicy",
@@ -37,17 +39,11 @@ __all__ = [
     "NatsSource",
     "NatsTarget",
     "check_publish_subject",
-    "redact_url",
 ]
 
 _SCHEMES = frozenset({"nats", "tls"})
 _NAME = re.compile(r"[A-Za-z0-9_-]+")
 _WS = re.compile(r"\s")
-
-
-def redact_url(url: str) -> str:
-    """``url`` with any password or token replaced by ``***`` (safe to log)."""
-    return _redact(url, user_is_secret=True)
 
 
 def _subject_problem(subject: str, *, wildcards: bool) -> str | None:
@@ -90,6 +86,13 @@ class DeliverPolicy(StrEnum):
 class NatsOptions(ConnectorOptions):
     """A ``connectors:`` entry of ``type: nats``: one connection to a NATS server or cluster."""
 
+    renamed: ClassVar[tuple[Renamed, ...]] = (
+        Renamed("connect_timeout", "connect_timeout_seconds"),
+        Renamed("reconnect_wait", "reconnect_wait_seconds"),
+        Renamed("reconnect_jitter", "reconnect_jitter_seconds"),
+        Renamed("publish_timeout", "publish_timeout_seconds"),
+    )
+
     type: Literal["nats"] = Field(default="nats", description="Connector type name.")
     servers: tuple[str, ...] = Field(
         default=("nats://127.0.0.1:4222",),
@@ -120,7 +123,7 @@ class NatsOptions(ConnectorOptions):
         "URL alone means TLS verified by the system CAs; a server that does not offer "
         "TLS is refused, never used in plaintext.",
     )
-    connect_timeout: float = Field(
+    connect_timeout_seconds: float = Field(
         default=5.0, gt=0, description="Seconds allowed for one TCP + TLS + CONNECT handshake."
     )
     connect_attempts: int = Field(
@@ -136,10 +139,10 @@ class NatsOptions(ConnectorOptions):
         description="Reconnect attempts per server after a drop; -1 retries forever. Past "
         "them the connector drops the client and starts over with a fresh connection.",
     )
-    reconnect_wait: float = Field(
+    reconnect_wait_seconds: float = Field(
         default=2.0, ge=0, description="Seconds between reconnect attempts."
     )
-    reconnect_jitter: float = Field(
+    reconnect_jitter_seconds: float = Field(
         default=1.0,
         ge=0,
         description="Random extra seconds (0..jitter) added to each reconnect wait so a "
@@ -151,7 +154,7 @@ class NatsOptions(ConnectorOptions):
         description="Bytes of outgoing data buffered while reconnecting; beyond it "
         "publishes fail with ConnectionLost.",
     )
-    publish_timeout: float = Field(
+    publish_timeout_seconds: float = Field(
         default=5.0, gt=0, description="Seconds to wait for a JetStream PubAck or a core flush."
     )
     watchdog_timeouts: int = Field(
@@ -160,7 +163,7 @@ class NatsOptions(ConnectorOptions):
         description="Link watchdog: after this many timeouts in a row (PubAcks, core "
         "flushes, JetStream source requests) with nothing received in between while the "
         "client reports connected, one request probes the link; no answer within "
-        "publish_timeout and the client is replaced by a fresh connection. 0 turns the "
+        "publish_timeout_seconds and the client is replaced by a fresh connection. 0 turns the "
         "watchdog off.",
     )
 
@@ -176,8 +179,9 @@ class NatsOptions(ConnectorOptions):
         for url in servers:
             parts = urlsplit(url)
             if parts.scheme not in _SCHEMES or not parts.hostname:
+                shown = redact_url(url, user_is_secret=True)
                 raise ValueError(
-                    f"server {redact_url(url)!r}: expected nats://host[:port] or tls://host[:port]"
+                    f"server {shown!r}: expected nats://host[:port] or tls://host[:port]"
                 )
         return servers
 
@@ -211,9 +215,7 @@ class NatsOptions(ConnectorOptions):
 
     def ssl_context(self, connector: str) -> ssl.SSLContext | None:
         """The TLS context for tls:// servers (system CAs without a tls: block), else None."""
-        if not self.uses_tls:
-            return None
-        return (self.tls or TlsOptions()).ssl_context(connector)
+        return client_context(self.tls, connector, on=self.uses_tls)
 
 
 class JetStreamSource(BaseModel):

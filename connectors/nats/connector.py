@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import AsyncIterator, Sequence
 from typing import ClassVar
@@ -17,12 +18,19 @@ from connectors.base import (
 )
 from connectors.errors import MessageSpecError, PublishRejected
 from connectors.nats import sink
-from connectors.nats.config import NatsOptions, NatsSource, NatsTarget, check_publish_subject
+from connectors.nats.config import (
+    JetStreamSource,
+    NatsOptions,
+    NatsSource,
+    NatsTarget,
+    check_publish_subject,
+)
 from connectors.nats.link import Link
 from connectors.nats.source import consume_core, consume_jetstream
+from connectors.nats.topology import NatsTopology, nats_match
+from routing.bindings import nats as nats_binding
 from routing.bindings.nats import NatsMessage, from_message
 from routing.event import CloudEvent
-from routing.filters import nats_match
 
 __all__ = ["NatsConnector"]
 
@@ -32,14 +40,12 @@ READ_BACK_ACK_WAIT = 5.0
 """ack_wait of the durable that ``meshgate dlq`` reads a dead-letter stream with."""
 
 
-class NatsConnector(Connector[NatsOptions, NatsSource, NatsTarget]):
+class NatsConnector(Connector[NatsOptions, NatsSource, NatsTarget, NatsMessage]):
     """NATS and JetStream; see the package docstring for features and options.
 
-    ``capabilities`` describes the connector at its best, JetStream: sources with a
-    ``jetstream`` block acknowledge, targets with ``jetstream: true`` (the default)
-    are confirmed. Core NATS sources and ``jetstream: false`` targets are
-    at-most-once; ``NatsSource.acknowledged`` and ``NatsTarget.confirmed`` say which
-    kind a given source or target is.
+    ``capabilities`` describes the connector at its best, JetStream; per source and
+    target (``source_capabilities``, ``target_capabilities``) core NATS sources do not
+    acknowledge and ``jetstream: false`` targets are not confirmed (at-most-once).
     """
 
     Options: ClassVar[type[NatsOptions]] = NatsOptions
@@ -52,6 +58,7 @@ class NatsConnector(Connector[NatsOptions, NatsSource, NatsTarget]):
         headers=True,
         max_message_bytes=1024 * 1024,
     )
+    topology: ClassVar[NatsTopology] = NatsTopology()
 
     def __init__(self, name: str, options: NatsOptions) -> None:
         super().__init__(name, options)
@@ -77,13 +84,13 @@ class NatsConnector(Connector[NatsOptions, NatsSource, NatsTarget]):
     async def close(self) -> None:
         await self._link.close()
 
-    def consume(self, source: NatsSource) -> AsyncIterator[Delivery]:
+    def consume(self, source: NatsSource) -> AsyncIterator[Delivery[NatsMessage]]:
         if source.jetstream is not None:
-            timeout = self.options.publish_timeout
+            timeout = self.options.publish_timeout_seconds
             return consume_jetstream(self._link, source, log, timeout)
         return consume_core(self._link, source, log)
 
-    def decode(self, delivery: Delivery) -> CloudEvent | None:
+    def decode(self, delivery: Delivery[NatsMessage]) -> CloudEvent | None:
         message = delivery.message
         if not isinstance(message, NatsMessage):
             message = NatsMessage(delivery.payload, delivery.headers)
@@ -93,7 +100,7 @@ class NatsConnector(Connector[NatsOptions, NatsSource, NatsTarget]):
         return sink.encode(target, event)
 
     async def publish(self, target: NatsTarget, event: CloudEvent) -> None:
-        await sink.publish(self._link, self.options.publish_timeout, target, event)
+        await sink.publish(self._link, self.options.publish_timeout_seconds, target, event)
 
     async def publish_raw(self, message: RawMessage) -> None:
         # JetStream (PubAck) unless the original came from a core subscription. Its
@@ -105,13 +112,42 @@ class NatsConnector(Connector[NatsOptions, NatsSource, NatsTarget]):
         headers = {k: v for k, v in message.headers.items() if k.lower() != "nats-msg-id"}
         await sink.send(
             self._link,
-            self.options.publish_timeout,
+            self.options.publish_timeout_seconds,
             message.address,
             message.payload,
             headers or None,
             not core,
             f"message for {message.address!r}",
         )
+
+    @classmethod
+    def source_capabilities(cls, options: NatsOptions, source: NatsSource) -> Capabilities:
+        return dataclasses.replace(cls.capabilities, acknowledgements=source.acknowledged)
+
+    @classmethod
+    def target_capabilities(cls, options: NatsOptions, target: NatsTarget) -> Capabilities:
+        return dataclasses.replace(cls.capabilities, confirmed_publish=target.confirmed)
+
+    @classmethod
+    def capability_cases(cls) -> list[tuple[str, str, Capabilities]]:
+        options = NatsOptions(type="nats")
+        core = NatsSource(connector="n", subject="s")
+        durable = core.model_copy(update={"jetstream": JetStreamSource(durable="d")})
+        target = NatsTarget.model_validate({"connector": "n", "subject": "s"})
+        return [
+            ("source", "with `jetstream:`", cls.source_capabilities(options, durable)),
+            ("source", "core NATS (no `jetstream:`)", cls.source_capabilities(options, core)),
+            ("target", "`jetstream: true` (default)", cls.target_capabilities(options, target)),
+            (
+                "target",
+                "`jetstream: false`",
+                cls.target_capabilities(options, target.model_copy(update={"jetstream": False})),
+            ),
+        ]
+
+    @classmethod
+    def header_clash(cls, options: NatsOptions, name: str) -> str | None:
+        return nats_binding.header_clash(name)
 
     @classmethod
     def read_back(cls, target: NatsTarget, reader: str) -> NatsSource | None:
@@ -134,7 +170,7 @@ class NatsConnector(Connector[NatsOptions, NatsSource, NatsTarget]):
         )
 
     @classmethod
-    def dry_run_delivery(cls, options: NatsOptions, spec: MessageSpec) -> Delivery:
+    def dry_run_delivery(cls, options: NatsOptions, spec: MessageSpec) -> Delivery[NatsMessage]:
         subject = spec.text("subject", spec.address)
         if not subject:
             raise MessageSpecError("a nats --message needs `subject` (or `address`)")
@@ -142,7 +178,7 @@ class NatsConnector(Connector[NatsOptions, NatsSource, NatsTarget]):
         return dry_run_delivery(spec, message, subject, coordinates={"subject": subject})
 
     @classmethod
-    def source_receives(cls, source: NatsSource, delivery: Delivery) -> bool:
+    def source_receives(cls, source: NatsSource, delivery: Delivery[NatsMessage]) -> bool:
         return nats_match(source.subject, delivery.address)
 
     async def preflight(

@@ -14,14 +14,14 @@ report their timeouts (``note_timeout``); ``watchdog_timeouts`` of them in a row
 with no message received from the server in between (``stats["in_msgs"]``, kept by
 nats-py anyway: nothing is added per publish), start one probe: a request to a
 subject nobody serves, which the server answers at once with "no responders" through
-the whole read path. No answer within ``publish_timeout``, nothing else received
+the whole read path. No answer within ``publish_timeout_seconds``, nothing else received
 meanwhile and no reconnect by nats-py itself: the client is replaced. The publishes
 still waiting on it fail with ``LinkReplaced`` (a ``ConnectionClosedError``,
 retriable), it is closed in the background (aborted if closing hangs on the dead
 socket), and a fresh client connects under the usual backoff. Sources notice the old
 client closed and subscribe again (core) or re-check their durable and pull again
 (JetStream). An answered probe means the server is merely slow (JetStream busy, a
-congested link): the client stays, and no new probe starts for ``publish_timeout``.
+congested link): the client stays, and no new probe starts for ``publish_timeout_seconds``.
 """
 
 from __future__ import annotations
@@ -43,8 +43,9 @@ from nats.js import JetStreamContext
 from connectors.backoff import Backoff
 from connectors.base import Health, HealthState
 from connectors.errors import ConnectionLost
-from connectors.nats.config import NatsOptions, redact_url
+from connectors.nats.config import NatsOptions
 from connectors.nats.pubacks import PubAcks, SharedFlush
+from connectors.redact import redact_url
 from connectors.tls import TlsConfigError, warn_insecure
 
 __all__ = ["Link", "LinkReplaced", "TlsNotOffered"]
@@ -102,7 +103,7 @@ class Link:
 
     @property
     def servers(self) -> str:
-        return ", ".join(redact_url(url) for url in self._options.servers)
+        return ", ".join(redact_url(url, user_is_secret=True) for url in self._options.servers)
 
     async def open(self) -> None:
         """First connection, ``connect_attempts`` tries with backoff; ``ConnectionLost`` after."""
@@ -144,7 +145,7 @@ class Link:
     def jetstream(self, nc: Client) -> JetStreamContext:
         """A JetStream context of ``nc`` (cached for the current client)."""
         if self._js is None or self._js[0] is not nc:
-            self._js = (nc, nc.jetstream(timeout=self._options.publish_timeout))
+            self._js = (nc, nc.jetstream(timeout=self._options.publish_timeout_seconds))
         return self._js[1]
 
     def pubacks(self, nc: Client) -> PubAcks:
@@ -177,7 +178,7 @@ class Link:
             self._probe = loop.create_task(self._probe_link(nc))
 
     async def _probe_link(self, nc: Client) -> None:
-        timeouts, wait = self._timeouts, self._options.publish_timeout
+        timeouts, wait = self._timeouts, self._options.publish_timeout_seconds
         generation, seen = self.generation, nc.stats["in_msgs"]
         try:
             async with asyncio.timeout(wait):
@@ -208,7 +209,7 @@ class Link:
     def _replace(self, nc: Client, timeouts: int, wait: float) -> None:
         self.watchdog_replacements += 1
         url = nc.connected_url
-        where = redact_url(url.geturl()) if url else self.servers
+        where = redact_url(url.geturl(), user_is_secret=True) if url else self.servers
         self._log.warning(
             "%s: NATS link to %s silent (%d timeouts in a row, no answer to a probe in "
             "%ss) while the client reports connected; replacing the client",
@@ -261,7 +262,7 @@ class Link:
         silent = False
         if nc is not None and nc.is_connected:
             try:
-                await nc.flush(timeout=math.ceil(self._options.publish_timeout))
+                await nc.flush(timeout=math.ceil(self._options.publish_timeout_seconds))
             except _ClientErrors as exc:
                 silent = isinstance(exc, TimeoutError)
                 self._log.warning("%s: flush on close failed: %s", self._label, exc)
@@ -299,7 +300,9 @@ class Link:
         self._last_error = None
         # nats-py retries the first connection forever when reconnects are unlimited:
         # bound it by one connect timeout per server (plus the waits between them).
-        budget = (options.connect_timeout + options.reconnect_wait) * len(options.servers) + 0.5
+        budget = (options.connect_timeout_seconds + options.reconnect_wait_seconds) * len(
+            options.servers
+        ) + 0.5
         # A server refused for offering no TLS ends the attempt at once: it is a
         # misconfiguration (or an attack), and waiting out the budget helps nobody.
         refused = self._refused = asyncio.get_running_loop().create_future()
@@ -330,8 +333,8 @@ class Link:
         kwargs: dict[str, Any] = {
             "servers": list(options.servers),
             "name": options.name or f"meshgate-{self._label}",
-            "connect_timeout": options.connect_timeout,
-            "reconnect_time_wait": options.reconnect_wait,
+            "connect_timeout": options.connect_timeout_seconds,
+            "reconnect_time_wait": options.reconnect_wait_seconds,
             # Giving up is ours (see _pick_server): nats-py's own give-up path can leave
             # the client half-closed, with subscriptions never woken.
             "max_reconnect_attempts": -1,
@@ -356,11 +359,13 @@ class Link:
         return kwargs
 
     def _pick_server(self, pool: list[Server], _info: dict[str, Any]) -> tuple[Server, float]:
-        # The least-tried server next; wait reconnect_wait plus 0..jitter seconds.
+        # The least-tried server next; wait reconnect_wait_seconds plus 0..jitter seconds.
         self._renew_tls(self._nc)
         fewest = min(server.reconnects for server in pool)
         server = random.choice([s for s in pool if s.reconnects == fewest])
-        delay = self._options.reconnect_wait + random.uniform(0, self._options.reconnect_jitter)
+        delay = self._options.reconnect_wait_seconds + random.uniform(
+            0, self._options.reconnect_jitter_seconds
+        )
         limit = self._options.max_reconnect_attempts
         if 0 <= limit <= fewest and self._nc is not None and not self._closing:
             # Out of attempts: drop this client (which cancels this very wait) and
@@ -404,7 +409,9 @@ class Link:
         self._timeouts, self._seen_in, self._calm_until = 0, -1, 0.0
         self._health.state = HealthState.UP
         url = nc.connected_url
-        self._health.detail = f"connected to {redact_url(url.geturl())}" if url else "connected"
+        self._health.detail = (
+            f"connected to {redact_url(url.geturl(), user_is_secret=True)}" if url else "connected"
+        )
         self._ready.set()
         self._log.info("%s: %s", self._label, self._health.detail)
 
@@ -416,7 +423,7 @@ class Link:
         self._revive = asyncio.get_running_loop().create_task(self._revive_forever())
 
     async def _revive_forever(self) -> None:
-        backoff = Backoff(initial=max(self._options.reconnect_wait, 0.1), maximum=30.0)
+        backoff = Backoff(initial=max(self._options.reconnect_wait_seconds, 0.1), maximum=30.0)
         while not self._closing:
             await backoff.sleep()
             try:
@@ -544,7 +551,9 @@ class _Client(Client):
         writer = getattr(self._transport, "_io_writer", None)
         if writer is None or writer.get_extra_info("ssl_object") is None:
             server = self._current_server
-            url = redact_url(server.uri.geturl()) if server is not None else "?"
+            url = (
+                redact_url(server.uri.geturl(), user_is_secret=True) if server is not None else "?"
+            )
             raise TlsNotOffered(self._label, url)
         return super()._connect_command()
 

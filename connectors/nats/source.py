@@ -104,7 +104,7 @@ class _Inbox:
         return msgs
 
 
-async def _settled(_requeue: bool = True) -> None:
+async def _settled(*, requeue: bool = True) -> None:
     """Ack/nack of a core NATS delivery: nothing to tell the broker (at-most-once)."""
 
 
@@ -219,7 +219,7 @@ class _Settle:
         except _ClientErrors as exc:
             raise ConnectionLost(f"ack of {self._msg.subject!r} not sent: {exc}") from exc
 
-    async def nack(self, requeue: bool) -> None:
+    async def nack(self, *, requeue: bool) -> None:
         if self._msg.is_acked:
             return
         try:
@@ -337,7 +337,7 @@ async def _checked_consumer(nc: Client, link: Link, source: NatsSource) -> str:
     """``ensure_consumer``, failing at once on a permissions violation.
 
     The server answers a denied JetStream API request with an asynchronous -ERR and
-    never replies, so the request alone would only time out (``publish_timeout``)
+    never replies, so the request alone would only time out (``publish_timeout_seconds``)
     and look like an unavailable server; this watches for the denial meanwhile.
     """
     task = asyncio.ensure_future(ensure_consumer(nc, link, source))

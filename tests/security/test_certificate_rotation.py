@@ -73,9 +73,9 @@ async def test_a_reconnect_uses_the_rotated_ca_file(pki: Pki, secdir: Path) -> N
         options = NatsOptions(
             servers=(f"tls://{LOOPBACK}:{broker.port}",),
             tls={"ca_file": bundle},
-            connect_timeout=1.0,
-            reconnect_wait=0.1,
-            reconnect_jitter=0.0,
+            connect_timeout_seconds=1.0,
+            reconnect_wait_seconds=0.1,
+            reconnect_jitter_seconds=0.0,
         )
         conn = NatsConnector(unique_name("nats-rot"), options)
         await asyncio.wait_for(conn.start(), 10)
@@ -125,7 +125,7 @@ async def test_a_reload_with_new_paths_replaces_the_connector(
                             "type": "nats",
                             "servers": [f"tls://{LOOPBACK}:{broker.port}"],
                             "tls": {"ca_file": str(ca_file)},
-                            "reconnect_wait": 0.1,
+                            "reconnect_wait_seconds": 0.1,
                         }
                     },
                     "routes": [
