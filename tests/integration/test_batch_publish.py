@@ -1,0 +1,178 @@
+"""``publish_many`` (the optional ``BatchPublisher`` hook) of the NATS and Kafka
+connectors against the loopback NATS server and the Kafka mock cluster, and the
+batch path end to end: a refused event in a JetStream burst is dead-lettered alone
+while the rest is delivered and acked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import textwrap
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import nats
+import pytest
+from aiokafka import AIOKafkaConsumer
+from nats.js.api import StreamConfig
+
+from connectors.base import BatchPublisher
+from connectors.errors import PublishRejected
+from connectors.kafka import KafkaConnector, KafkaOptions, KafkaTarget
+from connectors.nats import NatsConnector, NatsOptions, NatsTarget
+from gateway.config import load_config
+from gateway.runtime import Gateway
+from routing.bindings import Mode
+from routing.bindings import nats as binding
+from routing.event import CloudEvent
+from tests.brokers import unique_name
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
+
+
+def event(n: int, data: bytes = b'{"n":1}', **changes: object) -> CloudEvent:
+    base = CloudEvent(id=f"e{n}", source="urn:batch", type="com.acme.ok", data=data)
+    return base.replace(**changes) if changes else base
+
+
+@contextlib.asynccontextmanager
+async def stream(nats_url: str, *prefixes: str) -> AsyncIterator[nats.NATS]:
+    """A fresh stream per prefix (``<prefix>.>``), deleted afterwards."""
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream()
+    names = []
+    for prefix in prefixes:
+        names.append(unique_name("BATCH"))
+        await js.add_stream(StreamConfig(name=names[-1], subjects=[f"{prefix}.>"]))
+    try:
+        yield nc
+    finally:
+        for name in names:
+            with contextlib.suppress(Exception):
+                await js.delete_stream(name)
+        await nc.close()
+
+
+async def until(check: Callable[[], bool], within: float) -> None:
+    """Poll ``check`` until it is true; ``TimeoutError`` after ``within`` seconds."""
+    deadline = asyncio.get_running_loop().time() + within
+    while not check():
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError(f"condition not met within {within}s")
+        await asyncio.sleep(0.05)
+
+
+async def stored(nc: nats.NATS, subject: str) -> int:
+    js = nc.jetstream()
+    name = await js.find_stream_name_by_subject(subject)
+    return (await js.stream_info(name)).state.messages
+
+
+async def test_nats_publish_many_confirms_each_and_fails_only_the_bad_ones(
+    nats_url: str,
+) -> None:
+    prefix = unique_name("bt")
+    connector = NatsConnector("n", NatsOptions(type="nats", servers=(nats_url,)))
+    assert isinstance(connector, BatchPublisher)
+    async with stream(nats_url, prefix) as nc:
+        await connector.start()
+        try:
+            good = NatsTarget(connector="n", subject=f"{prefix}.good")
+            nowhere = NatsTarget(connector="n", subject=f"{unique_name('nostream')}.x")
+            items = [(good, event(n)) for n in range(20)]
+            items.insert(5, (nowhere, event(100)))
+            items.insert(9, (good, event(101, data=b"x" * (nc.max_payload + 1))))
+            outcomes = await connector.publish_many(items)
+            assert [type(o).__name__ for o in outcomes if o is not None] == [
+                "PublishRejected",
+                "PublishRejected",
+            ]
+            assert isinstance(outcomes[5], PublishRejected)
+            assert "no JetStream stream" in str(outcomes[5])
+            assert "max_payload" in str(outcomes[9])
+            assert await stored(nc, f"{prefix}.good") == 20
+            # Published again (a retry): Nats-Msg-Id lets the stream drop the copies.
+            again = await connector.publish_many([(good, event(n)) for n in range(20)])
+            assert again == [None] * 20
+            assert await stored(nc, f"{prefix}.good") == 20
+        finally:
+            await connector.close()
+
+
+async def test_kafka_publish_many_confirms_each_and_fails_only_the_bad_ones(
+    kafka_bootstrap: str,
+) -> None:
+    topic = unique_name("batch")
+    options = KafkaOptions(type="kafka", bootstrap_servers=kafka_bootstrap)
+    connector = KafkaConnector("k", options)
+    assert isinstance(connector, BatchPublisher)
+    await connector.start()
+    try:
+        target = KafkaTarget(connector="k", topic=topic)
+        items = [(target, event(n)) for n in range(20)]
+        items.insert(3, (target, event(100, data=b"x" * (4 * 1024 * 1024))))
+        outcomes = await connector.publish_many(items)
+        assert isinstance(outcomes[3], PublishRejected)
+        assert outcomes[:3] + outcomes[4:] == [None] * 20
+    finally:
+        await connector.close()
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=kafka_bootstrap,
+        auto_offset_reset="earliest",
+        group_id=None,  # no group to join: the mock makes joins slow
+    )
+    await consumer.start()
+    try:
+        seen: set[tuple[int, int]] = set()  # (partition, offset)
+        async with asyncio.timeout(20):
+            while len(seen) < 20:
+                for records in (await consumer.getmany(timeout_ms=500)).values():
+                    seen.update((record.partition, record.offset) for record in records)
+        assert len(seen) == 20
+    finally:
+        await consumer.stop()
+
+
+async def test_a_refused_event_in_a_jetstream_burst_is_dead_lettered_alone(
+    nats_url: str, tmp_path: Path
+) -> None:
+    src, out, dlq = unique_name("bs"), unique_name("bo"), unique_name("bd")
+    async with stream(nats_url, src, out, dlq) as nc:
+        js = nc.jetstream()
+        for n in range(60):  # a backlog: the gateway pulls it in batches
+            kind = unique_name("nostream") if n == 17 else out  # no stream captures the first
+            message = binding.to_message(event(n, type=kind), Mode.BINARY)
+            await js.publish(f"{src}.in", message.data, headers=dict(message.headers or {}))
+        config = tmp_path / "config.yaml"
+        config.write_text(
+            textwrap.dedent(f"""
+            gateway: {{id: batch-it, drain_timeout_seconds: 5, state_dir: '{tmp_path}'}}
+            connectors:
+              n: {{type: nats, servers: ['{nats_url}']}}
+            routes:
+              - name: r
+                from: {{connector: n, subject: '{src}.in',
+                        jetstream: {{durable: {unique_name("d")}}}}}
+                to: [{{connector: n, subject: '{{type}}.events'}}]
+                dead_letter: {{connector: n, subject: '{dlq}.letters'}}
+                retry: {{max_attempts: 2, initial_backoff_seconds: 0.01}}
+        """)
+        )
+        gateway = Gateway(load_config(config))
+        await gateway.start()
+        try:
+            stats = gateway.stats["r"]
+            await until(lambda: stats.delivered + stats.dead_lettered == 60, 30)
+            await until(lambda: gateway.in_flight() == 0, 5)
+            assert (stats.delivered, stats.dead_lettered) == (59, 1)
+            assert gateway.pipelines[0].batcher.batches >= 1
+        finally:
+            await gateway.stop()
+        assert await stored(nc, f"{out}.events") == 59
+        assert await stored(nc, f"{dlq}.letters") == 1
+        # Everything was acked: the durable has nothing pending or unacknowledged.
+        name = await js.find_stream_name_by_subject(f"{src}.in")
+        consumers = await js.consumers_info(name)
+        assert [(c.num_pending, c.num_ack_pending) for c in consumers] == [(0, 0)]
