@@ -36,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from connectors.backoff import Backoff, BackoffPolicy
 from connectors.errors import MessageSpecError
+from connectors.meshchannel import MeshChannel
 from connectors.signing import SignOptions, VerifyOptions
 from connectors.topology import Topology
 from routing.bindings import Mode, prefix_clash
@@ -337,6 +338,10 @@ class Connector(abc.ABC, Generic[OptionsT, SourceT, TargetT]):
     """Optional hook: where routes read and publish, for cycle warnings, the broker
     graph and the mesh view (``connectors.topology``). None leaves this type out of
     that analysis, with a note saying so."""
+    mesh_channel: ClassVar[MeshChannel | None] = None
+    """Optional hook: how this type carries the mesh view's control channel
+    (``connectors.meshchannel``). None: ``gateway.mesh`` may not name it (a config
+    error says so)."""
 
     def __init__(self, name: str, options: OptionsT) -> None:
         self.name = name

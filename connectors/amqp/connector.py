@@ -10,7 +10,7 @@ from connectors.amqp.config import AmqpOptions, AmqpSource, AmqpTarget
 from connectors.amqp.link import Link
 from connectors.amqp.sink import Publisher
 from connectors.amqp.source import consume
-from connectors.amqp.topology import AmqpTopology, amqp_match
+from connectors.amqp.topology import AmqpMeshChannel, AmqpTopology, amqp_match
 from connectors.base import (
     Capabilities,
     Connector,
@@ -48,6 +48,7 @@ class AmqpConnector(Connector[AmqpOptions, AmqpSource, AmqpTarget]):
         max_message_bytes=_MAX_MESSAGE_BYTES,
     )
     topology: ClassVar[AmqpTopology] = AmqpTopology()
+    mesh_channel: ClassVar[AmqpMeshChannel] = AmqpMeshChannel()
 
     def __init__(self, name: str, options: AmqpOptions) -> None:
         super().__init__(name, options)

@@ -22,7 +22,7 @@ from connectors.headertext import header_bytes
 from connectors.kafka.config import KafkaOptions, KafkaSource, KafkaTarget
 from connectors.kafka.sink import Producer
 from connectors.kafka.source import SourceSession
-from connectors.kafka.topology import KafkaTopology
+from connectors.kafka.topology import KafkaMeshChannel, KafkaTopology
 from connectors.tls import warn_insecure
 from routing.bindings import kafka as binding
 from routing.bindings import merge_headers
@@ -61,6 +61,7 @@ class KafkaConnector(Connector[KafkaOptions, KafkaSource, KafkaTarget]):
         max_message_bytes=_MAX_MESSAGE_BYTES,
     )
     topology: ClassVar[KafkaTopology] = KafkaTopology()
+    mesh_channel: ClassVar[KafkaMeshChannel] = KafkaMeshChannel()
 
     def __init__(self, name: str, options: KafkaOptions) -> None:
         super().__init__(name, options)

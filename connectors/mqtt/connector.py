@@ -31,7 +31,7 @@ from connectors.mqtt.config import (
 from connectors.mqtt.hub import Hub
 from connectors.mqtt.session import Session, new_properties
 from connectors.mqtt.source import consume
-from connectors.mqtt.topology import MqttTopology, mqtt_match
+from connectors.mqtt.topology import MqttMeshChannel, MqttTopology, mqtt_match
 from connectors.tls import warn_insecure
 from routing.bindings import merge_headers
 from routing.bindings import mqtt as binding
@@ -72,6 +72,7 @@ class MqttConnector(Connector[MqttOptions, MqttSource, MqttTarget]):
         max_message_bytes=_MAX_MESSAGE_BYTES,
     )
     topology: ClassVar[MqttTopology] = MqttTopology()
+    mesh_channel: ClassVar[MqttMeshChannel] = MqttMeshChannel()
     address_separator: ClassVar[str] = "/"
 
     def __init__(self, name: str, options: MqttOptions) -> None:

@@ -27,7 +27,7 @@ from connectors.nats.config import (
 )
 from connectors.nats.link import Link
 from connectors.nats.source import consume_core, consume_jetstream
-from connectors.nats.topology import NatsTopology, nats_match
+from connectors.nats.topology import NatsMeshChannel, NatsTopology, nats_match
 from routing.bindings import nats as nats_binding
 from routing.bindings.nats import NatsMessage, from_message
 from routing.event import CloudEvent
@@ -59,6 +59,7 @@ class NatsConnector(Connector[NatsOptions, NatsSource, NatsTarget]):
         max_message_bytes=1024 * 1024,
     )
     topology: ClassVar[NatsTopology] = NatsTopology()
+    mesh_channel: ClassVar[NatsMeshChannel] = NatsMeshChannel()
 
     def __init__(self, name: str, options: NatsOptions) -> None:
         super().__init__(name, options)
