@@ -37,6 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from connectors.backoff import Backoff, BackoffPolicy
 from connectors.errors import MessageSpecError
 from connectors.meshchannel import MeshChannel
+from connectors.semconv import Messaging
 from connectors.signing import SignOptions, VerifyOptions
 from connectors.topology import Topology
 from routing.bindings import Mode, prefix_clash
@@ -342,6 +343,10 @@ class Connector(abc.ABC, Generic[OptionsT, SourceT, TargetT]):
     """Optional hook: how this type carries the mesh view's control channel
     (``connectors.meshchannel``). None: ``gateway.mesh`` may not name it (a config
     error says so)."""
+    semconv: ClassVar[Messaging | None] = None
+    """Optional hook: this type's ``messaging.system``, destination names and protocol
+    attributes in spans and metrics (``connectors.semconv``). None: the generic
+    ``Messaging`` (the type name, the usual address fields), logged once at start."""
 
     def __init__(self, name: str, options: OptionsT) -> None:
         self.name = name

@@ -8,6 +8,7 @@ from typing import ClassVar
 
 from connectors.amqp.config import AmqpOptions, AmqpSource, AmqpTarget
 from connectors.amqp.link import Link
+from connectors.amqp.semconv import AmqpMessaging
 from connectors.amqp.sink import Publisher
 from connectors.amqp.source import consume
 from connectors.amqp.topology import AmqpMeshChannel, AmqpTopology, amqp_match
@@ -49,6 +50,7 @@ class AmqpConnector(Connector[AmqpOptions, AmqpSource, AmqpTarget]):
     )
     topology: ClassVar[AmqpTopology] = AmqpTopology()
     mesh_channel: ClassVar[AmqpMeshChannel] = AmqpMeshChannel()
+    semconv: ClassVar[AmqpMessaging] = AmqpMessaging()
 
     def __init__(self, name: str, options: AmqpOptions) -> None:
         super().__init__(name, options)

@@ -20,6 +20,7 @@ from connectors.base import (
 from connectors.errors import ConnectionLost, MessageSpecError
 from connectors.headertext import header_bytes
 from connectors.kafka.config import KafkaOptions, KafkaSource, KafkaTarget
+from connectors.kafka.semconv import KafkaMessaging
 from connectors.kafka.sink import Producer
 from connectors.kafka.source import SourceSession
 from connectors.kafka.topology import KafkaMeshChannel, KafkaTopology
@@ -62,6 +63,7 @@ class KafkaConnector(Connector[KafkaOptions, KafkaSource, KafkaTarget]):
     )
     topology: ClassVar[KafkaTopology] = KafkaTopology()
     mesh_channel: ClassVar[KafkaMeshChannel] = KafkaMeshChannel()
+    semconv: ClassVar[KafkaMessaging] = KafkaMessaging()
 
     def __init__(self, name: str, options: KafkaOptions) -> None:
         super().__init__(name, options)

@@ -29,6 +29,7 @@ from connectors.mqtt.config import (
     effective_mode,
 )
 from connectors.mqtt.hub import Hub
+from connectors.mqtt.semconv import MqttMessaging
 from connectors.mqtt.session import Session, new_properties
 from connectors.mqtt.source import consume
 from connectors.mqtt.topology import MqttMeshChannel, MqttTopology, mqtt_match
@@ -73,6 +74,7 @@ class MqttConnector(Connector[MqttOptions, MqttSource, MqttTarget]):
     )
     topology: ClassVar[MqttTopology] = MqttTopology()
     mesh_channel: ClassVar[MqttMeshChannel] = MqttMeshChannel()
+    semconv: ClassVar[MqttMessaging] = MqttMessaging()
     address_separator: ClassVar[str] = "/"
 
     def __init__(self, name: str, options: MqttOptions) -> None:

@@ -26,6 +26,7 @@ from connectors.nats.config import (
     check_publish_subject,
 )
 from connectors.nats.link import Link
+from connectors.nats.semconv import NatsMessaging
 from connectors.nats.source import consume_core, consume_jetstream
 from connectors.nats.topology import NatsMeshChannel, NatsTopology, nats_match
 from routing.bindings import nats as nats_binding
@@ -60,6 +61,7 @@ class NatsConnector(Connector[NatsOptions, NatsSource, NatsTarget]):
     )
     topology: ClassVar[NatsTopology] = NatsTopology()
     mesh_channel: ClassVar[NatsMeshChannel] = NatsMeshChannel()
+    semconv: ClassVar[NatsMessaging] = NatsMessaging()
 
     def __init__(self, name: str, options: NatsOptions) -> None:
         super().__init__(name, options)
