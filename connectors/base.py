@@ -34,6 +34,7 @@ from typing import Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from connectors.asyncapi import AsyncApi
 from connectors.backoff import Backoff, BackoffPolicy
 from connectors.errors import MessageSpecError
 from connectors.meshchannel import MeshChannel
@@ -347,6 +348,10 @@ class Connector(abc.ABC, Generic[OptionsT, SourceT, TargetT]):
     """Optional hook: this type's ``messaging.system``, destination names and protocol
     attributes in spans and metrics (``connectors.semconv``). None: the generic
     ``Messaging`` (the type name, the usual address fields), logged once at start."""
+    asyncapi: ClassVar[AsyncApi[Any, Any, Any] | None] = None
+    """Optional hook: servers, channels, bindings and binary-mode headers of this type
+    in ``meshgate asyncapi`` (``connectors.asyncapi``). None: a generic server and
+    channels, structured messages only, and the document says so."""
 
     def __init__(self, name: str, options: OptionsT) -> None:
         self.name = name

@@ -6,6 +6,7 @@ import logging
 from collections.abc import AsyncIterator, Sequence
 from typing import ClassVar
 
+from connectors.amqp.asyncapi import AmqpAsyncApi
 from connectors.amqp.config import AmqpOptions, AmqpSource, AmqpTarget
 from connectors.amqp.link import Link
 from connectors.amqp.semconv import AmqpMessaging
@@ -51,6 +52,7 @@ class AmqpConnector(Connector[AmqpOptions, AmqpSource, AmqpTarget]):
     topology: ClassVar[AmqpTopology] = AmqpTopology()
     mesh_channel: ClassVar[AmqpMeshChannel] = AmqpMeshChannel()
     semconv: ClassVar[AmqpMessaging] = AmqpMessaging()
+    asyncapi: ClassVar[AmqpAsyncApi] = AmqpAsyncApi()
 
     def __init__(self, name: str, options: AmqpOptions) -> None:
         super().__init__(name, options)

@@ -19,6 +19,7 @@ from connectors.base import (
 )
 from connectors.errors import ConnectionLost, MessageSpecError
 from connectors.headertext import header_bytes
+from connectors.kafka.asyncapi import KafkaAsyncApi
 from connectors.kafka.config import KafkaOptions, KafkaSource, KafkaTarget
 from connectors.kafka.semconv import KafkaMessaging
 from connectors.kafka.sink import Producer
@@ -64,6 +65,7 @@ class KafkaConnector(Connector[KafkaOptions, KafkaSource, KafkaTarget]):
     topology: ClassVar[KafkaTopology] = KafkaTopology()
     mesh_channel: ClassVar[KafkaMeshChannel] = KafkaMeshChannel()
     semconv: ClassVar[KafkaMessaging] = KafkaMessaging()
+    asyncapi: ClassVar[KafkaAsyncApi] = KafkaAsyncApi()
 
     def __init__(self, name: str, options: KafkaOptions) -> None:
         super().__init__(name, options)

@@ -21,6 +21,7 @@ from connectors.base import (
     dry_run_delivery,
 )
 from connectors.errors import ConnectionLost, ConnectorError, MessageSpecError, PublishRejected
+from connectors.mqtt.asyncapi import MqttAsyncApi
 from connectors.mqtt.config import (
     MqttOptions,
     MqttSource,
@@ -75,6 +76,7 @@ class MqttConnector(Connector[MqttOptions, MqttSource, MqttTarget]):
     topology: ClassVar[MqttTopology] = MqttTopology()
     mesh_channel: ClassVar[MqttMeshChannel] = MqttMeshChannel()
     semconv: ClassVar[MqttMessaging] = MqttMessaging()
+    asyncapi: ClassVar[MqttAsyncApi] = MqttAsyncApi()
     address_separator: ClassVar[str] = "/"
 
     def __init__(self, name: str, options: MqttOptions) -> None:

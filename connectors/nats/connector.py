@@ -18,6 +18,7 @@ from connectors.base import (
 )
 from connectors.errors import MessageSpecError, PublishRejected
 from connectors.nats import sink
+from connectors.nats.asyncapi import NatsAsyncApi
 from connectors.nats.config import (
     JetStreamSource,
     NatsOptions,
@@ -62,6 +63,7 @@ class NatsConnector(Connector[NatsOptions, NatsSource, NatsTarget]):
     topology: ClassVar[NatsTopology] = NatsTopology()
     mesh_channel: ClassVar[NatsMeshChannel] = NatsMeshChannel()
     semconv: ClassVar[NatsMessaging] = NatsMessaging()
+    asyncapi: ClassVar[NatsAsyncApi] = NatsAsyncApi()
 
     def __init__(self, name: str, options: NatsOptions) -> None:
         super().__init__(name, options)
