@@ -34,11 +34,11 @@ class MqttAsyncApi(AsyncApi[MqttOptions, MqttSource, MqttTarget]):
         mqtt: dict[str, Any] = {
             "clientId": options.client_id,
             "cleanSession": options.clean_start,
-            "keepAlive": options.keepalive,
+            "keepAlive": options.keepalive_seconds,
             "bindingVersion": _VERSION,
         }
         if options.protocol == 5:
-            mqtt["sessionExpiryInterval"] = options.session_expiry
+            mqtt["sessionExpiryInterval"] = options.session_expiry_seconds
         return {
             "host": f"{endpoint.host}:{endpoint.port}",
             "protocol": "secure-mqtt" if endpoint.tls else "mqtt",
@@ -73,8 +73,8 @@ class MqttAsyncApi(AsyncApi[MqttOptions, MqttSource, MqttTarget]):
             "retain": target.retain,
             "bindingVersion": _VERSION,
         }
-        if target.message_expiry is not None:
-            mqtt["messageExpiryInterval"] = target.message_expiry
+        if target.message_expiry_seconds is not None:
+            mqtt["messageExpiryInterval"] = target.message_expiry_seconds
         return OperationSpec({"mqtt": mqtt})
 
     def binary_carrier(self) -> BinaryCarrier:
