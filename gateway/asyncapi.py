@@ -36,6 +36,7 @@ import yaml
 
 from connectors.asyncapi import AsyncApi, BinaryCarrier, ChannelSpec
 from connectors.base import Connector
+from connectors.registry import ConnectorRegistry, default_registry
 from gateway.config import GatewayConfig, parse_config
 from gateway.yamlsource import load_yaml
 from routing.router import Route, TargetSpec
@@ -83,12 +84,14 @@ class MeshMember:
     raw: Mapping[str, Any]
 
 
-def load_mesh(paths: Sequence[str]) -> list[MeshMember]:
+def load_mesh(
+    paths: Sequence[str], registry: ConnectorRegistry = default_registry
+) -> list[MeshMember]:
     """Load and validate every file; ``ConfigError`` for the first invalid one."""
     members = []
     for path in paths:
         loaded = load_yaml(path)
-        members.append(MeshMember(parse_config(loaded), loaded.data))
+        members.append(MeshMember(parse_config(loaded, registry), loaded.data))
     return members
 
 
