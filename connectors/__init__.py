@@ -4,6 +4,7 @@ The public plugin API is what this package exports; first-party connectors use
 only these names, the same as a third-party plugin would.
 """
 
+from connectors.asyncapi import AsyncApi
 from connectors.base import (
     Capabilities,
     Connector,
@@ -28,11 +29,14 @@ from connectors.errors import (
     UnknownConnectorType,
 )
 from connectors.headertext import header_text
+from connectors.meshchannel import MeshChannel
 from connectors.registry import ENTRY_POINT_GROUP, ConnectorRegistry, default_registry
+from connectors.semconv import Messaging
 from connectors.topology import Topology
 
 __all__ = [
     "ENTRY_POINT_GROUP",
+    "AsyncApi",
     "Capabilities",
     "ConnectionLost",
     "Connector",
@@ -43,8 +47,10 @@ __all__ = [
     "EgressOptions",
     "Health",
     "HealthState",
+    "MeshChannel",
     "MessageSpec",
     "MessageSpecError",
+    "Messaging",
     "Preflight",
     "PublishRejected",
     "PublishTimeout",

@@ -257,3 +257,10 @@ def test_a_plugin_without_the_hook_gets_a_generic_description_that_says_so(
     # Structured mode only: the generic description knows no binary carrier.
     assert set(built["components"]["messages"]) == {"plugin-structured"}
     assert set(channels["out.{type}"]["messages"]) == {"plugin-structured"}
+
+
+def test_the_hooks_are_public_plugin_api() -> None:
+    import connectors
+
+    assert {"AsyncApi", "MeshChannel", "Messaging"} <= set(connectors.__all__)
+    assert connectors.AsyncApi is AsyncApi and connectors.Messaging is Messaging
