@@ -41,7 +41,13 @@ from gateway.config import GatewayConfig, parse_config
 from gateway.yamlsource import load_yaml
 from routing.router import Route, TargetSpec
 
-__all__ = ["build_document", "document_text", "load_mesh", "meshgate_version"]
+__all__ = [
+    "build_document",
+    "document_text",
+    "generic_types",
+    "load_mesh",
+    "meshgate_version",
+]
 
 ASYNCAPI_VERSION = "3.0.0"
 _KEY_UNSAFE = re.compile(r"[^A-Za-z0-9_\-]+")
@@ -110,6 +116,18 @@ def generic_note(kind: str) -> str:
     return (
         f"Generic description: connector type `{kind}` declares no asyncapi hook "
         "(docs/plugins.md#optional-hooks), so protocol bindings and binary mode are not shown."
+    )
+
+
+def generic_types(members: Sequence[MeshMember]) -> list[str]:
+    """The connector types of ``members`` described generically (no ``asyncapi`` hook)."""
+    return sorted(
+        {
+            str(options.type)
+            for member in members
+            for cls, options in member.config.connectors.values()
+            if cls.asyncapi is None
+        }
     )
 
 

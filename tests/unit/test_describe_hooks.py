@@ -264,3 +264,19 @@ def test_the_hooks_are_public_plugin_api() -> None:
 
     assert {"AsyncApi", "MeshChannel", "Messaging"} <= set(connectors.__all__)
     assert connectors.AsyncApi is AsyncApi and connectors.Messaging is Messaging
+
+
+def test_the_asyncapi_command_notes_a_generic_type(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from gateway.cli import main
+
+    path = tmp_path / "m.yaml"
+    path.write_text(write(tmp_path, "ns2").read_text().replace("type: plugin", "type: memory"))
+    assert main(["asyncapi", str(path)]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.startswith("asyncapi: 3.0.0")
+    assert captured.err == (
+        "asyncapi: note: connector type 'memory' declares no asyncapi hook: described "
+        "generically, without protocol bindings or binary mode (docs/plugins.md#optional-hooks)\n"
+    )
