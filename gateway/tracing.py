@@ -21,7 +21,9 @@ Spans (messaging semantic conventions):
   says (``keep``: an event's own ``traceparent`` is never overwritten, the gateway's
   context is written only into events that have none; ``replace``: always the
   gateway's). The ``traceparent`` extension of an event is never changed on the
-  other protocols.
+  other protocols. Which is which, ``messaging.system``, the destination names and
+  the protocol attributes come from the connector type's ``semconv`` hook
+  (``connectors.semconv``; a type without it gets the generic names, noted at start).
 
 The SDK is configured by the standard variables: ``OTEL_SERVICE_NAME``,
 ``OTEL_RESOURCE_ATTRIBUTES``, ``OTEL_TRACES_SAMPLER`` (+ ``_ARG``),
