@@ -9,10 +9,11 @@ from typing import ClassVar
 from connectors.amqp.asyncapi import AmqpAsyncApi
 from connectors.amqp.config import AmqpOptions, AmqpSource, AmqpTarget
 from connectors.amqp.link import Link
+from connectors.amqp.meshchannel import AmqpMeshChannel
 from connectors.amqp.semconv import AmqpMessaging
 from connectors.amqp.sink import Publisher
 from connectors.amqp.source import consume
-from connectors.amqp.topology import AmqpMeshChannel, AmqpTopology, amqp_match
+from connectors.amqp.topology import AmqpTopology, amqp_match
 from connectors.base import (
     Capabilities,
     Connector,

@@ -12,10 +12,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from connectors.amqp.config import AmqpOptions, AmqpSource, AmqpTarget
-from connectors.meshchannel import ChannelSettings, MeshChannel
 from connectors.topology import ANY, ANY_TEXT, Address, Matcher, Topology, may_equal
 
-__all__ = ["AmqpMeshChannel", "AmqpTopology", "amqp_match"]
+__all__ = ["AmqpTopology", "amqp_match"]
 
 _DEFAULT = "(default) "  # how the default exchange is shown before a routing key
 
@@ -74,23 +73,3 @@ class AmqpTopology(Topology[AmqpOptions, AmqpSource, AmqpTarget]):
 
     def sources_share(self, a: AmqpSource, b: AmqpSource) -> bool:
         return a.queue == b.queue
-
-
-class AmqpMeshChannel(MeshChannel):
-    """The control channel through a topic exchange (``gateway.mesh.exchange``) with a
-    routing key; each listener declares a queue of its own that RabbitMQ deletes once
-    unused for a while (``x-expires``)."""
-
-    address_key = "routing_key"
-    wildcards = "*#"
-
-    def target(self, address: str, settings: ChannelSettings) -> dict[str, Any]:
-        return {"exchange": settings.exchange, "routing_key": address, "persistent": False}
-
-    def source(self, address: str, listener: str, settings: ChannelSettings) -> dict[str, Any]:
-        return {
-            "queue": f"meshgate-mesh-{listener}",
-            "declare": True,
-            "arguments": {"x-expires": int(max(60.0, 3 * settings.expire_seconds) * 1000)},
-            "bind": [{"exchange": settings.exchange, "binding_key": address}],
-        }

@@ -21,10 +21,11 @@ from connectors.errors import ConnectionLost, MessageSpecError
 from connectors.headertext import header_bytes
 from connectors.kafka.asyncapi import KafkaAsyncApi
 from connectors.kafka.config import KafkaOptions, KafkaSource, KafkaTarget
+from connectors.kafka.meshchannel import KafkaMeshChannel
 from connectors.kafka.semconv import KafkaMessaging
 from connectors.kafka.sink import Producer
 from connectors.kafka.source import SourceSession
-from connectors.kafka.topology import KafkaMeshChannel, KafkaTopology
+from connectors.kafka.topology import KafkaTopology
 from connectors.tls import warn_insecure
 from routing.bindings import kafka as binding
 from routing.bindings import merge_headers

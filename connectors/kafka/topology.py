@@ -12,10 +12,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from connectors.kafka.config import KafkaOptions, KafkaSource, KafkaTarget
-from connectors.meshchannel import ChannelSettings, MeshChannel
 from connectors.topology import ANY, Matcher, Topology, may_equal
 
-__all__ = ["KafkaMeshChannel", "KafkaTopology"]
+__all__ = ["KafkaTopology"]
 
 
 class KafkaTopology(Topology[KafkaOptions, KafkaSource, KafkaTarget]):
@@ -44,20 +43,3 @@ class KafkaTopology(Topology[KafkaOptions, KafkaSource, KafkaTarget]):
 
     def sources_share(self, a: KafkaSource, b: KafkaSource) -> bool:
         return a.group_id == b.group_id
-
-
-class KafkaMeshChannel(MeshChannel):
-    """The control channel on a Kafka topic; each listener is a group of its own that
-    starts at the latest offset (old announcements are stale)."""
-
-    address_key = "topic"
-
-    def target(self, address: str, settings: ChannelSettings) -> dict[str, Any]:
-        return {"topic": address}
-
-    def source(self, address: str, listener: str, settings: ChannelSettings) -> dict[str, Any]:
-        return {
-            "topics": [address],
-            "group_id": f"meshgate-mesh-{listener}",
-            "auto_offset_reset": "latest",
-        }

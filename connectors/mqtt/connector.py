@@ -30,10 +30,11 @@ from connectors.mqtt.config import (
     effective_mode,
 )
 from connectors.mqtt.hub import Hub
+from connectors.mqtt.meshchannel import MqttMeshChannel
 from connectors.mqtt.semconv import MqttMessaging
 from connectors.mqtt.session import Session, new_properties
 from connectors.mqtt.source import consume
-from connectors.mqtt.topology import MqttMeshChannel, MqttTopology, mqtt_match
+from connectors.mqtt.topology import MqttTopology, mqtt_match
 from connectors.tls import warn_insecure
 from routing.bindings import merge_headers
 from routing.bindings import mqtt as binding

@@ -11,11 +11,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from connectors.meshchannel import ChannelSettings, MeshChannel
 from connectors.mqtt.config import MqttOptions, MqttSource, MqttTarget
 from connectors.topology import ANY, ANY_TEXT, Matcher, Topology, match_levels
 
-__all__ = ["MqttMeshChannel", "MqttTopology", "mqtt_match"]
+__all__ = ["MqttTopology", "mqtt_match"]
 
 
 def mqtt_match(topic_filter: str, topic: str, any_marker: str | None = None) -> bool:
@@ -43,16 +42,3 @@ class MqttTopology(Topology[MqttOptions, MqttSource, MqttTarget]):
 
     def sources_share(self, a: MqttSource, b: MqttSource) -> bool:
         return a.share_group is not None and a.share_group == b.share_group
-
-
-class MqttMeshChannel(MeshChannel):
-    """The control channel on an MQTT topic at QoS 0 (announcements repeat)."""
-
-    address_key = "topic"
-    wildcards = "+#"
-
-    def target(self, address: str, settings: ChannelSettings) -> dict[str, Any]:
-        return {"topic": address, "qos": 0}
-
-    def source(self, address: str, listener: str, settings: ChannelSettings) -> dict[str, Any]:
-        return {"topic": address, "qos": 0}

@@ -27,9 +27,10 @@ from connectors.nats.config import (
     check_publish_subject,
 )
 from connectors.nats.link import Link
+from connectors.nats.meshchannel import NatsMeshChannel
 from connectors.nats.semconv import NatsMessaging
 from connectors.nats.source import consume_core, consume_jetstream
-from connectors.nats.topology import NatsMeshChannel, NatsTopology, nats_match
+from connectors.nats.topology import NatsTopology, nats_match
 from routing.bindings import nats as nats_binding
 from routing.bindings.nats import NatsMessage, from_message
 from routing.event import CloudEvent

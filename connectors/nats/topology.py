@@ -11,11 +11,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from connectors.meshchannel import ChannelSettings, MeshChannel
 from connectors.nats.config import NatsOptions, NatsSource, NatsTarget
 from connectors.topology import ANY, ANY_TEXT, Matcher, Topology, match_levels
 
-__all__ = ["NatsMeshChannel", "NatsTopology", "nats_match"]
+__all__ = ["NatsTopology", "nats_match"]
 
 
 def nats_match(pattern: str, subject: str, any_marker: str | None = None) -> bool:
@@ -44,16 +43,3 @@ class NatsTopology(Topology[NatsOptions, NatsSource, NatsTarget]):
         if a.jetstream is not None and b.jetstream is not None:
             return a.jetstream.durable == b.jetstream.durable
         return a.queue_group is not None and a.queue_group == b.queue_group
-
-
-class NatsMeshChannel(MeshChannel):
-    """The control channel on a core NATS subject (at most once: announcements repeat)."""
-
-    address_key = "subject"
-    wildcards = "*> "
-
-    def target(self, address: str, settings: ChannelSettings) -> dict[str, Any]:
-        return {"subject": address, "jetstream": False}
-
-    def source(self, address: str, listener: str, settings: ChannelSettings) -> dict[str, Any]:
-        return {"subject": address}
