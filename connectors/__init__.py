@@ -4,6 +4,7 @@ The public plugin API is what this package exports; first-party connectors use
 only these names, the same as a third-party plugin would.
 """
 
+from connectors.backoff import Backoff
 from connectors.base import (
     Capabilities,
     Connector,
@@ -27,10 +28,13 @@ from connectors.errors import (
     PublishTimeout,
     UnknownConnectorType,
 )
+from connectors.redact import redact_url
 from connectors.registry import ENTRY_POINT_GROUP, ConnectorRegistry, default_registry
+from connectors.tls import TlsConfigError, TlsOptions, warn_insecure
 
 __all__ = [
     "ENTRY_POINT_GROUP",
+    "Backoff",
     "Capabilities",
     "ConnectionLost",
     "Connector",
@@ -48,8 +52,12 @@ __all__ = [
     "PublishTimeout",
     "SourceOptions",
     "TargetOptions",
+    "TlsConfigError",
+    "TlsOptions",
     "UnknownConnectorType",
     "default_registry",
     "dry_run_delivery",
     "find_header",
+    "redact_url",
+    "warn_insecure",
 ]

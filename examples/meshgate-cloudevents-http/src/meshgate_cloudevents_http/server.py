@@ -1,0 +1,321 @@
+"""The HTTP server behind the sources: one per connector, one inbox per route path.
+
+A request is answered only once every event in it is settled, so the sender learns
+whether the gateway took responsibility (at-least-once end to end):
+
+=========================================  ===========================================
+every event acked (delivered, filtered,    204 No Content
+or dead-lettered: the gateway is
+responsible for it now)
+an event nack'ed with requeue (a target    503 + Retry-After: send it again
+failed and the route has nowhere else to
+put it), the gateway stopping, or the
+path not being read right now (reload)
+an event nack'ed without requeue           500: the gateway gave up on it
+the path's in-flight bound reached         429 + Retry-After (backpressure)
+malformed CloudEvent                       400 naming the header or member at fault
+unknown CloudEvents media type             415
+body over ``max_body_bytes``               413; no route reads the path: 404;
+                                           not POST or PUT: 405
+=========================================  ===========================================
+
+A batch is all or nothing towards the sender: any failed event makes the whole
+request 503, and the sender sends the batch again (its delivered events become
+duplicates, never losses). Events wait in the inbox until the runtime pulls them;
+the runtime pulls only while it has room, so a slow target fills the inbox, and the
+in-flight bound turns that into 429s instead of memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import Enum
+
+from aiohttp import web
+
+from connectors import ConnectionLost, ConnectorError, Delivery
+from meshgate_cloudevents_http.binding import HttpMessage, Received, UnsupportedFormat, from_request
+from meshgate_cloudevents_http.config import HttpOptions, HttpSource
+from routing.errors import InvalidEvent
+
+__all__ = ["Outcome", "PathStream", "Server"]
+
+
+class Outcome(Enum):
+    """How one received event was settled."""
+
+    ACKED = "acked"
+    """Every target confirmed (or the gateway dead-lettered it, or filtered it out)."""
+    REQUEUE = "requeue"
+    """nack(requeue=True): not delivered; the sender should send it again."""
+    REJECTED = "rejected"
+    """nack(requeue=False): the gateway gave up on it."""
+    STOPPING = "stopping"
+    """Never processed: the path stopped being read, or the connector closed."""
+
+
+@dataclass(eq=False)
+class _Inbox:
+    """The events received on one path, waiting for the runtime to pull them."""
+
+    source: HttpSource
+    queue: deque[tuple[Delivery, Callable[[Outcome], None]]] = field(default_factory=deque)
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)
+    in_flight: int = 0
+    """Events accepted and not yet settled (queued or being processed)."""
+    reading: bool = False
+    """A consume() iterator reads this path now."""
+    ended: bool = False
+    """The connector closed: iterators of this inbox end."""
+
+
+class PathStream:
+    """The async iterator ``consume`` returns: the deliveries of one path.
+
+    Registered at creation (not at the first ``anext``), so requests are accepted as
+    soon as ``consume`` returned: that is this source's readiness.
+    """
+
+    def __init__(self, server: Server, inbox: _Inbox) -> None:
+        self._server = server
+        self._inbox = inbox
+        self._closed = False
+
+    def __aiter__(self) -> PathStream:
+        return self
+
+    async def __anext__(self) -> Delivery:
+        inbox = self._inbox
+        while True:
+            if self._closed or inbox.ended:
+                raise StopAsyncIteration
+            if inbox.queue:
+                delivery, _ = inbox.queue.popleft()
+                return delivery
+            inbox.arrived.clear()
+            await inbox.arrived.wait()
+
+    async def aclose(self) -> None:
+        """Stop reading the path: events not pulled yet are answered 503 (sent again)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._inbox.reading = False
+        self._inbox.arrived.set()
+        _give_back(self._inbox)
+
+
+def _give_back(inbox: _Inbox) -> None:
+    while inbox.queue:
+        _, settle = inbox.queue.popleft()
+        settle(Outcome.STOPPING)
+
+
+def _text(status: int, text: str, retry_after: int | None = None) -> web.Response:
+    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+    return web.Response(status=status, text=text + "\n", headers=headers)
+
+
+class Server:
+    """The aiohttp server of one connector (started only when ``port`` is set)."""
+
+    def __init__(self, name: str, options: HttpOptions, log: logging.Logger) -> None:
+        self._name = name
+        self._options = options
+        self._log = log
+        self._inboxes: dict[str, _Inbox] = {}
+        self._runner: web.AppRunner | None = None
+        self._unsettled: set[Callable[[Outcome], None]] = set()
+        self.closed = False
+        self.port: int | None = None
+        """The port listened on (the OS's choice when ``port: 0``), once started."""
+
+    async def start(self) -> None:
+        if self._options.port is None or self._runner is not None:
+            return
+        self.closed = False
+        app = web.Application(client_max_size=self._options.max_body_bytes)
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, self._options.host, self._options.port)
+        try:
+            await site.start()
+        except OSError as exc:
+            await runner.cleanup()
+            raise ConnectionLost(
+                f"connector {self._name!r}: cannot listen on "
+                f"{self._options.host}:{self._options.port}: {exc.strerror or exc}"
+            ) from exc
+        self._runner = runner
+        addresses = runner.addresses  # (host, port, ...) of each listening socket
+        self.port = addresses[0][1] if addresses else self._options.port
+        self._log.info(
+            "connector %s: listening on http://%s:%s", self._name, self._options.host, self.port
+        )
+
+    async def close(self) -> None:
+        """Answer every unsettled event 503, then stop listening."""
+        self.closed = True
+        for inbox in self._inboxes.values():
+            inbox.ended = True
+            inbox.reading = False
+            inbox.arrived.set()
+        self._inboxes.clear()
+        for settle in list(self._unsettled):
+            settle(Outcome.STOPPING)
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+
+    def open(self, source: HttpSource) -> PathStream:
+        """Start reading ``source.path``; requests to it are accepted from now on."""
+        if self._options.port is None:
+            raise ConnectorError(
+                f"connector {self._name!r} has no port: set port: in its connectors: entry "
+                f"to receive events on {source.path}"
+            )
+        inbox = self._inboxes.get(source.path)
+        if inbox is not None and inbox.reading:
+            raise ConnectorError(
+                f"connector {self._name!r}: path {source.path} is read by another route "
+                "source already (give each source its own path)"
+            )
+        if inbox is None or inbox.source != source:
+            inbox = _Inbox(source)
+            self._inboxes[source.path] = inbox
+        inbox.reading = True
+        return PathStream(self, inbox)
+
+    # -- requests ------------------------------------------------------------------------
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        retry = self._options.retry_after
+        if self.closed:
+            return _text(503, "the gateway is stopping: send again", retry)
+        inbox = self._inboxes.get(request.path)
+        if inbox is None:
+            served = ", ".join(sorted(self._inboxes)) or "none yet"
+            return _text(404, f"no route reads {request.path} (paths: {served})")
+        if request.method not in ("POST", "PUT"):
+            return web.Response(
+                status=405, text="send events with POST or PUT\n", headers={"Allow": "POST, PUT"}
+            )
+        if not inbox.reading:
+            return _text(
+                503,
+                f"{request.path} is not being read right now (gateway "
+                "starting, reloading or stopping): send again",
+                retry,
+            )
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return _text(
+                413, f"body larger than max_body_bytes ({self._options.max_body_bytes} bytes)"
+            )
+        try:
+            received = from_request(request.headers.items(), body)
+        except UnsupportedFormat as exc:
+            return _text(415, str(exc))
+        except InvalidEvent as exc:
+            return _text(400, str(exc))
+        messages: list[Received | HttpMessage]
+        if received is None:  # a plain webhook: the route's ingress rules wrap it
+            messages = [HttpMessage(body, dict(request.headers.items()))]
+        else:
+            messages = list(received)
+        if not messages:
+            return web.Response(status=204)  # an empty batch
+        limit = inbox.source.max_in_flight
+        if len(messages) > limit:
+            return _text(
+                413,
+                f"a batch of {len(messages)} events is more than this path "
+                f"takes at once (max_in_flight {limit}): send smaller batches",
+            )
+        if inbox.in_flight + len(messages) > limit:
+            return _text(
+                429,
+                f"{request.path} is full ({inbox.in_flight} events in flight, "
+                f"max_in_flight {limit}): send again later",
+                retry,
+            )
+        futures = [self._enqueue(inbox, request, message) for message in messages]
+        inbox.arrived.set()
+        # asyncio.wait, not gather: a sender hanging up must not cancel the futures,
+        # whose deliveries the runtime still processes and settles.
+        await asyncio.wait(futures)
+        return self._answer([f.result() for f in futures], retry)
+
+    def _enqueue(
+        self, inbox: _Inbox, request: web.Request, message: Received | HttpMessage
+    ) -> asyncio.Future[Outcome]:
+        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        inbox.in_flight += 1
+
+        def settle(outcome: Outcome) -> None:
+            self._unsettled.discard(settle)
+            if not future.done():
+                future.set_result(outcome)
+                inbox.in_flight -= 1
+
+        self._unsettled.add(settle)
+        delivery = _delivery(inbox.source.path, request, message, settle)
+        inbox.queue.append((delivery, settle))
+        return future
+
+    def _answer(self, outcomes: list[Outcome], retry: int) -> web.Response:
+        total = len(outcomes)
+        acked = outcomes.count(Outcome.ACKED)
+        if acked == total:
+            return web.Response(status=204)
+        what = "the event was" if total == 1 else f"{total - acked} of {total} events were"
+        if Outcome.STOPPING in outcomes:
+            return _text(
+                503,
+                f"{what} not processed: the gateway is stopping or reloading; send again",
+                retry,
+            )
+        if Outcome.REQUEUE in outcomes:
+            return _text(
+                503,
+                f"{what} not delivered (a target failed and the route has no "
+                "dead letter, or gave it back): send again",
+                retry,
+            )
+        return _text(500, f"{what} refused by the gateway (nack without requeue)")
+
+
+def _delivery(
+    path: str,
+    request: web.Request,
+    message: Received | HttpMessage,
+    settle: Callable[[Outcome], None],
+) -> Delivery:
+    async def ack() -> None:
+        settle(Outcome.ACKED)
+
+    async def nack(requeue: bool) -> None:
+        settle(Outcome.REQUEUE if requeue else Outcome.REJECTED)
+
+    native = message.message if isinstance(message, Received) else message
+    content_type = next((v for k, v in native.headers.items() if k.lower() == "content-type"), None)
+    coordinates: dict[str, str | int] = {"path": path, "method": request.method}
+    if request.remote:
+        coordinates["remote"] = request.remote
+    return Delivery(
+        message=message,
+        address=path,
+        payload=native.body,
+        headers=native.headers,
+        ack=ack,
+        nack=nack,
+        ordering_key=path,
+        coordinates=coordinates,
+        content_type=content_type,
+    )
