@@ -54,7 +54,7 @@ async def test_answer_waits_for_the_ack_then_204(receiver: HttpConnector) -> Non
     assert status == 204
 
 
-@pytest.mark.parametrize(("requeue", "status"), [(True, 503), (False, 500)])
+@pytest.mark.parametrize(("requeue", "status"), [(True, 503), (False, 422)])
 async def test_nack_answers_5xx(receiver: HttpConnector, requeue: bool, status: int) -> None:
     src = source()
     stream = receiver.consume(src)

@@ -14,7 +14,8 @@ Features
       that is not structured is a plain webhook: the route's ingress rules wrap it.
       The answer waits until every event of the request is settled: 204 once acked
       (delivered, or dead-lettered: the gateway took responsibility), 503 +
-      Retry-After when not delivered or the gateway stops, 429 + Retry-After while the
+      Retry-After when not delivered or the gateway stops, 422 for an event the gateway
+      refuses for good (nack without requeue), 429 + Retry-After while the
       path's ``max_in_flight`` bound is reached, 400 naming what is malformed, 415 for
       an unknown event format, 413 for a body over ``max_body_bytes``.
     - Targets: POST in binary (default) or structured mode; retries on 408, 429, 5xx

@@ -11,7 +11,8 @@ an event nack'ed with requeue (a target    503 + Retry-After: send it again
 failed and the route has nowhere else to
 put it), the gateway stopping, or the
 path not being read right now (reload)
-an event nack'ed without requeue           500: the gateway gave up on it
+an event nack'ed without requeue           422: refused for good (a 4xx, so senders such
+                                           as Knative do not retry; they dead-letter)
 the path's in-flight bound reached         429 + Retry-After (backpressure)
 malformed CloudEvent                       400 naming the header or member at fault
 unknown CloudEvents media type             415
@@ -53,7 +54,7 @@ class Outcome(Enum):
     REQUEUE = "requeue"
     """nack(requeue=True): not delivered; the sender should send it again."""
     REJECTED = "rejected"
-    """nack(requeue=False): the gateway gave up on it."""
+    """nack(requeue=False): the gateway refuses it for good."""
     STOPPING = "stopping"
     """Never processed: the path stopped being read, or the connector closed."""
 
@@ -71,6 +72,8 @@ class _Inbox:
     """A consume() iterator reads this path now."""
     ended: bool = False
     """The connector closed: iterators of this inbox end."""
+    unsettled: set[Callable[[Outcome], None]] = field(default_factory=set)
+    """How to settle each accepted event not settled yet (queued or pulled)."""
 
 
 class PathStream:
@@ -100,7 +103,7 @@ class PathStream:
             await inbox.arrived.wait()
 
     async def aclose(self) -> None:
-        """Stop reading the path: events not pulled yet are answered 503 (sent again)."""
+        """Stop reading the path: events not settled yet are answered 503 (sent again)."""
         if self._closed:
             return
         self._closed = True
@@ -110,8 +113,10 @@ class PathStream:
 
 
 def _give_back(inbox: _Inbox) -> None:
-    while inbox.queue:
-        _, settle = inbox.queue.popleft()
+    """Answer every unsettled event 503: queued ones were never processed, pulled ones
+    are abandoned (the runtime drains before it closes an iterator)."""
+    inbox.queue.clear()
+    for settle in list(inbox.unsettled):
         settle(Outcome.STOPPING)
 
 
@@ -129,7 +134,6 @@ class Server:
         self._log = log
         self._inboxes: dict[str, _Inbox] = {}
         self._runner: web.AppRunner | None = None
-        self._unsettled: set[Callable[[Outcome], None]] = set()
         self.closed = False
         self.port: int | None = None
         """The port listened on (the OS's choice when ``port: 0``), once started."""
@@ -165,9 +169,8 @@ class Server:
             inbox.ended = True
             inbox.reading = False
             inbox.arrived.set()
+            _give_back(inbox)
         self._inboxes.clear()
-        for settle in list(self._unsettled):
-            settle(Outcome.STOPPING)
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()
@@ -259,12 +262,12 @@ class Server:
         inbox.in_flight += 1
 
         def settle(outcome: Outcome) -> None:
-            self._unsettled.discard(settle)
+            inbox.unsettled.discard(settle)
             if not future.done():
                 future.set_result(outcome)
                 inbox.in_flight -= 1
 
-        self._unsettled.add(settle)
+        inbox.unsettled.add(settle)
         delivery = _delivery(inbox.source.path, request, message, settle)
         inbox.queue.append((delivery, settle))
         return future
@@ -288,7 +291,9 @@ class Server:
                 "dead letter, or gave it back): send again",
                 retry,
             )
-        return _text(500, f"{what} refused by the gateway (nack without requeue)")
+        return _text(
+            422, f"{what} refused by the gateway for good (nack without requeue): do not send again"
+        )
 
 
 def _delivery(
