@@ -16,8 +16,9 @@ an event nack'ed without requeue           422: refused for good (a 4xx, so send
 the path's in-flight bound reached         429 + Retry-After (backpressure)
 malformed CloudEvent                       400 naming the header or member at fault
 unknown CloudEvents media type             415
-body over ``max_body_bytes``               413; no route reads the path: 404;
-                                           not POST or PUT: 405
+body over ``max_body_bytes``               413; not POST or PUT: 405
+no route reads the path                    404 (503 in the first ``STARTUP_GRACE``
+                                           seconds: its route may still be starting)
 =========================================  ===========================================
 
 A batch is all or nothing towards the sender: any failed event makes the whole
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -43,7 +45,11 @@ from meshgate_cloudevents_http.binding import HttpMessage, Received, Unsupported
 from meshgate_cloudevents_http.config import HttpOptions, HttpSource
 from routing.errors import InvalidEvent
 
-__all__ = ["Outcome", "PathStream", "Server"]
+__all__ = ["STARTUP_GRACE", "Outcome", "PathStream", "Server"]
+
+STARTUP_GRACE = 5.0
+"""Seconds after the server started during which an unknown path is answered 503
+(its route may still be starting), not 404 (which some senders, e.g. Dapr, drop)."""
 
 
 class Outcome(Enum):
@@ -135,6 +141,7 @@ class Server:
         self._inboxes: dict[str, _Inbox] = {}
         self._runner: web.AppRunner | None = None
         self.closed = False
+        self._started_at = 0.0
         self.port: int | None = None
         """The port listened on (the OS's choice when ``port: 0``), once started."""
 
@@ -156,6 +163,7 @@ class Server:
                 f"{self._options.host}:{self._options.port}: {exc.strerror or exc}"
             ) from exc
         self._runner = runner
+        self._started_at = time.monotonic()
         addresses = runner.addresses  # (host, port, ...) of each listening socket
         self.port = addresses[0][1] if addresses else self._options.port
         self._log.info(
@@ -203,6 +211,9 @@ class Server:
         inbox = self._inboxes.get(request.path)
         if inbox is None:
             served = ", ".join(sorted(self._inboxes)) or "none yet"
+            if time.monotonic() - self._started_at < STARTUP_GRACE:
+                # The routes start right after their connectors: the path may come.
+                return _text(503, f"no route reads {request.path} yet (starting)", retry)
             return _text(404, f"no route reads {request.path} (paths: {served})")
         if request.method not in ("POST", "PUT"):
             return web.Response(
