@@ -18,7 +18,7 @@ from meshgate_cloudevents_http import binding
 from meshgate_cloudevents_http.binding import HttpMessage, Received
 from meshgate_cloudevents_http.client import Sender
 from meshgate_cloudevents_http.config import HttpOptions, HttpSource, HttpTarget
-from meshgate_cloudevents_http.server import PathStream, Server
+from meshgate_cloudevents_http.server import PathCounts, PathStream, Server
 from routing.event import CloudEvent
 
 __all__ = ["HttpConnector"]
@@ -56,6 +56,10 @@ class HttpConnector(Connector[HttpOptions, HttpSource, HttpTarget]):
     def port(self) -> int | None:
         """The port the server listens on once started (the OS's choice for ``port: 0``)."""
         return self._server.port
+
+    def path_counts(self, path: str) -> PathCounts:
+        """How the requests to ``path`` were admitted so far (accepted, deferred, refused)."""
+        return self._server.counts[path]
 
     async def start(self) -> None:
         await self._sender.start()

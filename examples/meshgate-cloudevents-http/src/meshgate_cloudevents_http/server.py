@@ -33,7 +33,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import deque
+from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
@@ -45,7 +45,7 @@ from meshgate_cloudevents_http.binding import HttpMessage, Received, Unsupported
 from meshgate_cloudevents_http.config import HttpOptions, HttpSource
 from routing.errors import InvalidEvent
 
-__all__ = ["STARTUP_GRACE", "Outcome", "PathStream", "Server"]
+__all__ = ["STARTUP_GRACE", "Outcome", "PathCounts", "PathStream", "Server"]
 
 STARTUP_GRACE = 5.0
 """Seconds after the server started during which an unknown path is answered 503
@@ -63,6 +63,18 @@ class Outcome(Enum):
     """nack(requeue=False): the gateway refuses it for good."""
     STOPPING = "stopping"
     """Never processed: the path stopped being read, or the connector closed."""
+
+
+@dataclass
+class PathCounts:
+    """Requests of one path by how they were admitted (metrics, tests)."""
+
+    accepted: int = 0
+    """Queued for the routes: answered once their events are settled."""
+    deferred: int = 0
+    """Answered 429 or 503 at once: the sender should send again later."""
+    refused: int = 0
+    """Answered 4xx at once: malformed, too large, wrong method, unknown path."""
 
 
 @dataclass(eq=False)
@@ -142,6 +154,8 @@ class Server:
         self._runner: web.AppRunner | None = None
         self.closed = False
         self._started_at = 0.0
+        self.counts: defaultdict[str, PathCounts] = defaultdict(PathCounts)
+        """How each path's requests were admitted."""
         self.port: int | None = None
         """The port listened on (the OS's choice when ``port: 0``), once started."""
 
@@ -190,6 +204,8 @@ class Server:
                 f"connector {self._name!r} has no port: set port: in its connectors: entry "
                 f"to receive events on {source.path}"
             )
+        if self._runner is None:
+            raise ConnectionLost(f"connector {self._name!r} is closed (or not started)")
         inbox = self._inboxes.get(source.path)
         if inbox is not None and inbox.reading:
             raise ConnectorError(
@@ -205,6 +221,22 @@ class Server:
     # -- requests ------------------------------------------------------------------------
 
     async def _handle(self, request: web.Request) -> web.Response:
+        admitted = await self._admit(request)
+        counts = self.counts[request.path]
+        if isinstance(admitted, web.Response):
+            if admitted.status in (429, 503):
+                counts.deferred += 1
+            elif admitted.status >= 400:
+                counts.refused += 1
+            return admitted
+        counts.accepted += 1
+        # asyncio.wait, not gather: a sender hanging up must not cancel the futures,
+        # whose deliveries the runtime still processes and settles.
+        await asyncio.wait(admitted)
+        return self._answer([f.result() for f in admitted], self._options.retry_after)
+
+    async def _admit(self, request: web.Request) -> web.Response | list[asyncio.Future[Outcome]]:
+        """The answer to give at once, or the events of the request, queued."""
         retry = self._options.retry_after
         if self.closed:
             return _text(503, "the gateway is stopping: send again", retry)
@@ -229,9 +261,8 @@ class Server:
         try:
             body = await request.read()
         except web.HTTPRequestEntityTooLarge:
-            return _text(
-                413, f"body larger than max_body_bytes ({self._options.max_body_bytes} bytes)"
-            )
+            limit = self._options.max_body_bytes
+            return _text(413, f"body larger than max_body_bytes ({limit} bytes)")
         try:
             received = from_request(request.headers.items(), body)
         except UnsupportedFormat as exc:
@@ -243,14 +274,12 @@ class Server:
             messages = [HttpMessage(body, dict(request.headers.items()))]
         else:
             messages = list(received)
-        if not messages:
-            return web.Response(status=204)  # an empty batch
         limit = inbox.source.max_in_flight
         if len(messages) > limit:
             return _text(
                 413,
-                f"a batch of {len(messages)} events is more than this path "
-                f"takes at once (max_in_flight {limit}): send smaller batches",
+                f"a batch of {len(messages)} events is more than this path takes at once "
+                f"(max_in_flight {limit}): send smaller batches",
             )
         if inbox.in_flight + len(messages) > limit:
             return _text(
@@ -259,12 +288,11 @@ class Server:
                 f"max_in_flight {limit}): send again later",
                 retry,
             )
+        if not messages:
+            return web.Response(status=204)  # an empty batch
         futures = [self._enqueue(inbox, request, message) for message in messages]
         inbox.arrived.set()
-        # asyncio.wait, not gather: a sender hanging up must not cancel the futures,
-        # whose deliveries the runtime still processes and settles.
-        await asyncio.wait(futures)
-        return self._answer([f.result() for f in futures], retry)
+        return futures
 
     def _enqueue(
         self, inbox: _Inbox, request: web.Request, message: Received | HttpMessage
