@@ -44,6 +44,7 @@ from connectors.testing.plugin import (  # noqa: E402
     conformance_connector,
     conformance_in_flight,
     conformance_pair,
+    conformance_publish,
     conformance_publish_raw,
     conformance_timeouts,
 )
@@ -60,6 +61,7 @@ __all__ = [
     "conformance_connector",
     "conformance_in_flight",
     "conformance_pair",
+    "conformance_publish",
     "conformance_publish_raw",
     "conformance_timeouts",
     "sample_event",
