@@ -8,6 +8,7 @@ Routes of the gateway under test::
     POST /in  (http source)  ->  NATS JetStream subject <run>.events
     NATS JetStream <run>.events  ->  POST http://<peer>/hook/<subject>  (http target)
     POST /reject -> a subject no stream captures (refused), dead letter <run>.dlq
+    POST /webhook (a plain, non-CloudEvent request) -> ingress -> <run>.dlq
 
 so one event crosses both directions of the plugin, and the HTTP answers are checked
 against what the gateway did: 204 only after JetStream confirmed (or the dead letter
@@ -91,6 +92,10 @@ async def gateway(hook: Hook, nats_url: str, tmp_path: Path) -> AsyncIterator[tu
             from: {{connector: web, path: /reject}}
             to: [{{connector: edge, subject: "{run}.nowhere"}}]
             dead_letter: {{connector: edge, subject: "{run}.dlq"}}
+          - name: webhook
+            from: {{connector: web, path: /webhook}}
+            ingress: {{type: com.example.webhook, source: "https://hooks.example.com{{topic}}"}}
+            to: [{{connector: edge, subject: "{run}.dlq"}}]
         """)
     )
     gateway = Gateway(load_config(config))
@@ -177,3 +182,26 @@ async def test_malformed_event_is_400_through_the_gateway(gateway: tuple[Gateway
     headers = {"ce-specversion": "1.0", "ce-id": "1", "ce-source": "/s", "ce-type": "t"}
     status, text = await post(f"{base}/in", b"x", {**headers, "ce-time": "yesterday"})
     assert status == 400 and "time" in text
+
+
+async def test_plain_webhook_is_wrapped_by_ingress(
+    gateway: tuple[Gateway, str], nats_url: str
+) -> None:
+    """A POST that is no CloudEvent (a legacy webhook) becomes one by the route's
+    ingress rules, data and content type unchanged."""
+    running, base = gateway
+    status, text = await post(
+        f"{base}/webhook", b'{"order": 42}', {"Content-Type": "application/json"}
+    )
+    assert status == 204, text
+    run = running.config.gateway.id
+    nc = await nats.connect(nats_url)
+    try:
+        wrapped = await nc.jetstream().get_last_msg(run, f"{run}.dlq")
+    finally:
+        await nc.close()
+    headers = wrapped.headers or {}
+    assert headers.get("ce-type") == "com.example.webhook"
+    assert headers.get("ce-source") == "https://hooks.example.com/webhook"
+    assert headers.get("ce-datacontenttype") == "application/json"
+    assert wrapped.data == b'{"order": 42}'
