@@ -237,6 +237,34 @@ class Server:
 
     async def _admit(self, request: web.Request) -> web.Response | list[asyncio.Future[Outcome]]:
         """The answer to give at once, or the events of the request, queued."""
+        inbox = self._inbox_for(request)
+        if isinstance(inbox, web.Response):
+            return inbox
+        messages = await self._read(request)
+        if isinstance(messages, web.Response):
+            return messages
+        limit = inbox.source.max_in_flight
+        if len(messages) > limit:
+            return _text(
+                413,
+                f"a batch of {len(messages)} events is more than this path takes at once "
+                f"(max_in_flight {limit}): send smaller batches",
+            )
+        if inbox.in_flight + len(messages) > limit:
+            return _text(
+                429,
+                f"{request.path} is full ({inbox.in_flight} events in flight, "
+                f"max_in_flight {limit}): send again later",
+                self._options.retry_after,
+            )
+        if not messages:
+            return web.Response(status=204)  # an empty batch
+        futures = [self._enqueue(inbox, request, message) for message in messages]
+        inbox.arrived.set()
+        return futures
+
+    def _inbox_for(self, request: web.Request) -> _Inbox | web.Response:
+        """The inbox of the request's path, or why the request cannot go there."""
         retry = self._options.retry_after
         if self.closed:
             return _text(503, "the gateway is stopping: send again", retry)
@@ -258,6 +286,10 @@ class Server:
                 "starting, reloading or stopping): send again",
                 retry,
             )
+        return inbox
+
+    async def _read(self, request: web.Request) -> list[Received | HttpMessage] | web.Response:
+        """The events of the request (a plain webhook is one message), or a 4xx."""
         try:
             body = await request.read()
         except web.HTTPRequestEntityTooLarge:
@@ -269,30 +301,9 @@ class Server:
             return _text(415, str(exc))
         except InvalidEvent as exc:
             return _text(400, str(exc))
-        messages: list[Received | HttpMessage]
         if received is None:  # a plain webhook: the route's ingress rules wrap it
-            messages = [HttpMessage(body, dict(request.headers.items()))]
-        else:
-            messages = list(received)
-        limit = inbox.source.max_in_flight
-        if len(messages) > limit:
-            return _text(
-                413,
-                f"a batch of {len(messages)} events is more than this path takes at once "
-                f"(max_in_flight {limit}): send smaller batches",
-            )
-        if inbox.in_flight + len(messages) > limit:
-            return _text(
-                429,
-                f"{request.path} is full ({inbox.in_flight} events in flight, "
-                f"max_in_flight {limit}): send again later",
-                retry,
-            )
-        if not messages:
-            return web.Response(status=204)  # an empty batch
-        futures = [self._enqueue(inbox, request, message) for message in messages]
-        inbox.arrived.set()
-        return futures
+            return [HttpMessage(body, dict(request.headers.items()))]
+        return list(received)
 
     def _enqueue(
         self, inbox: _Inbox, request: web.Request, message: Received | HttpMessage
