@@ -20,6 +20,7 @@ from connectors.base import (
     dry_run_delivery,
 )
 from connectors.errors import MessageSpecError
+from connectors.readiness import Subscriptions
 from routing.bindings import amqp as binding
 from routing.event import CloudEvent
 from routing.filters import amqp_match
@@ -50,6 +51,7 @@ class AmqpConnector(Connector[AmqpOptions, AmqpSource, AmqpTarget]):
         super().__init__(name, options)
         self._link = Link(options, name, self.health, _log, self.label, self.new_backoff)
         self._publisher = Publisher(self._link, options, _log)
+        self._subscriptions = Subscriptions()
 
     def endpoint(self) -> str:
         return redact_url(self.options.url)
@@ -71,7 +73,10 @@ class AmqpConnector(Connector[AmqpOptions, AmqpSource, AmqpTarget]):
         await self._link.close()
 
     def consume(self, source: AmqpSource) -> AsyncIterator[Delivery]:
-        return consume(self._link, source, _log)
+        return consume(self._link, source, _log, self._subscriptions.track(source))
+
+    async def wait_subscribed(self, source: AmqpSource) -> None:
+        await self._subscriptions.wait(source)
 
     def decode(self, delivery: Delivery) -> CloudEvent | None:
         message: binding.AmqpMessage = delivery.message

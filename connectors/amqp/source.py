@@ -31,6 +31,7 @@ from connectors.amqp.config import AmqpSource, header_text
 from connectors.amqp.link import Link, LinkClosed
 from connectors.base import Delivery
 from connectors.errors import NotAuthorized
+from connectors.readiness import Subscription as Ready
 from routing.bindings.amqp import AmqpMessage
 
 __all__ = ["consume"]
@@ -177,8 +178,14 @@ def _delivery(subscription: Subscription, message: AbstractIncomingMessage) -> D
     )
 
 
-async def consume(link: Link, source: AmqpSource, log: logging.Logger) -> AsyncIterator[Delivery]:
-    """Deliveries from ``source`` until the connector closes, across reconnects."""
+async def consume(
+    link: Link, source: AmqpSource, log: logging.Logger, ready: Ready
+) -> AsyncIterator[Delivery]:
+    """Deliveries from ``source`` until the connector closes, across reconnects.
+
+    ``ready`` is up while the broker has the consumer (after consume-ok, so the
+    queue and its bindings exist): the readiness signal of ``wait_subscribed``.
+    """
     backoff = link.new_backoff()
     first = True
     while not link.closing:
@@ -211,11 +218,13 @@ async def consume(link: Link, source: AmqpSource, log: logging.Logger) -> AsyncI
                 await backoff.sleep()
                 continue
             log.info("consuming %r as %s", source.queue, subscription.tag)
+            ready.up()
             first = False
             backoff.reset()
             while (message := await subscription.next()) is not None:
                 yield _delivery(subscription, message)
         finally:
+            ready.down()
             await subscription.close()
         if not link.closing:
             await backoff.sleep()

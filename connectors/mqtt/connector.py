@@ -30,6 +30,7 @@ from connectors.mqtt.config import (
 from connectors.mqtt.hub import Hub
 from connectors.mqtt.session import Session, new_properties
 from connectors.mqtt.source import consume
+from connectors.readiness import Subscriptions
 from connectors.tls import warn_insecure
 from routing.bindings import mqtt as binding
 from routing.event import CloudEvent
@@ -75,6 +76,7 @@ class MqttConnector(Connector[MqttOptions, MqttSource, MqttTarget]):
         self._publisher: Session | None = None
         self._publisher_up = asyncio.Event()
         self._supervisor: asyncio.Task[None] | None = None
+        self._subscriptions = Subscriptions()
 
     @classmethod
     def validate_target(cls, options: MqttOptions, target: MqttTarget) -> str | None:
@@ -116,7 +118,10 @@ class MqttConnector(Connector[MqttOptions, MqttSource, MqttTarget]):
         await self._hub.close()
 
     def consume(self, source: MqttSource) -> AsyncIterator[Delivery]:
-        return consume(self._hub, source)
+        return consume(self._hub, source, self._subscriptions.track(source))
+
+    async def wait_subscribed(self, source: MqttSource) -> None:
+        await self._subscriptions.wait(source)
 
     def decode(self, delivery: Delivery) -> CloudEvent | None:
         message: binding.MqttMessage = delivery.message

@@ -20,6 +20,7 @@ from connectors.nats import sink
 from connectors.nats.config import NatsOptions, NatsSource, NatsTarget, check_publish_subject
 from connectors.nats.link import Link
 from connectors.nats.source import consume_core, consume_jetstream
+from connectors.readiness import Subscriptions
 from routing.bindings.nats import NatsMessage, from_message
 from routing.event import CloudEvent
 from routing.filters import nats_match
@@ -56,6 +57,7 @@ class NatsConnector(Connector[NatsOptions, NatsSource, NatsTarget]):
     def __init__(self, name: str, options: NatsOptions) -> None:
         super().__init__(name, options)
         self._link = Link(name, options, self.health, log)
+        self._subscriptions = Subscriptions()
 
     def endpoint(self) -> str:
         return self._link.servers  # credentials redacted
@@ -78,10 +80,14 @@ class NatsConnector(Connector[NatsOptions, NatsSource, NatsTarget]):
         await self._link.close()
 
     def consume(self, source: NatsSource) -> AsyncIterator[Delivery]:
+        ready = self._subscriptions.track(source)
         if source.jetstream is not None:
             timeout = self.options.publish_timeout
-            return consume_jetstream(self._link, source, log, timeout)
-        return consume_core(self._link, source, log)
+            return consume_jetstream(self._link, source, log, timeout, ready)
+        return consume_core(self._link, source, log, ready)
+
+    async def wait_subscribed(self, source: NatsSource) -> None:
+        await self._subscriptions.wait(source)
 
     def decode(self, delivery: Delivery) -> CloudEvent | None:
         message = delivery.message

@@ -29,7 +29,9 @@ pytest plugin: installed meshgate registers it through the ``pytest11`` entry po
 import pytest
 
 # Plain asserts in the suite report their values like test-module asserts do.
-pytest.register_assert_rewrite("connectors.testing")
+pytest.register_assert_rewrite(
+    *(f"connectors.testing.{name}" for name in ("acks", "bindings", "delivery", "harness"))
+)
 
 from connectors.testing.harness import (  # noqa: E402
     Consumer,

@@ -155,7 +155,17 @@ class Consumer:
         pytest.fail(f"no delivery from {self.source!r} within {within}s", pytrace=False)
 
     async def take(self, count: int, within: float | None = None) -> list[Delivery]:
+        """The next ``count`` deliveries, not acked (mind the in-flight bound)."""
         return [await self.next(within) for _ in range(count)]
+
+    async def take_acking(self, count: int, within: float | None = None) -> list[Delivery]:
+        """The next ``count`` deliveries, each acked as it arrives, as the runtime does."""
+        got = []
+        for _ in range(count):
+            delivery = await self.next(within)
+            await delivery.ack()
+            got.append(delivery)
+        return got
 
     async def nothing_within(self, seconds: float | None = None) -> None:
         """Fail if a delivery arrives within ``seconds`` (default: the quiet period)."""
