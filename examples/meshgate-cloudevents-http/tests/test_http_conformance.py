@@ -144,6 +144,17 @@ class TestHttpConformance(ConnectorConformance):
         return publish_raw
 
     @pytest.fixture
+    def conformance_bounce(self) -> Callable[[Any], Awaitable[None]]:
+        """A network fault between sender and gateway: every TCP connection to the
+        receiver is aborted (requests in progress are cut off, the sender resends)."""
+
+        async def bounce(receiver: Any) -> None:
+            assert isinstance(receiver, HttpConnector)
+            receiver._server.drop_connections()  # the plugin's own test: its internals
+
+        return bounce
+
+    @pytest.fixture
     def conformance_in_flight(
         self, conformance_connector: Callable[[], HttpConnector]
     ) -> Callable[[HttpSource, int], tuple[HttpConnector, HttpSource]]:

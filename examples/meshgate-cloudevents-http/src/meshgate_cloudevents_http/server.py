@@ -197,6 +197,20 @@ class Server:
         if runner is not None:
             await runner.cleanup()
 
+    def drop_connections(self) -> int:
+        """Abort every client connection, as a network fault would; returns how many.
+
+        Requests cut off this way are not answered: their senders send them again
+        (the events already queued are delivered anyway: a duplicate, never a loss).
+        """
+        if self._runner is None or self._runner.server is None:
+            return 0
+        handlers = self._runner.server.connections
+        for handler in handlers:
+            if handler.transport is not None:
+                handler.transport.abort()
+        return len(handlers)
+
     def open(self, source: HttpSource) -> PathStream:
         """Start reading ``source.path``; requests to it are accepted from now on."""
         if self._options.port is None:
