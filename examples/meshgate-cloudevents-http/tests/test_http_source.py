@@ -208,3 +208,27 @@ async def test_closing_the_iterator_answers_pulled_unsettled_events_503(
     request = send(receiver, src.path)
     await (await next_delivery(again)).ack()
     assert (await request)[0] == 204
+
+
+def test_dry_run_delivery_builds_what_the_server_would() -> None:
+    """``meshgate routes check --message`` for an http source: no server, same parse."""
+    from meshgate_cloudevents_http import HttpOptions
+
+    from connectors import MessageSpec, MessageSpecError
+
+    message = to_message(sample_event(5))
+    spec = MessageSpec(payload=message.body, address="/events", headers=message.headers)
+    delivery = HttpConnector.dry_run_delivery(HttpOptions(), spec)
+    assert delivery.address == "/events" and delivery.coordinates == {"path": "/events"}
+    assert HttpConnector("c", HttpOptions()).decode(delivery) == sample_event(5)
+    assert HttpConnector.source_receives(source("/events"), delivery)
+    assert not HttpConnector.source_receives(source("/other"), delivery)
+    plain = MessageSpec(payload=b"{}", address="/events", content_type="application/json")
+    assert (
+        HttpConnector("c", HttpOptions()).decode(
+            HttpConnector.dry_run_delivery(HttpOptions(), plain)
+        )
+        is None
+    )
+    with pytest.raises(MessageSpecError, match="path"):
+        HttpConnector.dry_run_delivery(HttpOptions(), MessageSpec(payload=b""))
