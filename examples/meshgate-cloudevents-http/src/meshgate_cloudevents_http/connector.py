@@ -18,7 +18,8 @@ from meshgate_cloudevents_http import binding
 from meshgate_cloudevents_http.binding import HttpMessage, Received
 from meshgate_cloudevents_http.client import Sender
 from meshgate_cloudevents_http.config import HttpOptions, HttpSource, HttpTarget
-from meshgate_cloudevents_http.server import PathCounts, PathStream, Server
+from meshgate_cloudevents_http.inbox import PathCounts, PathStream
+from meshgate_cloudevents_http.server import Server
 from routing.event import CloudEvent
 
 __all__ = ["HttpConnector"]

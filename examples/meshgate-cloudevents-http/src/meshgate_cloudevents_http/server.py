@@ -33,109 +33,28 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import defaultdict, deque
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from enum import Enum
+from collections import defaultdict
 
 from aiohttp import web
 
-from connectors import ConnectionLost, ConnectorError, Delivery
+from connectors import ConnectionLost, ConnectorError
 from meshgate_cloudevents_http.binding import HttpMessage, Received, UnsupportedFormat, from_request
 from meshgate_cloudevents_http.config import HttpOptions, HttpSource
+from meshgate_cloudevents_http.inbox import (
+    Inbox,
+    Outcome,
+    PathCounts,
+    PathStream,
+    give_back,
+    make_delivery,
+)
 from routing.errors import InvalidEvent
 
-__all__ = ["STARTUP_GRACE", "Outcome", "PathCounts", "PathStream", "Server"]
+__all__ = ["STARTUP_GRACE", "Server"]
 
 STARTUP_GRACE = 5.0
 """Seconds after the server started during which an unknown path is answered 503
 (its route may still be starting), not 404 (which some senders, e.g. Dapr, drop)."""
-
-
-class Outcome(Enum):
-    """How one received event was settled."""
-
-    ACKED = "acked"
-    """Every target confirmed (or the gateway dead-lettered it, or filtered it out)."""
-    REQUEUE = "requeue"
-    """nack(requeue=True): not delivered; the sender should send it again."""
-    REJECTED = "rejected"
-    """nack(requeue=False): the gateway refuses it for good."""
-    STOPPING = "stopping"
-    """Never processed: the path stopped being read, or the connector closed."""
-
-
-@dataclass
-class PathCounts:
-    """Requests of one path by how they were admitted (metrics, tests)."""
-
-    accepted: int = 0
-    """Queued for the routes: answered once their events are settled."""
-    deferred: int = 0
-    """Answered 429 or 503 at once: the sender should send again later."""
-    refused: int = 0
-    """Answered 4xx at once: malformed, too large, wrong method, unknown path."""
-
-
-@dataclass(eq=False)
-class _Inbox:
-    """The events received on one path, waiting for the runtime to pull them."""
-
-    source: HttpSource
-    queue: deque[tuple[Delivery, Callable[[Outcome], None]]] = field(default_factory=deque)
-    arrived: asyncio.Event = field(default_factory=asyncio.Event)
-    in_flight: int = 0
-    """Events accepted and not yet settled (queued or being processed)."""
-    reading: bool = False
-    """A consume() iterator reads this path now."""
-    ended: bool = False
-    """The connector closed: iterators of this inbox end."""
-    unsettled: set[Callable[[Outcome], None]] = field(default_factory=set)
-    """How to settle each accepted event not settled yet (queued or pulled)."""
-
-
-class PathStream:
-    """The async iterator ``consume`` returns: the deliveries of one path.
-
-    Registered at creation (not at the first ``anext``), so requests are accepted as
-    soon as ``consume`` returned: that is this source's readiness.
-    """
-
-    def __init__(self, server: Server, inbox: _Inbox) -> None:
-        self._server = server
-        self._inbox = inbox
-        self._closed = False
-
-    def __aiter__(self) -> PathStream:
-        return self
-
-    async def __anext__(self) -> Delivery:
-        inbox = self._inbox
-        while True:
-            if self._closed or inbox.ended:
-                raise StopAsyncIteration
-            if inbox.queue:
-                delivery, _ = inbox.queue.popleft()
-                return delivery
-            inbox.arrived.clear()
-            await inbox.arrived.wait()
-
-    async def aclose(self) -> None:
-        """Stop reading the path: events not settled yet are answered 503 (sent again)."""
-        if self._closed:
-            return
-        self._closed = True
-        self._inbox.reading = False
-        self._inbox.arrived.set()
-        _give_back(self._inbox)
-
-
-def _give_back(inbox: _Inbox) -> None:
-    """Answer every unsettled event 503: queued ones were never processed, pulled ones
-    are abandoned (the runtime drains before it closes an iterator)."""
-    inbox.queue.clear()
-    for settle in list(inbox.unsettled):
-        settle(Outcome.STOPPING)
 
 
 def _text(status: int, text: str, retry_after: int | None = None) -> web.Response:
@@ -150,7 +69,7 @@ class Server:
         self._name = name
         self._options = options
         self._log = log
-        self._inboxes: dict[str, _Inbox] = {}
+        self._inboxes: dict[str, Inbox] = {}
         self._runner: web.AppRunner | None = None
         self.closed = False
         self._started_at = 0.0
@@ -191,7 +110,7 @@ class Server:
             inbox.ended = True
             inbox.reading = False
             inbox.arrived.set()
-            _give_back(inbox)
+            give_back(inbox)
         self._inboxes.clear()
         runner, self._runner = self._runner, None
         if runner is not None:
@@ -227,10 +146,10 @@ class Server:
                 "source already (give each source its own path)"
             )
         if inbox is None or inbox.source != source:
-            inbox = _Inbox(source)
+            inbox = Inbox(source)
             self._inboxes[source.path] = inbox
         inbox.reading = True
-        return PathStream(self, inbox)
+        return PathStream(inbox)
 
     # -- requests ------------------------------------------------------------------------
 
@@ -277,7 +196,7 @@ class Server:
         inbox.arrived.set()
         return futures
 
-    def _inbox_for(self, request: web.Request) -> _Inbox | web.Response:
+    def _inbox_for(self, request: web.Request) -> Inbox | web.Response:
         """The inbox of the request's path, or why the request cannot go there."""
         retry = self._options.retry_after
         if self.closed:
@@ -320,7 +239,7 @@ class Server:
         return list(received)
 
     def _enqueue(
-        self, inbox: _Inbox, request: web.Request, message: Received | HttpMessage
+        self, inbox: Inbox, request: web.Request, message: Received | HttpMessage
     ) -> asyncio.Future[Outcome]:
         future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
         inbox.in_flight += 1
@@ -332,7 +251,7 @@ class Server:
                 inbox.in_flight -= 1
 
         inbox.unsettled.add(settle)
-        delivery = _delivery(inbox.source.path, request, message, settle)
+        delivery = make_delivery(inbox.source.path, request, message, settle)
         inbox.queue.append((delivery, settle))
         return future
 
@@ -358,33 +277,3 @@ class Server:
         return _text(
             422, f"{what} refused by the gateway for good (nack without requeue): do not send again"
         )
-
-
-def _delivery(
-    path: str,
-    request: web.Request,
-    message: Received | HttpMessage,
-    settle: Callable[[Outcome], None],
-) -> Delivery:
-    async def ack() -> None:
-        settle(Outcome.ACKED)
-
-    async def nack(requeue: bool) -> None:
-        settle(Outcome.REQUEUE if requeue else Outcome.REJECTED)
-
-    native = message.message if isinstance(message, Received) else message
-    content_type = next((v for k, v in native.headers.items() if k.lower() == "content-type"), None)
-    coordinates: dict[str, str | int] = {"path": path, "method": request.method}
-    if request.remote:
-        coordinates["remote"] = request.remote
-    return Delivery(
-        message=message,
-        address=path,
-        payload=native.body,
-        headers=native.headers,
-        ack=ack,
-        nack=nack,
-        ordering_key=path,
-        coordinates=coordinates,
-        content_type=content_type,
-    )
