@@ -83,6 +83,20 @@ def test_plugin_installs_into_a_clean_venv_and_passes_its_tests(
     listed = _run([str(venv / "bin" / "meshgate"), "connectors"], tmp_path, 60)
     assert re.search(r"^http\s+0\.1\.0\s+plugin meshgate-cloudevents-http", listed, re.M), listed
 
+    config = tmp_path / "gateway.yaml"
+    config.write_text(
+        "gateway: {id: plugin-check}\n"
+        "connectors:\n"
+        "  web: {type: http, port: 8080}\n"
+        "routes:\n"
+        "  - name: hooks\n"
+        "    from: {connector: web, path: /events}\n"
+        "    to: [{connector: web, url: 'https://receiver.example.com/{type}'}]\n",
+        encoding="utf-8",
+    )
+    checked = _run([str(venv / "bin" / "meshgate"), "validate", str(config)], tmp_path, 60)
+    assert "OK (1 connectors, 1 routes)" in checked, checked
+
     env = {**os.environ, "MESHGATE_TEST_NATS_URL": nats_url}
     env.pop("PYTHONPATH", None)
     output = _run(
