@@ -293,3 +293,10 @@ def test_target_options_are_checked() -> None:
     assert (
         target("http://{subject}.hooks/x", mode=Mode.STRUCTURED).url == "http://{subject}.hooks/x"
     )
+
+
+def test_header_clash_names_the_bindings_headers() -> None:
+    options = http_connector(port=None).options
+    assert HttpConnector.header_clash(options, "CE-Id") is not None
+    assert HttpConnector.header_clash(options, "content-type") is not None
+    assert HttpConnector.header_clash(options, "X-Tenant") is None

@@ -15,7 +15,7 @@ from pydantic import Field, field_validator, model_validator
 
 from connectors import ConnectorOptions, SourceOptions, TargetOptions, TlsOptions
 
-__all__ = ["HttpOptions", "HttpSource", "HttpTarget", "url_problem"]
+__all__ = ["RESERVED_HEADERS", "HttpOptions", "HttpSource", "HttpTarget", "url_problem"]
 
 # Headers the binding or HTTP itself owns: a target's `headers:` may not set them.
 RESERVED_HEADERS = frozenset({"content-type", "content-length", "host", "transfer-encoding"})

@@ -17,7 +17,7 @@ from connectors import (
 from meshgate_cloudevents_http import binding
 from meshgate_cloudevents_http.binding import HttpMessage, Received
 from meshgate_cloudevents_http.client import Sender
-from meshgate_cloudevents_http.config import HttpOptions, HttpSource, HttpTarget
+from meshgate_cloudevents_http.config import RESERVED_HEADERS, HttpOptions, HttpSource, HttpTarget
 from meshgate_cloudevents_http.inbox import PathCounts, PathStream
 from meshgate_cloudevents_http.server import Server
 from routing.event import CloudEvent
@@ -103,6 +103,17 @@ class HttpConnector(Connector[HttpOptions, HttpSource, HttpTarget]):
             return (
                 f"url {target.url!r} is plaintext but the connector has a tls: block: use https://"
             )
+        return None
+
+    @classmethod
+    def header_clash(cls, options: HttpOptions, name: str) -> str | None:
+        """Why a target's ``headers:`` may not set ``name``: the binding's own headers
+        (``ce-*`` attributes, ``Content-Type`` = datacontenttype) and HTTP's framing."""
+        lowered = name.lower()
+        if lowered.startswith("ce-"):
+            return f"{name!r} is a CloudEvents attribute header of the HTTP binding"
+        if lowered in RESERVED_HEADERS:
+            return f"{name!r} is set by the HTTP binding or by HTTP itself"
         return None
 
     @classmethod
