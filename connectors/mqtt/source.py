@@ -157,8 +157,8 @@ def _settlers(session: Session, entry: PendingAck | None) -> Settle:
 
     async def nack(requeue: bool) -> None:
         if requeue:
-            session.acks.hold(entry)
-            session.request_requeue()
+            if session.acks.hold(entry):  # not after an ack: no reconnect for nothing
+                session.request_requeue()
         else:
             session.acks.settle(entry)
 
