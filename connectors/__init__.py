@@ -28,9 +28,11 @@ from connectors.errors import (
     PublishTimeout,
     UnknownConnectorType,
 )
+from connectors.headertext import header_text
 from connectors.redact import redact_url
 from connectors.registry import ENTRY_POINT_GROUP, ConnectorRegistry, default_registry
 from connectors.tls import TlsConfigError, TlsOptions, warn_insecure
+from connectors.topology import Topology
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -54,10 +56,12 @@ __all__ = [
     "TargetOptions",
     "TlsConfigError",
     "TlsOptions",
+    "Topology",
     "UnknownConnectorType",
     "default_registry",
     "dry_run_delivery",
     "find_header",
+    "header_text",
     "redact_url",
     "warn_insecure",
 ]
