@@ -12,13 +12,15 @@ a test needing one that is not provided is skipped and says which fixture is mis
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator
 
 import pytest
 import pytest_asyncio
 
-from connectors.base import Capabilities
+from connectors.base import Capabilities, SourceOptions, TargetOptions
 from connectors.testing.harness import (
+    AnyConnector,
     BounceFactory,
     ConnectorFactory,
     Harness,
@@ -28,6 +30,7 @@ from connectors.testing.harness import (
     RawPublish,
     Timeouts,
 )
+from routing.bindings import Mode
 
 __all__ = [
     "conformance",
@@ -40,6 +43,23 @@ __all__ = [
     "conformance_publish_raw",
     "conformance_timeouts",
 ]
+
+
+async def pair_capabilities(
+    connector: AnyConnector, source: SourceOptions, target: TargetOptions
+) -> Capabilities:
+    """What ``connector`` promises for this kind of pair: acknowledgements and ordering
+    of the source, confirmation and size of the target, headers where both have them
+    (``Connector.source_capabilities`` / ``target_capabilities``)."""
+    kind = type(connector)
+    reading = kind.source_capabilities(connector.options, source)
+    writing = kind.target_capabilities(connector.options, target)
+    return dataclasses.replace(
+        reading,
+        confirmed_publish=writing.confirmed_publish,
+        headers=reading.headers and writing.headers,
+        max_message_bytes=writing.max_message_bytes,
+    )
 
 
 @pytest.fixture
@@ -96,8 +116,8 @@ def conformance_in_flight() -> InFlightFactory | None:
 
 @pytest.fixture
 def conformance_capabilities() -> Capabilities | None:
-    """Optional. The capabilities of the pair's source and target, when they differ from
-    the connector class's ``capabilities`` (e.g. an at-most-once kind of source)."""
+    """Optional. The capabilities the suite assumes for the pairs; by default what the
+    connector's ``source_capabilities`` and ``target_capabilities`` answer for a pair."""
     return None
 
 
@@ -128,6 +148,10 @@ async def conformance(
     conformance_publish: Publish | None,
 ) -> AsyncIterator[Harness]:
     """The suite's per-test harness, built from the fixtures above (not for overriding)."""
+    if conformance_capabilities is None:
+        conformance_capabilities = await pair_capabilities(
+            conformance_connector(), *await conformance_pair(Mode.STRUCTURED)
+        )
     harness = Harness(
         make_connector=conformance_connector,
         make_pair=conformance_pair,

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import json
 import logging
 import os
@@ -27,7 +26,7 @@ from typing import Any, Literal
 import aiomqtt
 import pytest
 
-from connectors.base import Capabilities, Delivery, HealthState
+from connectors.base import Delivery, HealthState
 from connectors.errors import PublishRejected
 from connectors.mqtt import MqttConnector, MqttOptions, MqttSource, MqttTarget
 from connectors.mqtt.config import subscriber_client_id
@@ -155,11 +154,6 @@ class TestMqtt311Conformance(TestMqttConformance):
     error there)."""
 
     protocol = 4
-
-    @pytest.fixture
-    def conformance_capabilities(self) -> Capabilities:
-        # No properties on 3.1.1: no native headers, so no binary mode.
-        return dataclasses.replace(MqttConnector.capabilities, headers=False)
 
 
 @pytest.mark.parametrize("protocol", [5, 4])

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import json
 import logging
 import subprocess
@@ -29,7 +28,7 @@ from nats.aio.client import Client
 from nats.js.api import StreamConfig
 from pydantic import SecretStr
 
-from connectors.base import Capabilities, Delivery, HealthState
+from connectors.base import Delivery, HealthState
 from connectors.errors import ConnectionLost, ConnectorError, PublishRejected, PublishTimeout
 from connectors.nats import JetStreamSource, NatsConnector, NatsOptions, NatsSource, NatsTarget
 from connectors.redact import redact_url
@@ -43,10 +42,6 @@ from tests.integration.connector_hooks import HookedConformance, subscribed
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
 WAIT = 15.0
-CORE_AT_MOST_ONCE = (
-    "core NATS is at-most-once: no acknowledgements, nothing to redeliver "
-    "(use a jetstream source for at-least-once)"
-)
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], within: float = WAIT) -> None:
@@ -217,14 +212,6 @@ class TestNatsCoreConformance(HookedConformance):
 
     async def bounce(self, connector: NatsConnector) -> None:
         await drop_transport(connector)
-
-    @pytest.fixture
-    def conformance_capabilities(self) -> Capabilities:
-        # The class declares JetStream's; a core subscription and a core publish are
-        # at-most-once (CORE_AT_MOST_ONCE).
-        return dataclasses.replace(
-            NatsConnector.capabilities, acknowledgements=False, confirmed_publish=False
-        )
 
 
 async def test_queue_group_members_share_core_messages(broker: Broker) -> None:
