@@ -45,7 +45,7 @@ async def until(check: Callable[[], bool], timeout: float = 10.0) -> bool:
 
 
 def http_connector(**options: Any) -> HttpConnector:
-    values: dict[str, Any] = {"port": 0, "retry_initial": 0.05, "retry_max": 0.2}
+    values: dict[str, Any] = {"port": 0, "retry_initial_seconds": 0.05, "retry_max_seconds": 0.2}
     values.update(options)
     return HttpConnector(unique("http"), HttpOptions.model_validate(values))
 

@@ -108,7 +108,7 @@ class TestHttpConformance(ConnectorConformance):
     @pytest.fixture
     async def sender(self) -> AsyncIterator[HttpConnector]:
         """The webhook sender: retries (503, refused connections) across receiver restarts."""
-        options = HttpOptions(retries=10_000, retry_initial=0.05, retry_max=0.25)
+        options = HttpOptions(retries=10_000, retry_initial_seconds=0.05, retry_max_seconds=0.25)
         sender = HttpConnector("sender", options)
         await sender.start()
         try:

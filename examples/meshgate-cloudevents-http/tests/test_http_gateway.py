@@ -76,7 +76,7 @@ async def gateway(hook: Hook, nats_url: str, tmp_path: Path) -> AsyncIterator[tu
         textwrap.dedent(f"""
         gateway: {{id: {run}, state_dir: "{tmp_path / "state"}"}}
         connectors:
-          web: {{type: http, host: 127.0.0.1, port: 0, retry_initial: 0.05}}
+          web: {{type: http, host: 127.0.0.1, port: 0, retry_initial_seconds: 0.05}}
           edge: {{type: nats, servers: ["{nats_url}"]}}
         routes:
           - name: http-in

@@ -61,7 +61,7 @@ async def test_nack_answers_5xx(receiver: HttpConnector, requeue: bool, status: 
     src = source()
     stream = receiver.consume(src)
     request = send(receiver, src.path)
-    await (await next_delivery(stream)).nack(requeue)
+    await (await next_delivery(stream)).nack(requeue=requeue)
     got, headers, text = await request
     assert got == status
     assert ("Retry-After" in headers) == requeue
@@ -98,7 +98,7 @@ async def test_batch_is_answered_once_every_event_is_settled(receiver: HttpConne
     await deliveries[0].ack()
     await deliveries[2].ack()
     assert not request.done()
-    await deliveries[1].nack(True)  # one failure: the whole batch is sent again
+    await deliveries[1].nack(requeue=True)  # one failure: the whole batch is sent again
     status, _, text = await request
     assert status == 503 and "1 of 3 events" in text
 

@@ -124,7 +124,7 @@ async def test_retry_after_is_honoured(peer: Peer, sender: HttpConnector) -> Non
 
 
 async def test_retry_after_beyond_the_cap_ends_the_publish_at_once(peer: Peer) -> None:
-    connector = http_connector(port=None, max_retry_after=5)
+    connector = http_connector(port=None, max_retry_after_seconds=5)
     await connector.start()
     peer.answers = [web.Response(status=503, headers={"Retry-After": "3600"})]
     try:
@@ -176,7 +176,7 @@ async def test_connection_refused_is_connection_lost(sender: HttpConnector) -> N
 
 
 async def test_slow_receiver_times_out(peer: Peer) -> None:
-    connector = http_connector(port=None, timeout=0.3, retries=0)
+    connector = http_connector(port=None, timeout_seconds=0.3, retries=0)
     await connector.start()
     peer.delay = 2.0
     try:

@@ -28,8 +28,9 @@ URL form
 
 Options
     Connection (``connectors:`` entry): ``host``, ``port`` (unset: no server),
-    ``max_body_bytes``, ``retry_after``, ``tls``, ``connect_timeout``, ``timeout``,
-    ``retries``, ``retry_initial``, ``retry_max``, ``max_retry_after``.
+    ``max_body_bytes``, ``retry_after_seconds``, ``tls``, ``connect_timeout_seconds``,
+    ``timeout_seconds``, ``retries``, ``retry_initial_seconds``, ``retry_max_seconds``,
+    ``max_retry_after_seconds``.
 
     Source (``from:``): ``path``, ``max_in_flight``.
 

@@ -9,7 +9,7 @@ dead-letters the rest):
   configuration error the operator sees.
 - 408, 429, 5xx, connection errors, timeouts: tried again within this publish up to
   ``retries`` times, waiting ``Retry-After`` when the answer has one (seconds or an
-  HTTP date, up to ``max_retry_after``), else exponential backoff with jitter; then
+  HTTP date, up to ``max_retry_after_seconds``), else exponential backoff with jitter; then
   ``ReceiverUnavailable`` / ``ConnectionLost`` / ``PublishTimeout`` (retriable).
 - any other 4xx: ``PublishRejected`` with the status and the start of the answer's
   body (the receiver refuses this event: retrying cannot help; dead letter).
@@ -93,7 +93,9 @@ class Sender:
         self._ssl = (options.tls or TlsOptions()).ssl_context(self._name)
         warn_insecure(options.tls, self._log, self._name)
         self._session = aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=options.timeout, connect=options.connect_timeout),
+            timeout=aiohttp.ClientTimeout(
+                total=options.timeout_seconds, connect=options.connect_timeout_seconds
+            ),
             auto_decompress=True,
         )
 
@@ -112,7 +114,7 @@ class Sender:
                 f"target url {shown(url)!r} is plaintext but connector {self._name!r} has a "
                 "tls: block: use https://"
             )
-        backoff = Backoff(self._options.retry_initial, self._options.retry_max)
+        backoff = Backoff(self._options.retry_initial_seconds, self._options.retry_max_seconds)
         attempt = 0
         while True:
             error = await self._attempt(url, message, what)
@@ -123,7 +125,7 @@ class Sender:
             wait = getattr(error, "retry_after", None)
             if wait is None:
                 wait = backoff.next_delay()
-            elif wait > self._options.max_retry_after:
+            elif wait > self._options.max_retry_after_seconds:
                 raise error  # the route's retry (or dead letter) decides
             attempt += 1
             self._log.debug("%s: retry %d in %.2fs after: %s", what, attempt, wait, error)
@@ -149,7 +151,9 @@ class Sender:
                 body = (await answer.text(errors="replace"))[:_BODY_SHOWN].strip()
                 return _refusal(where, what, answer, body)
         except TimeoutError:
-            return PublishTimeout(f"{what}: no answer from {where} within {self._options.timeout}s")
+            return PublishTimeout(
+                f"{what}: no answer from {where} within {self._options.timeout_seconds}s"
+            )
         except aiohttp.ClientSSLError as exc:
             return ConnectionLost(f"{what}: TLS with {where} failed: {exc}")
         except (aiohttp.ClientError, OSError) as exc:

@@ -52,7 +52,7 @@ class HttpOptions(ConnectorOptions):
         ge=1024,
         description="Largest request body the server accepts; larger ones get 413.",
     )
-    retry_after: int = Field(
+    retry_after_seconds: int = Field(
         default=1,
         ge=0,
         description="Seconds sent in the Retry-After header of 429 (full) and 503 answers.",
@@ -63,10 +63,10 @@ class HttpOptions(ConnectorOptions):
         "ca_file, cert_file/key_file (mutual TLS), server_hostname, ... Without it https:// "
         "targets are verified with the system CAs. A tls: block refuses http:// targets.",
     )
-    connect_timeout: float = Field(
+    connect_timeout_seconds: float = Field(
         default=5.0, gt=0, description="Seconds allowed for TCP + TLS setup of one request."
     )
-    timeout: float = Field(
+    timeout_seconds: float = Field(
         default=30.0,
         gt=0,
         description="Seconds one POST may take in all, answer included (the receiver may "
@@ -78,13 +78,13 @@ class HttpOptions(ConnectorOptions):
         description="Tries again (with backoff) within one publish after a 5xx, 408, 429 or "
         "connection error before reporting the failure to the route (which retries too).",
     )
-    retry_initial: float = Field(
+    retry_initial_seconds: float = Field(
         default=0.2, gt=0, description="Seconds before the first retry (doubling, jittered)."
     )
-    retry_max: float = Field(
+    retry_max_seconds: float = Field(
         default=5.0, gt=0, description="Longest wait between two retries, in seconds."
     )
-    max_retry_after: float = Field(
+    max_retry_after_seconds: float = Field(
         default=30.0,
         ge=0,
         description="Longest Retry-After (seconds) honoured within a publish; a longer one "
@@ -93,8 +93,8 @@ class HttpOptions(ConnectorOptions):
 
     @model_validator(mode="after")
     def _check_retry(self) -> Self:
-        if self.retry_max < self.retry_initial:
-            raise ValueError("retry_max must be at least retry_initial")
+        if self.retry_max_seconds < self.retry_initial_seconds:
+            raise ValueError("retry_max_seconds must be at least retry_initial_seconds")
         return self
 
 

@@ -119,7 +119,7 @@ def make_delivery(
     async def ack() -> None:
         settle(Outcome.ACKED)
 
-    async def nack(requeue: bool) -> None:
+    async def nack(*, requeue: bool) -> None:
         settle(Outcome.REQUEUE if requeue else Outcome.REJECTED)
 
     native = message.message if isinstance(message, Received) else message

@@ -166,7 +166,7 @@ class Server:
         # asyncio.wait, not gather: a sender hanging up must not cancel the futures,
         # whose deliveries the runtime still processes and settles.
         await asyncio.wait(admitted)
-        return self._answer([f.result() for f in admitted], self._options.retry_after)
+        return self._answer([f.result() for f in admitted], self._options.retry_after_seconds)
 
     async def _admit(self, request: web.Request) -> web.Response | list[asyncio.Future[Outcome]]:
         """The answer to give at once, or the events of the request, queued."""
@@ -188,7 +188,7 @@ class Server:
                 429,
                 f"{request.path} is full ({inbox.in_flight} events in flight, "
                 f"max_in_flight {limit}): send again later",
-                self._options.retry_after,
+                self._options.retry_after_seconds,
             )
         if not messages:
             return web.Response(status=204)  # an empty batch
@@ -198,7 +198,7 @@ class Server:
 
     def _inbox_for(self, request: web.Request) -> Inbox | web.Response:
         """The inbox of the request's path, or why the request cannot go there."""
-        retry = self._options.retry_after
+        retry = self._options.retry_after_seconds
         if self.closed:
             return _text(503, "the gateway is stopping: send again", retry)
         inbox = self._inboxes.get(request.path)
