@@ -46,6 +46,7 @@ from connectors.testing.plugin import (  # noqa: E402
     conformance_connector,
     conformance_in_flight,
     conformance_pair,
+    conformance_publish,
     conformance_publish_raw,
     conformance_timeouts,
 )
@@ -62,6 +63,7 @@ __all__ = [
     "conformance_connector",
     "conformance_in_flight",
     "conformance_pair",
+    "conformance_publish",
     "conformance_publish_raw",
     "conformance_timeouts",
     "sample_event",

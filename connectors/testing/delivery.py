@@ -48,7 +48,9 @@ class DeliveryTests:
         source, target = await usable_pair(conformance, connector)
         consumer = await conformance.subscribe(connector, source)
         async with asyncio.timeout(conformance.timeouts.receive):
-            await asyncio.gather(*(connector.publish(target, sample_event(n)) for n in range(30)))
+            await asyncio.gather(
+                *(conformance.publish(connector, target, sample_event(n)) for n in range(30))
+            )
         deliveries = await consumer.take_acking(30)
         ids = {getattr(connector.decode(d), "id", None) for d in deliveries}
         assert ids == {f"evt-{n}" for n in range(30)}

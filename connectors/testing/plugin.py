@@ -26,6 +26,7 @@ from connectors.testing.harness import (
     Harness,
     InFlightFactory,
     PairFactory,
+    Publish,
     RawPublish,
     Timeouts,
 )
@@ -38,6 +39,7 @@ __all__ = [
     "conformance_connector",
     "conformance_in_flight",
     "conformance_pair",
+    "conformance_publish",
     "conformance_publish_raw",
     "conformance_timeouts",
 ]
@@ -120,6 +122,15 @@ def conformance_capabilities() -> Capabilities | None:
 
 
 @pytest.fixture
+def conformance_publish() -> Publish | None:
+    """Optional. ``async (connector, target, event)``: how the suite publishes; default
+    ``await connector.publish(target, event)``. For a synchronous transport (HTTP: the
+    publish is confirmed only once the receiving source acked), start the publish and
+    return once the receiver has the message, letting it finish in the background."""
+    return None
+
+
+@pytest.fixture
 def conformance_timeouts() -> Timeouts:
     """Optional. The suite's deadlines (``connectors.testing.Timeouts``)."""
     return Timeouts()
@@ -134,6 +145,7 @@ async def conformance(
     conformance_in_flight: InFlightFactory | None,
     conformance_capabilities: Capabilities | None,
     conformance_timeouts: Timeouts,
+    conformance_publish: Publish | None,
 ) -> AsyncIterator[Harness]:
     """The suite's per-test harness, built from the fixtures above (not for overriding)."""
     if conformance_capabilities is None:
@@ -148,6 +160,7 @@ async def conformance(
         in_flight=conformance_in_flight,
         capabilities=conformance_capabilities,
         timeouts=conformance_timeouts,
+        publish=conformance_publish,
     )
     try:
         yield harness

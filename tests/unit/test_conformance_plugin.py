@@ -25,6 +25,7 @@ FIXTURES = [
     "conformance_connector",
     "conformance_in_flight",
     "conformance_pair",
+    "conformance_publish",
     "conformance_publish_raw",
     "conformance_timeouts",
 ]
