@@ -24,6 +24,7 @@ from connectors.base import (
     dry_run_delivery,
 )
 from connectors.errors import MessageSpecError
+from connectors.readiness import Subscriptions
 from connectors.redact import redact_url
 from routing.bindings import amqp as binding
 from routing.bindings import merge_headers
@@ -59,6 +60,7 @@ class AmqpConnector(Connector[AmqpOptions, AmqpSource, AmqpTarget, binding.AmqpM
         super().__init__(name, options)
         self._link = Link(options, name, self.health, _log, self.label, self.new_backoff)
         self._publisher = Publisher(self._link, options, _log)
+        self._subscriptions = Subscriptions()
 
     def endpoint(self) -> str:
         return redact_url(self.options.url)
@@ -80,7 +82,10 @@ class AmqpConnector(Connector[AmqpOptions, AmqpSource, AmqpTarget, binding.AmqpM
         await self._link.close()
 
     def consume(self, source: AmqpSource) -> AsyncIterator[Delivery[binding.AmqpMessage]]:
-        return consume(self._link, source, _log)
+        return consume(self._link, source, _log, self._subscriptions.track(source))
+
+    async def wait_subscribed(self, source: AmqpSource) -> None:
+        await self._subscriptions.wait(source)
 
     def decode(self, delivery: Delivery[binding.AmqpMessage]) -> CloudEvent | None:
         message = delivery.message

@@ -35,6 +35,7 @@ from connectors.mqtt.semconv import MqttMessaging
 from connectors.mqtt.session import Session, new_properties
 from connectors.mqtt.source import consume
 from connectors.mqtt.topology import MqttTopology, mqtt_match
+from connectors.readiness import Subscriptions
 from connectors.tls import warn_insecure
 from routing.bindings import merge_headers
 from routing.bindings import mqtt as binding
@@ -86,6 +87,7 @@ class MqttConnector(Connector[MqttOptions, MqttSource, MqttTarget, binding.MqttM
         self._publisher: Session | None = None
         self._publisher_up = asyncio.Event()
         self._supervisor: asyncio.Task[None] | None = None
+        self._subscriptions = Subscriptions()
 
     @classmethod
     def validate_target(cls, options: MqttOptions, target: MqttTarget) -> str | None:
@@ -160,7 +162,10 @@ class MqttConnector(Connector[MqttOptions, MqttSource, MqttTarget, binding.MqttM
         await self._hub.close()
 
     def consume(self, source: MqttSource) -> AsyncIterator[Delivery[binding.MqttMessage]]:
-        return consume(self._hub, source)
+        return consume(self._hub, source, self._subscriptions.track(source))
+
+    async def wait_subscribed(self, source: MqttSource) -> None:
+        await self._subscriptions.wait(source)
 
     def decode(self, delivery: Delivery[binding.MqttMessage]) -> CloudEvent | None:
         message = delivery.message

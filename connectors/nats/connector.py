@@ -31,6 +31,7 @@ from connectors.nats.meshchannel import NatsMeshChannel
 from connectors.nats.semconv import NatsMessaging
 from connectors.nats.source import consume_core, consume_jetstream
 from connectors.nats.topology import NatsTopology, nats_match
+from connectors.readiness import Subscriptions
 from routing.bindings import nats as nats_binding
 from routing.bindings.nats import NatsMessage, from_message
 from routing.event import CloudEvent
@@ -69,6 +70,7 @@ class NatsConnector(Connector[NatsOptions, NatsSource, NatsTarget, NatsMessage])
     def __init__(self, name: str, options: NatsOptions) -> None:
         super().__init__(name, options)
         self._link = Link(name, options, self.health, log)
+        self._subscriptions = Subscriptions()
 
     def endpoint(self) -> str:
         return self._link.servers  # credentials redacted
@@ -91,10 +93,14 @@ class NatsConnector(Connector[NatsOptions, NatsSource, NatsTarget, NatsMessage])
         await self._link.close()
 
     def consume(self, source: NatsSource) -> AsyncIterator[Delivery[NatsMessage]]:
+        ready = self._subscriptions.track(source)
         if source.jetstream is not None:
             timeout = self.options.publish_timeout_seconds
-            return consume_jetstream(self._link, source, log, timeout)
-        return consume_core(self._link, source, log)
+            return consume_jetstream(self._link, source, log, timeout, ready)
+        return consume_core(self._link, source, log, ready)
+
+    async def wait_subscribed(self, source: NatsSource) -> None:
+        await self._subscriptions.wait(source)
 
     def decode(self, delivery: Delivery[NatsMessage]) -> CloudEvent | None:
         message = delivery.message
