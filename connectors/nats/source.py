@@ -50,6 +50,7 @@ from connectors.base import Delivery, find_header
 from connectors.errors import ConnectionLost, NotAuthorized
 from connectors.nats.config import JetStreamSource, NatsSource
 from connectors.nats.link import Link
+from connectors.readiness import Subscription as Ready
 from routing.bindings.nats import NatsMessage
 
 __all__ = ["consume_core", "consume_jetstream"]
@@ -136,9 +137,12 @@ def _raise_if_denied(link: Link, subject: str) -> None:
 
 
 async def consume_core(
-    link: Link, source: NatsSource, log: logging.Logger
+    link: Link, source: NatsSource, log: logging.Logger, ready: Ready
 ) -> AsyncIterator[Delivery]:
-    """Deliveries of a core NATS subscription (optionally in a queue group), until closed."""
+    """Deliveries of a core NATS subscription (optionally in a queue group), until closed.
+
+    ``ready`` is up once the server has the SUB (the flush's PONG came back).
+    """
     backoff = Backoff(initial=0.2, maximum=10.0)
     while (nc := await link.client()) is not None:
         # Bounded: past pending_msgs_limit undelivered messages, new ones are dropped.
@@ -157,6 +161,7 @@ async def consume_core(
             await backoff.sleep()
             continue
         backoff.reset()
+        ready.up()
         try:
             # nats-py replays the subscription after a reconnect; once this client is
             # closed for good, the next client gets a new subscription.
@@ -170,6 +175,7 @@ async def consume_core(
                 elif nc.is_closed:
                     break
         finally:
+            ready.down()
             await _unsubscribe(sub, log)
 
 
@@ -355,9 +361,12 @@ async def _checked_consumer(nc: Client, link: Link, source: NatsSource) -> str:
 
 
 async def consume_jetstream(
-    link: Link, source: NatsSource, log: logging.Logger, confirm_wait: float
+    link: Link, source: NatsSource, log: logging.Logger, confirm_wait: float, ready: Ready
 ) -> AsyncIterator[Delivery]:
-    """Deliveries of a JetStream durable pull consumer, until the connector closes."""
+    """Deliveries of a JetStream durable pull consumer, until the connector closes.
+
+    ``ready`` is up once the durable exists (it keeps what is published from then on).
+    """
     options = source.jetstream
     if options is None:
         raise ValueError("consume_jetstream needs a jetstream source")
@@ -382,6 +391,7 @@ async def consume_jetstream(
         pull = _Pull()
         sent_at = 0.0
         generation = link.generation
+        ready.up()
         try:
             while not nc.is_closed:
                 if owed == 0:
@@ -422,6 +432,7 @@ async def consume_jetstream(
             log.warning("pull from %r failed: %s", options.durable, exc)
             await backoff.sleep()
         finally:
+            ready.down()
             await _end_pull(nc, sub, inbox, pull, log)
 
 

@@ -21,9 +21,9 @@ from nats.js.api import StreamConfig
 from connectors.errors import ConnectionLost, NotAuthorized, PublishRejected
 from connectors.nats import NatsConnector, NatsOptions, NatsSource, NatsTarget
 from connectors.nats.link import TlsNotOffered
+from connectors.testing import sample_event
 from gateway.localbrokers import LOOPBACK
 from tests.brokers import unique_name
-from tests.integration.conformance import sample_event
 from tests.security.brokers import (
     PASSWORD,
     TOKEN,
