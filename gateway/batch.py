@@ -28,7 +28,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from connectors.base import BatchPublisher, Delivery
+from connectors.base import Delivery
 from gateway.delivery import Failure, record
 from gateway.plan import Forward, Rendered, decode, plan_route, verify
 from routing.event import CloudEvent
@@ -58,8 +58,8 @@ class Batcher:
         self.pipeline = pipeline
         self.gateway = pipeline.gateway
         self.batches = 0  # batches processed on the batch path (tests, diagnostics)
-        # Connector class -> whether it is a BatchPublisher (a runtime-checkable
-        # Protocol check costs microseconds: once per class, not per event).
+        # Connector class -> whether it has publish_many (connectors.base.BatchPublisher):
+        # looked up once per class, not per event.
         self._publishers: dict[type, bool] = {}
 
     def takes(self) -> bool:
@@ -146,7 +146,10 @@ class Batcher:
         connector = self.gateway.connectors[rendered.target.connector]
         known = self._publishers.get(type(connector))
         if known is None:
-            known = self._publishers[type(connector)] = isinstance(connector, BatchPublisher)
+            # Not isinstance(BatchPublisher): a runtime-checkable Protocol is an ABC,
+            # which caches a class it matched once for the life of the process.
+            known = callable(getattr(connector, "publish_many", None))
+            self._publishers[type(connector)] = known
         return known
 
     # -- publishing -----------------------------------------------------------------
