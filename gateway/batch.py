@@ -166,7 +166,14 @@ class Batcher:
                 for rendered in plan.targets:
                     jobs.setdefault(rendered.target.connector, []).append((entry, index, rendered))
         names = list(jobs)
-        outcomes = await _all([self._publish_to(name, jobs[name]) for name in names])
+        try:
+            outcomes = await _all([self._publish_to(name, jobs[name]) for name in names])
+        except BaseException:  # cancelled after the drain timeout: nothing settled
+            for entry in entries:
+                for route, _plan in entry.forwards:
+                    stats[route.name].in_flight -= 1
+                    stats[route.name].failed += 1
+            raise
         for name, results in zip(names, outcomes, strict=True):
             for (entry, index, rendered), error in zip(jobs[name], results, strict=True):
                 if error is not None:

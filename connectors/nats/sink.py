@@ -201,48 +201,80 @@ async def publish_many(
     ones share one flush (``SharedFlush``), as concurrent ``publish`` calls would.
     """
     outcomes: list[Exception | None] = [None] * len(items)
-    jetstream: list[int] = []
-    sends: list[tuple[str, bytes, dict[str, str] | None]] = []
-    core: list[int] = []
-    for index, (target, event) in enumerate(items):
-        if not target.jetstream:
-            core.append(index)
-            continue
-        try:
-            message = encode(target, event)
-        except (ConnectorError, InvalidEvent) as exc:
-            outcomes[index] = exc
-            continue
-        raw = message.headers
-        headers = (raw if isinstance(raw, dict) else dict(raw)) if raw else None
-        jetstream.append(index)
-        sends.append((target.subject, message.data, headers))
+    core = [index for index, (target, _event) in enumerate(items) if not target.jetstream]
     if core:
         results = await asyncio.gather(
             *(publish(link, wait, *items[index]) for index in core), return_exceptions=True
         )
         for index, result in zip(core, results, strict=True):
             outcomes[index] = _outcome(result)
-    if not sends:
+    if len(core) == len(items):
         return outcomes
-    nc = link.current()
-    limit = nc.max_payload
-    fits = [len(data) <= limit for _subject, data, _headers in sends]
-    if not all(fits):
-        for index, fit, (_subject, data, _headers) in zip(jetstream, fits, sends, strict=True):
-            if not fit:
-                outcomes[index] = PublishRejected(
-                    f"event {items[index][1].id!r} is {len(data)} bytes; the server accepts "
-                    f"at most {limit} (max_payload)"
-                )
-        sends = [send for send, fit in zip(sends, fits, strict=True) if fit]
-        jetstream = [index for index, fit in zip(jetstream, fits, strict=True) if fit]
-    replies = await link.pubacks(nc).publish_many(sends, wait)
-    for index, (subject, _data, _headers), error in zip(jetstream, sends, replies, strict=True):
-        if error is not None:
-            failure = await _failure(link, nc, wait, subject, True, error)
-            outcomes[index] = _outcome(failure)
+    try:
+        nc = link.current()
+    except ConnectionLost as exc:  # each JetStream item fails the same way
+        for index, (target, _event) in enumerate(items):
+            if target.jetstream:
+                outcomes[index] = exc
+        return outcomes
+    sends: dict[int, tuple[str, bytes, dict[str, str] | None]] = {}
+    for index, (target, event) in enumerate(items):
+        if target.jetstream:
+            try:
+                sends[index] = _encoded(target, event, nc.max_payload)
+            except (ConnectorError, InvalidEvent) as exc:
+                outcomes[index] = exc
+    if sends:
+        replies = await link.pubacks(nc).publish_many(list(sends.values()), wait)
+        failed = {index: error for index, error in zip(sends, replies, strict=True) if error}
+        for index, failure in (await _failures(link, nc, wait, sends, failed)).items():
+            outcomes[index] = failure
     return outcomes
+
+
+async def _failures(
+    link: Link,
+    nc: Client,
+    wait: float,
+    sends: dict[int, tuple[str, bytes, dict[str, str] | None]],
+    failed: dict[int, BaseException],
+) -> dict[int, Exception | None]:
+    """The meshgate error of each failed JetStream publish of a batch (by index).
+
+    A timeout or "no responders" asks the server what it means: once per subject and
+    kind in a batch (an outage fails a whole batch the same way).
+    """
+    known: dict[tuple[str, type], BaseException] = {}
+    outcomes: dict[int, Exception | None] = {}
+    for index, error in failed.items():
+        subject = sends[index][0]
+        failure = known.get((subject, type(error)))
+        if failure is None:
+            failure = await _failure(link, nc, wait, subject, True, error)
+            if isinstance(error, _ASKED):
+                known[(subject, type(error))] = failure
+        outcomes[index] = _outcome(failure)
+    return outcomes
+
+
+_ASKED = (nats.errors.TimeoutError, nats.js.errors.NoStreamResponseError)
+"""Publish errors whose meaning ``_failure`` asks the server for."""
+
+
+def _encoded(
+    target: NatsTarget, event: CloudEvent, limit: int
+) -> tuple[str, bytes, dict[str, str] | None]:
+    """(subject, data, headers) of a JetStream publish of ``event``; raises what
+    ``send`` would for a message over the server's ``max_payload``."""
+    message = encode(target, event)
+    if len(message.data) > limit:
+        raise PublishRejected(
+            f"event {event.id!r} is {len(message.data)} bytes; the server accepts "
+            f"at most {limit} (max_payload)"
+        )
+    raw = message.headers
+    headers = (raw if isinstance(raw, dict) else dict(raw)) if raw else None
+    return target.subject, message.data, headers
 
 
 def _outcome(result: BaseException | None) -> Exception | None:
