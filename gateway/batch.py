@@ -16,9 +16,9 @@ bounded by the free ``max_in_flight`` slots. ``Batcher.process`` then:
 A delivery the batch path does not take (not a CloudEvent, invalid, filtered by one
 of its routes, a mesh loop, a template error, a target connector without
 ``publish_many``) is processed alone, exactly as without batches. A group with an
-``ordered`` route, a gateway tracing each event, and a batch of one take the
-per-delivery path entirely (``Batcher.takes``), so per-key order and spans are kept
-as they are.
+``ordered`` route or without any target that has ``publish_many``, a gateway tracing
+each event, and a batch of one take the per-delivery path entirely
+(``Batcher.takes``), so per-key order and spans are kept as they are.
 """
 
 from __future__ import annotations
@@ -63,8 +63,12 @@ class Batcher:
         self._publishers: dict[type, bool] = {}
 
     def takes(self) -> bool:
-        """Whether batches of this pipeline go the batch path now."""
-        return not self.pipeline.ordered and self.gateway.tracing is None
+        """Whether batches of this pipeline go the batch path now: not ordered, not
+        traced, and a target of its routes can take a batch (else nothing would)."""
+        if self.pipeline.ordered or self.gateway.tracing is not None:
+            return False
+        routes = self.pipeline.group.routes
+        return any(self._publisher(t.connector) for route in routes for t in route.targets)
 
     async def process(self, batch: list[Delivery]) -> None:
         """Plan, publish, ack ``batch``; each delivery's slot is freed once it is settled."""
@@ -141,9 +145,11 @@ class Batcher:
         return _Entry(delivery, forwards)
 
     def _batched(self, rendered: Rendered) -> bool:
-        if rendered.error is not None:
-            return False
-        connector = self.gateway.connectors[rendered.target.connector]
+        return rendered.error is None and self._publisher(rendered.target.connector)
+
+    def _publisher(self, name: str) -> bool:
+        """Whether connector ``name`` has ``publish_many`` (``BatchPublisher``)."""
+        connector = self.gateway.connectors[name]
         known = self._publishers.get(type(connector))
         if known is None:
             # Not isinstance(BatchPublisher): a runtime-checkable Protocol is an ABC,

@@ -202,3 +202,18 @@ async def test_ordered_routes_keep_the_per_delivery_path(faults: Faults, gateway
     assert ids("out") == [f"e{n}" for n in range(10)]
     assert gw.pipelines[0].batcher.batches == 0
     assert faults.calls == []
+
+
+async def test_targets_without_publish_many_keep_the_per_delivery_path(gateway_for) -> None:
+    MemoryBroker.reset()  # no `faults`: the memory connector has no publish_many here
+    for n in range(10):
+        put("in", event(n))
+    gw = await gateway_for("""
+        - name: r
+          from: {connector: mem, topic: in}
+          to: [{connector: mem, topic: out}]
+    """)
+    broker = MemoryBroker.get("default")
+    await eventually(lambda: len(broker.acked) == 10)
+    assert sorted(ids("out")) == sorted(f"e{n}" for n in range(10))
+    assert gw.pipelines[0].batcher.batches == 0
