@@ -9,7 +9,7 @@ from typing import ClassVar
 from connectors.amqp.config import AmqpOptions, AmqpSource, AmqpTarget, redact_url
 from connectors.amqp.link import Link
 from connectors.amqp.sink import Publisher
-from connectors.amqp.source import consume
+from connectors.amqp.source import subscribe
 from connectors.base import (
     Capabilities,
     Connector,
@@ -19,7 +19,8 @@ from connectors.base import (
     RawMessage,
     dry_run_delivery,
 )
-from connectors.errors import MessageSpecError
+from connectors.errors import ConnectionLost, MessageSpecError
+from connectors.tls import TlsConfigError
 from routing.bindings import amqp as binding
 from routing.event import CloudEvent
 from routing.filters import amqp_match
@@ -45,10 +46,12 @@ class AmqpConnector(Connector[AmqpOptions, AmqpSource, AmqpTarget]):
         headers=True,
         max_message_bytes=_MAX_MESSAGE_BYTES,
     )
+    # A broken renewed certificate file is retried like a refused connection.
+    connection_errors = (ConnectionLost, TlsConfigError)
 
     def __init__(self, name: str, options: AmqpOptions) -> None:
         super().__init__(name, options)
-        self._link = Link(options, name, self.health, _log, self.label, self.new_backoff)
+        self._link = Link(options, name, self.supervisor, _log)
         self._publisher = Publisher(self._link, options, _log)
 
     def endpoint(self) -> str:
@@ -60,8 +63,9 @@ class AmqpConnector(Connector[AmqpOptions, AmqpSource, AmqpTarget]):
         return self._link.connection_name
 
     async def start(self) -> None:
-        self.health.state = HealthState.STARTING
+        self.supervisor.starting()
         await self._link.start()
+        self.supervisor.connected("")
 
     async def close(self) -> None:
         if self.health.state is HealthState.CLOSED:
@@ -70,8 +74,8 @@ class AmqpConnector(Connector[AmqpOptions, AmqpSource, AmqpTarget]):
         await self._publisher.close()
         await self._link.close()
 
-    def consume(self, source: AmqpSource) -> AsyncIterator[Delivery]:
-        return consume(self._link, source, _log)
+    def subscribe(self, source: AmqpSource) -> AsyncIterator[Delivery]:
+        return subscribe(self._link, source, _log)
 
     def decode(self, delivery: Delivery) -> CloudEvent | None:
         message: binding.AmqpMessage = delivery.message

@@ -8,8 +8,8 @@ than ``prefetch`` unacknowledged deliveries, so a runtime that stops pulling
 
 When the channel dies (connection lost, broker cancelled the consumer, queue
 deleted) the subscription ends, buffered deliveries are dropped (the broker
-requeues everything unacknowledged on a dead channel) and ``consume`` opens a
-fresh subscription once the link has reconnected. A delivery carries a reference
+requeues everything unacknowledged on a dead channel) with ``ConnectionLost``; the
+core's supervision subscribes again once the link has reconnected. A delivery carries a reference
 to the channel it arrived on, so its ``ack``/``nack`` can never reach a newer
 channel where the same delivery tag names another message: on a dead channel the
 settle is skipped with a log line, and the broker redelivers the message.
@@ -30,10 +30,10 @@ from aio_pika.exceptions import MessageProcessError
 from connectors.amqp.config import AmqpSource, header_text
 from connectors.amqp.link import Link, LinkClosed
 from connectors.base import Delivery
-from connectors.errors import NotAuthorized
+from connectors.errors import ConnectionLost, NotAuthorized
 from routing.bindings.amqp import AmqpMessage
 
-__all__ = ["consume"]
+__all__ = ["subscribe"]
 
 # What a dead or refused channel raises while subscribing or settling.
 CHANNEL_ERRORS = (
@@ -177,45 +177,31 @@ def _delivery(subscription: Subscription, message: AbstractIncomingMessage) -> D
     )
 
 
-async def consume(link: Link, source: AmqpSource, log: logging.Logger) -> AsyncIterator[Delivery]:
-    """Deliveries from ``source`` until the connector closes, across reconnects."""
-    backoff = link.new_backoff()
-    first = True
-    while not link.closing:
+async def subscribe(link: Link, source: AmqpSource, log: logging.Logger) -> AsyncIterator[Delivery]:
+    """Deliveries from ``source`` on one channel of the current connection; returns
+    when the connector closes, raises ``ConnectionLost`` when the channel ends (the
+    core subscribes again once the link is back)."""
+    try:
+        connection = await link.connection()
+    except LinkClosed:
+        return
+    subscription = Subscription(source, log)
+    try:
         try:
-            connection = await link.connection()
-        except LinkClosed:
-            return
-        subscription = Subscription(source, log)
-        try:
-            try:
-                await subscription.open(connection)
-            except aiormq.exceptions.ChannelAccessRefused as exc:
-                denied = (
-                    f"{link.label}: the broker refused access to queue {source.queue!r} "
-                    f"(not authorized: the user lacks configure/read permission): {exc}"
-                )
-                if first:
-                    raise NotAuthorized(denied) from exc  # a configuration problem: loud
-                log.error("%s; retrying", denied)
-                await backoff.sleep()
-                continue
-            except CHANNEL_ERRORS as exc:
-                log.warning(
-                    "%s: cannot consume %r: %s: %s; retrying",
-                    link.label,
-                    source.queue,
-                    type(exc).__name__,
-                    exc,
-                )
-                await backoff.sleep()
-                continue
-            log.info("consuming %r as %s", source.queue, subscription.tag)
-            first = False
-            backoff.reset()
-            while (message := await subscription.next()) is not None:
-                yield _delivery(subscription, message)
-        finally:
-            await subscription.close()
+            await subscription.open(connection)
+        except aiormq.exceptions.ChannelAccessRefused as exc:
+            raise NotAuthorized(
+                f"{link.label}: the broker refused access to queue {source.queue!r} "
+                f"(not authorized: the user lacks configure/read permission): {exc}"
+            ) from exc
+        except CHANNEL_ERRORS as exc:
+            raise ConnectionLost(
+                f"cannot consume {source.queue!r}: {type(exc).__name__}: {exc}"
+            ) from exc
+        log.info("consuming %r as %s", source.queue, subscription.tag)
+        while (message := await subscription.next()) is not None:
+            yield _delivery(subscription, message)
         if not link.closing:
-            await backoff.sleep()
+            raise ConnectionLost(f"consumer {subscription.tag} on {source.queue!r} ended")
+    finally:
+        await subscription.close()
