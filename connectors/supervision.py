@@ -28,6 +28,7 @@ connection held ``CALM_SECONDS``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -89,6 +90,7 @@ class Supervisor:
     closing: bool = False
     _lines: dict[str, _Line] = field(default_factory=dict)
     _up_detail: str = ""
+    _closed: asyncio.Event | None = None
 
     @property
     def label(self) -> str:
@@ -107,6 +109,7 @@ class Supervisor:
         from connectors.base import HealthState  # base imports this module
 
         self.closing = False
+        self._closed = None
         self.health.state = HealthState.STARTING
         self.health.detail = detail
 
@@ -151,6 +154,8 @@ class Supervisor:
         from connectors.base import HealthState
 
         self.closing = True
+        if self._closed is not None:
+            self._closed.set()
         self._lines.clear()
         self.health.state = HealthState.CLOSED
         self.health.detail = ""
@@ -189,8 +194,15 @@ class Supervisor:
         return self._line(key).backoff.next_delay()
 
     async def pause(self, key: str = "") -> None:
-        """Wait before the next attempt of ``key``; ``SupervisorClosed`` once closing."""
-        await asyncio.sleep(self.next_delay(key))
+        """Wait before the next attempt of ``key``; ``SupervisorClosed`` once closing
+        (``closed()`` ends the wait at once)."""
+        delay = self.next_delay(key)
+        if self._closed is None:
+            self._closed = asyncio.Event()
+        if self.closing:
+            self._closed.set()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._closed.wait(), delay)
         if self.closing:
             raise SupervisorClosed(f"{self.label}: closed")
 
@@ -205,16 +217,20 @@ class Supervisor:
         *,
         connection: bool = True,
         first_wait: bool = True,
+        attempts: int | None = None,
     ) -> _T:
         """Run ``attempt`` (connect once) until it succeeds; retries the declared
         connection errors after the key's backoff, and raises anything else.
 
         ``SupervisorClosed`` once the connector is closing. ``first_wait=False`` makes
-        the first attempt at once (a subscription after its connection came back).
+        the first attempt at once; ``attempts`` bounds the tries (the last error is
+        raised then).
         """
         line = self._line(key, connection)
         wait = first_wait
+        tried = 0
         while True:
+            tried += 1
             if wait:
                 await self.pause(key)
             wait = True
@@ -226,6 +242,8 @@ class Supervisor:
                 if self.closing:
                     raise SupervisorClosed(f"{self.label}: closed") from exc
                 self.lost(key, str(exc), connection=connection)
+                if attempts is not None and tried >= attempts:
+                    raise
                 self.log.warning(
                     "%s: %s failed (attempt %d): %s",
                     self.label,

@@ -10,16 +10,16 @@ from connectors.base import (
     Capabilities,
     Connector,
     Delivery,
-    HealthState,
     MessageSpec,
     RawMessage,
     dry_run_delivery,
 )
-from connectors.errors import MessageSpecError, PublishRejected
+from connectors.errors import ConnectionLost, MessageSpecError, PublishRejected
 from connectors.nats import sink
 from connectors.nats.config import NatsOptions, NatsSource, NatsTarget, check_publish_subject
 from connectors.nats.link import Link
-from connectors.nats.source import consume_core, consume_jetstream
+from connectors.nats.source import subscribe_core, subscribe_jetstream
+from connectors.tls import TlsConfigError
 from routing.bindings.nats import NatsMessage, from_message
 from routing.event import CloudEvent
 from routing.filters import nats_match
@@ -52,10 +52,12 @@ class NatsConnector(Connector[NatsOptions, NatsSource, NatsTarget]):
         headers=True,
         max_message_bytes=1024 * 1024,
     )
+    # A broken renewed certificate file is retried like a refused connection.
+    connection_errors = (ConnectionLost, TlsConfigError)
 
     def __init__(self, name: str, options: NatsOptions) -> None:
         super().__init__(name, options)
-        self._link = Link(name, options, self.health, log)
+        self._link = Link(name, options, self.supervisor, log)
 
     def endpoint(self) -> str:
         return self._link.servers  # credentials redacted
@@ -71,17 +73,17 @@ class NatsConnector(Connector[NatsOptions, NatsSource, NatsTarget]):
         return self._link.watchdog_replacements
 
     async def start(self) -> None:
-        self.health.state = HealthState.STARTING
+        self.supervisor.starting()
         await self._link.open()
 
     async def close(self) -> None:
         await self._link.close()
 
-    def consume(self, source: NatsSource) -> AsyncIterator[Delivery]:
+    def subscribe(self, source: NatsSource) -> AsyncIterator[Delivery]:
         if source.jetstream is not None:
             timeout = self.options.publish_timeout
-            return consume_jetstream(self._link, source, log, timeout)
-        return consume_core(self._link, source, log)
+            return subscribe_jetstream(self._link, source, log, timeout)
+        return subscribe_core(self._link, source, log)
 
     def decode(self, delivery: Delivery) -> CloudEvent | None:
         message = delivery.message
