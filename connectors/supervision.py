@@ -144,6 +144,11 @@ class Supervisor:
         line.down = detail
         self._fold()
 
+    def is_down(self, key: str) -> bool:
+        """Whether ``key`` was lost and has not connected since."""
+        line = self._lines.get(key)
+        return line is not None and line.down is not None
+
     def forget(self, key: str) -> None:
         """Connection ``key`` is gone on purpose (a source stopped): no longer shown."""
         self._lines.pop(key, None)
@@ -241,10 +246,11 @@ class Supervisor:
             except self.errors as exc:
                 if self.closing:
                     raise SupervisorClosed(f"{self.label}: closed") from exc
-                self.lost(key, str(exc), connection=connection)
+                self.lost(key, str(exc), suspect=_suspect(exc), connection=connection)
                 if attempts is not None and tried >= attempts:
                     raise
-                self.log.warning(
+                self.log.log(
+                    logging.DEBUG if _suspect(exc) else logging.WARNING,  # said once already
                     "%s: %s failed (attempt %d): %s",
                     self.label,
                     key or "reconnect",
@@ -254,6 +260,10 @@ class Supervisor:
                 continue
             self.connected(key, connection=connection)
             return result
+
+
+def _suspect(error: BaseException) -> bool:
+    return bool(getattr(error, "suspect", False))
 
 
 async def consume_supervised(
@@ -281,9 +291,16 @@ async def consume_supervised(
             except supervisor.errors as exc:
                 if supervisor.closing or isinstance(exc, SupervisorClosed):
                     return
-                supervisor.lost(key, str(exc), connection=False)
-                supervisor.log.warning(
-                    "%s: %s ended, subscribing again: %s", connector.label, key, exc
+                supervisor.lost(key, str(exc), suspect=_suspect(exc), connection=False)
+                # Usually the consequence of a connection loss the connector logged: a
+                # WARNING only once re-subscribing keeps failing.
+                repeated = supervisor._line(key).backoff.attempt >= 2
+                supervisor.log.log(
+                    logging.WARNING if repeated else logging.INFO,
+                    "%s: %s ended, subscribing again: %s",
+                    connector.label,
+                    key,
+                    exc,
                 )
             finally:
                 close = getattr(stream, "aclose", None)

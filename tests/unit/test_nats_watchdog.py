@@ -19,9 +19,9 @@ import nats.errors
 import pytest
 
 from connectors.base import Health, HealthState
-from connectors.supervision import Supervisor
 from connectors.nats.config import NatsOptions
 from connectors.nats.link import Link, LinkReplaced
+from connectors.supervision import Supervisor
 from gateway.localbrokers import LOOPBACK, free_port
 
 
