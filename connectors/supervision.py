@@ -28,7 +28,6 @@ connection held ``CALM_SECONDS``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -118,8 +117,9 @@ class Supervisor:
         line = self._line(key, connection)
         if line.down is not None and line.was_up and line.connection:
             self.health.reconnects += 1
+        if line.down is not None or line.since is None:  # since: when it came up
+            line.since = asyncio.get_running_loop().time()
         line.down, line.was_up = None, True
-        line.since = asyncio.get_running_loop().time()
         if detail:
             self._up_detail = detail
         self._fold()
@@ -198,17 +198,23 @@ class Supervisor:
         """The next wait of ``key``'s backoff (and count the attempt)."""
         return self._line(key).backoff.next_delay()
 
-    async def pause(self, key: str = "") -> None:
+    async def pause(self, key: str = "", stop: asyncio.Event | None = None) -> None:
         """Wait before the next attempt of ``key``; ``SupervisorClosed`` once closing
-        (``closed()`` ends the wait at once)."""
+        (``closed()`` ends the wait at once) or once ``stop`` (one source's) is set."""
         delay = self.next_delay(key)
         if self._closed is None:
             self._closed = asyncio.Event()
         if self.closing:
             self._closed.set()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._closed.wait(), delay)
-        if self.closing:
+        waits = [asyncio.ensure_future(self._closed.wait())]
+        if stop is not None:
+            waits.append(asyncio.ensure_future(stop.wait()))
+        try:
+            await asyncio.wait(waits, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
+        if self.closing or (stop is not None and stop.is_set()):
             raise SupervisorClosed(f"{self.label}: closed")
 
     def backoff(self) -> Backoff:
@@ -223,13 +229,14 @@ class Supervisor:
         connection: bool = True,
         first_wait: bool = True,
         attempts: int | None = None,
+        stop: asyncio.Event | None = None,
     ) -> _T:
         """Run ``attempt`` (connect once) until it succeeds; retries the declared
         connection errors after the key's backoff, and raises anything else.
 
         ``SupervisorClosed`` once the connector is closing. ``first_wait=False`` makes
         the first attempt at once; ``attempts`` bounds the tries (the last error is
-        raised then).
+        raised then); ``stop`` ends the retries of one source early.
         """
         line = self._line(key, connection)
         wait = first_wait
@@ -237,9 +244,9 @@ class Supervisor:
         while True:
             tried += 1
             if wait:
-                await self.pause(key)
+                await self.pause(key, stop)
             wait = True
-            if self.closing:
+            if self.closing or (stop is not None and stop.is_set()):
                 raise SupervisorClosed(f"{self.label}: closed")
             try:
                 result = await attempt()
