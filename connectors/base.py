@@ -423,6 +423,19 @@ class Connector(abc.ABC, Generic[OptionsT, SourceT, TargetT]):
         """
         raise TypeError(f"connector {type(self).__qualname__} does not implement subscribe")
 
+    async def wait_subscribed(self, source: SourceT) -> None:
+        """Readiness signal: return once a running ``consume(source)`` iterator is
+        subscribed on the broker, so that a message published from now on reaches it.
+
+        The iterator subscribes when first pulled, so start pulling (a pending
+        ``anext``) before waiting; callers bound the wait with a timeout. The default
+        returns at once, which is right for sources that keep what is published before
+        they subscribe (queues, streams, consumer groups starting at the earliest
+        offset). A connector with non-durable subscriptions (topics, subjects) keeps a
+        ``connectors.readiness.Subscriptions`` and waits on it here.
+        """
+        return None
+
     @abc.abstractmethod
     def decode(self, delivery: Delivery) -> CloudEvent | None:
         """The CloudEvent in ``delivery`` (binding decode), or None for a non-CloudEvent.

@@ -20,34 +20,22 @@ from connectors.backoff import Backoff
 from connectors.base import Delivery
 from connectors.errors import ConnectorError
 from gateway.dlstore import StoreError
+from gateway.plan import Rendered, source_values
 from routing.deadletter import dead_letter_event
 from routing.errors import InvalidEvent, TemplateError
 from routing.event import CloudEvent
-from routing.router import Route, SourceGroup, TargetSpec
-from routing.templates import TemplateValues
+from routing.router import Route, SourceGroup
 
 if TYPE_CHECKING:
     from gateway.runtime import Gateway
 
-__all__ = ["Deliverer", "Failure", "record", "source_values"]
+__all__ = ["Deliverer", "Failure", "record"]
 
 # The runtime's logger (docs/operations.md names it), whichever runtime module logs.
 log = logging.getLogger("meshgate.runtime")
 
 Failure = tuple[Exception, int, str]
 """Why a target was not reached: (last error, attempts, the target described)."""
-
-
-def source_values(delivery: Delivery, separator: str, event: CloudEvent | None) -> TemplateValues:
-    """What target and ingress templates read: the source message (and the event)."""
-    key = delivery.coordinates.get("key")
-    return TemplateValues(
-        address=delivery.address,
-        separator=separator,
-        headers=delivery.headers,
-        key=None if key is None else str(key),
-        event=event,
-    )
 
 
 def record(
@@ -78,20 +66,11 @@ class Deliverer:
         self.separator = separator
         self.flowing = flowing
 
-    async def publish(
-        self,
-        route: Route,
-        target: TargetSpec,
-        event: CloudEvent,
-        values: TemplateValues,
-        delivery: Delivery,
-    ) -> Failure | None:
+    async def publish(self, route: Route, rendered: Rendered) -> Failure | None:
         """Publish with retries; None on success, else (last error, attempts, target)."""
-        try:
-            options = target.render(values)
-            event = target.prepare(event, values)
-        except (TemplateError, InvalidEvent) as exc:
-            return exc, 0, target.describe()
+        target, options, event = rendered.target, rendered.options, rendered.event
+        if rendered.error is not None:
+            return rendered.error, 0, target.describe()
         connector = self.gateway.connectors[target.connector]
         policy = route.retry
         backoff: Backoff | None = None  # made on the first retry only: most never retry

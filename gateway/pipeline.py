@@ -2,10 +2,10 @@
 
 The consume loop pulls a delivery only when one of the group's ``max_in_flight``
 slots is free (backpressure) and starts one task per delivery. Processing a
-delivery: decode (and verify, with ``verify:``) once, then for each route reading
-the source: wrap with its ingress rules if needed -> filter -> mesh loop guard ->
-render and publish to its targets (``gateway.delivery``). The source is acked once
-every route said it may be (docs/delivery.md).
+delivery: plan it (``gateway.plan``: decode and verify once, then per route ingress
+-> filter -> mesh loop guard -> rendered targets), then act on each route's plan:
+publish to its targets (``gateway.delivery``: retries, dead letter, local store),
+count, and ack the source once every route said it may be (docs/delivery.md).
 """
 
 from __future__ import annotations
@@ -19,32 +19,33 @@ from typing import TYPE_CHECKING
 
 from connectors.base import Delivery
 from connectors.errors import ConnectorError
-from connectors.signing import VerifyOptions, VerifyPolicy
-from gateway.delivery import Deliverer, record, source_values
+from gateway.delivery import Deliverer, Failure, record
 from gateway.inflight import Heartbeats, Lanes
-from gateway.mesh import MESH_ATTRIBUTES
-from routing.errors import InvalidEvent, MeshgateError, TemplateError
+from gateway.plan import (
+    Filtered,
+    Forward,
+    Looped,
+    Rejected,
+    decode,
+    plan_route,
+    source_verifier,
+    verify,
+)
+from routing.errors import InvalidEvent
 from routing.event import CloudEvent
 from routing.router import Route, SourceGroup
-from routing.templates import TemplateValues
-from routing.verifiability import SignatureError, Verifier
+from routing.verifiability import SignatureError
 
 if TYPE_CHECKING:
     from gateway.runtime import Gateway
 
-__all__ = ["NotACloudEvent", "Pipeline"]
+__all__ = ["Pipeline"]
 
 # The runtime's logger (docs/operations.md names it), whichever runtime module logs.
 log = logging.getLogger("meshgate.runtime")
 
-_NO_VALUES = TemplateValues()
-
 GIVE_BACK_SECONDS = 2.0
 """Longest wait for one ``nack(requeue=True)`` of a delivery given back."""
-
-
-class NotACloudEvent(MeshgateError):
-    """A message is not a CloudEvent and its route has no ingress rules to wrap it."""
 
 
 class Pipeline:
@@ -70,10 +71,7 @@ class Pipeline:
         self.flowing.set()
         self.deliverer = Deliverer(gateway, group, self.connector.address_separator, self.flowing)
         self.consumed = 0  # deliveries pulled from the source (metrics)
-        verify: VerifyOptions | None = getattr(group.source, "verify", None)
-        # Keys were checked when the config was loaded; read again per pipeline.
-        self.verifier = None if verify is None else Verifier.from_files(verify.public_key_files)
-        self.strict = verify is None or verify.policy is VerifyPolicy.STRICT
+        self.verifier, self.strict = source_verifier(group.source)
         self.signature_failures = 0  # passthrough: events forwarded despite a bad signature
 
     def start(self) -> None:
@@ -230,14 +228,12 @@ class Pipeline:
             self.heartbeats.remove(token)
 
     async def _process_now(self, delivery: Delivery, started: float) -> None:
-        decoded: CloudEvent | None = None
-        decode_error: Exception | None = None
-        try:
-            decoded = self.connector.decode(delivery)
-        except InvalidEvent as exc:
-            decode_error = exc
+        decoded, decode_error = decode(self.connector, delivery)
         if self.verifier is not None and decode_error is None:
-            decoded, decode_error = self._verified(decoded, delivery)
+            try:
+                decoded = verify(self.verifier, decoded)
+            except SignatureError as exc:
+                decoded, decode_error = self._refused(decoded, delivery, exc)
         routes: Sequence[Route] = self.group.routes
         if len(routes) > 1 and decoded is not None:
             routes = self._candidates(decoded, delivery)
@@ -257,29 +253,6 @@ class Pipeline:
             except ConnectorError as exc:
                 # The broker will redeliver: a duplicate, never a loss.
                 log.warning("ack failed on %s (will be redelivered): %s", self.group.connector, exc)
-
-    def _verified(
-        self, event: CloudEvent | None, delivery: Delivery
-    ) -> tuple[CloudEvent | None, InvalidEvent | None]:
-        """The verified event (signed attributes only), or the refusal (``verify:``)."""
-        if self.verifier is None:
-            return event, None
-        try:
-            if event is None:
-                raise SignatureError("missing: not a CloudEvent, so nothing is signed")
-            verified = self.verifier.verify(event)
-        except SignatureError as exc:
-            return self._refused(event, delivery, exc)
-        # The mesh provenance is the gateways' own bookkeeping, changed at every hop and
-        # never signed: keep it, or loop detection would go blind behind verify:.
-        provenance = {
-            name: event.extensions[name]
-            for name in MESH_ATTRIBUTES
-            if name in event.extensions and name not in verified.extensions
-        }
-        if provenance:
-            verified = verified.replace(extensions={**verified.extensions, **provenance})
-        return verified, None
 
     def _refused(
         self, event: CloudEvent | None, delivery: Delivery, exc: SignatureError
@@ -349,75 +322,69 @@ class Pipeline:
         stats.received += 1
         stats.in_flight += 1
         try:
-            event = decoded
-            error: Exception | None = decode_error
-            if event is None and error is None:
-                if route.ingress is None:
-                    error = NotACloudEvent(
-                        f"message on {delivery.address!r} is not a CloudEvent and route "
-                        f"{route.name!r} has no ingress rules to wrap it"
-                    )
-                else:
-                    try:
-                        event = route.ingress.wrap(
-                            delivery.payload,
-                            source_values(delivery, self.connector.address_separator, None),
-                            native_id=delivery.native_id,
-                            content_type=delivery.content_type,
-                        )
-                    except (TemplateError, InvalidEvent) as exc:
-                        error = exc
-            if error is not None or event is None:
-                return await self.deliverer.dead_letter(
-                    route, delivery, None, error or NotACloudEvent("?"), 0
-                )
-            if not route.matches(event):
-                stats.filtered += 1
-                if self.gateway.tracing is not None:
-                    self.gateway.tracing.outcome("filtered")
-                if self.gateway.follower is not None:
-                    self.gateway.follower(route.name, "filtered", event, delivery, None)
-                return True
-            admitted = self.gateway.loop_guard.admit(route.name, event, guard=route.loop_guard)
-            if admitted is None:  # a mesh loop (gateway/mesh.py): acked, never forwarded
-                stats.loop_dropped += 1
-                record(self.gateway, route.name, "loop_dropped", event, delivery)
-                if self.gateway.tracing is not None:
-                    self.gateway.tracing.outcome("loop_dropped")
-                return True
-            event = admitted
-            targets = route.targets
-            values = (
-                source_values(delivery, self.connector.address_separator, event)
-                if route.reads_values
-                else _NO_VALUES  # static targets without egress rules read nothing
+            plan = plan_route(
+                route,
+                delivery,
+                decoded,
+                decode_error,
+                self.connector.address_separator,
+                self.gateway.loop_guard,
             )
-            if len(targets) == 1:  # no gather (a task per target) for the common case
-                outcomes = [
-                    await self.deliverer.publish(route, targets[0], event, values, delivery)
-                ]
-            else:
-                outcomes = await asyncio.gather(
-                    *(
-                        self.deliverer.publish(route, target, event, values, delivery)
-                        for target in targets
-                    )
-                )
-            failures = [outcome for outcome in outcomes if outcome is not None]
-            if not failures:
-                stats.delivered += 1
-                if started:
-                    stats.duration.observe(time.perf_counter() - started)
-                if self.gateway.follower is not None:
-                    self.gateway.follower(route.name, "delivered", event, delivery, None)
-                if self.gateway.tracing is not None:
-                    self.gateway.tracing.outcome("delivered")
-                return True
-            error, attempts, failed = failures[0]
-            return await self.deliverer.dead_letter(route, delivery, event, error, attempts, failed)
+            if isinstance(plan, Forward):
+                return await self._forward(route, plan, delivery, started)
+            return await self._settle(route, plan, delivery)
         except BaseException as exc:  # cancelled after the drain timeout, or a bug
             stats.failed += 1
             record(self.gateway, route.name, "failed", decoded, delivery, exc)
             raise
         finally:
             stats.in_flight -= 1
+
+    async def _forward(
+        self, route: Route, plan: Forward, delivery: Delivery, started: float
+    ) -> bool:
+        """Publish to every target of ``plan``; dead-letter the first failure."""
+        targets = plan.targets
+        deliverer = self.deliverer
+        if len(targets) == 1:  # no gather (a task per target) for the common case
+            outcomes = [await deliverer.publish(route, targets[0])]
+        else:
+            outcomes = await asyncio.gather(
+                *(deliverer.publish(route, target) for target in targets)
+            )
+        failures: list[Failure] = [outcome for outcome in outcomes if outcome is not None]
+        if failures:
+            error, attempts, failed = failures[0]
+            return await deliverer.dead_letter(route, delivery, plan.event, error, attempts, failed)
+        stats = self.gateway.stats[route.name]
+        stats.delivered += 1
+        if started:
+            stats.duration.observe(time.perf_counter() - started)
+        if self.gateway.follower is not None:
+            self.gateway.follower(route.name, "delivered", plan.event, delivery, None)
+        if self.gateway.tracing is not None:
+            self.gateway.tracing.outcome("delivered")
+        return True
+
+    async def _settle(
+        self, route: Route, plan: Rejected | Filtered | Looped, delivery: Delivery
+    ) -> bool:
+        """A delivery ``route`` does not forward: dead-lettered, or acked and counted."""
+        if isinstance(plan, Rejected):
+            return await self.deliverer.dead_letter(route, delivery, None, plan.error, 0)
+        stats = self.gateway.stats[route.name]
+        tracing = self.gateway.tracing
+        if isinstance(plan, Filtered):
+            stats.filtered += 1
+            if tracing is not None:
+                tracing.outcome("filtered")
+            if self.gateway.follower is not None:
+                self.gateway.follower(route.name, "filtered", plan.event, delivery, None)
+            return True
+        # A mesh loop (gateway/mesh.py): acked, never forwarded.
+        self.gateway.loop_guard.dropped(route.name, plan.event, plan.why)
+        stats.loop_dropped += 1
+        record(self.gateway, route.name, "loop_dropped", plan.event, delivery)
+        if tracing is not None:
+            tracing.outcome("loop_dropped")
+        return True

@@ -41,7 +41,8 @@ from connectors.errors import ConnectorError
 from gateway.config import GatewayConfig
 from gateway.dlstore import DeadLetterStore
 from gateway.mesh import LoopGuard
-from gateway.pipeline import NotACloudEvent, Pipeline
+from gateway.pipeline import Pipeline
+from gateway.plan import NotACloudEvent
 from gateway.stats import ConnectorStats, RouteStats
 from gateway.throttle import LogThrottle
 from routing.event import CloudEvent
@@ -119,8 +120,22 @@ def _policy(config: GatewayConfig) -> BackoffPolicy:
     return BackoffPolicy(section.initial_backoff_seconds, section.max_backoff_seconds)
 
 
+def _names_of(pipelines: Iterable[Pipeline]) -> tuple[str, ...]:
+    return tuple(route.name for p in pipelines for route in p.group.routes)
+
+
 def _names(pipelines: Iterable[Pipeline]) -> str:
-    return ", ".join(route.name for p in pipelines for route in p.group.routes)
+    return ", ".join(_names_of(pipelines))
+
+
+async def _retire(pipelines: list[Pipeline], timeout: float) -> int:  # noqa: ASYNC109
+    """Stop consuming, drain (cancelling what is left after ``timeout``), then end the
+    source iterators, so in-flight acks still reach the broker. Returns the cancelled
+    count (those are redelivered)."""
+    await asyncio.gather(*(p.stop_consuming() for p in pipelines))
+    abandoned = sum(await asyncio.gather(*(p.drain(timeout) for p in pipelines)))
+    await _bounded("closing sources", (p.close_stream() for p in pipelines))
+    return abandoned
 
 
 class Gateway:
@@ -360,86 +375,30 @@ class Gateway:
         changes and ``ConnectorStartFailed`` propagates.
         """
         async with self._reloading:
-            old = {(p.group.connector, p.group.source.model_dump_json()): p for p in self.pipelines}
-            kept: list[Pipeline] = []
-            fresh_groups: list[SourceGroup] = []
-            for group in config.table.groups:
-                pipeline = old.get((group.connector, group.source.model_dump_json()))
-                if pipeline is not None and _routes_of(pipeline.group) == _routes_of(group):
-                    kept.append(pipeline)
-                    del old[(group.connector, group.source.model_dump_json())]
-                else:
-                    fresh_groups.append(group)
-            retiring = list(old.values())
-
-            policy = _policy(config)
-            connectors: dict[str, AnyConnector] = {}
-            to_start: list[AnyConnector] = []
-            for name, (cls, options) in config.connectors.items():
-                current = self.connectors.get(name)
-                if current is not None and type(current) is cls and current.options == options:
-                    connectors[name] = current
-                else:
-                    connectors[name] = cls(name, options)
-                    to_start.append(connectors[name])
-                connectors[name].reconnect = policy
+            kept, fresh_groups, retiring = self._sort_groups(config)
+            connectors, to_start = self._reuse_connectors(config)
             fail_fast = self._fail_fast(config)
             if fail_fast:
                 await self._start_connectors(to_start)
-
             # Old pipelines finish with the old connectors before those may close.
-            await asyncio.gather(*(p.stop_consuming() for p in retiring))
-            timeout = config.gateway.drain_timeout_seconds
-            await asyncio.gather(*(p.drain(timeout) for p in retiring))
-            await _bounded("closing sources", (p.close_stream() for p in retiring))
+            await _retire(retiring, config.gateway.drain_timeout_seconds)
             retired = [c for name, c in self.connectors.items() if connectors.get(name) is not c]
             await self._retire_control(config, retired)
             for connector in retired:
                 await self._forget_connector(connector)
                 self._ready.discard(connector.name)
             self.connectors = connectors
-            if config.gateway.resolved_state_dir() != self.config.gateway.resolved_state_dir():
-                log.warning(
-                    "config reloaded: state_dir changed to %s; the dead-letter store stays at "
-                    "%s until the gateway restarts",
-                    config.gateway.resolved_state_dir(),
-                    self.store.path.parent,
-                )
-            self.store.max_bytes = config.gateway.dead_letter_store.max_bytes
-            self.loop_guard = LoopGuard(config.gateway.id, config.gateway.max_hops)
-            self.config = config
-            unchanged = {route.fingerprint for p in kept for route in p.group.routes}
-            self.stats = {
-                route.name: self.stats.get(route.name, RouteStats())
-                if route.fingerprint in unchanged
-                else RouteStats()
-                for route in config.table.routes
-            }
+            self._adopt(config, kept)
             await _bounded("closing connectors", (c.close() for c in retired))
             fresh = [Pipeline(self, group) for group in fresh_groups]
             self.pipelines = kept + fresh
             self._waiting = [p for p in self._waiting if p in kept] + fresh
-            if fail_fast:
-                self._ready.update(c.name for c in to_start)
-            else:
-                for connector in to_start:
-                    self._connect(connector)
-            self._starting = True  # what starts right now is part of the reload line
-            try:
-                for name in list(self._ready):
-                    self._connector_up(name)
-            finally:
-                self._starting = False
-            self._start_control()  # again, if the reload stopped it
+            self._start_reloaded(to_start, fail_fast)
+            names = {route.name for route in config.table.routes}
             result = ReloadResult(
-                kept=tuple(r.name for p in kept for r in p.group.routes),
-                restarted=tuple(r.name for p in fresh for r in p.group.routes),
-                removed=tuple(
-                    r.name
-                    for p in retiring
-                    for r in p.group.routes
-                    if r.name not in {route.name for route in config.table.routes}
-                ),
+                kept=_names_of(kept),
+                restarted=_names_of(fresh),
+                removed=tuple(name for name in _names_of(retiring) if name not in names),
             )
             log.info(
                 "config reloaded: %d routes kept, %d (re)started, %d removed%s",
@@ -454,6 +413,78 @@ class Gateway:
                 self._announce()
             return result
 
+    def _sort_groups(
+        self, config: GatewayConfig
+    ) -> tuple[list[Pipeline], list[SourceGroup], list[Pipeline]]:
+        """(pipelines kept as they are, source groups that need a new pipeline, pipelines
+        to retire): a pipeline is kept when its source and its routes are unchanged."""
+        old = {(p.group.connector, p.group.source.model_dump_json()): p for p in self.pipelines}
+        kept: list[Pipeline] = []
+        fresh: list[SourceGroup] = []
+        for group in config.table.groups:
+            key = (group.connector, group.source.model_dump_json())
+            pipeline = old.get(key)
+            if pipeline is not None and _routes_of(pipeline.group) == _routes_of(group):
+                kept.append(pipeline)
+                del old[key]
+            else:
+                fresh.append(group)
+        return kept, fresh, list(old.values())
+
+    def _reuse_connectors(
+        self, config: GatewayConfig
+    ) -> tuple[dict[str, AnyConnector], list[AnyConnector]]:
+        """The connectors of ``config`` (the running one where its type and options are
+        unchanged) and those of them that are new and must be started."""
+        policy = _policy(config)
+        connectors: dict[str, AnyConnector] = {}
+        to_start: list[AnyConnector] = []
+        for name, (cls, options) in config.connectors.items():
+            current = self.connectors.get(name)
+            if current is not None and type(current) is cls and current.options == options:
+                connectors[name] = current
+            else:
+                connectors[name] = cls(name, options)
+                to_start.append(connectors[name])
+            connectors[name].reconnect = policy
+        return connectors, to_start
+
+    def _adopt(self, config: GatewayConfig, kept: list[Pipeline]) -> None:
+        """Take over ``config``'s gateway settings; kept routes keep their counters."""
+        if config.gateway.resolved_state_dir() != self.config.gateway.resolved_state_dir():
+            log.warning(
+                "config reloaded: state_dir changed to %s; the dead-letter store stays at "
+                "%s until the gateway restarts",
+                config.gateway.resolved_state_dir(),
+                self.store.path.parent,
+            )
+        self.store.max_bytes = config.gateway.dead_letter_store.max_bytes
+        self.loop_guard = LoopGuard(config.gateway.id, config.gateway.max_hops)
+        self.config = config
+        unchanged = {route.fingerprint for p in kept for route in p.group.routes}
+        self.stats = {
+            route.name: self.stats.get(route.name, RouteStats())
+            if route.fingerprint in unchanged
+            else RouteStats()
+            for route in config.table.routes
+        }
+
+    def _start_reloaded(self, to_start: list[AnyConnector], fail_fast: bool) -> None:
+        """Connect the new connectors (already started with ``fail_fast``) and start the
+        source groups whose connectors are all up."""
+        if fail_fast:
+            self._ready.update(c.name for c in to_start)
+        else:
+            for connector in to_start:
+                self._connect(connector)
+        self._starting = True  # what starts right now is part of the reload line
+        try:
+            for name in list(self._ready):
+                self._connector_up(name)
+        finally:
+            self._starting = False
+        self._start_control()  # again, if the reload stopped it
+
     async def stop(self) -> None:
         """Graceful stop: stop consuming, drain in-flight work, close connectors."""
         if self.control is not None:
@@ -461,10 +492,8 @@ class Gateway:
         self._stopping = True  # routes still waiting for a connector never start
         for name in list(self._connecting):
             await self._forget_connector(self.connectors[name])
-        await asyncio.gather(*(p.stop_consuming() for p in self.pipelines))
         timeout = self.config.gateway.drain_timeout_seconds
-        abandoned = sum(await asyncio.gather(*(p.drain(timeout) for p in self.pipelines)))
-        await _bounded("closing sources", (p.close_stream() for p in self.pipelines))
+        abandoned = await _retire(self.pipelines, timeout)
         if abandoned:
             log.warning(
                 "%d in-flight messages did not finish in %gs; given back to the broker "

@@ -499,6 +499,11 @@ def _type_text(prop: Mapping[str, Any], defs: Mapping[str, Any]) -> str:
     if "anyOf" in prop:
         branches = [b for b in prop["anyOf"] if b.get("type") != "null"]
         return " or ".join(_type_text(branch, defs) for branch in branches) or "null"
+    return _kind_text(prop, defs)
+
+
+def _kind_text(prop: Mapping[str, Any], defs: Mapping[str, Any]) -> str:
+    """The text of a property by its JSON Schema ``type``."""
     kind = prop.get("type")
     if kind is None:
         if prop.get("$comment") == _NORMALISED:
@@ -509,18 +514,22 @@ def _type_text(prop: Mapping[str, Any], defs: Mapping[str, Any]) -> str:
     if kind in ("integer", "number"):
         return _number_text(str(kind), prop)
     if kind == "array":
-        items = prop.get("items", {})
-        of = _type_text(items, defs) if items else "any"
-        if of == "object (table below)":
-            of = "objects (table below)"
-        prefix = "non-empty list" if prop.get("minItems", 0) >= 1 else "list"
-        return f"{prefix} of {of}"
+        return _array_text(prop, defs)
     if kind == "object":
         values = prop.get("additionalProperties")
         if isinstance(values, dict) and values:
             return f"map of string to {_type_text(values, defs)}"
         return "map"
     return str(kind)
+
+
+def _array_text(prop: Mapping[str, Any], defs: Mapping[str, Any]) -> str:
+    items = prop.get("items", {})
+    of = _type_text(items, defs) if items else "any"
+    if of == "object (table below)":
+        of = "objects (table below)"
+    prefix = "non-empty list" if prop.get("minItems", 0) >= 1 else "list"
+    return f"{prefix} of {of}"
 
 
 def _plain(value: object) -> str:
