@@ -45,6 +45,7 @@ __all__ = [
     "Supervisor",
     "SupervisorClosed",
     "consume_supervised",
+    "source_key",
 ]
 
 STEADY_SECONDS = 2.0
@@ -90,6 +91,7 @@ class Supervisor:
     _lines: dict[str, _Line] = field(default_factory=dict)
     _up_detail: str = ""
     _closed: asyncio.Event | None = None
+    _parts: dict[str, set[str]] = field(default_factory=dict)
 
     @property
     def label(self) -> str:
@@ -149,9 +151,17 @@ class Supervisor:
         line = self._lines.get(key)
         return line is not None and line.down is not None
 
+    def attach(self, parent: str, key: str) -> None:
+        """Connection ``key`` belongs to ``parent`` (a source's own session belongs to
+        its ``source_key``): forgetting the parent forgets it too."""
+        self._parts.setdefault(parent, set()).add(key)
+
     def forget(self, key: str) -> None:
-        """Connection ``key`` is gone on purpose (a source stopped): no longer shown."""
+        """Connection ``key`` (and what is attached to it) is gone on purpose (a source
+        stopped): no longer part of the health."""
         self._lines.pop(key, None)
+        for part in self._parts.pop(key, ()):
+            self._lines.pop(part, None)
         self._fold()
 
     def closed(self) -> None:
@@ -269,6 +279,11 @@ class Supervisor:
             return result
 
 
+def source_key(connector: Connector[Any, Any, Any], source: Any) -> str:
+    """The supervisor's key of ``source``'s subscription (see ``Supervisor.attach``)."""
+    return f"source {connector.describe_source(source)}"
+
+
 def _suspect(error: BaseException) -> bool:
     return bool(getattr(error, "suspect", False))
 
@@ -284,7 +299,7 @@ async def consume_supervised(
     may fail (the broker then redelivers, a duplicate, never a loss).
     """
     supervisor = connector.supervisor
-    key = f"source {connector.describe_source(source)}"
+    key = source_key(connector, source)
     try:
         while not supervisor.closing:
             stream = connector.subscribe(source)

@@ -30,7 +30,7 @@ from connectors.mqtt.config import (
 from connectors.mqtt.hub import Hub
 from connectors.mqtt.session import Session, new_properties
 from connectors.mqtt.source import subscribe
-from connectors.supervision import SupervisorClosed
+from connectors.supervision import SupervisorClosed, source_key
 from connectors.tls import warn_insecure
 from routing.bindings import mqtt as binding
 from routing.event import CloudEvent
@@ -119,7 +119,7 @@ class MqttConnector(Connector[MqttOptions, MqttSource, MqttTarget]):
         await self._hub.close()
 
     def subscribe(self, source: MqttSource) -> AsyncIterator[Delivery]:
-        return subscribe(self._hub, source)
+        return subscribe(self._hub, source, source_key(self, source))
 
     def decode(self, delivery: Delivery) -> CloudEvent | None:
         message: binding.MqttMessage = delivery.message

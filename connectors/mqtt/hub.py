@@ -32,7 +32,8 @@ class Hub:
         self.base_client_id = options.client_id or f"meshgate-{name}"
         self.closing = False
         self.resumed: set[str] = set()
-        """Client ids connected before in this run: MQTT 5 resumes their session."""
+        """Client ids whose stream connected before: MQTT 5 resumes their session when
+        the core subscribes again after a loss."""
         self._sessions: set[Session] = set()
         self._owners: dict[str, object] = {}
         self._watches: dict[str, ConnectionWatch] = {}
@@ -76,8 +77,9 @@ class Hub:
         so the connection is no longer part of the connector's health."""
         if self._owners.get(client_id) is owner:
             del self._owners[client_id]
-            if stopped:
+            if stopped:  # a new stream of this source starts afresh (clean_start)
                 self.supervisor.forget(client_id)
+                self.resumed.discard(client_id)
 
     def watch(self, client_id: str) -> ConnectionWatch:
         """Takeover detection of ``client_id`` (kept across its connections)."""

@@ -40,16 +40,18 @@ REQUEUE_DRAIN_SECONDS = 10.0
 """Longest wait, after a nack with requeue, for earlier deliveries to be settled."""
 
 
-async def subscribe(hub: Hub, source: MqttSource) -> AsyncIterator[Delivery]:
+async def subscribe(hub: Hub, source: MqttSource, scope: str) -> AsyncIterator[Delivery]:
     """Deliveries from ``source`` on one connection of its session; ``ConnectionLost``
     when that ends (the core subscribes again), a plain return once the connector
-    closes or a newer stream of the same source took over."""
+    closes or a newer stream of the same source took over. ``scope``: the source's
+    supervisor key, which the session's connection is attached to."""
     options = hub.options
     if source.no_local and options.protocol == 4:
         raise ConnectorError("no_local needs MQTT 5; this connector uses protocol 4 (3.1.1)")
     client_id = subscriber_client_id(hub.base_client_id, source)
     owner = object()
     hub.claim(client_id, owner)
+    hub.supervisor.attach(scope, client_id)  # a source stopped while down is forgotten
     watch = hub.watch(client_id)  # recognises a takeover: the core's waits then grow
 
     async def connect() -> tuple[Session, int]:

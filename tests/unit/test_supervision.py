@@ -63,6 +63,18 @@ async def test_subscriptions_pace_but_neither_count_nor_change_health() -> None:
     assert sup.health.reconnects == 0
 
 
+async def test_a_source_stopped_while_its_session_is_down_leaves_the_health() -> None:
+    sup = supervisor()
+    sup.starting()
+    sup.connected("publisher")
+    sup.attach("source a", "session a")  # the source's own connection (MQTT)
+    sup.connected("session a")
+    sup.lost("session a", "gone")
+    assert sup.health.state is HealthState.RECONNECTING
+    sup.forget("source a")  # the route was removed meanwhile
+    assert sup.health.state is HealthState.UP and not sup.is_down("session a")
+
+
 async def test_retry_runs_the_step_until_it_succeeds_and_raises_undeclared_errors() -> None:
     sup = supervisor()
     sup.starting()
