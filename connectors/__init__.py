@@ -28,6 +28,7 @@ from connectors.errors import (
     UnknownConnectorType,
 )
 from connectors.registry import ENTRY_POINT_GROUP, ConnectorRegistry, default_registry
+from connectors.supervision import Supervisor, SupervisorClosed
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -47,6 +48,8 @@ __all__ = [
     "PublishRejected",
     "PublishTimeout",
     "SourceOptions",
+    "Supervisor",
+    "SupervisorClosed",
     "TargetOptions",
     "UnknownConnectorType",
     "default_registry",
