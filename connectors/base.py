@@ -373,7 +373,7 @@ class Connector(abc.ABC, Generic[OptionsT, SourceT, TargetT]):
 
     @reconnect.setter
     def reconnect(self, policy: BackoffPolicy) -> None:
-        self.supervisor.policy = policy
+        self.supervisor.use(policy)
 
     def new_backoff(self) -> Backoff:
         """An attempt counter for one reconnect loop, following ``self.reconnect``."""

@@ -97,6 +97,13 @@ class Supervisor:
     def label(self) -> str:
         return self.describe()
 
+    def use(self, policy: BackoffPolicy) -> None:
+        """Follow ``policy`` from now on (a reload changed ``gateway.reconnect``)."""
+        if policy != self.policy:
+            self.policy = policy
+            for line in self._lines.values():
+                line.backoff = policy.backoff()
+
     def _line(self, key: str, connection: bool = True) -> _Line:
         line = self._lines.get(key)
         if line is None:
