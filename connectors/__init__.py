@@ -27,8 +27,10 @@ from connectors.errors import (
     PublishTimeout,
     UnknownConnectorType,
 )
+from connectors.headertext import header_text
 from connectors.registry import ENTRY_POINT_GROUP, ConnectorRegistry, default_registry
 from connectors.supervision import Supervisor, SupervisorClosed
+from connectors.topology import Topology
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -51,8 +53,10 @@ __all__ = [
     "Supervisor",
     "SupervisorClosed",
     "TargetOptions",
+    "Topology",
     "UnknownConnectorType",
     "default_registry",
     "dry_run_delivery",
     "find_header",
+    "header_text",
 ]

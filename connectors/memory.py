@@ -17,9 +17,9 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections import defaultdict, deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from pydantic import Field
 
@@ -37,6 +37,8 @@ from connectors.base import (
 )
 from connectors.errors import ConnectionLost, ConnectorError, MessageSpecError, PublishRejected
 from connectors.readiness import Subscriptions
+from connectors.topology import Matcher, Topology, may_equal
+from routing.bindings import merge_headers
 from routing.bindings import nats as binding
 from routing.event import CloudEvent
 
@@ -104,6 +106,24 @@ class MemoryTarget(TargetOptions):
     template_fields: ClassVar[tuple[str, ...]] = ("topic",)
 
 
+class MemoryTopology(Topology[MemoryOptions, MemorySource, MemoryTarget]):
+    """A namespace is one broker; a topic is one queue its consumers share."""
+
+    address_fields = ("topic",)
+
+    def broker_identity(self, options: MemoryOptions) -> Mapping[str, Any]:
+        return {"namespace": options.namespace}
+
+    def source_reads(self, source: MemorySource) -> Matcher:
+        return lambda address: may_equal(source.topic, address[0])
+
+    def source_text(self, source: MemorySource) -> str:
+        return source.topic
+
+    def sources_share(self, a: MemorySource, b: MemorySource) -> bool:
+        return a.topic == b.topic
+
+
 class MemoryConnector(Connector[MemoryOptions, MemorySource, MemoryTarget]):
     Options = MemoryOptions
     Source = MemorySource
@@ -115,6 +135,7 @@ class MemoryConnector(Connector[MemoryOptions, MemorySource, MemoryTarget]):
         headers=True,
         max_message_bytes=None,
     )
+    topology = MemoryTopology()
 
     def __init__(self, name: str, options: MemoryOptions) -> None:
         super().__init__(name, options)
@@ -231,7 +252,11 @@ class MemoryConnector(Connector[MemoryOptions, MemorySource, MemoryTarget]):
         message = binding.to_message(event, target.mode, fmt=target.format)
         if not target.headers:
             return message
-        return binding.NatsMessage(message.data, {**target.headers, **(message.headers or {})})
+        own = (message.headers or {}).items()
+        merged = merge_headers(
+            own, target.headers.items(), same=binding.header_key, refused=binding.header_clash
+        )
+        return binding.NatsMessage(message.data, dict(merged))
 
     async def publish(self, target: MemoryTarget, event: CloudEvent) -> None:
         self._check_open()
@@ -240,6 +265,10 @@ class MemoryConnector(Connector[MemoryOptions, MemorySource, MemoryTarget]):
         if not target.topic:
             raise PublishRejected("empty topic")
         self.broker.put(target.topic, self.encode(target, event))
+
+    @classmethod
+    def header_clash(cls, options: MemoryOptions, name: str) -> str | None:
+        return binding.header_clash(name)
 
     @classmethod
     def read_back(cls, target: MemoryTarget, reader: str) -> MemorySource | None:

@@ -577,7 +577,8 @@ def _target(
     found = _endpoint(check, path, raw, connectors, "target")
     if found is None:
         return None
-    options, _cls = found
+    options, cls = found
+    _header_clashes(check, path, options, cls, connectors[options.connector][1])
     fields = {name: getattr(options, name) for name in type(options).template_fields}
     templates = _templates(check, path, fields)
     header_templates = _templates(check, (*path, "headers"), options.headers)
@@ -592,6 +593,21 @@ def _target(
         signer,
         options.sign.extensions if options.sign is not None else (),
     )
+
+
+def _header_clashes(
+    check: _Checker,
+    path: KeyPath,
+    target: TargetOptions,
+    cls: type[Connector[Any, Any, Any]],
+    connector: ConnectorOptions,
+) -> None:
+    """Each ``headers:`` name the target's binding refuses (``Connector.header_clash``),
+    reported at that name's line."""
+    for name in target.headers:
+        clash = cls.header_clash(connector, name)
+        if clash:
+            check.add((*path, "headers", name), clash)
 
 
 def _templates(

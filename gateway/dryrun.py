@@ -36,6 +36,7 @@ from typing import Any
 import orjson
 
 from connectors.base import Connector, MessageSpec
+from connectors.headertext import header_text
 from gateway.config import GatewayConfig
 from gateway.mesh import LoopGuard
 from gateway.plan import (
@@ -131,12 +132,7 @@ def _rejection(route: Route, event: CloudEvent) -> str:
 
 
 def _show(value: Any) -> str:
-    if isinstance(value, bytes):
-        try:
-            return value.decode()
-        except UnicodeDecodeError:
-            return "base64:" + base64.b64encode(value).decode()
-    return str(value)
+    return header_text(value) if isinstance(value, bytes) else str(value)
 
 
 def show_native(native: Any) -> list[str]:

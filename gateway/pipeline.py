@@ -75,7 +75,24 @@ class Pipeline:
         self.signature_failures = 0  # passthrough: events forwarded despite a bad signature
 
     def start(self) -> None:
+        self._log_guarantees()
         self.consumer = asyncio.create_task(self._supervise(), name=f"consume:{self.group.name}")
+
+    def _log_guarantees(self) -> None:
+        """Say at start where routes read and which of their ends are at-most-once
+        (the connectors' per-source and per-target capabilities)."""
+        group, connector = self.group, self.connector
+        caps = type(connector).source_capabilities(connector.options, group.source)
+        weak = [] if caps.acknowledgements else ["the source does not acknowledge"]
+        for route in group.routes:
+            for target in route.targets:
+                end = self.gateway.connectors[target.connector]
+                if not type(end).target_capabilities(end.options, target.options).confirmed_publish:
+                    weak.append(f"route {route.name}: {target.describe()} is not confirmed")
+        what = "at-most-once: " + "; ".join(weak) if weak else "at-least-once"
+        log.info(
+            "routes %s read %s (%s)", group.name, connector.describe_source(group.source), what
+        )
 
     async def _supervise(self) -> None:
         """Keep consuming. A lost connection never gets here: ``consume`` is the core's
@@ -235,8 +252,10 @@ class Pipeline:
             except SignatureError as exc:
                 decoded, decode_error = self._refused(decoded, delivery, exc)
         routes: Sequence[Route] = self.group.routes
-        if len(routes) > 1 and decoded is not None:
-            routes = self._candidates(decoded, delivery)
+        if decoded is not None:  # one event for every route: match them all at once
+            routes, rejected = self.group.split(decoded)
+            if rejected:
+                self._filtered(rejected, decoded, delivery)
         # Tracing off costs this one check per delivery: no span, no extra call.
         step = self._route if self.gateway.tracing is None else self._traced_route
         if len(routes) == 1:  # no gather (a task per route) for the common case
@@ -272,26 +291,16 @@ class Pipeline:
             )
         return event, None
 
-    def _candidates(self, event: CloudEvent, delivery: Delivery) -> list[Route]:
-        """The routes whose filter may hold (route index); the others count as filtered,
-        exactly as if their filter had run."""
-        routes = self.group.routes
-        positions = self.group.candidates(event)
-        if len(positions) == len(routes):
-            return list(routes)
+    def _filtered(self, routes: list[Route], event: CloudEvent, delivery: Delivery) -> None:
+        """Count ``routes``, whose filter rejected ``event`` (``SourceGroup.split``), as
+        received and filtered; nothing else happens for them."""
         stats = self.gateway.stats
-        chosen = iter(positions)
-        next_chosen = next(chosen, -1)
-        for position, route in enumerate(routes):
-            if position == next_chosen:
-                next_chosen = next(chosen, -1)
-                continue
+        for route in routes:
             skipped = stats[route.name]
             skipped.received += 1
             skipped.filtered += 1
             if self.gateway.follower is not None:
                 self.gateway.follower(route.name, "filtered", event, delivery, None)
-        return [routes[position] for position in positions]
 
     async def _traced_route(
         self,
@@ -329,6 +338,7 @@ class Pipeline:
                 decode_error,
                 self.connector.address_separator,
                 self.gateway.loop_guard,
+                matched=decoded is not None,  # SourceGroup.split chose this route
             )
             if isinstance(plan, Forward):
                 return await self._forward(route, plan, delivery, started)

@@ -178,9 +178,13 @@ def plan_route(
     decode_error: Exception | None,
     separator: str,
     guard: LoopGuard,
+    *,
+    matched: bool = False,
 ) -> RoutePlan:
     """What ``route`` does with ``delivery``, given its decoded (and verified) event or
-    the error that came of it. ``separator`` splits the source address ({topic[1]})."""
+    the error that came of it. ``separator`` splits the source address ({topic[1]});
+    ``matched``: the caller already knows the filter holds for ``decoded``
+    (``SourceGroup.split``), so it is not evaluated again."""
     if decode_error is not None:
         return Rejected(decode_error)
     # Source values only when read: static targets without egress rules read nothing.
@@ -191,18 +195,25 @@ def plan_route(
     )
     event = decoded
     if event is None:
+        matched = False  # the ingress rules made this route's own event: filter it
         event, error = _ingress(route, delivery, source)
         if error is not None or event is None:
             return Rejected(error or NotACloudEvent("?"))
-    return plan_event(route, event, guard, source)
+    return plan_event(route, event, guard, source, matched=matched)
 
 
 def plan_event(
-    route: Route, event: CloudEvent, guard: LoopGuard, source: TemplateValues
+    route: Route,
+    event: CloudEvent,
+    guard: LoopGuard,
+    source: TemplateValues,
+    *,
+    matched: bool = False,
 ) -> Filtered | Looped | Forward:
-    """Filter, loop guard and targets of ``route`` for ``event``; ``source`` holds what
-    templates read from the source message (empty for a bare event)."""
-    if not route.matches(event):
+    """Filter (unless ``matched``), loop guard and targets of ``route`` for ``event``;
+    ``source`` holds what templates read from the source message (empty for a bare
+    event)."""
+    if not matched and not route.matches(event):
         return Filtered(event)
     admitted = guard.judge(event, guard=route.loop_guard)
     if isinstance(admitted, str):

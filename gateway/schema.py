@@ -372,7 +372,37 @@ def option_tables(type_name: str, registry: ConnectorRegistry = default_registry
         parts.append(
             f"Target fields that may hold `{{...}}` templates, rendered per event: {names}.\n"
         )
+    parts.append(capability_table(cls))
     return "\n".join(parts)
+
+
+def capability_table(cls: type[Connector[Any, Any, Any]]) -> str:
+    """What each kind of source and target promises (``Connector.capability_cases``,
+    from the same per-source/target capabilities the runtime reads)."""
+    rows = [
+        "### Guarantees (`Capabilities`, per source and target)",
+        "",
+        "| side | case | acknowledges messages | publish confirmed | order kept per "
+        "| native headers | largest message |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for role, case, caps in cls.capability_cases():
+        largest = "-" if caps.max_message_bytes is None else f"{caps.max_message_bytes:,} B"
+        acks = _yes(caps.acknowledgements) if role != "target" else "-"
+        confirmed = _yes(caps.confirmed_publish) if role != "source" else "-"
+        rows.append(
+            f"| {role} | {case} | {acks} | {confirmed} | {caps.ordering} "
+            f"| {'yes' if caps.headers else 'no'} | {largest} |"
+        )
+    rows.append(
+        "\nWithout acknowledgements or confirmation a source or target is at-most-once: "
+        "`meshgate validate` marks it in its route table and the gateway logs it at start.\n"
+    )
+    return "\n".join(rows)
+
+
+def _yes(value: bool) -> str:
+    return "yes" if value else "**no** (at-most-once)"
 
 
 def config_tables() -> str:

@@ -190,10 +190,24 @@ class SourceGroup:
 
     def match(self, event: CloudEvent) -> list[Route]:
         """The routes whose filter holds for ``event``, in table order."""
+        return self.split(event)[0]
+
+    def split(self, event: CloudEvent) -> tuple[list[Route], list[Route]]:
+        """(the routes whose filter holds for ``event``, the others), each in table
+        order: the one place routes are matched (the runtime counts the others as
+        filtered). The route index skips filters that cannot hold."""
         routes = self.routes
+        if len(routes) == 1:
+            return ([], list(routes)) if not routes[0].matches(event) else (list(routes), [])
         if self._index is not None and not self._index.selective:
-            return [route for route in routes if route.matches(event)]
-        return [routes[i] for i in self.candidates(event) if routes[i].matches(event)]
+            positions: list[int] = list(range(len(routes)))
+        else:
+            positions = self.candidates(event)
+        matched = [routes[i] for i in positions if routes[i].matches(event)]
+        if len(matched) == len(routes):
+            return matched, []
+        taken = {id(route) for route in matched}
+        return matched, [route for route in routes if id(route) not in taken]
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,8 +20,9 @@ import aio_pika
 import aiormq
 from aio_pika.abc import AbstractConnection
 
-from connectors.amqp.config import AmqpOptions, redact_url
+from connectors.amqp.config import AmqpOptions
 from connectors.errors import ConnectionLost
+from connectors.redact import redact_url
 from connectors.supervision import Supervisor, SupervisorClosed
 from connectors.tls import warn_insecure
 

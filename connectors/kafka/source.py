@@ -24,7 +24,6 @@ key per consumer: starting the consumer and fetching are retried under it).
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import logging
 from collections import deque
@@ -37,28 +36,18 @@ from aiokafka.errors import ConsumerStoppedError, KafkaError
 
 from connectors.base import Delivery, find_header
 from connectors.errors import ConnectionLost
+from connectors.headertext import header_text
 from connectors.kafka.config import KafkaOptions, KafkaSource
 from connectors.kafka.offsets import OffsetTracker, Pending
 from connectors.supervision import Supervisor, SupervisorClosed
 from routing.bindings.kafka import KafkaMessage
 
-__all__ = ["BASE64_MARKER", "SourceSession", "header_text"]
+__all__ = ["SourceSession"]
 
 log = logging.getLogger("meshgate.connectors.kafka")
 
-BASE64_MARKER = "base64:"
-"""Prefix of a header (or key) text whose bytes were not valid UTF-8."""
-
 _POLL_TIMEOUT_MS = 500
 _IDLE_S = 5.0  # unpolled this long: the commit loop polls (paused) to keep the membership
-
-
-def header_text(value: bytes) -> str:
-    """``value`` as text: UTF-8 when it decodes, else ``base64:`` + its base64."""
-    try:
-        return value.decode("utf-8")
-    except UnicodeDecodeError:
-        return BASE64_MARKER + base64.b64encode(value).decode("ascii")
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is untyped
