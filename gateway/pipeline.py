@@ -168,7 +168,7 @@ class Pipeline:
         gone gets the same outcome from the unacknowledged message."""
         try:
             async with asyncio.timeout(GIVE_BACK_SECONDS):
-                await delivery.nack(True)
+                await delivery.nack(requeue=True)
         except (ConnectorError, TimeoutError) as exc:  # unacknowledged: redelivered later
             log.debug("nack of an unfinished delivery failed: %s", exc)
 

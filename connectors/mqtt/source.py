@@ -2,7 +2,7 @@
 
 Each source has its own client id (``subscriber_client_id``) and so its own broker
 session: subscriptions and unacknowledged messages outlive a crash for
-``session_expiry`` seconds (MQTT 5) or until a clean session (3.1.1). A stream is
+``session_expiry_seconds`` (MQTT 5) or until a clean session (3.1.1). A stream is
 one connection: it ends with ``ConnectionLost`` and the core subscribes again (the
 connect paced by the core's supervisor under the client id), resubscribing even
 when the broker kept the subscription.
@@ -25,7 +25,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import paho.mqtt.client as paho
 
-from connectors.base import Delivery
+from connectors.base import Delivery, Nack
 from connectors.errors import ConnectionLost, ConnectorError
 from connectors.mqtt.acks import PendingAck
 from connectors.mqtt.config import MqttSource, subscriber_client_id
@@ -40,7 +40,9 @@ REQUEUE_DRAIN_SECONDS = 10.0
 """Longest wait, after a nack with requeue, for earlier deliveries to be settled."""
 
 
-async def subscribe(hub: Hub, source: MqttSource, scope: str) -> AsyncIterator[Delivery]:
+async def subscribe(
+    hub: Hub, source: MqttSource, scope: str
+) -> AsyncIterator[Delivery[MqttMessage]]:
     """Deliveries from ``source`` on one connection of its session; ``ConnectionLost``
     when that ends (the core subscribes again), a plain return once the connector
     closes or a newer stream of the same source took over. ``scope``: the source's
@@ -59,7 +61,9 @@ async def subscribe(hub: Hub, source: MqttSource, scope: str) -> AsyncIterator[D
         # applies to the first connect only. 3.1.1 has one flag for both.
         first = client_id not in hub.resumed
         clean = options.clean_start if (first or options.protocol == 4) else False
-        session = hub.session(client_id, clean_start=clean, session_expiry=options.session_expiry)
+        session = hub.session(
+            client_id, clean_start=clean, session_expiry=options.session_expiry_seconds
+        )
         try:
             await session.connect()
             watch.connected()
@@ -133,14 +137,14 @@ async def subscribe(hub: Hub, source: MqttSource, scope: str) -> AsyncIterator[D
         hub.release(client_id, owner, stopped=stopped)
 
 
-Settle = tuple[Callable[[], Awaitable[None]], Callable[[bool], Awaitable[None]]]
+Settle = tuple[Callable[[], Awaitable[None]], Nack]
 
 
 async def _no_op() -> None:
     return None
 
 
-async def _no_op_nack(requeue: bool) -> None:
+async def _no_op_nack(*, requeue: bool) -> None:
     return None
 
 
@@ -151,7 +155,7 @@ def _settlers(session: Session, entry: PendingAck | None) -> Settle:
     async def ack() -> None:
         session.acks.settle(entry)
 
-    async def nack(requeue: bool) -> None:
+    async def nack(*, requeue: bool) -> None:
         if requeue:
             session.acks.hold(entry)
             session.request_requeue()
@@ -163,7 +167,7 @@ def _settlers(session: Session, entry: PendingAck | None) -> Settle:
 
 def _delivery(
     session: Session, message: paho.MQTTMessage, protocol: int, hub: Hub
-) -> Delivery | None:
+) -> Delivery[MqttMessage] | None:
     entry = session.acks.track(message.mid, message.qos) if message.qos > 0 else None
     try:
         topic = message.topic
