@@ -4,6 +4,7 @@ The public plugin API is what this package exports; first-party connectors use
 only these names, the same as a third-party plugin would.
 """
 
+from connectors.backoff import Backoff
 from connectors.base import (
     Capabilities,
     Connector,
@@ -28,12 +29,15 @@ from connectors.errors import (
     UnknownConnectorType,
 )
 from connectors.headertext import header_text
+from connectors.redact import redact_url
 from connectors.registry import ENTRY_POINT_GROUP, ConnectorRegistry, default_registry
 from connectors.supervision import Supervisor, SupervisorClosed
+from connectors.tls import TlsConfigError, TlsOptions, warn_insecure
 from connectors.topology import Topology
 
 __all__ = [
     "ENTRY_POINT_GROUP",
+    "Backoff",
     "Capabilities",
     "ConnectionLost",
     "Connector",
@@ -53,10 +57,14 @@ __all__ = [
     "Supervisor",
     "SupervisorClosed",
     "TargetOptions",
+    "TlsConfigError",
+    "TlsOptions",
     "Topology",
     "UnknownConnectorType",
     "default_registry",
     "dry_run_delivery",
     "find_header",
     "header_text",
+    "redact_url",
+    "warn_insecure",
 ]

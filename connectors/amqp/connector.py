@@ -21,6 +21,7 @@ from connectors.base import (
     dry_run_delivery,
 )
 from connectors.errors import ConnectionLost, MessageSpecError
+from connectors.readiness import Subscriptions
 from connectors.redact import redact_url
 from connectors.tls import TlsConfigError
 from routing.bindings import amqp as binding
@@ -56,6 +57,7 @@ class AmqpConnector(Connector[AmqpOptions, AmqpSource, AmqpTarget, binding.AmqpM
         super().__init__(name, options)
         self._link = Link(options, name, self.supervisor, _log)
         self._publisher = Publisher(self._link, options, _log)
+        self._subscriptions = Subscriptions()
 
     def endpoint(self) -> str:
         return redact_url(self.options.url)
@@ -78,7 +80,10 @@ class AmqpConnector(Connector[AmqpOptions, AmqpSource, AmqpTarget, binding.AmqpM
         await self._link.close()
 
     def subscribe(self, source: AmqpSource) -> AsyncIterator[Delivery[binding.AmqpMessage]]:
-        return subscribe(self._link, source, _log)
+        return subscribe(self._link, source, _log, self._subscriptions.track(source))
+
+    async def wait_subscribed(self, source: AmqpSource) -> None:
+        await self._subscriptions.wait(source)
 
     def decode(self, delivery: Delivery[binding.AmqpMessage]) -> CloudEvent | None:
         message = delivery.message

@@ -32,6 +32,7 @@ from connectors.amqp.link import Link, LinkClosed
 from connectors.base import Delivery
 from connectors.errors import ConnectionLost, NotAuthorized
 from connectors.headertext import header_text
+from connectors.readiness import Subscription as Ready
 from routing.bindings.amqp import AmqpMessage
 
 __all__ = ["subscribe"]
@@ -181,11 +182,15 @@ def _delivery(
 
 
 async def subscribe(
-    link: Link, source: AmqpSource, log: logging.Logger
+    link: Link, source: AmqpSource, log: logging.Logger, ready: Ready
 ) -> AsyncIterator[Delivery[AmqpMessage]]:
     """Deliveries from ``source`` on one channel of the current connection; returns
     when the connector closes, raises ``ConnectionLost`` when the channel ends (the
-    core subscribes again once the link is back)."""
+    core subscribes again once the link is back).
+
+    ``ready`` is up while the broker has the consumer (after consume-ok, so the
+    queue and its bindings exist): the readiness signal of ``wait_subscribed``.
+    """
     try:
         connection = await link.connection()
     except LinkClosed:
@@ -204,9 +209,11 @@ async def subscribe(
                 f"cannot consume {source.queue!r}: {type(exc).__name__}: {exc}"
             ) from exc
         log.info("consuming %r as %s", source.queue, subscription.tag)
+        ready.up()
         while (message := await subscription.next()) is not None:
             yield _delivery(subscription, message)
         if not link.closing:
             raise ConnectionLost(f"consumer {subscription.tag} on {source.queue!r} ended")
     finally:
+        ready.down()
         await subscription.close()

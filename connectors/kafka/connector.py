@@ -22,6 +22,7 @@ from connectors.kafka.config import KafkaOptions, KafkaSource, KafkaTarget
 from connectors.kafka.sink import Producer
 from connectors.kafka.source import SourceSession
 from connectors.kafka.topology import KafkaTopology
+from connectors.readiness import Subscriptions
 from connectors.tls import warn_insecure
 from routing.bindings import kafka as binding
 from routing.bindings import merge_headers
@@ -67,6 +68,7 @@ class KafkaConnector(Connector[KafkaOptions, KafkaSource, KafkaTarget, binding.K
         super().__init__(name, options)
         self._producer = Producer(options, name)
         self._sessions: set[SourceSession] = set()
+        self._subscriptions = Subscriptions()
         self._probe: asyncio.Task[None] | None = None
         self._closed = False
 
@@ -109,10 +111,18 @@ class KafkaConnector(Connector[KafkaOptions, KafkaSource, KafkaTarget, binding.K
         if self._closed:
             raise ConnectionLost(f"kafka connector {self.name!r} is closed")
         session = SourceSession(
-            self.name, self.options, source, self.supervisor, self._sessions.discard
+            self.name,
+            self.options,
+            source,
+            self.supervisor,
+            self._sessions.discard,
+            self._subscriptions.track(source),
         )
         self._sessions.add(session)
         return session
+
+    async def wait_subscribed(self, source: KafkaSource) -> None:
+        await self._subscriptions.wait(source)
 
     def decode(self, delivery: Delivery[binding.KafkaMessage]) -> CloudEvent | None:
         message = delivery.message

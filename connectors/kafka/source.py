@@ -39,6 +39,7 @@ from connectors.errors import ConnectionLost
 from connectors.headertext import header_text
 from connectors.kafka.config import KafkaOptions, KafkaSource
 from connectors.kafka.offsets import OffsetTracker, Pending
+from connectors.readiness import Subscription as Ready
 from connectors.supervision import Supervisor, SupervisorClosed
 from routing.bindings.kafka import KafkaMessage
 
@@ -55,10 +56,12 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka i
         self._session = session
 
     async def on_partitions_revoked(self, revoked: set[Any]) -> None:
+        self._session.ready.down()  # a rebalance starts
         await self._session.on_revoked(revoked)
 
     async def on_partitions_assigned(self, assigned: set[Any]) -> None:
         log.info("%s: assigned %s", self._session.label, sorted(assigned))
+        self._session.ready.up()  # a member of the group with its share of partitions
 
 
 class SourceSession:
@@ -74,9 +77,12 @@ class SourceSession:
         source: KafkaSource,
         supervisor: Supervisor,
         on_close: Callable[[SourceSession], None],
+        ready: Ready,
     ) -> None:
         self.label = f"{name}:{source.group_id}"
         self._key = f"consumer {self.label}"
+        self.ready = ready
+        """Up while the consumer is in the group with its partitions assigned."""
         self._options = options
         self._source = source
         self._supervisor = supervisor
@@ -370,6 +376,7 @@ class SourceSession:
     async def _close(self) -> None:
         self._on_close(self)
         self._supervisor.forget(self._key)  # stopped on purpose: not part of the health
+        self.ready.down()
         self._stopping.set()
         self._capacity.set()
         if self._commit_task is not None:

@@ -32,6 +32,7 @@ from connectors.mqtt.hub import Hub
 from connectors.mqtt.session import Session, new_properties
 from connectors.mqtt.source import subscribe
 from connectors.mqtt.topology import MqttTopology, mqtt_match
+from connectors.readiness import Subscriptions
 from connectors.supervision import SupervisorClosed, source_key
 from connectors.tls import warn_insecure
 from routing.bindings import merge_headers
@@ -81,6 +82,7 @@ class MqttConnector(Connector[MqttOptions, MqttSource, MqttTarget, binding.MqttM
         self._publisher: Session | None = None
         self._publisher_up = asyncio.Event()
         self._supervisor: asyncio.Task[None] | None = None
+        self._subscriptions = Subscriptions()
 
     @classmethod
     def validate_target(cls, options: MqttOptions, target: MqttTarget) -> str | None:
@@ -157,7 +159,12 @@ class MqttConnector(Connector[MqttOptions, MqttSource, MqttTarget, binding.MqttM
         await self._hub.close()
 
     def subscribe(self, source: MqttSource) -> AsyncIterator[Delivery[binding.MqttMessage]]:
-        return subscribe(self._hub, source, source_key(self, source))
+        return subscribe(
+            self._hub, source, source_key(self, source), self._subscriptions.track(source)
+        )
+
+    async def wait_subscribed(self, source: MqttSource) -> None:
+        await self._subscriptions.wait(source)
 
     def decode(self, delivery: Delivery[binding.MqttMessage]) -> CloudEvent | None:
         message = delivery.message

@@ -31,6 +31,7 @@ from connectors.mqtt.acks import PendingAck
 from connectors.mqtt.config import MqttSource, subscriber_client_id
 from connectors.mqtt.hub import Hub
 from connectors.mqtt.session import Session
+from connectors.readiness import Subscription as Ready
 from connectors.supervision import SupervisorClosed
 from routing.bindings.mqtt import MqttMessage
 
@@ -41,12 +42,13 @@ REQUEUE_DRAIN_SECONDS = 10.0
 
 
 async def subscribe(
-    hub: Hub, source: MqttSource, scope: str
+    hub: Hub, source: MqttSource, scope: str, ready: Ready
 ) -> AsyncIterator[Delivery[MqttMessage]]:
     """Deliveries from ``source`` on one connection of its session; ``ConnectionLost``
     when that ends (the core subscribes again), a plain return once the connector
     closes or a newer stream of the same source took over. ``scope``: the source's
-    supervisor key, which the session's connection is attached to."""
+    supervisor key, which the session's connection is attached to; ``ready`` is up
+    from the SUBACK until the session's connection ends."""
     options = hub.options
     if source.no_local and options.protocol == 4:
         raise ConnectorError("no_local needs MQTT 5; this connector uses protocol 4 (3.1.1)")
@@ -93,6 +95,7 @@ async def subscribe(
             )
         except SupervisorClosed:
             return
+        ready.up()
         hub.log.info(
             "%s: consuming %r as %r (session present: %s, granted QoS %d)",
             hub.label,
@@ -131,6 +134,7 @@ async def subscribe(
                 stopped = False
                 raise ConnectionLost(detail, suspect=watch.taken_over)
         finally:
+            ready.down()
             await session.close()
             hub.forget(session)
     finally:
@@ -157,8 +161,8 @@ def _settlers(session: Session, entry: PendingAck | None) -> Settle:
 
     async def nack(*, requeue: bool) -> None:
         if requeue:
-            session.acks.hold(entry)
-            session.request_requeue()
+            if session.acks.hold(entry):  # not after an ack: no reconnect for nothing
+                session.request_requeue()
         else:
             session.acks.settle(entry)
 

@@ -27,6 +27,7 @@ from connectors.nats.config import (
 from connectors.nats.link import Link
 from connectors.nats.source import subscribe_core, subscribe_jetstream
 from connectors.nats.topology import NatsTopology, nats_match
+from connectors.readiness import Subscriptions
 from connectors.tls import TlsConfigError
 from routing.bindings import nats as nats_binding
 from routing.bindings.nats import NatsMessage, from_message
@@ -65,6 +66,7 @@ class NatsConnector(Connector[NatsOptions, NatsSource, NatsTarget, NatsMessage])
     def __init__(self, name: str, options: NatsOptions) -> None:
         super().__init__(name, options)
         self._link = Link(name, options, self.supervisor, log)
+        self._subscriptions = Subscriptions()
 
     def endpoint(self) -> str:
         return self._link.servers  # credentials redacted
@@ -87,10 +89,14 @@ class NatsConnector(Connector[NatsOptions, NatsSource, NatsTarget, NatsMessage])
         await self._link.close()
 
     def subscribe(self, source: NatsSource) -> AsyncIterator[Delivery[NatsMessage]]:
+        ready = self._subscriptions.track(source)
         if source.jetstream is not None:
             timeout = self.options.publish_timeout_seconds
-            return subscribe_jetstream(self._link, source, log, timeout)
-        return subscribe_core(self._link, source, log)
+            return subscribe_jetstream(self._link, source, log, timeout, ready)
+        return subscribe_core(self._link, source, log, ready)
+
+    async def wait_subscribed(self, source: NatsSource) -> None:
+        await self._subscriptions.wait(source)
 
     def decode(self, delivery: Delivery[NatsMessage]) -> CloudEvent | None:
         message = delivery.message
