@@ -4,6 +4,7 @@ The public plugin API is what this package exports; first-party connectors use
 only these names, the same as a third-party plugin would.
 """
 
+from connectors.asyncapi import AsyncApi
 from connectors.backoff import Backoff
 from connectors.base import (
     Capabilities,
@@ -29,14 +30,17 @@ from connectors.errors import (
     UnknownConnectorType,
 )
 from connectors.headertext import header_text
+from connectors.meshchannel import MeshChannel
 from connectors.redact import redact_url
 from connectors.registry import ENTRY_POINT_GROUP, ConnectorRegistry, default_registry
+from connectors.semconv import Messaging
 from connectors.supervision import Supervisor, SupervisorClosed
 from connectors.tls import TlsConfigError, TlsOptions, warn_insecure
 from connectors.topology import Topology
 
 __all__ = [
     "ENTRY_POINT_GROUP",
+    "AsyncApi",
     "Backoff",
     "Capabilities",
     "ConnectionLost",
@@ -48,8 +52,10 @@ __all__ = [
     "EgressOptions",
     "Health",
     "HealthState",
+    "MeshChannel",
     "MessageSpec",
     "MessageSpecError",
+    "Messaging",
     "Preflight",
     "PublishRejected",
     "PublishTimeout",

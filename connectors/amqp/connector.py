@@ -6,8 +6,11 @@ import logging
 from collections.abc import AsyncIterator, Sequence
 from typing import ClassVar
 
+from connectors.amqp.asyncapi import AmqpAsyncApi
 from connectors.amqp.config import AmqpOptions, AmqpSource, AmqpTarget
 from connectors.amqp.link import Link
+from connectors.amqp.meshchannel import AmqpMeshChannel
+from connectors.amqp.semconv import AmqpMessaging
 from connectors.amqp.sink import Publisher
 from connectors.amqp.source import subscribe
 from connectors.amqp.topology import AmqpTopology, amqp_match
@@ -52,6 +55,9 @@ class AmqpConnector(Connector[AmqpOptions, AmqpSource, AmqpTarget, binding.AmqpM
     topology: ClassVar[AmqpTopology] = AmqpTopology()
     # A broken renewed certificate file is retried like a refused connection.
     connection_errors = (ConnectionLost, TlsConfigError)
+    mesh_channel: ClassVar[AmqpMeshChannel] = AmqpMeshChannel()
+    semconv: ClassVar[AmqpMessaging] = AmqpMessaging()
+    asyncapi: ClassVar[AmqpAsyncApi] = AmqpAsyncApi()
 
     def __init__(self, name: str, options: AmqpOptions) -> None:
         super().__init__(name, options)

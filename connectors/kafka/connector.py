@@ -18,7 +18,10 @@ from connectors.base import (
 )
 from connectors.errors import ConnectionLost, MessageSpecError
 from connectors.headertext import header_bytes
+from connectors.kafka.asyncapi import KafkaAsyncApi
 from connectors.kafka.config import KafkaOptions, KafkaSource, KafkaTarget
+from connectors.kafka.meshchannel import KafkaMeshChannel
+from connectors.kafka.semconv import KafkaMessaging
 from connectors.kafka.sink import Producer
 from connectors.kafka.source import SourceSession
 from connectors.kafka.topology import KafkaTopology
@@ -63,6 +66,9 @@ class KafkaConnector(Connector[KafkaOptions, KafkaSource, KafkaTarget, binding.K
         max_message_bytes=_MAX_MESSAGE_BYTES,
     )
     topology: ClassVar[KafkaTopology] = KafkaTopology()
+    mesh_channel: ClassVar[KafkaMeshChannel] = KafkaMeshChannel()
+    semconv: ClassVar[KafkaMessaging] = KafkaMessaging()
+    asyncapi: ClassVar[KafkaAsyncApi] = KafkaAsyncApi()
 
     def __init__(self, name: str, options: KafkaOptions) -> None:
         super().__init__(name, options)

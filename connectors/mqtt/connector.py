@@ -21,6 +21,7 @@ from connectors.base import (
     dry_run_delivery,
 )
 from connectors.errors import ConnectionLost, ConnectorError, MessageSpecError, PublishRejected
+from connectors.mqtt.asyncapi import MqttAsyncApi
 from connectors.mqtt.config import (
     MqttOptions,
     MqttSource,
@@ -29,6 +30,8 @@ from connectors.mqtt.config import (
     effective_mode,
 )
 from connectors.mqtt.hub import Hub
+from connectors.mqtt.meshchannel import MqttMeshChannel
+from connectors.mqtt.semconv import MqttMessaging
 from connectors.mqtt.session import Session, new_properties
 from connectors.mqtt.source import subscribe
 from connectors.mqtt.topology import MqttTopology, mqtt_match
@@ -74,6 +77,9 @@ class MqttConnector(Connector[MqttOptions, MqttSource, MqttTarget, binding.MqttM
         max_message_bytes=_MAX_MESSAGE_BYTES,
     )
     topology: ClassVar[MqttTopology] = MqttTopology()
+    mesh_channel: ClassVar[MqttMeshChannel] = MqttMeshChannel()
+    semconv: ClassVar[MqttMessaging] = MqttMessaging()
+    asyncapi: ClassVar[MqttAsyncApi] = MqttAsyncApi()
     address_separator: ClassVar[str] = "/"
 
     def __init__(self, name: str, options: MqttOptions) -> None:

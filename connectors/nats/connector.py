@@ -17,6 +17,7 @@ from connectors.base import (
 )
 from connectors.errors import ConnectionLost, MessageSpecError, PublishRejected
 from connectors.nats import sink
+from connectors.nats.asyncapi import NatsAsyncApi
 from connectors.nats.config import (
     JetStreamSource,
     NatsOptions,
@@ -25,6 +26,8 @@ from connectors.nats.config import (
     check_publish_subject,
 )
 from connectors.nats.link import Link
+from connectors.nats.meshchannel import NatsMeshChannel
+from connectors.nats.semconv import NatsMessaging
 from connectors.nats.source import subscribe_core, subscribe_jetstream
 from connectors.nats.topology import NatsTopology, nats_match
 from connectors.readiness import Subscriptions
@@ -62,6 +65,9 @@ class NatsConnector(Connector[NatsOptions, NatsSource, NatsTarget, NatsMessage])
     topology: ClassVar[NatsTopology] = NatsTopology()
     # A broken renewed certificate file is retried like a refused connection.
     connection_errors = (ConnectionLost, TlsConfigError)
+    mesh_channel: ClassVar[NatsMeshChannel] = NatsMeshChannel()
+    semconv: ClassVar[NatsMessaging] = NatsMessaging()
+    asyncapi: ClassVar[NatsAsyncApi] = NatsAsyncApi()
 
     def __init__(self, name: str, options: NatsOptions) -> None:
         super().__init__(name, options)
