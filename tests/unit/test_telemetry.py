@@ -30,6 +30,7 @@ EXPOSED = {
     "meshgate_route_duration_seconds": "histogram",
     "meshgate_connector_up": "gauge",
     "meshgate_connector_reconnects": "counter",
+    "meshgate_connector_dropped": "counter",
     "meshgate_connector_publish_duration_seconds": "histogram",
     "messaging_client_sent_messages": "counter",
     "messaging_client_consumed_messages": "counter",
