@@ -92,6 +92,11 @@ class Endpoint(abc.ABC):
     def target(self, mode: Mode) -> dict[str, Any]:
         """A route's ``to:`` entry writing to this address (without ``connector``)."""
 
+    @abc.abstractmethod
+    def peer(self, run: str) -> dict[str, Any]:
+        """This address for a peer bridge (``bench.peers``); ``run`` names the bridge's
+        own consumer resources (durable, group, client id)."""
+
     async def _stop_tasks(self) -> None:
         for task in self._tasks:
             task.cancel()
@@ -168,6 +173,15 @@ class NatsJetStream(Endpoint):
 
     def target(self, mode: Mode) -> dict[str, Any]:
         return {"subject": self.subject, "mode": mode.value}
+
+    def peer(self, run: str) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "url": self.env.nats_url,
+            "subject": self.subject,
+            "stream": getattr(self, "stream", None),
+            "durable": f"peer{run}",
+        }
 
 
 class NatsCore(NatsJetStream):
@@ -295,6 +309,14 @@ class Kafka(Endpoint):
     def target(self, mode: Mode) -> dict[str, Any]:
         return {"topic": self.topic, "mode": mode.value}
 
+    def peer(self, run: str) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "bootstrap": self.env.kafka_bootstrap,
+            "topic": self.topic,
+            "group": f"mgb-peer-{run}",
+        }
+
 
 # -- AMQP ---------------------------------------------------------------------------------
 
@@ -360,6 +382,9 @@ class Amqp(Endpoint):
 
     def target(self, mode: Mode) -> dict[str, Any]:
         return {"exchange": "", "routing_key": self.queue_name, "mode": mode.value}
+
+    def peer(self, run: str) -> dict[str, Any]:
+        return {"kind": self.kind, "url": self.env.amqp_url, "queue": self.queue_name}
 
 
 # -- MQTT ---------------------------------------------------------------------------------
@@ -450,6 +475,15 @@ class Mqtt(Endpoint):
 
     def target(self, mode: Mode) -> dict[str, Any]:
         return {"topic": self.topic, "qos": 1, "mode": mode.value}
+
+    def peer(self, run: str) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "host": self.env.mqtt_host,
+            "port": self.env.mqtt_port,
+            "topic": self.topic,
+            "client_id": f"mgb-peer-{run}",
+        }
 
 
 ENDPOINTS: dict[str, type[Endpoint]] = {
