@@ -27,7 +27,9 @@ from connectors.errors import (
     PublishTimeout,
     UnknownConnectorType,
 )
+from connectors.headertext import header_text
 from connectors.registry import ENTRY_POINT_GROUP, ConnectorRegistry, default_registry
+from connectors.topology import Topology
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -48,8 +50,10 @@ __all__ = [
     "PublishTimeout",
     "SourceOptions",
     "TargetOptions",
+    "Topology",
     "UnknownConnectorType",
     "default_registry",
     "dry_run_delivery",
     "find_header",
+    "header_text",
 ]

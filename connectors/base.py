@@ -37,7 +37,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from connectors.backoff import Backoff, BackoffPolicy
 from connectors.errors import MessageSpecError
 from connectors.signing import SignOptions, VerifyOptions
-from routing.bindings import Mode
+from connectors.topology import Topology
+from routing.bindings import Mode, prefix_clash
 from routing.event import CloudEvent
 from routing.formats import EventFormat
 from routing.templates import find_header
@@ -126,18 +127,17 @@ class TargetOptions(_StrictModel):
         default_factory=dict,
         description="Native headers added to each published message, e.g. passing a source "
         "header on: {x-request-id: '{header.x-request-id}'} (values are templates). Not "
-        "CloudEvents attributes: names starting ce- / ce_ are refused.",
+        "CloudEvents attributes: names the binding reads as attributes or writes itself "
+        "are refused (docs/routes.md#native-headers).",
     )
 
     @field_validator("headers")
     @classmethod
-    def _no_cloudevents_headers(cls, value: dict[str, str]) -> dict[str, str]:
-        for name in value:
-            if not name or name.lower().startswith(("ce-", "ce_", "cloudevents")):
-                raise ValueError(
-                    f"header {name!r}: CloudEvents attributes travel by the binding; "
-                    "use attributes: {set: ...} to change them"
-                )
+    def _named_headers(cls, value: dict[str, str]) -> dict[str, str]:
+        # Which names clash is the binding's rule (Connector.header_clash), checked
+        # when the config loads; an empty name is no header in any protocol.
+        if "" in value:
+            raise ValueError("a header name may not be empty")
         return value
 
     template_fields: ClassVar[tuple[str, ...]] = ()
@@ -146,7 +146,9 @@ class TargetOptions(_StrictModel):
 
 @dataclass(frozen=True, slots=True)
 class Capabilities:
-    """What a connector can promise; the runtime and docs read this, not the code."""
+    """What a connector promises for one source or target (``Connector.
+    source_capabilities`` / ``target_capabilities``); the runtime, ``meshgate
+    validate`` and the generated connector docs read this, not the code."""
 
     acknowledgements: bool
     """Source messages can be acked/nacked individually after processing."""
@@ -316,6 +318,8 @@ class Preflight(Protocol):
     async def preflight(self, sources: Sequence[Any], targets: Sequence[Any]) -> list[str]: ...
 
 
+_GENERIC_PREFIXES = ("ce-", "ce_", "cloudEvents")
+
 OptionsT = TypeVar("OptionsT", bound=ConnectorOptions)
 SourceT = TypeVar("SourceT", bound=SourceOptions)
 TargetT = TypeVar("TargetT", bound=TargetOptions)
@@ -332,6 +336,10 @@ class Connector(abc.ABC, Generic[OptionsT, SourceT, TargetT]):
     """Level separator of addresses, used by ``{topic[N]}`` templates ('/' for MQTT)."""
     message_keys: ClassVar[bool] = False
     """Whether messages from this connector's sources carry a key (``{key}`` templates)."""
+    topology: ClassVar[Topology[Any, Any, Any] | None] = None
+    """Optional hook: where routes read and publish, for cycle warnings, the broker
+    graph and the mesh view (``connectors.topology``). None leaves this type out of
+    that analysis, with a note saying so."""
 
     def __init__(self, name: str, options: OptionsT) -> None:
         self.name = name
@@ -375,6 +383,19 @@ class Connector(abc.ABC, Generic[OptionsT, SourceT, TargetT]):
         must stop fetching when the consumer stops pulling (backpressure).
         """
 
+    async def wait_subscribed(self, source: SourceT) -> None:
+        """Readiness signal: return once a running ``consume(source)`` iterator is
+        subscribed on the broker, so that a message published from now on reaches it.
+
+        The iterator subscribes when first pulled, so start pulling (a pending
+        ``anext``) before waiting; callers bound the wait with a timeout. The default
+        returns at once, which is right for sources that keep what is published before
+        they subscribe (queues, streams, consumer groups starting at the earliest
+        offset). A connector with non-durable subscriptions (topics, subjects) keeps a
+        ``connectors.readiness.Subscriptions`` and waits on it here.
+        """
+        return None
+
     @abc.abstractmethod
     def decode(self, delivery: Delivery) -> CloudEvent | None:
         """The CloudEvent in ``delivery`` (binding decode), or None for a non-CloudEvent.
@@ -405,6 +426,40 @@ class Connector(abc.ABC, Generic[OptionsT, SourceT, TargetT]):
         Called at config load, e.g. to reject binary mode on an MQTT 3.1.1 connection.
         """
         return None
+
+    @classmethod
+    def source_capabilities(cls, options: OptionsT, source: SourceT) -> Capabilities:
+        """What this connector promises for one route source (``from:``). The default
+        is the class's ``capabilities``; a connector whose sources differ (core NATS
+        beside JetStream, MQTT QoS 0) answers per source."""
+        return cls.capabilities
+
+    @classmethod
+    def target_capabilities(cls, options: OptionsT, target: TargetT) -> Capabilities:
+        """What this connector promises for one target (``to:``, ``dead_letter:``), as
+        ``source_capabilities`` does for a source (core NATS and MQTT QoS 0 publishes
+        are not confirmed)."""
+        return cls.capabilities
+
+    @classmethod
+    def capability_cases(cls) -> list[tuple[str, str, Capabilities]]:
+        """The kinds of source and target the generated docs list (``docs/connectors/
+        <type>.md``): (``source``, ``target`` or ``both``, what the kind is, what it
+        promises); one row, ``capabilities``, by default."""
+        return [("both", "sources and targets", cls.capabilities)]
+
+    @classmethod
+    def header_clash(cls, options: OptionsT, name: str) -> str | None:
+        """Why a target's ``headers:`` may not use the native header ``name`` beside
+        this connector's binding, or None (optional hook; the config reports the reason
+        at the header's line).
+
+        The built-ins answer with their binding's rule (``routing.bindings.<x>.
+        header_clash``: names read back as attributes or written by the binding). The
+        default refuses the CloudEvents prefixes ``ce-``, ``ce_`` and ``cloudEvents``
+        in any case; a plugin whose binding reads other names overrides it.
+        """
+        return prefix_clash(name, _GENERIC_PREFIXES, f"{options.type!r} connector")
 
     @classmethod
     def read_back(cls, target: TargetT, reader: str) -> SourceT | None:

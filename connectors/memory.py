@@ -1,14 +1,15 @@
 """In-memory connector: a broker inside the process, for route tests and dry runs.
 
 Features: named in-memory topics (a FIFO queue each), ack/nack bookkeeping
-(nack with requeue, or closing a consumer with unsettled messages, puts them back
-at the front, as a broker redelivers unacknowledged messages), and fault injection
+(nack with requeue, or closing a consumer or its connector with unsettled messages,
+puts them back at the front, as a broker redelivers unacknowledged messages), an
+optional bound on unsettled deliveries per source (``max_in_flight``), and fault injection
 (``fail_publishes``, ``fail_starts``) so the runtime's retry, dead-letter and
 connection paths can be tested without a network. Messages use the NATS binding (headers + payload).
 
 URL form: none; every ``memory`` connector with the same ``namespace`` shares topics.
 
-Options: ``namespace`` (str, default "default").
+Options: ``namespace`` (str, default "default"). Source: ``topic``, ``max_in_flight``.
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections import defaultdict, deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from pydantic import Field
 
@@ -34,7 +35,10 @@ from connectors.base import (
     TargetOptions,
     dry_run_delivery,
 )
-from connectors.errors import ConnectorError, MessageSpecError, PublishRejected
+from connectors.errors import ConnectionLost, ConnectorError, MessageSpecError, PublishRejected
+from connectors.readiness import Subscriptions
+from connectors.topology import Matcher, Topology, may_equal
+from routing.bindings import merge_headers
 from routing.bindings import nats as binding
 from routing.event import CloudEvent
 
@@ -92,11 +96,32 @@ class MemoryOptions(ConnectorOptions):
 
 class MemorySource(SourceOptions):
     topic: str = Field(description="Topic to consume.")
+    max_in_flight: int | None = Field(
+        default=None, ge=1, description="Deliveries handed out but not yet settled; none above it."
+    )
 
 
 class MemoryTarget(TargetOptions):
     topic: str = Field(description="Topic to publish to (template).")
     template_fields: ClassVar[tuple[str, ...]] = ("topic",)
+
+
+class MemoryTopology(Topology[MemoryOptions, MemorySource, MemoryTarget]):
+    """A namespace is one broker; a topic is one queue its consumers share."""
+
+    address_fields = ("topic",)
+
+    def broker_identity(self, options: MemoryOptions) -> Mapping[str, Any]:
+        return {"namespace": options.namespace}
+
+    def source_reads(self, source: MemorySource) -> Matcher:
+        return lambda address: may_equal(source.topic, address[0])
+
+    def source_text(self, source: MemorySource) -> str:
+        return source.topic
+
+    def sources_share(self, a: MemorySource, b: MemorySource) -> bool:
+        return a.topic == b.topic
 
 
 class MemoryConnector(Connector[MemoryOptions, MemorySource, MemoryTarget]):
@@ -110,39 +135,65 @@ class MemoryConnector(Connector[MemoryOptions, MemorySource, MemoryTarget]):
         headers=True,
         max_message_bytes=None,
     )
+    topology = MemoryTopology()
 
     def __init__(self, name: str, options: MemoryOptions) -> None:
         super().__init__(name, options)
         self.broker = MemoryBroker.get(options.namespace)
+        self._closed = asyncio.Event()
+        self._subscriptions = Subscriptions()
 
     async def start(self) -> None:
         self.broker.starts += 1
         if self.broker.fail_starts:
             raise self.broker.fail_starts.pop(0)
+        self._closed.clear()
         self.health.state = HealthState.UP
 
     async def close(self) -> None:
         self.health.state = HealthState.CLOSED
+        self._closed.set()  # ends every consume iterator waiting for a message
+
+    async def wait_subscribed(self, source: MemorySource) -> None:
+        await self._subscriptions.wait(source)
 
     async def consume(self, source: MemorySource) -> AsyncIterator[Delivery]:
         queue = self.broker.topics[source.topic]
+        limit = source.max_in_flight
         # Like a broker: what this consumer took but did not settle goes back to the
-        # front of the topic when the consumer goes away.
+        # front of the topic when the consumer (or its connector) goes away.
         unsettled: dict[int, binding.NatsMessage] = {}
+        settled = asyncio.Event()
+        subscription = self._subscriptions.track(source)
+        subscription.up()
         try:
-            while self.health.state is not HealthState.CLOSED:
+            while not self._closed.is_set():
+                if limit is not None and len(unsettled) >= limit:
+                    settled.clear()
+                    await self._until(settled)
+                    continue
                 if not queue.messages:
                     queue.arrived.clear()
-                    await queue.arrived.wait()
+                    await self._until(queue.arrived)
                     continue
                 number, message = queue.messages.popleft()
                 unsettled[number] = message
-                yield self._delivery(source.topic, number, message, unsettled)
+                yield self._delivery(source.topic, number, message, unsettled, settled)
         finally:
+            subscription.down()
             for number in sorted(unsettled, reverse=True):
                 queue.messages.appendleft((number, unsettled.pop(number)))
             if queue.messages:
                 queue.arrived.set()
+
+    async def _until(self, event: asyncio.Event) -> None:
+        """Wait for ``event`` or for this connector to close, whichever comes first."""
+        waits = [asyncio.ensure_future(event.wait()), asyncio.ensure_future(self._closed.wait())]
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
 
     def _delivery(
         self,
@@ -150,15 +201,18 @@ class MemoryConnector(Connector[MemoryOptions, MemorySource, MemoryTarget]):
         number: int,
         message: binding.NatsMessage,
         unsettled: dict[int, binding.NatsMessage],
+        settled: asyncio.Event,
     ) -> Delivery:
         async def ack() -> None:
             if unsettled.pop(number, None) is not None:
                 self.broker.acked.append(number)
+                settled.set()
 
         async def nack(requeue: bool) -> None:
             if unsettled.pop(number, None) is None:
                 return
             self.broker.nacked.append(number)
+            settled.set()
             if requeue:
                 queue = self.broker.topics[topic]
                 queue.messages.appendleft((number, message))
@@ -198,9 +252,14 @@ class MemoryConnector(Connector[MemoryOptions, MemorySource, MemoryTarget]):
         message = binding.to_message(event, target.mode, fmt=target.format)
         if not target.headers:
             return message
-        return binding.NatsMessage(message.data, {**target.headers, **(message.headers or {})})
+        own = (message.headers or {}).items()
+        merged = merge_headers(
+            own, target.headers.items(), same=binding.header_key, refused=binding.header_clash
+        )
+        return binding.NatsMessage(message.data, dict(merged))
 
     async def publish(self, target: MemoryTarget, event: CloudEvent) -> None:
+        self._check_open()
         if self.broker.fail_publishes:
             raise self.broker.fail_publishes.pop(0)
         if not target.topic:
@@ -208,12 +267,21 @@ class MemoryConnector(Connector[MemoryOptions, MemorySource, MemoryTarget]):
         self.broker.put(target.topic, self.encode(target, event))
 
     @classmethod
+    def header_clash(cls, options: MemoryOptions, name: str) -> str | None:
+        return binding.header_clash(name)
+
+    @classmethod
     def read_back(cls, target: MemoryTarget, reader: str) -> MemorySource | None:
         return MemorySource(connector=target.connector, topic=target.topic)
 
     async def publish_raw(self, message: RawMessage) -> None:
+        self._check_open()
         if self.broker.fail_publishes:
             raise self.broker.fail_publishes.pop(0)
         if not message.address:
             raise PublishRejected("empty topic")
         self.broker.put(message.address, binding.NatsMessage(message.payload, message.headers))
+
+    def _check_open(self) -> None:
+        if self._closed.is_set():
+            raise ConnectionLost(f"memory connector {self.name!r} is closed")

@@ -9,18 +9,10 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from connectors.tls import readable_file
 from routing.event import CONTEXT_ATTRIBUTES
 
 __all__ = ["SignOptions", "VerifyOptions", "VerifyPolicy"]
-
-
-def _readable(path: Path) -> Path:
-    try:
-        with path.expanduser().open("rb"):
-            pass
-    except OSError as exc:
-        raise ValueError(f"cannot read {str(path)!r}: {exc.strerror or exc}") from None
-    return path
 
 
 class SignOptions(BaseModel):
@@ -41,7 +33,7 @@ class SignOptions(BaseModel):
         "context attributes and the data always are.",
     )
 
-    _check_file = field_validator("key_file")(_readable)
+    _check_file = field_validator("key_file")(readable_file)
 
     @field_validator("extensions")
     @classmethod
@@ -82,4 +74,4 @@ class VerifyOptions(BaseModel):
     @field_validator("public_key_files")
     @classmethod
     def _check_files(cls, paths: tuple[Path, ...]) -> tuple[Path, ...]:
-        return tuple(_readable(path) for path in paths)
+        return tuple(readable_file(path) for path in paths)

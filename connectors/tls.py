@@ -25,7 +25,14 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from connectors.errors import ConnectorError
 
-__all__ = ["TlsConfigError", "TlsOptions", "legacy_tls_error", "warn_insecure"]
+__all__ = [
+    "TlsConfigError",
+    "TlsOptions",
+    "client_context",
+    "legacy_tls_error",
+    "readable_file",
+    "warn_insecure",
+]
 
 
 class TlsConfigError(ConnectorError, ValueError):
@@ -34,9 +41,9 @@ class TlsConfigError(ConnectorError, ValueError):
     retriable = False
 
 
-def _readable(path: Path | None) -> Path | None:
-    if path is None:
-        return None
+def readable_file(path: Path) -> Path:
+    """``path`` when it can be opened now (config load), else a ``ValueError`` naming it:
+    the check of every file a connector or a ``sign:``/``verify:`` block names."""
     try:
         with path.expanduser().open("rb"):
             pass
@@ -76,9 +83,10 @@ class TlsOptions(BaseModel):
         "authenticated. For tests only; logs a WARNING at every start.",
     )
 
-    _check_files = field_validator("ca_file", "cert_file", "key_file", "key_password_file")(
-        _readable
-    )
+    @field_validator("ca_file", "cert_file", "key_file", "key_password_file")
+    @classmethod
+    def _check_files(cls, path: Path | None) -> Path | None:
+        return None if path is None else readable_file(path)
 
     @model_validator(mode="after")
     def _check_pairs(self) -> Self:
@@ -155,6 +163,13 @@ class _NamedContext(ssl.SSLContext):
     def wrap_bio(self, *args: Any, **kwargs: Any) -> ssl.SSLObject:
         kwargs["server_hostname"] = self.fixed_hostname
         return super().wrap_bio(*args, **kwargs)
+
+
+def client_context(tls: TlsOptions | None, connector: str, *, on: bool) -> ssl.SSLContext | None:
+    """The context a connector connects with: ours whenever its address asks for TLS
+    (``on``; the system CAs without a ``tls:`` block), never a client library's
+    default, so verification follows this one model; None for a plaintext address."""
+    return (tls or TlsOptions()).ssl_context(connector) if on else None
 
 
 def warn_insecure(tls: TlsOptions | None, log: logging.Logger, connector: str) -> None:

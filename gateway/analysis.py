@@ -8,136 +8,69 @@
 - duplicated routes: same source, filter and targets, so every event would be
   delivered twice.
 
-Address matching knows the built-in protocols (Kafka topics and patterns, AMQP
-exchanges + binding keys, MQTT and NATS wildcards, memory topics); routes of
-other connector types are left out of the cycle check. Template placeholders in
-target addresses are treated as "any one level", so a cycle warning means "can
-form a cycle", not "will".
+Addresses and matching come from each connector type's ``topology`` hook
+(``connectors.topology``; the built-ins' live in ``connectors/<type>/topology.py``);
+a route through a type without one gets a note saying it is left out of the cycle
+check. Template placeholders in target addresses are treated as "anything", so a
+cycle warning means "can form a cycle", not "will".
 """
 
 from __future__ import annotations
 
 import json
-import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from connectors.topology import ANY, Address, Topology
 from gateway.config import GatewayConfig
 from routing.cesql import compile_expression
 from routing.cesql.lint import lint
 from routing.event import CloudEvent
-from routing.filters import amqp_match, mqtt_match, nats_match
 from routing.router import Route, TargetSpec
 
-__all__ = ["Finding", "analyse"]
-
-_ANY = "\x00"  # stands for a template placeholder in a target address
-_SEP = "\x1f"  # joins AMQP exchange and routing key into one address
-_BROKER_FIELDS = ("url", "servers", "bootstrap_servers", "host", "port", "namespace")
+__all__ = ["Finding", "analyse", "broker_key", "target_address", "topology"]
 
 
 @dataclass(frozen=True, slots=True)
 class Finding:
     route: str
     message: str
+    kind: str = "warning"
+    """``warning``, or ``note`` for what the analysis could not check."""
 
     def __str__(self) -> str:
-        return f"warning: route {self.route}: {self.message}"
+        return f"{self.kind}: route {self.route}: {self.message}"
 
 
-def _kafka_sources(source: Any) -> list[Callable[[str], bool]]:
-    if source.pattern is not None:
-        regex = re.compile(source.pattern)
-        return [lambda address: regex.fullmatch(address.replace(_ANY, "x")) is not None]
-    return [_exact_or_template(topic) for topic in source.topics or ()]
+def topology(config: GatewayConfig, connector: str) -> Topology[Any, Any, Any] | None:
+    """The ``Connector.topology`` hook of ``connector``'s type (None: not declared)."""
+    return config.connectors[connector][0].topology
 
 
-def _exact_or_template(name: str) -> Callable[[str], bool]:
-    def matches(address: str) -> bool:
-        regex = ".*".join(re.escape(part) for part in address.split(_ANY))
-        return re.fullmatch(regex, name) is not None
-
-    return matches
-
-
-def _amqp_sources(source: Any) -> list[Callable[[str], bool]]:
-    def bound(exchange: str, key: str) -> Callable[[str], bool]:
-        def matches(address: str) -> bool:
-            target_exchange, _, routing_key = address.partition(_SEP)
-            if target_exchange != exchange and _ANY not in target_exchange:
-                return False
-            return amqp_match(key, routing_key.replace(_ANY, "x")) or _ANY in routing_key
-
-        return matches
-
-    default = _exact_or_template(source.queue)  # the default exchange routes by queue name
-    matchers = [lambda address: address.startswith(_SEP) and default(address[1:])]
-    return matchers + [bound(b.exchange, b.binding_key) for b in source.bind]
+def broker_key(config: GatewayConfig, connector: str) -> str | None:
+    """One text per broker: connectors with the same type and ``broker_identity`` reach
+    the same broker; None for a type without a topology."""
+    hook = topology(config, connector)
+    if hook is None:
+        return None
+    options = config.connectors[connector][1]
+    return json.dumps([options.type, hook.broker_identity(options)], sort_keys=True, default=str)
 
 
-def _mqtt_sources(source: Any) -> list[Callable[[str], bool]]:
-    topic = source.topic
-    return [lambda address: mqtt_match(topic, address, _ANY)]
-
-
-def _nats_sources(source: Any) -> list[Callable[[str], bool]]:
-    subject = source.subject
-    return [lambda address: nats_match(subject, address, _ANY)]
-
-
-def _memory_sources(source: Any) -> list[Callable[[str], bool]]:
-    return [_exact_or_template(source.topic)]
-
-
-_SOURCES: dict[str, Callable[[Any], list[Callable[[str], bool]]]] = {
-    "kafka": _kafka_sources,
-    "amqp": _amqp_sources,
-    "mqtt": _mqtt_sources,
-    "nats": _nats_sources,
-    "memory": _memory_sources,
-}
-
-
-def _target_address(kind: str, target: TargetSpec) -> str | None:
-    options = target.options
+def target_address(config: GatewayConfig, target: TargetSpec) -> Address | None:
+    """Where ``target`` publishes (``ANY`` for each template placeholder), or None."""
+    hook = topology(config, target.connector)
+    if hook is None:
+        return None
 
     def field(name: str) -> str:
         template = target.templates.get(name)
         if template is None:
-            return str(getattr(options, name))
-        return "".join(p if isinstance(p, str) else _ANY for p in template.parts)
+            return str(getattr(target.options, name))
+        return "".join(p if isinstance(p, str) else ANY for p in template.parts)
 
-    if kind in ("kafka", "mqtt", "memory"):
-        return field("topic")
-    if kind == "nats":
-        return field("subject")
-    if kind == "amqp":
-        return field("exchange") + _SEP + field("routing_key")
-    return None
-
-
-def _broker(config: GatewayConfig, name: str) -> str:
-    """Connectors with the same type and address reach the same broker."""
-    _cls, options = config.connectors[name]
-    dumped = options.model_dump(include=set(_BROKER_FIELDS))
-    return json.dumps([options.type, dumped], sort_keys=True, default=str)
-
-
-def _feeds(config: GatewayConfig, route: Route, other: Route) -> bool:
-    kind = config.connectors[other.source_connector][1].type
-    make = _SOURCES.get(kind)
-    if make is None:
-        return False
-    matchers = make(other.source)
-    broker = _broker(config, other.source_connector)
-    for target in route.targets:
-        if _broker(config, target.connector) != broker:
-            continue
-        address = _target_address(kind, target)
-        if address is not None and any(match(address) for match in matchers):
-            return True
-    return False
+    return hook.target_address(target.options, field)
 
 
 def _never_matches(route: Route) -> Finding | None:

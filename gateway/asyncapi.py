@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -159,41 +159,60 @@ _SASL = {"PLAIN": "plain", "SCRAM-SHA-256": "scramSha256", "SCRAM-SHA-512": "scr
 def _security(kind: str, options: Any) -> dict[str, dict[str, Any]]:
     """Security schemes a connector authenticates with, by component key: kinds only,
     never user names, passwords or file paths."""
-    schemes: dict[str, dict[str, Any]] = {}
-    if kind == "kafka":
-        if options.security_protocol.value.startswith("SASL_"):
-            kind_ = _SASL[options.sasl_mechanism.value]
-            schemes[f"kafka-{kind_}"] = {"type": kind_, "description": "Kafka SASL."}
-        if options.tls is not None and options.tls.mutual:
-            schemes["kafka-X509"] = {"type": "X509", "description": "Kafka mutual TLS."}
-    elif kind == "amqp":
-        if urlsplit(options.url).username:
-            schemes["amqp-userPassword"] = {"type": "userPassword", "description": "AMQP PLAIN."}
-        if options.tls is not None and options.tls.mutual:
-            schemes["amqp-X509"] = {"type": "X509", "description": "AMQP mutual TLS."}
-    elif kind == "mqtt":
-        if options.endpoint().username:
-            schemes["mqtt-userPassword"] = {"type": "userPassword", "description": "MQTT."}
-        if options.tls is not None and options.tls.mutual:
-            schemes["mqtt-X509"] = {"type": "X509", "description": "MQTT mutual TLS."}
-    elif kind == "nats":
-        users = [urlsplit(s) for s in options.servers]
-        if options.user or any(u.password is not None for u in users):
-            schemes["nats-userPassword"] = {"type": "userPassword", "description": "NATS."}
-        if options.token is not None or any(u.username and u.password is None for u in users):
-            schemes["nats-token"] = {
-                "type": "apiKey",
-                "in": "user",
-                "description": "NATS token authentication.",
-            }
-        if options.creds_file is not None or options.nkey_seed_file is not None:
-            schemes["nats-nkey"] = {
-                "type": "asymmetricEncryption",
-                "description": "NATS NKey signature (credentials or seed file).",
-            }
-        if options.tls is not None and options.tls.mutual:
-            schemes["nats-X509"] = {"type": "X509", "description": "NATS mutual TLS."}
+    credentials = _CREDENTIALS.get(kind)
+    if credentials is None:  # plugin or in-memory connector
+        return {}
+    schemes = credentials(options)
+    if options.tls is not None and options.tls.mutual:
+        name = {"kafka": "Kafka"}.get(kind, kind.upper())
+        schemes[f"{kind}-X509"] = {"type": "X509", "description": f"{name} mutual TLS."}
     return schemes
+
+
+def _kafka_credentials(options: Any) -> dict[str, dict[str, Any]]:
+    if not options.security_protocol.value.startswith("SASL_"):
+        return {}
+    kind = _SASL[options.sasl_mechanism.value]
+    return {f"kafka-{kind}": {"type": kind, "description": "Kafka SASL."}}
+
+
+def _amqp_credentials(options: Any) -> dict[str, dict[str, Any]]:
+    if not urlsplit(options.url).username:
+        return {}
+    return {"amqp-userPassword": {"type": "userPassword", "description": "AMQP PLAIN."}}
+
+
+def _mqtt_credentials(options: Any) -> dict[str, dict[str, Any]]:
+    if not options.endpoint().username:
+        return {}
+    return {"mqtt-userPassword": {"type": "userPassword", "description": "MQTT."}}
+
+
+def _nats_credentials(options: Any) -> dict[str, dict[str, Any]]:
+    schemes: dict[str, dict[str, Any]] = {}
+    users = [urlsplit(s) for s in options.servers]
+    if options.user or any(u.password is not None for u in users):
+        schemes["nats-userPassword"] = {"type": "userPassword", "description": "NATS."}
+    if options.token is not None or any(u.username and u.password is None for u in users):
+        schemes["nats-token"] = {
+            "type": "apiKey",
+            "in": "user",
+            "description": "NATS token authentication.",
+        }
+    if options.creds_file is not None or options.nkey_seed_file is not None:
+        schemes["nats-nkey"] = {
+            "type": "asymmetricEncryption",
+            "description": "NATS NKey signature (credentials or seed file).",
+        }
+    return schemes
+
+
+_CREDENTIALS: dict[str, Callable[[Any], dict[str, dict[str, Any]]]] = {
+    "kafka": _kafka_credentials,
+    "amqp": _amqp_credentials,
+    "mqtt": _mqtt_credentials,
+    "nats": _nats_credentials,
+}
 
 
 def _identity(server: Mapping[str, Any]) -> str:

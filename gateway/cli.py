@@ -12,7 +12,7 @@ import dataclasses
 import logging
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from connectors.errors import ConnectorError
@@ -401,78 +401,107 @@ def _validate_connect(paths: list[str], seconds: float) -> int:
     return 0
 
 
+def _validate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    several = len(args.config) > 1
+    code = _validate_mesh(args.config) if several else _validate_one(args.config[0])
+    if code != 0 or not args.connect:
+        return code
+    return _validate_connect(args.config, args.timeout)
+
+
+def _connectors(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from gateway.connectors_command import listing
+
+    for line in listing(as_json=args.json):
+        print(line)
+    return 0
+
+
+def _init(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from gateway.init_command import run as run_init
+
+    return run_init(args.config, args.brokers)
+
+
+def _completion(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from gateway.completion import script
+
+    sys.stdout.write(script(parser, args.shell))
+    return 0
+
+
+def _run_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    config = _load(args.config)
+    if config is None:
+        return 2
+    config = _with_admin(config, args.admin)
+    _install_uvloop()
+    try:
+        asyncio.run(_run(args.config, config, watch=not args.no_watch, fail_fast=args.fail_fast))
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    except (ConnectorError, StoreError, OSError) as exc:
+        log.error("cannot start: %s", exc)
+        return 1
+    return 0
+
+
+def _dlq(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    config = _load(args.config)
+    if config is None:
+        return 2
+    from gateway import dlq_command
+
+    return dlq_command.run(args, config)
+
+
+def _top(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from gateway import top
+
+    return top.run(args)
+
+
+def _schema(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from gateway.schema import write_schema
+
+    return write_schema(args.output)
+
+
+def _demo(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from gateway.demo import run_demo
+
+    return run_demo(seconds=args.seconds, rate=args.rate)
+
+
+Command = Callable[[argparse.Namespace, argparse.ArgumentParser], int]
+
+_COMMANDS: dict[str, Command] = {
+    "validate": _validate,
+    "connectors": _connectors,
+    "init": _init,
+    "completion": _completion,
+    "run": _run_command,
+    "dlq": _dlq,
+    "routes": lambda args, parser: _routes_check(args),
+    "top": _top,
+    "schema": _schema,
+    "asyncapi": lambda args, parser: _asyncapi(args),
+    "mesh": lambda args, parser: _mesh_status(args),
+    "demo": _demo,
+}
+"""What each subcommand runs: its parsed arguments -> the exit code."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logs.setup(args.log_level, args.log_format)
-
-    if args.command == "validate":
-        if len(args.config) > 1:
-            code = _validate_mesh(args.config)
-        else:
-            code = _validate_one(args.config[0])
-        if code != 0 or not args.connect:
-            return code
-        return _validate_connect(args.config, args.timeout)
-    if args.command == "connectors":
-        from gateway.connectors_command import listing
-
-        for line in listing(as_json=args.json):
-            print(line)
-        return 0
-    if args.command == "init":
-        from gateway.init_command import run as run_init
-
-        return run_init(args.config, args.brokers)
-    if args.command == "completion":
-        from gateway.completion import script
-
-        sys.stdout.write(script(parser, args.shell))
-        return 0
-    if args.command == "run":
-        config = _load(args.config)
-        if config is None:
-            return 2
-        config = _with_admin(config, args.admin)
-        _install_uvloop()
-        try:
-            asyncio.run(
-                _run(args.config, config, watch=not args.no_watch, fail_fast=args.fail_fast)
-            )
-        except ConfigError as exc:
-            print(exc, file=sys.stderr)
-            return 2
-        except (ConnectorError, StoreError, OSError) as exc:
-            log.error("cannot start: %s", exc)
-            return 1
-        return 0
-    if args.command == "dlq":
-        config = _load(args.config)
-        if config is None:
-            return 2
-        from gateway import dlq_command
-
-        return dlq_command.run(args, config)
-    if args.command == "routes":
-        return _routes_check(args)
-    if args.command == "top":
-        from gateway import top
-
-        return top.run(args)
-    if args.command == "schema":
-        from gateway.schema import write_schema
-
-        return write_schema(args.output)
-    if args.command == "asyncapi":
-        return _asyncapi(args)
-    if args.command == "mesh":
-        return _mesh_status(args)
-    if args.command == "demo":
-        from gateway.demo import run_demo
-
-        return run_demo(seconds=args.seconds, rate=args.rate)
-    parser.error(f"unknown command {args.command}")
-    return 2
+    command = _COMMANDS.get(args.command)
+    if command is None:
+        parser.error(f"unknown command {args.command}")
+        return 2
+    return command(args, parser)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ import difflib
 import hashlib
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, get_args
@@ -40,7 +40,7 @@ from routing.errors import FilterError, MeshgateError, TemplateError
 from routing.filters import EventFilter, compile_filter
 from routing.ingress import IngressRules
 from routing.router import RetryPolicy, Route, RouteTable, TargetSpec
-from routing.templates import compile_template
+from routing.templates import Template, compile_template
 from routing.verifiability import Signer, Verifier, key_fingerprint, load_private_key
 
 __all__ = [
@@ -456,7 +456,23 @@ def parse_config(
     if file_model is None:
         raise ConfigError(check.problems)
 
-    connectors: dict[str, tuple[type[Connector[Any, Any, Any]], ConnectorOptions]] = {}
+    connectors = _compile_connectors(check, file_model, registry)
+    if file_model.gateway.mesh is not None:
+        _check_mesh(check, file_model.gateway.mesh, file_model.connectors)
+    routes = _compile_routes(check, file_model, connectors)
+    if check.problems:
+        raise ConfigError(check.problems)
+    return GatewayConfig(loaded.file, file_model.gateway, connectors, RouteTable.build(routes))
+
+
+Connectors = dict[str, tuple[type[Connector[Any, Any, Any]], ConnectorOptions]]
+"""Connector name -> (its class, its validated options)."""
+
+
+def _compile_connectors(
+    check: _Checker, file_model: ConfigFile, registry: ConnectorRegistry
+) -> Connectors:
+    connectors: Connectors = {}
     for name, raw in file_model.connectors.items():
         path: KeyPath = ("connectors", name)
         if re.match(_NAME, name) is None:
@@ -479,10 +495,10 @@ def parse_config(
                 client_id = f"{file_model.gateway.id}-{name}"
                 options = options.model_copy(update={"client_id": client_id})
             connectors[name] = (cls, options)
+    return connectors
 
-    if file_model.gateway.mesh is not None:
-        _check_mesh(check, file_model.gateway.mesh, file_model.connectors)
 
+def _compile_routes(check: _Checker, file_model: ConfigFile, connectors: Connectors) -> list[Route]:
     routes: list[Route] = []
     seen: set[str] = set()
     for index, section in enumerate(file_model.routes):
@@ -492,10 +508,7 @@ def parse_config(
         seen.add(section.name)
         if route is not None:
             routes.append(route)
-
-    if check.problems:
-        raise ConfigError(check.problems)
-    return GatewayConfig(loaded.file, file_model.gateway, connectors, RouteTable.build(routes))
+    return routes
 
 
 def _check_mesh(check: _Checker, mesh: MeshSection, connectors: dict[str, Any]) -> None:
@@ -564,46 +577,13 @@ def _target(
     found = _endpoint(check, path, raw, connectors, "target")
     if found is None:
         return None
-    options, _cls = found
-    templates = {}
-    for field_name in type(options).template_fields:
-        text = getattr(options, field_name)
-        if text is None:
-            continue
-        try:
-            template = compile_template(text)
-        except TemplateError as exc:
-            check.add((*path, field_name), str(exc))
-            continue
-        if not template.is_static:
-            templates[field_name] = template
-    header_templates = {}
-    for name, text in options.headers.items():
-        try:
-            template = compile_template(text)
-        except TemplateError as exc:
-            check.add((*path, "headers", name), str(exc))
-            continue
-        if not template.is_static:
-            header_templates[name] = template
-    egress = None
-    rules = options.attributes.model_dump() if options.attributes is not None else {}
-    if options.mesh is MeshAttributes.STRIP:  # the event leaves the mesh here
-        rules["remove"] = (*rules.get("remove", ()), *MESH_ATTRIBUTES)
-    if rules:
-        try:
-            egress = EgressRules.compile(**rules)
-        except TemplateError as exc:
-            check.add((*path, "attributes"), str(exc))
-    signer = None
-    if options.sign is not None:
-        try:
-            key = load_private_key(options.sign.key_file.expanduser())
-        except (OSError, ValueError, TypeError) as exc:  # TypeError: an encrypted key
-            check.add((*path, "sign", "key_file"), f"{options.sign.key_file}: {exc}")
-        else:
-            key_id = options.sign.key_id or key_fingerprint(key.public_key())
-            signer = Signer(key, key_id)
+    options, cls = found
+    _header_clashes(check, path, options, cls, connectors[options.connector][1])
+    fields = {name: getattr(options, name) for name in type(options).template_fields}
+    templates = _templates(check, path, fields)
+    header_templates = _templates(check, (*path, "headers"), options.headers)
+    egress = _egress(check, path, options)
+    signer = _signer(check, path, options)
     return TargetSpec(
         options.connector,
         options,
@@ -613,6 +593,65 @@ def _target(
         signer,
         options.sign.extensions if options.sign is not None else (),
     )
+
+
+def _header_clashes(
+    check: _Checker,
+    path: KeyPath,
+    target: TargetOptions,
+    cls: type[Connector[Any, Any, Any]],
+    connector: ConnectorOptions,
+) -> None:
+    """Each ``headers:`` name the target's binding refuses (``Connector.header_clash``),
+    reported at that name's line."""
+    for name in target.headers:
+        clash = cls.header_clash(connector, name)
+        if clash:
+            check.add((*path, "headers", name), clash)
+
+
+def _templates(
+    check: _Checker, path: KeyPath, texts: Mapping[str, str | None]
+) -> dict[str, Template]:
+    """The ``texts`` (by key under ``path``) that hold templates; static text is not one."""
+    templates: dict[str, Template] = {}
+    for key, text in texts.items():
+        if text is None:
+            continue
+        try:
+            template = compile_template(text)
+        except TemplateError as exc:
+            check.add((*path, key), str(exc))
+            continue
+        if not template.is_static:
+            templates[key] = template
+    return templates
+
+
+def _egress(check: _Checker, path: KeyPath, options: Any) -> EgressRules | None:
+    """The target's ``attributes:`` rules (and ``mesh: strip``), compiled."""
+    rules = options.attributes.model_dump() if options.attributes is not None else {}
+    if options.mesh is MeshAttributes.STRIP:  # the event leaves the mesh here
+        rules["remove"] = (*rules.get("remove", ()), *MESH_ATTRIBUTES)
+    if not rules:
+        return None
+    try:
+        return EgressRules.compile(**rules)
+    except TemplateError as exc:
+        check.add((*path, "attributes"), str(exc))
+        return None
+
+
+def _signer(check: _Checker, path: KeyPath, options: Any) -> Signer | None:
+    """The target's ``sign:`` key, loaded."""
+    if options.sign is None:
+        return None
+    try:
+        key = load_private_key(options.sign.key_file.expanduser())
+    except (OSError, ValueError, TypeError) as exc:  # TypeError: an encrypted key
+        check.add((*path, "sign", "key_file"), f"{options.sign.key_file}: {exc}")
+        return None
+    return Signer(key, options.sign.key_id or key_fingerprint(key.public_key()))
 
 
 def _fingerprint(section: RouteSection, connectors: Any) -> str:
@@ -639,12 +678,8 @@ def _compile_route(
 ) -> Route | None:
     problems_before = len(check.problems)
     source = _endpoint(check, (*path, "from"), section.from_, connectors, "source")
-    verify = getattr(source[0], "verify", None) if source is not None else None
-    if verify is not None:
-        try:
-            Verifier.from_files(verify.public_key_files)
-        except (OSError, ValueError) as exc:
-            check.add((*path, "from", "verify", "public_key_files"), str(exc))
+    if source is not None:
+        _check_verify(check, path, source[0])
     targets = [
         _target(check, (*path, "to", i), raw, connectors) for i, raw in enumerate(section.to)
     ]
@@ -652,32 +687,8 @@ def _compile_route(
     if section.dead_letter is not None:
         dead_letter = _target(check, (*path, "dead_letter"), section.dead_letter, connectors)
 
-    filters: list[EventFilter] = []
-    if section.filter is not None:
-        try:
-            filters.append(compile_filter({"sql": section.filter}))
-        except FilterError as exc:
-            check.add((*path, "filter"), f"CESQL: {exc}")
-        else:
-            for problem in lint(section.filter).errors:
-                check.add((*path, "filter"), f"CESQL: {problem}")
-    if section.filters is not None:
-        try:
-            filters.append(compile_filter(section.filters))
-        except FilterError as exc:
-            check.add((*path, "filters"), str(exc))
-        else:
-            for text in _sql_filters(section.filters):
-                for problem in lint(text).errors:
-                    check.add((*path, "filters"), f"CESQL: {problem}")
-
-    ingress = None
-    if section.ingress is not None:
-        try:
-            ingress = IngressRules.compile(**section.ingress.model_dump())
-        except (TemplateError, MeshgateError) as exc:
-            check.add((*path, "ingress"), str(exc))
-
+    filters = _filters(check, path, section)
+    ingress = _ingress(check, path, section)
     if source is not None:
         _check_source_fields(check, path, section, source[1], targets, dead_letter)
     if len(check.problems) > problems_before or source is None:
@@ -701,6 +712,52 @@ def _compile_route(
         loop_guard=section.loop_guard,
         fingerprint=_fingerprint(section, connectors),
     )
+
+
+def _check_verify(check: _Checker, path: KeyPath, source: Any) -> None:
+    """The ``verify:`` public keys of a source can be read (checked once, at load)."""
+    verify = getattr(source, "verify", None)
+    if verify is None:
+        return
+    try:
+        Verifier.from_files(verify.public_key_files)
+    except (OSError, ValueError) as exc:
+        check.add((*path, "from", "verify", "public_key_files"), str(exc))
+
+
+def _filters(check: _Checker, path: KeyPath, section: RouteSection) -> list[EventFilter]:
+    """The route's ``filter:`` (CESQL) and ``filters:`` (Subscriptions API), compiled
+    and linted."""
+    filters: list[EventFilter] = []
+    if section.filter is not None:
+        try:
+            filters.append(compile_filter({"sql": section.filter}))
+        except FilterError as exc:
+            check.add((*path, "filter"), f"CESQL: {exc}")
+        else:
+            for problem in lint(section.filter).errors:
+                check.add((*path, "filter"), f"CESQL: {problem}")
+    if section.filters is not None:
+        try:
+            filters.append(compile_filter(section.filters))
+        except FilterError as exc:
+            check.add((*path, "filters"), str(exc))
+        else:
+            for text in _sql_filters(section.filters):
+                for problem in lint(text).errors:
+                    check.add((*path, "filters"), f"CESQL: {problem}")
+    return filters
+
+
+def _ingress(check: _Checker, path: KeyPath, section: RouteSection) -> IngressRules | None:
+    """The route's ``ingress:`` rules, compiled."""
+    if section.ingress is None:
+        return None
+    try:
+        return IngressRules.compile(**section.ingress.model_dump())
+    except (TemplateError, MeshgateError) as exc:
+        check.add((*path, "ingress"), str(exc))
+        return None
 
 
 def _check_source_fields(

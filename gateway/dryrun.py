@@ -12,9 +12,10 @@ The address is named as the protocol names it: ``topic`` (Kafka, MQTT, memory),
 stands for any of them. The connector builds the native message its source would
 receive (``Connector.dry_run_delivery``, a plugin hook) and says which routes'
 sources receive it (``Connector.source_receives``); only those routes are
-reported, each decoding the message (or wrapping it with its ingress rules)
-exactly as the runtime would. A CloudEvent given with ``--event`` is checked
-against every route, since a structured event can arrive from any source; a route
+reported, each planned by the runtime's own step (``gateway.plan``: decode, verify,
+ingress rules, filter, loop guard, rendered targets), so it says what the runtime
+does. A CloudEvent given with ``--event`` is checked against every route, since a
+structured event can arrive from any source; a route
 whose targets need the source message (``{topic}``, ``{key}``, ``{header.x}``) says
 so instead of pretending to match.
 
@@ -35,8 +36,20 @@ from typing import Any
 import orjson
 
 from connectors.base import Connector, MessageSpec
+from connectors.headertext import header_text
 from gateway.config import GatewayConfig
-from gateway.mesh import LoopGuard, hops_of, path_of
+from gateway.mesh import LoopGuard
+from gateway.plan import (
+    Filtered,
+    Forward,
+    Looped,
+    Rejected,
+    decode,
+    plan_event,
+    plan_route,
+    source_verifier,
+    verify,
+)
 from routing.cesql import compile_expression
 from routing.cesql.ast import Binary, Node, children
 from routing.cesql.evaluator import compile_node
@@ -45,6 +58,7 @@ from routing.event import CloudEvent
 from routing.formats import json as json_format
 from routing.router import Route, TargetSpec, describe_target
 from routing.templates import TemplateValues
+from routing.verifiability import SignatureError
 
 __all__ = ["RouteReport", "check_event", "check_message", "format_reports", "parse_message_spec"]
 
@@ -118,12 +132,7 @@ def _rejection(route: Route, event: CloudEvent) -> str:
 
 
 def _show(value: Any) -> str:
-    if isinstance(value, bytes):
-        try:
-            return value.decode()
-        except UnicodeDecodeError:
-            return "base64:" + base64.b64encode(value).decode()
-    return str(value)
+    return header_text(value) if isinstance(value, bytes) else str(value)
 
 
 def show_native(native: Any) -> list[str]:
@@ -151,29 +160,27 @@ def show_native(native: Any) -> list[str]:
 
 
 def _report(
-    connectors: dict[str, AnyConnector],
-    route: Route,
-    event: CloudEvent,
-    values: TemplateValues,
-    guard: LoopGuard,
+    connectors: dict[str, AnyConnector], route: Route, plan: Rejected | Filtered | Looped | Forward
 ) -> RouteReport:
-    if not route.matches(event):
-        return RouteReport(route.name, False, _rejection(route, event), event)
-    path = path_of(event)
-    why = guard.refusal(path, hops_of(event, path), guard=route.loop_guard)
-    if why is not None:  # what the runtime counts as loop_dropped (docs/mesh.md)
-        return RouteReport(route.name, False, f"mesh loop: {why}", event)
-    event = guard.admit(route.name, event, guard=route.loop_guard) or event
-    report = RouteReport(route.name, True, "", event)
-    event_values = TemplateValues(
-        values.address, values.separator, values.headers, values.key, event
-    )
-    for target in route.targets:
+    """What the runtime would do with ``plan`` (``gateway.plan``), as a report."""
+    if isinstance(plan, Rejected):
+        error = plan.error
+        return RouteReport(
+            route.name, False, f"{type(error).__name__}: {error}: goes to the dead-letter target"
+        )
+    if isinstance(plan, Filtered):
+        return RouteReport(route.name, False, _rejection(route, plan.event), plan.event)
+    if isinstance(plan, Looped):  # what the runtime counts as loop_dropped (docs/mesh.md)
+        return RouteReport(route.name, False, f"mesh loop: {plan.why}", plan.event)
+    report = RouteReport(route.name, True, "", plan.event)
+    for rendered in plan.targets:
+        target = rendered.target
         try:
-            options = target.render(event_values)
-            prepared = target.prepare(event, event_values)
-            native = connectors[target.connector].encode(options, prepared)
-            report.outputs.append((describe_target(options), "\n".join(show_native(native))))
+            if rendered.error is not None:
+                raise rendered.error
+            native = connectors[target.connector].encode(rendered.options, rendered.event)
+            lines = "\n".join(show_native(native))
+            report.outputs.append((describe_target(rendered.options), lines))
         except MeshgateError as exc:
             report.outputs.append((target.describe(), f"ERROR {type(exc).__name__}: {exc}"))
     return report
@@ -213,8 +220,8 @@ def check_event(config: GatewayConfig, event_json: bytes) -> list[RouteReport]:
             reports.append(RouteReport(route.name, matched, reason, event, needs_source=needs))
             continue
         separator = connectors[route.source_connector].address_separator
-        values = TemplateValues(separator=separator)
-        reports.append(_report(connectors, route, event, values, _guard(config)))
+        plan = plan_event(route, event, _guard(config), TemplateValues(separator=separator))
+        reports.append(_report(connectors, route, plan))
     return reports
 
 
@@ -254,34 +261,30 @@ def check_message(config: GatewayConfig, spec: Mapping[str, Any]) -> list[RouteR
     delivery = cls.dry_run_delivery(options, message_spec(spec))
     connectors = _connectors(config)
     connector = connectors[name]
-    headers = dict(delivery.headers)
-    key = spec.get("key")
-    values = TemplateValues(
-        delivery.address, connector.address_separator, headers, None if key is None else str(key)
-    )
+    decoded, decode_error = decode(connector, delivery)
     reports: list[RouteReport] = []
     for route in config.table.routes:
         if route.source_connector != name or not cls.source_receives(route.source, delivery):
             continue
-        try:
-            event = connector.decode(delivery)
-            if event is None and route.ingress is not None:
-                event = route.ingress.wrap(
-                    delivery.payload,
-                    values,
-                    native_id=delivery.native_id,
-                    content_type=delivery.content_type,
-                )
-        except MeshgateError as exc:
-            reason = f"{type(exc).__name__}: {exc}: goes to the dead-letter target"
-            reports.append(RouteReport(route.name, False, reason))
-            continue
-        if event is None:
-            reason = "not a CloudEvent and no ingress rules: goes to the dead-letter target"
-            reports.append(RouteReport(route.name, False, reason))
-            continue
-        reports.append(_report(connectors, route, event, values, _guard(config)))
+        event, error = _verified(route, decoded, decode_error)
+        plan = plan_route(
+            route, delivery, event, error, connector.address_separator, _guard(config)
+        )
+        reports.append(_report(connectors, route, plan))
     return reports
+
+
+def _verified(
+    route: Route, event: CloudEvent | None, error: Exception | None
+) -> tuple[CloudEvent | None, Exception | None]:
+    """The event as a source with ``verify:`` passes it on (as the pipeline does)."""
+    verifier, strict = source_verifier(route.source)
+    if verifier is None or error is not None:
+        return event, error
+    try:
+        return verify(verifier, event), None
+    except SignatureError as exc:
+        return (None, exc) if strict else (event, None)
 
 
 def format_reports(reports: list[RouteReport]) -> Iterator[str]:

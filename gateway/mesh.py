@@ -89,12 +89,20 @@ class LoopGuard:
         """The event as ``route`` forwards it (this gateway added to its path), or None
         when it must be dropped. ``guard=False`` (``loop_guard: false``) skips the own-id
         rule for deliberate re-entry; the hop limit always holds."""
+        verdict = self.judge(event, guard=guard)
+        if isinstance(verdict, str):
+            self.dropped(route, event, verdict)
+            return None
+        return verdict
+
+    def judge(self, event: CloudEvent, *, guard: bool = True) -> CloudEvent | str:
+        """Pure ``admit``: the event as forwarded (stamped), or why it is not forwarded
+        (``gateway.plan``; the caller logs a drop with ``dropped``)."""
         path = path_of(event)
         hops = hops_of(event, path)
         why = self.refusal(path, hops, guard=guard)
         if why is not None:
-            self._dropped(route, event, path, hops, why)
-            return None
+            return why
         return event.with_extensions({PATH: ",".join((*path, self.gateway_id)), HOPS: hops + 1})
 
     def refusal(self, path: tuple[str, ...], hops: int, *, guard: bool = True) -> str | None:
@@ -105,9 +113,10 @@ class LoopGuard:
             return f"it made max_hops={self.max_hops} hops"
         return None
 
-    def _dropped(
-        self, route: str, event: CloudEvent, path: tuple[str, ...], hops: int, why: str
-    ) -> None:
+    def dropped(self, route: str, event: CloudEvent, why: str) -> None:
+        """Log that ``route`` did not forward ``event`` because of ``why`` (throttled)."""
+        path = path_of(event)
+        hops = hops_of(event, path)
         # One WARNING per route and minute: a loop repeats for every event it carries.
         held = self._warnings.admit(route)
         if held is None:

@@ -24,19 +24,13 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from connectors.redact import redact_url
-from gateway.analysis import (
-    _ANY,
-    _SEP,
-    _SOURCES,
-    Finding,
-    _broker,
-    _target_address,
-)
+from connectors.topology import Address, Matcher, Topology
+from gateway.analysis import Finding, broker_key, target_address, topology
 from gateway.config import GatewayConfig
 from routing.router import Route, TargetSpec
 
@@ -59,52 +53,26 @@ class Node:
     def kind(self, connector: str) -> str:
         return str(self.config.connectors[connector][1].type)
 
-    def source_broker(self) -> str:
-        return _broker(self.config, self.route.source_connector)
+    def source_topology(self) -> Topology[Any, Any, Any] | None:
+        return topology(self.config, self.route.source_connector)
 
-    def targets(self) -> Iterator[tuple[str, str, str]]:
-        """(broker, kind, address) of every target (``_ANY`` marks a template)."""
+    def source_broker(self) -> str | None:
+        return broker_key(self.config, self.route.source_connector)
+
+    def targets(self) -> Iterator[tuple[str, Topology[Any, Any, Any], Address]]:
+        """(broker, topology, address) of every target whose type has a topology."""
         for target in self.route.targets:
-            kind = self.kind(target.connector)
-            address = _target_address(kind, target)
-            if address is not None:
-                yield _broker(self.config, target.connector), kind, address
+            hook = topology(self.config, target.connector)
+            address = target_address(self.config, target)
+            broker = broker_key(self.config, target.connector)
+            if hook is not None and address is not None and broker is not None:
+                yield broker, hook, address
 
-
-def _readable(address: str) -> str:
-    exchange, sep, key = address.partition(_SEP)
-    text = f"{exchange or '(default)'} {key}" if sep else address
-    return text.replace(_ANY, "{...}")
-
-
-def _shared(a: Any, b: Any, kind: str) -> bool:
-    """Whether two sources on one broker split the messages (broker work sharing)."""
-    if kind == "kafka":
-        return bool(a.group_id == b.group_id)
-    if kind == "amqp":
-        return bool(a.queue == b.queue)
-    if kind == "nats":
-        if a.jetstream is not None and b.jetstream is not None:
-            return bool(a.jetstream.durable == b.jetstream.durable)
-        return a.queue_group is not None and a.queue_group == b.queue_group
-    if kind == "mqtt":
-        return a.share_group is not None and a.share_group == b.share_group
-    return False
-
-
-def _same_messages(a: Any, b: Any, kind: str) -> bool:
-    """Whether two sources read the same messages (by their address text)."""
-    if kind == "kafka":
-        return bool(set(a.topics or ()) & set(b.topics or ())) or (
-            a.pattern is not None and a.pattern == b.pattern
-        )
-    if kind == "amqp":
-        return bool(a.queue == b.queue)
-    if kind == "nats":
-        return bool(a.subject == b.subject)
-    if kind == "mqtt":
-        return bool(a.topic == b.topic)
-    return False
+    def unanalysed(self) -> list[str]:
+        """The connector types of this route that declare no topology."""
+        names = [self.route.source_connector, *(t.connector for t in self.route.targets)]
+        kinds = {self.kind(n): None for n in names if topology(self.config, n) is None}
+        return list(kinds)
 
 
 class MeshGraph:
@@ -120,17 +88,17 @@ class MeshGraph:
         """Which routes each route feeds, computed only when asked (the mesh view's
         announcements read addresses only). Readers are grouped by broker and their
         matchers built once, so each target is tried only against its broker's readers."""
-        readers: dict[str, list[tuple[Node, list[Callable[[str], bool]]]]] = {}
+        readers: dict[str, list[tuple[Node, Matcher]]] = {}
         for node in self.nodes:
-            make = _SOURCES.get(node.kind(node.route.source_connector))
-            if make is not None:
-                readers.setdefault(node.source_broker(), []).append((node, make(node.route.source)))
+            hook, broker = node.source_topology(), node.source_broker()
+            if hook is not None and broker is not None:
+                readers.setdefault(broker, []).append((node, hook.source_reads(node.route.source)))
         edges: dict[Node, list[Node]] = {}
         for node in self.nodes:
             fed: dict[int, Node] = {}
-            for broker, _kind, address in node.targets():
-                for other, matchers in readers.get(broker, ()):
-                    if id(other) not in fed and any(match(address) for match in matchers):
+            for broker, _hook, address in node.targets():
+                for other, reads in readers.get(broker, ()):
+                    if id(other) not in fed and reads(address):
                         fed[id(other)] = other
             edges[node] = [other for other in self.nodes if id(other) in fed]  # table order
         return edges
@@ -140,20 +108,39 @@ class MeshGraph:
 
     def source_text(self, node: Node) -> str:
         """The source's address as text (topics, queue, subject or topic filter)."""
-        return _source_text(node.kind(node.route.source_connector), node.route.source)
+        hook = node.source_topology()
+        return "?" if hook is None else hook.source_text(node.route.source)
 
     def target_texts(self, node: Node) -> list[tuple[TargetSpec, str]]:
         """Each target with its address as text (``{...}`` for a template part)."""
         found = []
         for target in node.route.targets:
-            address = _target_address(node.kind(target.connector), target)
-            found.append((target, "?" if address is None else _readable(address)))
+            hook = topology(node.config, target.connector)
+            address = target_address(node.config, target)
+            text = "?" if hook is None or address is None else hook.address_text(address)
+            found.append((target, text))
         return found
 
     # -- findings -----------------------------------------------------------------------
 
     def findings(self) -> list[Finding]:
-        return [*self._cycles(), *self._unreachable(), *self._duplicates()]
+        return [
+            *self._cycles(),
+            *self._unreachable(),
+            *self._duplicates(),
+            *self._unanalysed(),
+        ]
+
+    def _unanalysed(self) -> Iterator[Finding]:
+        for node in self.nodes:
+            for kind in node.unanalysed():
+                yield Finding(
+                    self.label(node),
+                    f"no cycle analysis for connector type {kind!r}: it does not declare "
+                    "broker_identity (the Connector.topology hook, docs/plugins.md), so "
+                    "this route is left out of the cycle, reachability and duplicate checks",
+                    kind="note",
+                )
 
     def cycles(self) -> Iterator[list[Node]]:
         """Each simple cycle once (as a list of nodes, the first repeated at the end)."""
@@ -214,22 +201,22 @@ class MeshGraph:
     def _duplicates(self) -> Iterator[Finding]:
         for i, a in enumerate(self.nodes):
             for b in self.nodes[i + 1 :]:
-                if a.gateway == b.gateway or a.source_broker() != b.source_broker():
+                hook, broker = a.source_topology(), a.source_broker()
+                if hook is None or broker is None or a.gateway == b.gateway:
+                    continue
+                if broker != b.source_broker():  # one broker: one type, one topology
                     continue
                 kind = a.kind(a.route.source_connector)
-                if kind != b.kind(b.route.source_connector):
-                    continue
                 sa, sb = a.route.source, b.route.source
-                if not _same_messages(sa, sb, kind) or _shared(sa, sb, kind):
+                if not hook.same_messages(sa, sb) or hook.sources_share(sa, sb):
                     continue
-                common = {(br, ad) for br, _k, ad in a.targets()} & {
-                    (br, ad) for br, _k, ad in b.targets()
-                }
-                for _broker_key, address in sorted(common):
+                shown = {(br, ad): h.address_text(ad) for br, h, ad in a.targets()}
+                common = set(shown) & {(br, ad) for br, _h, ad in b.targets()}
+                for key in sorted(common):
                     yield Finding(
                         self.label(b),
                         f"duplicates {self.label(a)}: both gateways read the same {kind} "
-                        f"messages without sharing them and publish to {_readable(address)}, "
+                        f"messages without sharing them and publish to {shown[key]}, "
                         "so every event arrives there twice (share the source: consumer "
                         "group, queue, queue group, durable or MQTT share_group)",
                     )
@@ -247,9 +234,11 @@ class MeshGraph:
 
         lines = []
         for node in self.nodes:
-            kind = node.kind(node.route.source_connector)
-            source = f"{broker(node.source_broker())} {_source_text(kind, node.route.source)}"
-            targets = ", ".join(f"{broker(br)} {_readable(ad)}" for br, _k, ad in node.targets())
+            key = node.source_broker()
+            source = f"{broker(key) if key else '?'} {self.source_text(node)}"
+            targets = ", ".join(
+                f"{broker(br)} {h.address_text(ad)}" for br, h, ad in node.targets()
+            )
             guard = "" if node.route.loop_guard else "  [loop_guard: false]"
             lines.append(f"  {self.label(node)}: {source} -> {targets}{guard}")
         head = ["brokers:"]
@@ -265,15 +254,3 @@ def _where(value: Any) -> str:
     if isinstance(value, list | tuple):
         return ",".join(redact_url(str(v)) for v in value)
     return redact_url(str(value))
-
-
-def _source_text(kind: str, source: Any) -> str:
-    if kind == "kafka":
-        return ",".join(source.topics or ()) or f"/{source.pattern}/"
-    if kind == "amqp":
-        return f"queue {source.queue}"
-    if kind == "nats":
-        return str(source.subject)
-    if kind in ("mqtt", "memory"):
-        return str(source.topic)
-    return "?"

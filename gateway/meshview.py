@@ -32,12 +32,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
-from connectors.errors import ConnectorError
+from connectors.errors import ConnectorError, UnknownConnectorType
 from connectors.redact import redact_url
+from connectors.registry import default_registry
 from gateway.meshcheck import MeshGraph
 from routing.errors import InvalidEvent
 from routing.event import CloudEvent
-from routing.filters import mqtt_match, nats_match
 
 if TYPE_CHECKING:
     from gateway.config import GatewayConfig
@@ -53,10 +53,8 @@ COUNTERS: Final = ("received", "delivered", "filtered", "loop_dropped", "dead_le
 
 def _broker_text(config: GatewayConfig, connector: str) -> str:
     """``type address`` of a connector's broker, credentials masked (one per broker)."""
-    from gateway.analysis import _BROKER_FIELDS
-
-    options = config.connectors[connector][1]
-    fields = options.model_dump(include=set(_BROKER_FIELDS))
+    cls, options = config.connectors[connector]
+    fields = cls.topology.broker_identity(options) if cls.topology is not None else {}
     parts = []
     for value in fields.values():
         if value in (None, "", [], {}):
@@ -323,20 +321,13 @@ def render(table: PeerTable, listened: float, channel: str) -> list[str]:
 
 
 def _reads(kind: str, source: str, address: str) -> bool:
-    """Whether a source (as announced) reads ``address``; ``{...}`` is any one level."""
-    marked = address.replace(_ANY_LEVEL, "\x00")  # "{...}" holds the NATS separator
-    if kind == "nats":
-        return nats_match(source, marked, "\x00")
-    if kind == "mqtt":
-        return mqtt_match(source, marked, "\x00")
-    if kind == "kafka":
-        return address in source.split(",")
-    if kind == "amqp":  # the default exchange routes by queue name; bindings are not announced
-        return source == f"queue {address.removeprefix('(default) ')}"
-    return source == address
-
-
-_ANY_LEVEL: Final = "{...}"
+    """Whether a source (as announced) reads ``address``: the type's topology hook,
+    or the same text for a type without one (or not installed here)."""
+    try:
+        hook = default_registry.get(kind).topology
+    except UnknownConnectorType:
+        hook = None
+    return source == address if hook is None else hook.text_reads(source, address)
 
 
 def _links(gateways: Mapping[str, list[Peer]]) -> list[tuple[str, str, str, str]]:

@@ -372,7 +372,37 @@ def option_tables(type_name: str, registry: ConnectorRegistry = default_registry
         parts.append(
             f"Target fields that may hold `{{...}}` templates, rendered per event: {names}.\n"
         )
+    parts.append(capability_table(cls))
     return "\n".join(parts)
+
+
+def capability_table(cls: type[Connector[Any, Any, Any]]) -> str:
+    """What each kind of source and target promises (``Connector.capability_cases``,
+    from the same per-source/target capabilities the runtime reads)."""
+    rows = [
+        "### Guarantees (`Capabilities`, per source and target)",
+        "",
+        "| side | case | acknowledges messages | publish confirmed | order kept per "
+        "| native headers | largest message |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for role, case, caps in cls.capability_cases():
+        largest = "-" if caps.max_message_bytes is None else f"{caps.max_message_bytes:,} B"
+        acks = _yes(caps.acknowledgements) if role != "target" else "-"
+        confirmed = _yes(caps.confirmed_publish) if role != "source" else "-"
+        rows.append(
+            f"| {role} | {case} | {acks} | {confirmed} | {caps.ordering} "
+            f"| {'yes' if caps.headers else 'no'} | {largest} |"
+        )
+    rows.append(
+        "\nWithout acknowledgements or confirmation a source or target is at-most-once: "
+        "`meshgate validate` marks it in its route table and the gateway logs it at start.\n"
+    )
+    return "\n".join(rows)
+
+
+def _yes(value: bool) -> str:
+    return "yes" if value else "**no** (at-most-once)"
 
 
 def config_tables() -> str:
@@ -499,6 +529,11 @@ def _type_text(prop: Mapping[str, Any], defs: Mapping[str, Any]) -> str:
     if "anyOf" in prop:
         branches = [b for b in prop["anyOf"] if b.get("type") != "null"]
         return " or ".join(_type_text(branch, defs) for branch in branches) or "null"
+    return _kind_text(prop, defs)
+
+
+def _kind_text(prop: Mapping[str, Any], defs: Mapping[str, Any]) -> str:
+    """The text of a property by its JSON Schema ``type``."""
     kind = prop.get("type")
     if kind is None:
         if prop.get("$comment") == _NORMALISED:
@@ -509,18 +544,22 @@ def _type_text(prop: Mapping[str, Any], defs: Mapping[str, Any]) -> str:
     if kind in ("integer", "number"):
         return _number_text(str(kind), prop)
     if kind == "array":
-        items = prop.get("items", {})
-        of = _type_text(items, defs) if items else "any"
-        if of == "object (table below)":
-            of = "objects (table below)"
-        prefix = "non-empty list" if prop.get("minItems", 0) >= 1 else "list"
-        return f"{prefix} of {of}"
+        return _array_text(prop, defs)
     if kind == "object":
         values = prop.get("additionalProperties")
         if isinstance(values, dict) and values:
             return f"map of string to {_type_text(values, defs)}"
         return "map"
     return str(kind)
+
+
+def _array_text(prop: Mapping[str, Any], defs: Mapping[str, Any]) -> str:
+    items = prop.get("items", {})
+    of = _type_text(items, defs) if items else "any"
+    if of == "object (table below)":
+        of = "objects (table below)"
+    prefix = "non-empty list" if prop.get("minItems", 0) >= 1 else "list"
+    return f"{prefix} of {of}"
 
 
 def _plain(value: object) -> str:

@@ -9,10 +9,11 @@ OpenTelemetry.
 
 from __future__ import annotations
 
+import time
 from bisect import bisect_left
 from dataclasses import dataclass, field
 
-__all__ = ["DURATION_BOUNDS", "ConnectorStats", "DurationHistogram"]
+__all__ = ["DURATION_BOUNDS", "ConnectorStats", "DurationHistogram", "RouteStats"]
 
 DURATION_BOUNDS: tuple[float, ...] = (
     0.0005,
@@ -89,3 +90,32 @@ class ConnectorStats:
     duration: DurationHistogram = field(default_factory=DurationHistogram)
     """Duration of confirmed publishes, call to confirmation."""
     last_error: str = ""
+
+
+@dataclass
+class RouteStats:
+    """Counters per route, read by the demo, the admin API and the metrics
+    (``gateway.telemetry`` reads them at collection time: no per-event metric call)."""
+
+    received: int = 0
+    delivered: int = 0
+    filtered: int = 0
+    retries: int = 0
+    dead_lettered: int = 0
+    undeliverable: int = 0
+    """Written to the local dead-letter store (neither delivered nor dead-lettered)."""
+    loop_dropped: int = 0
+    """Acked without forwarding: looped back through the mesh, or past max_hops."""
+    failed: int = 0
+    """Ended without an outcome (cancelled after the drain timeout, or a bug): left
+    unacknowledged, so the broker redelivers it."""
+    in_flight: int = 0
+    duration: DurationHistogram = field(default_factory=DurationHistogram)
+    """Source receive -> every target confirmed, of delivered events (when timed)."""
+    last_error: str = ""
+    last_error_at: float = 0.0
+    """Wall-clock time (``time.time()``) of ``last_error``."""
+
+    def note_error(self, error: BaseException) -> None:
+        self.last_error = f"{type(error).__name__}: {error}"
+        self.last_error_at = time.time()

@@ -53,6 +53,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from connectors.base import Delivery
 from gateway.config import TracingSection
 from gateway.telemetry import _destination, messaging_system
+from routing.bindings import merge_headers
 from routing.event import CloudEvent
 
 if TYPE_CHECKING:
@@ -347,7 +348,9 @@ class Tracing:
         headers = getattr(options, "headers", None)
         if headers is None:  # a plugin without headers: nothing to carry it in
             return options, event
-        return options.model_copy(update={"headers": {**headers, **carrier}}), event
+        # The trace context wins over a target header of the same name (any case).
+        merged = merge_headers(carrier.items(), headers.items(), same=str.lower)
+        return options.model_copy(update={"headers": dict(merged)}), event
 
     def shutdown(self) -> None:
         """Export what is left and stop the exporters."""

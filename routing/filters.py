@@ -11,9 +11,9 @@ Subscriptions API dialects (``filters:`` in a route, a list meaning ``all``)::
     {sql: "CESQL expression"}                a CloudEvents SQL expression
 
 Attribute values are compared as canonical strings; an unset attribute never
-matches ``exact``/``prefix``/``suffix`` (as the spec says). Wildcard helpers
-implement MQTT (``+``/``#``), NATS (``*``/``>``) and AMQP topic-exchange
-(``*``/``#``) subscription syntax for static analysis of routes.
+matches ``exact``/``prefix``/``suffix`` (as the spec says). Native wildcard
+syntax (MQTT topic filters, NATS subjects, AMQP binding keys) belongs to each
+protocol's connector (``connectors/<type>/topology.py``).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import Any
 from routing.errors import FilterError
 from routing.event import CloudEvent, canonical_string, is_valid_attribute_name
 
-__all__ = ["EventFilter", "amqp_match", "compile_filter", "mqtt_match", "nats_match"]
+__all__ = ["EventFilter", "compile_filter"]
 
 EventFilter = Callable[[CloudEvent], bool]
 
@@ -93,54 +93,3 @@ def _all(filters: list[EventFilter]) -> EventFilter:
 
 def _any(filters: list[EventFilter]) -> EventFilter:
     return lambda event: any(f(event) for f in filters)
-
-
-def _match_levels(
-    pattern: list[str],
-    levels: list[str],
-    one: str,
-    rest: str,
-    rest_may_be_empty: bool,
-    any_marker: str | None = None,
-) -> bool:
-    """Level-wise wildcard match; an address level holding ``any_marker`` (a template
-    placeholder, for static analysis) matches any pattern level."""
-    for i, part in enumerate(pattern):
-        if part == rest:
-            remaining = len(levels) - i
-            return remaining >= (0 if rest_may_be_empty else 1)
-        if i >= len(levels):
-            return False
-        placeholder = any_marker is not None and any_marker in levels[i]
-        if part not in (one, levels[i]) and not placeholder:
-            return False
-    return len(pattern) == len(levels)
-
-
-def mqtt_match(topic_filter: str, topic: str, any_marker: str | None = None) -> bool:
-    """MQTT filter match: ``+`` one level, ``#`` this level and all below (also zero)."""
-    if topic.startswith("$") and topic_filter[:1] in ("+", "#"):
-        return False  # MQTT 4.7.2: wildcards at the start do not match $-topics
-    return _match_levels(topic_filter.split("/"), topic.split("/"), "+", "#", True, any_marker)
-
-
-def nats_match(pattern: str, subject: str, any_marker: str | None = None) -> bool:
-    """NATS subject match: ``*`` one token, ``>`` one or more tokens at the end."""
-    return _match_levels(pattern.split("."), subject.split("."), "*", ">", False, any_marker)
-
-
-def amqp_match(binding_key: str, routing_key: str) -> bool:
-    """AMQP topic-exchange match: ``*`` exactly one word, ``#`` zero or more words."""
-    pattern = binding_key.split(".")
-    words = routing_key.split(".")
-
-    def match(p: int, w: int) -> bool:
-        if p == len(pattern):
-            return w == len(words)
-        if pattern[p] == "#":
-            return any(match(p + 1, k) for k in range(w, len(words) + 1))
-        if w == len(words):
-            return False
-        return (pattern[p] == "*" or pattern[p] == words[w]) and match(p + 1, w + 1)
-
-    return match(0, 0)

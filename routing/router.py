@@ -21,13 +21,16 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 from routing.egress import EgressRules
 from routing.event import CONTEXT_ATTRIBUTES, CloudEvent
 from routing.ingress import IngressRules
 from routing.templates import Template, TemplateValues
 from routing.verifiability import Signer
+
+if TYPE_CHECKING:  # imported where used: CESQL is optional per route
+    from routing.cesql.ast import Attribute, Binary, In, Like, Node
 
 __all__ = [
     "Requirement",
@@ -187,10 +190,24 @@ class SourceGroup:
 
     def match(self, event: CloudEvent) -> list[Route]:
         """The routes whose filter holds for ``event``, in table order."""
+        return self.split(event)[0]
+
+    def split(self, event: CloudEvent) -> tuple[list[Route], list[Route]]:
+        """(the routes whose filter holds for ``event``, the others), each in table
+        order: the one place routes are matched (the runtime counts the others as
+        filtered). The route index skips filters that cannot hold."""
         routes = self.routes
+        if len(routes) == 1:
+            return ([], list(routes)) if not routes[0].matches(event) else (list(routes), [])
         if self._index is not None and not self._index.selective:
-            return [route for route in routes if route.matches(event)]
-        return [routes[i] for i in self.candidates(event) if routes[i].matches(event)]
+            positions: list[int] = list(range(len(routes)))
+        else:
+            positions = self.candidates(event)
+        matched = [routes[i] for i in positions if routes[i].matches(event)]
+        if len(matched) == len(routes):
+            return matched, []
+        taken = {id(route) for route in matched}
+        return matched, [route for route in routes if id(route) not in taken]
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,52 +276,90 @@ def _selectivity(alternatives: Requirements) -> tuple[int, int]:
     return (prefixes > 0, prefixes + sum(len(r.exact) for r in alternatives))
 
 
-def _necessary(node: Any) -> Requirements | None:
-    from routing.cesql.ast import Attribute, Binary, In, Like, Literal, Wildcard, logic_operands
+def _necessary(node: Node) -> Requirements | None:
+    """Conditions ``node`` cannot be true without meeting one of (None: none known)."""
+    from routing.cesql.ast import Binary, In, Like
 
     if isinstance(node, Binary):
-        if node.op == "AND":  # true only if every conjunct is: any one's condition will do
-            found = [r for r in map(_necessary, logic_operands(node)) if r is not None]
-            return min(found, key=_selectivity, default=None)
-        if node.op == "OR":  # true only if some disjunct is: one of theirs must hold
-            alternatives: list[Requirement] = []
-            for operand in logic_operands(node):
-                needed = _necessary(operand)
-                if needed is None:
-                    return None
-                alternatives.extend(needed)
-            return tuple(alternatives)
+        if node.op == "AND":
+            return _necessary_all(node)
+        if node.op == "OR":
+            return _necessary_any(node)
         if node.op == "=":
-            for attribute, literal in ((node.left, node.right), (node.right, node.left)):
-                if (
-                    isinstance(attribute, Attribute)
-                    and attribute.name in _INDEXABLE
-                    and isinstance(literal, Literal)
-                    and type(literal.value) is str
-                ):
-                    return (Requirement(attribute.name, exact=frozenset({literal.value})),)
+            return _necessary_equal(node)
         return None
     if isinstance(node, In):
-        operand = node.operand
-        values = [item.value for item in node.items if isinstance(item, Literal)]
-        if (
-            not node.negated
-            and isinstance(operand, Attribute)
-            and operand.name in _INDEXABLE
-            and len(values) == len(node.items)
-            and all(type(value) is str for value in values)
-        ):
-            return (Requirement(operand.name, exact=frozenset(map(str, values))),)
-        return None
+        return _necessary_in(node)
     if isinstance(node, Like):
-        operand, parts = node.operand, node.parts
-        if node.negated or not isinstance(operand, Attribute) or operand.name not in _INDEXABLE:
+        return _necessary_like(node)
+    return None
+
+
+def _indexable(node: Node) -> TypeGuard[Attribute]:
+    from routing.cesql.ast import Attribute
+
+    return isinstance(node, Attribute) and node.name in _INDEXABLE
+
+
+def _necessary_all(node: Binary) -> Requirements | None:
+    """AND is true only if every conjunct is: any one's condition will do (the most
+    selective)."""
+    from routing.cesql.ast import logic_operands
+
+    found = [r for r in map(_necessary, logic_operands(node)) if r is not None]
+    return min(found, key=_selectivity, default=None)
+
+
+def _necessary_any(node: Binary) -> Requirements | None:
+    """OR is true only if some disjunct is: one of theirs must hold (all must have one)."""
+    from routing.cesql.ast import logic_operands
+
+    alternatives: list[Requirement] = []
+    for operand in logic_operands(node):
+        needed = _necessary(operand)
+        if needed is None:
             return None
-        if all(isinstance(part, str) for part in parts):
-            return (Requirement(operand.name, exact=frozenset({"".join(map(str, parts))})),)
-        head = parts[:-1]
-        if parts[-1] is Wildcard.ANY and head and all(isinstance(part, str) for part in head):
-            return (Requirement(operand.name, prefixes=frozenset({"".join(map(str, head))})),)
+        alternatives.extend(needed)
+    return tuple(alternatives)
+
+
+def _necessary_equal(node: Binary) -> Requirements | None:
+    """``attribute = 'text'`` (either way round)."""
+    from routing.cesql.ast import Literal
+
+    for attribute, literal in ((node.left, node.right), (node.right, node.left)):
+        if _indexable(attribute) and isinstance(literal, Literal) and type(literal.value) is str:
+            return (Requirement(attribute.name, exact=frozenset({literal.value})),)
+    return None
+
+
+def _necessary_in(node: In) -> Requirements | None:
+    """``attribute IN ('a', 'b')`` of string literals only."""
+    from routing.cesql.ast import Literal
+
+    values = [item.value for item in node.items if isinstance(item, Literal)]
+    if (
+        node.negated
+        or not _indexable(node.operand)
+        or len(values) != len(node.items)
+        or not all(type(value) is str for value in values)
+    ):
+        return None
+    return (Requirement(node.operand.name, exact=frozenset(map(str, values))),)
+
+
+def _necessary_like(node: Like) -> Requirements | None:
+    """``attribute LIKE 'text'`` (exact) or ``LIKE 'prefix%'`` (a prefix)."""
+    from routing.cesql.ast import Wildcard
+
+    operand, parts = node.operand, node.parts
+    if node.negated or not _indexable(operand):
+        return None
+    if all(isinstance(part, str) for part in parts):
+        return (Requirement(operand.name, exact=frozenset({"".join(map(str, parts))})),)
+    head = parts[:-1]
+    if parts[-1] is Wildcard.ANY and head and all(isinstance(part, str) for part in head):
+        return (Requirement(operand.name, prefixes=frozenset({"".join(map(str, head))})),)
     return None
 
 

@@ -6,11 +6,7 @@
 
 from __future__ import annotations
 
-import datetime as dt
-import decimal
-import json
 import ssl
-from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any, ClassVar, Literal, Self
 
@@ -25,8 +21,8 @@ from pydantic import (
 from yarl import URL
 
 from connectors.base import ConnectorOptions, SourceOptions, TargetOptions
-from connectors.tls import TlsOptions, legacy_tls_error
-from routing.event import canonical_string
+from connectors.redact import redact_url
+from connectors.tls import TlsOptions, client_context, legacy_tls_error
 
 __all__ = [
     "AmqpOptions",
@@ -36,8 +32,6 @@ __all__ = [
     "ExchangeDeclaration",
     "ExchangeKind",
     "QueueType",
-    "header_text",
-    "redact_url",
 ]
 
 ArgumentValue = str | int | float | bool
@@ -154,13 +148,8 @@ class AmqpOptions(ConnectorOptions):
         return URL(self.url).scheme == "amqps"
 
     def ssl_context(self, connector: str) -> ssl.SSLContext | None:
-        """Our TLS context for amqps:// (system CAs without a tls: block), else None.
-
-        Always ours, never aiormq's default, so verification follows one model.
-        """
-        if not self.uses_tls:
-            return None
-        return (self.tls or TlsOptions()).ssl_context(connector)
+        """Our TLS context for amqps:// (``connectors.tls.client_context``), else None."""
+        return client_context(self.tls, connector, on=self.uses_tls)
 
     def connection_url(self) -> URL:
         """The broker URL with the heartbeat option applied (still holds the password)."""
@@ -237,40 +226,3 @@ class AmqpTarget(TargetOptions):
         if self.declare_exchange is not None and self.exchange == "":
             raise ValueError("declare_exchange needs a named exchange, not the default ''")
         return self
-
-
-def redact_url(url: str | URL) -> str:
-    """``url`` with its password replaced, for logs and error messages."""
-    parsed = URL(url)
-    if parsed.password is not None:
-        parsed = parsed.with_password("****")
-    return str(parsed.with_query(None))
-
-
-def header_text(value: object) -> str:
-    """The text of one AMQP field-table value, for ingress templates and dead letters.
-
-    Matches the binding's reading of ``ce-`` headers where one exists (UTF-8 bytes as
-    text, integers and booleans canonical, timestamps RFC 3339 UTC); bytes that are
-    not UTF-8 become base64, nested tables and arrays JSON.
-    """
-    if value is None:
-        return ""
-    if isinstance(value, bytes | bytearray | memoryview):
-        raw = bytes(value)
-        try:
-            return raw.decode("utf-8")
-        except UnicodeDecodeError:
-            return canonical_string(raw)
-    if isinstance(value, str | bool | int):
-        return canonical_string(value)
-    if isinstance(value, float | decimal.Decimal):
-        return str(value)
-    if isinstance(value, dt.datetime):
-        moment = value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
-        return moment.isoformat().replace("+00:00", "Z")
-    if isinstance(value, Mapping):
-        return json.dumps({str(k): header_text(v) for k, v in value.items()}, sort_keys=True)
-    if isinstance(value, list | tuple):
-        return json.dumps([header_text(item) for item in value])
-    return str(value)

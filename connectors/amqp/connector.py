@@ -6,10 +6,11 @@ import logging
 from collections.abc import AsyncIterator, Sequence
 from typing import ClassVar
 
-from connectors.amqp.config import AmqpOptions, AmqpSource, AmqpTarget, redact_url
+from connectors.amqp.config import AmqpOptions, AmqpSource, AmqpTarget
 from connectors.amqp.link import Link
 from connectors.amqp.sink import Publisher
 from connectors.amqp.source import consume
+from connectors.amqp.topology import AmqpTopology, amqp_match
 from connectors.base import (
     Capabilities,
     Connector,
@@ -20,9 +21,10 @@ from connectors.base import (
     dry_run_delivery,
 )
 from connectors.errors import MessageSpecError
+from connectors.redact import redact_url
 from routing.bindings import amqp as binding
+from routing.bindings import merge_headers
 from routing.event import CloudEvent
-from routing.filters import amqp_match
 
 __all__ = ["AmqpConnector"]
 
@@ -45,6 +47,7 @@ class AmqpConnector(Connector[AmqpOptions, AmqpSource, AmqpTarget]):
         headers=True,
         max_message_bytes=_MAX_MESSAGE_BYTES,
     )
+    topology: ClassVar[AmqpTopology] = AmqpTopology()
 
     def __init__(self, name: str, options: AmqpOptions) -> None:
         super().__init__(name, options)
@@ -82,8 +85,11 @@ class AmqpConnector(Connector[AmqpOptions, AmqpSource, AmqpTarget]):
         message = binding.to_message(event, target.mode, fmt=target.format)
         if not target.headers:
             return message
-        headers = {**target.headers, **message.headers}  # the binding's headers win
-        return binding.AmqpMessage(message.body, message.content_type, headers)
+        custom: dict[str, object] = dict(target.headers)
+        merged = merge_headers(
+            message.headers.items(), custom.items(), refused=binding.header_clash
+        )
+        return binding.AmqpMessage(message.body, message.content_type, dict(merged))
 
     async def publish(self, target: AmqpTarget, event: CloudEvent) -> None:
         await self._publisher.publish(target, event, self.encode(target, event))
@@ -106,6 +112,10 @@ class AmqpConnector(Connector[AmqpOptions, AmqpSource, AmqpTarget]):
             }
         )
         await self._publisher.publish_raw(target, message)
+
+    @classmethod
+    def header_clash(cls, options: AmqpOptions, name: str) -> str | None:
+        return binding.header_clash(name)
 
     @classmethod
     def read_back(cls, target: AmqpTarget, reader: str) -> AmqpSource | None:

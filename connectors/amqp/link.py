@@ -20,10 +20,11 @@ import aio_pika
 import aiormq
 from aio_pika.abc import AbstractConnection
 
-from connectors.amqp.config import AmqpOptions, redact_url
+from connectors.amqp.config import AmqpOptions
 from connectors.backoff import Backoff
 from connectors.base import Health, HealthState
 from connectors.errors import ConnectionLost
+from connectors.redact import redact_url
 from connectors.tls import TlsConfigError, warn_insecure
 
 __all__ = ["CONNECT_ERRORS", "Link", "LinkClosed"]

@@ -39,7 +39,22 @@ async def _exists(link: Link, kind: str, name: str) -> bool:
 async def preflight(
     link: Link, sources: Sequence[AmqpSource], targets: Sequence[AmqpTarget]
 ) -> list[str]:
+    queues, exchanges = _expected(sources, targets)
     problems: list[str] = []
+    for name, what in queues.items():
+        if not await _exists(link, "queue", name):
+            problems.append(f"{what} does not exist")
+    for name, what in exchanges.items():
+        if not await _exists(link, "exchange", name):
+            problems.append(f"{what} does not exist")
+    return problems
+
+
+def _expected(
+    sources: Sequence[AmqpSource], targets: Sequence[AmqpTarget]
+) -> tuple[dict[str, str], dict[str, str]]:
+    """The queues and exchanges the routes need but do not declare, by name -> what
+    needs them (templated names are known only per message: skipped)."""
     queues: dict[str, str] = {}
     exchanges: dict[str, str] = {}
     for source in sources:
@@ -64,10 +79,4 @@ async def preflight(
                 target.routing_key,
                 f"queue {target.routing_key!r} (a target on the default exchange)",
             )
-    for name, what in queues.items():
-        if not await _exists(link, "queue", name):
-            problems.append(f"{what} does not exist")
-    for name, what in exchanges.items():
-        if not await _exists(link, "exchange", name):
-            problems.append(f"{what} does not exist")
-    return problems
+    return queues, exchanges

@@ -27,10 +27,11 @@ import aiormq
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage
 from aio_pika.exceptions import MessageProcessError
 
-from connectors.amqp.config import AmqpSource, header_text
+from connectors.amqp.config import AmqpSource
 from connectors.amqp.link import Link, LinkClosed
 from connectors.base import Delivery
 from connectors.errors import NotAuthorized
+from connectors.headertext import header_text
 from routing.bindings.amqp import AmqpMessage
 
 __all__ = ["consume"]

@@ -15,7 +15,7 @@ from typing import Any, ClassVar, Self
 from pydantic import Field, ModelWrapValidatorHandler, SecretStr, field_validator, model_validator
 
 from connectors.base import ConnectorOptions, SourceOptions, TargetOptions
-from connectors.tls import TlsOptions, legacy_tls_error
+from connectors.tls import TlsOptions, client_context, legacy_tls_error
 
 __all__ = [
     "Compression",
@@ -187,7 +187,7 @@ class KafkaOptions(ConnectorOptions):
             "security_protocol": self.security_protocol.value,
         }
         if self.uses_tls:
-            kwargs["ssl_context"] = (self.tls or TlsOptions()).ssl_context(connector)
+            kwargs["ssl_context"] = client_context(self.tls, connector, on=True)
         if self.security_protocol.value.startswith("SASL_"):
             kwargs["sasl_mechanism"] = self.sasl_mechanism.value
             kwargs["sasl_plain_username"] = self.sasl_username

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
-import contextlib
 import logging
 import re
 from collections.abc import AsyncIterator, Sequence
@@ -20,11 +18,14 @@ from connectors.base import (
     dry_run_delivery,
 )
 from connectors.errors import ConnectionLost, MessageSpecError
+from connectors.headertext import header_bytes
 from connectors.kafka.config import KafkaOptions, KafkaSource, KafkaTarget
 from connectors.kafka.sink import Producer
-from connectors.kafka.source import BASE64_MARKER, SourceSession
+from connectors.kafka.source import SourceSession
+from connectors.kafka.topology import KafkaTopology
 from connectors.tls import warn_insecure
 from routing.bindings import kafka as binding
+from routing.bindings import merge_headers
 from routing.event import CloudEvent
 
 __all__ = ["KafkaConnector"]
@@ -45,14 +46,6 @@ logging.getLogger("aiokafka").addFilter(_not_a_bootstrap_error)
 _MAX_MESSAGE_BYTES = 1_048_576
 
 
-def _raw(text: str) -> bytes:
-    """The bytes of a header or key the source turned into text (see ``header_text``)."""
-    if text.startswith(BASE64_MARKER):
-        with contextlib.suppress(ValueError):
-            return base64.b64decode(text[len(BASE64_MARKER) :], validate=True)
-    return text.encode("utf-8", "surrogatepass")
-
-
 class KafkaConnector(Connector[KafkaOptions, KafkaSource, KafkaTarget]):
     """Apache Kafka: consumer groups with out-of-order-safe commits, acks=all publishing."""
 
@@ -67,6 +60,7 @@ class KafkaConnector(Connector[KafkaOptions, KafkaSource, KafkaTarget]):
         headers=True,
         max_message_bytes=_MAX_MESSAGE_BYTES,
     )
+    topology: ClassVar[KafkaTopology] = KafkaTopology()
 
     def __init__(self, name: str, options: KafkaOptions) -> None:
         super().__init__(name, options)
@@ -130,15 +124,16 @@ class KafkaConnector(Connector[KafkaOptions, KafkaSource, KafkaTarget]):
         )
         if not target.headers:
             return message
-        extra = tuple((name, value.encode("utf-8")) for name, value in target.headers.items())
-        return binding.KafkaMessage(message.key, message.value, message.headers + extra)
+        custom = ((name, value.encode("utf-8")) for name, value in target.headers.items())
+        merged = merge_headers(message.headers, custom, refused=binding.header_clash)
+        return binding.KafkaMessage(message.key, message.value, tuple(merged))
 
     async def publish(self, target: KafkaTarget, event: CloudEvent) -> None:
         await self._send(target.topic, self.encode(target, event))
 
     async def publish_raw(self, message: RawMessage) -> None:
-        headers = tuple((name, _raw(value)) for name, value in message.headers.items())
-        key = None if message.key is None else _raw(message.key)
+        headers = tuple((name, header_bytes(value)) for name, value in message.headers.items())
+        key = None if message.key is None else header_bytes(message.key)
         await self._send(message.address, binding.KafkaMessage(key, message.payload, headers))
 
     async def _send(self, topic: str, message: binding.KafkaMessage) -> None:
@@ -149,6 +144,10 @@ class KafkaConnector(Connector[KafkaOptions, KafkaSource, KafkaTarget]):
             raise
         if self.health.state is HealthState.RECONNECTING:
             self._report(HealthState.UP, "")
+
+    @classmethod
+    def header_clash(cls, options: KafkaOptions, name: str) -> str | None:
+        return binding.header_clash(name)
 
     @classmethod
     def read_back(cls, target: KafkaTarget, reader: str) -> KafkaSource | None:

@@ -20,7 +20,6 @@ A session is a plain async iterator, not a generator: cancelling a pending
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import logging
 from collections import deque
@@ -32,29 +31,19 @@ from aiokafka.errors import ConsumerStoppedError, KafkaError
 
 from connectors.backoff import Backoff
 from connectors.base import Delivery, HealthState, find_header
+from connectors.headertext import header_text
 from connectors.kafka.config import KafkaOptions, KafkaSource
 from connectors.kafka.offsets import OffsetTracker, Pending
 from routing.bindings.kafka import KafkaMessage
 
-__all__ = ["BASE64_MARKER", "SourceSession", "header_text"]
+__all__ = ["SourceSession"]
 
 log = logging.getLogger("meshgate.connectors.kafka")
-
-BASE64_MARKER = "base64:"
-"""Prefix of a header (or key) text whose bytes were not valid UTF-8."""
 
 _POLL_TIMEOUT_MS = 500
 _IDLE_S = 5.0  # unpolled this long: the commit loop polls (paused) to keep the membership
 
 Report = Callable[[HealthState, str], None]
-
-
-def header_text(value: bytes) -> str:
-    """``value`` as text: UTF-8 when it decodes, else ``base64:`` + its base64."""
-    try:
-        return value.decode("utf-8")
-    except UnicodeDecodeError:
-        return BASE64_MARKER + base64.b64encode(value).decode("ascii")
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is untyped

@@ -17,9 +17,8 @@ from pydantic import Field, ModelWrapValidatorHandler, SecretStr, field_validato
 
 from connectors.base import ConnectorOptions, SourceOptions, TargetOptions
 from connectors.redact import redact_url
-from connectors.tls import TlsOptions, legacy_tls_error
+from connectors.tls import TlsOptions, client_context, legacy_tls_error
 from routing.bindings import Mode
-from routing.event import is_valid_attribute_name
 from routing.formats import EventFormat
 
 __all__ = [
@@ -29,7 +28,6 @@ __all__ = [
     "MqttTarget",
     "check_target",
     "effective_mode",
-    "redact_url",
     "subscriber_client_id",
 ]
 
@@ -184,9 +182,7 @@ class MqttOptions(ConnectorOptions):
 
     def ssl_context(self, connector: str) -> ssl.SSLContext | None:
         """The TLS context to connect with, or None without TLS (reads files: may block)."""
-        if not self.endpoint().tls:
-            return None
-        return (self.tls or TlsOptions()).ssl_context(connector)
+        return client_context(self.tls, connector, on=self.endpoint().tls)
 
 
 @dataclass(frozen=True, slots=True)
@@ -294,13 +290,6 @@ def effective_mode(options: MqttOptions, target: MqttTarget) -> Mode:
 
 def check_target(options: MqttOptions, target: MqttTarget) -> str | None:
     """The configuration problem with ``target`` on a connector with ``options``, or None."""
-    for name in target.headers:
-        if is_valid_attribute_name(name):
-            return (
-                f"headers: {name!r} would be read back as a CloudEvents attribute (MQTT 5 "
-                "User Properties named like attributes are attributes): use a name with "
-                "a '-' or capitals, or attributes: {set: ...}"
-            )
     if options.protocol != 4:
         return None
     if target.headers:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import AsyncIterator
 from typing import ClassVar
@@ -30,10 +31,11 @@ from connectors.mqtt.config import (
 from connectors.mqtt.hub import Hub
 from connectors.mqtt.session import Session, new_properties
 from connectors.mqtt.source import consume
+from connectors.mqtt.topology import MqttTopology, mqtt_match
 from connectors.tls import warn_insecure
+from routing.bindings import merge_headers
 from routing.bindings import mqtt as binding
 from routing.event import CloudEvent
-from routing.filters import mqtt_match
 
 __all__ = ["MqttConnector"]
 
@@ -53,8 +55,10 @@ class MqttConnector(Connector[MqttOptions, MqttSource, MqttTarget]):
     """MQTT 3.1.1 / 5: persistent sessions with deferred, ordered acks; confirmed publish.
 
     QoS 0 is at-most-once in both directions: a QoS 0 delivery's ``ack``/``nack`` do
-    nothing and a QoS 0 publish returns once written. ``capabilities.headers`` holds
-    for MQTT 5 only (3.1.1 has no properties: structured JSON mode only).
+    nothing and a QoS 0 publish returns once written. ``capabilities`` describes the
+    connector at its best (QoS 1/2, MQTT 5); ``source_capabilities`` and
+    ``target_capabilities`` answer per source and target (QoS 0; MQTT 3.1.1 has no
+    properties, so no headers: structured JSON mode only).
     """
 
     Options: ClassVar[type[MqttOptions]] = MqttOptions
@@ -67,6 +71,7 @@ class MqttConnector(Connector[MqttOptions, MqttSource, MqttTarget]):
         headers=True,
         max_message_bytes=_MAX_MESSAGE_BYTES,
     )
+    topology: ClassVar[MqttTopology] = MqttTopology()
     address_separator: ClassVar[str] = "/"
 
     def __init__(self, name: str, options: MqttOptions) -> None:
@@ -79,6 +84,39 @@ class MqttConnector(Connector[MqttOptions, MqttSource, MqttTarget]):
     @classmethod
     def validate_target(cls, options: MqttOptions, target: MqttTarget) -> str | None:
         return check_target(options, target)
+
+    @classmethod
+    def source_capabilities(cls, options: MqttOptions, source: MqttSource) -> Capabilities:
+        return dataclasses.replace(
+            cls.capabilities, acknowledgements=source.qos > 0, headers=options.protocol == 5
+        )
+
+    @classmethod
+    def target_capabilities(cls, options: MqttOptions, target: MqttTarget) -> Capabilities:
+        return dataclasses.replace(
+            cls.capabilities, confirmed_publish=target.qos > 0, headers=options.protocol == 5
+        )
+
+    @classmethod
+    def capability_cases(cls) -> list[tuple[str, str, Capabilities]]:
+        five = MqttOptions(type="mqtt", host="h", protocol=5)
+        four = five.model_copy(update={"protocol": 4})
+        source, target = (
+            MqttSource(connector="m", topic="t"),
+            MqttTarget.model_validate({"connector": "m", "topic": "t"}),
+        )
+        qos0 = {"qos": 0}
+        return [
+            ("source", "QoS 1 or 2 (default 1), MQTT 5", cls.source_capabilities(five, source)),
+            ("source", "QoS 0", cls.source_capabilities(five, source.model_copy(update=qos0))),
+            ("target", "QoS 1 or 2 (default 1), MQTT 5", cls.target_capabilities(five, target)),
+            ("target", "QoS 0", cls.target_capabilities(five, target.model_copy(update=qos0))),
+            ("both", "MQTT 3.1.1 (`protocol: 4`)", cls.target_capabilities(four, target)),
+        ]
+
+    @classmethod
+    def header_clash(cls, options: MqttOptions, name: str) -> str | None:
+        return binding.header_clash(name)  # MQTT 3.1.1 refuses headers: as a whole
 
     def endpoint(self) -> str:
         return str(self.options.endpoint())  # user name at most, never the password
@@ -135,12 +173,11 @@ class MqttConnector(Connector[MqttOptions, MqttSource, MqttTarget]):
             raise PublishRejected(str(exc)) from exc
         if not target.headers:
             return message
-        extra = tuple(target.headers.items())
+        merged = merge_headers(
+            message.user_properties, target.headers.items(), refused=binding.header_clash
+        )
         return binding.MqttMessage(
-            message.payload,
-            message.content_type,
-            message.user_properties + extra,
-            message.protocol_version,
+            message.payload, message.content_type, tuple(merged), message.protocol_version
         )
 
     async def publish(self, target: MqttTarget, event: CloudEvent) -> None:

@@ -3,7 +3,8 @@
 These pydantic models are the single description of the connector's options:
 validation, defaults, the JSON Schema and the option tables in the docs all come
 from them. ``connect_kwargs`` turns the connection model into ``nats.connect``
-arguments; ``redact_url`` keeps credentials out of every log line.
+arguments; ``connectors.redact.redact_url`` keeps credentials (and tokens) out of
+every log line.
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ from pydantic import (
 )
 
 from connectors.base import ConnectorOptions, SourceOptions, TargetOptions
-from connectors.redact import redact_url as _redact
-from connectors.tls import TlsOptions, legacy_tls_error
+from connectors.redact import redact_url
+from connectors.tls import TlsOptions, client_context, legacy_tls_error
 
 __all__ = [
     "PENDING_BYTES_LIMIT",
@@ -39,7 +40,6 @@ __all__ = [
     "NatsSource",
     "NatsTarget",
     "check_publish_subject",
-    "redact_url",
 ]
 
 PENDING_MSGS_LIMIT: Final = 512 * 1024
@@ -50,11 +50,6 @@ PENDING_BYTES_LIMIT: Final = 64 * 1024 * 1024
 _SCHEMES = frozenset({"nats", "tls"})
 _NAME = re.compile(r"[A-Za-z0-9_-]+")
 _WS = re.compile(r"\s")
-
-
-def redact_url(url: str) -> str:
-    """``url`` with any password or token replaced by ``***`` (safe to log)."""
-    return _redact(url, user_is_secret=True)
 
 
 def _subject_problem(subject: str, *, wildcards: bool) -> str | None:
@@ -183,8 +178,9 @@ class NatsOptions(ConnectorOptions):
         for url in servers:
             parts = urlsplit(url)
             if parts.scheme not in _SCHEMES or not parts.hostname:
+                shown = redact_url(url, user_is_secret=True)
                 raise ValueError(
-                    f"server {redact_url(url)!r}: expected nats://host[:port] or tls://host[:port]"
+                    f"server {shown!r}: expected nats://host[:port] or tls://host[:port]"
                 )
         return servers
 
@@ -218,9 +214,7 @@ class NatsOptions(ConnectorOptions):
 
     def ssl_context(self, connector: str) -> ssl.SSLContext | None:
         """The TLS context for tls:// servers (system CAs without a tls: block), else None."""
-        if not self.uses_tls:
-            return None
-        return (self.tls or TlsOptions()).ssl_context(connector)
+        return client_context(self.tls, connector, on=self.uses_tls)
 
 
 class JetStreamSource(BaseModel):

@@ -43,9 +43,10 @@ from nats.js import JetStreamContext
 from connectors.backoff import Backoff
 from connectors.base import Health, HealthState
 from connectors.errors import ConnectionLost
-from connectors.nats.config import NatsOptions, redact_url
+from connectors.nats.config import NatsOptions
 from connectors.nats.drops import DropReport
 from connectors.nats.pubacks import PubAcks, SharedFlush
+from connectors.redact import redact_url
 from connectors.tls import TlsConfigError, warn_insecure
 
 __all__ = ["Link", "LinkReplaced", "TlsNotOffered"]
@@ -102,7 +103,7 @@ class Link:
 
     @property
     def servers(self) -> str:
-        return ", ".join(redact_url(url) for url in self._options.servers)
+        return ", ".join(redact_url(url, user_is_secret=True) for url in self._options.servers)
 
     async def open(self) -> None:
         """First connection, ``connect_attempts`` tries with backoff; ``ConnectionLost`` after."""
@@ -208,7 +209,7 @@ class Link:
     def _replace(self, nc: Client, timeouts: int, wait: float) -> None:
         self.watchdog_replacements += 1
         url = nc.connected_url
-        where = redact_url(url.geturl()) if url else self.servers
+        where = redact_url(url.geturl(), user_is_secret=True) if url else self.servers
         self._log.warning(
             "%s: NATS link to %s silent (%d timeouts in a row, no answer to a probe in "
             "%ss) while the client reports connected; replacing the client",
@@ -382,7 +383,9 @@ class Link:
         self._timeouts, self._seen_in, self._calm_until = 0, -1, 0.0
         self._health.state = HealthState.UP
         url = nc.connected_url
-        self._health.detail = f"connected to {redact_url(url.geturl())}" if url else "connected"
+        self._health.detail = (
+            f"connected to {redact_url(url.geturl(), user_is_secret=True)}" if url else "connected"
+        )
         self._ready.set()
         self._log.info("%s: %s", self._label, self._health.detail)
 
@@ -508,7 +511,9 @@ class _Client(Client):
         writer = getattr(self._transport, "_io_writer", None)
         if writer is None or writer.get_extra_info("ssl_object") is None:
             server = self._current_server
-            url = redact_url(server.uri.geturl()) if server is not None else "?"
+            url = (
+                redact_url(server.uri.geturl(), user_is_secret=True) if server is not None else "?"
+            )
             raise TlsNotOffered(self._label, url)
         return super()._connect_command()
 

@@ -29,12 +29,11 @@ from nats.aio.client import Client
 from connectors.errors import ConnectionLost, ConnectorError, PublishRejected, PublishTimeout
 from connectors.nats.config import NatsTarget, check_publish_subject
 from connectors.nats.link import Link
-from routing.bindings.nats import NatsMessage, to_message
+from routing.bindings import merge_headers
+from routing.bindings.nats import MSG_ID_HEADER, NatsMessage, header_clash, header_key, to_message
 from routing.event import CloudEvent
 
 __all__ = ["MSG_ID_HEADER", "dedup_id", "publish", "send"]
-
-MSG_ID_HEADER = "Nats-Msg-Id"
 
 _CONNECTION_ERRORS = (
     nats.errors.ConnectionClosedError,
@@ -108,10 +107,11 @@ def encode(target: NatsTarget, event: CloudEvent) -> NatsMessage:
     message = to_message(event, target.mode, fmt=target.format)
     if not target.jetstream and not target.headers:
         return message
-    headers = {**target.headers, **(message.headers or {})}  # the binding's headers win
+    own = list((message.headers or {}).items())
     if target.jetstream:
-        headers[MSG_ID_HEADER] = dedup_id(target.subject, event)
-    return NatsMessage(message.data, headers)
+        own.append((MSG_ID_HEADER, dedup_id(target.subject, event)))
+    merged = merge_headers(own, target.headers.items(), same=header_key, refused=header_clash)
+    return NatsMessage(message.data, dict(merged))
 
 
 async def publish(link: Link, wait: float, target: NatsTarget, event: CloudEvent) -> None:

@@ -15,16 +15,29 @@ holding the parts of a native message the binding reads and writes, plus
 ``nats``           NATS 2.2+ (percent-encoded ``ce-`` headers)
 =================  ==========================================================
 
+Each module also has ``header_clash(name)``: the one rule saying which native header
+names a target's ``headers:`` may not use beside that binding (names that read back
+as attributes or as the binding's own headers); ``merge_headers`` puts the two
+together in one precedence.
+
 No module here imports a broker client or does I/O; connectors turn their client's
 message objects into these dataclasses and back.
 """
 
 from __future__ import annotations
 
-from routing.bindings._headers import Mode
+from routing.bindings._headers import Mode, merge_headers, prefix_clash
 from routing.bindings.amqp import AmqpMessage
 from routing.bindings.kafka import KafkaMessage
 from routing.bindings.mqtt import MqttMessage
 from routing.bindings.nats import NatsMessage
 
-__all__ = ["AmqpMessage", "KafkaMessage", "Mode", "MqttMessage", "NatsMessage"]
+__all__ = [
+    "AmqpMessage",
+    "KafkaMessage",
+    "Mode",
+    "MqttMessage",
+    "NatsMessage",
+    "merge_headers",
+    "prefix_clash",
+]

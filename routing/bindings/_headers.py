@@ -14,13 +14,16 @@ its protocol's mapping rules:
   carry (``binary_mode_possible``), the attribute headers to write
   (``binary_attributes``), and "empty payload means no data" (``data_or_none``);
 - recognising the headerless structured JSON of MQTT 3.1.1 and pre-2.2 NATS
-  (``headerless_json_event``).
+  (``headerless_json_event``);
+- putting a target's own native headers beside the binding's (``merge_headers``, the
+  one precedence; each binding's ``header_clash`` says which names it refuses).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from enum import StrEnum
-from typing import Final
+from typing import Final, TypeVar
 
 import orjson
 
@@ -37,7 +40,11 @@ __all__ = [
     "data_or_none",
     "header_text",
     "headerless_json_event",
+    "merge_headers",
+    "prefix_clash",
 ]
+
+V = TypeVar("V")
 
 NAME_RULE: Final = "attribute names must be lower-case ASCII letters and digits only (a-z, 0-9)"
 
@@ -149,3 +156,50 @@ def headerless_json_event(payload: bytes) -> CloudEvent | None:
     if not isinstance(obj, dict) or "specversion" not in obj:
         return None
     return json_format.decode_object(obj)
+
+
+def _exact(name: str) -> str:
+    return name
+
+
+def merge_headers(
+    own: Iterable[tuple[str, V]],
+    custom: Iterable[tuple[str, V]],
+    *,
+    same: Callable[[str], str] = _exact,
+    refused: Callable[[str], str | None] | None = None,
+) -> list[tuple[str, V]]:
+    """The headers of a published message: ``own`` first, then ``custom`` beside them.
+
+    The one precedence (docs/routes.md#native-headers): what the binding and the
+    connector write (``own``: attribute headers, content type, ``Nats-Msg-Id``; or, one
+    layer up, the trace context) always wins. A ``custom`` header (a target's
+    ``headers:``) is left out when ``refused`` (the binding's ``header_clash``) names a
+    reason, or when an ``own`` header has the same name after ``same`` (the protocol's
+    case rule, e.g. ``str.lower`` for NATS). Loading the config already refuses
+    clashing names with file and line; this keeps a message readable when such a name
+    arrives anyway (a plugin, a direct call), rather than writing one that every
+    CloudEvents reader rejects or reads as a different event.
+    """
+    merged = list(own)
+    taken = {same(name) for name, _ in merged}
+    for name, value in custom:
+        if same(name) in taken or (refused is not None and refused(name) is not None):
+            continue
+        taken.add(same(name))
+        merged.append((name, value))
+    return merged
+
+
+def prefix_clash(name: str, prefixes: Iterable[str], binding: str) -> str | None:
+    """A ``header_clash`` reason when ``name`` starts with one of ``prefixes`` in any
+    case (the binding's attribute headers), else None."""
+    lowered = name.lower()
+    for prefix in prefixes:
+        if lowered.startswith(prefix.lower()):
+            return (
+                f"names starting {prefix} (any case) carry CloudEvents attributes in the "
+                f"{binding} binding; expected another name (attributes change with "
+                "attributes: {set: ...})"
+            )
+    return None

@@ -57,12 +57,20 @@ from routing.bindings._headers import (
     binary_mode_possible,
     data_or_none,
     header_text,
+    prefix_clash,
 )
 from routing.errors import InvalidEvent
 from routing.event import CloudEvent, canonical_string
 from routing.formats import EventFormat, decode, encode, is_structured
 
-__all__ = ["HEADER_PREFIX", "INGEST_PREFIXES", "AmqpMessage", "from_message", "to_message"]
+__all__ = [
+    "HEADER_PREFIX",
+    "INGEST_PREFIXES",
+    "AmqpMessage",
+    "from_message",
+    "header_clash",
+    "to_message",
+]
 
 HEADER_PREFIX: Final = "ce-"
 INGEST_PREFIXES: Final = (HEADER_PREFIX, "cloudEvents_", "cloudEvents:")
@@ -138,3 +146,14 @@ def _header_value(header: str, value: object) -> str:
         f"a {type(value).__name__} value has no CloudEvents canonical string "
         "(expected text, UTF-8 bytes, an integer, a boolean or a timestamp)",
     )
+
+
+def header_clash(name: str) -> str | None:
+    """Why a target's own header ``name`` cannot travel beside this binding's, or None.
+
+    AMQP field-table names are case-sensitive; reading takes ``ce-``, ``cloudEvents_``
+    and ``cloudEvents:`` headers as attributes, refused here in any case (other
+    readers fold case). The content type is the ``content_type`` property, so a
+    ``content-type`` header is only a header.
+    """
+    return prefix_clash(name, INGEST_PREFIXES, "AMQP")

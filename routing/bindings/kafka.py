@@ -56,12 +56,13 @@ from routing.bindings._headers import (
     binary_attributes,
     binary_mode_possible,
     header_text,
+    prefix_clash,
 )
 from routing.errors import InvalidEvent
 from routing.event import CloudEvent, canonical_string
 from routing.formats import EventFormat, decode, encode, is_structured
 
-__all__ = ["HEADER_PREFIX", "KafkaMessage", "from_message", "to_message"]
+__all__ = ["HEADER_PREFIX", "KafkaMessage", "from_message", "header_clash", "to_message"]
 
 HEADER_PREFIX = "ce_"
 CONTENT_TYPE = "content-type"
@@ -138,3 +139,19 @@ def from_message(message: KafkaMessage) -> CloudEvent | None:
     if content_type is not None:
         attributes.add("datacontenttype", content_type, CONTENT_TYPE)
     return attributes.event(message.value)
+
+
+def header_clash(name: str) -> str | None:
+    """Why a target's own header ``name`` cannot travel beside this binding's, or None.
+
+    Kafka header names are case-sensitive, but reading takes ``content-type`` in any
+    case (datacontenttype, or the event format of structured mode) and ``ce_<name>``
+    headers as attributes; both are refused in any case.
+    """
+    if name.lower() == CONTENT_TYPE:
+        return (
+            "the Kafka binding writes the content-type header itself (any case: it carries "
+            "datacontenttype, or the event format in structured mode); expected another "
+            "name (set datacontenttype with attributes: {set: ...})"
+        )
+    return prefix_clash(name, (HEADER_PREFIX,), "Kafka")

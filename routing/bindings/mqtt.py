@@ -59,11 +59,20 @@ from routing.bindings._headers import (
     binary_mode_possible,
     data_or_none,
     headerless_json_event,
+    prefix_clash,
 )
 from routing.event import CloudEvent, is_valid_attribute_name
 from routing.formats import EventFormat, decode, encode, is_structured
 
-__all__ = ["INGEST_PREFIX", "MQTT_3_1_1", "MQTT_5", "MqttMessage", "from_message", "to_message"]
+__all__ = [
+    "INGEST_PREFIX",
+    "MQTT_3_1_1",
+    "MQTT_5",
+    "MqttMessage",
+    "from_message",
+    "header_clash",
+    "to_message",
+]
 
 MQTT_5: Final = 5
 MQTT_3_1_1: Final = 4  # the protocol level byte of MQTT 3.1.1
@@ -159,3 +168,21 @@ def _check_version(protocol_version: int) -> None:
         raise ValueError(
             f"protocol_version must be 5 (MQTT 5.0) or 4 (MQTT 3.1.1), not {protocol_version!r}"
         )
+
+
+def header_clash(name: str) -> str | None:
+    """Why a target's own User Property ``name`` cannot travel beside this binding's,
+    or None.
+
+    MQTT 5 User Property names are exact (case-sensitive): every one named like an
+    attribute (``^[a-z0-9]+$``) reads back as that attribute (3.1.3), and so does a
+    ``ce-`` prefixed one (refused in any case). ``Region`` or ``x-region`` are fine.
+    The content type is the Content Type property, not a User Property.
+    """
+    if is_valid_attribute_name(name):
+        return (
+            f"MQTT 5 User Properties named like an attribute are read back as that "
+            f"attribute; expected a name with a '-' or capitals (e.g. x-{name}), or set "
+            "the attribute with attributes: {set: ...}"
+        )
+    return prefix_clash(name, (INGEST_PREFIX,), "MQTT")

@@ -58,6 +58,7 @@ from routing.bindings._headers import (
     binary_attributes,
     data_or_none,
     headerless_json_event,
+    prefix_clash,
 )
 from routing.errors import InvalidEvent
 from routing.event import CloudEvent
@@ -65,8 +66,11 @@ from routing.formats import EventFormat, decode, encode, is_structured
 
 __all__ = [
     "HEADER_PREFIX",
+    "MSG_ID_HEADER",
     "NatsMessage",
     "from_message",
+    "header_clash",
+    "header_key",
     "percent_decode",
     "percent_encode",
     "to_message",
@@ -75,6 +79,8 @@ __all__ = [
 HEADER_PREFIX: Final = "ce-"
 CONTENT_TYPE: Final = "Content-Type"
 _CONTENT_TYPE_LOWER: Final = CONTENT_TYPE.lower()
+MSG_ID_HEADER: Final = "Nats-Msg-Id"
+"""JetStream's de-duplication id, which the NATS connector writes on every JetStream publish."""
 # Printable ASCII except '"' and '%': the characters 3.1.3.2 leaves unencoded.
 _UNENCODED: Final = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) not in '"%')
 _BAD_ESCAPE: Final = re.compile(r"%(?![0-9A-Fa-f]{2})")
@@ -103,6 +109,11 @@ def to_message(
         for name, value in binary_attributes(event, with_datacontenttype=True)
     }
     return NatsMessage(event.data or b"", headers)
+
+
+def header_key(name: str) -> str:
+    """NATS header names compare in any case (as in HTTP)."""
+    return name.lower()
 
 
 def from_message(message: NatsMessage) -> CloudEvent | None:
@@ -195,3 +206,19 @@ def _unquote(text: str, where: str) -> str:
         out.append(char)
         i += 1
     return "".join(out)
+
+
+def header_clash(name: str) -> str | None:
+    """Why a target's own header ``name`` cannot travel beside this binding's, or None.
+
+    Names compare in any case: ``ce-`` headers are attributes, ``Content-Type`` is
+    the event format of structured mode, and ``Nats-Msg-Id`` is the JetStream
+    de-duplication id the connector writes (stable across retries).
+    """
+    for own in (CONTENT_TYPE, MSG_ID_HEADER):
+        if header_key(name) == header_key(own):
+            return (
+                f"the NATS binding writes the {own} header itself (names compare in any "
+                "case); expected another name"
+            )
+    return prefix_clash(name, (HEADER_PREFIX,), "NATS")

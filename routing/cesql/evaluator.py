@@ -42,6 +42,7 @@ from routing.cesql.functions import (
     INT_MAX,
     INT_MIN,
     ZERO,
+    Builtin,
     FunctionFailure,
     Type,
     arithmetic,
@@ -369,53 +370,82 @@ def _in(node: ast.In, operand: Compiled, items: list[Compiled]) -> Compiled:
 # -- function calls -------------------------------------------------------------------------
 
 
-def _call(node: ast.Call, args: list[Compiled]) -> Compiled:
-    builtin = lookup(node.name, len(args))
-    if builtin is None:
-        # Spec 3.5: an invocation that cannot be dispatched is false + MissingFunctionError.
-        error = (
-            ErrorKind.MISSING_FUNCTION,
-            f"no function {node.name} taking {len(args)} argument(s)",
-            node.pos,
-        )
+def _missing_function(node: ast.Call, count: int) -> Compiled:
+    # Spec 3.5: an invocation that cannot be dispatched is false + MissingFunctionError.
+    error = (
+        ErrorKind.MISSING_FUNCTION,
+        f"no function {node.name} taking {count} argument(s)",
+        node.pos,
+    )
 
-        def missing_function(event: CloudEvent, errors: Errors) -> Value:
-            errors.append(error)
-            return False
+    def missing_function(event: CloudEvent, errors: Errors) -> Value:
+        errors.append(error)
+        return False
 
-        return Compiled(missing_function, Type.BOOLEAN, node.pos)
-    fns = tuple(arg.fn for arg in args)
-    # (index, Python type, cast, position) for each argument whose type may differ
-    # from its parameter's; Any parameters take the value as it is.
+    return Compiled(missing_function, Type.BOOLEAN, node.pos)
+
+
+def _argument_casts(builtin: Builtin, args: list[Compiled]) -> list[tuple[int, type, Convert, int]]:
+    """(index, Python type, cast, position) for each argument whose type may differ
+    from its parameter's; Any parameters take the value as it is."""
     casts: list[tuple[int, type, Convert, int]] = []
     for i, arg in enumerate(args):
         param = builtin.param_type(i)
         if param is not Type.ANY and arg.type is not param:
             target = _PYTHON_TYPE[param]
             casts.append((i, target, CONVERT[target], arg.pos))
-    impl, zero, name, pos = builtin.impl, ZERO[builtin.returns], node.name, node.pos
+    return casts
+
+
+Failed = Callable[[FunctionFailure, Errors], Value]
+"""Records a function's failure and gives its result value."""
+
+
+def _call(node: ast.Call, args: list[Compiled]) -> Compiled:
+    builtin = lookup(node.name, len(args))
+    if builtin is None:
+        return _missing_function(node, len(args))
+    casts = _argument_casts(builtin, args)
+    name, pos = node.name, node.pos
 
     def failed(failure: FunctionFailure, errors: Errors) -> Value:
         errors.append((failure.kind, f"{name}: {failure.message}", pos))
         return failure.value
 
-    if len(fns) == 1:  # LENGTH(x), INT(x)...: skip the argument list
-        only = fns[0]
-        _, target, convert, arg_pos = casts[0] if casts else (0, object, None, 0)
+    if len(args) == 1:  # LENGTH(x), INT(x)...: skip the argument list
+        fn = _call_one(builtin, args[0].fn, casts, failed)
+    else:
+        fn = _call_many(builtin, tuple(arg.fn for arg in args), tuple(casts), failed)
+    return Compiled(fn, builtin.returns, node.pos)
 
-        def call_one(event: CloudEvent, errors: Errors) -> Value:
-            value = only(event, errors)
-            if errors:
-                return zero
-            if convert is not None and type(value) is not target:
-                value = convert(value, errors, arg_pos)
-            try:
-                return impl(value)
-            except FunctionFailure as failure:
-                return failed(failure, errors)
 
-        return Compiled(call_one, builtin.returns, node.pos)
-    arg_casts = tuple(casts)
+def _call_one(
+    builtin: Builtin, only: Fn, casts: list[tuple[int, type, Convert, int]], failed: Failed
+) -> Fn:
+    impl, zero = builtin.impl, ZERO[builtin.returns]
+    _, target, convert, arg_pos = casts[0] if casts else (0, object, None, 0)
+
+    def call_one(event: CloudEvent, errors: Errors) -> Value:
+        value = only(event, errors)
+        if errors:
+            return zero
+        if convert is not None and type(value) is not target:
+            value = convert(value, errors, arg_pos)
+        try:
+            return impl(value)
+        except FunctionFailure as failure:
+            return failed(failure, errors)
+
+    return call_one
+
+
+def _call_many(
+    builtin: Builtin,
+    fns: tuple[Fn, ...],
+    arg_casts: tuple[tuple[int, type, Convert, int], ...],
+    failed: Failed,
+) -> Fn:
+    impl, zero = builtin.impl, ZERO[builtin.returns]
 
     def call(event: CloudEvent, errors: Errors) -> Value:
         values: list[Value] = []
@@ -431,7 +461,7 @@ def _call(node: ast.Call, args: list[Compiled]) -> Compiled:
         except FunctionFailure as failure:
             return failed(failure, errors)
 
-    return Compiled(call, builtin.returns, node.pos)
+    return call
 
 
 # -- tree walk ------------------------------------------------------------------------------
@@ -472,20 +502,7 @@ def compile_node(node: Node, depth: int = 0) -> Compiled:
         args = [compile_node(arg, nested) for arg in node.args]
         return _fold(_call(node, args), args)
     if node.op in ("AND", "OR"):
-        operands = [compile_node(n, nested) for n in ast.logic_operands(node)]
-        if all(c.type is Type.BOOLEAN for c in operands):
-            chain = _bool_chain(node.op, tuple(c.fn for c in operands), node.pos)
-            return _fold(chain, operands)
-        # Some operand needs a cast: keep the binary (left-nested) structure, whose
-        # closures nest as deep as the chain is long.
-        if depth + len(operands) > MAX_DEPTH:
-            raise CesqlParseError(
-                f"chain of more than {MAX_DEPTH} {node.op} operands needing casts", node.pos
-            )
-        compiled = operands[0]
-        for operand in operands[1:]:
-            compiled = _fold(_logic(node, compiled, operand), [compiled, operand])
-        return compiled
+        return _compile_logic(node, depth)
     left, right = compile_node(node.left, nested), compile_node(node.right, nested)
     if node.op == "XOR":
         compiled = _logic(node, left, right)
@@ -494,3 +511,21 @@ def compile_node(node: Node, depth: int = 0) -> Compiled:
     else:
         compiled = _integer_binary(node, left, right)
     return _fold(compiled, [left, right])
+
+
+def _compile_logic(node: ast.Binary, depth: int) -> Compiled:
+    """An AND or OR chain: one flat closure when every operand is Boolean."""
+    operands = [compile_node(n, depth + 1) for n in ast.logic_operands(node)]
+    if all(c.type is Type.BOOLEAN for c in operands):
+        chain = _bool_chain(node.op, tuple(c.fn for c in operands), node.pos)
+        return _fold(chain, operands)
+    # Some operand needs a cast: keep the binary (left-nested) structure, whose
+    # closures nest as deep as the chain is long.
+    if depth + len(operands) > MAX_DEPTH:
+        raise CesqlParseError(
+            f"chain of more than {MAX_DEPTH} {node.op} operands needing casts", node.pos
+        )
+    compiled = operands[0]
+    for operand in operands[1:]:
+        compiled = _fold(_logic(node, compiled, operand), [compiled, operand])
+    return compiled

@@ -29,8 +29,9 @@ import pytest
 from connectors.base import Delivery, HealthState
 from connectors.errors import PublishRejected
 from connectors.mqtt import MqttConnector, MqttOptions, MqttSource, MqttTarget
-from connectors.mqtt.config import redact_url, subscriber_client_id
+from connectors.mqtt.config import subscriber_client_id
 from connectors.mqtt.session import Session
+from connectors.redact import redact_url
 from routing.bindings import Mode
 from tests.brokers import MQTT_HOST_PORT, unique_name
 from tests.integration.conformance import ConnectorConformance, next_delivery, sample_event

@@ -31,7 +31,7 @@ from pydantic import SecretStr
 from connectors.base import Delivery, HealthState
 from connectors.errors import ConnectionLost, ConnectorError, PublishRejected, PublishTimeout
 from connectors.nats import JetStreamSource, NatsConnector, NatsOptions, NatsSource, NatsTarget
-from connectors.nats.config import redact_url
+from connectors.redact import redact_url
 from connectors.tls import TlsConfigError
 from gateway.localbrokers import LOOPBACK, free_port, nats_server_binary, wait_for_port
 from routing.bindings import Mode
@@ -410,7 +410,7 @@ async def test_first_connection_failure_is_clean_and_redacted(
     await conn.close()
     assert "s3cret" not in str(failure.value) and "gw:***@" in str(failure.value)
     assert "s3cret" not in caplog.text
-    assert redact_url("nats://tok@h:1") == "nats://***@h:1"
+    assert redact_url("nats://tok@h:1", user_is_secret=True) == "nats://***@h:1"
     assert conn.health.state is HealthState.CLOSED
 
 

@@ -590,9 +590,9 @@ async def test_native_headers_pass_to_the_target(gateway_for) -> None:
 async def test_heartbeats_signal_only_long_deliveries_and_never_overlap(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from gateway.runtime import _Heartbeats
+    from gateway.inflight import Heartbeats
 
-    monkeypatch.setattr(_Heartbeats, "PERIOD", 0.05)
+    monkeypatch.setattr(Heartbeats, "PERIOD", 0.05)
     beats = {"slow": 0, "fast": 0, "stuck": 0}
     release_stuck = asyncio.Event()
 
@@ -604,7 +604,7 @@ async def test_heartbeats_signal_only_long_deliveries_and_never_overlap(
 
         return beat  # type: ignore[return-value]
 
-    heartbeats = _Heartbeats()
+    heartbeats = Heartbeats()
     heartbeats.add(1, signal("slow"))
     heartbeats.add(2, signal("fast"))
     heartbeats.add(3, signal("stuck"))
