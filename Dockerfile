@@ -22,10 +22,12 @@ COPY pyproject.toml README.md ./
 COPY routing ./routing
 COPY connectors ./connectors
 COPY gateway ./gateway
-# uvloop (the "fast" extra) saves 5-20% CPU per event (docs/performance.md).
+# uvloop (the "fast" extra) saves 5-20% CPU per event (docs/performance.md); aiomqtt
+# is for compose/traffic.py, which runs in this image as the legacy MQTT device.
 RUN python -m build --wheel --outdir /dist . \
     && python -m venv /opt/meshgate \
     && /opt/meshgate/bin/pip install --no-cache-dir /dist/meshgate-*.whl "uvloop==0.23.0" \
+       "aiomqtt==2.5.1" \
     && /opt/meshgate/bin/meshgate --version
 
 # --- runtime -------------------------------------------------------------------------

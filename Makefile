@@ -2,8 +2,9 @@
 #
 #   make test    bootstrap .venv, make sure RabbitMQ/Mosquitto/NATS listen on loopback
 #                (starting what is missing), then run the whole pytest suite
-#   make demo    bootstrap the runtime and the local brokers only (no test or lint
-#                tools; MESHGATE_EXTRAS=brokers), then run `meshgate demo`
+#   make demo    bootstrap the runtime and what the demo needs only (local brokers and
+#                an MQTT client; no test or lint tools: MESHGATE_EXTRAS=demo), then
+#                run `meshgate demo`
 #   make lint    ruff check + mypy (strict, packages listed in pyproject.toml)
 #   make bench   bootstrap + brokers, then `python -m bench`
 #
@@ -35,7 +36,7 @@ test: bootstrap brokers
 		$(PY) -m pytest -q -ra --timeout=$(TEST_TIMEOUT) $(PYTEST_ARGS)
 
 demo:
-	@MESHGATE_EXTRAS=brokers bash scripts/bootstrap.sh
+	@MESHGATE_EXTRAS=demo bash scripts/bootstrap.sh
 	$(VENV)/bin/meshgate demo
 
 lint: bootstrap

@@ -676,7 +676,7 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--window", type=int, default=256, help="publisher window (unconfirmed)")
     parser.add_argument("--max-in-flight", type=int, help="route max_in_flight (default 256)")
     parser.add_argument("--jetstream-batch", type=int, help="gateway JetStream pull batch")
-    parser.add_argument("--kafka-linger-ms", type=int, help="gateway Kafka producer linger_ms")
+    parser.add_argument("--kafka-linger-ms", type=int, help="gateway Kafka linger (ms)")
     parser.add_argument(
         "--processes",
         type=_counts,

@@ -299,12 +299,13 @@ class Kafka(Endpoint):
     def connector(self, gateway_token: str) -> dict[str, Any]:
         connector: dict[str, Any] = {"type": "kafka", "bootstrap_servers": self.env.kafka_bootstrap}
         if self.gateway_linger_ms is not None:
-            connector["linger_ms"] = self.gateway_linger_ms
+            connector["linger_seconds"] = self.gateway_linger_ms / 1000
         return connector
 
     def source(self) -> dict[str, Any]:
         # Same fetch wait as the raw consumer: the mock cluster holds every fetch that long.
-        return {"topics": [self.topic], "group_id": f"mgb-g-{self.token}", "fetch_max_wait_ms": 10}
+        group = f"mgb-g-{self.token}"
+        return {"topics": [self.topic], "group_id": group, "fetch_max_wait_seconds": 0.01}
 
     def target(self, mode: Mode) -> dict[str, Any]:
         return {"topic": self.topic, "mode": mode.value}
@@ -467,7 +468,7 @@ class Mqtt(Endpoint):
             "protocol": 5,
             "client_id": f"mgb-gw-{gateway_token}",
             "clean_start": True,
-            "session_expiry": 60,
+            "session_expiry_seconds": 60,
         }
 
     def source(self) -> dict[str, Any]:

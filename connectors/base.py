@@ -30,12 +30,24 @@ import abc
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
+from typing import Any, ClassVar, Generic, Protocol, Self, TypeVar, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ModelWrapValidatorHandler,
+    field_validator,
+    model_validator,
+)
+
+# TypeVar defaults (PEP 696, native from Python 3.13): ``Connector[Opts, Src, Tgt]``
+# and a bare ``Delivery`` keep meaning "any native message type".
+from typing_extensions import TypeVar as DefaultTypeVar
 
 from connectors.backoff import Backoff, BackoffPolicy
 from connectors.errors import MessageSpecError
+from connectors.renamed import Renamed, rename_keys
 from connectors.signing import SignOptions, VerifyOptions
 from connectors.topology import Topology
 from routing.bindings import Mode, prefix_clash
@@ -53,6 +65,8 @@ __all__ = [
     "HealthState",
     "MeshAttributes",
     "MessageSpec",
+    "MessageT",
+    "Nack",
     "Preflight",
     "RawMessage",
     "RawPublisher",
@@ -66,6 +80,15 @@ __all__ = [
 class _StrictModel(BaseModel):
     # Unknown keys are configuration errors, never silently ignored.
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    renamed: ClassVar[tuple[Renamed, ...]] = ()
+    """Old spellings of this model's options that still load (``connectors.renamed``)."""
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _old_spellings(cls, data: Any, handler: ModelWrapValidatorHandler[Self]) -> Self:
+        # wrap, not before: the JSON Schema keeps describing the fields
+        return handler(rename_keys(cls.renamed, data) if cls.renamed else data)
 
 
 class ConnectorOptions(_StrictModel):
@@ -193,8 +216,24 @@ class Health:
     dropped: int = 0
 
 
+class Nack(Protocol):
+    """``await delivery.nack(requeue=...)``: give a delivery back unprocessed.
+
+    ``requeue=True`` asks the broker to deliver it again (soon); ``requeue=False``
+    drops it where the protocol can (connector docs say what each one does).
+    Keyword-only, so a call site says which it means."""
+
+    def __call__(self, *, requeue: bool) -> Awaitable[None]: ...
+
+
+MessageT = DefaultTypeVar("MessageT", default=Any)
+"""A connector's native message type: the binding dataclass its sources yield in
+``Delivery.message`` and ``encode`` returns (``KafkaMessage``, ``NatsMessage``...)."""
+M = TypeVar("M")
+
+
 @dataclass(slots=True, eq=False)
-class Delivery:
+class Delivery(Generic[MessageT]):
     """One message received from a source, with its acknowledgement callbacks.
 
     ``message`` is the binding dataclass of the protocol; ``address`` the topic,
@@ -205,12 +244,12 @@ class Delivery:
     kept; ``coordinates`` where the message came from, recorded in dead letters.
     """
 
-    message: Any
+    message: MessageT
     address: str
     payload: bytes
     headers: Mapping[str, str]
     ack: Callable[[], Awaitable[None]]
-    nack: Callable[[bool], Awaitable[None]]
+    nack: Nack
     native_id: str | None = None
     ordering_key: str | None = None
     coordinates: Mapping[str, str | int] = field(default_factory=dict)
@@ -250,18 +289,18 @@ class MessageSpec:
         return self.content_type or find_header(self.headers, "content-type")
 
 
-async def _not_settled(*_: Any) -> None:
+async def _not_settled(*_: Any, **__: Any) -> None:
     """Ack/nack of a dry-run delivery: nothing to settle."""
 
 
 def dry_run_delivery(
     spec: MessageSpec,
-    message: Any,
+    message: M,
     address: str,
     *,
     coordinates: Mapping[str, str | int] | None = None,
     content_type: str | None = None,
-) -> Delivery:
+) -> Delivery[M]:
     """A ``Delivery`` for ``Connector.dry_run_delivery``: no broker, ack/nack do nothing."""
     return Delivery(
         message=message,
@@ -325,8 +364,13 @@ SourceT = TypeVar("SourceT", bound=SourceOptions)
 TargetT = TypeVar("TargetT", bound=TargetOptions)
 
 
-class Connector(abc.ABC, Generic[OptionsT, SourceT, TargetT]):
-    """Base class of every connector; see the module docstring for the contract."""
+class Connector(abc.ABC, Generic[OptionsT, SourceT, TargetT, MessageT]):
+    """Base class of every connector; see the module docstring for the contract.
+
+    Generic over its options, source and target models and its native message type
+    (``MessageT``, the binding dataclass in ``Delivery.message`` and returned by
+    ``encode``; ``Any`` when not given).
+    """
 
     Options: ClassVar[type[ConnectorOptions]]
     Source: ClassVar[type[SourceOptions]]
@@ -376,7 +420,7 @@ class Connector(abc.ABC, Generic[OptionsT, SourceT, TargetT]):
         """Stop consuming, wait for pending confirmations, disconnect. Idempotent."""
 
     @abc.abstractmethod
-    def consume(self, source: SourceT) -> AsyncIterator[Delivery]:
+    def consume(self, source: SourceT) -> AsyncIterator[Delivery[MessageT]]:
         """Yield deliveries from ``source`` until the connector closes.
 
         The iterator must keep going across reconnects (re-subscribing itself) and
@@ -397,14 +441,14 @@ class Connector(abc.ABC, Generic[OptionsT, SourceT, TargetT]):
         return None
 
     @abc.abstractmethod
-    def decode(self, delivery: Delivery) -> CloudEvent | None:
+    def decode(self, delivery: Delivery[MessageT]) -> CloudEvent | None:
         """The CloudEvent in ``delivery`` (binding decode), or None for a non-CloudEvent.
 
         Raises ``routing.errors.InvalidEvent`` for a malformed CloudEvent.
         """
 
     @abc.abstractmethod
-    def encode(self, target: TargetT, event: CloudEvent) -> Any:
+    def encode(self, target: TargetT, event: CloudEvent) -> MessageT:
         """The native message (binding dataclass) ``publish`` would send for ``event``.
 
         Pure: used by ``meshgate routes check`` to show messages without a broker.
@@ -471,7 +515,7 @@ class Connector(abc.ABC, Generic[OptionsT, SourceT, TargetT]):
         return None
 
     @classmethod
-    def dry_run_delivery(cls, options: OptionsT, spec: MessageSpec) -> Delivery:
+    def dry_run_delivery(cls, options: OptionsT, spec: MessageSpec) -> Delivery[MessageT]:
         """The delivery a source of this connector would yield for the message ``spec``
         describes (``meshgate routes check --message``): the native message built as
         the source builds it, address, headers, content type and coordinates.
@@ -487,7 +531,7 @@ class Connector(abc.ABC, Generic[OptionsT, SourceT, TargetT]):
         )
 
     @classmethod
-    def source_receives(cls, source: SourceT, delivery: Delivery) -> bool:
+    def source_receives(cls, source: SourceT, delivery: Delivery[MessageT]) -> bool:
         """Whether ``source`` (a route's ``from:``) would receive ``delivery``: topic
         filters, subject wildcards, queue bindings. The default says yes, so every
         route reading a plugin connector is checked."""

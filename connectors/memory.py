@@ -124,7 +124,7 @@ class MemoryTopology(Topology[MemoryOptions, MemorySource, MemoryTarget]):
         return a.topic == b.topic
 
 
-class MemoryConnector(Connector[MemoryOptions, MemorySource, MemoryTarget]):
+class MemoryConnector(Connector[MemoryOptions, MemorySource, MemoryTarget, binding.NatsMessage]):
     Options = MemoryOptions
     Source = MemorySource
     Target = MemoryTarget
@@ -157,7 +157,7 @@ class MemoryConnector(Connector[MemoryOptions, MemorySource, MemoryTarget]):
     async def wait_subscribed(self, source: MemorySource) -> None:
         await self._subscriptions.wait(source)
 
-    async def consume(self, source: MemorySource) -> AsyncIterator[Delivery]:
+    async def consume(self, source: MemorySource) -> AsyncIterator[Delivery[binding.NatsMessage]]:
         queue = self.broker.topics[source.topic]
         limit = source.max_in_flight
         # Like a broker: what this consumer took but did not settle goes back to the
@@ -202,13 +202,13 @@ class MemoryConnector(Connector[MemoryOptions, MemorySource, MemoryTarget]):
         message: binding.NatsMessage,
         unsettled: dict[int, binding.NatsMessage],
         settled: asyncio.Event,
-    ) -> Delivery:
+    ) -> Delivery[binding.NatsMessage]:
         async def ack() -> None:
             if unsettled.pop(number, None) is not None:
                 self.broker.acked.append(number)
                 settled.set()
 
-        async def nack(requeue: bool) -> None:
+        async def nack(*, requeue: bool) -> None:
             if unsettled.pop(number, None) is None:
                 return
             self.broker.nacked.append(number)
@@ -233,7 +233,9 @@ class MemoryConnector(Connector[MemoryOptions, MemorySource, MemoryTarget]):
         )
 
     @classmethod
-    def dry_run_delivery(cls, options: MemoryOptions, spec: MessageSpec) -> Delivery:
+    def dry_run_delivery(
+        cls, options: MemoryOptions, spec: MessageSpec
+    ) -> Delivery[binding.NatsMessage]:
         topic = spec.text("topic", spec.address)
         if not topic:
             raise MessageSpecError("a memory --message needs `topic` (or `address`)")
@@ -241,11 +243,11 @@ class MemoryConnector(Connector[MemoryOptions, MemorySource, MemoryTarget]):
         return dry_run_delivery(spec, message, topic, coordinates={"topic": topic})
 
     @classmethod
-    def source_receives(cls, source: MemorySource, delivery: Delivery) -> bool:
+    def source_receives(cls, source: MemorySource, delivery: Delivery[binding.NatsMessage]) -> bool:
         return source.topic == delivery.address
 
-    def decode(self, delivery: Delivery) -> CloudEvent | None:
-        message: binding.NatsMessage = delivery.message
+    def decode(self, delivery: Delivery[binding.NatsMessage]) -> CloudEvent | None:
+        message = delivery.message
         return binding.from_message(message)
 
     def encode(self, target: MemoryTarget, event: CloudEvent) -> binding.NatsMessage:

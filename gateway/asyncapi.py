@@ -135,12 +135,12 @@ def _server(kind: str, options: Any) -> dict[str, Any]:
             "mqtt": {
                 "clientId": options.client_id,
                 "cleanSession": options.clean_start,
-                "keepAlive": options.keepalive,
+                "keepAlive": options.keepalive_seconds,
                 "bindingVersion": "0.2.0",
             }
         }
         if options.protocol == 5:
-            server["bindings"]["mqtt"]["sessionExpiryInterval"] = options.session_expiry
+            server["bindings"]["mqtt"]["sessionExpiryInterval"] = options.session_expiry_seconds
         return server
     if kind == "nats":
         host, scheme = _hostport(options.servers[0], 4222)
@@ -539,8 +539,8 @@ def _target_parts(
             "retain": options.retain,
             "bindingVersion": "0.2.0",
         }
-        if options.message_expiry is not None:
-            mqtt["messageExpiryInterval"] = options.message_expiry
+        if options.message_expiry_seconds is not None:
+            mqtt["messageExpiryInterval"] = options.message_expiry_seconds
         return address, params, None, {"mqtt": mqtt}
     text = str(getattr(options, "subject", getattr(options, "topic", "")))
     address, params = _templated(text)

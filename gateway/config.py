@@ -13,6 +13,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import logging
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -42,6 +43,8 @@ from routing.ingress import IngressRules
 from routing.router import RetryPolicy, Route, RouteTable, TargetSpec
 from routing.templates import Template, compile_template
 from routing.verifiability import Signer, Verifier, key_fingerprint, load_private_key
+
+log = logging.getLogger("meshgate.config")
 
 __all__ = [
     "AdminSection",
@@ -333,6 +336,8 @@ class GatewayConfig:
     gateway: GatewaySection
     connectors: dict[str, tuple[type[Connector[Any, Any, Any]], ConnectorOptions]]
     table: RouteTable
+    deprecations: tuple[ConfigProblem, ...] = ()
+    """Old option spellings the file uses (``connectors.renamed``): loaded, but warned."""
 
 
 class _Checker:
@@ -341,6 +346,7 @@ class _Checker:
     def __init__(self, loaded: LoadedYaml) -> None:
         self.loaded = loaded
         self.problems: list[ConfigProblem] = []
+        self.deprecations: list[ConfigProblem] = []
 
     def add(self, path: KeyPath, message: str) -> None:
         self.problems.append(self.loaded.problem(path, message))
@@ -363,6 +369,11 @@ class _Checker:
             self.add(path, _expected(message, item.get("input"), path))
 
     def model(self, path: KeyPath, model: type[BaseModel], data: Any) -> Any:
+        if isinstance(data, Mapping):
+            for rename in getattr(model, "renamed", ()):
+                if rename.old in data:
+                    where = (*path, rename.old)
+                    self.deprecations.append(self.loaded.problem(where, rename.advice()))
         try:
             return model.model_validate(data)
         except ValidationError as exc:
@@ -462,7 +473,10 @@ def parse_config(
     routes = _compile_routes(check, file_model, connectors)
     if check.problems:
         raise ConfigError(check.problems)
-    return GatewayConfig(loaded.file, file_model.gateway, connectors, RouteTable.build(routes))
+    table = RouteTable.build(routes)
+    return GatewayConfig(
+        loaded.file, file_model.gateway, connectors, table, tuple(check.deprecations)
+    )
 
 
 Connectors = dict[str, tuple[type[Connector[Any, Any, Any]], ConnectorOptions]]
@@ -821,5 +835,16 @@ def _combine(filters: list[EventFilter]) -> EventFilter | None:
 
 
 def load_config(path: str | Path, registry: ConnectorRegistry = default_registry) -> GatewayConfig:
-    """Read, validate and compile a config file; ``ConfigError`` lists every problem."""
-    return parse_config(load_yaml(path), registry)
+    """Read, validate and compile a config file; ``ConfigError`` lists every problem.
+    Old option spellings load, with one WARNING per use and process."""
+    config = parse_config(load_yaml(path), registry)
+    for deprecation in config.deprecations:
+        text = str(deprecation)
+        if text not in _WARNED:
+            _WARNED.add(text)
+            log.warning("%s", text)
+    return config
+
+
+_WARNED: set[str] = set()
+"""Deprecation warnings already logged (a reload re-reads the same file)."""

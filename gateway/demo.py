@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import logging
 import os
 import shutil
@@ -208,7 +209,7 @@ def _config_text(b: _Brokers, run: str, admin_port: int = 0) -> str:
         lines.append(
             f"  plant: {{type: mqtt, host: {mqtt_host}, port: {mqtt_port}, "
             f"protocol: {b.mqtt_protocol}, "
-            f"client_id: demo-{run}-gw, clean_start: true, session_expiry: 60}}"
+            f"client_id: demo-{run}-gw, clean_start: true, session_expiry_seconds: 60}}"
         )
     if b.amqp:
         lines.append(f'  ops: {{type: amqp, url: "{b.amqp}"}}')
@@ -454,7 +455,7 @@ async def _cleanup(gateway: Gateway, run: str) -> None:
     servers = list(gateway.connectors["edge"].options.servers)
     with contextlib.suppress(Exception):
         client = await nats_client.connect(
-            servers=servers, connect_timeout=2, max_reconnect_attempts=0
+            servers=servers, connect_timeout_seconds=2, max_reconnect_attempts=0
         )
         with contextlib.suppress(Exception):
             await client.jetstream().delete_stream(f"DEMO_{run}")
@@ -463,6 +464,13 @@ async def _cleanup(gateway: Gateway, run: str) -> None:
 
 def run_demo(seconds: float | None = None, rate: float = 20.0) -> int:
     """Entry point of ``meshgate demo``; returns the process exit code."""
+    if importlib.util.find_spec("aiomqtt") is None:  # not a gateway dependency
+        print(
+            "meshgate demo: the demo's simulated MQTT device needs aiomqtt, which is in "
+            "the demo extra: pip install 'meshgate[demo]' (from a checkout: make demo)",
+            file=sys.stderr,
+        )
+        return 2
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     # Keep the screen readable: dead letters show up in the table, not as log lines.
     logging.getLogger().setLevel(logging.ERROR)

@@ -217,7 +217,7 @@ class Workbench:
         unsettled = [each.delivery for each in self._letters or () if each.delivery is not None]
         for delivery in unsettled + self._foreign:
             with contextlib.suppress(ConnectorError):
-                await delivery.nack(True)
+                await delivery.nack(requeue=True)
         for connector in self._connectors.values():
             with contextlib.suppress(Exception):
                 await connector.close()

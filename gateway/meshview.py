@@ -362,7 +362,7 @@ async def status(config: GatewayConfig, seconds: float | None = None) -> list[st
         # a throw-away session (MQTT 5 expiry 0).
         status_id = f"meshgate-status-{uuid.uuid4().hex[:8]}"
         options = options.model_copy(
-            update={"client_id": status_id, "session_expiry": 0, "clean_start": True}
+            update={"client_id": status_id, "session_expiry_seconds": 0, "clean_start": True}
         )
     connector: AnyConnector = cls(f"{section.connector}-mesh-status", options)
     await connector.start()

@@ -158,7 +158,7 @@ class Pipeline:
 
     async def _give_back(self, delivery: Delivery) -> None:
         try:
-            await delivery.nack(True)
+            await delivery.nack(requeue=True)
         except ConnectorError as exc:  # unacknowledged: redelivered later, never lost
             log.debug("nack of an unprocessed delivery failed: %s", exc)
 

@@ -3,7 +3,9 @@
 Where the rest of the runtime lives (docs/delivery.md describes the contract):
 
 - ``gateway.pipeline``: one pipeline per distinct route source: the consume loop
-  (bounded in-flight), then decode -> ingress -> filter -> loop guard per delivery;
+  (bounded in-flight), then each delivery planned and acted on;
+- ``gateway.plan``: the pure "plan this delivery" step (decode -> verify -> ingress
+  -> filter -> loop guard -> rendered targets), shared with ``routes check``;
 - ``gateway.delivery``: publish with retries, the dead letter, the local store;
 - ``gateway.inflight``: ordering lanes per key, in-progress heartbeats;
 - ``gateway.stats``: the counters the admin API and metrics read.

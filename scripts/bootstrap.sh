@@ -6,16 +6,17 @@
 #
 # Env: PYTHON=/path/to/python3.x picks the interpreter for a new venv;
 #      MESHGATE_VENV=dir overrides the venv location (default .venv);
-#      MESHGATE_EXTRAS=brokers installs only what `meshgate demo` needs (make demo);
-#      the default, dev, is everything (tests, linters; it includes brokers).
+#      MESHGATE_EXTRAS=demo installs only what `meshgate demo` needs (make demo),
+#      brokers only the brokers meshgate can start by itself;
+#      the default, dev, is everything (tests, linters; it includes demo and brokers).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 VENV=${MESHGATE_VENV:-.venv}
 EXTRAS=${MESHGATE_EXTRAS:-dev}
 case "$EXTRAS" in
-    dev|brokers) ;;
-    *) echo "bootstrap: error: MESHGATE_EXTRAS must be dev or brokers, not $EXTRAS" >&2; exit 1 ;;
+    dev|demo|brokers) ;;
+    *) echo "bootstrap: error: MESHGATE_EXTRAS must be dev, demo or brokers, not $EXTRAS" >&2; exit 1 ;;
 esac
 STAMP="$VENV/.meshgate-installed"
 MIN_MAJOR=3
@@ -80,7 +81,7 @@ want=$(sha256sum pyproject.toml | cut -d' ' -f1)
 read -r have have_extras 2>/dev/null < "$STAMP" || true
 have=${have:-}
 have_extras=${have_extras:-dev}  # stamps without extras were written by dev installs
-# dev includes brokers: a dev install serves `make demo` as is.
+# dev includes demo and brokers: a dev install serves `make demo` as is.
 if [[ "$want" != "$have" || ( "$have_extras" != "$EXTRAS" && "$have_extras" != dev ) ]]; then
     reason="first install"
     if [[ -n "$have" && "$want" != "$have" ]]; then

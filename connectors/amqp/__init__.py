@@ -34,8 +34,8 @@ below take precedence. The password is redacted in every log line and error.
 Options
 -------
 Connector (``connectors:`` entry): ``url``, ``tls`` (the shared ``tls:`` block,
-docs/security.md), ``heartbeat`` (s), ``connection_name`` (shown in management,
-default ``meshgate:<name>``), ``connect_timeout`` (s), ``confirm_timeout`` (s).
+docs/security.md), ``heartbeat_seconds``, ``connection_name`` (shown in management,
+default ``meshgate:<name>``), ``connect_timeout_seconds``, ``confirm_timeout_seconds``.
 
 Source (``from:``): ``queue``, ``declare``, ``queue_type`` (classic|quorum),
 ``arguments``, ``bind`` (list of ``{exchange, binding_key}``), ``prefetch``,

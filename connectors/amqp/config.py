@@ -22,6 +22,7 @@ from yarl import URL
 
 from connectors.base import ConnectorOptions, SourceOptions, TargetOptions
 from connectors.redact import redact_url
+from connectors.renamed import Renamed
 from connectors.tls import TlsOptions, client_context, legacy_tls_error
 
 __all__ = [
@@ -85,6 +86,11 @@ class AmqpOptions(ConnectorOptions):
 
     # Validation errors must not echo the url: it may hold the password.
     model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+    renamed: ClassVar[tuple[Renamed, ...]] = (
+        Renamed("heartbeat", "heartbeat_seconds"),
+        Renamed("connect_timeout", "connect_timeout_seconds"),
+        Renamed("confirm_timeout", "confirm_timeout_seconds"),
+    )
 
     type: Literal["amqp"] = "amqp"
     url: str = Field(
@@ -97,7 +103,7 @@ class AmqpOptions(ConnectorOptions):
         description="TLS settings (docs/security.md); needs an amqps:// url. An amqps:// "
         "url alone means TLS verified by the system CAs.",
     )
-    heartbeat: int = Field(
+    heartbeat_seconds: int = Field(
         default=60,
         ge=0,
         le=3600,
@@ -107,10 +113,10 @@ class AmqpOptions(ConnectorOptions):
         default=None,
         description="Name shown in RabbitMQ management; default 'meshgate:<connector name>'.",
     )
-    connect_timeout: float = Field(
+    connect_timeout_seconds: float = Field(
         default=10.0, gt=0, description="Seconds allowed for one connection attempt."
     )
-    confirm_timeout: float = Field(
+    confirm_timeout_seconds: float = Field(
         default=10.0,
         gt=0,
         description="Seconds a publish waits for the broker's confirm before PublishTimeout.",
@@ -153,7 +159,7 @@ class AmqpOptions(ConnectorOptions):
 
     def connection_url(self) -> URL:
         """The broker URL with the heartbeat option applied (still holds the password)."""
-        return URL(self.url).update_query(heartbeat=str(self.heartbeat))
+        return URL(self.url).update_query(heartbeat=str(self.heartbeat_seconds))
 
 
 class AmqpSource(SourceOptions):

@@ -34,7 +34,7 @@ _log = logging.getLogger("meshgate.connectors.amqp")
 _MAX_MESSAGE_BYTES = 128 * 1024 * 1024
 
 
-class AmqpConnector(Connector[AmqpOptions, AmqpSource, AmqpTarget]):
+class AmqpConnector(Connector[AmqpOptions, AmqpSource, AmqpTarget, binding.AmqpMessage]):
     """RabbitMQ / AMQP 0-9-1: consume queues with manual acks, publish with confirms."""
 
     Options: ClassVar[type[AmqpOptions]] = AmqpOptions
@@ -69,15 +69,15 @@ class AmqpConnector(Connector[AmqpOptions, AmqpSource, AmqpTarget]):
     async def close(self) -> None:
         if self.health.state is HealthState.CLOSED:
             return
-        await self._publisher.drain(self.options.confirm_timeout)
+        await self._publisher.drain(self.options.confirm_timeout_seconds)
         await self._publisher.close()
         await self._link.close()
 
-    def consume(self, source: AmqpSource) -> AsyncIterator[Delivery]:
+    def consume(self, source: AmqpSource) -> AsyncIterator[Delivery[binding.AmqpMessage]]:
         return consume(self._link, source, _log)
 
-    def decode(self, delivery: Delivery) -> CloudEvent | None:
-        message: binding.AmqpMessage = delivery.message
+    def decode(self, delivery: Delivery[binding.AmqpMessage]) -> CloudEvent | None:
+        message = delivery.message
         return binding.from_message(message)
 
     def encode(self, target: AmqpTarget, event: CloudEvent) -> binding.AmqpMessage:
@@ -127,7 +127,9 @@ class AmqpConnector(Connector[AmqpOptions, AmqpSource, AmqpTarget]):
         )
 
     @classmethod
-    def dry_run_delivery(cls, options: AmqpOptions, spec: MessageSpec) -> Delivery:
+    def dry_run_delivery(
+        cls, options: AmqpOptions, spec: MessageSpec
+    ) -> Delivery[binding.AmqpMessage]:
         # Either the queue the message sits in, or where it was published: exchange
         # (default "", the default exchange) + routing key (`address` stands for it).
         queue = spec.text("queue")
@@ -152,7 +154,7 @@ class AmqpConnector(Connector[AmqpOptions, AmqpSource, AmqpTarget]):
         return dry_run_delivery(spec, message, address, coordinates=coordinates)
 
     @classmethod
-    def source_receives(cls, source: AmqpSource, delivery: Delivery) -> bool:
+    def source_receives(cls, source: AmqpSource, delivery: Delivery[binding.AmqpMessage]) -> bool:
         queue = delivery.coordinates.get("queue")
         if queue is not None:
             return queue == source.queue

@@ -134,7 +134,7 @@ class Link:
                 options.connection_url(),
                 ssl_context=context,
                 client_properties={"connection_name": self._name},
-                timeout=options.connect_timeout,
+                timeout=options.connect_timeout_seconds,
             )
         except CONNECT_ERRORS as exc:
             detail = (

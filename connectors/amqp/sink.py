@@ -4,7 +4,7 @@ Publishes go through a dedicated channel (separate from every consuming channel)
 opened with publisher confirms and ``on_return_raises``: ``publish`` returns after
 the broker's ``basic.ack``; a ``basic.nack`` or, with ``mandatory``, a
 ``basic.return`` of an unroutable message becomes ``PublishRejected``; no answer
-within ``confirm_timeout`` becomes ``PublishTimeout``; a dropped connection or
+within ``confirm_timeout_seconds`` becomes ``PublishTimeout``; a dropped connection or
 channel becomes ``ConnectionLost``. Exchanges are checked (or declared) once per
 channel on a throwaway channel, because a publish to a missing exchange makes the
 broker close the channel and fail every publish in flight on it; a channel the
@@ -65,7 +65,7 @@ class Publisher:
 
     def __init__(self, link: Link, options: AmqpOptions, log: logging.Logger) -> None:
         self._link = link
-        self._timeout = options.confirm_timeout
+        self._timeout = options.confirm_timeout_seconds
         self._log = log
         self._channel: AbstractChannel | None = None
         self._known: set[str] = set()  # exchanges checked/declared on the current channel

@@ -147,14 +147,16 @@ class Subscription:
         self._buffer.put_nowait(_End("consumer cancelled by the broker (queue deleted?)"))
 
 
-def _delivery(subscription: Subscription, message: AbstractIncomingMessage) -> Delivery:
+def _delivery(
+    subscription: Subscription, message: AbstractIncomingMessage
+) -> Delivery[AmqpMessage]:
     raw_headers = dict(message.headers or {})
     body = message.body
 
     async def ack() -> None:
         await subscription.settle(message, ack=True, requeue=False)
 
-    async def nack(requeue: bool) -> None:
+    async def nack(*, requeue: bool) -> None:
         await subscription.settle(message, ack=False, requeue=requeue)
 
     queue = subscription.source.queue
@@ -178,7 +180,9 @@ def _delivery(subscription: Subscription, message: AbstractIncomingMessage) -> D
     )
 
 
-async def consume(link: Link, source: AmqpSource, log: logging.Logger) -> AsyncIterator[Delivery]:
+async def consume(
+    link: Link, source: AmqpSource, log: logging.Logger
+) -> AsyncIterator[Delivery[AmqpMessage]]:
     """Deliveries from ``source`` until the connector closes, across reconnects."""
     backoff = link.new_backoff()
     first = True

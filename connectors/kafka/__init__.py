@@ -8,7 +8,7 @@ Features
   ``ack()`` only marks a record done, and a background task commits per
   partition the highest *contiguous* acked offset + 1 — the runtime acks out of
   order, so an unacked record is never skipped by a commit of a later one.
-  Commits run every ``commit_interval_ms``, after ``commit_every`` acks, when a
+  Commits run every ``commit_interval_seconds``, after ``commit_every`` acks, when a
   rebalance revokes partitions and on close; acks arriving after their partition
   was revoked are ignored (the new owner redelivers from the last commit:
   duplicates, never loss). See ``connectors.kafka.offsets``.
@@ -46,13 +46,13 @@ Options
 Connector (``connectors:`` entry): ``bootstrap_servers``, ``client_id``,
 ``security_protocol`` (PLAINTEXT|SSL|SASL_PLAINTEXT|SASL_SSL), ``sasl_mechanism``
 (PLAIN|SCRAM-SHA-256|SCRAM-SHA-512), ``sasl_username``, ``sasl_password``,
-``tls`` (the shared ``tls:`` block, docs/security.md), ``request_timeout_ms``,
-``enable_idempotence``, ``linger_ms``, ``max_batch_size``, ``max_request_size``,
-``compression_type`` (gzip|snappy|lz4|zstd), ``health_interval_s``.
+``tls`` (the shared ``tls:`` block, docs/security.md), ``request_timeout_seconds``,
+``enable_idempotence``, ``linger_seconds``, ``max_batch_size``, ``max_request_size``,
+``compression_type`` (gzip|snappy|lz4|zstd), ``health_interval_seconds``.
 
 Source (``from:``): ``topics`` or ``pattern``, ``group_id`` (required),
 ``auto_offset_reset`` (earliest|latest, default earliest), ``max_in_flight``,
-``session_timeout_ms``, ``commit_interval_ms``, ``commit_every``.
+``session_timeout_seconds``, ``commit_interval_seconds``, ``commit_every``.
 
 Target (``to:``): ``topic`` (template), ``key`` (template, UTF-8),
 ``key_from_partitionkey``, ``mode``, ``format``.

@@ -15,6 +15,7 @@ from typing import Any, ClassVar, Self
 from pydantic import Field, ModelWrapValidatorHandler, SecretStr, field_validator, model_validator
 
 from connectors.base import ConnectorOptions, SourceOptions, TargetOptions
+from connectors.renamed import Renamed
 from connectors.tls import TlsOptions, client_context, legacy_tls_error
 
 __all__ = [
@@ -78,6 +79,12 @@ class OffsetReset(StrEnum):
 class KafkaOptions(ConnectorOptions):
     """Connection to one Kafka cluster, shared by every route using this connector."""
 
+    renamed: ClassVar[tuple[Renamed, ...]] = (
+        Renamed("request_timeout_ms", "request_timeout_seconds", 0.001),
+        Renamed("linger_ms", "linger_seconds", 0.001),
+        Renamed("health_interval_s", "health_interval_seconds"),
+    )
+
     bootstrap_servers: tuple[str, ...] = Field(
         description="Brokers to bootstrap from: 'host:port', a comma-separated string or a list."
     )
@@ -101,16 +108,18 @@ class KafkaOptions(ConnectorOptions):
         description="TLS settings (docs/security.md); needs security_protocol SSL or "
         "SASL_SSL, which alone mean TLS verified by the system CAs.",
     )
-    request_timeout_ms: int = Field(
-        default=30_000, gt=0, description="Producer request timeout; also bounds one publish."
+    request_timeout_seconds: float = Field(
+        default=30.0, gt=0, description="Producer request timeout; also bounds one publish."
     )
     enable_idempotence: bool = Field(
         default=True,
         description="Idempotent producer (no duplicates from internal retries). If the broker "
         "refuses it, the connector logs a warning and continues without it.",
     )
-    linger_ms: int = Field(
-        default=0, ge=0, description="How long the producer waits to fill a batch before sending."
+    linger_seconds: float = Field(
+        default=0.0,
+        ge=0,
+        description="How long the producer waits to fill a batch before sending.",
     )
     max_batch_size: int = Field(
         default=262_144,
@@ -126,7 +135,7 @@ class KafkaOptions(ConnectorOptions):
     compression_type: Compression | None = Field(
         default=None, description="Batch compression: gzip, snappy, lz4 or zstd (none if unset)."
     )
-    health_interval_s: float = Field(
+    health_interval_seconds: float = Field(
         default=5.0, gt=0, description="Seconds between broker reachability checks for health."
     )
 
@@ -202,8 +211,8 @@ class KafkaOptions(ConnectorOptions):
             **self.client_kwargs(connector),
             "acks": "all",
             "enable_idempotence": idempotent,
-            "request_timeout_ms": self.request_timeout_ms,
-            "linger_ms": self.linger_ms,
+            "request_timeout_ms": round(self.request_timeout_seconds * 1000),
+            "linger_ms": round(self.linger_seconds * 1000),
             "max_batch_size": self.max_batch_size,
             "max_request_size": self.max_request_size,
             "compression_type": self.compression_type.value if self.compression_type else None,
@@ -212,6 +221,12 @@ class KafkaOptions(ConnectorOptions):
 
 class KafkaSource(SourceOptions):
     """A route's ``from:`` block: topics (or a pattern) read through a consumer group."""
+
+    renamed: ClassVar[tuple[Renamed, ...]] = (
+        Renamed("session_timeout_ms", "session_timeout_seconds", 0.001),
+        Renamed("commit_interval_ms", "commit_interval_seconds", 0.001),
+        Renamed("fetch_max_wait_ms", "fetch_max_wait_seconds", 0.001),
+    )
 
     topics: tuple[str, ...] | None = Field(
         default=None, description="Topics to consume; exclusive with pattern."
@@ -232,24 +247,24 @@ class KafkaSource(SourceOptions):
         ge=1,
         description="Deliveries handed out but not yet acked; fetching waits above it.",
     )
-    session_timeout_ms: int = Field(
-        default=10_000,
+    session_timeout_seconds: float = Field(
+        default=10.0,
         gt=0,
         description="Consumer-group session timeout: a gateway that stops heartbeating for "
         "this long loses its partitions (heartbeats every third of it).",
     )
-    commit_interval_ms: int = Field(
-        default=200, gt=0, description="How often acknowledged offsets are committed."
+    commit_interval_seconds: float = Field(
+        default=0.2, gt=0, description="How often acknowledged offsets are committed."
     )
     commit_every: int = Field(
         default=500,
         ge=1,
         description="Also commit as soon as this many acks arrived since the last.",
     )
-    fetch_max_wait_ms: int = Field(
-        default=500,
+    fetch_max_wait_seconds: float = Field(
+        default=0.5,
         ge=0,
-        le=60_000,
+        le=60,
         description="Longest the broker may hold a fetch waiting for data. Real brokers "
         "answer as soon as data arrives; librdkafka's mock cluster always waits this "
         "long, so lower it there for latency.",

@@ -46,7 +46,7 @@ logging.getLogger("aiokafka").addFilter(_not_a_bootstrap_error)
 _MAX_MESSAGE_BYTES = 1_048_576
 
 
-class KafkaConnector(Connector[KafkaOptions, KafkaSource, KafkaTarget]):
+class KafkaConnector(Connector[KafkaOptions, KafkaSource, KafkaTarget, binding.KafkaMessage]):
     """Apache Kafka: consumer groups with out-of-order-safe commits, acks=all publishing."""
 
     Options: ClassVar[type[KafkaOptions]] = KafkaOptions
@@ -101,7 +101,7 @@ class KafkaConnector(Connector[KafkaOptions, KafkaSource, KafkaTarget]):
         await self._producer.close()
         self._report(HealthState.CLOSED, "")
 
-    def consume(self, source: KafkaSource) -> AsyncIterator[Delivery]:
+    def consume(self, source: KafkaSource) -> AsyncIterator[Delivery[binding.KafkaMessage]]:
         if self._closed:
             raise ConnectionLost(f"kafka connector {self.name!r} is closed")
         session = SourceSession(
@@ -110,8 +110,8 @@ class KafkaConnector(Connector[KafkaOptions, KafkaSource, KafkaTarget]):
         self._sessions.add(session)
         return session
 
-    def decode(self, delivery: Delivery) -> CloudEvent | None:
-        message: binding.KafkaMessage = delivery.message
+    def decode(self, delivery: Delivery[binding.KafkaMessage]) -> CloudEvent | None:
+        message = delivery.message
         return binding.from_message(message)
 
     def encode(self, target: KafkaTarget, event: CloudEvent) -> binding.KafkaMessage:
@@ -161,7 +161,9 @@ class KafkaConnector(Connector[KafkaOptions, KafkaSource, KafkaTarget]):
         )
 
     @classmethod
-    def dry_run_delivery(cls, options: KafkaOptions, spec: MessageSpec) -> Delivery:
+    def dry_run_delivery(
+        cls, options: KafkaOptions, spec: MessageSpec
+    ) -> Delivery[binding.KafkaMessage]:
         topic = spec.text("topic", spec.address)
         if not topic:
             raise MessageSpecError("a kafka --message needs `topic` (or `address`)")
@@ -175,7 +177,7 @@ class KafkaConnector(Connector[KafkaOptions, KafkaSource, KafkaTarget]):
         )
 
     @classmethod
-    def source_receives(cls, source: KafkaSource, delivery: Delivery) -> bool:
+    def source_receives(cls, source: KafkaSource, delivery: Delivery[binding.KafkaMessage]) -> bool:
         if source.pattern is not None:
             return re.fullmatch(source.pattern, delivery.address) is not None
         return delivery.address in (source.topics or ())
@@ -213,8 +215,8 @@ class KafkaConnector(Connector[KafkaOptions, KafkaSource, KafkaTarget]):
 
     async def _watch(self) -> None:
         """aiokafka reconnects by itself; this makes its state visible in ``health``."""
-        interval = self.options.health_interval_s
-        timeout = self.options.request_timeout_ms / 1000
+        interval = self.options.health_interval_seconds
+        timeout = self.options.request_timeout_seconds
         while True:
             await asyncio.sleep(interval)
             client = self._producer.client

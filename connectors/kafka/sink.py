@@ -77,7 +77,7 @@ class Producer:
 
     async def start(self) -> None:
         """Connect; ``ConnectionLost`` when the brokers cannot be reached or refuse us."""
-        timeout = self._options.request_timeout_ms / 1000
+        timeout = self._options.request_timeout_seconds
         wanted = self._options.enable_idempotence
         try:
             self._producer = await self._started(wanted, timeout)
@@ -127,7 +127,7 @@ class Producer:
             # key nor value: an event without data and without key goes as empty data.
             value = b""
         try:
-            async with asyncio.timeout(self._options.request_timeout_ms / 1000 + 5):
+            async with asyncio.timeout(self._options.request_timeout_seconds + 5):
                 await producer.send_and_wait(
                     topic, value=value, key=message.key, headers=list(message.headers)
                 )

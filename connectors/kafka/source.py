@@ -3,7 +3,7 @@
 A ``SourceSession`` owns an ``AIOKafkaConsumer`` (``enable_auto_commit=False``)
 and turns its records into ``Delivery`` objects. Acks only update an
 ``OffsetTracker``; a background task commits the contiguous acked prefix of each
-partition every ``commit_interval_ms`` (or after ``commit_every`` acks), on
+partition every ``commit_interval_seconds`` (or after ``commit_every`` acks), on
 partition revocation and on close. Nothing is committed that was not acked.
 
 Backpressure: records are fetched only while the iterator is pulled, at most
@@ -96,7 +96,7 @@ class SourceSession:
     def __aiter__(self) -> SourceSession:
         return self
 
-    async def __anext__(self) -> Delivery:
+    async def __anext__(self) -> Delivery[KafkaMessage]:
         """The next delivery; ``StopAsyncIteration`` once closed.
 
         Cancelling a pending call (a timeout around it) loses nothing: the session,
@@ -130,9 +130,9 @@ class SourceSession:
                 group_id=source.group_id,
                 enable_auto_commit=False,
                 auto_offset_reset=source.auto_offset_reset.value,
-                session_timeout_ms=source.session_timeout_ms,
-                heartbeat_interval_ms=max(100, source.session_timeout_ms // 3),
-                fetch_max_wait_ms=source.fetch_max_wait_ms,
+                session_timeout_ms=round(source.session_timeout_seconds * 1000),
+                heartbeat_interval_ms=max(100, round(source.session_timeout_seconds * 1000 / 3)),
+                fetch_max_wait_ms=round(source.fetch_max_wait_seconds * 1000),
             )
             try:
                 await consumer.start()  # connects only: nothing is subscribed yet
@@ -215,7 +215,7 @@ class SourceSession:
         except TimeoutError:
             return
 
-    def _delivery(self, record: Any) -> Delivery:
+    def _delivery(self, record: Any) -> Delivery[KafkaMessage]:
         partition = TopicPartition(record.topic, record.partition)
         entry = self._tracker.track(partition, record.offset)
         self._update_capacity()
@@ -224,7 +224,7 @@ class SourceSession:
         async def ack() -> None:
             self._ack(partition, entry)
 
-        async def nack(requeue: bool) -> None:
+        async def nack(*, requeue: bool) -> None:
             if requeue:
                 self._rewind(partition, entry)
             else:
@@ -293,7 +293,7 @@ class SourceSession:
     # -- commits ----------------------------------------------------------------
 
     async def _commit_loop(self) -> None:
-        interval = self._source.commit_interval_ms / 1000
+        interval = self._source.commit_interval_seconds
         loop = asyncio.get_running_loop()
         while not self._stopping.is_set():
             with contextlib.suppress(TimeoutError):

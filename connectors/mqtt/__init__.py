@@ -48,15 +48,15 @@ Connector (``connectors:`` entry): ``url`` or ``host``/``port``, ``tls`` (the
 shared ``tls:`` block, docs/security.md), ``protocol`` (5 or 4),
 ``client_id`` (default ``<gateway id>-<connector name>`` from the gateway,
 ``meshgate-<connector name>`` standalone; must be unique and stable),
-``username``, ``password``, ``keepalive`` (s), ``session_expiry`` (s, MQTT 5,
+``username``, ``password``, ``keepalive_seconds``, ``session_expiry_seconds`` ( MQTT 5,
 default one day), ``clean_start`` (default false), ``receive_maximum``,
-``max_inflight``, ``connect_timeout`` (s), ``publish_timeout`` (s).
+``max_in_flight``, ``connect_timeout_seconds``, ``publish_timeout_seconds``.
 
 Source (``from:``): ``topic`` (filter), ``qos`` (default 1), ``share_group``,
 ``no_local`` (MQTT 5).
 
 Target (``to:``): ``topic`` (template), ``qos`` (default 1), ``retain``,
-``mode``, ``format``, ``message_expiry`` (s, MQTT 5).
+``mode``, ``format``, ``message_expiry_seconds`` ( MQTT 5).
 """
 
 from connectors.mqtt.config import MqttOptions, MqttSource, MqttTarget

@@ -17,6 +17,7 @@ from pydantic import Field, ModelWrapValidatorHandler, SecretStr, field_validato
 
 from connectors.base import ConnectorOptions, SourceOptions, TargetOptions
 from connectors.redact import redact_url
+from connectors.renamed import Renamed
 from connectors.tls import TlsOptions, client_context, legacy_tls_error
 from routing.bindings import Mode
 from routing.formats import EventFormat
@@ -55,6 +56,14 @@ def _check_filter(value: str) -> str:
 class MqttOptions(ConnectorOptions):
     """A ``connectors:`` entry of type ``mqtt``: one MQTT broker (3.1.1 or 5)."""
 
+    renamed: ClassVar[tuple[Renamed, ...]] = (
+        Renamed("keepalive", "keepalive_seconds"),
+        Renamed("session_expiry", "session_expiry_seconds"),
+        Renamed("max_inflight", "max_in_flight"),
+        Renamed("connect_timeout", "connect_timeout_seconds"),
+        Renamed("publish_timeout", "publish_timeout_seconds"),
+    )
+
     type: Literal["mqtt"] = "mqtt"
     url: str | None = Field(
         default=None,
@@ -88,10 +97,10 @@ class MqttOptions(ConnectorOptions):
     password: SecretStr | None = Field(
         default=None, description="Password for authentication; never logged."
     )
-    keepalive: int = Field(
+    keepalive_seconds: int = Field(
         default=60, ge=5, le=65535, description="Keep-alive interval in seconds (PINGREQ)."
     )
-    session_expiry: int = Field(
+    session_expiry_seconds: int = Field(
         default=86_400,
         ge=0,
         le=_UINT32,
@@ -113,16 +122,16 @@ class MqttOptions(ConnectorOptions):
         "(MQTT 5 Receive Maximum; on 3.1.1 the broker's own in-flight limit applies); also "
         "the number of waiting QoS 0 messages above which the socket is not read.",
     )
-    max_inflight: int = Field(
+    max_in_flight: int = Field(
         default=100,
         ge=1,
         le=65535,
         description="Publishes (QoS 1/2) awaiting the broker's acknowledgement at once.",
     )
-    connect_timeout: float = Field(
+    connect_timeout_seconds: float = Field(
         default=10.0, gt=0, description="Seconds allowed for one connection attempt (to CONNACK)."
     )
-    publish_timeout: float = Field(
+    publish_timeout_seconds: float = Field(
         default=30.0,
         gt=0,
         description="Seconds a publish waits for PUBACK/PUBCOMP (and for a connection) "
@@ -177,7 +186,7 @@ class MqttOptions(ConnectorOptions):
     def persistent(self) -> bool:
         """Whether source sessions survive a disconnect (redelivery after a crash)."""
         if self.protocol == 5:
-            return self.session_expiry > 0
+            return self.session_expiry_seconds > 0
         return not self.clean_start
 
     def ssl_context(self, connector: str) -> ssl.SSLContext | None:
@@ -253,6 +262,8 @@ class MqttSource(SourceOptions):
 class MqttTarget(TargetOptions):
     """A route's ``to:`` entry on an MQTT connector."""
 
+    renamed: ClassVar[tuple[Renamed, ...]] = (Renamed("message_expiry", "message_expiry_seconds"),)
+
     topic: str = Field(
         min_length=1,
         description="Topic to publish to (template); no wildcards. e.g. 'plant/{topic[1]}/events'.",
@@ -263,7 +274,7 @@ class MqttTarget(TargetOptions):
         "(at-most-once).",
     )
     retain: bool = Field(default=False, description="Ask the broker to retain the message.")
-    message_expiry: int | None = Field(
+    message_expiry_seconds: int | None = Field(
         default=None,
         ge=1,
         le=_UINT32,
@@ -302,8 +313,8 @@ def check_target(options: MqttOptions, target: MqttTarget) -> str | None:
         )
     if target.format is not EventFormat.JSON:
         return "MQTT 3.1.1 (protocol 4) has no Content Type, so only format: json can be read back"
-    if target.message_expiry is not None:
-        return "message_expiry is an MQTT 5 property; this connector uses protocol 4"
+    if target.message_expiry_seconds is not None:
+        return "message_expiry_seconds is an MQTT 5 property; this connector uses protocol 4"
     return None
 
 

@@ -51,7 +51,7 @@ def _check_topic(topic: str) -> None:
         raise PublishRejected(f"cannot publish to {topic!r}: not a valid MQTT topic name")
 
 
-class MqttConnector(Connector[MqttOptions, MqttSource, MqttTarget]):
+class MqttConnector(Connector[MqttOptions, MqttSource, MqttTarget, binding.MqttMessage]):
     """MQTT 3.1.1 / 5: persistent sessions with deferred, ordered acks; confirmed publish.
 
     QoS 0 is at-most-once in both directions: a QoS 0 delivery's ``ack``/``nack`` do
@@ -145,7 +145,7 @@ class MqttConnector(Connector[MqttOptions, MqttSource, MqttTarget]):
         self._hub.closing = True
         publisher = self._publisher
         if publisher is not None:
-            await publisher.wait_publishes(min(self.options.publish_timeout, 10.0))
+            await publisher.wait_publishes(min(self.options.publish_timeout_seconds, 10.0))
         if self._supervisor is not None:
             self._supervisor.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -153,11 +153,11 @@ class MqttConnector(Connector[MqttOptions, MqttSource, MqttTarget]):
         self._publisher_up.set()  # wake publishers waiting for a connection: they fail
         await self._hub.close()
 
-    def consume(self, source: MqttSource) -> AsyncIterator[Delivery]:
+    def consume(self, source: MqttSource) -> AsyncIterator[Delivery[binding.MqttMessage]]:
         return consume(self._hub, source)
 
-    def decode(self, delivery: Delivery) -> CloudEvent | None:
-        message: binding.MqttMessage = delivery.message
+    def decode(self, delivery: Delivery[binding.MqttMessage]) -> CloudEvent | None:
+        message = delivery.message
         return binding.from_message(message)
 
     def encode(self, target: MqttTarget, event: CloudEvent) -> binding.MqttMessage:
@@ -190,8 +190,8 @@ class MqttConnector(Connector[MqttOptions, MqttSource, MqttTarget]):
                 properties.ContentType = message.content_type
             if message.user_properties:
                 properties.UserProperty = list(message.user_properties)
-            if target.message_expiry is not None:
-                properties.MessageExpiryInterval = target.message_expiry
+            if target.message_expiry_seconds is not None:
+                properties.MessageExpiryInterval = target.message_expiry_seconds
         session = await self._connected_publisher()
         await session.publish(topic, message.payload, target.qos, target.retain, properties)
 
@@ -211,7 +211,9 @@ class MqttConnector(Connector[MqttOptions, MqttSource, MqttTarget]):
         await session.publish(message.address, message.payload, 1, False, properties)
 
     @classmethod
-    def dry_run_delivery(cls, options: MqttOptions, spec: MessageSpec) -> Delivery:
+    def dry_run_delivery(
+        cls, options: MqttOptions, spec: MessageSpec
+    ) -> Delivery[binding.MqttMessage]:
         topic = spec.text("topic", spec.address)
         if not topic:
             raise MessageSpecError("an mqtt --message needs `topic` (or `address`)")
@@ -230,7 +232,7 @@ class MqttConnector(Connector[MqttOptions, MqttSource, MqttTarget]):
         )
 
     @classmethod
-    def source_receives(cls, source: MqttSource, delivery: Delivery) -> bool:
+    def source_receives(cls, source: MqttSource, delivery: Delivery[binding.MqttMessage]) -> bool:
         return mqtt_match(source.topic, delivery.address)
 
     def describe_source(self, source: MqttSource) -> str:
@@ -253,8 +255,8 @@ class MqttConnector(Connector[MqttOptions, MqttSource, MqttTarget]):
         self._publisher_up.set()
 
     async def _connected_publisher(self) -> Session:
-        """The live publishing session, waiting (up to publish_timeout) for a reconnect."""
-        timeout = self.options.publish_timeout
+        """The live publishing session, waiting (up to publish_timeout_seconds) for a reconnect."""
+        timeout = self.options.publish_timeout_seconds
         deadline = asyncio.get_running_loop().time() + timeout
         while not self._hub.closing:
             session = self._publisher

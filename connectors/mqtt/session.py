@@ -97,7 +97,7 @@ class Session:
             clean_session=None if self._v5 else clean_start,
             reconnect_on_failure=False,
         )
-        client.max_inflight_messages_set(options.max_inflight)
+        client.max_inflight_messages_set(options.max_in_flight)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_subscribe = self._on_subscribe
@@ -138,7 +138,7 @@ class Session:
 
     async def connect(self) -> None:
         """Open the connection; ``ConnectionLost`` / ``ConnectionRefused`` on failure."""
-        timeout = self._options.connect_timeout
+        timeout = self._options.connect_timeout_seconds
         self._client.connect_timeout = timeout
         try:
             # paho connects (DNS, TCP, TLS handshake) with blocking calls: off the loop.
@@ -183,7 +183,7 @@ class Session:
         if endpoint.username is not None or endpoint.password is not None:
             secret = endpoint.password.get_secret_value() if endpoint.password else None
             self._client.username_pw_set(endpoint.username or "", secret)
-        keepalive = self._options.keepalive
+        keepalive = self._options.keepalive_seconds
         if self._v5:
             properties = new_properties(PacketTypes.CONNECT)
             properties.SessionExpiryInterval = self._session_expiry
@@ -297,7 +297,7 @@ class Session:
         future: asyncio.Future[list[ReasonCode]] = self._loop.create_future()
         self._subscribes[mid] = future
         try:
-            codes = await asyncio.wait_for(future, self._options.connect_timeout)
+            codes = await asyncio.wait_for(future, self._options.connect_timeout_seconds)
         except TimeoutError as exc:
             raise ConnectionLost(f"no SUBACK for {topic_filter!r}") from exc
         finally:
@@ -323,7 +323,7 @@ class Session:
             raise ConnectionLost(f"cannot publish to {topic!r}: {paho.error_string(info.rc)}")
         future: asyncio.Future[ReasonCode] = self._loop.create_future()
         self._publishes[info.mid] = future
-        timeout = self._options.publish_timeout
+        timeout = self._options.publish_timeout_seconds
         try:
             reason = await asyncio.wait_for(future, timeout)
         except TimeoutError as exc:

@@ -2,7 +2,7 @@
 
 Each source has its own client id (``subscriber_client_id``) and so its own broker
 session: subscriptions and unacknowledged messages outlive a crash for
-``session_expiry`` seconds (MQTT 5) or until a clean session (3.1.1). The stream
+``session_expiry_seconds`` (MQTT 5) or until a clean session (3.1.1). The stream
 resubscribes after every reconnect even when the broker kept the subscription.
 
 Acknowledgement semantics (see docs/decisions/0001-mqtt-deferred-puback.md):
@@ -23,7 +23,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import paho.mqtt.client as paho
 
-from connectors.base import Delivery
+from connectors.base import Delivery, Nack
 from connectors.errors import ConnectionLost, ConnectorError
 from connectors.mqtt.acks import PendingAck
 from connectors.mqtt.config import MqttSource, subscriber_client_id
@@ -37,7 +37,7 @@ REQUEUE_DRAIN_SECONDS = 10.0
 """Longest wait, after a nack with requeue, for earlier deliveries to be settled."""
 
 
-async def consume(hub: Hub, source: MqttSource) -> AsyncIterator[Delivery]:
+async def consume(hub: Hub, source: MqttSource) -> AsyncIterator[Delivery[MqttMessage]]:
     """Deliveries from ``source`` until the connector closes, across reconnects."""
     options = hub.options
     if source.no_local and options.protocol == 4:
@@ -53,7 +53,7 @@ async def consume(hub: Hub, source: MqttSource) -> AsyncIterator[Delivery]:
             # applies to the first connect only. 3.1.1 has one flag for both.
             clean = options.clean_start if (first or options.protocol == 4) else False
             session = hub.session(
-                client_id, clean_start=clean, session_expiry=options.session_expiry
+                client_id, clean_start=clean, session_expiry=options.session_expiry_seconds
             )
             try:
                 await session.connect()
@@ -131,14 +131,14 @@ async def consume(hub: Hub, source: MqttSource) -> AsyncIterator[Delivery]:
         hub.release(client_id, owner)
 
 
-Settle = tuple[Callable[[], Awaitable[None]], Callable[[bool], Awaitable[None]]]
+Settle = tuple[Callable[[], Awaitable[None]], Nack]
 
 
 async def _no_op() -> None:
     return None
 
 
-async def _no_op_nack(requeue: bool) -> None:
+async def _no_op_nack(*, requeue: bool) -> None:
     return None
 
 
@@ -149,7 +149,7 @@ def _settlers(session: Session, entry: PendingAck | None) -> Settle:
     async def ack() -> None:
         session.acks.settle(entry)
 
-    async def nack(requeue: bool) -> None:
+    async def nack(*, requeue: bool) -> None:
         if requeue:
             session.acks.hold(entry)
             session.request_requeue()
@@ -161,7 +161,7 @@ def _settlers(session: Session, entry: PendingAck | None) -> Settle:
 
 def _delivery(
     session: Session, message: paho.MQTTMessage, protocol: int, hub: Hub
-) -> Delivery | None:
+) -> Delivery[MqttMessage] | None:
     entry = session.acks.track(message.mid, message.qos) if message.qos > 0 else None
     try:
         topic = message.topic

@@ -35,9 +35,9 @@ URL form
 Options
     Connection (``connectors:`` entry): ``servers``, ``name``, ``user``/``password``,
     ``token``, ``creds_file``, ``nkey_seed_file``, ``tls`` (the shared ``tls:`` block),
-    ``connect_timeout``, ``connect_attempts``, ``max_reconnect_attempts`` (-1 =
-    forever), ``reconnect_wait``, ``reconnect_jitter``, ``pending_size``,
-    ``publish_timeout``, ``watchdog_timeouts`` (0 = off).
+    ``connect_timeout_seconds``, ``connect_attempts``, ``max_reconnect_attempts`` (-1 =
+    forever), ``reconnect_wait_seconds``, ``reconnect_jitter_seconds``, ``pending_size``,
+    ``publish_timeout_seconds``, ``watchdog_timeouts`` (0 = off).
 
     Source (``from:``): ``subject``, ``queue_group``, ``pending_msgs_limit``,
     ``pending_bytes_limit``, ``jetstream: {stream, durable, deliver_policy,

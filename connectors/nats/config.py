@@ -29,6 +29,7 @@ from pydantic import (
 
 from connectors.base import ConnectorOptions, SourceOptions, TargetOptions
 from connectors.redact import redact_url
+from connectors.renamed import Renamed
 from connectors.tls import TlsOptions, client_context, legacy_tls_error
 
 __all__ = [
@@ -92,6 +93,13 @@ class DeliverPolicy(StrEnum):
 class NatsOptions(ConnectorOptions):
     """A ``connectors:`` entry of ``type: nats``: one connection to a NATS server or cluster."""
 
+    renamed: ClassVar[tuple[Renamed, ...]] = (
+        Renamed("connect_timeout", "connect_timeout_seconds"),
+        Renamed("reconnect_wait", "reconnect_wait_seconds"),
+        Renamed("reconnect_jitter", "reconnect_jitter_seconds"),
+        Renamed("publish_timeout", "publish_timeout_seconds"),
+    )
+
     type: Literal["nats"] = Field(default="nats", description="Connector type name.")
     servers: tuple[str, ...] = Field(
         default=("nats://127.0.0.1:4222",),
@@ -122,7 +130,7 @@ class NatsOptions(ConnectorOptions):
         "URL alone means TLS verified by the system CAs; a server that does not offer "
         "TLS is refused, never used in plaintext.",
     )
-    connect_timeout: float = Field(
+    connect_timeout_seconds: float = Field(
         default=5.0, gt=0, description="Seconds allowed for one TCP + TLS + CONNECT handshake."
     )
     connect_attempts: int = Field(
@@ -138,10 +146,10 @@ class NatsOptions(ConnectorOptions):
         description="Reconnect attempts per server after a drop; -1 retries forever. Past "
         "them the connector drops the client and starts over with a fresh connection.",
     )
-    reconnect_wait: float = Field(
+    reconnect_wait_seconds: float = Field(
         default=2.0, ge=0, description="Seconds between reconnect attempts."
     )
-    reconnect_jitter: float = Field(
+    reconnect_jitter_seconds: float = Field(
         default=1.0,
         ge=0,
         description="Random extra seconds (0..jitter) added to each reconnect wait so a "
@@ -153,7 +161,7 @@ class NatsOptions(ConnectorOptions):
         description="Bytes of outgoing data buffered while reconnecting; beyond it "
         "publishes fail with ConnectionLost.",
     )
-    publish_timeout: float = Field(
+    publish_timeout_seconds: float = Field(
         default=5.0, gt=0, description="Seconds to wait for a JetStream PubAck or a core flush."
     )
     watchdog_timeouts: int = Field(
@@ -162,7 +170,7 @@ class NatsOptions(ConnectorOptions):
         description="Link watchdog: after this many timeouts in a row (PubAcks, core "
         "flushes, JetStream source requests) with nothing received in between while the "
         "client reports connected, one request probes the link; no answer within "
-        "publish_timeout and the client is replaced by a fresh connection. 0 turns the "
+        "publish_timeout_seconds and the client is replaced by a fresh connection. 0 turns the "
         "watchdog off.",
     )
 

@@ -40,7 +40,7 @@ READ_BACK_ACK_WAIT = 5.0
 """ack_wait of the durable that ``meshgate dlq`` reads a dead-letter stream with."""
 
 
-class NatsConnector(Connector[NatsOptions, NatsSource, NatsTarget]):
+class NatsConnector(Connector[NatsOptions, NatsSource, NatsTarget, NatsMessage]):
     """NATS and JetStream; see the package docstring for features and options.
 
     ``capabilities`` describes the connector at its best, JetStream; per source and
@@ -84,13 +84,13 @@ class NatsConnector(Connector[NatsOptions, NatsSource, NatsTarget]):
     async def close(self) -> None:
         await self._link.close()
 
-    def consume(self, source: NatsSource) -> AsyncIterator[Delivery]:
+    def consume(self, source: NatsSource) -> AsyncIterator[Delivery[NatsMessage]]:
         if source.jetstream is not None:
-            timeout = self.options.publish_timeout
+            timeout = self.options.publish_timeout_seconds
             return consume_jetstream(self._link, source, log, timeout)
         return consume_core(self._link, source, log)
 
-    def decode(self, delivery: Delivery) -> CloudEvent | None:
+    def decode(self, delivery: Delivery[NatsMessage]) -> CloudEvent | None:
         message = delivery.message
         if not isinstance(message, NatsMessage):
             message = NatsMessage(delivery.payload, delivery.headers)
@@ -100,7 +100,7 @@ class NatsConnector(Connector[NatsOptions, NatsSource, NatsTarget]):
         return sink.encode(target, event)
 
     async def publish(self, target: NatsTarget, event: CloudEvent) -> None:
-        await sink.publish(self._link, self.options.publish_timeout, target, event)
+        await sink.publish(self._link, self.options.publish_timeout_seconds, target, event)
 
     async def publish_raw(self, message: RawMessage) -> None:
         # JetStream (PubAck) unless the original came from a core subscription. Its
@@ -112,7 +112,7 @@ class NatsConnector(Connector[NatsOptions, NatsSource, NatsTarget]):
         headers = {k: v for k, v in message.headers.items() if k.lower() != "nats-msg-id"}
         await sink.send(
             self._link,
-            self.options.publish_timeout,
+            self.options.publish_timeout_seconds,
             message.address,
             message.payload,
             headers or None,
@@ -170,7 +170,7 @@ class NatsConnector(Connector[NatsOptions, NatsSource, NatsTarget]):
         )
 
     @classmethod
-    def dry_run_delivery(cls, options: NatsOptions, spec: MessageSpec) -> Delivery:
+    def dry_run_delivery(cls, options: NatsOptions, spec: MessageSpec) -> Delivery[NatsMessage]:
         subject = spec.text("subject", spec.address)
         if not subject:
             raise MessageSpecError("a nats --message needs `subject` (or `address`)")
@@ -178,7 +178,7 @@ class NatsConnector(Connector[NatsOptions, NatsSource, NatsTarget]):
         return dry_run_delivery(spec, message, subject, coordinates={"subject": subject})
 
     @classmethod
-    def source_receives(cls, source: NatsSource, delivery: Delivery) -> bool:
+    def source_receives(cls, source: NatsSource, delivery: Delivery[NatsMessage]) -> bool:
         return nats_match(source.subject, delivery.address)
 
     async def preflight(

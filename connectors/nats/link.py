@@ -14,14 +14,14 @@ report their timeouts (``note_timeout``); ``watchdog_timeouts`` of them in a row
 with no message received from the server in between (``stats["in_msgs"]``, kept by
 nats-py anyway: nothing is added per publish), start one probe: a request to a
 subject nobody serves, which the server answers at once with "no responders" through
-the whole read path. No answer within ``publish_timeout``, nothing else received
+the whole read path. No answer within ``publish_timeout_seconds``, nothing else received
 meanwhile and no reconnect by nats-py itself: the client is replaced. The publishes
 still waiting on it fail with ``LinkReplaced`` (a ``ConnectionClosedError``,
 retriable), it is closed in the background (aborted if closing hangs on the dead
 socket), and a fresh client connects under the usual backoff. Sources notice the old
 client closed and subscribe again (core) or re-check their durable and pull again
 (JetStream). An answered probe means the server is merely slow (JetStream busy, a
-congested link): the client stays, and no new probe starts for ``publish_timeout``.
+congested link): the client stays, and no new probe starts for ``publish_timeout_seconds``.
 """
 
 from __future__ import annotations
@@ -145,7 +145,7 @@ class Link:
     def jetstream(self, nc: Client) -> JetStreamContext:
         """A JetStream context of ``nc`` (cached for the current client)."""
         if self._js is None or self._js[0] is not nc:
-            self._js = (nc, nc.jetstream(timeout=self._options.publish_timeout))
+            self._js = (nc, nc.jetstream(timeout=self._options.publish_timeout_seconds))
         return self._js[1]
 
     def pubacks(self, nc: Client) -> PubAcks:
@@ -178,7 +178,7 @@ class Link:
             self._probe = loop.create_task(self._probe_link(nc))
 
     async def _probe_link(self, nc: Client) -> None:
-        timeouts, wait = self._timeouts, self._options.publish_timeout
+        timeouts, wait = self._timeouts, self._options.publish_timeout_seconds
         generation, seen = self.generation, nc.stats["in_msgs"]
         try:
             async with asyncio.timeout(wait):
@@ -262,7 +262,7 @@ class Link:
         silent = False
         if nc is not None and nc.is_connected:
             try:
-                await nc.flush(timeout=math.ceil(self._options.publish_timeout))
+                await nc.flush(timeout=math.ceil(self._options.publish_timeout_seconds))
             except _ClientErrors as exc:
                 silent = isinstance(exc, TimeoutError)
                 self._log.warning("%s: flush on close failed: %s", self._label, exc)
@@ -298,7 +298,9 @@ class Link:
         self._last_error = None
         # nats-py retries the first connection forever when reconnects are unlimited:
         # bound it by one connect timeout per server (plus the waits between them).
-        budget = (options.connect_timeout + options.reconnect_wait) * len(options.servers) + 0.5
+        budget = (options.connect_timeout_seconds + options.reconnect_wait_seconds) * len(
+            options.servers
+        ) + 0.5
         # A server refused for offering no TLS ends the attempt at once: it is a
         # misconfiguration (or an attack), and waiting out the budget helps nobody.
         refused = self._refused = asyncio.get_running_loop().create_future()
@@ -327,8 +329,8 @@ class Link:
         kwargs: dict[str, Any] = {
             "servers": list(options.servers),
             "name": options.name or f"meshgate-{self._label}",
-            "connect_timeout": options.connect_timeout,
-            "reconnect_time_wait": options.reconnect_wait,
+            "connect_timeout": options.connect_timeout_seconds,
+            "reconnect_time_wait": options.reconnect_wait_seconds,
             # Giving up is ours (see _pick_server): nats-py's own give-up path can leave
             # the client half-closed, with subscriptions never woken.
             "max_reconnect_attempts": -1,
@@ -353,10 +355,12 @@ class Link:
         return kwargs
 
     def _pick_server(self, pool: list[Server], _info: dict[str, Any]) -> tuple[Server, float]:
-        # The least-tried server next; wait reconnect_wait plus 0..jitter seconds.
+        # The least-tried server next; wait reconnect_wait_seconds plus 0..jitter seconds.
         fewest = min(server.reconnects for server in pool)
         server = random.choice([s for s in pool if s.reconnects == fewest])
-        delay = self._options.reconnect_wait + random.uniform(0, self._options.reconnect_jitter)
+        delay = self._options.reconnect_wait_seconds + random.uniform(
+            0, self._options.reconnect_jitter_seconds
+        )
         limit = self._options.max_reconnect_attempts
         if 0 <= limit <= fewest and self._nc is not None and not self._closing:
             # Out of attempts: drop this client (which cancels this very wait) and
@@ -397,7 +401,7 @@ class Link:
         self._revive = asyncio.get_running_loop().create_task(self._revive_forever())
 
     async def _revive_forever(self) -> None:
-        backoff = Backoff(initial=max(self._options.reconnect_wait, 0.1), maximum=30.0)
+        backoff = Backoff(initial=max(self._options.reconnect_wait_seconds, 0.1), maximum=30.0)
         while not self._closing:
             await backoff.sleep()
             try:

@@ -119,7 +119,7 @@ class _Inbox:
         return msgs
 
 
-async def _settled(_requeue: bool = True) -> None:
+async def _settled(*, requeue: bool = True) -> None:
     """Ack/nack of a core NATS delivery: nothing to tell the broker (at-most-once)."""
 
 
@@ -236,7 +236,7 @@ class _Settle:
         except _ClientErrors as exc:
             raise ConnectionLost(f"ack of {self._msg.subject!r} not sent: {exc}") from exc
 
-    async def nack(self, requeue: bool) -> None:
+    async def nack(self, *, requeue: bool) -> None:
         if self._msg.is_acked:
             return
         try:

@@ -96,27 +96,27 @@ class AckTests:
         assert "evt-1" not in redelivered
 
     async def test_nack_with_requeue_redelivers(self, conformance: Harness) -> None:
-        """``nack(True)`` gives the message back to the broker: it comes again."""
+        """``nack(requeue=True)`` gives the message back to the broker: it comes again."""
         _needs_acks(conformance)
         connector = await conformance.connector()
         source, target = await conformance.usable_pair(connector)
         consumer = await conformance.subscribe(connector, source)
         await conformance.publish(connector, target, sample_event(3))
-        await (await consumer.next()).nack(True)
+        await (await consumer.next()).nack(requeue=True)
         second = await consumer.next(conformance.timeouts.redelivery)
         event = connector.decode(second)
         assert event is not None and event.id == "evt-3"
         await second.ack()
 
     async def test_nack_without_requeue_drops(self, conformance: Harness) -> None:
-        """``nack(False)`` settles the message for good (dropped or dead-lettered by the
+        """``nack(requeue=False)`` settles the message for good (dropped or dead-lettered by the
         broker): the next message comes, the nacked one does not come back."""
         _needs_acks(conformance)
         connector = await conformance.connector()
         source, target = await conformance.usable_pair(connector)
         consumer = await conformance.subscribe(connector, source)
         await conformance.publish(connector, target, sample_event(1))
-        await (await consumer.next()).nack(False)
+        await (await consumer.next()).nack(requeue=False)
         await conformance.publish(connector, target, sample_event(2))
         delivery = await consumer.next()
         event = connector.decode(delivery)
@@ -138,7 +138,7 @@ class AckTests:
         delivery = await consumer.next()
         await delivery.ack()
         await delivery.ack()
-        await delivery.nack(True)
+        await delivery.nack(requeue=True)
         await consumer.nothing_within()
 
     async def test_closed_iterator_gives_back_unacked(self, conformance: Harness) -> None:

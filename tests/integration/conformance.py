@@ -117,7 +117,7 @@ class ConnectorConformance(abc.ABC):
             await asyncio.sleep(0.5)
             await connector.publish(target, sample_event(3))
             first = await receive
-            await first.nack(True)
+            await first.nack(requeue=True)
             second = await next_delivery(stream, timeout=40)
             event = connector.decode(second)
             assert event is not None and event.id == "evt-3"

@@ -369,7 +369,7 @@ async def test_prefetch_bounds_unacked_deliveries(broker: Broker) -> None:
         await asyncio.sleep(0.5)
         assert len(pump.got) == 10
         for delivery in pump.got[5:10]:
-            await delivery.nack(False)  # dropped, not requeued
+            await delivery.nack(requeue=False)  # dropped, not requeued
         for delivery in (await pump.wait_for(15))[10:]:
             await delivery.ack()
         for delivery in (await pump.wait_for(20))[15:]:

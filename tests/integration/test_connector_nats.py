@@ -302,7 +302,7 @@ async def test_nack_without_requeue_terminates(broker: Broker) -> None:
         first = asyncio.ensure_future(anext(stream_it))
         await asyncio.sleep(0.3)
         await conn.publish(target, sample_event(1))
-        await (await asyncio.wait_for(first, WAIT)).nack(False)
+        await (await asyncio.wait_for(first, WAIT)).nack(requeue=False)
         with pytest.raises(TimeoutError):  # 2 x ack_wait: a +TERM'ed message never returns
             await asyncio.wait_for(anext(stream_it), 2.0)
 

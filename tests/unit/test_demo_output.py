@@ -50,3 +50,19 @@ def test_a_closed_pipe_is_noticed_and_later_writes_are_dropped(
     out.line("x")
     assert out.closed.is_set()
     out.frame("y")  # dropped, no exception
+
+
+def test_demo_without_its_extra_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """aiomqtt is in the demo extra, not a gateway dependency: say so, start nothing."""
+    import importlib.util
+
+    from gateway import demo
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "aiomqtt" else real(name, *a)
+    )
+    assert demo.run_demo(seconds=0.1) == 2
+    assert "pip install 'meshgate[demo]'" in capsys.readouterr().err
