@@ -162,6 +162,7 @@ async def test_every_metric_is_exposed_with_its_documented_name(tmp_path: Path) 
             await asyncio.sleep(0.01)
         ready, body = readiness(gateway)
         assert ready, body
+        assert body["connectors"]["mem"]["dropped"] == 0
         text = telemetry.prometheus_text().decode()
     finally:
         await gateway.stop()
