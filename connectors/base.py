@@ -45,9 +45,12 @@ from pydantic import (
 # and a bare ``Delivery`` keep meaning "any native message type".
 from typing_extensions import TypeVar as DefaultTypeVar
 
+from connectors.asyncapi import AsyncApi
 from connectors.backoff import Backoff, BackoffPolicy
 from connectors.errors import MessageSpecError
+from connectors.meshchannel import MeshChannel
 from connectors.renamed import Renamed, rename_keys
+from connectors.semconv import Messaging
 from connectors.signing import SignOptions, VerifyOptions
 from connectors.topology import Topology
 from routing.bindings import Mode, prefix_clash
@@ -384,6 +387,18 @@ class Connector(abc.ABC, Generic[OptionsT, SourceT, TargetT, MessageT]):
     """Optional hook: where routes read and publish, for cycle warnings, the broker
     graph and the mesh view (``connectors.topology``). None leaves this type out of
     that analysis, with a note saying so."""
+    mesh_channel: ClassVar[MeshChannel | None] = None
+    """Optional hook: how this type carries the mesh view's control channel
+    (``connectors.meshchannel``). None: ``gateway.mesh`` may not name it (a config
+    error says so)."""
+    semconv: ClassVar[Messaging | None] = None
+    """Optional hook: this type's ``messaging.system``, destination names and protocol
+    attributes in spans and metrics (``connectors.semconv``). None: the generic
+    ``Messaging`` (the type name, the usual address fields), logged once at start."""
+    asyncapi: ClassVar[AsyncApi[Any, Any, Any] | None] = None
+    """Optional hook: servers, channels, bindings and binary-mode headers of this type
+    in ``meshgate asyncapi`` (``connectors.asyncapi``). None: a generic server and
+    channels, structured messages only, and the document says so."""
 
     def __init__(self, name: str, options: OptionsT) -> None:
         self.name = name

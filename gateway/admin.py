@@ -147,6 +147,8 @@ def _route_states(gateway: Gateway) -> dict[str, dict[str, Any]]:
             state, reason = "stopped", "the consume loop ended"
         elif reason := _down(gateway, [group.connector]):
             state = "waiting"
+        elif problem := pipeline.source_problem():
+            state, reason = "waiting", f"the source failed, retrying with backoff: {problem}"
         elif pipeline.stream is None:
             state, reason = "waiting", "resubscribing after a source failure"
         else:

@@ -16,29 +16,38 @@ tooling reads (AsyncAPI Studio, generators, catalogues):
   binary mode with the binding's headers (Kafka ``ce_*``, AMQP/NATS ``ce-*``, MQTT 5
   user properties), plus the protocol bindings objects.
 
-Pure: reads compiled configs, contacts no broker. Connector types other than the four
-built-ins get a generic server and channels.
+Pure: reads compiled configs, contacts no broker. Nothing here knows a protocol: each
+connector type's ``asyncapi`` hook (``connectors.asyncapi``; the built-ins' live in
+``connectors/<type>/asyncapi.py``) describes its servers, channels and bindings. A type
+without the hook gets a generic server and channels, and their descriptions say so.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import yaml
 
+from connectors.asyncapi import AsyncApi, BinaryCarrier, ChannelSpec
+from connectors.base import Connector
+from connectors.registry import ConnectorRegistry, default_registry
 from gateway.config import GatewayConfig, parse_config
 from gateway.yamlsource import load_yaml
 from routing.router import Route, TargetSpec
-from routing.templates import compile_template
 
-__all__ = ["build_document", "document_text", "load_mesh", "meshgate_version"]
+__all__ = [
+    "build_document",
+    "document_text",
+    "generic_types",
+    "load_mesh",
+    "meshgate_version",
+]
 
 ASYNCAPI_VERSION = "3.0.0"
 _KEY_UNSAFE = re.compile(r"[^A-Za-z0-9_\-]+")
@@ -81,196 +90,50 @@ class MeshMember:
     raw: Mapping[str, Any]
 
 
-def load_mesh(paths: Sequence[str]) -> list[MeshMember]:
+def load_mesh(
+    paths: Sequence[str], registry: ConnectorRegistry = default_registry
+) -> list[MeshMember]:
     """Load and validate every file; ``ConfigError`` for the first invalid one."""
     members = []
     for path in paths:
         loaded = load_yaml(path)
-        members.append(MeshMember(parse_config(loaded), loaded.data))
+        members.append(MeshMember(parse_config(loaded, registry), loaded.data))
     return members
 
 
 # -- servers -----------------------------------------------------------------------------
 
-
-def _hostport(url: str, default_port: int | None) -> tuple[str, str]:
-    """``host:port`` and the scheme of a URL, dropping any user and password."""
-    parts = urlsplit(url if "://" in url else f"//{url}")
-    host = parts.hostname or ""
-    if ":" in host:  # IPv6 literal
-        host = f"[{host}]"
-    port = parts.port or default_port
-    return (f"{host}:{port}" if port else host), parts.scheme
+_GENERIC = AsyncApi[Any, Any, Any]()
 
 
-def _server(kind: str, options: Any) -> dict[str, Any]:
-    """The AsyncAPI server object of one connector (without description)."""
-    if kind == "kafka":
-        first, *others = options.bootstrap_servers
-        host, _ = _hostport(first, 9092)
-        tls = options.security_protocol.value in ("SSL", "SASL_SSL")
-        server: dict[str, Any] = {"host": host, "protocol": "kafka-secure" if tls else "kafka"}
-        if others:
-            server["x-bootstrap-servers"] = [
-                _hostport(s, 9092)[0] for s in options.bootstrap_servers
-            ]
-        return server
-    if kind == "amqp":
-        host, scheme = _hostport(options.url, 5671 if options.url.startswith("amqps") else 5672)
-        vhost = urlsplit(options.url).path[1:] or "/"
-        return {
-            "host": host,
-            "protocol": "amqps" if scheme == "amqps" else "amqp",
-            "protocolVersion": "0.9.1",
-            "pathname": vhost if vhost.startswith("/") else f"/{vhost}",
+def describer(cls: type[Connector[Any, Any, Any]]) -> AsyncApi[Any, Any, Any]:
+    """The type's ``asyncapi`` hook, or the generic description (``connectors.asyncapi``)."""
+    return cls.asyncapi or _GENERIC
+
+
+def generic_note(kind: str) -> str:
+    """What the document says where a connector type has no ``asyncapi`` hook."""
+    return (
+        f"Generic description: connector type `{kind}` declares no asyncapi hook "
+        "(docs/plugins.md#optional-hooks), so protocol bindings and binary mode are not shown."
+    )
+
+
+def generic_types(members: Sequence[MeshMember]) -> list[str]:
+    """The connector types of ``members`` described generically (no ``asyncapi`` hook)."""
+    return sorted(
+        {
+            str(options.type)
+            for member in members
+            for cls, options in member.config.connectors.values()
+            if cls.asyncapi is None
         }
-    if kind == "mqtt":
-        endpoint = options.endpoint()
-        server = {
-            "host": f"{endpoint.host}:{endpoint.port}",
-            "protocol": "secure-mqtt" if endpoint.tls else "mqtt",
-            "protocolVersion": "5" if options.protocol == 5 else "3.1.1",
-        }
-        server["bindings"] = {
-            "mqtt": {
-                "clientId": options.client_id,
-                "cleanSession": options.clean_start,
-                "keepAlive": options.keepalive_seconds,
-                "bindingVersion": "0.2.0",
-            }
-        }
-        if options.protocol == 5:
-            server["bindings"]["mqtt"]["sessionExpiryInterval"] = options.session_expiry_seconds
-        return server
-    if kind == "nats":
-        host, scheme = _hostport(options.servers[0], 4222)
-        server = {"host": host, "protocol": "nats"}
-        if scheme == "tls":
-            server["x-tls"] = True
-        if len(options.servers) > 1:
-            server["x-servers"] = [_hostport(s, 4222)[0] for s in options.servers]
-        return server
-    return {"host": "local", "protocol": kind}  # plugin or in-memory connector
-
-
-_SASL = {"PLAIN": "plain", "SCRAM-SHA-256": "scramSha256", "SCRAM-SHA-512": "scramSha512"}
-
-
-def _security(kind: str, options: Any) -> dict[str, dict[str, Any]]:
-    """Security schemes a connector authenticates with, by component key: kinds only,
-    never user names, passwords or file paths."""
-    credentials = _CREDENTIALS.get(kind)
-    if credentials is None:  # plugin or in-memory connector
-        return {}
-    schemes = credentials(options)
-    if options.tls is not None and options.tls.mutual:
-        name = {"kafka": "Kafka"}.get(kind, kind.upper())
-        schemes[f"{kind}-X509"] = {"type": "X509", "description": f"{name} mutual TLS."}
-    return schemes
-
-
-def _kafka_credentials(options: Any) -> dict[str, dict[str, Any]]:
-    if not options.security_protocol.value.startswith("SASL_"):
-        return {}
-    kind = _SASL[options.sasl_mechanism.value]
-    return {f"kafka-{kind}": {"type": kind, "description": "Kafka SASL."}}
-
-
-def _amqp_credentials(options: Any) -> dict[str, dict[str, Any]]:
-    if not urlsplit(options.url).username:
-        return {}
-    return {"amqp-userPassword": {"type": "userPassword", "description": "AMQP PLAIN."}}
-
-
-def _mqtt_credentials(options: Any) -> dict[str, dict[str, Any]]:
-    if not options.endpoint().username:
-        return {}
-    return {"mqtt-userPassword": {"type": "userPassword", "description": "MQTT."}}
-
-
-def _nats_credentials(options: Any) -> dict[str, dict[str, Any]]:
-    schemes: dict[str, dict[str, Any]] = {}
-    users = [urlsplit(s) for s in options.servers]
-    if options.user or any(u.password is not None for u in users):
-        schemes["nats-userPassword"] = {"type": "userPassword", "description": "NATS."}
-    if options.token is not None or any(u.username and u.password is None for u in users):
-        schemes["nats-token"] = {
-            "type": "apiKey",
-            "in": "user",
-            "description": "NATS token authentication.",
-        }
-    if options.creds_file is not None or options.nkey_seed_file is not None:
-        schemes["nats-nkey"] = {
-            "type": "asymmetricEncryption",
-            "description": "NATS NKey signature (credentials or seed file).",
-        }
-    return schemes
-
-
-_CREDENTIALS: dict[str, Callable[[Any], dict[str, dict[str, Any]]]] = {
-    "kafka": _kafka_credentials,
-    "amqp": _amqp_credentials,
-    "mqtt": _mqtt_credentials,
-    "nats": _nats_credentials,
-}
+    )
 
 
 def _identity(server: Mapping[str, Any]) -> str:
     """What makes two connectors the same broker (per-client bindings aside)."""
     return json.dumps({k: v for k, v in server.items() if k != "bindings"}, sort_keys=True)
-
-
-# -- channel addresses and parameters ---------------------------------------------------
-
-
-def _source_addresses(kind: str, source: Any) -> list[tuple[str, dict[str, Any], str]]:
-    """Channel addresses, their parameters and a note, for a route's source."""
-    if kind == "kafka":
-        if source.pattern is not None:
-            return [(source.pattern, {}, "Kafka topic pattern (regular expression).")]
-        return [(topic, {}, "") for topic in source.topics or ()]
-    if kind == "amqp":
-        return [(source.queue, {}, "")]
-    if kind in ("mqtt", "nats"):
-        return [_wildcards(source.topic if kind == "mqtt" else source.subject, kind)]
-    return [(str(getattr(source, "topic", getattr(source, "subject", ""))), {}, "")]
-
-
-def _wildcards(text: str, kind: str) -> tuple[str, dict[str, Any], str]:
-    """MQTT ``+``/``#`` and NATS ``*``/``>`` levels as parameters named by position."""
-    separator, one, rest, field = (
-        ("/", "+", "#", "topic") if kind == "mqtt" else (".", "*", ">", "subject")
-    )
-    levels = text.split(separator)
-    params: dict[str, Any] = {}
-    for index, level in enumerate(levels):
-        if level == one:
-            name = f"{field}_{index}"
-            params[name] = {"description": f"Any single level at position {index} ({one!r})."}
-            levels[index] = f"{{{name}}}"
-        elif level == rest and index == len(levels) - 1:
-            name = f"{field}_{index}_rest"
-            params[name] = {
-                "description": f"The remaining levels from position {index} ({rest!r})."
-            }
-            levels[index] = f"{{{name}}}"
-    note = f"subscription {text!r}" if params else ""
-    return separator.join(levels), params, note
-
-
-def _templated(text: str) -> tuple[str, dict[str, Any]]:
-    """A target template as a channel address with one parameter per placeholder."""
-    params: dict[str, Any] = {}
-
-    def replace(match: re.Match[str]) -> str:
-        inner = match.group(1).strip()
-        name = _key(inner.replace("[", "_").replace("]", "").replace(".", "_"))
-        params[name] = {"description": f"Filled per event from the template {{{inner}}}."}
-        return f"{{{name}}}"
-
-    if compile_template(text).is_static:
-        return text.replace("{{", "{").replace("}}", "}"), {}
-    return _PLACEHOLDER.sub(replace, text), params
 
 
 # -- messages -----------------------------------------------------------------------------
@@ -297,58 +160,52 @@ def _cloudevent_schema() -> dict[str, Any]:
     }
 
 
-_BINARY_CARRIER = {
-    # protocol: (header name prefix, where datacontenttype goes)
-    "kafka": ("ce_", "the `content-type` header"),
-    "amqp": ("ce-", "the `content_type` property"),
-    "mqtt": ("", "the MQTT 5 Content Type property"),
-    "nats": ("ce-", "the `ce-datacontenttype` header"),
-}
-
-
-def _binary_headers(kind: str) -> dict[str, Any]:
-    prefix, content_type = _BINARY_CARRIER[kind]
+def _binary_headers(carrier: BinaryCarrier) -> dict[str, Any]:
+    prefix = carrier.prefix
     properties = {
         f"{prefix}{name}": {"type": "string", "description": text}
         for name, (_, text) in _CONTEXT.items()
-        if not (name == "datacontenttype" and kind != "nats")
+        if not (name == "datacontenttype" and not carrier.content_type_prefixed)
     }
-    if kind == "kafka":
-        properties["content-type"] = {"type": "string", "description": "datacontenttype."}
-    where = "user properties named as the attribute" if kind == "mqtt" else f"{prefix}* headers"
+    for name, text in carrier.extra_headers.items():
+        properties[name] = {"type": "string", "description": text}
+    where = carrier.where or f"{prefix}* headers"
     return {
         "type": "object",
-        "description": f"CloudEvents attributes as {where}; datacontenttype in {content_type}. "
-        + ("Values are percent-encoded like HTTP. " if kind == "nats" else "")
+        "description": f"CloudEvents attributes as {where}; datacontenttype in "
+        f"{carrier.content_type}. "
+        + (f"{carrier.note} " if carrier.note else "")
         + "Extension attributes travel the same way.",
         "required": [f"{prefix}{name}" for name in _REQUIRED],
         "properties": properties,
     }
 
 
-def _messages(kind: str) -> dict[str, dict[str, Any]]:
-    """The CloudEvent messages of one protocol, by component key."""
+def _messages(kind: str, hook: AsyncApi[Any, Any, Any]) -> dict[str, dict[str, Any]]:
+    """The CloudEvent messages of one connector type, by component key."""
     structured: dict[str, Any] = {
         "name": f"{kind}-cloudevent-structured",
         "title": f"CloudEvent, structured mode ({kind})",
         "contentType": "application/cloudevents+json",
         "payload": {"$ref": "#/components/schemas/CloudEvent"},
     }
+    if hook.structured_summary():
+        structured["summary"] = hook.structured_summary()
+    if hook.message_bindings("structured"):
+        structured["bindings"] = hook.message_bindings("structured")
     out = {f"{kind}-structured": structured}
-    if kind not in _BINARY_CARRIER:
+    carrier = hook.binary_carrier()
+    if carrier is None:
         return out
     binary: dict[str, Any] = {
         "name": f"{kind}-cloudevent-binary",
         "title": f"CloudEvent, binary mode ({kind})",
         "summary": "The payload is the event's data; the attributes travel as headers.",
-        "headers": _binary_headers(kind),
+        "headers": _binary_headers(carrier),
         "payload": {"description": "The event data, as its datacontenttype says."},
     }
-    if kind == "amqp":
-        binary["bindings"] = {"amqp": {"bindingVersion": "0.3.0"}}
-    if kind == "kafka":
-        structured["summary"] = "The record key is the target's key template (if any)."
-        binary["bindings"] = {"kafka": {"key": {"type": "string"}, "bindingVersion": "0.5.0"}}
+    if hook.message_bindings("binary"):
+        binary["bindings"] = hook.message_bindings("binary")
     out[f"{kind}-binary"] = binary
     return out
 
@@ -375,9 +232,12 @@ class _Builder:
         self.operations: dict[str, dict[str, Any]] = {}
         self.messages: dict[str, dict[str, Any]] = {}
         self.security: dict[str, dict[str, Any]] = {}
+        self.generic: dict[str, str] = {}  # server key -> type without the asyncapi hook
 
-    def server(self, gateway: str, name: str, kind: str, options: Any) -> str:
-        server = _server(kind, options)
+    def server(
+        self, gateway: str, name: str, kind: str, options: Any, hook: AsyncApi[Any, Any, Any]
+    ) -> str:
+        server = hook.server(options)
         identity = _identity({**server, "protocol": server["protocol"], "kind": kind})
         key = self.server_ids.get(identity)
         if key is None:
@@ -386,7 +246,9 @@ class _Builder:
             self.servers[key] = server
             self.server_users[key] = []
         self.server_users[key].append(f"`{gateway}` (connector `{name}`)")
-        for scheme, body in _security(kind, options).items():
+        if hook is _GENERIC:
+            self.generic[key] = kind
+        for scheme, body in hook.security(options).items():
             self.security[scheme] = body
             refs = self.servers[key].setdefault("security", [])
             ref = {"$ref": f"#/components/securitySchemes/{scheme}"}
@@ -394,43 +256,38 @@ class _Builder:
                 refs.append(ref)
         return key
 
-    def channel(
-        self,
-        server: str,
-        address: str,
-        params: Mapping[str, Any],
-        messages: Iterable[str],
-        bindings: Mapping[str, Any] | None,
-        note: str,
-    ) -> str:
+    def channel(self, server: str, spec: ChannelSpec, messages: Iterable[str]) -> str:
         # One channel per broker address, whoever sends or receives on it, so that the
-        # mesh's wiring shows (AMQP: a queue and a routing key of an exchange differ).
-        amqp = (bindings or {}).get("amqp", {})
-        where = amqp.get("queue", {}).get("name") or amqp.get("exchange", {}).get("name")
-        identity = json.dumps([server, address, amqp.get("is"), where])
+        # mesh's wiring shows (the spec's identity tells apart what else differs).
+        identity = json.dumps([server, spec.address, spec.identity])
         key = self.channel_ids.get(identity)
         if key is None:
-            key = _key(server, address.replace("{", "").replace("}", ""))
+            key = _key(server, spec.address.replace("{", "").replace("}", ""))
             while key in self.channels:
                 key += "_"
             self.channel_ids[identity] = key
             channel: dict[str, Any] = {
-                "address": address,
+                "address": spec.address,
                 "servers": [{"$ref": f"#/servers/{server}"}],
                 "messages": {},
             }
+            note = " ".join(filter(None, [spec.note, self.generic_text(server)]))
             if note:
                 channel["description"] = note
-            if params:
-                channel["parameters"] = dict(params)
-            if bindings:
-                channel["bindings"] = dict(bindings)
+            if spec.parameters:
+                channel["parameters"] = dict(spec.parameters)
+            if spec.bindings:
+                channel["bindings"] = dict(spec.bindings)
             self.channels[key] = channel
-        if bindings and "bindings" not in self.channels[key]:
-            self.channels[key]["bindings"] = dict(bindings)
+        if spec.bindings and "bindings" not in self.channels[key]:
+            self.channels[key]["bindings"] = dict(spec.bindings)
         for message in messages:
             self.channels[key]["messages"][message] = {"$ref": f"#/components/messages/{message}"}
         return key
+
+    def generic_text(self, server: str) -> str:
+        kind = self.generic.get(server)
+        return generic_note(kind) if kind is not None else ""
 
     def operation(
         self, key: str, action: str, channel: str, messages: Iterable[str], body: dict[str, Any]
@@ -467,118 +324,32 @@ def _filter_text(route: Route, raw_route: Mapping[str, Any]) -> list[str]:
     return lines
 
 
-def _source_bindings(kind: str, source: Any, options: Any) -> tuple[dict[str, Any], list[str]]:
-    """Operation bindings and description lines of a route source."""
-    if kind == "kafka":
-        group = {"type": "string", "enum": [source.group_id]}
-        client = {"type": "string", "enum": [options.client_id]}
-        return {"kafka": {"groupId": group, "clientId": client, "bindingVersion": "0.5.0"}}, [
-            f"Consumer group `{source.group_id}`: replicas with the same group share partitions."
-        ]
-    if kind == "mqtt":
-        lines = [f"QoS {source.qos}" + (" (at most once)" if source.qos == 0 else "")]
-        if source.share_group:
-            lines.append(f"Shared subscription `$share/{source.share_group}/{source.topic}`.")
-        return {"mqtt": {"qos": source.qos, "bindingVersion": "0.2.0"}}, lines
-    if kind == "nats":
-        lines = []
-        if source.jetstream is not None:
-            js = source.jetstream
-            lines.append(
-                f"JetStream pull consumer `{js.durable}` (stream `{js.stream or 'by subject'}`)."
-            )
-        else:
-            lines.append("Core NATS: at most once.")
-        if source.queue_group:
-            return {"nats": {"queue": source.queue_group, "bindingVersion": "0.1.0"}}, [
-                *lines,
-                f"Queue group `{source.queue_group}`.",
-            ]
-        return {}, lines
-    if kind == "amqp":
-        lines = [f"Prefetch {source.prefetch}, manual acknowledgements."]
-        lines += [
-            f"Bound to exchange `{b.exchange}` with key `{b.binding_key}`." for b in source.bind
-        ]
-        return {"amqp": {"ack": True, "bindingVersion": "0.3.0"}}, lines
-    return {}, []
-
-
-def _target_parts(
-    kind: str, target: TargetSpec, connector_options: Any
-) -> tuple[str, dict[str, Any], dict[str, Any] | None, dict[str, Any]]:
-    """Address, parameters, channel bindings and operation bindings of a target."""
-    options = target.options
-    if kind == "kafka":
-        address, params = _templated(options.topic)
-        topic = None if params else {"kafka": {"topic": address, "bindingVersion": "0.5.0"}}
-        client = {"type": "string", "enum": [connector_options.client_id]}
-        return address, params, topic, {"kafka": {"clientId": client, "bindingVersion": "0.5.0"}}
-    if kind == "amqp":
-        address, params = _templated(options.routing_key)
-        exchange: dict[str, Any] = (
-            {"name": options.exchange} if options.exchange else {"type": "default"}
-        )
-        if options.declare_exchange is not None:
-            exchange["type"] = options.declare_exchange.type.value
-            exchange["durable"] = options.declare_exchange.durable
-        exchange["vhost"] = urlsplit(connector_options.url).path[1:] or "/"
-        channel: dict[str, Any] = {
-            "amqp": {"is": "routingKey", "exchange": exchange, "bindingVersion": "0.3.0"}
-        }
-        operation = {
-            "deliveryMode": 2 if options.persistent else 1,
-            "mandatory": options.mandatory,
-            "bindingVersion": "0.3.0",
-        }
-        return address, params, channel, {"amqp": operation}
-    if kind == "mqtt":
-        address, params = _templated(options.topic)
-        mqtt: dict[str, Any] = {
-            "qos": options.qos,
-            "retain": options.retain,
-            "bindingVersion": "0.2.0",
-        }
-        if options.message_expiry_seconds is not None:
-            mqtt["messageExpiryInterval"] = options.message_expiry_seconds
-        return address, params, None, {"mqtt": mqtt}
-    text = str(getattr(options, "subject", getattr(options, "topic", "")))
-    address, params = _templated(text)
-    return address, params, None, {}
-
-
-def _target_messages(kind: str, target: TargetSpec, connector_options: Any) -> list[str]:
-    mode = getattr(target.options.mode, "value", "binary")
-    if kind == "mqtt" and connector_options.protocol == 4:
-        mode = "structured"  # MQTT 3.1.1 has no headers
-    if kind not in _BINARY_CARRIER:
-        mode = "structured"
-    return [f"{kind}-{mode}"]
-
-
 def build_document(members: Sequence[MeshMember]) -> dict[str, Any]:
     """The AsyncAPI 3.0 document of the gateways in ``members`` (one or a mesh)."""
     build = _Builder()
     ids = [m.config.gateway.id for m in members]
-    kinds: set[str] = set()
+    kinds: dict[str, AsyncApi[Any, Any, Any]] = {}
     for member in members:
         config, gateway = member.config, member.config.gateway.id
         servers = {}
-        for name, (_cls, options) in config.connectors.items():
+        for name, (cls, options) in config.connectors.items():
             kind = str(options.type)
-            kinds.add(kind)
-            servers[name] = (kind, options, build.server(gateway, name, kind, options))
+            hook = describer(cls)
+            kinds[kind] = hook
+            key = build.server(gateway, name, kind, options, hook)
+            servers[name] = _Server(kind, options, key, hook)
         raw_routes = {str(r.get("name")): r for r in member.raw.get("routes") or []}
         for route in config.table.routes:
             _add_route(build, gateway, route, raw_routes.get(route.name, {}), servers)
     for kind in sorted(kinds):
-        build.messages.update(_messages(kind))
+        build.messages.update(_messages(kind, kinds[kind]))
     if any(
         m.config.table.routes and any(r.ingress for r in m.config.table.routes) for m in members
     ):
         build.messages["legacy"] = _legacy_message()
     for key, users in build.server_users.items():
-        build.servers[key]["description"] = "Used by gateway " + ", ".join(users) + "."
+        used = "Used by gateway " + ", ".join(users) + "."
+        build.servers[key]["description"] = " ".join(filter(None, [used, build.generic_text(key)]))
     title = f"meshgate gateway {ids[0]}" if len(ids) == 1 else "meshgate mesh: " + ", ".join(ids)
     return {
         "asyncapi": ASYNCAPI_VERSION,
@@ -602,20 +373,37 @@ def build_document(members: Sequence[MeshMember]) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class _Server:
+    """A connector of one gateway: its type, options, server key and description hook."""
+
+    kind: str
+    options: Any
+    key: str
+    hook: AsyncApi[Any, Any, Any]
+
+    def messages(self, mode: str) -> list[str]:
+        """The message keys of ``mode`` (``binary`` or ``structured``) on this connection."""
+        if mode == "binary" and self.hook.binary_mode(self.options):
+            return [f"{self.kind}-binary"]
+        return [f"{self.kind}-structured"]
+
+
 def _add_route(
     build: _Builder,
     gateway: str,
     route: Route,
     raw: Mapping[str, Any],
-    servers: Mapping[str, tuple[str, Any, str]],
+    servers: Mapping[str, _Server],
 ) -> None:
-    kind, options, server = servers[route.source_connector]
-    structured_only = kind not in _BINARY_CARRIER or (kind == "mqtt" and options.protocol == 4)
-    messages = [f"{kind}-structured"] + ([] if structured_only else [f"{kind}-binary"])
+    source = servers[route.source_connector]
+    messages = [f"{source.kind}-structured"]
+    if source.hook.binary_mode(source.options):
+        messages.append(f"{source.kind}-binary")
     if route.ingress is not None:
         messages.append("legacy")
-    bindings, lines = _source_bindings(kind, route.source, options)
-    lines += _filter_text(route, raw)
+    operation = source.hook.source_operation(source.options, route.source)
+    lines = [*operation.lines, *_filter_text(route, raw)]
     if route.ingress is not None:
         lines.append(
             f"Messages that are not CloudEvents are wrapped: `{json.dumps(raw.get('ingress'))}`."
@@ -628,36 +416,24 @@ def _add_route(
         "x-meshgate-gateway": gateway,
         "x-meshgate-route": route.name,
     }
-    if bindings:
-        body["bindings"] = bindings
-    addresses = _source_addresses(kind, route.source)
-    for index, (address, params, note) in enumerate(addresses):
-        channel_bindings: dict[str, Any] | None = None
-        if kind == "amqp":
-            queue = {"is": "queue", "queue": {"name": address}, "bindingVersion": "0.3.0"}
-            channel_bindings = {"amqp": queue}
-        elif kind == "kafka" and route.source.pattern is None:
-            channel_bindings = {"kafka": {"topic": address, "bindingVersion": "0.5.0"}}
-        channel = build.channel(server, address, params, messages, channel_bindings, note)
-        suffix = "receive" if len(addresses) == 1 else f"receive-{index}"
+    if operation.bindings:
+        body["bindings"] = dict(operation.bindings)
+    channels = source.hook.source_channels(route.source)
+    for index, spec in enumerate(channels):
+        channel = build.channel(source.key, spec, messages)
+        suffix = "receive" if len(channels) == 1 else f"receive-{index}"
         build.operation(_key(gateway, route.name, suffix), "receive", channel, messages, body)
 
     sends = [(f"send-{i}", t, "target") for i, t in enumerate(route.targets)]
     if route.dead_letter is not None:
         sends.append(("dead-letter", route.dead_letter, "dead letter"))
     for suffix, target, role in sends:
-        kind, options, server = servers[target.connector]
-        address, params, channel_bindings, op_bindings = _target_parts(kind, target, options)
-        messages = _target_messages(kind, target, options)
-        channel = build.channel(server, address, params, messages, channel_bindings, "")
-        text = [f"Route {route.name}: {role}: {_describe(target)}."]
-        if kind == "nats":
-            text.append(
-                "Published to JetStream, confirmed by its PubAck (a stream must capture the "
-                "subject)."
-                if target.options.jetstream
-                else "Published on core NATS: at most once."
-            )
+        server = servers[target.connector]
+        spec = server.hook.target_channel(server.options, target.options)
+        operation = server.hook.target_operation(server.options, target.options)
+        messages = server.messages(getattr(target.options.mode, "value", "binary"))
+        channel = build.channel(server.key, spec, messages)
+        text = [f"Route {route.name}: {role}: {_describe(target)}.", *operation.lines]
         if role == "dead letter":
             text.append(
                 "Events no target accepted, after the route's retries, with the error attached."
@@ -668,8 +444,8 @@ def _add_route(
             "x-meshgate-gateway": gateway,
             "x-meshgate-route": route.name,
         }
-        if op_bindings:
-            body["bindings"] = op_bindings
+        if operation.bindings:
+            body["bindings"] = dict(operation.bindings)
         build.operation(_key(gateway, route.name, suffix), "send", channel, messages, body)
 
 

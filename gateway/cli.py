@@ -207,13 +207,21 @@ def _mesh_status(args: argparse.Namespace) -> int:
 
 
 def _asyncapi(args: argparse.Namespace) -> int:
-    from gateway.asyncapi import build_document, document_text, load_mesh
+    from gateway.asyncapi import build_document, document_text, generic_types, load_mesh
 
     try:
-        text = document_text(build_document(load_mesh(args.config)), as_json=args.json)
+        members = load_mesh(args.config)
+        text = document_text(build_document(members), as_json=args.json)
     except (ConfigError, OSError) as exc:
         print(exc, file=sys.stderr)
         return 2
+    for kind in generic_types(members):
+        print(
+            f"asyncapi: note: connector type {kind!r} declares no asyncapi hook: described "
+            "generically, without protocol bindings or binary mode "
+            "(docs/plugins.md#optional-hooks)",
+            file=sys.stderr,
+        )
     if args.output is None:
         sys.stdout.write(text)
         return 0

@@ -18,7 +18,7 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
@@ -30,6 +30,7 @@ from connectors.base import (
     TargetOptions,
 )
 from connectors.errors import UnknownConnectorType
+from connectors.meshchannel import ADDRESS_KEYS, ChannelSettings, MeshChannel
 from connectors.registry import ConnectorRegistry, default_registry
 from gateway.dlstore import DEFAULT_MAX_BYTES, STATE_DIR_ENV, default_state_dir
 from gateway.errors import ConfigError, ConfigProblem
@@ -156,9 +157,16 @@ class ReconnectSection(_Section):
 class MeshSection(_Section):
     """The mesh view's control channel (docs/mesh.md#the-mesh-view)."""
 
-    connector: str = Field(description="A connector of this gateway (nats, mqtt, kafka, amqp).")
-    subject: str | None = Field(None, min_length=1, description="NATS: subject (core NATS).")
-    topic: str | None = Field(None, min_length=1, description="MQTT (QoS 0) or Kafka: topic.")
+    connector: str = Field(
+        description="A connector of this gateway whose type carries the channel (nats, mqtt, "
+        "kafka, amqp; a plugin type with the mesh_channel hook)."
+    )
+    subject: str | None = Field(
+        None, min_length=1, description="NATS (core NATS) or a plugin that asks for it: subject."
+    )
+    topic: str | None = Field(
+        None, min_length=1, description="MQTT (QoS 0), Kafka or a plugin that asks for it: topic."
+    )
     exchange: str = Field(
         "amq.topic", min_length=1, description="AMQP: existing topic exchange to publish to."
     )
@@ -168,14 +176,6 @@ class MeshSection(_Section):
         None, gt=0, description="Peers silent this long are forgotten (default: 3 intervals)."
     )
 
-    CHANNELS: ClassVar[dict[str, tuple[str, str]]] = {
-        "nats": ("subject", "*> "),
-        "mqtt": ("topic", "+#"),
-        "kafka": ("topic", ""),
-        "amqp": ("routing_key", "*#"),
-    }
-    """Connector type -> (address key, characters it may not hold: wildcards)."""
-
     @property
     def address(self) -> str:
         return self.subject or self.topic or self.routing_key or ""
@@ -183,44 +183,26 @@ class MeshSection(_Section):
     def expiry(self) -> float:
         return self.expire_seconds or 3 * self.interval_seconds
 
+    def _channel(self, connector: Connector[Any, Any, Any]) -> MeshChannel:
+        channel = type(connector).mesh_channel
+        if channel is None:  # the config check refuses such a connector
+            raise ValueError(f"{connector.label} cannot carry the mesh control channel")
+        return channel
+
+    def settings(self) -> ChannelSettings:
+        return ChannelSettings(exchange=self.exchange, expire_seconds=self.expiry())
+
     def target(self, connector: Connector[Any, Any, Any]) -> Any:
-        """Where announcements go: at most once where the protocol allows it."""
-        kind = connector.options.type
-        body: dict[str, Any] = {"connector": self.connector}
-        if kind == "nats":
-            body |= {"subject": self.address, "jetstream": False}
-        elif kind == "mqtt":
-            body |= {"topic": self.address, "qos": 0}
-        elif kind == "kafka":
-            body |= {"topic": self.address}
-        else:
-            body |= {"exchange": self.exchange, "routing_key": self.address, "persistent": False}
-        return type(connector).Target.model_validate(body)
+        """Where announcements go (the connector type's ``mesh_channel`` hook)."""
+        body = self._channel(connector).target(self.address, self.settings())
+        return type(connector).Target.model_validate({"connector": self.connector, **body})
 
     def source(self, connector: Connector[Any, Any, Any], listener: str) -> Any:
         """A subscription of this listener alone (no queue, share or consumer group
         shared with others): every gateway hears every announcement. ``listener`` names
         the Kafka group and the AMQP queue (which RabbitMQ deletes once unused)."""
-        kind = connector.options.type
-        body: dict[str, Any] = {"connector": self.connector}
-        if kind == "nats":
-            body |= {"subject": self.address}
-        elif kind == "mqtt":
-            body |= {"topic": self.address, "qos": 0}
-        elif kind == "kafka":
-            body |= {
-                "topics": [self.address],
-                "group_id": f"meshgate-mesh-{listener}",
-                "auto_offset_reset": "latest",
-            }
-        else:
-            body |= {
-                "queue": f"meshgate-mesh-{listener}",
-                "declare": True,
-                "arguments": {"x-expires": int(max(60.0, 3 * self.expiry()) * 1000)},
-                "bind": [{"exchange": self.exchange, "binding_key": self.address}],
-            }
-        return type(connector).Source.model_validate(body)
+        body = self._channel(connector).source(self.address, listener, self.settings())
+        return type(connector).Source.model_validate({"connector": self.connector, **body})
 
 
 class GatewaySection(_Section):
@@ -469,7 +451,7 @@ def parse_config(
 
     connectors = _compile_connectors(check, file_model, registry)
     if file_model.gateway.mesh is not None:
-        _check_mesh(check, file_model.gateway.mesh, file_model.connectors)
+        _check_mesh(check, file_model.gateway.mesh, connectors, file_model.connectors)
     routes = _compile_routes(check, file_model, connectors)
     if check.problems:
         raise ConfigError(check.problems)
@@ -525,19 +507,33 @@ def _compile_routes(check: _Checker, file_model: ConfigFile, connectors: Connect
     return routes
 
 
-def _check_mesh(check: _Checker, mesh: MeshSection, connectors: dict[str, Any]) -> None:
-    """The control channel names a connector of a known type and one address for it."""
-    kind = connectors.get(mesh.connector, {}).get("type")
-    channel = MeshSection.CHANNELS.get(str(kind))
+def _check_mesh(
+    check: _Checker, mesh: MeshSection, connectors: Connectors, declared: Mapping[str, Any]
+) -> None:
+    """The control channel names a connector whose type carries it, and one address."""
+    entry = connectors.get(mesh.connector)
+    if entry is None:
+        if mesh.connector in declared:  # declared but invalid: reported at its entry
+            return
+        check.add(
+            ("gateway", "mesh", "connector"),
+            f"no connector named {mesh.connector!r} "
+            f"(declared: {', '.join(sorted(declared)) or 'none'})",
+        )
+        return
+    cls, options = entry
+    kind = options.type
+    channel = cls.mesh_channel
     if channel is None:
         check.add(
             ("gateway", "mesh", "connector"),
-            f"{mesh.connector!r} is not a connector of this file of a type the control "
-            f"channel runs on ({', '.join(MeshSection.CHANNELS)})",
+            f"connector {mesh.connector!r} (type {kind!r}) cannot carry the control channel: "
+            "its type declares no mesh_channel hook (docs/plugins.md#optional-hooks); "
+            "built in: nats, mqtt, kafka, amqp",
         )
         return
-    key, forbidden = channel
-    for other in ("subject", "topic", "routing_key"):
+    key = channel.address_key
+    for other in ADDRESS_KEYS:
         if other != key and getattr(mesh, other) is not None:
             check.add(
                 ("gateway", "mesh", other), f"a {kind} control channel takes {key}, not {other}"
@@ -545,7 +541,7 @@ def _check_mesh(check: _Checker, mesh: MeshSection, connectors: dict[str, Any]) 
     value = getattr(mesh, key)
     if value is None:
         check.add(("gateway", "mesh"), f"required key {key!r} is missing (the {kind} {key})")
-    elif forbidden and any(c in value for c in forbidden):
+    elif channel.wildcards and any(c in value for c in channel.wildcards):
         check.add(("gateway", "mesh", key), f"a {key} without wildcards")
 
 

@@ -21,7 +21,7 @@ from connectors.base import Delivery
 from connectors.errors import ConnectorError
 from gateway.dlstore import StoreError
 from gateway.plan import Rendered, source_values
-from routing.deadletter import dead_letter_event
+from routing.deadletter import dead_letter_event, reason_of
 from routing.errors import InvalidEvent, TemplateError
 from routing.event import CloudEvent
 from routing.router import Route, SourceGroup
@@ -217,7 +217,7 @@ class Deliverer:
                 route.name,
                 delivery.address,
                 target.describe(),
-                type(error).__name__,
+                reason_of(error),
                 error,
             )
             return True
@@ -258,7 +258,7 @@ class Deliverer:
                     key=None if key is None else str(key),
                     native_id=delivery.native_id,
                     coordinates=delivery.coordinates,
-                    reason=type(error).__name__,
+                    reason=reason_of(error),
                     error=text,
                     target=failed_target,
                     attempts=attempts,
@@ -283,7 +283,7 @@ class Deliverer:
             self.group.connector,
             delivery.address,
             entry,
-            type(error).__name__,
+            reason_of(error),
             text,
         )
         return True

@@ -45,6 +45,10 @@ __all__ = ["Pipeline"]
 # The runtime's logger (docs/operations.md names it), whichever runtime module logs.
 log = logging.getLogger("meshgate.runtime")
 
+_SETTLED = 5.0
+"""Seconds a resubscribed source must run without failing before a source failure no
+longer counts against readiness (or until it delivers a message, whichever is first)."""
+
 
 class Pipeline:
     """Consumes one source and processes its deliveries for all routes reading it."""
@@ -68,6 +72,8 @@ class Pipeline:
         self.flowing.set()
         self.deliverer = Deliverer(gateway, group, self.connector.address_separator, self.flowing)
         self.consumed = 0  # deliveries pulled from the source (metrics)
+        self.source_error = ""  # why the source iterator last failed ("" once it recovered)
+        self.subscribed_at = 0.0  # monotonic time the current source iterator was made
         self.verifier, self.strict = source_verifier(group.source)
         self.signature_failures = 0  # passthrough: events forwarded despite a bad signature
 
@@ -100,6 +106,7 @@ class Pipeline:
                 await self._consume()
                 return
             except (ConnectorError, OSError) as exc:
+                self.source_error = str(exc) or type(exc).__name__
                 log.error(
                     "source %s of routes %s failed, resubscribing: %s",
                     self.group.connector,
@@ -115,7 +122,18 @@ class Pipeline:
                 return
             await backoff.sleep()
 
+    def source_problem(self) -> str:
+        """Why the source is not consuming after a failure (a denied subscription, a
+        refused consumer), or "": readiness (``/readyz``) shows it while the source
+        retries, until the resubscribed source delivers or runs ``_SETTLED`` seconds."""
+        if not self.source_error:
+            return ""
+        if self.stream is not None and time.monotonic() - self.subscribed_at >= _SETTLED:
+            self.source_error = ""
+        return self.source_error
+
     async def _consume(self) -> None:
+        self.subscribed_at = time.monotonic()
         self.stream = stream = aiter(self.connector.consume(self.group.source))
         while not self.stopping:
             # Take a slot first: the next message is pulled only when one is free.
@@ -143,6 +161,7 @@ class Pipeline:
                 raise
             finally:
                 self.pulling = False
+            self.source_error = ""  # delivering again
             if self.stopping:
                 # Pulled while stopping: never processed. Given back (JetStream -NAK,
                 # AMQP requeue, Kafka rewind; MQTT never acks it), so the next consumer

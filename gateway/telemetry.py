@@ -40,13 +40,21 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from prometheus_client import CollectorRegistry, generate_latest
 
-from connectors.base import HealthState
+from connectors.base import Connector, HealthState
+from connectors.semconv import Messaging
 from gateway.stats import DURATION_BOUNDS, DurationHistogram
 
 if TYPE_CHECKING:
     from gateway.runtime import Gateway
 
-__all__ = ["OUTCOMES", "Telemetry", "messaging_system", "otlp_requested"]
+__all__ = [
+    "OUTCOMES",
+    "Telemetry",
+    "generic_semconv_notes",
+    "messaging_system",
+    "otlp_requested",
+    "semconv",
+]
 
 log = logging.getLogger("meshgate.telemetry")
 
@@ -63,30 +71,34 @@ OUTCOMES: tuple[tuple[str, str], ...] = (
 )
 """``outcome`` label of ``meshgate_events_total`` -> the ``RouteStats`` field it reads."""
 
-_SYSTEMS = {"amqp": "rabbitmq"}
-"""Connector type -> ``messaging.system`` (semantic conventions; kafka, nats and mqtt
-keep their own names, the last two having no registered value)."""
+_GENERIC = Messaging()
 
 
-def messaging_system(connector_type: str) -> str:
-    return _SYSTEMS.get(connector_type, connector_type)
+def semconv(connector_cls: type[Connector[Any, Any, Any]]) -> Messaging:
+    """The type's ``semconv`` hook, or the generic ``Messaging`` (``connectors.semconv``)."""
+    return connector_cls.semconv or _GENERIC
+
+
+def messaging_system(connector: Connector[Any, Any, Any]) -> str:
+    """``messaging.system`` of ``connector`` (its type's ``semconv`` hook)."""
+    return semconv(type(connector)).system_name(connector.options.type)
+
+
+def generic_semconv_notes(connectors: Iterable[Connector[Any, Any, Any]]) -> list[str]:
+    """One note per connector type without the ``semconv`` hook (logged once at start)."""
+    types = sorted({c.options.type for c in connectors if type(c).semconv is None})
+    return [
+        f"connector type {kind!r} declares no semconv hook (docs/plugins.md#optional-hooks): "
+        f"its spans and metrics use messaging.system={kind!r} and the generic destination "
+        "names (topic, subject, queue or exchange fields)"
+        for kind in types
+    ]
 
 
 def otlp_requested(environ: dict[str, str] | None = None) -> bool:
     """Whether ``OTEL_METRICS_EXPORTER`` (comma-separated) names ``otlp``."""
     value = (environ if environ is not None else os.environ).get("OTEL_METRICS_EXPORTER", "")
     return "otlp" in {part.strip().lower() for part in value.split(",")}
-
-
-def _destination(source: Any) -> str:
-    """The source's topic/subject/queue as ``messaging.destination.name``."""
-    for key in ("subject", "topic", "queue", "topics"):
-        value = getattr(source, key, None)
-        if isinstance(value, str) and value:
-            return value
-        if isinstance(value, list | tuple) and value:
-            return ",".join(str(item) for item in value)
-    return ""
 
 
 HistogramSource = Callable[[], Iterable[tuple[dict[str, str], DurationHistogram]]]
@@ -214,6 +226,8 @@ class Telemetry:
             readers.append(self._otlp_reader(resource))
         self.provider = MeterProvider(metric_readers=readers, resource=resource)
         self._instruments()
+        for note in generic_semconv_notes(gateway.connectors.values()):
+            log.info("metrics: %s", note)
 
     def _otlp_reader(self, resource: Resource) -> MetricReader:
         protocol = os.environ.get(
@@ -330,9 +344,8 @@ class Telemetry:
 
     def _connector_attributes(self, name: str) -> dict[str, str]:
         connector = self.gateway.connectors.get(name)
-        kind = connector.options.type if connector is not None else "unknown"
         return {
-            "messaging.system": messaging_system(kind),
+            "messaging.system": messaging_system(connector) if connector else "unknown",
             "messaging.operation.name": "publish",
             "messaging.operation.type": "send",
             "meshgate.connector": name,
@@ -350,10 +363,12 @@ class Telemetry:
             yield Observation(
                 pipeline.consumed,
                 {
-                    "messaging.system": messaging_system(pipeline.connector.options.type),
+                    "messaging.system": messaging_system(pipeline.connector),
                     "messaging.operation.name": "receive",
                     "messaging.operation.type": "receive",
-                    "messaging.destination.name": _destination(group.source),
+                    "messaging.destination.name": semconv(
+                        type(pipeline.connector)
+                    ).source_destination(group.source),
                     "meshgate.connector": group.connector,
                 },
             )
@@ -375,10 +390,12 @@ class Telemetry:
             pipeline, route = found
             yield (
                 {
-                    "messaging.system": messaging_system(pipeline.connector.options.type),
+                    "messaging.system": messaging_system(pipeline.connector),
                     "messaging.operation.name": "process",
                     "messaging.operation.type": "process",
-                    "messaging.destination.name": _destination(route.source),
+                    "messaging.destination.name": semconv(
+                        type(pipeline.connector)
+                    ).source_destination(route.source),
                     "meshgate.route": name,
                 },
                 stats.duration,

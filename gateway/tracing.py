@@ -21,7 +21,9 @@ Spans (messaging semantic conventions):
   says (``keep``: an event's own ``traceparent`` is never overwritten, the gateway's
   context is written only into events that have none; ``replace``: always the
   gateway's). The ``traceparent`` extension of an event is never changed on the
-  other protocols.
+  other protocols. Which is which, ``messaging.system``, the destination names and
+  the protocol attributes come from the connector type's ``semconv`` hook
+  (``connectors.semconv``; a type without it gets the generic names, noted at start).
 
 The SDK is configured by the standard variables: ``OTEL_SERVICE_NAME``,
 ``OTEL_RESOURCE_ATTRIBUTES``, ``OTEL_TRACES_SAMPLER`` (+ ``_ARG``),
@@ -52,7 +54,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 
 from connectors.base import Delivery
 from gateway.config import TracingSection
-from gateway.telemetry import _destination, messaging_system
+from gateway.telemetry import generic_semconv_notes, messaging_system, semconv
 from routing.bindings import merge_headers
 from routing.event import CloudEvent
 
@@ -168,17 +170,6 @@ def _event_attributes(event: CloudEvent) -> dict[str, str]:
     }
 
 
-def _target_destination(options: Any) -> str:
-    for key in ("topic", "subject", "exchange", "routing_key"):
-        value = getattr(options, key, None)
-        if isinstance(value, str) and value:
-            if key == "exchange":
-                routing_key = getattr(options, "routing_key", "") or ""
-                return f"{value}/{routing_key}" if routing_key else value
-            return value
-    return ""
-
-
 class Tracing:
     """The tracer provider of one gateway and the spans the runtime asks for."""
 
@@ -196,6 +187,8 @@ class Tracing:
         self._parent_based = isinstance(self.provider.sampler, ParentBased)
         self.replace_mqtt = section.mqtt_traceparent == "replace"
         log.info("tracing on: exporters %s", ", ".join(exporters))
+        for note in generic_semconv_notes(gateway.connectors.values()):
+            log.info("tracing: %s", note)
 
     # -- the process span ------------------------------------------------------------
 
@@ -210,35 +203,19 @@ class Tracing:
     ) -> bool:
         """Run ``step`` (the runtime's route step) inside a CONSUMER process span."""
         parent = _PROPAGATOR.extract(_carrier(delivery, decoded))
-        kind = connector.options.type
+        conventions = semconv(type(connector))
         attributes: dict[str, Any] = {
-            "messaging.system": messaging_system(kind),
+            "messaging.system": messaging_system(connector),
             "messaging.operation.type": "process",
             "messaging.operation.name": "process",
             "messaging.destination.name": delivery.address,
-            "messaging.destination.subscription.name": _destination(route.source),
+            "messaging.destination.subscription.name": conventions.source_destination(route.source),
             "meshgate.route": route.name,
             "meshgate.connector": connector.name,
         }
         if delivery.native_id is not None:
             attributes["messaging.message.id"] = delivery.native_id
-        coordinates = delivery.coordinates
-        if kind == "kafka":
-            attributes["messaging.destination.partition.id"] = str(coordinates.get("partition"))
-            attributes["messaging.kafka.offset"] = coordinates.get("offset", -1)
-            if "key" in coordinates:
-                attributes["messaging.kafka.message.key"] = str(coordinates["key"])
-            group = getattr(route.source, "group_id", None)
-            if group:
-                attributes["messaging.consumer.group.name"] = str(group)
-        elif kind == "amqp":
-            attributes["messaging.rabbitmq.destination.routing_key"] = str(
-                coordinates.get("routing_key", "")
-            )
-            attributes["messaging.rabbitmq.message.delivery_tag"] = coordinates.get(
-                "delivery_tag", 0
-            )
-            attributes["messaging.message.body.size"] = len(delivery.payload)
+        attributes.update(conventions.process_attributes(route.source, delivery))
         if decoded is not None:
             attributes.update(_event_attributes(decoded))
             if delivery.native_id is None:
@@ -279,22 +256,22 @@ class Tracing:
     ) -> None:
         """Publish ``event`` inside a PRODUCER send span whose context it carries."""
         process = trace.get_current_span()
-        kind = connector.options.type
+        conventions = semconv(type(connector))
         if self._parent_based and not process.is_recording():
             # The sampler dropped the process span, so it drops this one whatever its
             # attributes: skip building them. The (unsampled) context still travels, so
             # downstream consumers do not sample the trace either.
             unsampled = self.tracer.start_span("send", None, SpanKind.PRODUCER)
-            options, event = self._carry(unsampled, kind, options, event)
+            options, event = self._carry(unsampled, conventions.context_in_event, options, event)
             await connector.publish(options, event)
             return
         if process.is_recording() and dead_letter_of is None:
             process_attributes = getattr(process, "attributes", None) or {}
             if "cloudevents.event_id" not in process_attributes:  # wrapped by ingress
                 process.set_attributes(_event_attributes(event))
-        destination = _target_destination(options)
+        destination = conventions.target_destination(options)
         attributes: dict[str, Any] = {
-            "messaging.system": messaging_system(kind),
+            "messaging.system": messaging_system(connector),
             "messaging.operation.type": "send",
             "messaging.operation.name": "publish",
             "messaging.destination.name": destination,
@@ -303,12 +280,7 @@ class Tracing:
             "meshgate.connector": connector.name,
             **_event_attributes(event),
         }
-        if kind == "amqp":
-            attributes["messaging.rabbitmq.destination.routing_key"] = (
-                getattr(options, "routing_key", "") or ""
-            )
-        elif kind == "kafka" and getattr(options, "key", None) is not None:
-            attributes["messaging.kafka.message.key"] = str(options.key)
+        attributes.update(conventions.send_attributes(options))
         if dead_letter_of is not None:
             attributes["meshgate.dead_letter"] = True
         span: Span = self.tracer.start_span(
@@ -320,7 +292,7 @@ class Tracing:
             )
             span.set_attribute("error.type", type(dead_letter_of).__name__)
         try:
-            options, event = self._carry(span, kind, options, event)
+            options, event = self._carry(span, conventions.context_in_event, options, event)
             await connector.publish(options, event)
         except BaseException as exc:
             span.record_exception(exc)
@@ -331,15 +303,16 @@ class Tracing:
             span.end()
 
     def _carry(
-        self, span: Span, kind: str, options: Any, event: CloudEvent
+        self, span: Span, in_event: bool, options: Any, event: CloudEvent
     ) -> tuple[Any, CloudEvent]:
         """``options`` and ``event`` so that the published message carries ``span``'s
-        context (module docstring: the native header, or MQTT's user property)."""
+        context (module docstring: the native header, or MQTT's user property, where
+        the type's ``semconv.context_in_event`` says so)."""
         carrier: dict[str, str] = {}
         _PROPAGATOR.inject(carrier, trace.set_span_in_context(span))
         if not carrier:
             return options, event
-        if kind == "mqtt":
+        if in_event:
             if "traceparent" in event.extensions and not self.replace_mqtt:
                 return options, event
             extensions = {k: v for k, v in event.extensions.items() if k not in _TRACE_HEADERS}

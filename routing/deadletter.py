@@ -7,7 +7,8 @@ The dead letter is itself a CloudEvent, so it can travel over any connector:
 - ``type`` is ``io.meshgate.deadletter``, ``source`` names the gateway and route;
 - ``id`` is derived from the original's native id or event id (or a hash of the
   payload), so a redelivered poison message yields the *same* dead-letter id;
-- extensions ``dlreason`` (error class), ``dlerror`` (message), ``dlroute``,
+- extensions ``dlreason`` (``reason_of``: the error class, or the short reason an
+  error class declares, e.g. ``signature``), ``dlerror`` (message), ``dlroute``,
   ``dlconnector``, ``dladdress``, ``dlcoordinates`` (JSON), ``dlheaders`` (JSON of
   the original native headers), ``dlattempts``, ``dloriginalid`` when the
   original was a CloudEvent, and ``dltarget`` (the target that refused it) when
@@ -25,12 +26,20 @@ import orjson
 
 from routing.event import FORBIDDEN_CHARS, CloudEvent
 
-__all__ = ["DEAD_LETTER_TYPE", "dead_letter_event"]
+__all__ = ["DEAD_LETTER_TYPE", "dead_letter_event", "reason_of"]
 
 DEAD_LETTER_TYPE: Final = "io.meshgate.deadletter"
 # What a CloudEvents string may not hold is replaced, so the dead letter stays valid.
 _UNPRINTABLE: Final = FORBIDDEN_CHARS
 _MAX_ERROR_CHARS: Final = 1024
+
+
+def reason_of(error: BaseException) -> str:
+    """The dead-letter reason of ``error``: its ``dead_letter_reason`` when the class
+    declares one (``signature`` for every refused signature, whatever the subclass),
+    else the error class name. Dead letters, the local store and logs all use this."""
+    declared = getattr(type(error), "dead_letter_reason", None)
+    return declared if isinstance(declared, str) and declared else type(error).__name__
 
 
 def _clean(text: str) -> str:
@@ -81,7 +90,7 @@ def dead_letter_event(
     else:
         basis = "payload:" + hashlib.sha256(_utf8(address) + b"\0" + payload).hexdigest()
     extensions: dict[str, str | int] = {
-        "dlreason": type(error).__name__,
+        "dlreason": reason_of(error),
         "dlerror": _clean(str(error)),
         "dlroute": _clean(route),
         "dlconnector": _clean(connector),

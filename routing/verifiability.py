@@ -23,6 +23,7 @@ import json
 from collections.abc import Mapping, Sequence
 from datetime import UTC
 from pathlib import Path
+from typing import ClassVar
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
@@ -59,8 +60,13 @@ _CORE = ("id", "source", "specversion", "type", "datacontenttype", "dataschema",
 class SignatureError(InvalidEvent):
     """An event's signature is missing, malformed, by an unknown key or does not match.
 
-    An ``InvalidEvent``: the runtime dead-letters it like any event it must not forward.
+    An ``InvalidEvent``: the runtime dead-letters it like any event it must not forward,
+    with the reason ``signature`` (``dead_letter_reason``). ``reason`` starts with
+    ``missing``, ``corrupted``, ``does not verify`` or ``malformed signedextattrs``.
     """
+
+    dead_letter_reason: ClassVar[str] = "signature"
+    """The dead letter's ``dlreason`` (and the local store's reason) for every refusal."""
 
     def __init__(self, reason: str) -> None:
         self.reason = reason
@@ -83,12 +89,12 @@ def _zulu(event: CloudEvent) -> bytes:
 
 def _check_signed(names: Sequence[str]) -> None:
     if len(set(names)) != len(names):
-        raise SignatureError(f"signedextattrs repeats a name: {','.join(names)}")
+        raise SignatureError(f"malformed signedextattrs: repeats a name: {','.join(names)}")
     for name in names:
         if name in CONTEXT_ATTRIBUTES or name in (MATERIAL_ATTRIBUTE, SIGNED_ATTRIBUTE):
-            raise SignatureError(f"signedextattrs may not name {name!r}")
+            raise SignatureError(f"malformed signedextattrs: may not name {name!r}")
         if not name or name != name.strip():
-            raise SignatureError(f"signedextattrs has a malformed name {name!r}")
+            raise SignatureError(f"malformed signedextattrs: malformed name {name!r}")
 
 
 def material(event: CloudEvent, signed: Sequence[str] = ()) -> bytes:
@@ -194,8 +200,9 @@ class Verifier:
             raise SignatureError(f"corrupted dssematerial: {exc}") from None
         if not isinstance(payload_type, str) or not isinstance(signatures, list):
             raise SignatureError("corrupted dssematerial: not a DSSE envelope")
-        if not self._any_valid(signatures, _pae(payload_type, body)):
-            raise SignatureError("no valid signature by an accepted key")
+        signer = self._valid_key_id(signatures, _pae(payload_type, body))
+        if signer is None:
+            raise SignatureError(f"does not verify: {self._no_valid_signature(signatures)}")
         if payload_type != PAYLOAD_TYPE:
             raise SignatureError(f"unknown payloadType {payload_type!r}")
         if len(body) != 32:
@@ -204,15 +211,20 @@ class Verifier:
         signed = canonical_string(listed).split(",") if listed else []
         _check_signed(signed)
         if material(event, signed) != body:
-            raise SignatureError("mismatch: the event was modified after it was signed")
+            raise SignatureError(
+                f"does not verify: mismatch, the event was modified after key id {signer!r} "
+                "signed it"
+            )
         kept = {name: event.extensions[name] for name in signed if name in event.extensions}
         return event.replace(extensions=kept)
 
-    def _any_valid(self, signatures: list[object], pae: bytes) -> bool:
+    def _valid_key_id(self, signatures: list[object], pae: bytes) -> str | None:
+        """The key id of the first signature that verifies under an accepted key, or None."""
         for entry in signatures:
             if not isinstance(entry, dict):
                 continue
-            key = self._keys.get(str(entry.get("keyid", "")))
+            key_id = str(entry.get("keyid", ""))
+            key = self._keys.get(key_id)
             if key is None:
                 continue
             try:
@@ -225,5 +237,18 @@ class Verifier:
                 key.verify(der, pae, _ECDSA)
             except (binascii.Error, InvalidSignature):
                 continue
-            return True
-        return False
+            return key_id
+        return None
+
+    def _no_valid_signature(self, signatures: list[object]) -> str:
+        """Why no signature verified: each key id tried, and the key ids accepted here."""
+        tried = []
+        for entry in signatures:
+            key_id = str(entry.get("keyid", "")) if isinstance(entry, dict) else ""
+            known = "accepted, but the signature is wrong" if key_id in self._keys else "unknown"
+            tried.append(f"{key_id!r} ({known})")
+        accepted = ", ".join(sorted(self._keys)) or "none"
+        return (
+            f"no valid signature by an accepted key; key ids in the signature: "
+            f"{', '.join(tried) or 'none'}; accepted key ids: {accepted}"
+        )

@@ -6,8 +6,11 @@ import logging
 from collections.abc import AsyncIterator, Sequence
 from typing import ClassVar
 
+from connectors.amqp.asyncapi import AmqpAsyncApi
 from connectors.amqp.config import AmqpOptions, AmqpSource, AmqpTarget
 from connectors.amqp.link import Link
+from connectors.amqp.meshchannel import AmqpMeshChannel
+from connectors.amqp.semconv import AmqpMessaging
 from connectors.amqp.sink import Publisher
 from connectors.amqp.source import consume
 from connectors.amqp.topology import AmqpTopology, amqp_match
@@ -21,6 +24,7 @@ from connectors.base import (
     dry_run_delivery,
 )
 from connectors.errors import MessageSpecError
+from connectors.readiness import Subscriptions
 from connectors.redact import redact_url
 from routing.bindings import amqp as binding
 from routing.bindings import merge_headers
@@ -48,11 +52,15 @@ class AmqpConnector(Connector[AmqpOptions, AmqpSource, AmqpTarget, binding.AmqpM
         max_message_bytes=_MAX_MESSAGE_BYTES,
     )
     topology: ClassVar[AmqpTopology] = AmqpTopology()
+    mesh_channel: ClassVar[AmqpMeshChannel] = AmqpMeshChannel()
+    semconv: ClassVar[AmqpMessaging] = AmqpMessaging()
+    asyncapi: ClassVar[AmqpAsyncApi] = AmqpAsyncApi()
 
     def __init__(self, name: str, options: AmqpOptions) -> None:
         super().__init__(name, options)
         self._link = Link(options, name, self.health, _log, self.label, self.new_backoff)
         self._publisher = Publisher(self._link, options, _log)
+        self._subscriptions = Subscriptions()
 
     def endpoint(self) -> str:
         return redact_url(self.options.url)
@@ -74,7 +82,10 @@ class AmqpConnector(Connector[AmqpOptions, AmqpSource, AmqpTarget, binding.AmqpM
         await self._link.close()
 
     def consume(self, source: AmqpSource) -> AsyncIterator[Delivery[binding.AmqpMessage]]:
-        return consume(self._link, source, _log)
+        return consume(self._link, source, _log, self._subscriptions.track(source))
+
+    async def wait_subscribed(self, source: AmqpSource) -> None:
+        await self._subscriptions.wait(source)
 
     def decode(self, delivery: Delivery[binding.AmqpMessage]) -> CloudEvent | None:
         message = delivery.message

@@ -32,6 +32,7 @@ from connectors.amqp.link import Link, LinkClosed
 from connectors.base import Delivery
 from connectors.errors import NotAuthorized
 from connectors.headertext import header_text
+from connectors.readiness import Subscription as Ready
 from routing.bindings.amqp import AmqpMessage
 
 __all__ = ["consume"]
@@ -181,9 +182,13 @@ def _delivery(
 
 
 async def consume(
-    link: Link, source: AmqpSource, log: logging.Logger
+    link: Link, source: AmqpSource, log: logging.Logger, ready: Ready
 ) -> AsyncIterator[Delivery[AmqpMessage]]:
-    """Deliveries from ``source`` until the connector closes, across reconnects."""
+    """Deliveries from ``source`` until the connector closes, across reconnects.
+
+    ``ready`` is up while the broker has the consumer (after consume-ok, so the
+    queue and its bindings exist): the readiness signal of ``wait_subscribed``.
+    """
     backoff = link.new_backoff()
     first = True
     while not link.closing:
@@ -216,11 +221,13 @@ async def consume(
                 await backoff.sleep()
                 continue
             log.info("consuming %r as %s", source.queue, subscription.tag)
+            ready.up()
             first = False
             backoff.reset()
             while (message := await subscription.next()) is not None:
                 yield _delivery(subscription, message)
         finally:
+            ready.down()
             await subscription.close()
         if not link.closing:
             await backoff.sleep()

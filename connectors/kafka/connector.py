@@ -19,10 +19,14 @@ from connectors.base import (
 )
 from connectors.errors import ConnectionLost, MessageSpecError
 from connectors.headertext import header_bytes
+from connectors.kafka.asyncapi import KafkaAsyncApi
 from connectors.kafka.config import KafkaOptions, KafkaSource, KafkaTarget
+from connectors.kafka.meshchannel import KafkaMeshChannel
+from connectors.kafka.semconv import KafkaMessaging
 from connectors.kafka.sink import Producer
 from connectors.kafka.source import SourceSession
 from connectors.kafka.topology import KafkaTopology
+from connectors.readiness import Subscriptions
 from connectors.tls import warn_insecure
 from routing.bindings import kafka as binding
 from routing.bindings import merge_headers
@@ -61,11 +65,15 @@ class KafkaConnector(Connector[KafkaOptions, KafkaSource, KafkaTarget, binding.K
         max_message_bytes=_MAX_MESSAGE_BYTES,
     )
     topology: ClassVar[KafkaTopology] = KafkaTopology()
+    mesh_channel: ClassVar[KafkaMeshChannel] = KafkaMeshChannel()
+    semconv: ClassVar[KafkaMessaging] = KafkaMessaging()
+    asyncapi: ClassVar[KafkaAsyncApi] = KafkaAsyncApi()
 
     def __init__(self, name: str, options: KafkaOptions) -> None:
         super().__init__(name, options)
         self._producer = Producer(options, name)
         self._sessions: set[SourceSession] = set()
+        self._subscriptions = Subscriptions()
         self._probe: asyncio.Task[None] | None = None
         self._closed = False
 
@@ -105,10 +113,18 @@ class KafkaConnector(Connector[KafkaOptions, KafkaSource, KafkaTarget, binding.K
         if self._closed:
             raise ConnectionLost(f"kafka connector {self.name!r} is closed")
         session = SourceSession(
-            self.name, self.options, source, self._report, self._sessions.discard
+            self.name,
+            self.options,
+            source,
+            self._report,
+            self._sessions.discard,
+            self._subscriptions.track(source),
         )
         self._sessions.add(session)
         return session
+
+    async def wait_subscribed(self, source: KafkaSource) -> None:
+        await self._subscriptions.wait(source)
 
     def decode(self, delivery: Delivery[binding.KafkaMessage]) -> CloudEvent | None:
         message = delivery.message

@@ -34,6 +34,7 @@ from connectors.base import Delivery, HealthState, find_header
 from connectors.headertext import header_text
 from connectors.kafka.config import KafkaOptions, KafkaSource
 from connectors.kafka.offsets import OffsetTracker, Pending
+from connectors.readiness import Subscription as Ready
 from routing.bindings.kafka import KafkaMessage
 
 __all__ = ["SourceSession"]
@@ -51,10 +52,12 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka i
         self._session = session
 
     async def on_partitions_revoked(self, revoked: set[Any]) -> None:
+        self._session.ready.down()  # a rebalance starts
         await self._session.on_revoked(revoked)
 
     async def on_partitions_assigned(self, assigned: set[Any]) -> None:
         log.info("%s: assigned %s", self._session.label, sorted(assigned))
+        self._session.ready.up()  # a member of the group with its share of partitions
 
 
 class SourceSession:
@@ -70,8 +73,11 @@ class SourceSession:
         source: KafkaSource,
         report: Report,
         on_close: Callable[[SourceSession], None],
+        ready: Ready,
     ) -> None:
         self.label = f"{name}:{source.group_id}"
+        self.ready = ready
+        """Up while the consumer is in the group with its partitions assigned."""
         self._options = options
         self._source = source
         self._report = report
@@ -363,6 +369,7 @@ class SourceSession:
 
     async def _close(self) -> None:
         self._on_close(self)
+        self.ready.down()
         self._stopping.set()
         self._capacity.set()
         if self._commit_task is not None:

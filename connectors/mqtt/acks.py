@@ -68,11 +68,16 @@ class AckSequencer:
             self._send(head.mid, head.qos)
         self.changed.set()
 
-    def hold(self, entry: PendingAck) -> None:
-        """Never ack ``entry`` on this connection (the broker redelivers it after reconnect)."""
-        if entry.state is _AckState.PENDING:
-            entry.state = _AckState.HELD
-            self.changed.set()
+    def hold(self, entry: PendingAck) -> bool:
+        """Never ack ``entry`` on this connection (the broker redelivers it after reconnect).
+
+        False when ``entry`` was settled already: nothing to redeliver.
+        """
+        if entry.state is not _AckState.PENDING:
+            return False
+        entry.state = _AckState.HELD
+        self.changed.set()
+        return True
 
     @property
     def head_pending(self) -> bool:

@@ -118,9 +118,10 @@ class MqttOptions(ConnectorOptions):
         default=100,
         ge=1,
         le=65535,
-        description="Unacknowledged QoS 1/2 messages the broker may send a source at once "
-        "(MQTT 5 Receive Maximum; on 3.1.1 the broker's own in-flight limit applies); also "
-        "the number of waiting QoS 0 messages above which the socket is not read.",
+        description="Unacknowledged QoS 1/2 messages a source hands out at once (sent as "
+        "the MQTT 5 Receive Maximum, and enforced by the connector on 3.1.1 and where a "
+        "broker overshoots it); also the number of waiting QoS 0 messages above which the "
+        "socket is not read.",
     )
     max_in_flight: int = Field(
         default=100,

@@ -21,6 +21,7 @@ from connectors.base import (
     dry_run_delivery,
 )
 from connectors.errors import ConnectionLost, ConnectorError, MessageSpecError, PublishRejected
+from connectors.mqtt.asyncapi import MqttAsyncApi
 from connectors.mqtt.config import (
     MqttOptions,
     MqttSource,
@@ -29,9 +30,12 @@ from connectors.mqtt.config import (
     effective_mode,
 )
 from connectors.mqtt.hub import Hub
+from connectors.mqtt.meshchannel import MqttMeshChannel
+from connectors.mqtt.semconv import MqttMessaging
 from connectors.mqtt.session import Session, new_properties
 from connectors.mqtt.source import consume
 from connectors.mqtt.topology import MqttTopology, mqtt_match
+from connectors.readiness import Subscriptions
 from connectors.tls import warn_insecure
 from routing.bindings import merge_headers
 from routing.bindings import mqtt as binding
@@ -72,6 +76,9 @@ class MqttConnector(Connector[MqttOptions, MqttSource, MqttTarget, binding.MqttM
         max_message_bytes=_MAX_MESSAGE_BYTES,
     )
     topology: ClassVar[MqttTopology] = MqttTopology()
+    mesh_channel: ClassVar[MqttMeshChannel] = MqttMeshChannel()
+    semconv: ClassVar[MqttMessaging] = MqttMessaging()
+    asyncapi: ClassVar[MqttAsyncApi] = MqttAsyncApi()
     address_separator: ClassVar[str] = "/"
 
     def __init__(self, name: str, options: MqttOptions) -> None:
@@ -80,6 +87,7 @@ class MqttConnector(Connector[MqttOptions, MqttSource, MqttTarget, binding.MqttM
         self._publisher: Session | None = None
         self._publisher_up = asyncio.Event()
         self._supervisor: asyncio.Task[None] | None = None
+        self._subscriptions = Subscriptions()
 
     @classmethod
     def validate_target(cls, options: MqttOptions, target: MqttTarget) -> str | None:
@@ -154,7 +162,10 @@ class MqttConnector(Connector[MqttOptions, MqttSource, MqttTarget, binding.MqttM
         await self._hub.close()
 
     def consume(self, source: MqttSource) -> AsyncIterator[Delivery[binding.MqttMessage]]:
-        return consume(self._hub, source)
+        return consume(self._hub, source, self._subscriptions.track(source))
+
+    async def wait_subscribed(self, source: MqttSource) -> None:
+        await self._subscriptions.wait(source)
 
     def decode(self, delivery: Delivery[binding.MqttMessage]) -> CloudEvent | None:
         message = delivery.message

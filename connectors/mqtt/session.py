@@ -10,8 +10,11 @@ expose (docs/decisions/0001-mqtt-deferred-puback.md):
 - publishes complete with the PUBACK/PUBREC/PUBCOMP reason code, so MQTT 5
   refusals (>= 0x80) become ``PublishRejected``;
 - QoS 1/2 deliveries in flight are bounded by the broker's flow control (MQTT 5
-  Receive Maximum = ``receive_maximum``); QoS 0 is not flow-controlled, so the
-  socket is not read while ``receive_maximum`` QoS 0 messages wait to be pulled.
+  Receive Maximum = ``receive_maximum``) and, as brokers overshoot it (Mosquitto
+  2.0 sends everything queued once one ack frees a slot; 3.1.1 has no such
+  property), by ``next_message``: it hands out no QoS 1/2 message while
+  ``receive_maximum`` are unacked. QoS 0 is not flow-controlled, so the socket is
+  not read while ``receive_maximum`` QoS 0 messages wait to be pulled.
 
 A session is one connection: after it is lost, a new ``Session`` (new paho client)
 resumes the broker-side session. Nothing of a dead connection is acked on a new
@@ -340,6 +343,12 @@ class Session:
         while True:
             if self.closed.done() or self.requeue_wanted:
                 return None
+            if self._inbox and self._inbox[0].qos > 0 and len(self.acks) >= self._pause_at:
+                # At most receive_maximum unacked QoS 1/2 deliveries, whatever the broker
+                # sends: Mosquitto 2.0 sends every queued message once one slot frees.
+                self.acks.changed.clear()
+                await self.acks.changed.wait()  # an ack, a hold (requeue) or the close
+                continue
             if self._inbox:
                 message = self._inbox.popleft()
                 if message.qos == 0:

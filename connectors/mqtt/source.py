@@ -29,6 +29,7 @@ from connectors.mqtt.acks import PendingAck
 from connectors.mqtt.config import MqttSource, subscriber_client_id
 from connectors.mqtt.hub import Hub
 from connectors.mqtt.session import Session
+from connectors.readiness import Subscription as Ready
 from routing.bindings.mqtt import MqttMessage
 
 __all__ = ["REQUEUE_DRAIN_SECONDS", "consume"]
@@ -37,8 +38,13 @@ REQUEUE_DRAIN_SECONDS = 10.0
 """Longest wait, after a nack with requeue, for earlier deliveries to be settled."""
 
 
-async def consume(hub: Hub, source: MqttSource) -> AsyncIterator[Delivery[MqttMessage]]:
-    """Deliveries from ``source`` until the connector closes, across reconnects."""
+async def consume(
+    hub: Hub, source: MqttSource, ready: Ready
+) -> AsyncIterator[Delivery[MqttMessage]]:
+    """Deliveries from ``source`` until the connector closes, across reconnects.
+
+    ``ready`` is up from the SUBACK until the session's connection ends.
+    """
     options = hub.options
     if source.no_local and options.protocol == 4:
         raise ConnectorError("no_local needs MQTT 5; this connector uses protocol 4 (3.1.1)")
@@ -89,6 +95,7 @@ async def consume(hub: Hub, source: MqttSource) -> AsyncIterator[Delivery[MqttMe
                 continue
             first = False
             hub.up(client_id)
+            ready.up()
             hub.log.info(
                 "%s: consuming %r as %r (session present: %s, granted QoS %d)",
                 hub.label,
@@ -125,6 +132,7 @@ async def consume(hub: Hub, source: MqttSource) -> AsyncIterator[Delivery[MqttMe
                     )
                     await watch.pause()
             finally:
+                ready.down()
                 await session.close()
                 hub.forget(session)
     finally:
@@ -151,8 +159,8 @@ def _settlers(session: Session, entry: PendingAck | None) -> Settle:
 
     async def nack(*, requeue: bool) -> None:
         if requeue:
-            session.acks.hold(entry)
-            session.request_requeue()
+            if session.acks.hold(entry):  # not after an ack: no reconnect for nothing
+                session.request_requeue()
         else:
             session.acks.settle(entry)
 

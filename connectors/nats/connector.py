@@ -18,6 +18,7 @@ from connectors.base import (
 )
 from connectors.errors import MessageSpecError, PublishRejected
 from connectors.nats import sink
+from connectors.nats.asyncapi import NatsAsyncApi
 from connectors.nats.config import (
     JetStreamSource,
     NatsOptions,
@@ -26,8 +27,11 @@ from connectors.nats.config import (
     check_publish_subject,
 )
 from connectors.nats.link import Link
+from connectors.nats.meshchannel import NatsMeshChannel
+from connectors.nats.semconv import NatsMessaging
 from connectors.nats.source import consume_core, consume_jetstream
 from connectors.nats.topology import NatsTopology, nats_match
+from connectors.readiness import Subscriptions
 from routing.bindings import nats as nats_binding
 from routing.bindings.nats import NatsMessage, from_message
 from routing.event import CloudEvent
@@ -59,10 +63,14 @@ class NatsConnector(Connector[NatsOptions, NatsSource, NatsTarget, NatsMessage])
         max_message_bytes=1024 * 1024,
     )
     topology: ClassVar[NatsTopology] = NatsTopology()
+    mesh_channel: ClassVar[NatsMeshChannel] = NatsMeshChannel()
+    semconv: ClassVar[NatsMessaging] = NatsMessaging()
+    asyncapi: ClassVar[NatsAsyncApi] = NatsAsyncApi()
 
     def __init__(self, name: str, options: NatsOptions) -> None:
         super().__init__(name, options)
         self._link = Link(name, options, self.health, log)
+        self._subscriptions = Subscriptions()
 
     def endpoint(self) -> str:
         return self._link.servers  # credentials redacted
@@ -85,10 +93,14 @@ class NatsConnector(Connector[NatsOptions, NatsSource, NatsTarget, NatsMessage])
         await self._link.close()
 
     def consume(self, source: NatsSource) -> AsyncIterator[Delivery[NatsMessage]]:
+        ready = self._subscriptions.track(source)
         if source.jetstream is not None:
             timeout = self.options.publish_timeout_seconds
-            return consume_jetstream(self._link, source, log, timeout)
-        return consume_core(self._link, source, log)
+            return consume_jetstream(self._link, source, log, timeout, ready)
+        return consume_core(self._link, source, log, ready)
+
+    async def wait_subscribed(self, source: NatsSource) -> None:
+        await self._subscriptions.wait(source)
 
     def decode(self, delivery: Delivery[NatsMessage]) -> CloudEvent | None:
         message = delivery.message

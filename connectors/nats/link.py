@@ -268,6 +268,9 @@ class Link:
                 self._log.warning("%s: flush on close failed: %s", self._label, exc)
         if nc is not None:
             # No PONG: closing may hang on the silent socket too (bounded, then cut).
+            # Reconnecting (e.g. every TLS handshake failing): nats-py's close waits
+            # for its reconnect loop, so it is bounded the same way.
+            silent = silent or not nc.is_connected
             await (self._drop(nc) if silent else _discard(nc))
         self._drops.flush()  # the last drops of a burst, before the timer is lost
         self._health.state = HealthState.CLOSED
@@ -317,7 +320,9 @@ class Link:
         except (*_ClientErrors, ImportError) as exc:
             if not connecting.done():
                 connecting.cancel()
-            await _discard(nc)
+            # Bounded: after a failed TLS handshake nats-py's close may wait forever for
+            # the socket to close (seen under load: a refused mTLS client hung 10 s+).
+            await self._drop(nc)
             cause = self._last_error or exc
             raise ConnectionLost(
                 f"{self._label}: cannot connect to {self.servers}: {_describe(cause)}"
@@ -356,6 +361,7 @@ class Link:
 
     def _pick_server(self, pool: list[Server], _info: dict[str, Any]) -> tuple[Server, float]:
         # The least-tried server next; wait reconnect_wait_seconds plus 0..jitter seconds.
+        self._renew_tls(self._nc)
         fewest = min(server.reconnects for server in pool)
         server = random.choice([s for s in pool if s.reconnects == fewest])
         delay = self._options.reconnect_wait_seconds + random.uniform(
@@ -368,6 +374,23 @@ class Link:
             asyncio.get_running_loop().create_task(self._give_up(self._nc))
             delay = 3600.0
         return server, delay
+
+    def _renew_tls(self, nc: Client | None) -> None:
+        """A TLS context freshly built from the files for the next reconnect of ``nc``.
+
+        nats-py reconnects with the context it was given at connect; without this, a
+        rotated CA or certificate would apply only once the client is replaced, and
+        with ``max_reconnect_attempts: -1`` (the default) never. A file broken by the
+        rotation keeps the previous context for this attempt, loudly.
+        """
+        if nc is None or self._tls is None:
+            return
+        try:
+            self._tls = self._options.ssl_context(self._label)
+        except TlsConfigError as exc:
+            self._log.error("%s: %s; reconnecting with the TLS files read before", self._label, exc)
+            return
+        nc.options["tls"] = self._tls
 
     async def _give_up(self, nc: Client) -> None:
         if nc is not self._nc or self._closing:
@@ -434,7 +457,8 @@ class Link:
                 # Answered asynchronously (-ERR); the connection stays. Whoever waits on
                 # that subject (the sink after its flush or timeout, a new subscription
                 # after its flush) picks it up with take_denial.
-                kind, subject = denial.group(1).lower(), denial.group(2)
+                # nats-py lowercases -ERR texts: subjects are matched case-insensitively.
+                kind, subject = denial.group(1).lower(), denial.group(2).lower()
                 self._denials[(kind, subject)] = str(exc)
                 if len(self._denials) > 1024:  # nobody asked for old ones: bounded
                     self._denials.pop(next(iter(self._denials)))
@@ -472,7 +496,16 @@ class Link:
     def take_denial(self, kind: str, subject: str) -> str | None:
         """The server's permissions violation for ``kind`` ("publish" or "subscription")
         on ``subject`` since the last call, or None."""
-        return self._denials.pop((kind, subject), None)
+        return self._denials.pop((kind, subject.lower()), None)
+
+    def take_denied_prefix(self, kind: str, prefix: str) -> tuple[str, str] | None:
+        """(subject in lower case, server's text) of a permissions violation for ``kind``
+        on a subject starting with ``prefix`` since the last call, or None."""
+        prefix = prefix.lower()
+        for key in self._denials:
+            if key[0] == kind and key[1].startswith(prefix):
+                return key[1], self._denials.pop(key)
+        return None
 
     def note_drop(self, subject: str) -> None:
         """Count (and log, throttled) a core NATS message dropped by a slow consumer."""

@@ -20,6 +20,12 @@ an ack lost in a crash means a redelivery (a duplicate), never a loss, and waiti
 costs a round trip per message (measured on loopback: ~2.7k acks/s with
 ``ack_sync`` against ~17k/s without, for the whole consume+decode+ack loop).
 ``ack_sync: true`` is for the cases where a duplicate costs more than that.
+
+A JetStream API request the server's permissions refuse (stream lookup, consumer
+info or creation, pull) gets an asynchronous -ERR and no reply; the iterator then
+fails at once with ``NotAuthorized`` naming the durable and the refused subject
+(instead of timing out like an unavailable server), so the runtime reports the
+source not ready with that reason and subscribes again with backoff.
 """
 
 from __future__ import annotations
@@ -45,6 +51,7 @@ from connectors.base import Delivery, find_header
 from connectors.errors import ConnectionLost, NotAuthorized
 from connectors.nats.config import JetStreamSource, NatsSource
 from connectors.nats.link import Link
+from connectors.readiness import Subscription as Ready
 from routing.bindings.nats import NatsMessage
 
 __all__ = ["consume_core", "consume_jetstream"]
@@ -151,9 +158,12 @@ def _raise_if_denied(link: Link, subject: str) -> None:
 
 
 async def consume_core(
-    link: Link, source: NatsSource, log: logging.Logger
+    link: Link, source: NatsSource, log: logging.Logger, ready: Ready
 ) -> AsyncIterator[Delivery]:
-    """Deliveries of a core NATS subscription (optionally in a queue group), until closed."""
+    """Deliveries of a core NATS subscription (optionally in a queue group), until closed.
+
+    ``ready`` is up once the server has the SUB (the flush's PONG came back).
+    """
     backoff = Backoff(initial=0.2, maximum=10.0)
     while (nc := await link.client()) is not None:
         # Bounded: past pending_msgs_limit messages or pending_bytes_limit bytes not
@@ -174,6 +184,7 @@ async def consume_core(
             await backoff.sleep()
             continue
         backoff.reset()
+        ready.up()
         try:
             # nats-py replays the subscription after a reconnect; once this client is
             # closed for good, the next client gets a new subscription.
@@ -187,6 +198,7 @@ async def consume_core(
                 elif nc.is_closed:
                     break
         finally:
+            ready.down()
             await _unsubscribe(sub, log)
 
 
@@ -332,10 +344,52 @@ async def ensure_consumer(nc: Client, link: Link, source: NatsSource) -> str:
     return stream
 
 
+_DENIAL_POLL: Final = 0.05
+"""Seconds between checks for a permissions violation while a JetStream API call waits."""
+
+
+def _raise_if_js_denied(link: Link, source: NatsSource) -> None:
+    """NotAuthorized when the server refused a JetStream API or ack publish of this link."""
+    denied = link.take_denied_prefix("publish", "$JS.")
+    if denied is None:
+        return
+    options = source.jetstream
+    durable = options.durable if options is not None else "?"
+    raise NotAuthorized(
+        f"connector {link.label!r}: the NATS server refused the JetStream consumer "
+        f"{durable!r} for {source.subject!r}: permissions violation for publish to "
+        f"{denied[0]!r} (the user lacks publish permission on the JetStream API subject)"
+    )
+
+
+async def _checked_consumer(nc: Client, link: Link, source: NatsSource) -> str:
+    """``ensure_consumer``, failing at once on a permissions violation.
+
+    The server answers a denied JetStream API request with an asynchronous -ERR and
+    never replies, so the request alone would only time out (``publish_timeout_seconds``)
+    and look like an unavailable server; this watches for the denial meanwhile.
+    """
+    task = asyncio.ensure_future(ensure_consumer(nc, link, source))
+    try:
+        while not task.done():
+            await asyncio.wait({task}, timeout=_DENIAL_POLL)
+            if not task.done():
+                _raise_if_js_denied(link, source)
+        return task.result()
+    finally:
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, *_ClientErrors):
+                await task
+
+
 async def consume_jetstream(
-    link: Link, source: NatsSource, log: logging.Logger, confirm_wait: float
+    link: Link, source: NatsSource, log: logging.Logger, confirm_wait: float, ready: Ready
 ) -> AsyncIterator[Delivery]:
-    """Deliveries of a JetStream durable pull consumer, until the connector closes."""
+    """Deliveries of a JetStream durable pull consumer, until the connector closes.
+
+    ``ready`` is up once the durable exists (it keeps what is published from then on).
+    """
     options = source.jetstream
     if options is None:
         raise ValueError("consume_jetstream needs a jetstream source")
@@ -343,10 +397,11 @@ async def consume_jetstream(
     request = json.dumps({"batch": options.batch, "expires": int(_PULL_EXPIRES * 1e9)}).encode()
     while (nc := await link.client()) is not None:
         try:
-            stream = await ensure_consumer(nc, link, source)
+            stream = await _checked_consumer(nc, link, source)
             inbox = _Inbox()  # bounded by the pull requests: batch messages at a time
             sub = await nc.subscribe(nc.new_inbox(), cb=inbox.put)
         except _ClientErrors as exc:
+            _raise_if_js_denied(link, source)  # a late -ERR: a refusal, not an outage
             if isinstance(exc, TimeoutError):  # nats-py's too: the API did not answer
                 link.note_timeout(nc)
             log.warning(
@@ -359,6 +414,7 @@ async def consume_jetstream(
         pull = _Pull()
         sent_at = 0.0
         generation = link.generation
+        ready.up()
         try:
             while not nc.is_closed:
                 if owed == 0:
@@ -374,6 +430,7 @@ async def consume_jetstream(
                         owed = 0  # reconnected: the server forgot the request
                         pull.expires_at = 0.0
                     elif time.monotonic() - sent_at > _PULL_EXPIRES + 2 * _POLL:
+                        _raise_if_js_denied(link, source)  # the pull request was refused
                         link.note_timeout(nc)  # a silent link, maybe: tell the watchdog
                         break  # no answer, not even a 408: re-check the consumer
                     continue
@@ -398,6 +455,7 @@ async def consume_jetstream(
             log.warning("pull from %r failed: %s", options.durable, exc)
             await backoff.sleep()
         finally:
+            ready.down()
             await _end_pull(nc, sub, inbox, pull, log)
 
 

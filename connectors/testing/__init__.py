@@ -29,7 +29,9 @@ pytest plugin: installed meshgate registers it through the ``pytest11`` entry po
 import pytest
 
 # Plain asserts in the suite report their values like test-module asserts do.
-pytest.register_assert_rewrite("connectors.testing")
+pytest.register_assert_rewrite(
+    *(f"connectors.testing.{name}" for name in ("acks", "bindings", "delivery", "harness"))
+)
 
 from connectors.testing.harness import (  # noqa: E402
     Consumer,
@@ -44,6 +46,7 @@ from connectors.testing.plugin import (  # noqa: E402
     conformance_connector,
     conformance_in_flight,
     conformance_pair,
+    conformance_publish,
     conformance_publish_raw,
     conformance_timeouts,
 )
@@ -60,6 +63,7 @@ __all__ = [
     "conformance_connector",
     "conformance_in_flight",
     "conformance_pair",
+    "conformance_publish",
     "conformance_publish_raw",
     "conformance_timeouts",
     "sample_event",

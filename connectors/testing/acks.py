@@ -67,8 +67,10 @@ class AckTests:
         second = await conformance.connector()
         again = await conformance.subscribe(second, source)
         await conformance.publish(second, target, sample_event(2))
-        event = second.decode(await again.next())
+        delivery = await again.next()
+        event = second.decode(delivery)
         assert event is not None and event.id == "evt-2", "an acked delivery came back"
+        await delivery.ack()
         await again.nothing_within()
 
     async def test_out_of_order_acks_never_release_an_unacked(self, conformance: Harness) -> None:

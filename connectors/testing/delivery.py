@@ -35,12 +35,9 @@ class DeliveryTests:
         consumer = await conformance.subscribe(connector, source)
         for n in range(20):
             await conformance.publish(connector, target, sample_event(n))
-        got = []
-        for delivery in await consumer.take(20):
-            event = connector.decode(delivery)
-            assert event is not None
-            got.append(event.id)
-            await delivery.ack()
+        got = [
+            str(getattr(connector.decode(d), "id", None)) for d in await consumer.take_acking(20)
+        ]
         assert sorted(got) == sorted(f"evt-{n}" for n in range(20))
         await consumer.nothing_within()
 
@@ -51,12 +48,12 @@ class DeliveryTests:
         source, target = await usable_pair(conformance, connector)
         consumer = await conformance.subscribe(connector, source)
         async with asyncio.timeout(conformance.timeouts.receive):
-            await asyncio.gather(*(connector.publish(target, sample_event(n)) for n in range(30)))
-        deliveries = await consumer.take(30)
+            await asyncio.gather(
+                *(conformance.publish(connector, target, sample_event(n)) for n in range(30))
+            )
+        deliveries = await consumer.take_acking(30)
         ids = {getattr(connector.decode(d), "id", None) for d in deliveries}
         assert ids == {f"evt-{n}" for n in range(30)}
-        for delivery in deliveries:
-            await delivery.ack()
 
     async def test_order_is_kept_within_one_lane(self, conformance: Harness) -> None:
         """Messages published one after another to one target arrive in that order,
@@ -66,12 +63,10 @@ class DeliveryTests:
         consumer = await conformance.subscribe(connector, source)
         for n in range(25):
             await conformance.publish(connector, target, sample_event(n))
-        deliveries = await consumer.take(25)
+        deliveries = await consumer.take_acking(25)
         ids = [getattr(connector.decode(d), "id", None) for d in deliveries]
         assert ids == [f"evt-{n}" for n in range(25)]
         assert len({d.ordering_key for d in deliveries}) == 1
-        for delivery in deliveries:
-            await delivery.ack()
 
     async def test_paused_consumer_loses_nothing(self, conformance: Harness) -> None:
         """While nobody pulls, messages wait (at the broker or in a bounded buffer) and
@@ -86,11 +81,9 @@ class DeliveryTests:
             await conformance.publish(connector, target, sample_event(n))
         await first.ack()
         consumer.resume()
-        rest = await consumer.take(20)
+        rest = await consumer.take_acking(20)
         ids = [getattr(connector.decode(d), "id", None) for d in rest]
         assert ids == [f"evt-{n}" for n in range(1, 21)]
-        for delivery in rest:
-            await delivery.ack()
 
     async def test_in_flight_bound_is_respected(self, conformance: Harness) -> None:
         """With a bound of 3 unacked deliveries a fourth comes only after an ack

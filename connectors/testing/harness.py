@@ -30,6 +30,7 @@ __all__ = [
     "Harness",
     "InFlightFactory",
     "PairFactory",
+    "Publish",
     "RawPublish",
     "Timeouts",
     "sample_event",
@@ -47,6 +48,8 @@ BounceFactory = Callable[[AnyConnector], Awaitable[None]]
 """``conformance_bounce``: break the connector's link to the broker, as a network fault."""
 InFlightFactory = Callable[[SourceOptions, int], tuple[AnyConnector, SourceOptions]]
 """``conformance_in_flight``: a connector and source holding at most N unacked deliveries."""
+Publish = Callable[[AnyConnector, Any, CloudEvent], Awaitable[None]]
+"""``conformance_publish``: how the suite publishes (default ``connector.publish``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,7 +155,17 @@ class Consumer:
         pytest.fail(f"no delivery from {self.source!r} within {within}s", pytrace=False)
 
     async def take(self, count: int, within: float | None = None) -> list[Delivery]:
+        """The next ``count`` deliveries, not acked (mind the in-flight bound)."""
         return [await self.next(within) for _ in range(count)]
+
+    async def take_acking(self, count: int, within: float | None = None) -> list[Delivery]:
+        """The next ``count`` deliveries, each acked as it arrives, as the runtime does."""
+        got = []
+        for _ in range(count):
+            delivery = await self.next(within)
+            await delivery.ack()
+            got.append(delivery)
+        return got
 
     async def nothing_within(self, seconds: float | None = None) -> None:
         """Fail if a delivery arrives within ``seconds`` (default: the quiet period)."""
@@ -201,6 +214,7 @@ class Harness:
         in_flight: InFlightFactory | None,
         capabilities: Capabilities | None,
         timeouts: Timeouts,
+        publish: Publish | None = None,
     ) -> None:
         self._make_connector = make_connector
         self._make_pair = make_pair
@@ -208,6 +222,7 @@ class Harness:
         self.bouncer = bounce
         self.in_flight = in_flight
         self.timeouts = timeouts
+        self._publish = publish
         self._capabilities = capabilities
         self._connectors: list[AnyConnector] = []
         self._consumers: list[Consumer] = []
@@ -263,8 +278,12 @@ class Harness:
         return consumer
 
     async def publish(self, connector: AnyConnector, target: Any, event: CloudEvent) -> None:
+        """Publish with ``conformance_publish`` when given, else ``connector.publish``."""
         async with asyncio.timeout(self.timeouts.receive):
-            await connector.publish(target, event)
+            if self._publish is not None:
+                await self._publish(connector, target, event)
+            else:
+                await connector.publish(target, event)
 
     async def publish_until_confirmed(
         self, connector: AnyConnector, target: Any, event: CloudEvent

@@ -12,21 +12,25 @@ a test needing one that is not provided is skipped and says which fixture is mis
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator
 
 import pytest
 import pytest_asyncio
 
-from connectors.base import Capabilities
+from connectors.base import Capabilities, SourceOptions, TargetOptions
 from connectors.testing.harness import (
+    AnyConnector,
     BounceFactory,
     ConnectorFactory,
     Harness,
     InFlightFactory,
     PairFactory,
+    Publish,
     RawPublish,
     Timeouts,
 )
+from routing.bindings import Mode
 
 __all__ = [
     "conformance",
@@ -35,9 +39,27 @@ __all__ = [
     "conformance_connector",
     "conformance_in_flight",
     "conformance_pair",
+    "conformance_publish",
     "conformance_publish_raw",
     "conformance_timeouts",
 ]
+
+
+async def pair_capabilities(
+    connector: AnyConnector, source: SourceOptions, target: TargetOptions
+) -> Capabilities:
+    """What ``connector`` promises for this kind of pair: acknowledgements and ordering
+    of the source, confirmation and size of the target, headers where both have them
+    (``Connector.source_capabilities`` / ``target_capabilities``)."""
+    kind = type(connector)
+    reading = kind.source_capabilities(connector.options, source)
+    writing = kind.target_capabilities(connector.options, target)
+    return dataclasses.replace(
+        reading,
+        confirmed_publish=writing.confirmed_publish,
+        headers=reading.headers and writing.headers,
+        max_message_bytes=writing.max_message_bytes,
+    )
 
 
 @pytest.fixture
@@ -94,8 +116,17 @@ def conformance_in_flight() -> InFlightFactory | None:
 
 @pytest.fixture
 def conformance_capabilities() -> Capabilities | None:
-    """Optional. The capabilities of the pair's source and target, when they differ from
-    the connector class's ``capabilities`` (e.g. an at-most-once kind of source)."""
+    """Optional. The capabilities the suite assumes for the pairs; by default what the
+    connector's ``source_capabilities`` and ``target_capabilities`` answer for a pair."""
+    return None
+
+
+@pytest.fixture
+def conformance_publish() -> Publish | None:
+    """Optional. ``async (connector, target, event)``: how the suite publishes; default
+    ``await connector.publish(target, event)``. For a synchronous transport (HTTP: the
+    publish is confirmed only once the receiving source acked), start the publish and
+    return once the receiver has the message, letting it finish in the background."""
     return None
 
 
@@ -114,8 +145,13 @@ async def conformance(
     conformance_in_flight: InFlightFactory | None,
     conformance_capabilities: Capabilities | None,
     conformance_timeouts: Timeouts,
+    conformance_publish: Publish | None,
 ) -> AsyncIterator[Harness]:
     """The suite's per-test harness, built from the fixtures above (not for overriding)."""
+    if conformance_capabilities is None:
+        conformance_capabilities = await pair_capabilities(
+            conformance_connector(), *await conformance_pair(Mode.STRUCTURED)
+        )
     harness = Harness(
         make_connector=conformance_connector,
         make_pair=conformance_pair,
@@ -124,6 +160,7 @@ async def conformance(
         in_flight=conformance_in_flight,
         capabilities=conformance_capabilities,
         timeouts=conformance_timeouts,
+        publish=conformance_publish,
     )
     try:
         yield harness

@@ -7,6 +7,10 @@ apply. The tests are grouped by theme in sibling modules; this class joins them.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
+import pytest
+
 from connectors.testing.acks import AckTests
 from connectors.testing.bindings import BindingTests
 from connectors.testing.delivery import DeliveryTests
@@ -17,3 +21,6 @@ __all__ = ["ConnectorConformance"]
 
 class ConnectorConformance(DeliveryTests, AckTests, BindingTests, LifecycleTests):
     """The shared connector contract tests; see docs/plugins.md for the list."""
+
+    # Every test is a coroutine: marked, so pytest-asyncio's strict mode runs them too.
+    pytestmark: ClassVar[list[pytest.MarkDecorator]] = [pytest.mark.asyncio]

@@ -30,9 +30,10 @@ from connectors.amqp import (
 from connectors.base import Delivery
 from connectors.errors import PublishRejected
 from connectors.redact import redact_url
+from connectors.testing import sample_event
 from routing.bindings import Mode
 from tests.brokers import RABBITMQ_URL, unique_name
-from tests.integration.conformance import ConnectorConformance, sample_event
+from tests.integration.connector_hooks import HookedConformance
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
@@ -174,7 +175,7 @@ class Pump:
         await asyncio.gather(self.task, return_exceptions=True)
 
 
-class TestAmqpConformance(ConnectorConformance):
+class TestAmqpConformance(HookedConformance):
     @pytest.fixture(autouse=True)
     def _broker(self, broker: Broker) -> None:
         self.broker = broker
@@ -190,6 +191,12 @@ class TestAmqpConformance(ConnectorConformance):
 
     async def publish_raw(self, target: Any, payload: bytes) -> None:
         await self.broker.publish(target.routing_key, payload)
+
+    async def bounce(self, connector: AmqpConnector) -> None:
+        await close_connection_from_broker(connector.connection_name)
+
+    def bounded(self, source: AmqpSource, limit: int) -> tuple[AmqpConnector, AmqpSource]:
+        return self.make_connector(), source.model_copy(update={"prefetch": limit})
 
 
 async def test_unroutable_mandatory_publish_is_rejected() -> None:

@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaProducer
+from aiokafka.conn import CloseReason
 from aiokafka.consumer import group_coordinator
 from aiokafka.errors import UnsupportedVersionError
 
@@ -31,15 +32,12 @@ from connectors.errors import ConnectionLost, PublishRejected, PublishTimeout
 from connectors.kafka import KafkaConnector, KafkaOptions, KafkaSource, KafkaTarget, sink
 from connectors.kafka import source as kafka_source
 from connectors.kafka.offsets import OffsetTracker
+from connectors.testing import sample_event
+from connectors.testing.harness import AnyConnector
 from gateway.localbrokers import KafkaMockCluster
 from routing.bindings import Mode
 from tests.brokers import unique_name
-from tests.integration.conformance import (
-    AnyConnector,
-    ConnectorConformance,
-    next_delivery,
-    sample_event,
-)
+from tests.integration.connector_hooks import HookedConformance, next_delivery
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
@@ -71,7 +69,7 @@ async def create_topic(bootstrap: str, topic: str) -> int:
         return len(await producer.partitions_for(topic))
 
 
-class TestKafkaConformance(ConnectorConformance):
+class TestKafkaConformance(HookedConformance):
     bootstrap: str
 
     @pytest.fixture(autouse=True)
@@ -102,11 +100,27 @@ class TestKafkaConformance(ConnectorConformance):
     async def make_pair(self, mode: Mode) -> tuple[KafkaSource, KafkaTarget]:
         topic = unique_name("kafka")
         await create_topic(self.bootstrap, topic)
-        return self.source(topic), KafkaTarget(connector="kafka-test", topic=topic, mode=mode)
+        # One record key: one partition, the lane whose order the suite checks.
+        target = KafkaTarget(connector="kafka-test", topic=topic, key="lane", mode=mode)
+        return self.source(topic), target
 
     async def publish_raw(self, target: Any, payload: bytes) -> None:
         async with raw_producer(self.bootstrap) as producer:
             await producer.send_and_wait(target.topic, payload)
+
+    async def bounce(self, connector: KafkaConnector) -> None:
+        # The session's mock cluster cannot drop one client's connections, so close
+        # every broker connection of the connector's clients under them, as a network
+        # fault does: aiokafka reconnects on the next request.
+        clients = [session._consumer._client for session in connector._sessions]
+        if connector._producer._producer is not None:
+            clients.append(connector._producer._producer.client)
+        for client in clients:
+            for conn in list(client._conns.values()):
+                conn.close(reason=CloseReason.CONNECTION_BROKEN)
+
+    def bounded(self, source: Any, limit: int) -> tuple[KafkaConnector, KafkaSource]:
+        return self.make_connector(), source.model_copy(update={"max_in_flight": limit})
 
     # -- Kafka specifics ----------------------------------------------------------
 

@@ -32,19 +32,16 @@ from connectors.base import Delivery, HealthState
 from connectors.errors import ConnectionLost, ConnectorError, PublishRejected, PublishTimeout
 from connectors.nats import JetStreamSource, NatsConnector, NatsOptions, NatsSource, NatsTarget
 from connectors.redact import redact_url
+from connectors.testing import sample_event
 from connectors.tls import TlsConfigError
 from gateway.localbrokers import LOOPBACK, free_port, nats_server_binary, wait_for_port
 from routing.bindings import Mode
 from tests.brokers import NATS_URL, unique_name
-from tests.integration.conformance import ConnectorConformance, sample_event
+from tests.integration.connector_hooks import HookedConformance, subscribed
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
 WAIT = 15.0
-CORE_AT_MOST_ONCE = (
-    "core NATS is at-most-once: no acknowledgements, nothing to redeliver "
-    "(use a jetstream source for at-least-once)"
-)
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], within: float = WAIT) -> None:
@@ -158,7 +155,15 @@ def ids(conn: NatsConnector, deliveries: list[Delivery]) -> list[str]:
     return [e.id for e in events if e is not None]
 
 
-class TestNatsJetStreamConformance(ConnectorConformance):
+async def drop_transport(conn: NatsConnector) -> None:
+    """Close the client's socket under it, as a network fault does: nats-py sees EOF and
+    reconnects (replaying subscriptions), the connector carries on."""
+    nc = conn._link._nc
+    assert nc is not None and nc._transport is not None
+    nc._transport.close()
+
+
+class TestNatsJetStreamConformance(HookedConformance):
     """JetStream source (durable pull, ack_wait 2 s) and JetStream publish (PubAck)."""
 
     @pytest.fixture(autouse=True)
@@ -176,8 +181,18 @@ class TestNatsJetStreamConformance(ConnectorConformance):
     async def publish_raw(self, target: Any, payload: bytes) -> None:
         await self.broker.publish(target.subject, payload)
 
+    async def bounce(self, connector: NatsConnector) -> None:
+        await drop_transport(connector)
 
-class TestNatsCoreConformance(ConnectorConformance):
+    def bounded(self, source: NatsSource, limit: int) -> tuple[NatsConnector, NatsSource]:
+        assert source.jetstream is not None
+        # ack_wait beyond the test's quiet periods: a redelivery is not a bound breach.
+        changes = {"max_ack_pending": limit, "ack_wait_seconds": 30.0}
+        jetstream = source.jetstream.model_copy(update=changes)
+        return self.make_connector(), source.model_copy(update={"jetstream": jetstream})
+
+
+class TestNatsCoreConformance(HookedConformance):
     """Core NATS: plain subscription and publish + flush; the ack tests do not apply."""
 
     @pytest.fixture(autouse=True)
@@ -195,11 +210,8 @@ class TestNatsCoreConformance(ConnectorConformance):
     async def publish_raw(self, target: Any, payload: bytes) -> None:
         await self.broker.publish(target.subject, payload)
 
-    async def test_unacked_delivery_is_redelivered_after_crash(self) -> None:
-        pytest.skip(CORE_AT_MOST_ONCE)
-
-    async def test_nack_with_requeue_redelivers(self) -> None:
-        pytest.skip(CORE_AT_MOST_ONCE)
+    async def bounce(self, connector: NatsConnector) -> None:
+        await drop_transport(connector)
 
 
 async def test_queue_group_members_share_core_messages(broker: Broker) -> None:
@@ -208,7 +220,8 @@ async def test_queue_group_members_share_core_messages(broker: Broker) -> None:
     target = NatsTarget(connector="nats", subject=subject, jetstream=False)
     async with running(connector()) as first, running(connector()) as second:
         pumps = [Pump(first.consume(source)), Pump(second.consume(source))]
-        await asyncio.sleep(0.5)  # both subscriptions registered on the server
+        await subscribed(first, source)
+        await subscribed(second, source)
         for n in range(200):
             await first.publish(target, sample_event(n))
 
@@ -230,7 +243,8 @@ async def test_shared_durable_shares_jetstream_work(broker: Broker) -> None:
     target = NatsTarget(connector="nats", subject=subject)
     async with running(connector()) as first, running(connector()) as second:
         pumps = [Pump(first.consume(source), ack=True), Pump(second.consume(source), ack=True)]
-        await asyncio.sleep(0.5)  # both have a pull request waiting
+        await subscribed(first, source)
+        await subscribed(second, source)
         await asyncio.gather(*(first.publish(target, sample_event(n)) for n in range(100)))
 
         async def all_in() -> bool:
@@ -272,7 +286,7 @@ async def test_in_progress_extends_ack_wait(broker: Broker) -> None:
     async with running(connector()) as conn:
         stream_it = aiter(conn.consume(source))
         first = asyncio.ensure_future(anext(stream_it))
-        await asyncio.sleep(0.3)
+        await subscribed(conn, source)
         await conn.publish(target, sample_event(1))
         await conn.publish(target, sample_event(2))
         held = await asyncio.wait_for(first, WAIT)
@@ -300,7 +314,7 @@ async def test_nack_without_requeue_terminates(broker: Broker) -> None:
     async with running(connector()) as conn:
         stream_it = aiter(conn.consume(source))
         first = asyncio.ensure_future(anext(stream_it))
-        await asyncio.sleep(0.3)
+        await subscribed(conn, source)
         await conn.publish(target, sample_event(1))
         await (await asyncio.wait_for(first, WAIT)).nack(requeue=False)
         with pytest.raises(TimeoutError):  # 2 x ack_wait: a +TERM'ed message never returns
@@ -432,7 +446,7 @@ async def test_core_overflow_drops_beyond_pending_limit() -> None:
     async with running(connector()) as conn:
         stream_it = aiter(conn.consume(source))
         first = asyncio.ensure_future(anext(stream_it))
-        await asyncio.sleep(0.3)
+        await subscribed(conn, source)
         for n in range(50):  # nobody pulls while these arrive
             await conn.publish(target, sample_event(n))
         got = [await asyncio.wait_for(first, WAIT)]
@@ -534,7 +548,7 @@ async def test_jetstream_source_survives_server_restart(
     )
     async with running(conn):
         pump = Pump(conn.consume(source), ack=True)
-        await asyncio.sleep(0.5)  # the stream and the durable exist
+        await subscribed(conn, source)  # the stream and the durable exist
         await conn.publish(target, sample_event(1))
         await pump.wait_for(1)
         private_nats.stop()

@@ -9,8 +9,8 @@ import pytest
 
 from connectors.errors import PublishRejected
 from connectors.nats import NatsConnector, NatsOptions, NatsTarget
+from connectors.testing import sample_event
 from tests.brokers import NATS_URL, require_port, unique_name
-from tests.integration.conformance import sample_event
 
 
 async def test_core_listener_without_stream_is_a_clear_rejection() -> None:

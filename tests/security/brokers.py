@@ -8,6 +8,10 @@ The system brokers on the default ports are never touched.
 * :class:`SecureNats`: ``nats-server -c`` with a ``tls`` block (optionally ``verify``,
   i.e. mutual TLS) and an ``authorization`` block (users with subject permissions and
   an nkey user, or a token);
+* :class:`OperatorNats`: nats-server in operator mode (decentralized JWT auth): an
+  operator JWT, one account JWT preloaded in a memory resolver, and users that log in
+  with a ``.creds`` file (user JWT signed by the account + the user's nkey seed), over
+  TLS (:func:`make_operator` makes them; the JWTs are encoded here, see :func:`_jwt`);
 * :class:`SecureMosquitto`: one Mosquitto with three listeners: TLS with
   ``password_file``, TLS with ``require_certificate`` (mTLS, the certificate CN is the
   user name), and a plaintext one; one ``acl_file`` for all.
@@ -20,7 +24,9 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,12 +37,16 @@ from gateway.localbrokers import LOOPBACK, free_port, nats_server_binary, port_o
 from tests.faults.brokers import BrokerProcess, PrivateRabbit
 
 __all__ = [
+    "JetStreamUsersNats",
+    "Operator",
+    "OperatorNats",
     "Pki",
     "PlainNats",
     "SecureMosquitto",
     "SecureNats",
     "SecureRabbit",
     "make_nkey_user",
+    "make_operator",
     "make_pki",
 ]
 
@@ -107,6 +117,95 @@ def make_nkey_user(directory: Path) -> tuple[str, Path]:
     return public, path
 
 
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _jwt(issuer: nkeys.KeyPair, subject: str, name: str, claims: dict[str, object]) -> str:
+    """A NATS JWT (v2): base64url JSON header and claims, signed by the issuer's nkey
+    (ed25519) over ``header.claims``. ``jti`` is a hash of the claims, as nsc makes it."""
+    body: dict[str, object] = {
+        "jti": "",
+        "iat": int(time.time()),
+        "iss": issuer.public_key.decode(),
+        "name": name,
+        "sub": subject,
+        "nats": {**claims, "version": 2},
+    }
+    digest = hashlib.sha512(json.dumps(body).encode()).digest()[:32]
+    body["jti"] = base64.b32encode(digest).decode().rstrip("=")
+    header = {"typ": "JWT", "alg": "ed25519-nkey"}
+    signing = f"{_b64url(json.dumps(header).encode())}.{_b64url(json.dumps(body).encode())}"
+    return f"{signing}.{_b64url(issuer.sign(signing.encode()))}"
+
+
+def _keypair(prefix: int) -> tuple[bytes, nkeys.KeyPair]:
+    seed = nkeys.encode_seed(os.urandom(32), prefix)
+    return seed, nkeys.from_seed(bytearray(seed))
+
+
+_UNLIMITED = {"subs": -1, "data": -1, "payload": -1}
+
+
+def _creds(path: Path, account: nkeys.KeyPair, name: str, allowed: str) -> Path:
+    """A .creds file of a new user of ``account`` limited to ``allowed`` (and inboxes)."""
+    seed, user = _keypair(nkeys.PREFIX_BYTE_USER)
+    subjects = {"allow": [allowed, "_INBOX.>"]}
+    token = _jwt(
+        account,
+        user.public_key.decode(),
+        name,
+        {"pub": subjects, "sub": subjects, **_UNLIMITED, "type": "user"},
+    )
+    path.write_text(
+        f"-----BEGIN NATS USER JWT-----\n{token}\n------END NATS USER JWT------\n\n"
+        "************************* IMPORTANT *************************\n"
+        "NKEY Seed printed below can be used to sign and prove identity.\n\n"
+        f"-----BEGIN USER NKEY SEED-----\n{seed.decode()}\n------END USER NKEY SEED------\n"
+    )
+    return path
+
+
+@dataclass(frozen=True)
+class Operator:
+    """An operator, its one account, and credentials made for the tests."""
+
+    operator_jwt: Path
+    account_public: str
+    account_jwt: str
+    creds: Path  # a user of the account, limited to ok.>
+    user_seed: str  # that user's seed (secret: must never be printed)
+    stranger_creds: Path  # a user signed by an account the operator never issued
+
+
+def make_operator(directory: Path) -> Operator:
+    directory.mkdir(parents=True, exist_ok=True)
+    _, operator = _keypair(nkeys.PREFIX_BYTE_OPERATOR)
+    operator_jwt = directory / "operator.jwt"
+    operator_jwt.write_text(
+        _jwt(operator, operator.public_key.decode(), "meshgate-test", {"type": "operator"})
+    )
+    _, account = _keypair(nkeys.PREFIX_BYTE_ACCOUNT)
+    limits = {**_UNLIMITED, "imports": -1, "exports": -1, "wildcards": True, "conn": -1}
+    account_jwt = _jwt(
+        operator,
+        account.public_key.decode(),
+        "gateways",
+        {"limits": {**limits, "leaf": -1}, "type": "account"},
+    )
+    creds = _creds(directory / "gw.creds", account, "gw", "ok.>")
+    seed = creds.read_text().split("-----BEGIN USER NKEY SEED-----\n")[1].split("\n")[0]
+    _, rogue = _keypair(nkeys.PREFIX_BYTE_ACCOUNT)
+    return Operator(
+        operator_jwt=operator_jwt,
+        account_public=account.public_key.decode(),
+        account_jwt=account_jwt,
+        creds=creds,
+        user_seed=seed,
+        stranger_creds=_creds(directory / "stranger.creds", rogue, "stranger", "ok.>"),
+    )
+
+
 def _permissions(allowed: str) -> str:
     return (
         f'{{publish: {{allow: ["{allowed}", "_INBOX.>"]}}, '
@@ -149,6 +248,79 @@ class SecureNats(BrokerProcess):
             "}\n" + auth + "\n"
         )
         return [str(nats_server_binary()), "-c", str(conf)]
+
+
+class OperatorNats(BrokerProcess):
+    """nats-server in operator mode (JWT auth from .creds files) with TLS."""
+
+    name = "nats-operator"
+
+    def __init__(self, pki: Pki, operator: Operator) -> None:
+        super().__init__()
+        self.pki, self.operator = pki, operator
+
+    @property
+    def url(self) -> str:
+        return f"tls://{LOOPBACK}:{self.port}"
+
+    def command(self) -> list[str]:
+        pki, op = self.pki, self.operator
+        conf = self.workdir / "nats.conf"
+        conf.write_text(
+            f"listen: {LOOPBACK}:{self.port}\n"
+            "tls {\n"
+            f'  cert_file: "{pki.server_cert}"\n'
+            f'  key_file: "{pki.server_key}"\n'
+            "  timeout: 2\n"
+            "}\n"
+            f'operator: "{op.operator_jwt}"\n'
+            "resolver: MEMORY\n"
+            f'resolver_preload: {{ {op.account_public}: "{op.account_jwt}" }}\n'
+        )
+        return [str(nats_server_binary()), "-c", str(conf)]
+
+
+class JetStreamUsersNats(BrokerProcess):
+    """nats-server with JetStream and two users: ``admin`` (everything) and ``gw``, who
+    may read stream and consumer info but not create consumers or pull, until
+    :meth:`grant_consumers` rewrites the config and reloads it (SIGHUP)."""
+
+    name = "nats-js-users"
+    ADMIN = ("admin", "admin-Pw31")
+    _LOOKUP = ("$JS.API.INFO", "$JS.API.STREAM.INFO.>", "$JS.API.CONSUMER.INFO.>")
+    _CONSUME = ("$JS.API.CONSUMER.>", "$JS.ACK.>")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.granted = False
+
+    @property
+    def url(self) -> str:
+        return f"nats://{LOOPBACK}:{self.port}"
+
+    def _config(self) -> Path:
+        allowed = ["_INBOX.>", *self._LOOKUP, *(self._CONSUME if self.granted else ())]
+        publish = ", ".join(f'"{subject}"' for subject in allowed)
+        conf = self.workdir / "nats.conf"
+        conf.write_text(
+            f"listen: {LOOPBACK}:{self.port}\n"
+            f'jetstream {{ store_dir: "{self.workdir / "js"}" }}\n'
+            "authorization { users: [\n"
+            f'  {{user: "{self.ADMIN[0]}", password: "{self.ADMIN[1]}"}},\n'
+            f'  {{user: "{USER}", password: "{PASSWORD}", permissions: '
+            f'{{publish: {{allow: [{publish}]}}, subscribe: {{allow: ["_INBOX.>"]}}}}}}\n'
+            "] }\n"
+        )
+        return conf
+
+    def command(self) -> list[str]:
+        return [str(nats_server_binary()), "-c", str(self._config())]
+
+    def grant_consumers(self) -> None:
+        """Let ``gw`` create consumers, pull and ack: a config reload, no restart."""
+        self.granted = True
+        self._config()
+        os.kill(self.pid, signal.SIGHUP)
 
 
 class PlainNats(BrokerProcess):

@@ -8,12 +8,16 @@ from pathlib import Path
 import pytest
 
 from tests.security.brokers import (
+    JetStreamUsersNats,
+    Operator,
+    OperatorNats,
     Pki,
     PlainNats,
     SecureMosquitto,
     SecureNats,
     SecureRabbit,
     make_nkey_user,
+    make_operator,
     make_pki,
 )
 
@@ -45,6 +49,28 @@ def nats_users(pki: Pki, nkey_user: tuple[str, Path]) -> Iterator[SecureNats]:
 def nats_mtls(pki: Pki) -> Iterator[SecureNats]:
     """Mutual TLS (verify: true) and a token."""
     broker = SecureNats(pki, verify=True)
+    with broker:
+        yield broker
+
+
+@pytest.fixture(scope="session")
+def operator(secdir: Path) -> Operator:
+    return make_operator(secdir / "operator")
+
+
+@pytest.fixture(scope="session")
+def nats_operator(pki: Pki, operator: Operator) -> Iterator[OperatorNats]:
+    """Operator mode: users log in with .creds files (JWT + seed), over verified TLS."""
+    broker = OperatorNats(pki, operator)
+    with broker:
+        yield broker
+
+
+@pytest.fixture
+def nats_js_users() -> Iterator[JetStreamUsersNats]:
+    """JetStream; user gw may not create consumers until ``grant_consumers()``. Per
+    test: the test changes the server's permissions."""
+    broker = JetStreamUsersNats()
     with broker:
         yield broker
 

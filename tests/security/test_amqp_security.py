@@ -18,9 +18,9 @@ import pytest
 
 from connectors.amqp import AmqpConnector, AmqpOptions, AmqpSource, AmqpTarget
 from connectors.errors import ConnectionLost, NotAuthorized, PublishRejected
+from connectors.testing import sample_event
 from gateway.localbrokers import LOOPBACK
 from tests.brokers import unique_name
-from tests.integration.conformance import sample_event
 from tests.security.brokers import PASSWORD, USER, Pki, SecureRabbit
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]

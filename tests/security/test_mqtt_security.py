@@ -18,9 +18,9 @@ import pytest
 
 from connectors.errors import ConnectionLost, ConnectorError, PublishRejected
 from connectors.mqtt import MqttConnector, MqttOptions, MqttSource, MqttTarget
+from connectors.testing import sample_event
 from gateway.localbrokers import LOOPBACK
 from tests.brokers import unique_name
-from tests.integration.conformance import sample_event
 from tests.security.brokers import PASSWORD, USER, Pki, SecureMosquitto
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]

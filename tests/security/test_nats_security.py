@@ -14,15 +14,27 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import nats
 import pytest
+from nats.js.api import StreamConfig
 
 from connectors.errors import ConnectionLost, NotAuthorized, PublishRejected
 from connectors.nats import NatsConnector, NatsOptions, NatsSource, NatsTarget
 from connectors.nats.link import TlsNotOffered
+from connectors.testing import sample_event
 from gateway.localbrokers import LOOPBACK
 from tests.brokers import unique_name
-from tests.integration.conformance import sample_event
-from tests.security.brokers import PASSWORD, TOKEN, USER, Pki, PlainNats, SecureNats
+from tests.security.brokers import (
+    PASSWORD,
+    TOKEN,
+    USER,
+    JetStreamUsersNats,
+    Operator,
+    OperatorNats,
+    Pki,
+    PlainNats,
+    SecureNats,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 WAIT = 10.0
@@ -235,3 +247,76 @@ async def test_wrong_password_is_a_clear_error_without_the_password(
         await asyncio.wait_for(conn.start(), WAIT)
     await conn.close()
     assert "wrong-Pw77" not in str(failure.value) and "wrong-Pw77" not in caplog.text
+
+
+async def test_tls_creds_file_operator_jwt(
+    nats_operator: OperatorNats, pki: Pki, operator: Operator
+) -> None:
+    """Decentralized auth: a .creds file (user JWT signed by the account + nkey seed)."""
+    conn = connector(nats_operator.url, tls={"ca_file": pki.ca}, creds_file=operator.creds)
+    async with running(conn):
+        assert encrypted(conn)
+        await round_trip(conn)
+        # The permissions come from the user JWT: outside ok.> is refused.
+        target = NatsTarget(connector=conn.name, subject="denied.x", jetstream=False)
+        with pytest.raises(PublishRejected, match="permission"):
+            await conn.publish(target, sample_event(4))
+
+
+async def test_creds_of_an_account_the_operator_did_not_sign_are_refused(
+    nats_operator: OperatorNats, pki: Pki, operator: Operator, caplog: pytest.LogCaptureFixture
+) -> None:
+    conn = connector(nats_operator.url, tls={"ca_file": pki.ca}, creds_file=operator.stranger_creds)
+    with pytest.raises(ConnectionLost, match=conn.name) as failure:
+        await asyncio.wait_for(conn.start(), WAIT)
+    await conn.close()
+    seed = operator.stranger_creds.read_text().split("SEED-----\n")[1].split("\n")[0]
+    for text in (str(failure.value), caplog.text):
+        assert seed not in text and operator.user_seed not in text
+
+
+async def test_denied_jetstream_consumer_fails_at_once_then_consumes_once_granted(
+    nats_js_users: JetStreamUsersNats,
+) -> None:
+    """No CONSUMER.CREATE permission: NotAuthorized naming the durable and the refused
+    API subject, at once (not after the API timeout); after the server's config grants
+    it (SIGHUP reload, same connection), a new consume gets the messages."""
+    stream, durable = unique_name("S"), unique_name("d")
+    admin_user, admin_password = JetStreamUsersNats.ADMIN
+    admin = await nats.connect(nats_js_users.url, user=admin_user, password=admin_password)
+    js = admin.jetstream()
+    await js.add_stream(StreamConfig(name=stream, subjects=[f"{stream}.>"]))
+    for n in range(3):
+        await js.publish(f"{stream}.in", b"m%d" % n)
+    await admin.close()
+    conn = connector(nats_js_users.url, user=USER, password=PASSWORD)
+    source = NatsSource(
+        connector=conn.name,
+        subject=f"{stream}.in",
+        jetstream={"stream": stream, "durable": durable},
+    )
+    async with running(conn):
+        started = asyncio.get_running_loop().time()
+        stream_iter = aiter(conn.consume(source))
+        with pytest.raises(NotAuthorized) as refused:
+            await asyncio.wait_for(anext(stream_iter), WAIT)
+        assert asyncio.get_running_loop().time() - started < 2  # publish_timeout is 5 s
+        text = str(refused.value)
+        assert conn.name in text and repr(durable) in text and "$js.api.consumer.create." in text
+        await stream_iter.aclose()  # type: ignore[attr-defined]
+
+        nats_js_users.grant_consumers()
+        deadline = asyncio.get_running_loop().time() + WAIT
+        payloads: list[bytes] = []
+        while not payloads:  # the reload is asynchronous: retry like the runtime does
+            stream_iter = aiter(conn.consume(source))
+            try:
+                delivery = await asyncio.wait_for(anext(stream_iter), WAIT)
+            except NotAuthorized:
+                assert asyncio.get_running_loop().time() < deadline, "never granted"
+                await asyncio.sleep(0.2)
+                continue
+            finally:
+                await stream_iter.aclose()  # type: ignore[attr-defined]
+            payloads.append(delivery.payload)
+        assert payloads == [b"m0"]

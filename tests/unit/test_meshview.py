@@ -114,7 +114,8 @@ def mesh_config(tmp_path: Path, mesh: dict[str, Any]) -> Path:
 @pytest.mark.parametrize(
     ("mesh", "problem"),
     [
-        ({"connector": "mem", "topic": "c"}, "not a connector of this file of a type"),
+        ({"connector": "mem", "topic": "c"}, "declares no mesh_channel hook"),
+        ({"connector": "nope", "topic": "c"}, "no connector named .nope. .declared: core, mem"),
         ({"connector": "core", "routing_key": "c"}, "takes topic, not routing_key"),
         ({"connector": "plant", "subject": "c"}, "takes topic, not subject"),
         ({"connector": "plant", "topic": "c/#"}, "a topic without wildcards"),

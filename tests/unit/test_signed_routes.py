@@ -152,7 +152,7 @@ async def test_strict_refuses_to_the_dead_letter(gateway_for, keys, case) -> Non
     await eventually(lambda: len(broker.acked) == 1)
     assert received("out") == []
     (letter,) = received("dlq")
-    assert letter.extensions["dlreason"] == "SignatureError"
+    assert letter.extensions["dlreason"] == "signature"
     assert "signature" in str(letter.extensions["dlerror"])
 
 

@@ -127,7 +127,7 @@ def test_mqtt_traceparent_policy(
     event = CloudEvent(id="e", source="urn:t", type="t", extensions=extensions)
     target = MqttTarget.model_validate({"connector": "m", "topic": "a/b"})
     span = tracing.tracer.start_span("send a/b")
-    options, carried = tracing._carry(span, "mqtt", target, event)
+    options, carried = tracing._carry(span, True, target, event)  # MQTT: in the event
     span.end()
     assert options is target  # MQTT: no extra user property (one slot: the attribute)
     value = carried.extensions.get("traceparent")
