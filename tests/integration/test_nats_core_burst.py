@@ -21,9 +21,9 @@ import pytest
 from connectors.base import Delivery
 from connectors.nats import NatsConnector, NatsOptions, NatsSource
 from connectors.nats.config import PENDING_BYTES_LIMIT, PENDING_MSGS_LIMIT
+from connectors.testing import sample_event
 from routing.bindings.nats import to_message
 from tests.brokers import NATS_URL, unique_name
-from tests.integration.conformance import sample_event
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
