@@ -562,5 +562,6 @@ async def test_jetstream_source_survives_server_restart(
         await publish_eventually(conn, target, 2)
         await pump.wait_for(2, within=20)
         assert ids(conn, pump.got) == ["evt-1", "evt-2"]
-        assert conn.health.state is HealthState.UP and conn.health.reconnects >= 1
+        # One client connection, back once, whether nats-py or the core reconnected it.
+        assert conn.health.state is HealthState.UP and conn.health.reconnects == 1
         await pump.stop()
