@@ -44,6 +44,7 @@ from nats.js import JetStreamContext
 
 from connectors.errors import ConnectionLost
 from connectors.nats.config import NatsOptions
+from connectors.nats.drops import DropReport
 from connectors.nats.pubacks import PubAcks, SharedFlush
 from connectors.redact import redact_url
 from connectors.supervision import Supervisor, SupervisorClosed
@@ -87,8 +88,7 @@ class Link:
         self._tls: ssl.SSLContext | None = None
         self._refused: asyncio.Future[TlsNotOffered] | None = None
         self._denials: dict[tuple[str, str], str] = {}  # (publish|subscription, subject)
-        self.slow_consumer_drops = 0
-        """Core NATS messages the client dropped because a source fell behind."""
+        self._drops = DropReport(label, supervisor.health, log)
         self.generation = 0
         """Bumped on every (re)connection: pull requests sent before are lost."""
         self.watchdog_replacements = 0
@@ -267,6 +267,7 @@ class Link:
             # for its reconnect loop, so it is bounded the same way.
             silent = silent or not nc.is_connected
             await (self._drop(nc) if silent else _discard(nc))
+        self._drops.flush()  # the last drops of a burst, before the timer is lost
         self._supervisor.closed()
 
     # -- connecting -----------------------------------------------------------------
@@ -495,17 +496,13 @@ class Link:
         return None
 
     def note_drop(self, subject: str) -> None:
-        """Count (and log, sparingly) a core NATS message dropped by a slow consumer."""
-        self.slow_consumer_drops += 1
-        drops = self.slow_consumer_drops
-        if drops & (drops - 1) == 0:  # 1, 2, 4, 8, ...: visible without flooding the log
-            self._log.warning(
-                "%s: core NATS slow consumer on %r: %d message(s) dropped so far "
-                "(at-most-once; use a JetStream source to keep them)",
-                self._label,
-                subject,
-                drops,
-            )
+        """Count (and log, throttled) a core NATS message dropped by a slow consumer."""
+        self._drops.note(subject)
+
+    @property
+    def slow_consumer_drops(self) -> int:
+        """Core NATS messages dropped because a source fell behind (``Health.dropped``)."""
+        return self._drops.total
 
 
 class TlsNotOffered(nats.errors.Error):
