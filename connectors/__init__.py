@@ -34,6 +34,7 @@ from connectors.meshchannel import MeshChannel
 from connectors.redact import redact_url
 from connectors.registry import ENTRY_POINT_GROUP, ConnectorRegistry, default_registry
 from connectors.semconv import Messaging
+from connectors.supervision import Supervisor, SupervisorClosed
 from connectors.tls import TlsConfigError, TlsOptions, warn_insecure
 from connectors.topology import Topology
 
@@ -59,6 +60,8 @@ __all__ = [
     "PublishRejected",
     "PublishTimeout",
     "SourceOptions",
+    "Supervisor",
+    "SupervisorClosed",
     "TargetOptions",
     "TlsConfigError",
     "TlsOptions",

@@ -1,13 +1,13 @@
 """The connector contract: what every protocol plugin implements.
 
-A connector owns one broker connection (reconnecting by itself, with backoff and
-jitter), and offers two things to the runtime:
+A connector owns its broker connection(s) and offers two things to the runtime:
 
-* ``consume(source)``: an async iterator of ``Delivery`` objects. Each carries the
-  native message (a binding dataclass such as ``routing.bindings.kafka.KafkaMessage``)
-  and the ack travels with it: ``await delivery.ack()`` once every target has
-  confirmed, ``await delivery.nack(requeue=...)`` otherwise. Nothing is acknowledged
-  to the broker before ``ack()`` is called.
+* ``subscribe(source)`` (or ``consume``): an async iterator of ``Delivery`` objects.
+  Each carries the native message (a binding dataclass such as
+  ``routing.bindings.kafka.KafkaMessage``) and the ack travels with it:
+  ``await delivery.ack()`` once every target has confirmed, ``await
+  delivery.nack(requeue=...)`` otherwise. Nothing is acknowledged to the broker
+  before ``ack()`` is called.
 * ``publish(target, event)``: encode the CloudEvent with the connector's binding
   for the (already rendered) target and return only once the broker confirmed it
   (Kafka acks=all, AMQP publisher confirm, MQTT PUBACK/PUBCOMP, JetStream PubAck).
@@ -22,11 +22,21 @@ plugin does (see ``connectors.registry``). A plugin module provides a subclass o
 ``to:`` entries and ``dead_letter:``). Target fields named in
 ``Target.template_fields`` may hold ``{...}`` templates; the runtime renders them
 per event before calling ``publish``.
+
+Connection supervision belongs to the core (``connectors.supervision``): a connector
+connects once in ``start``, declares which exceptions mean "connection lost"
+(``connection_errors``) and raises them; the core retries ``start`` with the shared
+backoff, runs ``subscribe`` again after a loss, and owns health states and the
+``reconnects`` count. A connector that must re-connect inside (a link replaced in
+the background, one MQTT session per source) hands each "connect once" step to
+``self.supervisor.retry`` and reports losses with ``self.supervisor.lost``.
 """
 
 from __future__ import annotations
 
 import abc
+import inspect
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -47,11 +57,12 @@ from typing_extensions import TypeVar as DefaultTypeVar
 
 from connectors.asyncapi import AsyncApi
 from connectors.backoff import Backoff, BackoffPolicy
-from connectors.errors import MessageSpecError
+from connectors.errors import ConnectionLost, MessageSpecError
 from connectors.meshchannel import MeshChannel
 from connectors.renamed import Renamed, rename_keys
 from connectors.semconv import Messaging
 from connectors.signing import SignOptions, VerifyOptions
+from connectors.supervision import Supervisor, consume_supervised
 from connectors.topology import Topology
 from routing.bindings import Mode, prefix_clash
 from routing.event import CloudEvent
@@ -209,12 +220,15 @@ class Health:
     ``detail`` is the last error while not up (empty or a short note while up).
     ``reconnects`` counts connections re-established after a loss (RECONNECTING ->
     UP, per connection for connectors with several); failed first-connection
-    attempts are not reconnects.
+    attempts are not reconnects. ``dropped`` counts messages an at-most-once source
+    lost before the gateway saw them (a core NATS slow consumer); the connector
+    counts them and logs a throttled warning.
     """
 
     state: HealthState = HealthState.STARTING
     detail: str = ""
     reconnects: int = 0
+    dropped: int = 0
 
 
 class Nack(Protocol):
@@ -402,6 +416,10 @@ class Connector(abc.ABC, Generic[OptionsT, SourceT, TargetT, MessageT]):
     """Level separator of addresses, used by ``{topic[N]}`` templates ('/' for MQTT)."""
     message_keys: ClassVar[bool] = False
     """Whether messages from this connector's sources carry a key (``{key}`` templates)."""
+    connection_errors: ClassVar[tuple[type[BaseException], ...]] = (ConnectionLost,)
+    """Exceptions that mean "the connection is lost": the core retries ``start`` and
+    runs ``subscribe`` again after them (with the shared backoff). Declare client
+    exceptions here only if they are not translated to ``ConnectionLost``."""
     topology: ClassVar[Topology[Any, Any, Any] | None] = None
     """Optional hook: where routes read and publish, for cycle warnings, the broker
     graph and the mesh view (``connectors.topology``). None leaves this type out of
@@ -423,12 +441,35 @@ class Connector(abc.ABC, Generic[OptionsT, SourceT, TargetT, MessageT]):
         self.name = name
         self.options = options
         self.health = Health()
-        self.reconnect = BackoffPolicy()
+        self.supervisor = Supervisor(
+            self.health,
+            lambda: self.label,
+            logging.getLogger(f"meshgate.connectors.{options.type}"),
+            self.connection_errors,
+        )
+        """Backoff, health transitions and reconnect counts (owned by the core)."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if not inspect.isabstract(cls) and not (
+            cls.consume is not Connector.consume or cls.subscribe is not Connector.subscribe
+        ):
+            raise TypeError(
+                f"connector {cls.__qualname__} implements neither subscribe nor consume"
+            )
+
+    @property
+    def reconnect(self) -> BackoffPolicy:
         """The gateway's shared reconnect policy; the core sets it before ``start``."""
+        return self.supervisor.policy
+
+    @reconnect.setter
+    def reconnect(self, policy: BackoffPolicy) -> None:
+        self.supervisor.use(policy)
 
     def new_backoff(self) -> Backoff:
         """An attempt counter for one reconnect loop, following ``self.reconnect``."""
-        return self.reconnect.backoff()
+        return self.supervisor.backoff()
 
     def endpoint(self) -> str:
         """Where this connector connects, for logs: URL(s) with credentials redacted."""
@@ -453,13 +494,26 @@ class Connector(abc.ABC, Generic[OptionsT, SourceT, TargetT, MessageT]):
     async def close(self) -> None:
         """Stop consuming, wait for pending confirmations, disconnect. Idempotent."""
 
-    @abc.abstractmethod
     def consume(self, source: SourceT) -> AsyncIterator[Delivery[MessageT]]:
-        """Yield deliveries from ``source`` until the connector closes.
+        """Yield deliveries from ``source`` until the connector closes, across losses.
 
-        The iterator must keep going across reconnects (re-subscribing itself) and
-        must stop fetching when the consumer stops pulling (backpressure).
+        What the runtime (and every other reader) calls. The default is the core's
+        supervision of ``subscribe``: run it, and after it raised one of
+        ``connection_errors``, wait the shared backoff and run it again. Override it
+        only for a source that keeps itself going (then implement no ``subscribe``).
         """
+        return consume_supervised(self, source)
+
+    def subscribe(self, source: SourceT) -> AsyncIterator[Delivery[MessageT]]:
+        """Consume once: yield deliveries from ``source`` until the connector closes
+        (return) or the connection is lost (raise one of ``connection_errors``).
+
+        Must stop fetching when the consumer stops pulling (backpressure). Deliveries
+        already yielded keep their ack/nack after a loss: settling them may then fail
+        with ``ConnectorError`` (the broker redelivers). A connector implements this
+        or overrides ``consume``.
+        """
+        raise TypeError(f"connector {type(self).__qualname__} does not implement subscribe")
 
     async def wait_subscribed(self, source: SourceT) -> None:
         """Readiness signal: return once a running ``consume(source)`` iterator is

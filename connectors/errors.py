@@ -44,7 +44,15 @@ class ConnectorError(MeshgateError):
 
 
 class ConnectionLost(ConnectorError):
-    """The broker is unreachable or the connection dropped."""
+    """The broker is unreachable or the connection dropped.
+
+    ``suspect``: the connector recognised a loss that repeats if retried soon (an MQTT
+    session takeover); the core's supervisor then keeps the waits growing.
+    """
+
+    def __init__(self, *args: object, suspect: bool = False) -> None:
+        super().__init__(*args)
+        self.suspect = suspect
 
 
 class PublishTimeout(ConnectorError):

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -95,13 +96,17 @@ class Batcher:
                 tasks += [asyncio.ensure_future(self._recover(e, started, settled)) for e in retry]
             if tasks:
                 await _all(tasks)
+        except asyncio.CancelledError:
+            # Abandoned after the drain timeout: the deliveries' own tasks end first
+            # (each gives its delivery back), then the rest not settled are given back
+            # so the broker redelivers them; never one whose ack was under way.
+            await _cancel(tasks)
+            for delivery in batch:
+                if id(delivery) not in settled and id(delivery) not in pipeline.acking:
+                    await pipeline.give_back(delivery)
+            raise
         finally:
-            # Cancelled (the drain timeout): the deliveries' own tasks end first, then
-            # every slot not freed yet is.
-            for task in tasks:
-                task.cancel()
-            if tasks:
-                await asyncio.gather(*tasks, return_exceptions=True)
+            await _cancel(tasks)
             for delivery in batch:
                 if id(delivery) not in settled:
                     self._free(delivery, settled)
@@ -220,6 +225,7 @@ class Batcher:
         try:
             await self.pipeline.ack(delivery)
         finally:
+            self.pipeline.acking.discard(id(delivery))
             self._free(delivery, settled)
 
     def _delivered(
@@ -272,6 +278,14 @@ class Batcher:
             await self.pipeline.process(delivery)
         finally:
             self._free(delivery, settled)
+
+
+async def _cancel(tasks: Sequence[asyncio.Future[None]]) -> None:
+    """Cancel ``tasks`` and wait until they ended (a no-op for those done)."""
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def _all(awaitables: list[Any]) -> list[Any]:

@@ -240,7 +240,7 @@ class ControlChannel:
 
 async def listen(connector: AnyConnector, source: Any, table: PeerTable) -> None:
     """Feed every announcement on ``source`` into ``table`` until cancelled; a failed
-    subscription is retried (the connector reconnects by itself)."""
+    subscription is retried (``consume`` already survives connection losses)."""
     while True:
         try:
             async for delivery in connector.consume(source):

@@ -17,7 +17,6 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING
 
-from connectors.backoff import Backoff
 from connectors.base import Delivery
 from connectors.errors import ConnectorError
 from gateway.batch import Batcher
@@ -46,6 +45,8 @@ __all__ = ["Pipeline"]
 # The runtime's logger (docs/operations.md names it), whichever runtime module logs.
 log = logging.getLogger("meshgate.runtime")
 
+GIVE_BACK_SECONDS = 2.0
+"""Longest wait for one ``nack(requeue=True)`` of a delivery given back."""
 _SETTLED = 5.0
 """Seconds a resubscribed source must run without failing before a source failure no
 longer counts against readiness (or until it delivers a message, whichever is first)."""
@@ -61,6 +62,7 @@ class Pipeline:
         self.slots = asyncio.Semaphore(group.max_in_flight)
         self.ordered = group.ordered  # read per delivery; computed from the routes
         self.tasks: set[asyncio.Task[None]] = set()
+        self.acking: set[int] = set()  # deliveries whose ack is under way (by id)
         self.lanes = Lanes()
         self.heartbeats = Heartbeats()
         self.consumer: asyncio.Task[None] | None = None
@@ -103,9 +105,11 @@ class Pipeline:
         )
 
     async def _supervise(self) -> None:
-        """Keep consuming: connectors reconnect by themselves, but if a source's
-        iterator fails anyway, log it and subscribe again after a backoff."""
-        backoff = Backoff(initial=0.5, maximum=30.0)
+        """Keep consuming. A lost connection never gets here: ``consume`` is the core's
+        supervision, which subscribes again after the connector's declared connection
+        errors. What does (a refused subscription, a plugin bug) is logged and
+        subscribed again after the shared reconnect backoff."""
+        backoff = self.connector.new_backoff()
         while True:
             try:
                 await self._consume()
@@ -209,11 +213,20 @@ class Pipeline:
         if not task.cancelled() and task.exception() is not None:
             log.error("bug: batch processing task failed", exc_info=task.exception())
 
+    async def give_back(self, delivery: Delivery) -> None:
+        """``nack(requeue=True)`` of a delivery abandoned unsettled (see ``_give_back``)."""
+        await self._give_back(delivery)
+
     async def _give_back(self, delivery: Delivery) -> None:
+        """``nack(requeue=True)``: the broker redelivers it now (AMQP requeue, JetStream
+        -NAK, Kafka rewind, MQTT redelivery on the next connection) instead of when the
+        connection closes or JetStream's ack_wait runs out. Bounded: a broker that is
+        gone gets the same outcome from the unacknowledged message."""
         try:
-            await delivery.nack(requeue=True)
-        except ConnectorError as exc:  # unacknowledged: redelivered later, never lost
-            log.debug("nack of an unprocessed delivery failed: %s", exc)
+            async with asyncio.timeout(GIVE_BACK_SECONDS):
+                await delivery.nack(requeue=True)
+        except (ConnectorError, TimeoutError) as exc:  # unacknowledged: redelivered later
+            log.debug("nack of an unfinished delivery failed: %s", exc)
 
     def free_slot(self) -> None:
         """A delivery is settled (or given up at shutdown): its slot is free."""
@@ -288,7 +301,16 @@ class Pipeline:
                     await self._process_now(delivery, started)
             else:
                 await self._process_now(delivery, started)
+        except asyncio.CancelledError:
+            # Abandoned: still unfinished after the drain timeout (stop, or its routes
+            # removed by a reload), e.g. a route without a dead letter retrying a
+            # target outage until it ends. Given back so the broker redelivers it;
+            # never once its ack was under way (a nack after an ack is refused).
+            if token not in self.acking:
+                await self._give_back(delivery)
+            raise
         finally:
+            self.acking.discard(token)
             self.heartbeats.remove(token)
 
     async def _process_now(self, delivery: Delivery, started: float) -> None:
@@ -316,7 +338,10 @@ class Pipeline:
             await self.ack(delivery)
 
     async def ack(self, delivery: Delivery) -> None:
-        """Ack ``delivery`` (every route said it may be); a failed ack is logged."""
+        """Ack ``delivery`` (every route said it may be); a failed ack is logged. From
+        here on it is never given back (``acking``: a nack after an ack is refused);
+        the caller discards it from ``acking`` once the delivery is done."""
+        self.acking.add(id(delivery))
         try:
             await delivery.ack()
         except ConnectorError as exc:

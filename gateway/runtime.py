@@ -287,7 +287,10 @@ class Gateway:
         return first
 
     async def _keep_connecting(self, connector: AnyConnector, first: asyncio.Event) -> None:
-        backoff = connector.new_backoff()
+        """The first connection: ``start`` (connect once) until it succeeds, paced and
+        reported (STARTING, then UP) by the connector's supervisor. Any exception is
+        retried here, a plugin's untranslated one too (logged with its traceback)."""
+        supervisor = connector.supervisor
         health = connector.health
         attempt = 0
         failure = ""
@@ -297,9 +300,8 @@ class Gateway:
                 await connector.start()
                 break
             except Exception as exc:
-                delay = backoff.next_delay()
-                health.state = HealthState.STARTING
-                health.detail = failure = f"connect failed: {exc}"
+                delay = supervisor.next_delay()
+                supervisor.starting(failure := f"connect failed: {exc}")
                 expected = isinstance(exc, ConnectorError | OSError)
                 permanent = isinstance(exc, ConnectorError) and not exc.retriable
                 log.log(
@@ -314,7 +316,7 @@ class Gateway:
                 first.set()
                 await asyncio.sleep(delay)
         if health.state is HealthState.STARTING:  # a plugin that does not report UP
-            health.state = HealthState.UP
+            supervisor.connected()
         if failure and health.detail == failure:  # the last error is history now
             health.detail = ""
         if attempt > 1:
@@ -496,7 +498,8 @@ class Gateway:
         abandoned = await _retire(self.pipelines, timeout)
         if abandoned:
             log.warning(
-                "%d in-flight messages did not finish in %.0fs; they will be redelivered",
+                "%d in-flight messages did not finish in %gs; given back to the broker "
+                "(nack with requeue), it redelivers them",
                 abandoned,
                 timeout,
             )

@@ -107,8 +107,8 @@ class RouteStats:
     loop_dropped: int = 0
     """Acked without forwarding: looped back through the mesh, or past max_hops."""
     failed: int = 0
-    """Ended without an outcome (cancelled after the drain timeout, or a bug): left
-    unacknowledged, so the broker redelivers it."""
+    """Ended without an outcome: cancelled after the drain timeout (given back with
+    ``nack(requeue=True)``), or a bug (left unacknowledged); the broker redelivers it."""
     in_flight: int = 0
     duration: DurationHistogram = field(default_factory=DurationHistogram)
     """Source receive -> every target confirmed, of delivered events (when timed)."""

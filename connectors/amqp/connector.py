@@ -12,7 +12,7 @@ from connectors.amqp.link import Link
 from connectors.amqp.meshchannel import AmqpMeshChannel
 from connectors.amqp.semconv import AmqpMessaging
 from connectors.amqp.sink import Publisher
-from connectors.amqp.source import consume
+from connectors.amqp.source import subscribe
 from connectors.amqp.topology import AmqpTopology, amqp_match
 from connectors.base import (
     Capabilities,
@@ -23,9 +23,10 @@ from connectors.base import (
     RawMessage,
     dry_run_delivery,
 )
-from connectors.errors import MessageSpecError
+from connectors.errors import ConnectionLost, MessageSpecError
 from connectors.readiness import Subscriptions
 from connectors.redact import redact_url
+from connectors.tls import TlsConfigError
 from routing.bindings import amqp as binding
 from routing.bindings import merge_headers
 from routing.event import CloudEvent
@@ -52,13 +53,15 @@ class AmqpConnector(Connector[AmqpOptions, AmqpSource, AmqpTarget, binding.AmqpM
         max_message_bytes=_MAX_MESSAGE_BYTES,
     )
     topology: ClassVar[AmqpTopology] = AmqpTopology()
+    # A broken renewed certificate file is retried like a refused connection.
+    connection_errors = (ConnectionLost, TlsConfigError)
     mesh_channel: ClassVar[AmqpMeshChannel] = AmqpMeshChannel()
     semconv: ClassVar[AmqpMessaging] = AmqpMessaging()
     asyncapi: ClassVar[AmqpAsyncApi] = AmqpAsyncApi()
 
     def __init__(self, name: str, options: AmqpOptions) -> None:
         super().__init__(name, options)
-        self._link = Link(options, name, self.health, _log, self.label, self.new_backoff)
+        self._link = Link(options, name, self.supervisor, _log)
         self._publisher = Publisher(self._link, options, _log)
         self._subscriptions = Subscriptions()
 
@@ -71,8 +74,9 @@ class AmqpConnector(Connector[AmqpOptions, AmqpSource, AmqpTarget, binding.AmqpM
         return self._link.connection_name
 
     async def start(self) -> None:
-        self.health.state = HealthState.STARTING
+        self.supervisor.starting()
         await self._link.start()
+        self.supervisor.connected("")
 
     async def close(self) -> None:
         if self.health.state is HealthState.CLOSED:
@@ -81,8 +85,8 @@ class AmqpConnector(Connector[AmqpOptions, AmqpSource, AmqpTarget, binding.AmqpM
         await self._publisher.close()
         await self._link.close()
 
-    def consume(self, source: AmqpSource) -> AsyncIterator[Delivery[binding.AmqpMessage]]:
-        return consume(self._link, source, _log, self._subscriptions.track(source))
+    def subscribe(self, source: AmqpSource) -> AsyncIterator[Delivery[binding.AmqpMessage]]:
+        return subscribe(self._link, source, _log, self._subscriptions.track(source))
 
     async def wait_subscribed(self, source: AmqpSource) -> None:
         await self._subscriptions.wait(source)

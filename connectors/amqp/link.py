@@ -3,9 +3,10 @@
 aio-pika's robust connection restores channels and consumers in the background,
 but it has open reports of coming back with zero consumers (mosquito/aio-pika
 #231, #626, #334) and it silently reuses channel numbers, so the connector uses a
-plain ``aio_pika.connect`` and this supervisor instead: on loss it reconnects with
-``Backoff``; consumers and the publisher notice their channel closing and open new
-channels on the new connection themselves (see ``source`` and ``sink``).
+plain ``aio_pika.connect`` and this link instead: on loss it hands "connect once"
+to the core's ``Supervisor`` (shared backoff, health, reconnect count); consumers
+end with ``ConnectionLost`` and the core subscribes them again, re-declaring their
+queues on the new connection (see ``source``); the publisher opens a new channel.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
 from typing import Any
 
 import aio_pika
@@ -21,11 +21,10 @@ import aiormq
 from aio_pika.abc import AbstractConnection
 
 from connectors.amqp.config import AmqpOptions
-from connectors.backoff import Backoff
-from connectors.base import Health, HealthState
 from connectors.errors import ConnectionLost
 from connectors.redact import redact_url
-from connectors.tls import TlsConfigError, warn_insecure
+from connectors.supervision import Supervisor, SupervisorClosed
+from connectors.tls import warn_insecure
 
 __all__ = ["CONNECT_ERRORS", "Link", "LinkClosed"]
 
@@ -54,18 +53,15 @@ class Link:
         self,
         options: AmqpOptions,
         name: str,
-        health: Health,
+        supervisor: Supervisor,
         log: logging.Logger,
-        label: str = "",
-        new_backoff: Callable[[], Backoff] = Backoff,
     ):
         self._options = options
-        self.label = label or f"connector {name} (amqp {redact_url(options.url)})"
+        self.label = supervisor.label
         """How log lines name the connector (``connector NAME (amqp URL)``)."""
-        self._new_backoff = new_backoff
         self._name = options.connection_name or f"meshgate:{name}"
         self._label = name
-        self._health = health
+        self._supervisor = supervisor
         self._log = log
         self._where = redact_url(options.url)
         self._connection: AbstractConnection | None = None
@@ -90,14 +86,10 @@ class Link:
         self._task = asyncio.create_task(self._supervise(), name=f"amqp-link:{self._name}")
         self._task.add_done_callback(self._supervisor_done)
 
-    def new_backoff(self) -> Backoff:
-        """An attempt counter of the connector's reconnect policy."""
-        return self._new_backoff()
-
     @property
     def detail(self) -> str:
         """Why the link is down (empty while it is up)."""
-        return self._health.detail
+        return self._supervisor.health.detail
 
     async def connection(self) -> AbstractConnection:
         """The open connection, waiting for a reconnect if there is none right now."""
@@ -122,8 +114,7 @@ class Link:
                 await connection.close()
             except CONNECT_ERRORS as exc:
                 self._log.debug("closing the connection to %s failed: %r", self._where, exc)
-        self._health.state = HealthState.CLOSED
-        self._health.detail = ""
+        self._supervisor.closed()
 
     async def _connect(self) -> AbstractConnection:
         options = self._options
@@ -144,15 +135,12 @@ class Link:
             if context is not None:
                 # A plaintext listener behind an amqps:// url fails here too: no downgrade.
                 detail += " (TLS required: a TLS listener? a certificate valid for the name?)"
-            self._health.detail = detail
             raise ConnectionLost(detail) from exc
 
     def _install(self, connection: AbstractConnection) -> None:
         self._connection = connection
         self._lost.clear()
         connection.close_callbacks.add(self._on_close)
-        self._health.state = HealthState.UP
-        self._health.detail = ""
         self._up.set()
 
     def _on_close(self, sender: Any, exc: BaseException | None) -> None:
@@ -160,32 +148,24 @@ class Link:
             return
         self._up.clear()
         self._lost.set()
-        self._health.state = HealthState.RECONNECTING
-        self._health.detail = f"connection lost: {exc!r}"
+        self._supervisor.lost("", f"connection lost: {exc!r}")
         self._log.warning("%s: connection lost: %r", self.label, exc)
 
     def _supervisor_done(self, task: asyncio.Task[None]) -> None:
         if not task.cancelled() and task.exception() is not None:
-            self._health.state = HealthState.RECONNECTING
-            self._health.detail = f"reconnect loop failed: {task.exception()!r}"
+            self._supervisor.lost("", f"reconnect loop failed: {task.exception()!r}")
             self._log.error("%s: reconnect loop failed", self.label, exc_info=task.exception())
 
     async def _supervise(self) -> None:
-        backoff = self._new_backoff()
+        """After each loss, the core retries one connect at a time (shared backoff)."""
         while not self.closing:
             await self._lost.wait()
-            while not self.closing:
-                await backoff.sleep()
-                try:
-                    connection = await self._connect()
-                except (ConnectionLost, TlsConfigError) as exc:
-                    self._log.warning("%s: reconnect failed: %s; retrying", self.label, exc)
-                    continue
-                if self.closing:
-                    await connection.close()
-                    return
-                backoff.reset()
-                self._health.reconnects += 1
-                self._install(connection)
-                self._log.info("%s: reconnected", self.label)
-                break
+            try:
+                connection = await self._supervisor.retry("", self._connect)
+            except SupervisorClosed:
+                return
+            if self.closing:
+                await connection.close()
+                return
+            self._install(connection)
+            self._log.info("%s: reconnected", self.label)

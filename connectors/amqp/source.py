@@ -8,8 +8,8 @@ than ``prefetch`` unacknowledged deliveries, so a runtime that stops pulling
 
 When the channel dies (connection lost, broker cancelled the consumer, queue
 deleted) the subscription ends, buffered deliveries are dropped (the broker
-requeues everything unacknowledged on a dead channel) and ``consume`` opens a
-fresh subscription once the link has reconnected. A delivery carries a reference
+requeues everything unacknowledged on a dead channel) with ``ConnectionLost``; the
+core's supervision subscribes again once the link has reconnected. A delivery carries a reference
 to the channel it arrived on, so its ``ack``/``nack`` can never reach a newer
 channel where the same delivery tag names another message: on a dead channel the
 settle is skipped with a log line, and the broker redelivers the message.
@@ -30,12 +30,12 @@ from aio_pika.exceptions import MessageProcessError
 from connectors.amqp.config import AmqpSource
 from connectors.amqp.link import Link, LinkClosed
 from connectors.base import Delivery
-from connectors.errors import NotAuthorized
+from connectors.errors import ConnectionLost, NotAuthorized
 from connectors.headertext import header_text
 from connectors.readiness import Subscription as Ready
 from routing.bindings.amqp import AmqpMessage
 
-__all__ = ["consume"]
+__all__ = ["subscribe"]
 
 # What a dead or refused channel raises while subscribing or settling.
 CHANNEL_ERRORS = (
@@ -181,53 +181,39 @@ def _delivery(
     )
 
 
-async def consume(
+async def subscribe(
     link: Link, source: AmqpSource, log: logging.Logger, ready: Ready
 ) -> AsyncIterator[Delivery[AmqpMessage]]:
-    """Deliveries from ``source`` until the connector closes, across reconnects.
+    """Deliveries from ``source`` on one channel of the current connection; returns
+    when the connector closes, raises ``ConnectionLost`` when the channel ends (the
+    core subscribes again once the link is back).
 
     ``ready`` is up while the broker has the consumer (after consume-ok, so the
     queue and its bindings exist): the readiness signal of ``wait_subscribed``.
     """
-    backoff = link.new_backoff()
-    first = True
-    while not link.closing:
+    try:
+        connection = await link.connection()
+    except LinkClosed:
+        return
+    subscription = Subscription(source, log)
+    try:
         try:
-            connection = await link.connection()
-        except LinkClosed:
-            return
-        subscription = Subscription(source, log)
-        try:
-            try:
-                await subscription.open(connection)
-            except aiormq.exceptions.ChannelAccessRefused as exc:
-                denied = (
-                    f"{link.label}: the broker refused access to queue {source.queue!r} "
-                    f"(not authorized: the user lacks configure/read permission): {exc}"
-                )
-                if first:
-                    raise NotAuthorized(denied) from exc  # a configuration problem: loud
-                log.error("%s; retrying", denied)
-                await backoff.sleep()
-                continue
-            except CHANNEL_ERRORS as exc:
-                log.warning(
-                    "%s: cannot consume %r: %s: %s; retrying",
-                    link.label,
-                    source.queue,
-                    type(exc).__name__,
-                    exc,
-                )
-                await backoff.sleep()
-                continue
-            log.info("consuming %r as %s", source.queue, subscription.tag)
-            ready.up()
-            first = False
-            backoff.reset()
-            while (message := await subscription.next()) is not None:
-                yield _delivery(subscription, message)
-        finally:
-            ready.down()
-            await subscription.close()
+            await subscription.open(connection)
+        except aiormq.exceptions.ChannelAccessRefused as exc:
+            raise NotAuthorized(
+                f"{link.label}: the broker refused access to queue {source.queue!r} "
+                f"(not authorized: the user lacks configure/read permission): {exc}"
+            ) from exc
+        except CHANNEL_ERRORS as exc:
+            raise ConnectionLost(
+                f"cannot consume {source.queue!r}: {type(exc).__name__}: {exc}"
+            ) from exc
+        log.info("consuming %r as %s", source.queue, subscription.tag)
+        ready.up()
+        while (message := await subscription.next()) is not None:
+            yield _delivery(subscription, message)
         if not link.closing:
-            await backoff.sleep()
+            raise ConnectionLost(f"consumer {subscription.tag} on {source.queue!r} ended")
+    finally:
+        ready.down()
+        await subscription.close()

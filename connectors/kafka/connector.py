@@ -12,7 +12,6 @@ from connectors.base import (
     Capabilities,
     Connector,
     Delivery,
-    HealthState,
     MessageSpec,
     RawMessage,
     dry_run_delivery,
@@ -49,6 +48,8 @@ logging.getLogger("aiokafka").addFilter(_not_a_bootstrap_error)
 
 # Kafka's default message.max.bytes (broker) and max.request.size (producer): 1 MiB.
 _MAX_MESSAGE_BYTES = 1_048_576
+_BROKERS = "brokers"
+"""The supervisor's key for the producer's (and metadata) connections."""
 
 
 class KafkaConnector(Connector[KafkaOptions, KafkaSource, KafkaTarget, binding.KafkaMessage]):
@@ -87,10 +88,10 @@ class KafkaConnector(Connector[KafkaOptions, KafkaSource, KafkaTarget, binding.K
         return self._producer.idempotent
 
     async def start(self) -> None:
-        self._report(HealthState.STARTING, "connecting")
+        self.supervisor.starting("connecting")
         warn_insecure(self.options.tls, log, self.name)
         await self._producer.start()
-        self._report(HealthState.UP, "")
+        self.supervisor.connected(_BROKERS)
         log.info(
             "%s: connected to %s (idempotent producer: %s)",
             self.name,
@@ -108,16 +109,19 @@ class KafkaConnector(Connector[KafkaOptions, KafkaSource, KafkaTarget, binding.K
             await asyncio.wait([self._probe])
         await asyncio.gather(*(session.close() for session in list(self._sessions)))
         await self._producer.close()
-        self._report(HealthState.CLOSED, "")
+        self.supervisor.closed()
 
     def consume(self, source: KafkaSource) -> AsyncIterator[Delivery[binding.KafkaMessage]]:
+        # Not the core's subscribe-again loop: a session keeps its group membership
+        # across broker losses (see connectors.kafka.source); its waits and health
+        # still go through the supervisor.
         if self._closed:
             raise ConnectionLost(f"kafka connector {self.name!r} is closed")
         session = SourceSession(
             self.name,
             self.options,
             source,
-            self._report,
+            self.supervisor,
             self._sessions.discard,
             self._subscriptions.track(source),
         )
@@ -165,11 +169,12 @@ class KafkaConnector(Connector[KafkaOptions, KafkaSource, KafkaTarget, binding.K
         results = await self._producer.send_many(records)
         for index, error in zip(sent, results, strict=True):
             outcomes[index] = error
+        # Health as _send reports it, once per batch.
         lost = next((e for e in results if isinstance(e, ConnectionLost)), None)
         if lost is not None:
-            self._report(HealthState.RECONNECTING, str(lost))
-        elif results and self.health.state is HealthState.RECONNECTING:
-            self._report(HealthState.UP, "")
+            self._report(reachable=False, detail=str(lost))
+        elif results and self.supervisor.is_down(_BROKERS):
+            self._report(reachable=True)
         return outcomes
 
     async def publish_raw(self, message: RawMessage) -> None:
@@ -181,10 +186,10 @@ class KafkaConnector(Connector[KafkaOptions, KafkaSource, KafkaTarget, binding.K
         try:
             await self._producer.send(topic, message)
         except ConnectionLost as exc:
-            self._report(HealthState.RECONNECTING, str(exc))
+            self._report(reachable=False, detail=str(exc))
             raise
-        if self.health.state is HealthState.RECONNECTING:
-            self._report(HealthState.UP, "")
+        if self.supervisor.is_down(_BROKERS):
+            self._report(reachable=True)
 
     @classmethod
     def header_clash(cls, options: KafkaOptions, name: str) -> str | None:
@@ -241,18 +246,18 @@ class KafkaConnector(Connector[KafkaOptions, KafkaSource, KafkaTarget, binding.K
 
     # -- health -------------------------------------------------------------------
 
-    def _report(self, state: HealthState, detail: str) -> None:
-        if self._closed and state is not HealthState.CLOSED:
+    def _report(self, *, reachable: bool, detail: str = "") -> None:
+        """The producer's view of the brokers, as the core's supervisor keeps it."""
+        if self._closed:
             return
-        health = self.health
-        if state is health.state and detail == health.detail:
-            return
-        if state is HealthState.UP and health.state is HealthState.RECONNECTING:
-            health.reconnects += 1
-            log.info("%s: brokers reachable again", self.name)
-        elif state is HealthState.RECONNECTING and health.state is not HealthState.RECONNECTING:
-            log.warning("%s: %s", self.name, detail)
-        health.state, health.detail = state, detail
+        if reachable:
+            if self.supervisor.is_down(_BROKERS):
+                log.info("%s: brokers reachable again", self.name)
+                self.supervisor.connected(_BROKERS)
+        else:
+            if not self.supervisor.is_down(_BROKERS):
+                log.warning("%s: %s", self.name, detail)
+            self.supervisor.lost(_BROKERS, detail)
 
     async def _watch(self) -> None:
         """aiokafka reconnects by itself; this makes its state visible in ``health``."""
@@ -268,7 +273,4 @@ class KafkaConnector(Connector[KafkaOptions, KafkaSource, KafkaTarget, binding.K
                     reachable = bool(await client.force_metadata_update())
             except TimeoutError:
                 reachable = False
-            if reachable:
-                self._report(HealthState.UP, "")
-            else:
-                self._report(HealthState.RECONNECTING, "no broker answers metadata requests")
+            self._report(reachable=reachable, detail="no broker answers metadata requests")

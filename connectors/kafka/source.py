@@ -14,7 +14,11 @@ and the commit loop polls only to keep the group membership (aiokafka leaves the
 group after ``max_poll_interval_ms`` without a poll).
 
 A session is a plain async iterator, not a generator: cancelling a pending
-``__anext__`` (a timeout) does not end the stream.
+``__anext__`` (a timeout) does not end the stream. It keeps itself going across
+broker losses (aiokafka reconnects and rejoins the group by itself; a new consumer
+per loss would cost the group a rebalance each time), so the connector overrides
+``consume``; its waits and health still belong to the core's ``Supervisor`` (one
+key per consumer: starting the consumer and fetching are retried under it).
 """
 
 from __future__ import annotations
@@ -24,17 +28,19 @@ import contextlib
 import logging
 from collections import deque
 from collections.abc import Callable, Iterable
+from functools import partial
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import ConsumerStoppedError, KafkaError
 
-from connectors.backoff import Backoff
-from connectors.base import Delivery, HealthState, find_header
+from connectors.base import Delivery, find_header
+from connectors.errors import ConnectionLost
 from connectors.headertext import header_text
 from connectors.kafka.config import KafkaOptions, KafkaSource
 from connectors.kafka.offsets import OffsetTracker, Pending
 from connectors.readiness import Subscription as Ready
+from connectors.supervision import Supervisor, SupervisorClosed
 from routing.bindings.kafka import KafkaMessage
 
 __all__ = ["SourceSession"]
@@ -43,8 +49,6 @@ log = logging.getLogger("meshgate.connectors.kafka")
 
 _POLL_TIMEOUT_MS = 500
 _IDLE_S = 5.0  # unpolled this long: the commit loop polls (paused) to keep the membership
-
-Report = Callable[[HealthState, str], None]
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is untyped
@@ -71,16 +75,17 @@ class SourceSession:
         name: str,
         options: KafkaOptions,
         source: KafkaSource,
-        report: Report,
+        supervisor: Supervisor,
         on_close: Callable[[SourceSession], None],
         ready: Ready,
     ) -> None:
         self.label = f"{name}:{source.group_id}"
+        self._key = f"consumer {self.label}"
         self.ready = ready
         """Up while the consumer is in the group with its partitions assigned."""
         self._options = options
         self._source = source
-        self._report = report
+        self._supervisor = supervisor
         self._tracker: OffsetTracker[Any] = OffsetTracker()
         self._buffer: deque[Any] = deque()
         self._consumer: Any = None
@@ -93,8 +98,6 @@ class SourceSession:
         self._close_task: asyncio.Future[None] | None = None
         self._pull = asyncio.Lock()
         self._on_close = on_close
-        self._backoff = Backoff()
-        self._degraded = False
         self._last_poll = 0.0
 
     # -- the delivery stream ------------------------------------------------
@@ -129,45 +132,50 @@ class SourceSession:
         await self.close()
 
     async def _connect(self) -> bool:
-        source = self._source
-        while not self._stopping.is_set():
-            consumer = AIOKafkaConsumer(
-                **self._options.client_kwargs(self.label),
-                group_id=source.group_id,
-                enable_auto_commit=False,
-                auto_offset_reset=source.auto_offset_reset.value,
-                session_timeout_ms=round(source.session_timeout_seconds * 1000),
-                heartbeat_interval_ms=max(100, round(source.session_timeout_seconds * 1000 / 3)),
-                fetch_max_wait_ms=round(source.fetch_max_wait_seconds * 1000),
+        try:
+            consumer = await self._supervisor.retry(
+                self._key, self._start_consumer, first_wait=False, stop=self._stopping
             )
-            try:
-                await consumer.start()  # connects only: nothing is subscribed yet
-            except KafkaError as exc:
-                await consumer.stop()
-                self._report(HealthState.RECONNECTING, f"consumer {self.label}: {exc}")
-                log.warning("%s: cannot start consumer (%s); retrying", self.label, exc)
-                await self._pause(self._backoff.next_delay())
-                continue
-            except BaseException:  # cancelled: no half-started consumer stays behind
-                await consumer.stop()
-                raise
-            if self._stopping.is_set():  # closed while connecting
-                await consumer.stop()
-                return False
-            # Subscribing after start() makes the group join run in the background, so
-            # join/sync errors surface from getmany() (and are retried there) instead
-            # of failing start() and costing the group one more member churn.
-            listener = _Rebalance(self)
-            if source.pattern is not None:
-                consumer.subscribe(pattern=source.pattern, listener=listener)
-            else:
-                consumer.subscribe(topics=list(source.topics or ()), listener=listener)
-            self._backoff.reset()
-            self._consumer = consumer
-            self._last_poll = asyncio.get_running_loop().time()
-            log.info("%s: consuming %s", self.label, source.pattern or list(source.topics or ()))
-            return True
-        return False
+        except SupervisorClosed:
+            return False
+        if self._stopping.is_set():  # closed while connecting
+            await consumer.stop()
+            return False
+        # Subscribing after start() makes the group join run in the background, so
+        # join/sync errors surface from getmany() (and are retried there) instead
+        # of failing start() and costing the group one more member churn.
+        source = self._source
+        listener = _Rebalance(self)
+        if source.pattern is not None:
+            consumer.subscribe(pattern=source.pattern, listener=listener)
+        else:
+            consumer.subscribe(topics=list(source.topics or ()), listener=listener)
+        self._consumer = consumer
+        self._last_poll = asyncio.get_running_loop().time()
+        log.info("%s: consuming %s", self.label, source.pattern or list(source.topics or ()))
+        return True
+
+    async def _start_consumer(self) -> Any:
+        """One attempt: a started (connected, not yet subscribed) consumer."""
+        source = self._source
+        consumer = AIOKafkaConsumer(
+            **self._options.client_kwargs(self.label),
+            group_id=source.group_id,
+            enable_auto_commit=False,
+            auto_offset_reset=source.auto_offset_reset.value,
+            session_timeout_ms=round(source.session_timeout_seconds * 1000),
+            heartbeat_interval_ms=max(100, round(source.session_timeout_seconds * 1000 / 3)),
+            fetch_max_wait_ms=round(source.fetch_max_wait_seconds * 1000),
+        )
+        try:
+            await consumer.start()  # connects only: nothing is subscribed yet
+        except KafkaError as exc:
+            await consumer.stop()
+            raise ConnectionLost(f"cannot start consumer: {exc}") from exc
+        except BaseException:  # cancelled: no half-started consumer stays behind
+            await consumer.stop()
+            raise
+        return consumer
 
     async def _next_record(self) -> Any:
         """A buffered or freshly fetched record; None once closed or at the in-flight limit."""
@@ -185,24 +193,29 @@ class SourceSession:
             if paused := consumer.paused():
                 consumer.resume(*paused)
             try:
-                batches = await consumer.getmany(timeout_ms=_POLL_TIMEOUT_MS, max_records=budget)
-            except ConsumerStoppedError:
+                # aiokafka reconnects and rejoins by itself: the core paces the polls
+                # while it fails and shows the consumer as reconnecting meanwhile.
+                batches = await self._supervisor.retry(
+                    self._key, partial(self._fetch, budget), first_wait=False, stop=self._stopping
+                )
+            except (ConsumerStoppedError, SupervisorClosed):
                 return None
-            except KafkaError as exc:
-                self._degraded = True
-                self._report(HealthState.RECONNECTING, f"consumer {self.label}: {exc}")
-                log.warning("%s: fetch failed (%s); retrying", self.label, exc)
-                await self._pause(self._backoff.next_delay())
-                continue
-            finally:
-                self._last_poll = asyncio.get_running_loop().time()
-            if self._degraded:
-                self._degraded = False
-                self._report(HealthState.UP, "")
-            self._backoff.reset()
             for records in batches.values():
                 self._buffer.extend(records)
         return None
+
+    async def _fetch(self, budget: int) -> dict[Any, Any]:
+        try:
+            batches: dict[Any, Any] = await self._consumer.getmany(
+                timeout_ms=_POLL_TIMEOUT_MS, max_records=budget
+            )
+        except ConsumerStoppedError:
+            raise
+        except KafkaError as exc:
+            raise ConnectionLost(f"fetch failed: {exc}") from exc
+        finally:
+            self._last_poll = asyncio.get_running_loop().time()
+        return batches
 
     async def _wait_for_capacity(self) -> None:
         """At the in-flight limit: fetch nothing until an ack (or nack) makes room.
@@ -213,13 +226,6 @@ class SourceSession:
         consumer = self._consumer
         consumer.pause(*consumer.assignment())
         await self._capacity.wait()
-
-    async def _pause(self, seconds: float) -> None:
-        """Sleep ``seconds`` unless ``close`` is called first."""
-        try:
-            await asyncio.wait_for(self._stopping.wait(), seconds)
-        except TimeoutError:
-            return
 
     def _delivery(self, record: Any) -> Delivery[KafkaMessage]:
         partition = TopicPartition(record.topic, record.partition)
@@ -369,6 +375,7 @@ class SourceSession:
 
     async def _close(self) -> None:
         self._on_close(self)
+        self._supervisor.forget(self._key)  # stopped on purpose: not part of the health
         self.ready.down()
         self._stopping.set()
         self._capacity.set()

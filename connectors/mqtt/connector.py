@@ -33,9 +33,10 @@ from connectors.mqtt.hub import Hub
 from connectors.mqtt.meshchannel import MqttMeshChannel
 from connectors.mqtt.semconv import MqttMessaging
 from connectors.mqtt.session import Session, new_properties
-from connectors.mqtt.source import consume
+from connectors.mqtt.source import subscribe
 from connectors.mqtt.topology import MqttTopology, mqtt_match
 from connectors.readiness import Subscriptions
+from connectors.supervision import SupervisorClosed, source_key
 from connectors.tls import warn_insecure
 from routing.bindings import merge_headers
 from routing.bindings import mqtt as binding
@@ -83,7 +84,7 @@ class MqttConnector(Connector[MqttOptions, MqttSource, MqttTarget, binding.MqttM
 
     def __init__(self, name: str, options: MqttOptions) -> None:
         super().__init__(name, options)
-        self._hub = Hub(name, options, self.health, _log, self.label, self.new_backoff)
+        self._hub = Hub(name, options, self.supervisor, _log)
         self._publisher: Session | None = None
         self._publisher_up = asyncio.Event()
         self._supervisor: asyncio.Task[None] | None = None
@@ -137,11 +138,13 @@ class MqttConnector(Connector[MqttOptions, MqttSource, MqttTarget, binding.MqttM
     async def start(self) -> None:
         if self._supervisor is not None:
             return
-        self.health.state = HealthState.STARTING
+        self.supervisor.starting()
+        self._hub.closing = False
         warn_insecure(self.options.tls, _log, self.name)
         session = await self._connect_publisher()
+        self._hub.watch(self.client_id).connected()
         _log.info("%s: connected as %r", self.label, self.client_id)
-        self.health.state = HealthState.UP
+        self._hub.up(_PUBLISHER)
         self._use_publisher(session)
         self._supervisor = asyncio.create_task(
             self._supervise_publisher(), name=f"mqtt-publisher:{self.name}"
@@ -161,8 +164,10 @@ class MqttConnector(Connector[MqttOptions, MqttSource, MqttTarget, binding.MqttM
         self._publisher_up.set()  # wake publishers waiting for a connection: they fail
         await self._hub.close()
 
-    def consume(self, source: MqttSource) -> AsyncIterator[Delivery[binding.MqttMessage]]:
-        return consume(self._hub, source, self._subscriptions.track(source))
+    def subscribe(self, source: MqttSource) -> AsyncIterator[Delivery[binding.MqttMessage]]:
+        return subscribe(
+            self._hub, source, source_key(self, source), self._subscriptions.track(source)
+        )
 
     async def wait_subscribed(self, source: MqttSource) -> None:
         await self._subscriptions.wait(source)
@@ -284,9 +289,18 @@ class MqttConnector(Connector[MqttOptions, MqttSource, MqttTarget, binding.MqttM
                 ) from exc
         raise ConnectionLost(f"connector {self.name!r} is closed")
 
+    async def _reconnect_publisher(self) -> Session:
+        try:
+            return await self._connect_publisher()
+        except ConnectionLost:
+            raise
+        except ConnectorError as exc:  # refused mid-run (credentials changed): retried too
+            raise ConnectionLost(str(exc)) from exc
+
     async def _supervise_publisher(self) -> None:
-        watch = self._hub.watch(self.client_id)  # shared backoff; recognises a takeover
-        watch.connected()  # by start()
+        """After each loss, the core retries the publisher's connect (shared backoff,
+        grown while its client id looks taken over)."""
+        watch = self._hub.watch(self.client_id)
         while not self._hub.closing and self._publisher is not None:
             lost = self._publisher
             reason = await lost.closed
@@ -294,18 +308,12 @@ class MqttConnector(Connector[MqttOptions, MqttSource, MqttTarget, binding.MqttM
             self._hub.forget(lost)
             if self._hub.closing:
                 return
-            self._hub.down(_PUBLISHER, watch.lost(lost, reason))
+            self._hub.down(_PUBLISHER, watch.lost(lost, reason), suspect=watch.taken_over)
             _log.log(watch.level, "%s: publisher connection lost: %s", self.label, reason)
-            while True:
-                await watch.pause()
-                try:
-                    session = await self._connect_publisher()
-                except ConnectorError as exc:
-                    self._hub.down(_PUBLISHER, str(exc))
-                    _log.warning("%s: reconnecting publisher: %s", self.label, exc)
-                    continue
-                break
+            try:
+                session = await self.supervisor.retry(_PUBLISHER, self._reconnect_publisher)
+            except SupervisorClosed:
+                return
             watch.connected()
             self._use_publisher(session)
-            self._hub.up(_PUBLISHER)
             _log.info("%s: publisher reconnected", self.label)

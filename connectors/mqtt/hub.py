@@ -1,50 +1,47 @@
-"""What the sessions of one MQTT connector share: options, health and the open sessions.
+"""What the sessions of one MQTT connector share: options, supervisor and the open sessions.
 
 A connector holds one publishing session and one session per consumed source (each
 its own persistent MQTT session, so one slow route cannot exhaust another's Receive
-Maximum). ``Hub`` creates them, closes them all on ``close()``, and folds their
-states into the connector's ``Health``.
+Maximum). ``Hub`` creates them and closes them all on ``close()``; each session's
+losses and returns are reported to the core's ``Supervisor`` under its client id
+(one health state and one reconnect count for the connector).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 
-from connectors.backoff import Backoff
-from connectors.base import Health, HealthState
 from connectors.mqtt.config import MqttOptions
 from connectors.mqtt.session import Session
 from connectors.mqtt.takeover import ConnectionWatch
+from connectors.supervision import Supervisor
 
 __all__ = ["Hub"]
 
 
 class Hub:
-    """Registry of a connector's live sessions, and its health bookkeeping."""
+    """Registry of a connector's live sessions, reporting them to its supervisor."""
 
     def __init__(
-        self,
-        name: str,
-        options: MqttOptions,
-        health: Health,
-        log: logging.Logger,
-        label: str = "",
-        new_backoff: Callable[[], Backoff] = Backoff,
+        self, name: str, options: MqttOptions, supervisor: Supervisor, log: logging.Logger
     ):
         self.name = name
         self.options = options
         self.log = log
-        self.label = label or f"connector {name} (mqtt {options.endpoint()})"
-        """How log lines name the connector (``connector NAME (mqtt URL)``)."""
-        self.new_backoff = new_backoff
-        """An attempt counter of the connector's (shared) reconnect policy."""
+        self.supervisor = supervisor
         self.base_client_id = options.client_id or f"meshgate-{name}"
         self.closing = False
-        self._health = health
+        self.resumed: set[str] = set()
+        """Client ids whose stream connected before: MQTT 5 resumes their session when
+        the core subscribes again after a loss."""
         self._sessions: set[Session] = set()
-        self._down: dict[str, str] = {}
         self._owners: dict[str, object] = {}
+        self._watches: dict[str, ConnectionWatch] = {}
+
+    @property
+    def label(self) -> str:
+        """How log lines name the connector (``connector NAME (mqtt URL)``)."""
+        return self.supervisor.label
 
     def session(self, client_id: str, *, clean_start: bool, session_expiry: int) -> Session:
         """A new, not yet connected session, closed with the connector."""
@@ -75,39 +72,30 @@ class Hub:
     def owns(self, client_id: str, owner: object) -> bool:
         return self._owners.get(client_id) is owner
 
-    def release(self, client_id: str, owner: object) -> None:
+    def release(self, client_id: str, owner: object, *, stopped: bool) -> None:
+        """``owner`` no longer uses ``client_id``; ``stopped``: for good (not a loss),
+        so the connection is no longer part of the connector's health."""
         if self._owners.get(client_id) is owner:
             del self._owners[client_id]
-        self._settle(client_id)
+            if stopped:  # a new stream of this source starts afresh (clean_start)
+                self.supervisor.forget(client_id)
+                self.resumed.discard(client_id)
 
     def watch(self, client_id: str) -> ConnectionWatch:
-        """Backoff and takeover detection for one session's reconnect loop."""
-        return ConnectionWatch(self, client_id)
+        """Takeover detection of ``client_id`` (kept across its connections)."""
+        watch = self._watches.get(client_id)
+        if watch is None:
+            watch = self._watches[client_id] = ConnectionWatch(self, client_id)
+        return watch
 
-    def down(self, key: str, detail: str) -> None:
-        """Session ``key`` lost its connection and is reconnecting."""
-        self._down[key] = detail
+    def down(self, key: str, detail: str, *, suspect: bool = False) -> None:
+        """Session ``key`` lost its connection (or could not connect)."""
         if not self.closing:
-            self._health.state = HealthState.RECONNECTING
-            self._health.detail = f"{key}: {detail}"
+            self.supervisor.lost(key, detail, suspect=suspect)
 
     def up(self, key: str) -> None:
         """Session ``key`` is connected (again): a reconnect if it was down."""
-        if key in self._down:
-            self._health.reconnects += 1
-        self._settle(key)
-
-    def _settle(self, key: str) -> None:
-        self._down.pop(key, None)
-        if self.closing or self._health.state is HealthState.STARTING:
-            return
-        if self._down:
-            key, detail = next(iter(self._down.items()))
-            self._health.state = HealthState.RECONNECTING
-            self._health.detail = f"{key}: {detail}"
-        else:
-            self._health.state = HealthState.UP
-            self._health.detail = ""
+        self.supervisor.connected(key)
 
     async def close(self) -> None:
         """Close every session cleanly (persistent sessions stay on the broker)."""
@@ -115,5 +103,4 @@ class Hub:
         for session in self.sessions():
             await session.close()
             self.forget(session)
-        self._health.state = HealthState.CLOSED
-        self._health.detail = ""
+        self.supervisor.closed()

@@ -2,8 +2,10 @@
 
 Each source has its own client id (``subscriber_client_id``) and so its own broker
 session: subscriptions and unacknowledged messages outlive a crash for
-``session_expiry_seconds`` (MQTT 5) or until a clean session (3.1.1). The stream
-resubscribes after every reconnect even when the broker kept the subscription.
+``session_expiry_seconds`` (MQTT 5) or until a clean session (3.1.1). A stream is
+one connection: it ends with ``ConnectionLost`` and the core subscribes again (the
+connect paced by the core's supervisor under the client id), resubscribing even
+when the broker kept the subscription.
 
 Acknowledgement semantics (see docs/decisions/0001-mqtt-deferred-puback.md):
 
@@ -30,113 +32,113 @@ from connectors.mqtt.config import MqttSource, subscriber_client_id
 from connectors.mqtt.hub import Hub
 from connectors.mqtt.session import Session
 from connectors.readiness import Subscription as Ready
+from connectors.supervision import SupervisorClosed
 from routing.bindings.mqtt import MqttMessage
 
-__all__ = ["REQUEUE_DRAIN_SECONDS", "consume"]
+__all__ = ["REQUEUE_DRAIN_SECONDS", "subscribe"]
 
 REQUEUE_DRAIN_SECONDS = 10.0
 """Longest wait, after a nack with requeue, for earlier deliveries to be settled."""
 
 
-async def consume(
-    hub: Hub, source: MqttSource, ready: Ready
+async def subscribe(
+    hub: Hub, source: MqttSource, scope: str, ready: Ready
 ) -> AsyncIterator[Delivery[MqttMessage]]:
-    """Deliveries from ``source`` until the connector closes, across reconnects.
-
-    ``ready`` is up from the SUBACK until the session's connection ends.
-    """
+    """Deliveries from ``source`` on one connection of its session; ``ConnectionLost``
+    when that ends (the core subscribes again), a plain return once the connector
+    closes or a newer stream of the same source took over. ``scope``: the source's
+    supervisor key, which the session's connection is attached to; ``ready`` is up
+    from the SUBACK until the session's connection ends."""
     options = hub.options
     if source.no_local and options.protocol == 4:
         raise ConnectorError("no_local needs MQTT 5; this connector uses protocol 4 (3.1.1)")
     client_id = subscriber_client_id(hub.base_client_id, source)
     owner = object()
     hub.claim(client_id, owner)
-    watch = hub.watch(client_id)  # shared backoff, grown by immediate disconnects
-    first = True
-    try:
-        while not hub.closing and hub.owns(client_id, owner):
-            # MQTT 5 resumes the session on every reconnect of this run; clean_start
-            # applies to the first connect only. 3.1.1 has one flag for both.
-            clean = options.clean_start if (first or options.protocol == 4) else False
-            session = hub.session(
-                client_id, clean_start=clean, session_expiry=options.session_expiry_seconds
+    hub.supervisor.attach(scope, client_id)  # a source stopped while down is forgotten
+    watch = hub.watch(client_id)  # recognises a takeover: the core's waits then grow
+
+    async def connect() -> tuple[Session, int]:
+        # MQTT 5 resumes the session on every reconnect of this run; clean_start
+        # applies to the first connect only. 3.1.1 has one flag for both.
+        first = client_id not in hub.resumed
+        clean = options.clean_start if (first or options.protocol == 4) else False
+        session = hub.session(
+            client_id, clean_start=clean, session_expiry=options.session_expiry_seconds
+        )
+        try:
+            await session.connect()
+            watch.connected()
+            granted = await session.subscribe(
+                source.subscription, source.qos, no_local=source.no_local
             )
-            try:
-                await session.connect()
-                watch.connected()
-                granted = await session.subscribe(
-                    source.subscription, source.qos, no_local=source.no_local
+        except ConnectionLost as exc:
+            session.abort(str(exc))
+            hub.forget(session)
+            detail = watch.lost(session, str(exc))
+            raise ConnectionLost(
+                f"cannot consume {source.subscription!r}: {detail}", suspect=watch.taken_over
+            ) from exc
+        except ConnectorError as exc:  # refused: credentials, authorization
+            session.abort("refused")
+            hub.forget(session)
+            hub.down(client_id, str(exc))
+            raise  # a configuration problem: reported by the runtime, which retries
+        hub.resumed.add(client_id)
+        return session, granted
+
+    stopped = True  # returned or closed, not lost: the session leaves the health
+    try:
+        try:
+            session, granted = await hub.supervisor.retry(
+                client_id, connect, first_wait=hub.supervisor.is_down(client_id)
+            )
+        except SupervisorClosed:
+            return
+        ready.up()
+        hub.log.info(
+            "%s: consuming %r as %r (session present: %s, granted QoS %d)",
+            hub.label,
+            source.subscription,
+            client_id,
+            session.session_present,
+            granted,
+        )
+        try:
+            while (message := await session.next_message()) is not None:
+                delivery = _delivery(session, message, options.protocol, hub)
+                if delivery is not None:
+                    yield delivery
+            if session.requeue_wanted and not session.closed.done():
+                await session.settle_before_restart(REQUEUE_DRAIN_SECONDS)
+                hub.log.info(
+                    "%s: reconnecting %r to have nacked messages redelivered", hub.label, client_id
                 )
-            except ConnectionLost as exc:
-                session.abort(str(exc))
-                hub.forget(session)
-                if hub.closing:
-                    return
-                hub.down(client_id, watch.lost(session, str(exc)))
+                if not options.persistent:
+                    hub.log.warning(
+                        "session of %r is not persistent: nacked messages are lost", client_id
+                    )
+                stopped = False
+                raise ConnectionLost(f"{client_id!r}: reconnecting for a redelivery")
+            if not hub.closing and hub.owns(client_id, owner):
+                reason = session.closed.result() if session.closed.done() else "closed"
+                detail = watch.lost(session, reason)
+                hub.down(client_id, detail, suspect=watch.taken_over)
                 hub.log.log(
                     watch.level,
-                    "%s: cannot consume %r: %s; retrying",
+                    "%s: consumer %r lost its connection: %s",
                     hub.label,
-                    source.subscription,
-                    exc,
+                    client_id,
+                    reason,
                 )
-                await watch.pause()
-                continue
-            except ConnectorError as exc:  # refused: credentials, authorization
-                session.abort("refused")
-                hub.forget(session)
-                if first:
-                    raise  # a configuration problem: report it to the runtime
-                hub.down(client_id, str(exc))
-                hub.log.error(
-                    "%s: cannot consume %r: %s; retrying", hub.label, source.subscription, exc
-                )
-                await watch.pause()
-                continue
-            first = False
-            hub.up(client_id)
-            ready.up()
-            hub.log.info(
-                "%s: consuming %r as %r (session present: %s, granted QoS %d)",
-                hub.label,
-                source.subscription,
-                client_id,
-                session.session_present,
-                granted,
-            )
-            try:
-                while (message := await session.next_message()) is not None:
-                    delivery = _delivery(session, message, options.protocol, hub)
-                    if delivery is not None:
-                        yield delivery
-                if session.requeue_wanted and not session.closed.done():
-                    await session.settle_before_restart(REQUEUE_DRAIN_SECONDS)
-                    hub.log.info(
-                        "%s: reconnecting %r to have nacked messages redelivered",
-                        hub.label,
-                        client_id,
-                    )
-                    if not options.persistent:
-                        hub.log.warning(
-                            "session of %r is not persistent: nacked messages are lost", client_id
-                        )
-                elif not hub.closing and hub.owns(client_id, owner):
-                    reason = session.closed.result() if session.closed.done() else "closed"
-                    hub.down(client_id, watch.lost(session, reason))
-                    hub.log.log(
-                        watch.level,
-                        "%s: consumer %r lost its connection: %s",
-                        hub.label,
-                        client_id,
-                        reason,
-                    )
-                    await watch.pause()
-            finally:
-                ready.down()
-                await session.close()
-                hub.forget(session)
+                stopped = False
+                raise ConnectionLost(detail, suspect=watch.taken_over)
+        finally:
+            ready.down()
+            await session.close()
+            hub.forget(session)
     finally:
-        hub.release(client_id, owner)
+        hub.release(client_id, owner, stopped=stopped)
 
 
 Settle = tuple[Callable[[], Awaitable[None]], Nack]

@@ -1,4 +1,4 @@
-"""Reconnect pacing of one MQTT client id, and recognising a session takeover.
+"""Recognising an MQTT session takeover, an input to the core's reconnect pacing.
 
 Two clients connected with the same client id take the session from each other:
 the broker closes the older connection whenever the other one connects (MQTT 5
@@ -7,14 +7,14 @@ Mosquitto 2.0 even on MQTT 5, just close the socket). Reconnecting at once and
 resetting the backoff after every successful CONNACK turned that into a loop of
 about 12 connections a second on each side, logged only as "Unspecified error".
 
-``ConnectionWatch`` paces the reconnect loop of one session (a source's, or the
-publisher's) with the connector's shared backoff, which is reset only after a
-connection that held for ``QUICK_SECONDS``, so connections that the broker closes
-right after connecting make the waits grow. It recognises a takeover from reason
-0x8E, or from ``QUICK_LOSSES`` such connections in a row, and then logs one ERROR
-naming the connector and the duplicate client id. From then on the backoff is not
-reset until a connection held for ``CALM_SECONDS`` (then a new takeover is reported
-anew).
+The core's ``Supervisor`` paces every reconnect (its backoff starts over only after
+a connection held ``STEADY_SECONDS``). ``ConnectionWatch`` recognises a takeover
+from reason 0x8E, or from ``QUICK_LOSSES`` connections in a row that the broker
+closed within ``QUICK_SECONDS`` of their CONNACK, logs one ERROR naming the
+connector and the duplicate client id, and reports the loss as suspect
+(``ConnectionLost(..., suspect=True)`` / ``Hub.down(..., suspect=True)``): the
+supervisor then keeps the waits growing until a connection held ``CALM_SECONDS``
+(then a new takeover is reported anew).
 """
 
 from __future__ import annotations
@@ -23,30 +23,26 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
-from connectors.backoff import Backoff
+from connectors.supervision import CALM_SECONDS, STEADY_SECONDS
 
 if TYPE_CHECKING:
     from connectors.mqtt.hub import Hub
     from connectors.mqtt.session import Session
 
-__all__ = ["QUICK_LOSSES", "QUICK_SECONDS", "ConnectionWatch"]
+__all__ = ["CALM_SECONDS", "QUICK_LOSSES", "QUICK_SECONDS", "ConnectionWatch"]
 
-QUICK_SECONDS = 2.0
+QUICK_SECONDS = STEADY_SECONDS
 """A connection the broker closes sooner than this after its CONNACK is 'immediate'."""
 QUICK_LOSSES = 3
 """Immediate disconnects in a row that count as a session takeover without reason 0x8E."""
-CALM_SECONDS = 60.0
-"""After a connection held this long (or 3 x the longest backoff), a new takeover is
-reported again."""
 
 
 class ConnectionWatch:
-    """Backoff and takeover detection for the reconnect loop of one client id."""
+    """Takeover detection for the connections of one client id (kept by the hub)."""
 
     def __init__(self, hub: Hub, client_id: str) -> None:
         self._hub = hub
         self.client_id = client_id
-        self.backoff: Backoff = hub.new_backoff()
         self._since: float | None = None  # CONNACK time of the current connection
         self._quick = 0  # immediate disconnects in a row
         self._reported = False
@@ -63,21 +59,19 @@ class ConnectionWatch:
         self._since = asyncio.get_running_loop().time()
 
     def lost(self, session: Session, reason: str) -> str:
-        """The session's connection ended (or an attempt failed); returns the health detail."""
+        """The session's connection ended (or an attempt failed); returns the health
+        detail. ``taken_over`` then says whether to report the loss as suspect."""
         now = asyncio.get_running_loop().time()
         lived = None if self._since is None else now - self._since
         self._since = None
         if lived is not None:
             self._quick = self._quick + 1 if lived < QUICK_SECONDS else 0
-        if lived is not None and lived >= max(CALM_SECONDS, 3 * self.backoff.maximum):
+        longest = self._hub.supervisor.policy.maximum
+        if lived is not None and lived >= max(CALM_SECONDS, 3 * longest):
             self._reported = False  # calm again: a new takeover is reported anew
         certain = session.taken_over
         self.taken_over = certain or self._quick >= QUICK_LOSSES
         if not self.taken_over:
-            # It held: the next loss starts from a short wait, unless a takeover was seen
-            # lately (the other client's connections then end ours after a while).
-            if lived is not None and lived >= QUICK_SECONDS and not self._reported:
-                self.backoff.reset()
             return reason
         if not self._reported:
             self._reported = True
@@ -95,10 +89,6 @@ class ConnectionWatch:
                 self._hub.label,
                 self.client_id,
                 cause,
-                self.backoff.maximum,
+                longest,
             )
         return f"session taken over: another client uses client id {self.client_id!r} ({reason})"
-
-    async def pause(self) -> None:
-        """Wait before the next connection attempt."""
-        await self.backoff.sleep()

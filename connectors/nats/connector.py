@@ -11,12 +11,11 @@ from connectors.base import (
     Capabilities,
     Connector,
     Delivery,
-    HealthState,
     MessageSpec,
     RawMessage,
     dry_run_delivery,
 )
-from connectors.errors import MessageSpecError, PublishRejected
+from connectors.errors import ConnectionLost, MessageSpecError, PublishRejected
 from connectors.nats import sink
 from connectors.nats.asyncapi import NatsAsyncApi
 from connectors.nats.config import (
@@ -29,9 +28,10 @@ from connectors.nats.config import (
 from connectors.nats.link import Link
 from connectors.nats.meshchannel import NatsMeshChannel
 from connectors.nats.semconv import NatsMessaging
-from connectors.nats.source import consume_core, consume_jetstream
+from connectors.nats.source import subscribe_core, subscribe_jetstream
 from connectors.nats.topology import NatsTopology, nats_match
 from connectors.readiness import Subscriptions
+from connectors.tls import TlsConfigError
 from routing.bindings import nats as nats_binding
 from routing.bindings.nats import NatsMessage, from_message
 from routing.event import CloudEvent
@@ -63,13 +63,15 @@ class NatsConnector(Connector[NatsOptions, NatsSource, NatsTarget, NatsMessage])
         max_message_bytes=1024 * 1024,
     )
     topology: ClassVar[NatsTopology] = NatsTopology()
+    # A broken renewed certificate file is retried like a refused connection.
+    connection_errors = (ConnectionLost, TlsConfigError)
     mesh_channel: ClassVar[NatsMeshChannel] = NatsMeshChannel()
     semconv: ClassVar[NatsMessaging] = NatsMessaging()
     asyncapi: ClassVar[NatsAsyncApi] = NatsAsyncApi()
 
     def __init__(self, name: str, options: NatsOptions) -> None:
         super().__init__(name, options)
-        self._link = Link(name, options, self.health, log)
+        self._link = Link(name, options, self.supervisor, log)
         self._subscriptions = Subscriptions()
 
     def endpoint(self) -> str:
@@ -86,18 +88,18 @@ class NatsConnector(Connector[NatsOptions, NatsSource, NatsTarget, NatsMessage])
         return self._link.watchdog_replacements
 
     async def start(self) -> None:
-        self.health.state = HealthState.STARTING
+        self.supervisor.starting()
         await self._link.open()
 
     async def close(self) -> None:
         await self._link.close()
 
-    def consume(self, source: NatsSource) -> AsyncIterator[Delivery[NatsMessage]]:
+    def subscribe(self, source: NatsSource) -> AsyncIterator[Delivery[NatsMessage]]:
         ready = self._subscriptions.track(source)
         if source.jetstream is not None:
             timeout = self.options.publish_timeout_seconds
-            return consume_jetstream(self._link, source, log, timeout, ready)
-        return consume_core(self._link, source, log, ready)
+            return subscribe_jetstream(self._link, source, log, timeout, ready)
+        return subscribe_core(self._link, source, log, ready)
 
     async def wait_subscribed(self, source: NatsSource) -> None:
         await self._subscriptions.wait(source)

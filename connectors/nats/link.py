@@ -1,10 +1,12 @@
 """The NATS connection of one connector: connect, heal, report health, close.
 
 nats-py reconnects by itself and replays core subscriptions; this module adds what
-it lacks: a bounded first connection retried with ``Backoff`` (nats-py would loop
-forever), jitter on every reconnect wait (``reconnect_to_server_handler``), and a
-fresh connection when the client gives up for good (``max_reconnect_attempts``
-exhausted), so sources keep going across any outage.
+it lacks: a bounded first connection (nats-py would loop forever), jitter on every
+reconnect wait (``reconnect_to_server_handler``), and a fresh connection when the
+client gives up for good (``max_reconnect_attempts`` exhausted), connected by the
+core's ``Supervisor`` (shared backoff, health, reconnect count), so sources keep
+going across any outage. nats-py's own drops and reconnects are reported to the
+supervisor too (``lost`` / ``connected``).
 
 The watchdog: a TCP connection can go silent without breaking (a middlebox that
 drops the flow, a half-dead peer). nats-py then stays "connected" while every PubAck
@@ -18,7 +20,7 @@ the whole read path. No answer within ``publish_timeout_seconds``, nothing else 
 meanwhile and no reconnect by nats-py itself: the client is replaced. The publishes
 still waiting on it fail with ``LinkReplaced`` (a ``ConnectionClosedError``,
 retriable), it is closed in the background (aborted if closing hangs on the dead
-socket), and a fresh client connects under the usual backoff. Sources notice the old
+socket), and a fresh client connects under the supervisor's backoff. Sources notice the old
 client closed and subscribe again (core) or re-check their durable and pull again
 (JetStream). An answered probe means the server is merely slow (JetStream busy, a
 congested link): the client stays, and no new probe starts for ``publish_timeout_seconds``.
@@ -40,12 +42,12 @@ import nats.errors
 from nats.aio.client import Client, Server
 from nats.js import JetStreamContext
 
-from connectors.backoff import Backoff
-from connectors.base import Health, HealthState
 from connectors.errors import ConnectionLost
 from connectors.nats.config import NatsOptions
+from connectors.nats.drops import DropReport
 from connectors.nats.pubacks import PubAcks, SharedFlush
 from connectors.redact import redact_url
+from connectors.supervision import Supervisor, SupervisorClosed
 from connectors.tls import TlsConfigError, warn_insecure
 
 __all__ = ["Link", "LinkReplaced", "TlsNotOffered"]
@@ -68,10 +70,12 @@ class LinkReplaced(nats.errors.ConnectionClosedError):
 class Link:
     """One self-healing NATS connection shared by a connector's sources and targets."""
 
-    def __init__(self, label: str, options: NatsOptions, health: Health, log: logging.Logger):
+    def __init__(
+        self, label: str, options: NatsOptions, supervisor: Supervisor, log: logging.Logger
+    ):
         self._label = label
         self._options = options
-        self._health = health
+        self._supervisor = supervisor
         self._log = log
         self._nc: Client | None = None
         self._js: tuple[Client, JetStreamContext] | None = None
@@ -84,8 +88,7 @@ class Link:
         self._tls: ssl.SSLContext | None = None
         self._refused: asyncio.Future[TlsNotOffered] | None = None
         self._denials: dict[tuple[str, str], str] = {}  # (publish|subscription, subject)
-        self.slow_consumer_drops = 0
-        """Core NATS messages the client dropped because a source fell behind."""
+        self._drops = DropReport(label, supervisor.health, log)
         self.generation = 0
         """Bumped on every (re)connection: pull requests sent before are lost."""
         self.watchdog_replacements = 0
@@ -105,25 +108,18 @@ class Link:
     def servers(self) -> str:
         return ", ".join(redact_url(url, user_is_secret=True) for url in self._options.servers)
 
+    @property
+    def closing(self) -> bool:
+        return self._closing
+
     async def open(self) -> None:
-        """First connection, ``connect_attempts`` tries with backoff; ``ConnectionLost`` after."""
+        """First connection: ``connect_attempts`` tries paced by the supervisor, then
+        ``ConnectionLost`` (the core retries ``start`` itself)."""
         self._tls = self._prepare()
-        backoff = Backoff(initial=0.2, maximum=5.0)
         attempts = self._options.connect_attempts
-        for attempt in range(1, attempts + 1):
-            try:
-                nc = await self._connect()
-            except ConnectionLost as exc:
-                self._health.detail = str(exc)
-                if attempt == attempts:
-                    raise
-                self._log.warning(
-                    "%s: attempt %d/%d failed: %s", self._label, attempt, attempts, exc
-                )
-                await backoff.sleep()
-            else:
-                self._adopt(nc)
-                return
+        self._adopt(
+            await self._supervisor.retry("", self._connect, first_wait=False, attempts=attempts)
+        )
 
     async def client(self) -> Client | None:
         """The live client, waiting through a full reconnect; None once closing."""
@@ -226,8 +222,7 @@ class Link:
             failed += self._flush[1].fail_all(LinkReplaced)
         self._pubacks = self._flush = self._js = None
         self._log.debug("%s: %d waiting publish(es) failed for a retry", self._label, failed)
-        self._start_reviving()
-        self._health.detail = f"link to {where} went silent; reconnecting"
+        self._start_reviving(f"link to {where} went silent; reconnecting")
         task = asyncio.get_running_loop().create_task(self._drop(nc))
         self._dropping.add(task)
         task.add_done_callback(self._dropping.discard)
@@ -272,7 +267,8 @@ class Link:
             # for its reconnect loop, so it is bounded the same way.
             silent = silent or not nc.is_connected
             await (self._drop(nc) if silent else _discard(nc))
-        self._health.state = HealthState.CLOSED
+        self._drops.flush()  # the last drops of a burst, before the timer is lost
+        self._supervisor.closed()
 
     # -- connecting -----------------------------------------------------------------
 
@@ -407,37 +403,31 @@ class Link:
         self._nc = nc
         self.generation += 1
         self._timeouts, self._seen_in, self._calm_until = 0, -1, 0.0
-        self._health.state = HealthState.UP
         url = nc.connected_url
-        self._health.detail = (
+        detail = (
             f"connected to {redact_url(url.geturl(), user_is_secret=True)}" if url else "connected"
         )
+        self._supervisor.connected("", detail)
         self._ready.set()
-        self._log.info("%s: %s", self._label, self._health.detail)
+        self._log.info("%s: %s", self._label, detail)
 
-    def _start_reviving(self) -> None:
+    def _start_reviving(self, why: str = "client closed; reconnecting") -> None:
         if self._closing or (self._revive is not None and not self._revive.done()):
             return
         self._ready.clear()
-        self._health.state = HealthState.RECONNECTING
+        self._supervisor.lost("", why)
         self._revive = asyncio.get_running_loop().create_task(self._revive_forever())
 
     async def _revive_forever(self) -> None:
-        backoff = Backoff(initial=max(self._options.reconnect_wait_seconds, 0.1), maximum=30.0)
-        while not self._closing:
-            await backoff.sleep()
-            try:
-                nc = await self._connect()
-            except (ConnectionLost, TlsConfigError) as exc:
-                self._health.detail = str(exc)
-                self._log.warning("%s: %s", self._label, exc)
-                continue
-            if self._closing:
-                await _discard(nc)
-                return
-            self._health.reconnects += 1
-            self._adopt(nc)
+        """A fresh client, one connect at a time under the supervisor's backoff."""
+        try:
+            nc = await self._supervisor.retry("", self._connect)
+        except SupervisorClosed:
             return
+        if self._closing:
+            await _discard(nc)
+            return
+        self._adopt(nc)
 
     # -- nats-py callbacks (bound to one client: a replaced client's events are ignored) --
 
@@ -472,13 +462,12 @@ class Link:
 
         async def on_disconnected() -> None:
             if nc is self._nc and not self._closing:
-                self._health.state = HealthState.RECONNECTING
+                self._supervisor.lost("", "disconnected from NATS; nats-py reconnects")
                 self._log.warning("%s: disconnected from NATS, reconnecting", self._label)
 
         async def on_reconnected() -> None:
             if nc is self._nc and not self._closing:
-                self._health.reconnects += 1
-                self._adopt(nc)
+                self._adopt(nc)  # the supervisor counts the reconnect
 
         async def on_closed() -> None:
             if nc is self._nc and not self._closing:
@@ -507,17 +496,13 @@ class Link:
         return None
 
     def note_drop(self, subject: str) -> None:
-        """Count (and log, sparingly) a core NATS message dropped by a slow consumer."""
-        self.slow_consumer_drops += 1
-        drops = self.slow_consumer_drops
-        if drops & (drops - 1) == 0:  # 1, 2, 4, 8, ...: visible without flooding the log
-            self._log.warning(
-                "%s: core NATS slow consumer on %r: %d message(s) dropped so far "
-                "(at-most-once; use a JetStream source to keep them)",
-                self._label,
-                subject,
-                drops,
-            )
+        """Count (and log, throttled) a core NATS message dropped by a slow consumer."""
+        self._drops.note(subject)
+
+    @property
+    def slow_consumer_drops(self) -> int:
+        """Core NATS messages dropped because a source fell behind (``Health.dropped``)."""
+        return self._drops.total
 
 
 class TlsNotOffered(nats.errors.Error):

@@ -1,8 +1,9 @@
 """Reading NATS: core subscriptions (at-most-once) and JetStream durable pull consumers.
 
 Core NATS has no acknowledgements: a delivery's ack/nack do nothing. Messages wait
-in a buffer of ``pending_msgs_limit``; while it is full, new ones are dropped (a
-slow consumer: at-most-once), counted and logged by the link.
+in a buffer of ``pending_msgs_limit`` messages and ``pending_bytes_limit`` payload
+bytes (nats-py's and nats.go's defaults: 524,288 and 64 MiB); while it is full, new
+ones are dropped (a slow consumer: at-most-once), counted and logged by the link.
 
 JetStream: one pull request for up to ``batch`` messages is outstanding at a time,
 and the next one is sent only once the consumer has taken the last message of the
@@ -45,7 +46,6 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js import api
 
-from connectors.backoff import Backoff
 from connectors.base import Delivery, find_header
 from connectors.errors import ConnectionLost, NotAuthorized
 from connectors.nats.config import JetStreamSource, NatsSource
@@ -53,7 +53,7 @@ from connectors.nats.link import Link
 from connectors.readiness import Subscription as Ready
 from routing.bindings.nats import NatsMessage
 
-__all__ = ["consume_core", "consume_jetstream"]
+__all__ = ["subscribe_core", "subscribe_jetstream"]
 
 _PULL_EXPIRES: Final = 2.0
 """Seconds a pull request waits on the server for messages before it expires (408)."""
@@ -71,22 +71,41 @@ class _Inbox:
 
     Taking a buffered message does not touch the event loop (``next_msg`` would start
     a task per message), so a run of deliveries and their acks is processed in one go
-    and the acks leave in one write.
+    and the acks leave in one write. With limits (core NATS), at most ``max_msgs``
+    messages and ``max_bytes`` payload bytes wait; a message past either is dropped
+    and reported to ``on_drop`` (the nats-py subscription's own buffer only holds a
+    message until this callback has taken it).
     """
 
-    def __init__(self, limit: int | None = None, on_drop: Callable[[str], None] | None = None):
+    def __init__(
+        self,
+        max_msgs: int | None = None,
+        max_bytes: int | None = None,
+        on_drop: Callable[[str], None] | None = None,
+    ) -> None:
         self._msgs: deque[Msg] = deque()
         self._arrived = asyncio.Event()
-        self._limit = limit
+        self._max_msgs = max_msgs
+        self._max_bytes = max_bytes
+        self._bytes = 0
         self._on_drop = on_drop
 
     async def put(self, msg: Msg) -> None:
-        if self._limit is not None and len(self._msgs) >= self._limit:
-            if self._on_drop is not None:
-                self._on_drop(msg.subject)
-            return
+        if self._max_msgs is not None:  # core NATS: bounded, drop past the limits
+            size = len(msg.data)
+            full = len(self._msgs) >= self._max_msgs
+            if full or (self._max_bytes is not None and self._bytes + size > self._max_bytes):
+                if self._on_drop is not None:
+                    self._on_drop(msg.subject)
+                return
+            self._bytes += size
         self._msgs.append(msg)
         self._arrived.set()
+
+    def _took(self, msg: Msg) -> Msg:
+        if self._max_msgs is not None:
+            self._bytes -= len(msg.data)
+        return msg
 
     async def get(self, wait: float) -> Msg | None:
         """The next message, or None when none came within ``wait`` seconds."""
@@ -97,11 +116,12 @@ class _Inbox:
                     await self._arrived.wait()
             except TimeoutError:
                 return None
-        return self._msgs.popleft()
+        return self._took(self._msgs.popleft())
 
     def take_all(self) -> list[Msg]:
         msgs = list(self._msgs)
         self._msgs.clear()
+        self._bytes = 0
         return msgs
 
 
@@ -136,47 +156,51 @@ def _raise_if_denied(link: Link, subject: str) -> None:
         )
 
 
-async def consume_core(
+async def subscribe_core(
     link: Link, source: NatsSource, log: logging.Logger, ready: Ready
 ) -> AsyncIterator[Delivery]:
-    """Deliveries of a core NATS subscription (optionally in a queue group), until closed.
+    """Deliveries of a core NATS subscription (optionally in a queue group) on the
+    current client; ``ConnectionLost`` once that client is closed for good (the core
+    subscribes again on the next one).
 
     ``ready`` is up once the server has the SUB (the flush's PONG came back).
     """
-    backoff = Backoff(initial=0.2, maximum=10.0)
-    while (nc := await link.client()) is not None:
-        # Bounded: past pending_msgs_limit undelivered messages, new ones are dropped.
-        inbox = _Inbox(source.pending_msgs_limit, link.note_drop)
-        try:
-            sub = await nc.subscribe(
-                source.subject,
-                queue=source.queue_group or "",
-                cb=inbox.put,
-                pending_bytes_limit=source.pending_bytes_limit,
-            )
-            # The server answers a denied SUB with -ERR before this flush's PONG.
-            await nc.flush(_SUBSCRIBE_CHECK)
-        except _ClientErrors as exc:
-            log.warning("subscribe to %r failed: %s", source.subject, exc)
-            await backoff.sleep()
-            continue
-        backoff.reset()
-        ready.up()
-        try:
-            # nats-py replays the subscription after a reconnect; once this client is
-            # closed for good, the next client gets a new subscription.
-            while True:
-                # Usually the server's -ERR came before the flush's PONG; a late one is
-                # seen at the next poll.
-                _raise_if_denied(link, source.subject)
-                msg = await inbox.get(_POLL)
-                if msg is not None:
-                    yield _core_delivery(msg)
-                elif nc.is_closed:
-                    break
-        finally:
-            ready.down()
-            await _unsubscribe(sub, log)
+    nc = await link.client()
+    if nc is None:
+        return
+    # Bounded: past pending_msgs_limit messages or pending_bytes_limit bytes not handed
+    # out yet, new ones are dropped (counted and logged by the link).
+    inbox = _Inbox(source.pending_msgs_limit, source.pending_bytes_limit, link.note_drop)
+    try:
+        sub = await nc.subscribe(
+            source.subject,
+            queue=source.queue_group or "",
+            cb=inbox.put,
+            pending_msgs_limit=source.pending_msgs_limit,
+            pending_bytes_limit=source.pending_bytes_limit,
+        )
+        # The server answers a denied SUB with -ERR before this flush's PONG.
+        await nc.flush(_SUBSCRIBE_CHECK)
+    except _ClientErrors as exc:
+        raise ConnectionLost(f"subscribe to {source.subject!r} failed: {exc}") from exc
+    ready.up()
+    try:
+        # nats-py replays the subscription after a reconnect; once this client is
+        # closed for good, the next client gets a new subscription.
+        while True:
+            # Usually the server's -ERR came before the flush's PONG; a late one is
+            # seen at the next poll.
+            _raise_if_denied(link, source.subject)
+            msg = await inbox.get(_POLL)
+            if msg is not None:
+                yield _core_delivery(msg)
+            elif nc.is_closed:
+                if link.closing:
+                    return
+                raise ConnectionLost(f"client closed under the subscription to {source.subject!r}")
+    finally:
+        ready.down()
+        await _unsubscribe(sub, log)
 
 
 class _Pull:
@@ -360,80 +384,83 @@ async def _checked_consumer(nc: Client, link: Link, source: NatsSource) -> str:
                 await task
 
 
-async def consume_jetstream(
+async def subscribe_jetstream(
     link: Link, source: NatsSource, log: logging.Logger, confirm_wait: float, ready: Ready
 ) -> AsyncIterator[Delivery]:
-    """Deliveries of a JetStream durable pull consumer, until the connector closes.
+    """Deliveries of a JetStream durable pull consumer on the current client;
+    ``ConnectionLost`` when the pulls stop working (the core checks the consumer and
+    pulls again after its backoff), a plain return once the connector closes.
 
     ``ready`` is up once the durable exists (it keeps what is published from then on).
     """
     options = source.jetstream
     if options is None:
-        raise ValueError("consume_jetstream needs a jetstream source")
-    backoff = Backoff(initial=0.2, maximum=10.0)
+        raise ValueError("subscribe_jetstream needs a jetstream source")
     request = json.dumps({"batch": options.batch, "expires": int(_PULL_EXPIRES * 1e9)}).encode()
-    while (nc := await link.client()) is not None:
-        try:
-            stream = await _checked_consumer(nc, link, source)
-            inbox = _Inbox()  # bounded by the pull requests: batch messages at a time
-            sub = await nc.subscribe(nc.new_inbox(), cb=inbox.put)
-        except _ClientErrors as exc:
-            _raise_if_js_denied(link, source)  # a late -ERR: a refusal, not an outage
-            if isinstance(exc, TimeoutError):  # nats-py's too: the API did not answer
-                link.note_timeout(nc)
-            log.warning(
-                "JetStream consumer %r on %r unavailable: %s", options.durable, source.subject, exc
-            )
-            await backoff.sleep()
-            continue
-        next_subject = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{options.durable}"
-        owed = 0  # messages the outstanding pull request may still bring
-        pull = _Pull()
-        sent_at = 0.0
-        generation = link.generation
-        ready.up()
-        try:
-            while not nc.is_closed:
-                if owed == 0:
-                    if nc.is_reconnecting:  # a request now would only sit in the buffer
-                        await asyncio.sleep(_POLL / 10)
-                        continue
-                    await nc.publish(next_subject, request, reply=sub.subject)
-                    owed, sent_at, generation = options.batch, time.monotonic(), link.generation
-                    pull.expires_at = sent_at + _PULL_EXPIRES
-                msg = await inbox.get(_POLL)
-                if msg is None:
-                    if generation != link.generation:
-                        owed = 0  # reconnected: the server forgot the request
-                        pull.expires_at = 0.0
-                    elif time.monotonic() - sent_at > _PULL_EXPIRES + 2 * _POLL:
-                        _raise_if_js_denied(link, source)  # the pull request was refused
-                        link.note_timeout(nc)  # a silent link, maybe: tell the watchdog
-                        break  # no answer, not even a 408: re-check the consumer
+    nc = await link.client()
+    if nc is None:
+        return
+    try:
+        stream = await _checked_consumer(nc, link, source)
+        inbox = _Inbox()  # bounded by the pull requests: batch messages at a time
+        sub = await nc.subscribe(nc.new_inbox(), cb=inbox.put)
+    except _ClientErrors as exc:
+        _raise_if_js_denied(link, source)  # a late -ERR: a refusal, not an outage
+        if isinstance(exc, TimeoutError):  # nats-py's too: the API did not answer
+            link.note_timeout(nc)
+        raise ConnectionLost(
+            f"JetStream consumer {options.durable!r} on {source.subject!r} unavailable: {exc}"
+        ) from exc
+    next_subject = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{options.durable}"
+    owed = 0  # messages the outstanding pull request may still bring
+    pull = _Pull()
+    sent_at = 0.0
+    generation = link.generation
+    ready.up()
+    try:
+        while not nc.is_closed:
+            if owed == 0:
+                if nc.is_reconnecting:  # a request now would only sit in the buffer
+                    await asyncio.sleep(_POLL / 10)
                     continue
-                if msg.reply:
-                    owed -= 1
-                    if owed == 0:  # the request is complete
-                        pull.expires_at = 0.0
-                    backoff.reset()
-                    yield _jetstream_delivery(msg, options, confirm_wait, pull)
-                    continue
-                status = _header(msg, "Status")
-                if status == "100":  # idle heartbeat
-                    continue
-                owed = 0  # 404 no messages, 408 expired, 409 ...: the request is over
-                pull.expires_at = 0.0
-                if status == "409":
-                    description = _header(msg, "Description")
-                    log.warning("pull from %r: %s", options.durable, description)
-                    if "deleted" in description.lower():
-                        break
-        except _ClientErrors as exc:
-            log.warning("pull from %r failed: %s", options.durable, exc)
-            await backoff.sleep()
-        finally:
-            ready.down()
-            await _end_pull(nc, sub, inbox, pull, log)
+                await nc.publish(next_subject, request, reply=sub.subject)
+                owed, sent_at, generation = options.batch, time.monotonic(), link.generation
+                pull.expires_at = sent_at + _PULL_EXPIRES
+            msg = await inbox.get(_POLL)
+            if msg is None:
+                if generation != link.generation:
+                    owed = 0  # reconnected: the server forgot the request
+                    pull.expires_at = 0.0
+                elif time.monotonic() - sent_at > _PULL_EXPIRES + 2 * _POLL:
+                    _raise_if_js_denied(link, source)  # the pull request was refused
+                    link.note_timeout(nc)  # a silent link, maybe: tell the watchdog
+                    raise ConnectionLost(  # no answer, not even a 408: re-check the consumer
+                        f"pull from {options.durable!r}: no answer in {_PULL_EXPIRES} s"
+                    )
+                continue
+            if msg.reply:
+                owed -= 1
+                if owed == 0:  # the request is complete
+                    pull.expires_at = 0.0
+                yield _jetstream_delivery(msg, options, confirm_wait, pull)
+                continue
+            status = _header(msg, "Status")
+            if status == "100":  # idle heartbeat
+                continue
+            owed = 0  # 404 no messages, 408 expired, 409 ...: the request is over
+            pull.expires_at = 0.0
+            if status == "409":
+                description = _header(msg, "Description")
+                log.warning("pull from %r: %s", options.durable, description)
+                if "deleted" in description.lower():
+                    raise ConnectionLost(f"pull from {options.durable!r}: {description}")
+    except _ClientErrors as exc:
+        raise ConnectionLost(f"pull from {options.durable!r} failed: {exc}") from exc
+    finally:
+        ready.down()
+        await _end_pull(nc, sub, inbox, pull, log)
+    if not link.closing:
+        raise ConnectionLost(f"client closed under the pull from {options.durable!r}")
 
 
 def _header(msg: Msg, name: str) -> str:

@@ -190,7 +190,7 @@ def test_fail_fast_exits_1_naming_the_connector(kind: str, how: str, tmp_path: P
     where = (
         f"mqtt://meshgate@127.0.0.1:{port}"
         if kind == MQTT
-        else f"amqp://guest:****@127.0.0.1:{port}/"
+        else f"amqp://guest:***@127.0.0.1:{port}/"
     )
     assert f"cannot start: connector plant ({kind} {where}): connect failed:" in output, output
     assert "s3cret" not in output

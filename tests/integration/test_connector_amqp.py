@@ -312,7 +312,7 @@ async def test_consumer_survives_broker_side_connection_close(broker: Broker) ->
         await held.ack()  # stale: its channel is gone; must neither raise nor ack another
 
         got = await pump.wait_for(5)
-        assert conn.health.reconnects >= 1
+        assert conn.health.reconnects == 1  # one connection, back once (the core counts)
         again = [d for d in got[1:] if d.native_id == "evt-1"]
         assert len(again) == 1 and again[0].coordinates["redelivered"] is True
         assert sorted(d.native_id or "" for d in got[1:]) == ["evt-1", "raw-2", "raw-3", "raw-4"]

@@ -7,6 +7,7 @@ DISCONNECT 0x8E, so the reason-code path is proven here.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import paho.mqtt.client as paho
@@ -14,25 +15,47 @@ import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.reasoncodes import ReasonCode
 
-from connectors.backoff import Backoff
+from connectors.backoff import Backoff, BackoffPolicy
 from connectors.base import Health
 from connectors.mqtt import MqttOptions
 from connectors.mqtt.hub import Hub
 from connectors.mqtt.session import Session
-from connectors.mqtt.takeover import QUICK_LOSSES, QUICK_SECONDS
+from connectors.mqtt.takeover import QUICK_LOSSES, QUICK_SECONDS, ConnectionWatch
+from connectors.supervision import Supervisor
 
 LABEL = "connector plant (mqtt mqtt://127.0.0.1:1883)"
 
 
 def hub() -> Hub:
     options = MqttOptions(url="mqtt://127.0.0.1:1883", client_id="dup")
-    return Hub(
-        "plant",
-        options,
-        Health(),
-        logging.getLogger("meshgate.connectors.mqtt"),
-        new_backoff=lambda: Backoff(0.2, 10.0),
-    )
+    log = logging.getLogger("meshgate.connectors.mqtt")
+    supervisor = Supervisor(Health(), lambda: LABEL, log, policy=BackoffPolicy(0.2, 10.0))
+    return Hub("plant", options, supervisor, log)
+
+
+class Clock:
+    """The event loop's clock, moved by hand: how long connections held."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.now = 1000.0
+        monkeypatch.setattr(asyncio.get_running_loop(), "time", lambda: self.now)
+
+
+def connected(sessions: Hub, watch: ConnectionWatch) -> None:
+    """A CONNACK, as the source and the publisher report it."""
+    watch.connected()
+    sessions.up(watch.client_id)
+
+
+def lost(sessions: Hub, watch: ConnectionWatch, session: Session, reason: str) -> str:
+    """A loss, as the source and the publisher report it (takeover as suspect)."""
+    detail = watch.lost(session, reason)
+    sessions.down(watch.client_id, detail, suspect=watch.taken_over)
+    return detail
+
+
+def backoff(sessions: Hub) -> Backoff:
+    return sessions.supervisor._lines["dup"].backoff
 
 
 def disconnect(session: Session, reason: int | None) -> None:
@@ -74,36 +97,37 @@ async def test_immediate_disconnects_in_a_row_count_as_a_takeover_and_grow_the_b
     watch = sessions.watch("dup")
     for n in range(1, QUICK_LOSSES + 1):
         session = sessions.session("dup", clean_start=True, session_expiry=0)
-        watch.connected()  # and closed by the broker at once, without a reason
+        connected(sessions, watch)  # and closed by the broker at once, without a reason
         disconnect(session, None)
         assert not session.taken_over
-        watch.lost(session, session.closed.result())
+        lost(sessions, watch, session, session.closed.result())
         assert watch.taken_over is (n == QUICK_LOSSES)
-        watch.backoff.next_delay()  # what pause() draws
-    assert watch.backoff.attempt == QUICK_LOSSES  # never reset: the waits grow
+        sessions.supervisor.next_delay("dup")  # what the core's pause draws
+    assert backoff(sessions).attempt == QUICK_LOSSES  # never reset: the waits grow
     (error,) = takeover_errors(caplog)
     assert f"{QUICK_LOSSES} times in a row" in error and "client id 'dup'" in error
 
 
 async def test_a_connection_that_held_resets_the_backoff_and_is_no_takeover(
-    caplog: pytest.LogCaptureFixture,
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    clock = Clock(monkeypatch)
     sessions = hub()
     watch = sessions.watch("dup")
     for _ in range(QUICK_LOSSES + 2):
         session = sessions.session("dup", clean_start=True, session_expiry=0)
-        watch.connected()
-        assert watch._since is not None
-        watch._since -= QUICK_SECONDS + 1  # it held for a while (a broker restart, say)
+        connected(sessions, watch)
+        clock.now += QUICK_SECONDS + 1  # it held for a while (a broker restart, say)
         disconnect(session, None)
-        assert watch.lost(session, "disconnected (Unspecified error)").startswith("disconnected")
+        detail = lost(sessions, watch, session, "disconnected (Unspecified error)")
+        assert detail.startswith("disconnected")
         assert not watch.taken_over and watch.level == logging.WARNING
-        watch.backoff.next_delay()
-        watch.backoff.next_delay()  # failed attempts while the broker is away
-    watch.connected()
-    watch._since -= QUICK_SECONDS + 1
-    watch.lost(session, "disconnected")
-    assert watch.backoff.attempt == 0
+        sessions.supervisor.next_delay("dup")
+        sessions.supervisor.next_delay("dup")  # failed attempts while the broker is away
+    connected(sessions, watch)
+    clock.now += QUICK_SECONDS + 1
+    lost(sessions, watch, session, "disconnected")
+    assert backoff(sessions).attempt == 0
     assert takeover_errors(caplog) == []
 
 
@@ -113,31 +137,34 @@ async def test_failed_attempts_are_not_immediate_disconnects() -> None:
     for _ in range(QUICK_LOSSES + 2):
         session = sessions.session("dup", clean_start=True, session_expiry=0)
         session.abort("connect failed: refused")  # no CONNACK: connected() never ran
-        watch.lost(session, "cannot connect")
+        lost(sessions, watch, session, "cannot connect")
         assert not watch.taken_over
 
 
-async def test_after_a_takeover_the_backoff_grows_until_a_connection_held_long() -> None:
+async def test_after_a_takeover_the_backoff_grows_until_a_connection_held_long(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = Clock(monkeypatch)
     sessions = hub()
     watch = sessions.watch("dup")
     session = sessions.session("dup", clean_start=True, session_expiry=0)
-    watch.connected()
+    connected(sessions, watch)
     disconnect(session, 0x8E)
-    watch.lost(session, session.closed.result())
-    watch.backoff.next_delay()
+    lost(sessions, watch, session, session.closed.result())
+    sessions.supervisor.next_delay("dup")
     # The other client's next connect ends a connection that held a few seconds: no
     # reason code (Mosquitto 2.0), not immediate, yet no reset while the takeover lasts.
     session = sessions.session("dup", clean_start=True, session_expiry=0)
-    watch.connected()
-    assert watch._since is not None
-    watch._since -= QUICK_SECONDS + 3
+    connected(sessions, watch)
+    clock.now += QUICK_SECONDS + 3
     disconnect(session, None)
-    watch.lost(session, session.closed.result())
-    assert watch.backoff.attempt == 1
+    lost(sessions, watch, session, session.closed.result())
+    assert backoff(sessions).attempt == 1
     # Held for a long while: calm again, the next loss starts from a short wait.
     session = sessions.session("dup", clean_start=True, session_expiry=0)
-    watch.connected()
-    watch._since -= 3600
+    connected(sessions, watch)
+    clock.now += 3600
     disconnect(session, None)
-    watch.lost(session, session.closed.result())
-    assert watch.backoff.attempt == 0 and not watch.taken_over
+    lost(sessions, watch, session, session.closed.result())
+    assert backoff(sessions).attempt == 0 and not watch.taken_over
+    assert sessions.supervisor.health.reconnects == 2  # returns after a loss, per key

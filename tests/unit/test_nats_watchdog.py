@@ -21,7 +21,14 @@ import pytest
 from connectors.base import Health, HealthState
 from connectors.nats.config import NatsOptions
 from connectors.nats.link import Link, LinkReplaced
+from connectors.supervision import Supervisor
 from gateway.localbrokers import LOOPBACK, free_port
+
+
+def _supervisor() -> Supervisor:
+    supervisor = Supervisor(Health(), lambda: "connector edge (nats)", logging.getLogger("test"))
+    supervisor.connected("")  # up, as after start()
+    return supervisor
 
 
 class StandIn:
@@ -73,7 +80,7 @@ async def link() -> AsyncIterator[Link]:
         connect_timeout=0.2,
         watchdog_timeouts=3,
     )
-    link = Link("edge", options, Health(), logging.getLogger("meshgate.connectors.nats"))
+    link = Link("edge", options, _supervisor(), logging.getLogger("meshgate.connectors.nats"))
     try:
         yield link
     finally:
@@ -174,8 +181,8 @@ async def test_an_unanswered_probe_replaces_the_client(
     for task in (waiting, flushing):
         with pytest.raises(LinkReplaced):
             await asyncio.wait_for(task, 1)
-    assert link._health.state is HealthState.RECONNECTING
-    assert "went silent" in link._health.detail
+    assert link._supervisor.health.state is HealthState.RECONNECTING
+    assert "went silent" in link._supervisor.health.detail
     silent = [r for r in caplog.records if "silent (" in r.getMessage()]
     assert len(silent) == 1 and silent[0].levelno == logging.WARNING
     assert silent[0].getMessage().startswith("edge: NATS link to nats://127.0.0.1:4222 silent")
@@ -185,7 +192,7 @@ async def test_an_unanswered_probe_replaces_the_client(
 
 async def test_off_when_zero() -> None:
     options = NatsOptions(watchdog_timeouts=0)
-    link = Link("edge", options, Health(), logging.getLogger("test"))
+    link = Link("edge", options, _supervisor(), logging.getLogger("test"))
     client = StandIn(answers=False)
     adopt(link, client)
     for _ in range(10):

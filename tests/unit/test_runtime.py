@@ -461,6 +461,42 @@ async def test_delivery_pulled_during_stop_is_given_back_unprocessed(write_confi
     assert [number for number, _ in broker.topics["in"].messages] == [late]
 
 
+async def test_work_abandoned_at_the_drain_timeout_is_given_back_with_nack(
+    tmp_path: Path,
+) -> None:
+    # A route without a dead letter retries a target outage until it ends; a stop that
+    # outlasts the drain timeout abandons it. It is nacked with requeue (the broker
+    # redelivers it at once), never acked, never published.
+    broker = MemoryBroker.get("default")
+    broker.fail_publishes.extend([PublishTimeout("target down")] * 10_000)
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        HEADER.replace(
+            "drain_timeout_seconds: 5", f"drain_timeout_seconds: 0.3, state_dir: '{tmp_path}'"
+        )
+        + textwrap.indent(
+            textwrap.dedent("""
+            - name: outage
+              from: {connector: mem, topic: in}
+              to: [{connector: mem, topic: out}]
+              retry: {max_attempts: 2, initial_backoff_seconds: 0.01, max_backoff_seconds: 0.02}
+            """),
+            "  ",
+        )
+    )
+    gw = Gateway(load_config(path))
+    await gw.start()
+    stuck = broker.put("in", binding.to_message(event(7), Mode.BINARY))
+    await eventually(lambda: gw.stats["outage"].retries >= 3)
+    await gw.stop()
+    assert broker.acked == []
+    # Requeued at once, so the still pending pull may take it again: given back again.
+    assert broker.nacked and set(broker.nacked) == {stuck}
+    assert gw.stats["outage"].failed == 1
+    assert [number for number, _ in broker.topics["in"].messages] == [stuck]  # redelivered
+    assert received("out") == []
+
+
 async def test_hot_reload_keeps_unchanged_routes_exactly_once(write_config) -> None:
     stay = """
         - name: stay
