@@ -217,3 +217,40 @@ async def test_targets_without_publish_many_keep_the_per_delivery_path(gateway_f
     await eventually(lambda: len(broker.acked) == 10)
     assert sorted(ids("out")) == sorted(f"e{n}" for n in range(10))
     assert gw.pipelines[0].batcher.batches == 0
+
+
+async def test_a_batch_abandoned_at_the_drain_timeout_is_given_back(
+    faults: Faults, tmp_path: Path
+) -> None:
+    # Every event of the batch fails retriably and the route has no dead letter: they
+    # retry until the stop's drain timeout abandons them. Each is nacked with requeue,
+    # none acked or published.
+    for n in range(5):
+        faults.errors[f"e{n}"] = [ConnectionLost("down")] * 10_000
+    broker = MemoryBroker.get("default")
+    numbers = [broker.put("in", binding.to_message(event(n), Mode.BINARY)) for n in range(5)]
+    path = tmp_path / "config.yaml"
+    header = HEADER.replace("STATE", str(tmp_path / "state")).replace(
+        "drain_timeout_seconds: 5", "drain_timeout_seconds: 0.3"
+    )
+    path.write_text(
+        header
+        + textwrap.indent(
+            textwrap.dedent("""
+            - name: outage
+              from: {connector: mem, topic: in}
+              to: [{connector: mem, topic: out}]
+              retry: {max_attempts: 2, initial_backoff_seconds: 0.01, max_backoff_seconds: 0.02}
+            """),
+            "  ",
+        )
+    )
+    gw = Gateway(load_config(path))
+    await gw.start()
+    await eventually(lambda: gw.stats["outage"].retries >= 10)
+    assert gw.pipelines[0].batcher.batches >= 1
+    await gw.stop()
+    assert broker.acked == []
+    assert set(broker.nacked) == set(numbers)
+    assert gw.stats["outage"].in_flight == 0
+    assert ids("out") == []
