@@ -14,13 +14,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from connectors.backoff import Backoff
-from connectors.base import Delivery
+from connectors.base import Connector, Delivery
 from connectors.errors import ConnectorError
 from gateway.dlstore import StoreError
 from gateway.plan import Rendered, source_values
+from gateway.stats import ConnectorStats
 from routing.deadletter import dead_letter_event, reason_of
 from routing.errors import InvalidEvent, TemplateError
 from routing.event import CloudEvent
@@ -83,19 +84,10 @@ class Deliverer:
         sent = self.gateway.connector_stats[target.connector]
         while True:
             attempt += 1
-            begun = time.perf_counter() if self.gateway.timed else 0.0
             try:
-                if self.gateway.tracing is None:
-                    await connector.publish(options, event)
-                else:  # inside a send span whose context the message carries
-                    await self.gateway.tracing.send(connector, options, event, route)
-                sent.published += 1
-                if begun:
-                    sent.duration.observe(time.perf_counter() - begun)
+                await self._send(connector, sent, options, event, route)
                 return None
             except (ConnectorError, InvalidEvent) as exc:
-                sent.failed += 1
-                sent.last_error = f"{type(exc).__name__}: {exc}"
                 retriable = isinstance(exc, ConnectorError) and exc.retriable
                 # One WARNING per route and target every few seconds: an outage fails
                 # every in-flight event the same way (the rest go to DEBUG).
@@ -116,8 +108,6 @@ class Deliverer:
                 if not retriable or (attempt >= policy.max_attempts and not until_it_ends):
                     return exc, attempt, target.describe()
             except Exception as exc:
-                sent.failed += 1
-                sent.last_error = f"{type(exc).__name__}: {exc}"
                 # A connector bug (an untranslated client exception): retrying is unlikely
                 # to help, and the message must not be stranded; dead-letter it.
                 log.exception("route %s: bug: publish to %s raised", route.name, target.describe())
@@ -126,6 +116,30 @@ class Deliverer:
             if backoff is None:
                 backoff = Backoff(policy.initial_backoff, policy.max_backoff)
             await backoff.sleep()
+
+    async def _send(
+        self,
+        connector: Connector[Any, Any, Any],
+        sent: ConnectorStats,
+        options: Any,
+        event: CloudEvent,
+        route: Route,
+        dead_letter_of: BaseException | None = None,
+    ) -> None:
+        """One publish attempt, counted in the target connector's stats (either outcome)."""
+        begun = time.perf_counter() if self.gateway.timed else 0.0
+        try:
+            if self.gateway.tracing is None:
+                await connector.publish(options, event)
+            else:  # inside a send span whose context the message carries
+                await self.gateway.tracing.send(connector, options, event, route, dead_letter_of)
+        except Exception as exc:
+            sent.failed += 1
+            sent.last_error = f"{type(exc).__name__}: {exc}"
+            raise
+        sent.published += 1
+        if begun:
+            sent.duration.observe(time.perf_counter() - begun)
 
     async def dead_letter(
         self,
@@ -174,15 +188,9 @@ class Deliverer:
         attempt = 0
         while True:
             attempt += 1
-            begun = time.perf_counter() if self.gateway.timed else 0.0
             try:
-                if self.gateway.tracing is None:
-                    await connector.publish(options, letter)
-                else:
-                    await self.gateway.tracing.send(connector, options, letter, route, error)
+                await self._send(connector, sent, options, letter, route, error)
             except (ConnectorError, InvalidEvent) as exc:
-                sent.failed += 1
-                sent.last_error = f"{type(exc).__name__}: {exc}"
                 if isinstance(exc, InvalidEvent) or not exc.retriable:
                     return await self.store(
                         route, delivery, event, error, attempts, failed_target, exc
@@ -201,13 +209,8 @@ class Deliverer:
                 await asyncio.sleep(delay)
                 continue
             except Exception as exc:
-                sent.failed += 1
-                sent.last_error = f"{type(exc).__name__}: {exc}"
                 log.exception("route %s: bug: dead-letter publish raised", route.name)
                 return await self.store(route, delivery, event, error, attempts, failed_target, exc)
-            sent.published += 1
-            if begun:
-                sent.duration.observe(time.perf_counter() - begun)
             stats.dead_lettered += 1
             record(self.gateway, route.name, "dead_lettered", event, delivery, error)
             if self.gateway.tracing is not None:
