@@ -49,4 +49,5 @@ bench: bootstrap
 		exit 1; \
 	fi
 	@bash scripts/ensure-brokers.sh
+	@$(PY) -c "import faststream" 2>/dev/null || $(VENV)/bin/pip install -q -e '.[bench]'
 	$(PY) -m bench

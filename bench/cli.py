@@ -24,6 +24,7 @@ from typing import Any
 from bench import scenarios as catalogue
 from bench.endpoints import ENDPOINTS, Endpoint, Env, Kafka, NatsJetStream
 from bench.gateway_proc import ROOT, GatewayProcess
+from bench.peers import PEERS, available
 from bench.runner import PathFailed, PathResult, measure_path
 from bench.scenarios import Scenario
 from routing.bindings import Mode
@@ -225,6 +226,72 @@ class Bench:
             for endpoint in (source, *targets):
                 await endpoint.close()
 
+    async def peer_path(self, scenario: Scenario, peer: str) -> PathResult:
+        """Throughput of a peer bridge (``bench.peers``) in the gateway's place."""
+        source = await self.endpoint(scenario.source)
+        targets: list[Endpoint] = []
+        bridge: GatewayProcess | None = None
+        try:
+            for kind in scenario.targets:
+                targets.append(await self.endpoint(kind))
+            run = _token()
+            spec = {
+                "source": source.peer(run),
+                "targets": [target.peer(f"{run}-{n}") for n, target in enumerate(targets)],
+                "mode": scenario.mode.value,
+            }
+            workdir = self.workdir / f"{scenario.name.replace('/', '_')}-{peer}"
+            workdir.mkdir(parents=True, exist_ok=True)
+            bridge = GatewayProcess([spec], workdir, module=PEERS[peer])
+            throughput, _latency, _drained = await measure_path(
+                source,
+                targets,
+                events=self.events_for(scenario),
+                size=scenario.size,
+                mode=scenario.mode,
+                window=self.env.window,
+                gateway=bridge,
+                max_ahead=_max_ahead(scenario.kinds, scenario.size),
+            )
+            throughput.peak_rss_bytes = bridge.peak_rss_bytes()
+            return throughput
+        finally:
+            if bridge is not None:
+                code = bridge.stop(grace=10.0)
+                if code not in (0, None):
+                    log.warning("%s bridge of %s exited with %s", peer, scenario.name, code)
+            for endpoint in (source, *targets):
+                await endpoint.close()
+
+    async def _peers(self, scenario: Scenario, gateway: PathResult) -> dict[str, Any]:
+        """Each peer bridge on the same pair: its figures and meshgate's ratio to it
+        (events/s: gateway / peer; CPU per event: gateway / peer)."""
+        peers: dict[str, Any] = {}
+        for peer in self.args.peers:
+            why_not = available(peer)
+            if why_not is not None:
+                peers[peer] = {"skipped": why_not}
+                continue
+            try:
+                result = await self.peer_path(scenario, peer)
+            except PathFailed as exc:
+                log.error("%s bridge on %s failed: %s", peer, scenario.name, exc)
+                peers[peer] = {"error": str(exc)[:2000]}
+                continue
+            figures = result.as_dict()
+            figures["gateway_ratio"] = round(gateway.rate / result.rate, 3) if result.rate else None
+            if gateway.cpu_seconds and result.cpu_seconds:
+                figures["gateway_cpu_ratio"] = round(gateway.cpu_seconds / result.cpu_seconds, 3)
+            peers[peer] = figures
+            log.info(
+                "%-11s %-26s %9.0f ev/s  gateway x%.2f",
+                peer,
+                scenario.name,
+                result.rate,
+                figures["gateway_ratio"] or 0,
+            )
+        return peers
+
     async def scenario(self, scenario: Scenario) -> dict[str, Any]:
         raw = {kind: await self.raw_path(kind, scenario) for kind in dict.fromkeys(scenario.kinds)}
         slower = min(raw[kind]["events_per_s"] for kind in raw)
@@ -244,6 +311,8 @@ class Bench:
             gateway["tracing_cost"] = await self._cost(scenario, "tracing")
         if len(self.args.processes) > 1:
             gateway["scaling"] = await self._scaling(scenario, throughput)
+        if self.args.peers:
+            gateway["peers"] = await self._peers(scenario, throughput)
         gateway["ratio_to_slower_raw"] = round(throughput.rate / slower, 3) if slower else None
         if latency is not None and latency.latency_ms:
             gateway["latency_ms"] = latency.latency_ms
@@ -395,6 +464,7 @@ def render_table(results: list[dict[str, Any]], matching: dict[str, Any] | None)
             f"{gw.get('peak_rss_mb', 0):>6.1f} {gw.get('machine_busy_cpus', 0):>5.2f} "
             f"{_fmt_rate(gw['backlog']['events_per_s']) if 'backlog' in gw else '-':>10}"
         )
+    lines.extend(_peer_table(results))
     for feature in ("metrics", "tracing"):
         costs = [row for row in results if f"{feature}_cost" in row.get("gateway", {})]
         if not costs:
@@ -426,6 +496,61 @@ def render_table(results: list[dict[str, Any]], matching: dict[str, Any] | None)
                 f"({m['matches_per_event']} matches/event)"
             )
     return "\n".join(lines)
+
+
+def _peer_table(results: list[dict[str, Any]]) -> list[str]:
+    """meshgate against the peer bridges of the same run: rates, and its ratios to them
+    (ev/s: gateway / peer, above 1 = meshgate faster; CPU per event: gateway / peer,
+    below 1 = meshgate cheaper)."""
+    rows = [row for row in results if row.get("gateway", {}).get("peers")]
+    if not rows:
+        return []
+    names = list(rows[0]["gateway"]["peers"])
+    header = f"{'scenario':<24} {'gw ev/s':>9}" + "".join(
+        f" {name[:11] + ' ev/s':>16} {'gw/' + name[:4]:>8} {'cpu gw/' + name[:4]:>11}"
+        for name in names
+    )
+    lines = ["", "meshgate and the peer bridges, same run:", header, "-" * len(header)]
+    for row in rows:
+        gw = row["gateway"]
+        cells = [f"{row['scenario']:<24} {_fmt_rate(gw['events_per_s']):>9}"]
+        for name in names:
+            peer = gw["peers"].get(name, {})
+            if "events_per_s" not in peer:
+                note = "skipped" if "skipped" in peer else "failed"
+                cells.append(f" {note:>16} {'-':>8} {'-':>11}")
+                continue
+            ratio = peer.get("gateway_ratio")
+            cpu = peer.get("gateway_cpu_ratio")
+            cells.append(
+                f" {_fmt_rate(peer['events_per_s']):>16} "
+                f"{'-' if ratio is None else f'{ratio:.2f}':>8} "
+                f"{'-' if cpu is None else f'{cpu:.2f}':>11}"
+            )
+        lines.append("".join(cells))
+    skipped = {
+        peer["skipped"]
+        for row in rows
+        for peer in row["gateway"]["peers"].values()
+        if "skipped" in peer
+    }
+    lines.extend(f"  ({reason})" for reason in sorted(skipped))
+    return lines
+
+
+def _peer_names(text: str) -> list[str]:
+    """``--peers``: 'none', 'all' or a comma-separated list of names."""
+    if text == "none":
+        return []
+    if text == "all":
+        return list(PEERS)
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    unknown = [name for name in names if name not in PEERS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown peer(s) {unknown or text!r}; choose from {', '.join(PEERS)}, all, none"
+        )
+    return names
 
 
 def _with_admin(configs: list[dict[str, Any]]) -> list[str]:
@@ -587,6 +712,15 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         type=int,
         default=3,
         help="off/on pairs per scenario with --metrics both or --tracing both",
+    )
+    parser.add_argument(
+        "--peers",
+        type=_peer_names,
+        default=list(PEERS),
+        help="peer bridges measured on each scenario after the gateway, for meshgate's "
+        f"ratio to them: a comma-separated list of {', '.join(PEERS)}, 'all' (default) or "
+        "'none' (bench.peers: a minimal hand-written bridge; an idiomatic FastStream app, "
+        "needs meshgate[bench])",
     )
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="results JSON file")
     parser.add_argument(

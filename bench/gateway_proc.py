@@ -34,8 +34,15 @@ class GatewayProcess:
     """
 
     def __init__(
-        self, configs: list[dict[str, Any]], workdir: Path, profiler: str | None = None
+        self,
+        configs: list[dict[str, Any]],
+        workdir: Path,
+        profiler: str | None = None,
+        module: str | None = None,
     ) -> None:
+        # module: run ``python -m <module> <config>`` instead of the gateway (a peer
+        # bridge of bench.peers, measured the same way)
+        self.module = module
         self.config_paths: list[Path] = []
         self.log_paths: list[Path] = []
         for index, config in enumerate(configs):
@@ -62,6 +69,8 @@ class GatewayProcess:
                 "--no-watch",
                 str(config_path),
             ]
+            if self.module is not None:
+                cmd = [sys.executable, "-m", self.module, str(config_path)]
             with log_path.open("wb") as log:
                 self.processes.append(
                     subprocess.Popen(

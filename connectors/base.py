@@ -219,12 +219,15 @@ class Health:
     ``detail`` is the last error while not up (empty or a short note while up).
     ``reconnects`` counts connections re-established after a loss (RECONNECTING ->
     UP, per connection for connectors with several); failed first-connection
-    attempts are not reconnects.
+    attempts are not reconnects. ``dropped`` counts messages an at-most-once source
+    lost before the gateway saw them (a core NATS slow consumer); the connector
+    counts them and logs a throttled warning.
     """
 
     state: HealthState = HealthState.STARTING
     detail: str = ""
     reconnects: int = 0
+    dropped: int = 0
 
 
 class Nack(Protocol):

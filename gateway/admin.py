@@ -104,7 +104,12 @@ def _latency(histogram: DurationHistogram) -> dict[str, Any]:
 
 def _connector_state(gateway: Gateway, name: str) -> dict[str, Any]:
     health = gateway.connectors[name].health
-    return {"state": health.state.value, "reason": health.detail, "reconnects": health.reconnects}
+    return {
+        "state": health.state.value,
+        "reason": health.detail,
+        "reconnects": health.reconnects,
+        "dropped": health.dropped,
+    }
 
 
 def _down(gateway: Gateway, names: list[str]) -> str:

@@ -274,6 +274,13 @@ class Telemetry:
             description="Reconnections per connector.",
         )
         meter.create_observable_counter(
+            "meshgate.connector.dropped",
+            callbacks=[self._dropped],
+            unit="{message}",
+            description="Messages an at-most-once source lost before the gateway saw them "
+            "(core NATS slow consumer), per connector.",
+        )
+        meter.create_observable_counter(
             "messaging.client.sent.messages",
             callbacks=[self._sent],
             unit="{message}",
@@ -330,6 +337,10 @@ class Telemetry:
     def _reconnects(self, _options: CallbackOptions) -> Iterator[Observation]:
         for name, connector in list(self.gateway.connectors.items()):
             yield Observation(connector.health.reconnects, {"connector": name})
+
+    def _dropped(self, _options: CallbackOptions) -> Iterator[Observation]:
+        for name, connector in list(self.gateway.connectors.items()):
+            yield Observation(connector.health.dropped, {"connector": name})
 
     def _connector_attributes(self, name: str) -> dict[str, str]:
         connector = self.gateway.connectors.get(name)

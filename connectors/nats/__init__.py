@@ -4,8 +4,9 @@ Features
     - Sources: core NATS subscriptions with wildcards (``*`` one token, ``>`` the
       rest) and optional queue groups for scale-out, **at-most-once**: ack/nack are
       no-ops, a disconnect or a slow consumer (more than ``pending_msgs_limit``
-      messages buffered) loses messages, and the drops are logged and counted
-      (``NatsConnector.slow_consumer_drops``).
+      messages or ``pending_bytes_limit`` bytes buffered; the defaults are nats-py's
+      and nats.go's) loses messages, and the drops are logged (throttled) and
+      counted (``Health.dropped``, ``NatsConnector.slow_consumer_drops``).
     - Sources with a ``jetstream`` block: a durable pull consumer with explicit acks,
       **at-least-once**. Gateways sharing the durable share the work. ack -> +ACK,
       nack(requeue=True) -> -NAK (redelivered now), nack(requeue=False) -> +TERM

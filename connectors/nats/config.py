@@ -14,7 +14,7 @@ import re
 import ssl
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Self
+from typing import Any, ClassVar, Final, Literal, Self
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -33,6 +33,8 @@ from connectors.renamed import Renamed
 from connectors.tls import TlsOptions, client_context, legacy_tls_error
 
 __all__ = [
+    "PENDING_BYTES_LIMIT",
+    "PENDING_MSGS_LIMIT",
     "DeliverPolicy",
     "JetStreamSource",
     "NatsOptions",
@@ -40,6 +42,11 @@ __all__ = [
     "NatsTarget",
     "check_publish_subject",
 ]
+
+PENDING_MSGS_LIMIT: Final = 512 * 1024
+"""Core NATS subscription buffer, messages: the default of nats-py and nats.go."""
+PENDING_BYTES_LIMIT: Final = 64 * 1024 * 1024
+"""Core NATS subscription buffer, payload bytes: nats.go's default (nats-py's is 128 MiB)."""
 
 _SCHEMES = frozenset({"nats", "tls"})
 _NAME = re.compile(r"[A-Za-z0-9_-]+")
@@ -283,8 +290,8 @@ class NatsSource(SourceOptions):
 
     Without ``jetstream`` this is a core NATS subscription: at-most-once, ack and nack
     are no-ops, and a gateway that falls behind by more than ``pending_msgs_limit``
-    messages drops the excess (slow consumer). With ``jetstream`` it is a durable pull
-    consumer with explicit acks: at-least-once.
+    messages or ``pending_bytes_limit`` bytes drops the excess (slow consumer). With
+    ``jetstream`` it is a durable pull consumer with explicit acks: at-least-once.
     """
 
     subject: str = Field(description="Subject to read; wildcards '*' (one token) and '>' (rest).")
@@ -294,13 +301,17 @@ class NatsSource(SourceOptions):
         "with jetstream (share a durable instead).",
     )
     pending_msgs_limit: int = Field(
-        default=1024,
+        default=PENDING_MSGS_LIMIT,
         ge=1,
-        description="Core NATS: most messages buffered locally; the client drops the excess "
-        "(slow consumer) and the connector logs and counts the drops.",
+        description="Core NATS: most messages buffered locally (the default is nats-py's "
+        "and nats.go's); past it or pending_bytes_limit the client drops new messages "
+        "(slow consumer), counted as the connector's dropped and logged.",
     )
     pending_bytes_limit: int = Field(
-        default=64 * 1024 * 1024, ge=1, description="Core NATS: most bytes buffered locally."
+        default=PENDING_BYTES_LIMIT,
+        ge=1,
+        description="Core NATS: most payload bytes buffered locally (nats.go's default): "
+        "what bounds the memory of a burst.",
     )
     jetstream: JetStreamSource | None = Field(
         default=None,

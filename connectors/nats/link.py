@@ -44,6 +44,7 @@ from nats.js import JetStreamContext
 
 from connectors.errors import ConnectionLost
 from connectors.nats.config import NatsOptions
+from connectors.nats.drops import DropReport
 from connectors.nats.pubacks import PubAcks, SharedFlush
 from connectors.redact import redact_url
 from connectors.supervision import Supervisor, SupervisorClosed
@@ -87,8 +88,7 @@ class Link:
         self._tls: ssl.SSLContext | None = None
         self._refused: asyncio.Future[TlsNotOffered] | None = None
         self._denials: dict[tuple[str, str], str] = {}  # (publish|subscription, subject)
-        self.slow_consumer_drops = 0
-        """Core NATS messages the client dropped because a source fell behind."""
+        self._drops = DropReport(label, supervisor.health, log)
         self.generation = 0
         """Bumped on every (re)connection: pull requests sent before are lost."""
         self.watchdog_replacements = 0
@@ -267,6 +267,7 @@ class Link:
             # for its reconnect loop, so it is bounded the same way.
             silent = silent or not nc.is_connected
             await (self._drop(nc) if silent else _discard(nc))
+        self._drops.flush()  # the last drops of a burst, before the timer is lost
         self._supervisor.closed()
 
     # -- connecting -----------------------------------------------------------------
@@ -430,34 +431,46 @@ class Link:
 
     # -- nats-py callbacks (bound to one client: a replaced client's events are ignored) --
 
+    def _on_error(self, nc: Client, exc: Exception) -> None:
+        """nats-py's error callback for client ``nc``."""
+        # The reason a connect failed: a broken pipe right after the server said
+        # why (authorization, TLS) must not hide that reason.
+        said_why = (nats.errors.AuthorizationError, ssl.SSLCertVerificationError, TlsNotOffered)
+        if not (isinstance(exc, OSError) and isinstance(self._last_error, said_why)):
+            self._last_error = exc
+        refused = self._refused
+        if isinstance(exc, TlsNotOffered) and refused is not None and not refused.done():
+            refused.set_result(exc)
+        if nc is self._nc and self._note_denial(exc):
+            return
+        if isinstance(exc, nats.errors.SlowConsumerError):
+            self.note_drop(exc.subject)
+        elif nc is self._nc:
+            # Failed attempts while reconnecting are expected: the drop was logged.
+            level = logging.DEBUG if nc.is_reconnecting else logging.WARNING
+            self._log.log(level, "%s: NATS error: %s", self._label, _describe(exc))
+
+    def _note_denial(self, exc: Exception) -> bool:
+        """Keep a permissions violation for whoever waits on its subject; True if it was one.
+
+        Answered asynchronously (-ERR); the connection stays. Whoever waits on that
+        subject (the sink after its flush or timeout, a new subscription after its
+        flush) picks it up with take_denial.
+        """
+        denial = _PERMISSION.search(str(exc))
+        if denial is None:
+            return False
+        # nats-py lowercases -ERR texts: subjects are matched case-insensitively.
+        kind, subject = denial.group(1).lower(), denial.group(2).lower()
+        self._denials[(kind, subject)] = str(exc)
+        if len(self._denials) > 1024:  # nobody asked for old ones: bounded
+            self._denials.pop(next(iter(self._denials)))
+        self._log.warning("%s: NATS %s", self._label, _describe(exc))
+        return True
+
     def _callbacks(self, nc: Client) -> dict[str, Any]:
         async def on_error(exc: Exception) -> None:
-            # The reason a connect failed: a broken pipe right after the server said
-            # why (authorization, TLS) must not hide that reason.
-            said_why = (nats.errors.AuthorizationError, ssl.SSLCertVerificationError, TlsNotOffered)
-            if not (isinstance(exc, OSError) and isinstance(self._last_error, said_why)):
-                self._last_error = exc
-            refused = self._refused
-            if isinstance(exc, TlsNotOffered) and refused is not None and not refused.done():
-                refused.set_result(exc)
-            denial = _PERMISSION.search(str(exc))
-            if denial is not None and nc is self._nc:
-                # Answered asynchronously (-ERR); the connection stays. Whoever waits on
-                # that subject (the sink after its flush or timeout, a new subscription
-                # after its flush) picks it up with take_denial.
-                # nats-py lowercases -ERR texts: subjects are matched case-insensitively.
-                kind, subject = denial.group(1).lower(), denial.group(2).lower()
-                self._denials[(kind, subject)] = str(exc)
-                if len(self._denials) > 1024:  # nobody asked for old ones: bounded
-                    self._denials.pop(next(iter(self._denials)))
-                self._log.warning("%s: NATS %s", self._label, _describe(exc))
-                return
-            if isinstance(exc, nats.errors.SlowConsumerError):
-                self.note_drop(exc.subject)
-            elif nc is self._nc:
-                # Failed attempts while reconnecting are expected: the drop was logged.
-                level = logging.DEBUG if nc.is_reconnecting else logging.WARNING
-                self._log.log(level, "%s: NATS error: %s", self._label, _describe(exc))
+            self._on_error(nc, exc)
 
         async def on_disconnected() -> None:
             if nc is self._nc and not self._closing:
@@ -495,17 +508,13 @@ class Link:
         return None
 
     def note_drop(self, subject: str) -> None:
-        """Count (and log, sparingly) a core NATS message dropped by a slow consumer."""
-        self.slow_consumer_drops += 1
-        drops = self.slow_consumer_drops
-        if drops & (drops - 1) == 0:  # 1, 2, 4, 8, ...: visible without flooding the log
-            self._log.warning(
-                "%s: core NATS slow consumer on %r: %d message(s) dropped so far "
-                "(at-most-once; use a JetStream source to keep them)",
-                self._label,
-                subject,
-                drops,
-            )
+        """Count (and log, throttled) a core NATS message dropped by a slow consumer."""
+        self._drops.note(subject)
+
+    @property
+    def slow_consumer_drops(self) -> int:
+        """Core NATS messages dropped because a source fell behind (``Health.dropped``)."""
+        return self._drops.total
 
 
 class TlsNotOffered(nats.errors.Error):

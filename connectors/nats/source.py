@@ -1,8 +1,9 @@
 """Reading NATS: core subscriptions (at-most-once) and JetStream durable pull consumers.
 
 Core NATS has no acknowledgements: a delivery's ack/nack do nothing. Messages wait
-in a buffer of ``pending_msgs_limit``; while it is full, new ones are dropped (a
-slow consumer: at-most-once), counted and logged by the link.
+in a buffer of ``pending_msgs_limit`` messages and ``pending_bytes_limit`` payload
+bytes (nats-py's and nats.go's defaults: 524,288 and 64 MiB); while it is full, new
+ones are dropped (a slow consumer: at-most-once), counted and logged by the link.
 
 JetStream: one pull request for up to ``batch`` messages is outstanding at a time,
 and the next one is sent only once the consumer has taken the last message of the
@@ -70,22 +71,41 @@ class _Inbox:
 
     Taking a buffered message does not touch the event loop (``next_msg`` would start
     a task per message), so a run of deliveries and their acks is processed in one go
-    and the acks leave in one write.
+    and the acks leave in one write. With limits (core NATS), at most ``max_msgs``
+    messages and ``max_bytes`` payload bytes wait; a message past either is dropped
+    and reported to ``on_drop`` (the nats-py subscription's own buffer only holds a
+    message until this callback has taken it).
     """
 
-    def __init__(self, limit: int | None = None, on_drop: Callable[[str], None] | None = None):
+    def __init__(
+        self,
+        max_msgs: int | None = None,
+        max_bytes: int | None = None,
+        on_drop: Callable[[str], None] | None = None,
+    ) -> None:
         self._msgs: deque[Msg] = deque()
         self._arrived = asyncio.Event()
-        self._limit = limit
+        self._max_msgs = max_msgs
+        self._max_bytes = max_bytes
+        self._bytes = 0
         self._on_drop = on_drop
 
     async def put(self, msg: Msg) -> None:
-        if self._limit is not None and len(self._msgs) >= self._limit:
-            if self._on_drop is not None:
-                self._on_drop(msg.subject)
-            return
+        if self._max_msgs is not None:  # core NATS: bounded, drop past the limits
+            size = len(msg.data)
+            full = len(self._msgs) >= self._max_msgs
+            if full or (self._max_bytes is not None and self._bytes + size > self._max_bytes):
+                if self._on_drop is not None:
+                    self._on_drop(msg.subject)
+                return
+            self._bytes += size
         self._msgs.append(msg)
         self._arrived.set()
+
+    def _took(self, msg: Msg) -> Msg:
+        if self._max_msgs is not None:
+            self._bytes -= len(msg.data)
+        return msg
 
     async def get(self, wait: float) -> Msg | None:
         """The next message, or None when none came within ``wait`` seconds."""
@@ -96,11 +116,12 @@ class _Inbox:
                     await self._arrived.wait()
             except TimeoutError:
                 return None
-        return self._msgs.popleft()
+        return self._took(self._msgs.popleft())
 
     def take_all(self) -> list[Msg]:
         msgs = list(self._msgs)
         self._msgs.clear()
+        self._bytes = 0
         return msgs
 
 
@@ -147,13 +168,15 @@ async def subscribe_core(
     nc = await link.client()
     if nc is None:
         return
-    # Bounded: past pending_msgs_limit undelivered messages, new ones are dropped.
-    inbox = _Inbox(source.pending_msgs_limit, link.note_drop)
+    # Bounded: past pending_msgs_limit messages or pending_bytes_limit bytes not handed
+    # out yet, new ones are dropped (counted and logged by the link).
+    inbox = _Inbox(source.pending_msgs_limit, source.pending_bytes_limit, link.note_drop)
     try:
         sub = await nc.subscribe(
             source.subject,
             queue=source.queue_group or "",
             cb=inbox.put,
+            pending_msgs_limit=source.pending_msgs_limit,
             pending_bytes_limit=source.pending_bytes_limit,
         )
         # The server answers a denied SUB with -ERR before this flush's PONG.

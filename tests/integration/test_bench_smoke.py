@@ -2,11 +2,14 @@
 
 The benchmark is not a test of speed (docs/performance.md): this only keeps the one
 command that measures it working, on the quickest scenario, with two gateway
-processes sharing the source (the scale-out path) and the backlog phase.
+processes sharing the source (the scale-out path), the backlog phase and the peer
+bridges (bench/peers: hand-written always; FastStream where meshgate[bench] is
+installed, else reported as skipped).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -55,6 +58,17 @@ def test_quick_bench_writes_every_figure(tmp_path: Path) -> None:
     backlog = gateway["backlog"]
     assert backlog["received"] == backlog["events"] and backlog["events_per_s"] > 0
     assert row["raw"]["nats"]["events_per_s"] > 0
+    peers = gateway["peers"]
+    assert list(peers) == ["handwritten", "faststream"]
+    hand = peers["handwritten"]
+    assert hand["received"] == hand["events"] and hand["duplicates"] == 0
+    assert hand["gateway_ratio"] > 0 and hand["gateway_cpu_ratio"] > 0
+    fast = peers["faststream"]
+    if importlib.util.find_spec("faststream") is None:
+        assert "meshgate[bench]" in fast["skipped"]
+    else:
+        assert fast["received"] == fast["events"] and fast["gateway_ratio"] > 0
+    assert "meshgate and the peer bridges, same run:" in run.stdout
 
 
 def test_processes_share_the_source_as_a_fleet_would() -> None:
@@ -85,3 +99,12 @@ def test_processes_takes_a_count_or_a_list() -> None:
     for bad in ("0", "1,x", ""):
         with pytest.raises(SystemExit):
             _parse(["--processes", bad])
+
+
+def test_peers_takes_names_all_or_none() -> None:
+    assert _parse([]).peers == ["handwritten", "faststream"]
+    assert _parse(["--peers", "all"]).peers == ["handwritten", "faststream"]
+    assert _parse(["--peers", "none"]).peers == []
+    assert _parse(["--peers", "handwritten"]).peers == ["handwritten"]
+    with pytest.raises(SystemExit):
+        _parse(["--peers", "benthos"])

@@ -30,6 +30,7 @@ EXPOSED = {
     "meshgate_route_duration_seconds": "histogram",
     "meshgate_connector_up": "gauge",
     "meshgate_connector_reconnects": "counter",
+    "meshgate_connector_dropped": "counter",
     "meshgate_connector_publish_duration_seconds": "histogram",
     "messaging_client_sent_messages": "counter",
     "messaging_client_consumed_messages": "counter",
@@ -161,6 +162,7 @@ async def test_every_metric_is_exposed_with_its_documented_name(tmp_path: Path) 
             await asyncio.sleep(0.01)
         ready, body = readiness(gateway)
         assert ready, body
+        assert body["connectors"]["mem"]["dropped"] == 0
         text = telemetry.prometheus_text().decode()
     finally:
         await gateway.stop()

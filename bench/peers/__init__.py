@@ -1,0 +1,36 @@
+"""Peers of the gateway in the bench: bridges a user would write instead of meshgate.
+
+Each runs as a child process (``python -m bench.peers.<module> spec.yaml``) between the
+bench's raw publisher and raw consumer, exactly where the gateway process sits, so its
+rate and CPU are measured the same way (``bench.gateway_proc``):
+
+- ``handwritten``: a minimal bridge on the same clients as meshgate, per message:
+  receive, publish and wait for the broker's confirmation, then ack the source
+  (nats-py pull ``fetch`` + JetStream publish/PubAck + ``ack``; aiokafka with manual
+  commits; aio-pika with publisher confirms and manual acks; aiomqtt/paho QoS 1 with
+  manual PUBACKs). Messages of one fetched batch (or up to the prefetch window) are
+  forwarded concurrently.
+- ``faststream`` (``faststream_app``): an idiomatic FastStream app (``pip install
+  'meshgate[bench]'``): a subscriber on the source broker with ``AckPolicy.ACK``
+  whose handler publishes to the target broker(s) and returns; FastStream's defaults
+  otherwise.
+
+Both map CloudEvents attributes between the protocols' carriers (``bench.peers.carry``)
+as any bridge of CloudEvents must; neither validates events (meshgate does).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+__all__ = ["PEERS", "available"]
+
+PEERS = {"handwritten": "bench.peers.handwritten", "faststream": "bench.peers.faststream_app"}
+"""Peer bridge name -> the module run as ``python -m``, in table order."""
+
+
+def available(name: str) -> str | None:
+    """None when peer ``name`` can run here, else why not."""
+    if name == "faststream" and importlib.util.find_spec("faststream") is None:
+        return "FastStream is not installed (pip install 'meshgate[bench]')"
+    return None
