@@ -298,6 +298,16 @@ class MessageSpec:
         value = self.fields.get(name)
         return default if value is None else str(value)
 
+    def required(self, name: str, what: str) -> str:
+        """Field ``name`` (else ``address``) as text; ``MessageSpecError`` when neither is set.
+
+        ``what`` names the spec in the error, e.g. ``"a kafka --message"``.
+        """
+        value = self.text(name, self.address)
+        if not value:
+            raise MessageSpecError(f"{what} needs `{name}` (or `address`)")
+        return value
+
     @property
     def native_content_type(self) -> str | None:
         """``content_type``, else a ``content-type`` header (any case)."""

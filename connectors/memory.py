@@ -35,7 +35,7 @@ from connectors.base import (
     TargetOptions,
     dry_run_delivery,
 )
-from connectors.errors import ConnectionLost, ConnectorError, MessageSpecError, PublishRejected
+from connectors.errors import ConnectionLost, ConnectorError, PublishRejected
 from connectors.readiness import Subscriptions
 from connectors.topology import Matcher, Topology, may_equal
 from routing.bindings import merge_headers
@@ -236,9 +236,7 @@ class MemoryConnector(Connector[MemoryOptions, MemorySource, MemoryTarget, bindi
     def dry_run_delivery(
         cls, options: MemoryOptions, spec: MessageSpec
     ) -> Delivery[binding.NatsMessage]:
-        topic = spec.text("topic", spec.address)
-        if not topic:
-            raise MessageSpecError("a memory --message needs `topic` (or `address`)")
+        topic = spec.required("topic", "a memory --message")
         message = binding.NatsMessage(spec.payload, dict(spec.headers) or None)
         return dry_run_delivery(spec, message, topic, coordinates={"topic": topic})
 

@@ -14,13 +14,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from connectors.backoff import Backoff
-from connectors.base import Delivery
+from connectors.base import Connector, Delivery
 from connectors.errors import ConnectorError
 from gateway.dlstore import StoreError
 from gateway.plan import Rendered, source_values
+from gateway.stats import ConnectorStats
 from routing.deadletter import dead_letter_event, reason_of
 from routing.errors import InvalidEvent, TemplateError
 from routing.event import CloudEvent
@@ -89,55 +90,67 @@ class Deliverer:
         sent = self.gateway.connector_stats[target.connector]
         while True:
             attempt += 1
-            error, failed = failed, None
-            if error is None:
-                begun = time.perf_counter() if self.gateway.timed else 0.0
-                try:
-                    if self.gateway.tracing is None:
-                        await connector.publish(options, event)
-                    else:  # inside a send span whose context the message carries
-                        await self.gateway.tracing.send(connector, options, event, route)
-                    sent.published += 1
-                    if begun:
-                        sent.duration.observe(time.perf_counter() - begun)
+            try:
+                if failed is None:
+                    await self._send(connector, sent, options, event, route)
                     return None
-                except Exception as exc:
-                    error = exc
-            sent.failed += 1
-            sent.last_error = f"{type(error).__name__}: {error}"
-            if not isinstance(error, ConnectorError | InvalidEvent):
-                # A connector bug (an untranslated client exception): retrying is unlikely
-                # to help, and the message must not be stranded; dead-letter it.
-                log.error(
-                    "route %s: bug: publish to %s raised",
+                first, failed = failed, None
+                sent.failed += 1  # counted as _send counts a failed attempt
+                sent.last_error = f"{type(first).__name__}: {first}"
+                raise first
+            except (ConnectorError, InvalidEvent) as exc:
+                retriable = isinstance(exc, ConnectorError) and exc.retriable
+                # One WARNING per route and target every few seconds: an outage fails
+                # every in-flight event the same way (the rest go to DEBUG).
+                held = None
+                if attempt <= policy.max_attempts:
+                    held = self.gateway.publish_warnings.admit(f"{route.name}\0{target.connector}")
+                log.log(
+                    logging.DEBUG if held is None else logging.WARNING,
+                    "route %s: publish to %s failed (attempt %d/%d%s): %s%s",
                     route.name,
                     target.describe(),
-                    exc_info=error,
+                    attempt,
+                    policy.max_attempts,
+                    "; no dead_letter: retrying until it succeeds" if until_it_ends else "",
+                    exc,
+                    f" ({held} more failed attempts since the last warning)" if held else "",
                 )
-                return error, attempt, target.describe()
-            retriable = isinstance(error, ConnectorError) and error.retriable
-            # One WARNING per route and target every few seconds: an outage fails
-            # every in-flight event the same way (the rest go to DEBUG).
-            held = None
-            if attempt <= policy.max_attempts:
-                held = self.gateway.publish_warnings.admit(f"{route.name}\0{target.connector}")
-            log.log(
-                logging.DEBUG if held is None else logging.WARNING,
-                "route %s: publish to %s failed (attempt %d/%d%s): %s%s",
-                route.name,
-                target.describe(),
-                attempt,
-                policy.max_attempts,
-                "; no dead_letter: retrying until it succeeds" if until_it_ends else "",
-                error,
-                f" ({held} more failed attempts since the last warning)" if held else "",
-            )
-            if not retriable or (attempt >= policy.max_attempts and not until_it_ends):
-                return error, attempt, target.describe()
+                if not retriable or (attempt >= policy.max_attempts and not until_it_ends):
+                    return exc, attempt, target.describe()
+            except Exception as exc:
+                # A connector bug (an untranslated client exception): retrying is unlikely
+                # to help, and the message must not be stranded; dead-letter it.
+                log.exception("route %s: bug: publish to %s raised", route.name, target.describe())
+                return exc, attempt, target.describe()
             self.gateway.stats[route.name].retries += 1
             if backoff is None:
                 backoff = Backoff(policy.initial_backoff, policy.max_backoff)
             await backoff.sleep()
+
+    async def _send(
+        self,
+        connector: Connector[Any, Any, Any],
+        sent: ConnectorStats,
+        options: Any,
+        event: CloudEvent,
+        route: Route,
+        dead_letter_of: BaseException | None = None,
+    ) -> None:
+        """One publish attempt, counted in the target connector's stats (either outcome)."""
+        begun = time.perf_counter() if self.gateway.timed else 0.0
+        try:
+            if self.gateway.tracing is None:
+                await connector.publish(options, event)
+            else:  # inside a send span whose context the message carries
+                await self.gateway.tracing.send(connector, options, event, route, dead_letter_of)
+        except Exception as exc:
+            sent.failed += 1
+            sent.last_error = f"{type(exc).__name__}: {exc}"
+            raise
+        sent.published += 1
+        if begun:
+            sent.duration.observe(time.perf_counter() - begun)
 
     async def dead_letter(
         self,
@@ -186,15 +199,9 @@ class Deliverer:
         attempt = 0
         while True:
             attempt += 1
-            begun = time.perf_counter() if self.gateway.timed else 0.0
             try:
-                if self.gateway.tracing is None:
-                    await connector.publish(options, letter)
-                else:
-                    await self.gateway.tracing.send(connector, options, letter, route, error)
+                await self._send(connector, sent, options, letter, route, error)
             except (ConnectorError, InvalidEvent) as exc:
-                sent.failed += 1
-                sent.last_error = f"{type(exc).__name__}: {exc}"
                 if isinstance(exc, InvalidEvent) or not exc.retriable:
                     return await self.store(
                         route, delivery, event, error, attempts, failed_target, exc
@@ -213,13 +220,8 @@ class Deliverer:
                 await asyncio.sleep(delay)
                 continue
             except Exception as exc:
-                sent.failed += 1
-                sent.last_error = f"{type(exc).__name__}: {exc}"
                 log.exception("route %s: bug: dead-letter publish raised", route.name)
                 return await self.store(route, delivery, event, error, attempts, failed_target, exc)
-            sent.published += 1
-            if begun:
-                sent.duration.observe(time.perf_counter() - begun)
             stats.dead_lettered += 1
             record(self.gateway, route.name, "dead_lettered", event, delivery, error)
             if self.gateway.tracing is not None:

@@ -16,7 +16,7 @@ from connectors.base import (
     RawMessage,
     dry_run_delivery,
 )
-from connectors.errors import ConnectionLost, ConnectorError, MessageSpecError
+from connectors.errors import ConnectionLost, ConnectorError
 from connectors.headertext import header_bytes
 from connectors.kafka.asyncapi import KafkaAsyncApi
 from connectors.kafka.config import KafkaOptions, KafkaSource, KafkaTarget
@@ -210,9 +210,7 @@ class KafkaConnector(Connector[KafkaOptions, KafkaSource, KafkaTarget, binding.K
     def dry_run_delivery(
         cls, options: KafkaOptions, spec: MessageSpec
     ) -> Delivery[binding.KafkaMessage]:
-        topic = spec.text("topic", spec.address)
-        if not topic:
-            raise MessageSpecError("a kafka --message needs `topic` (or `address`)")
+        topic = spec.required("topic", "a kafka --message")
         headers = tuple((name, value.encode()) for name, value in spec.headers.items())
         key = None if spec.key is None else spec.key.encode()
         coordinates: dict[str, str | int] = {"topic": topic}

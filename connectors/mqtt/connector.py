@@ -230,9 +230,7 @@ class MqttConnector(Connector[MqttOptions, MqttSource, MqttTarget, binding.MqttM
     def dry_run_delivery(
         cls, options: MqttOptions, spec: MessageSpec
     ) -> Delivery[binding.MqttMessage]:
-        topic = spec.text("topic", spec.address)
-        if not topic:
-            raise MessageSpecError("an mqtt --message needs `topic` (or `address`)")
+        topic = spec.required("topic", "an mqtt --message")
         content_type = spec.native_content_type
         properties = tuple(
             (name, value) for name, value in spec.headers.items() if name.lower() != "content-type"

@@ -15,7 +15,7 @@ from connectors.base import (
     RawMessage,
     dry_run_delivery,
 )
-from connectors.errors import ConnectionLost, MessageSpecError, PublishRejected
+from connectors.errors import ConnectionLost, PublishRejected
 from connectors.nats import sink
 from connectors.nats.asyncapi import NatsAsyncApi
 from connectors.nats.config import (
@@ -191,9 +191,7 @@ class NatsConnector(Connector[NatsOptions, NatsSource, NatsTarget, NatsMessage])
 
     @classmethod
     def dry_run_delivery(cls, options: NatsOptions, spec: MessageSpec) -> Delivery[NatsMessage]:
-        subject = spec.text("subject", spec.address)
-        if not subject:
-            raise MessageSpecError("a nats --message needs `subject` (or `address`)")
+        subject = spec.required("subject", "a nats --message")
         message = NatsMessage(spec.payload, dict(spec.headers) or None)
         return dry_run_delivery(spec, message, subject, coordinates={"subject": subject})
 

@@ -431,34 +431,46 @@ class Link:
 
     # -- nats-py callbacks (bound to one client: a replaced client's events are ignored) --
 
+    def _on_error(self, nc: Client, exc: Exception) -> None:
+        """nats-py's error callback for client ``nc``."""
+        # The reason a connect failed: a broken pipe right after the server said
+        # why (authorization, TLS) must not hide that reason.
+        said_why = (nats.errors.AuthorizationError, ssl.SSLCertVerificationError, TlsNotOffered)
+        if not (isinstance(exc, OSError) and isinstance(self._last_error, said_why)):
+            self._last_error = exc
+        refused = self._refused
+        if isinstance(exc, TlsNotOffered) and refused is not None and not refused.done():
+            refused.set_result(exc)
+        if nc is self._nc and self._note_denial(exc):
+            return
+        if isinstance(exc, nats.errors.SlowConsumerError):
+            self.note_drop(exc.subject)
+        elif nc is self._nc:
+            # Failed attempts while reconnecting are expected: the drop was logged.
+            level = logging.DEBUG if nc.is_reconnecting else logging.WARNING
+            self._log.log(level, "%s: NATS error: %s", self._label, _describe(exc))
+
+    def _note_denial(self, exc: Exception) -> bool:
+        """Keep a permissions violation for whoever waits on its subject; True if it was one.
+
+        Answered asynchronously (-ERR); the connection stays. Whoever waits on that
+        subject (the sink after its flush or timeout, a new subscription after its
+        flush) picks it up with take_denial.
+        """
+        denial = _PERMISSION.search(str(exc))
+        if denial is None:
+            return False
+        # nats-py lowercases -ERR texts: subjects are matched case-insensitively.
+        kind, subject = denial.group(1).lower(), denial.group(2).lower()
+        self._denials[(kind, subject)] = str(exc)
+        if len(self._denials) > 1024:  # nobody asked for old ones: bounded
+            self._denials.pop(next(iter(self._denials)))
+        self._log.warning("%s: NATS %s", self._label, _describe(exc))
+        return True
+
     def _callbacks(self, nc: Client) -> dict[str, Any]:
         async def on_error(exc: Exception) -> None:
-            # The reason a connect failed: a broken pipe right after the server said
-            # why (authorization, TLS) must not hide that reason.
-            said_why = (nats.errors.AuthorizationError, ssl.SSLCertVerificationError, TlsNotOffered)
-            if not (isinstance(exc, OSError) and isinstance(self._last_error, said_why)):
-                self._last_error = exc
-            refused = self._refused
-            if isinstance(exc, TlsNotOffered) and refused is not None and not refused.done():
-                refused.set_result(exc)
-            denial = _PERMISSION.search(str(exc))
-            if denial is not None and nc is self._nc:
-                # Answered asynchronously (-ERR); the connection stays. Whoever waits on
-                # that subject (the sink after its flush or timeout, a new subscription
-                # after its flush) picks it up with take_denial.
-                # nats-py lowercases -ERR texts: subjects are matched case-insensitively.
-                kind, subject = denial.group(1).lower(), denial.group(2).lower()
-                self._denials[(kind, subject)] = str(exc)
-                if len(self._denials) > 1024:  # nobody asked for old ones: bounded
-                    self._denials.pop(next(iter(self._denials)))
-                self._log.warning("%s: NATS %s", self._label, _describe(exc))
-                return
-            if isinstance(exc, nats.errors.SlowConsumerError):
-                self.note_drop(exc.subject)
-            elif nc is self._nc:
-                # Failed attempts while reconnecting are expected: the drop was logged.
-                level = logging.DEBUG if nc.is_reconnecting else logging.WARNING
-                self._log.log(level, "%s: NATS error: %s", self._label, _describe(exc))
+            self._on_error(nc, exc)
 
         async def on_disconnected() -> None:
             if nc is self._nc and not self._closing:
