@@ -455,7 +455,7 @@ async def _cleanup(gateway: Gateway, run: str) -> None:
     servers = list(gateway.connectors["edge"].options.servers)
     with contextlib.suppress(Exception):
         client = await nats_client.connect(
-            servers=servers, connect_timeout_seconds=2, max_reconnect_attempts=0
+            servers=servers, connect_timeout=2, max_reconnect_attempts=0
         )
         with contextlib.suppress(Exception):
             await client.jetstream().delete_stream(f"DEMO_{run}")
