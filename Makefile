@@ -20,7 +20,7 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 TEST_TIMEOUT ?= 120
-SUITE_TIMEOUT ?= 1200
+SUITE_TIMEOUT ?= 1800
 PYTEST_ARGS ?=
 
 .PHONY: test demo lint bench bootstrap brokers

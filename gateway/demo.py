@@ -453,13 +453,16 @@ async def _cleanup(gateway: Gateway, run: str) -> None:
     import nats as nats_client
 
     servers = list(gateway.connectors["edge"].options.servers)
-    with contextlib.suppress(Exception):
+    try:
         client = await nats_client.connect(
             servers=servers, connect_timeout=2, max_reconnect_attempts=0
         )
-        with contextlib.suppress(Exception):
+        try:
             await client.jetstream().delete_stream(f"DEMO_{run}")
-        await client.close()
+        finally:
+            await client.close()
+    except Exception as exc:  # the demo ends either way; say what is left behind
+        print(f"meshgate demo: could not delete stream DEMO_{run}: {exc!r}", file=sys.stderr)
 
 
 def run_demo(seconds: float | None = None, rate: float = 20.0) -> int:
