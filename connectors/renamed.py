@@ -43,7 +43,20 @@ def rename_keys(renames: Sequence[Renamed], data: Any) -> Any:
                 f"{rename.old!r} and {rename.new!r} are one option (the old and the new "
                 f"spelling): keep only {rename.new!r}"
             )
-        value = out.pop(rename.old)
-        numeric = isinstance(value, int | float) and not isinstance(value, bool)
-        out[rename.new] = value * rename.scale if numeric and rename.scale != 1.0 else value
+        out[rename.new] = _scaled(out.pop(rename.old), rename.scale)
     return out
+
+
+def _scaled(value: Any, scale: float) -> Any:
+    """``value`` in the new unit; a quoted number (``"30000"``) is a number too, so an
+    old ``_ms`` value never reaches the new option unconverted."""
+    if scale == 1.0 or isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            return value  # not a number: the new option's validation says so
+    if isinstance(value, int | float):
+        return value * scale
+    return value

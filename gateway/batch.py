@@ -24,6 +24,7 @@ each event, and a batch of one take the per-delivery path entirely
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -40,6 +41,8 @@ if TYPE_CHECKING:
     from gateway.pipeline import Pipeline
 
 __all__ = ["Batcher"]
+
+log = logging.getLogger("meshgate.runtime")
 
 
 @dataclass(slots=True)
@@ -77,33 +80,42 @@ class Batcher:
         self.batches += 1
         started = time.perf_counter() if self.gateway.timed else 0.0
         entries: list[_Entry] = []
-        alone: list[Delivery] = []
-        for delivery in batch:
-            if delivery.in_progress is not None:
-                pipeline.heartbeats.add(id(delivery), delivery.in_progress)
-            entry = self._plan(delivery)
-            if entry is None:
-                alone.append(delivery)
-            else:
-                entries.append(entry)
         settled: set[int] = set()  # ids of the deliveries whose slot was freed
-        tasks = [asyncio.ensure_future(self._alone(delivery, settled)) for delivery in alone]
+        tasks: list[asyncio.Future[None]] = []
         try:
+            for delivery in batch:
+                if delivery.in_progress is not None:
+                    pipeline.heartbeats.add(id(delivery), delivery.in_progress)
+                entry = self._planned(delivery)
+                if entry is None:
+                    tasks.append(asyncio.ensure_future(self._alone(delivery, settled)))
+                else:
+                    entries.append(entry)
             if entries:
                 await self._publish(entries)
-                retry = [entry for entry in entries if entry.failed]
+                # The failed ones start retrying before the others are acked: an ack
+                # that fails must not leave them without retry or dead letter.
+                tasks += [
+                    asyncio.ensure_future(self._recover(entry, started, settled))
+                    for entry in entries
+                    if entry.failed
+                ]
                 await self._ack([entry for entry in entries if not entry.failed], started, settled)
-                tasks += [asyncio.ensure_future(self._recover(e, started, settled)) for e in retry]
             if tasks:
                 await _all(tasks)
         except asyncio.CancelledError:
             # Abandoned after the drain timeout: the deliveries' own tasks end first
-            # (each gives its delivery back), then the rest not settled are given back
-            # so the broker redelivers them; never one whose ack was under way.
+            # (each gives its delivery back), then the rest not settled are given back,
+            # all at once (each bounded), so the broker redelivers them; never one whose
+            # ack was under way.
             await _cancel(tasks)
-            for delivery in batch:
-                if id(delivery) not in settled and id(delivery) not in pipeline.acking:
-                    await pipeline.give_back(delivery)
+            await asyncio.gather(
+                *(
+                    pipeline.give_back(delivery)
+                    for delivery in batch
+                    if id(delivery) not in settled and id(delivery) not in pipeline.acking
+                )
+            )
             raise
         finally:
             await _cancel(tasks)
@@ -117,6 +129,15 @@ class Batcher:
         self.pipeline.free_slot()
 
     # -- planning -------------------------------------------------------------------
+
+    def _planned(self, delivery: Delivery) -> _Entry | None:
+        """``_plan``, where an unexpected error sends the delivery the per-delivery way
+        (which reports it) instead of stranding the whole batch."""
+        try:
+            return self._plan(delivery)
+        except Exception:
+            log.debug("planning for the batch path failed; processed alone", exc_info=True)
+            return None
 
     def _plan(self, delivery: Delivery) -> _Entry | None:
         """The routes ``delivery`` is forwarded on, all to batch publishers; None when
@@ -219,7 +240,10 @@ class Batcher:
                 self.gateway.stats[route.name].in_flight -= 1
                 self._delivered(route, plan.event, entry.delivery, started)
         for entry in entries:
-            await self._settle(entry.delivery, settled)
+            try:
+                await self._settle(entry.delivery, settled)
+            except Exception as exc:  # a connector bug: the others are still acked
+                log.warning("ack failed (will be redelivered): %r", exc)
 
     async def _settle(self, delivery: Delivery, settled: set[int]) -> None:
         try:

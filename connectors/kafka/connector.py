@@ -107,9 +107,15 @@ class KafkaConnector(Connector[KafkaOptions, KafkaSource, KafkaTarget, binding.K
         if self._probe is not None:
             self._probe.cancel()
             await asyncio.wait([self._probe])
-        await asyncio.gather(*(session.close() for session in list(self._sessions)))
-        await self._producer.close()
-        self.supervisor.closed()
+        try:  # one session failing to close must not leave the producer open
+            await asyncio.gather(
+                *(session.close() for session in list(self._sessions)), return_exceptions=True
+            )
+        finally:
+            try:
+                await self._producer.close()
+            finally:
+                self.supervisor.closed()
 
     def consume(self, source: KafkaSource) -> AsyncIterator[Delivery[binding.KafkaMessage]]:
         # Not the core's subscribe-again loop: a session keeps its group membership
@@ -173,7 +179,7 @@ class KafkaConnector(Connector[KafkaOptions, KafkaSource, KafkaTarget, binding.K
         lost = next((e for e in results if isinstance(e, ConnectionLost)), None)
         if lost is not None:
             self._report(reachable=False, detail=str(lost))
-        elif results and self.supervisor.is_down(_BROKERS):
+        elif any(error is None for error in results) and self.supervisor.is_down(_BROKERS):
             self._report(reachable=True)
         return outcomes
 

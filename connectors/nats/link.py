@@ -366,7 +366,9 @@ class Link:
         if 0 <= limit <= fewest and self._nc is not None and not self._closing:
             # Out of attempts: drop this client (which cancels this very wait) and
             # start over with fresh connections under our own backoff.
-            asyncio.get_running_loop().create_task(self._give_up(self._nc))
+            task = asyncio.get_running_loop().create_task(self._give_up(self._nc))
+            self._dropping.add(task)  # kept (not garbage-collected) and awaited on close
+            task.add_done_callback(self._dropping.discard)
             delay = 3600.0
         return server, delay
 

@@ -103,3 +103,14 @@ def test_both_spellings_of_one_option_is_an_error(tmp_path: Path) -> None:
 def test_the_schema_shows_only_the_new_names() -> None:
     properties = MqttOptions.model_json_schema()["properties"]
     assert "max_in_flight" in properties and "max_inflight" not in properties
+
+
+def test_a_quoted_old_millisecond_value_is_converted_too() -> None:
+    """``request_timeout_ms: "30000"`` (quoted in YAML) is 30 s, not 30,000 s."""
+    from connectors.renamed import _scaled
+
+    assert _scaled("30000", 0.001) == 30.0
+    assert _scaled(30000, 0.001) == 30.0
+    assert _scaled("soon", 0.001) == "soon"  # left to the option's own validation
+    assert _scaled(True, 0.001) is True
+    assert _scaled("5", 1.0) == "5"

@@ -10,6 +10,7 @@ from meshgate_cloudevents_http.binding import (
     HttpMessage,
     UnsupportedFormat,
     from_request,
+    message_headers,
     to_message,
 )
 
@@ -143,3 +144,26 @@ def test_unknown_event_format_is_unsupported(content_type: str) -> None:
 def test_plain_request_is_no_cloudevent() -> None:
     assert from_request([("Content-Type", "application/json")], b'{"a": 1}') is None
     assert from_request([("ce-id", "1")], b"no specversion: a plain webhook") is None
+
+
+def test_credentials_and_hop_by_hop_headers_never_reach_the_delivery() -> None:
+    """Dead letters and the local store keep a delivery's headers: no secrets there."""
+    pairs = [
+        ("Authorization", "Bearer s3cret"),
+        ("Cookie", "session=s3cret"),
+        ("Proxy-Authorization", "Basic s3cret"),
+        ("Connection", "keep-alive"),
+        ("Transfer-Encoding", "chunked"),
+        ("X-Request-Id", "r-1"),
+        ("Content-Type", "text/plain"),
+    ]
+    plain = from_request(pairs, b"hello")  # a plain webhook: no CloudEvent
+    assert plain is None
+    assert message_headers(pairs) == {"X-Request-Id": "r-1", "Content-Type": "text/plain"}
+    event = sample_event(1)
+    binary = [*pairs[:5], ("ce-specversion", "1.0"), ("ce-id", event.id)]
+    binary += [("ce-source", event.source), ("ce-type", event.type)]
+    received = from_request(binary, b"{}")
+    assert received is not None
+    kept = received[0].message.headers
+    assert "s3cret" not in repr(kept) and "Connection" not in kept

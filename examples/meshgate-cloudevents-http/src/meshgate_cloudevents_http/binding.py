@@ -40,6 +40,7 @@ __all__ = [
     "Received",
     "UnsupportedFormat",
     "from_request",
+    "message_headers",
     "to_message",
 ]
 
@@ -106,6 +107,29 @@ def _one_content_type(headers: Iterable[tuple[str, str]]) -> str | None:
     return found
 
 
+_NOT_KEPT: Final = frozenset(
+    {
+        # Credentials: never copied into a delivery (dead letters carry its headers).
+        "authorization",
+        "proxy-authorization",
+        "cookie",
+        # Hop-by-hop (RFC 9110 7.6.1): about this connection, not the message.
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
+
+
+def message_headers(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """The request headers a delivery keeps: all but credentials and hop-by-hop ones."""
+    return {name: value for name, value in pairs if name.lower() not in _NOT_KEPT}
+
+
 def from_request(headers: Iterable[tuple[str, str]], body: bytes) -> list[Received] | None:
     """The events of one HTTP request, or None when it carries no CloudEvent.
 
@@ -115,7 +139,7 @@ def from_request(headers: Iterable[tuple[str, str]], body: bytes) -> list[Receiv
     pairs = list(headers)
     events = _events(pairs, body)
     if events is None or isinstance(events, CloudEvent):
-        whole = HttpMessage(body, dict(pairs))
+        whole = HttpMessage(body, message_headers(pairs))
         return None if events is None else [Received(events, whole)]
     return events
 

@@ -38,7 +38,13 @@ from collections import defaultdict
 from aiohttp import web
 
 from connectors import ConnectionLost, ConnectorError
-from meshgate_cloudevents_http.binding import HttpMessage, Received, UnsupportedFormat, from_request
+from meshgate_cloudevents_http.binding import (
+    HttpMessage,
+    Received,
+    UnsupportedFormat,
+    from_request,
+    message_headers,
+)
 from meshgate_cloudevents_http.config import HttpOptions, HttpSource
 from meshgate_cloudevents_http.inbox import (
     Inbox,
@@ -235,7 +241,7 @@ class Server:
         except InvalidEvent as exc:
             return _text(400, str(exc))
         if received is None:  # a plain webhook: the route's ingress rules wrap it
-            return [HttpMessage(body, dict(request.headers.items()))]
+            return [HttpMessage(body, message_headers(request.headers.items()))]
         return list(received)
 
     def _enqueue(
