@@ -172,6 +172,10 @@ async def test_spans_continue_the_trace_across_three_brokers(
             assert tracing is not None and gateway.tracing is tracing
             await gateway.start()
             await until(lambda: all(p.stream is not None for p in gateway.pipelines))
+            # Core NATS keeps nothing for a subscription not yet on the server.
+            for pipeline in gateway.pipelines:
+                subscribed = pipeline.connector.wait_subscribed(pipeline.group.source)
+                await asyncio.wait_for(subscribed, 15)
             event = CloudEvent(
                 id=f"ev-{run}",
                 source="urn:test:tracing",
