@@ -46,6 +46,8 @@ FAMILIES: dict[str, tuple[str, tuple[str, ...], bool]] = {
     "amqp-mqtt": ("amqp", ("mqtt",), True),
     "core-nats-nats": ("nats-core", ("nats-core",), False),
     "fanout3": ("nats", ("nats", "nats", "kafka"), False),
+    # Three JetStream targets: fan-out against nats-nats, like with like (no Kafka end).
+    "fanout3-nats": ("nats", ("nats", "nats", "nats"), False),
 }
 
 

@@ -43,6 +43,7 @@ from nats.aio.client import Client, Server
 from nats.js import JetStreamContext
 
 from connectors.errors import ConnectionLost
+from connectors.nats.client import MeshClient
 from connectors.nats.config import NatsOptions
 from connectors.nats.drops import DropReport
 from connectors.nats.pubacks import PubAcks, SharedFlush
@@ -292,7 +293,7 @@ class Link:
         options = self._options
         # Built at every connection: renewed certificate files apply without a restart.
         self._tls = self._options.ssl_context(self._label)
-        nc = _Client(self._label) if self._tls is not None else Client()
+        nc = _Client(self._label) if self._tls is not None else MeshClient()
         self._last_error = None
         # nats-py retries the first connection forever when reconnects are unlimited:
         # bound it by one connect timeout per server (plus the waits between them).
@@ -533,7 +534,7 @@ class TlsNotOffered(nats.errors.Error):
         return self.text
 
 
-class _Client(Client):
+class _Client(MeshClient):
     """A client that refuses a plaintext link when TLS is required.
 
     nats-py upgrades to TLS only when the server's INFO says ``tls_required``; a

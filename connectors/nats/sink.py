@@ -30,10 +30,11 @@ from nats.aio.client import Client
 from connectors.errors import ConnectionLost, ConnectorError, PublishRejected, PublishTimeout
 from connectors.nats.config import NatsTarget, check_publish_subject
 from connectors.nats.link import Link
-from routing.bindings import merge_headers
+from routing.bindings import Mode, merge_headers
 from routing.bindings.nats import MSG_ID_HEADER, NatsMessage, header_clash, header_key, to_message
 from routing.errors import InvalidEvent
 from routing.event import CloudEvent
+from routing.formats import EventFormat
 
 __all__ = ["MSG_ID_HEADER", "dedup_id", "publish", "publish_many", "send"]
 
@@ -108,14 +109,34 @@ def dedup_id(subject: str, event: CloudEvent) -> str:
     return hashlib.sha256(key).hexdigest()
 
 
-def encode(target: NatsTarget, event: CloudEvent) -> NatsMessage:
-    """The message ``publish`` sends: the binding's, plus ``Nats-Msg-Id`` for JetStream."""
+_Encodings = dict[tuple[int, Mode, EventFormat], NatsMessage]
+"""The binding's message of each event of one batch, by (id(event), mode, format)."""
+
+
+def encode(
+    target: NatsTarget, event: CloudEvent, encodings: _Encodings | None = None
+) -> NatsMessage:
+    """The message ``publish`` sends: the binding's, plus ``Nats-Msg-Id`` for JetStream.
+
+    ``encodings`` (``publish_many``): an event bound for several targets of one batch
+    in the same mode and format is encoded by the binding once, not once per target;
+    only the ``Nats-Msg-Id`` (per subject) and the target's own headers differ.
+    """
     problem = check_publish_subject(target.subject)
     if problem:
         raise PublishRejected(f"NATS subject {target.subject!r} {problem}")
-    message = to_message(event, target.mode, fmt=target.format)
+    key = (id(event), target.mode, target.format)  # the batch holds every event: ids stay
+    message = None if encodings is None else encodings.get(key)
+    if message is None:
+        message = to_message(event, target.mode, fmt=target.format)
+        if encodings is not None:
+            encodings[key] = message
     if not target.jetstream and not target.headers:
         return message
+    if not target.headers:  # the common case: the binding's headers and the id, no merge
+        headers = dict(message.headers or {})
+        headers[MSG_ID_HEADER] = dedup_id(target.subject, event)
+        return NatsMessage(message.data, headers)
     own = list((message.headers or {}).items())
     if target.jetstream:
         own.append((MSG_ID_HEADER, dedup_id(target.subject, event)))
@@ -218,10 +239,11 @@ async def publish_many(
                 outcomes[index] = exc
         return outcomes
     sends: dict[int, tuple[str, bytes, dict[str, str] | None]] = {}
+    encodings: _Encodings = {}
     for index, (target, event) in enumerate(items):
         if target.jetstream:
             try:
-                sends[index] = _encoded(target, event, nc.max_payload)
+                sends[index] = _encoded(target, event, nc.max_payload, encodings)
             except (ConnectorError, InvalidEvent) as exc:
                 outcomes[index] = exc
     if sends:
@@ -262,11 +284,11 @@ _ASKED = (nats.errors.TimeoutError, nats.js.errors.NoStreamResponseError)
 
 
 def _encoded(
-    target: NatsTarget, event: CloudEvent, limit: int
+    target: NatsTarget, event: CloudEvent, limit: int, encodings: _Encodings
 ) -> tuple[str, bytes, dict[str, str] | None]:
     """(subject, data, headers) of a JetStream publish of ``event``; raises what
     ``send`` would for a message over the server's ``max_payload``."""
-    message = encode(target, event)
+    message = encode(target, event, encodings)
     if len(message.data) > limit:
         raise PublishRejected(
             f"event {event.id!r} is {len(message.data)} bytes; the server accepts "

@@ -1,0 +1,136 @@
+"""``python -m bench.profile_inprocess``: where a gateway's CPU goes, under cProfile.
+
+The bench's gateway runs in a child process, where only a sampling profiler can
+attach (``python -m bench --profile``). This runs the gateway in this process
+instead, on the bench's own endpoints (a JetStream source; JetStream or Kafka
+targets): the backlog of ``--events`` is published first, then the gateway is
+started with cProfile on and timed until every event was delivered on its route,
+so the profile holds the gateway's work only (no load generator runs meanwhile).
+cProfile inflates call-heavy code: read the shares, not the microseconds.
+
+    python -m bench.profile_inprocess --targets nats,nats,kafka --events 20000 -o fan.prof
+    python -m bench.profile_inprocess --targets nats --no-profile   # CPU per event only
+
+``--no-profile`` reports the process CPU per event without the profiler (the
+in-process figure: no consumer, no publisher, so lower than the bench's).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import cProfile
+import pstats
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bench.endpoints import ENDPOINTS, Endpoint, Env
+from bench.events import make_event
+from gateway.config import load_config
+from gateway.runtime import Gateway
+from routing.bindings import Mode
+
+
+async def _backlog(source: Endpoint, events: int, size: int, mode: Mode, window: int) -> None:
+    pending: list[Any] = []
+    for seq in range(events):
+        pending.append(await source.send(source.encode(make_event(seq, size), mode)))
+        if len(pending) >= window:
+            await asyncio.gather(*pending)
+            pending.clear()
+    await asyncio.gather(*pending)
+
+
+async def run(args: argparse.Namespace, env: Env) -> None:
+    mode = Mode(args.mode)
+    token = uuid.uuid4().hex[:8]
+    source = ENDPOINTS["nats"](env, f"p{token}s")
+    targets: list[Endpoint] = []
+    await source.open()
+    try:
+        for n, kind in enumerate(args.targets.split(",")):
+            endpoint = ENDPOINTS[kind](env, f"p{token}t{n}")
+            await endpoint.open()
+            targets.append(endpoint)
+        connectors: dict[str, Any] = {}
+        for endpoint in (source, *targets):
+            connectors.setdefault(endpoint.kind, endpoint.connector(token))
+        route = {
+            "name": "r",
+            "from": {"connector": source.kind, **source.source()},
+            "to": [{"connector": t.kind, **t.target(mode)} for t in targets],
+        }
+        await _backlog(source, args.events, args.size, mode, env.window)
+        with tempfile.TemporaryDirectory() as tmp:
+            config = {
+                "gateway": {"id": f"prof-{token}", "drain_timeout_seconds": 10, "state_dir": tmp},
+                "connectors": connectors,
+                "routes": [route],
+            }
+            path = Path(tmp) / "gateway.yaml"
+            path.write_text(yaml.safe_dump(config, sort_keys=False))
+            await _measure(Gateway(load_config(path)), args)
+    finally:
+        for endpoint in (source, *targets):
+            await endpoint.close()
+
+
+async def _measure(gateway: Gateway, args: argparse.Namespace) -> None:
+    # CPU time of this thread (the event loop), not wall time: on a shared machine the
+    # wall clock counts others' work, and the Kafka mock cluster runs in threads here.
+    profiler = cProfile.Profile(time.thread_time) if args.output else None
+    cpu = time.thread_time()
+    wall = time.monotonic()
+    if profiler is not None:
+        profiler.enable()
+    await gateway.start()
+    try:
+        deadline = time.monotonic() + 60 + args.events / 20
+        while gateway.stats["r"].delivered < args.events:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"only {gateway.stats['r'].delivered} of {args.events} delivered")
+            await asyncio.sleep(0.01)
+        if profiler is not None:
+            profiler.disable()
+        spent = time.thread_time() - cpu
+        took = time.monotonic() - wall
+    finally:
+        with contextlib.suppress(Exception):
+            await gateway.stop()
+    print(
+        f"{args.events} events to {args.targets}: {spent / args.events * 1e6:.1f} µs CPU/event "
+        f"({args.events / took:.0f} ev/s{', under cProfile' if profiler else ''}), "
+        f"start-up included"
+    )
+    if profiler is not None:
+        profiler.dump_stats(args.output)
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(args.top)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.profile_inprocess")
+    parser.add_argument("--targets", default="nats", help="target kinds, comma-separated")
+    parser.add_argument("--events", type=int, default=20000)
+    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--mode", default="binary", choices=["binary", "structured"])
+    parser.add_argument("-o", "--output", default="gateway.prof", help="pstats file")
+    parser.add_argument("--no-profile", dest="output", action="store_const", const="")
+    parser.add_argument("--top", type=int, default=40, help="rows of the tottime table")
+    args = parser.parse_args()
+    env = Env()
+    with contextlib.ExitStack() as stack:
+        if "kafka" in args.targets.split(","):
+            from gateway.localbrokers import KafkaMockCluster
+
+            env.kafka_bootstrap = stack.enter_context(KafkaMockCluster(brokers=1)).bootstrap_servers
+        asyncio.run(run(args, env))
+
+
+if __name__ == "__main__":
+    main()
