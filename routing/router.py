@@ -190,7 +190,10 @@ class SourceGroup:
 
     def match(self, event: CloudEvent) -> list[Route]:
         """The routes whose filter holds for ``event``, in table order."""
-        return self.split(event)[0]
+        routes = self.routes
+        if len(routes) == 1 or (self._index is not None and not self._index.selective):
+            return [route for route in routes if route.matches(event)]
+        return [routes[i] for i in self.candidates(event) if routes[i].matches(event)]
 
     def split(self, event: CloudEvent) -> tuple[list[Route], list[Route]]:
         """(the routes whose filter holds for ``event``, the others), each in table
@@ -200,10 +203,13 @@ class SourceGroup:
         if len(routes) == 1:
             return ([], list(routes)) if not routes[0].matches(event) else (list(routes), [])
         if self._index is not None and not self._index.selective:
-            positions: list[int] = list(range(len(routes)))
-        else:
-            positions = self.candidates(event)
-        matched = [routes[i] for i in positions if routes[i].matches(event)]
+            # Every filter runs: one pass sorts them (no positions, no second pass).
+            matched: list[Route] = []
+            others: list[Route] = []
+            for route in routes:
+                (matched if route.matches(event) else others).append(route)
+            return matched, others
+        matched = [routes[i] for i in self.candidates(event) if routes[i].matches(event)]
         if len(matched) == len(routes):
             return matched, []
         taken = {id(route) for route in matched}
