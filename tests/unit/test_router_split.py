@@ -50,7 +50,7 @@ def test_opaque_filters_split_and_match_like_a_scan(tmp_path: Path, kind: str) -
     """No filter can be indexed: every filter runs, in one pass."""
     path = tmp_path / "c.yaml"
     path.write_text(
-        CONFIG.replace("filter: \"type = ", "filter: \"UPPER(type) = UPPER(").replace(
+        CONFIG.replace('filter: "type = ', 'filter: "UPPER(type) = UPPER(').replace(
             "'\"\n", "')\"\n"
         )
     )
