@@ -148,7 +148,7 @@ async def _consume_nats(spec: dict[str, Any], send: Send, stop: asyncio.Event) -
         while not stop.is_set():
             try:
                 msgs = await psub.fetch(WINDOW, timeout=0.5)
-            except nats.errors.TimeoutError:
+            except TimeoutError:  # nats-py raises both its own and the builtin one
                 continue
             await asyncio.gather(*(forward(msg) for msg in msgs))
     finally:
