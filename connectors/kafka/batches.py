@@ -10,13 +10,16 @@ and compression stay the producer's.
 Placement is the producer's own for keyed records: aiokafka's ``DefaultPartitioner``
 (murmur2 of the key over every partition of the topic), so a key lands where
 ``send`` puts it. Records without a key have no placement to keep: they stick to
-one partition per topic and call, chosen at random among the available ones, and
-move to another when its builder is full (Kafka's sticky partitioner, KIP-480).
+one partition per topic and call and move to another when its builder is full
+(as Kafka's sticky partitioner, KIP-480). The partitions are taken in turn across
+calls rather than at random: the accumulator queues one batch per partition, so
+concurrent calls on different partitions share the next produce request instead of
+waiting for each other's batches to be drained.
 """
 
 from __future__ import annotations
 
-import random
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,8 +56,9 @@ class Batch:
 class BatchPlan:
     """Builders per partition for one ``send_many`` call, in the order they filled."""
 
-    def __init__(self, producer: Any) -> None:
+    def __init__(self, producer: Any, turns: Iterator[int]) -> None:
         self._producer = producer
+        self._turns = turns  # the producer's: unkeyed records rotate across calls
         self._cluster = producer.client.cluster
         self._open: dict[tuple[str, int], Batch] = {}
         self._sticky: dict[str, int] = {}
@@ -124,14 +128,14 @@ class BatchPlan:
         return metadata is not None
 
     def _pick(self, topic: str, leaving: int | None) -> int:
-        """A random available partition (any when none is), another than ``leaving``
-        when there is a choice."""
-        choices = list(self._cluster.available_partitions_for_topic(topic)) or list(
+        """The next available partition in turn (any when none is), another than
+        ``leaving`` when there is a choice."""
+        choices = sorted(self._cluster.available_partitions_for_topic(topic)) or sorted(
             self._cluster.partitions_for_topic(topic)
         )
         if leaving in choices and len(choices) > 1:
             choices.remove(leaving)
-        return int(random.choice(choices))
+        return int(choices[next(self._turns) % len(choices)])
 
     def close(self) -> None:
         """Close every builder: nothing else is appended to them (``send`` would

@@ -14,6 +14,7 @@ record too large, authorization, invalid topic...  ``PublishRejected``
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -71,6 +72,7 @@ class Producer:
         self._name = name
         self._producer: Any = None
         self.idempotent = options.enable_idempotence
+        self._turns = itertools.count()  # partitions in turn for unkeyed batches
 
     @property
     def client(self) -> Any:
@@ -153,7 +155,7 @@ class Producer:
             lost = ConnectionLost("kafka: connector is not started or already closed")
             return [lost] * len(records)
         outcomes: list[ConnectorError | None] = [None] * len(records)
-        plan = BatchPlan(producer)
+        plan = BatchPlan(producer, self._turns)
         acked: set[int] = set()  # ids of the batches acknowledged
         try:
             async with asyncio.timeout(self._options.request_timeout_seconds + 5):
