@@ -162,13 +162,14 @@ class Producer:
                 await self._plan(producer, plan, records, outcomes)
                 await self._submit(producer, plan, outcomes, acked)
         except TimeoutError:
-            for batch in plan.batches:
-                if id(batch) not in acked:
-                    for index in batch.items:
-                        if outcomes[index] is None:
-                            outcomes[index] = PublishTimeout(
-                                f"kafka: no acknowledgement for {batch.topic!r} in time"
-                            )
+            # Every record not confirmed: also those not yet placed when time ran out
+            # (a metadata wait), which are in no batch.
+            confirmed = {i for batch in plan.batches if id(batch) in acked for i in batch.items}
+            for index, (topic, _message) in enumerate(records):
+                if outcomes[index] is None and index not in confirmed:
+                    outcomes[index] = PublishTimeout(
+                        f"kafka: no acknowledgement for {topic!r} in time"
+                    )
         finally:
             plan.close()
         return outcomes

@@ -3,19 +3,24 @@
 mock cluster (4 partitions per auto-created topic), keyed records land on the
 partition ``publish`` puts them on, in order per key; headers and the CloudEvent
 binding are unchanged; a call larger than one batch builder is split and fully
-confirmed; a record too large fails alone.
+confirmed; a record too large fails alone; with the cluster frozen no record is
+reported confirmed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+from pathlib import Path
 from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer
 
-from connectors.errors import PublishRejected
+from connectors.errors import ConnectionLost, PublishRejected, PublishTimeout
 from connectors.kafka import KafkaConnector, KafkaOptions, KafkaTarget
+from gateway.localbrokers import KafkaMockCluster
 from routing.bindings import Mode
 from routing.bindings import kafka as binding
 from routing.event import CloudEvent
@@ -163,3 +168,27 @@ async def test_a_record_too_large_fails_alone(kafka_bootstrap: str) -> None:
     got = await records(kafka_bootstrap, topic, 10)
     assert [r.offset for r in got] == list(range(10))
     assert len({r.partition for r in got}) == 1
+
+
+async def test_a_frozen_cluster_confirms_nothing(tmp_path: Path) -> None:
+    """SIGSTOP a private mock cluster: every record of the call fails retriably, those
+    for a topic whose metadata never came as well as those already in batches."""
+    async with KafkaMockCluster(brokers=1, log=tmp_path / "mock.log") as cluster:
+        kafka = await connector(cluster.bootstrap_servers, request_timeout_seconds=1.0)
+        known, unknown = unique_name("known"), unique_name("unknown")
+        try:
+            target = KafkaTarget(connector="k", topic=known)
+            assert await kafka.publish_many([(target, event(0))]) == [None]
+            os.kill(cluster.process.pid, signal.SIGSTOP)
+            try:
+                items = [(target, event(n)) for n in range(1, 6)]
+                items += [
+                    (KafkaTarget(connector="k", topic=unknown), event(n)) for n in range(6, 9)
+                ]
+                outcomes = await kafka.publish_many(items)
+            finally:
+                os.kill(cluster.process.pid, signal.SIGCONT)
+            assert all(isinstance(o, PublishTimeout | ConnectionLost) for o in outcomes), outcomes
+            assert all(o is not None and o.retriable for o in outcomes)
+        finally:
+            await kafka.close()
