@@ -77,7 +77,9 @@ class OffsetTracker(Generic[K]):
         consumer went back (a seek), so the pending ones from there on are forgotten
         first: they are being delivered again.
         """
-        state = self._partitions.setdefault(partition, PartitionOffsets())
+        state = self._partitions.get(partition)
+        if state is None:  # not setdefault: that would build one per record
+            state = self._partitions[partition] = PartitionOffsets()
         if state.pending and offset <= state.pending[-1].offset:
             self.rewind(partition, offset)
         entry = Pending(offset)

@@ -14,6 +14,7 @@ record too large, authorization, invalid topic...  ``PublishRejected``
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -33,6 +34,7 @@ from aiokafka.errors import (
 )
 
 from connectors.errors import ConnectionLost, ConnectorError, PublishRejected, PublishTimeout
+from connectors.kafka.batches import Batch, BatchPlan, oversize
 from connectors.kafka.config import KafkaOptions
 from routing.bindings.kafka import KafkaMessage
 
@@ -70,6 +72,7 @@ class Producer:
         self._name = name
         self._producer: Any = None
         self.idempotent = options.enable_idempotence
+        self._turns = itertools.count()  # partitions in turn for unkeyed batches
 
     @property
     def client(self) -> Any:
@@ -141,39 +144,119 @@ class Producer:
         self, records: Sequence[tuple[str, KafkaMessage]]
     ) -> list[ConnectorError | None]:
         """Produce every (topic, message), then wait for their ``acks=all``: one outcome
-        per record, in order (None: acknowledged). The producer batches them by partition."""
+        per record, in order (None: acknowledged).
+
+        The records go in batches the connector builds (``connectors.kafka.batches``):
+        a record too large fails alone, as in ``send``; a partition batch the brokers
+        refuse fails every record in it (as a batch of the producer's own would).
+        """
         producer = self._producer
         if producer is None:
             lost = ConnectionLost("kafka: connector is not started or already closed")
             return [lost] * len(records)
         outcomes: list[ConnectorError | None] = [None] * len(records)
-        futures: dict[int, Any] = {}
+        plan = BatchPlan(producer, self._turns)
+        acked: set[int] = set()  # ids of the batches acknowledged
         try:
             async with asyncio.timeout(self._options.request_timeout_seconds + 5):
-                for index, (topic, message) in enumerate(records):
-                    value = message.value
-                    if value is None and message.key is None:
-                        value = b""  # as in send()
-                    try:
-                        future = await producer.send(
-                            topic, value=value, key=message.key, headers=list(message.headers)
-                        )
-                    except KafkaError as exc:
-                        outcomes[index] = translate(exc, topic)
-                        continue
-                    futures[index] = future
-                for index, future in futures.items():
-                    try:
-                        await future
-                    except KafkaError as exc:
-                        outcomes[index] = translate(exc, records[index][0])
+                await self._plan(producer, plan, records, outcomes)
+                await self._submit(producer, plan, outcomes, acked)
         except TimeoutError:
+            # Every record not confirmed: also those not yet placed when time ran out
+            # (a metadata wait), which are in no batch.
+            confirmed = {i for batch in plan.batches if id(batch) in acked for i in batch.items}
             for index, (topic, _message) in enumerate(records):
-                if outcomes[index] is None and not _acknowledged(futures.get(index)):
+                if outcomes[index] is None and index not in confirmed:
                     outcomes[index] = PublishTimeout(
                         f"kafka: no acknowledgement for {topic!r} in time"
                     )
+        finally:
+            plan.close()
         return outcomes
+
+    async def _plan(
+        self,
+        producer: Any,
+        plan: BatchPlan,
+        records: Sequence[tuple[str, KafkaMessage]],
+        outcomes: list[ConnectorError | None],
+    ) -> None:
+        """Every record into ``plan``, but those that fail before they are sent."""
+        limit = self._options.max_request_size
+        topics: dict[str, KafkaError | None] = {}
+        for index, (topic, message) in enumerate(records):
+            if topic not in topics:  # metadata first, as AIOKafkaProducer.send does
+                try:
+                    await producer.partitions_for(topic)
+                    topics[topic] = None
+                except KafkaError as exc:
+                    topics[topic] = exc
+            refused = topics[topic]
+            if refused is not None:
+                outcomes[index] = translate(refused, topic)
+                continue
+            headers = list(message.headers)
+            size = oversize(message, headers, limit)
+            if size:
+                outcomes[index] = translate(
+                    MessageSizeTooLargeError(
+                        f"The message is {size} bytes when serialized which is larger "
+                        "than the maximum request size you have configured with the "
+                        "max_request_size configuration"
+                    ),
+                    topic,
+                )
+                continue
+            plan.add(index, topic, message, headers)
+        plan.close()
+
+    async def _submit(
+        self,
+        producer: Any,
+        plan: BatchPlan,
+        outcomes: list[ConnectorError | None],
+        acked: set[int],
+    ) -> None:
+        """Each batch to the accumulator, in order per partition (a second batch of a
+        partition waits there until the first is drained: one queue per partition, so
+        partitions go concurrently), then its acknowledgement."""
+        lanes: dict[tuple[str, int], list[Batch]] = {}
+        for batch in plan.batches:
+            lanes.setdefault((batch.topic, batch.partition), []).append(batch)
+        if len(lanes) == 1:
+            await self._lane(producer, plan.batches, outcomes, acked)
+        else:
+            await asyncio.gather(
+                *(self._lane(producer, lane, outcomes, acked) for lane in lanes.values())
+            )
+
+    @staticmethod
+    async def _lane(
+        producer: Any,
+        lane: list[Batch],
+        outcomes: list[ConnectorError | None],
+        acked: set[int],
+    ) -> None:
+        futures: list[tuple[Batch, Any]] = []
+        for batch in lane:
+            try:
+                futures.append(
+                    (
+                        batch,
+                        await producer.send_batch(
+                            batch.builder, batch.topic, partition=batch.partition
+                        ),
+                    )
+                )
+            except KafkaError as exc:
+                _failed(batch, exc, outcomes)
+        for batch, future in futures:
+            try:
+                await future
+            except KafkaError as exc:
+                _failed(batch, exc, outcomes)
+                continue
+            acked.add(id(batch))
 
     async def close(self) -> None:
         """Flush what is queued (waiting for its acks) and disconnect."""
@@ -182,8 +265,7 @@ class Producer:
             await producer.stop()
 
 
-def _acknowledged(future: Any) -> bool:
-    """Whether a record was sent (``future``) and its acknowledgement came."""
-    if future is None or not future.done() or future.cancelled():
-        return False
-    return future.exception() is None
+def _failed(batch: Batch, exc: KafkaError, outcomes: list[ConnectorError | None]) -> None:
+    """Every record of ``batch`` failed with ``exc`` (an error of its own each)."""
+    for index in batch.items:
+        outcomes[index] = translate(exc, batch.topic)

@@ -88,6 +88,7 @@ class SourceSession:
         self._supervisor = supervisor
         self._tracker: OffsetTracker[Any] = OffsetTracker()
         self._buffer: deque[Any] = deque()
+        self._partitions: dict[str, dict[int, Any]] = {}  # topic -> number -> TopicPartition
         self._consumer: Any = None
         self._capacity = asyncio.Event()
         self._capacity.set()
@@ -124,7 +125,7 @@ class SourceSession:
             async with self._pull:
                 record = await self._next_record()
             if record is not None:
-                return self._delivery(record)
+                return self._delivery(*record)
         raise StopAsyncIteration
 
     async def aclose(self) -> None:
@@ -177,15 +178,17 @@ class SourceSession:
             raise
         return consumer
 
-    async def _next_record(self) -> Any:
-        """A buffered or freshly fetched record; None once closed or at the in-flight limit."""
+    async def _next_record(self) -> tuple[Any, Any] | None:
+        """A buffered or freshly fetched record with its partition; None once closed or
+        at the in-flight limit."""
         consumer = self._consumer
         limit = self._source.max_in_flight
         while not self._stopping.is_set():
             if self._buffer:
                 record = self._buffer.popleft()
-                if TopicPartition(record.topic, record.partition) in consumer.assignment():
-                    return record
+                partition = self._partition(record)
+                if partition in consumer.assignment():
+                    return partition, record
                 continue
             budget = limit - self._tracker.in_flight
             if budget <= 0:
@@ -227,8 +230,17 @@ class SourceSession:
         consumer.pause(*consumer.assignment())
         await self._capacity.wait()
 
-    def _delivery(self, record: Any) -> Delivery[KafkaMessage]:
-        partition = TopicPartition(record.topic, record.partition)
+    def _partition(self, record: Any) -> Any:
+        """The record's TopicPartition, one object per partition (not one per record)."""
+        known = self._partitions.get(record.topic)
+        if known is None:
+            known = self._partitions[record.topic] = {}
+        partition = known.get(record.partition)
+        if partition is None:
+            partition = known[record.partition] = TopicPartition(record.topic, record.partition)
+        return partition
+
+    def _delivery(self, partition: Any, record: Any) -> Delivery[KafkaMessage]:
         entry = self._tracker.track(partition, record.offset)
         self._update_capacity()
         raw = tuple((name, value if value is not None else b"") for name, value in record.headers)
