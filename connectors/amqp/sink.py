@@ -14,13 +14,21 @@ fault gets ``PublishRejected`` (the others get the retriable ``ConnectionLost``)
 aiormq matches a ``basic.return`` to its publish by ``message_id``, and the
 connector sets ``message_id`` to the CloudEvent id, so two publishes of the same
 event (fan-out to two exchanges) are sent one after the other, never overlapping.
+
+``publish_many`` (the connector's ``BatchPublisher`` hook) writes every publish of a
+batch on the confirm channel without waiting for the socket to drain or for any
+confirmation in between, then waits for all the confirmations at once; each item keeps
+the guarantees above (its own outcome, the same error mapping, one publish per
+message_id at a time) and one item's failure never fails the others.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import re
+from collections.abc import Sequence
 from typing import Any, cast
 
 import aio_pika
@@ -49,6 +57,13 @@ _LOST = (
     aiormq.exceptions.AMQPError,
     RuntimeError,  # aio-pika's "connection/channel not opened", ChannelInvalidStateError
     ConnectionError,
+)
+
+
+# aiormq 7 lets a publish skip waiting for the socket to drain (``wait=False``): the
+# batch's publishes then queue their frames back to back (the writer drains anyway).
+_NO_DRAIN: dict[str, Any] = (
+    {"wait": False} if "wait" in inspect.signature(aiormq.Channel.basic_publish).parameters else {}
 )
 
 
@@ -90,22 +105,26 @@ class Publisher:
             if target.persistent
             else DeliveryMode.NOT_PERSISTENT,
         )
-        slot = self._ids.get(event.id)
-        if slot is None:
-            slot = self._ids[event.id] = _IdSlot()
-        slot.users += 1
-        self._pending += 1
-        self._idle.clear()
+        slot = self._slot(event.id)
+        self._begin(1)
         try:
             async with slot.lock:
                 await self._send(target, outgoing)
         finally:
-            slot.users -= 1
-            if slot.users == 0:
-                del self._ids[event.id]
-            self._pending -= 1
-            if self._pending == 0:
-                self._idle.set()
+            self._release(event.id, slot)
+            self._end(1)
+
+    async def publish_many(
+        self, items: Sequence[tuple[AmqpTarget, CloudEvent, binding.AmqpMessage]]
+    ) -> list[Exception | None]:
+        """Publish every item (``(target, event, message)`` as for ``publish``) without
+        waiting in between, then wait for all confirmations: one outcome per item, in
+        order, None when confirmed, else the error ``publish`` would have raised."""
+        self._begin(len(items))
+        try:
+            return await self._publish_many(items)
+        finally:
+            self._end(len(items))
 
     async def publish_raw(self, target: AmqpTarget, message: RawMessage) -> None:
         """Publish a message rebuilt from an original's parts; return once confirmed."""
@@ -115,14 +134,11 @@ class Publisher:
             headers=cast(FieldTable, dict(message.headers)),
             delivery_mode=DeliveryMode.PERSISTENT,
         )
-        self._pending += 1
-        self._idle.clear()
+        self._begin(1)
         try:
             await self._send(target, outgoing)
         finally:
-            self._pending -= 1
-            if self._pending == 0:
-                self._idle.set()
+            self._end(1)
 
     async def drain(self, grace: float) -> None:
         """Wait up to ``grace`` seconds for in-flight publishes to finish."""
@@ -151,29 +167,124 @@ class Publisher:
                 else:
                     exchange = channel.default_exchange
                 await exchange.publish(outgoing, target.routing_key, mandatory=target.mandatory)
-        except aiormq.exceptions.PublishError as exc:
-            raise PublishRejected(f"unroutable: {where}: {_reply(exc)}") from exc
-        except aiormq.exceptions.DeliveryError as exc:
-            raise PublishRejected(f"broker nacked the message to {where}") from exc
-        except _REFUSALS as exc:
-            if _blames(exc, target, len(outgoing.body)):
-                if isinstance(exc, aiormq.exceptions.ChannelAccessRefused):
-                    raise PublishRejected(
-                        f"not authorized: the user lacks write permission on {where}: {exc}"
-                    ) from exc
-                raise PublishRejected(f"broker refused the publish to {where}: {exc}") from exc
-            # Another publish made the broker close the shared channel: not this one's fault.
-            raise ConnectionLost(f"publish channel closed by the broker: {exc}") from exc
-        except ValueError as exc:  # routing key too long, internal exchange
-            raise PublishRejected(f"cannot publish to {where}: {exc}") from exc
         except TimeoutError as exc:
             if channel is None:
                 raise ConnectionLost(
                     f"not connected within {self._timeout}s ({self._link.detail})"
                 ) from exc
             raise PublishTimeout(f"no confirm within {self._timeout}s for {where}") from exc
+        except _FAILURES as exc:
+            raise _failure(exc, target, len(outgoing.body)) from exc
+
+    def _begin(self, count: int) -> None:
+        self._pending += count
+        self._idle.clear()
+
+    def _end(self, count: int) -> None:
+        self._pending -= count
+        if self._pending == 0:
+            self._idle.set()
+
+    def _slot(self, event_id: str) -> _IdSlot:
+        slot = self._ids.get(event_id)
+        if slot is None:
+            slot = self._ids[event_id] = _IdSlot()
+        slot.users += 1
+        return slot
+
+    def _release(self, event_id: str, slot: _IdSlot) -> None:
+        slot.users -= 1
+        if slot.users == 0:
+            del self._ids[event_id]
+
+    async def _publish_many(
+        self, items: Sequence[tuple[AmqpTarget, CloudEvent, binding.AmqpMessage]]
+    ) -> list[Exception | None]:
+        try:
+            async with asyncio.timeout(self._timeout):
+                channel = await self._open()
+                underlay = await channel.get_underlay_channel()
+        except TimeoutError:
+            lost = ConnectionLost(f"not connected within {self._timeout}s ({self._link.detail})")
+            return [lost] * len(items)
+        except ConnectionLost as exc:  # the connector is closed
+            return [exc] * len(items)
         except _LOST as exc:
-            raise ConnectionLost(f"publish to {where} failed: {type(exc).__name__}: {exc}") from exc
+            lost = ConnectionLost(f"publish failed: {type(exc).__name__}: {exc}")
+            return [lost] * len(items)
+        refused = await self._check_exchanges(items)
+        outcomes: list[Exception | None] = [None] * len(items)
+        sends: list[int] = []
+        confirms = []
+        for index, (target, event, message) in enumerate(items):
+            failure = refused.get(target.exchange)
+            if failure is not None:
+                outcomes[index] = failure
+                continue
+            sends.append(index)
+            confirms.append(self._confirmed(underlay, target, event, message))
+        results = await asyncio.gather(*confirms)
+        for index, result in zip(sends, results, strict=True):
+            outcomes[index] = result
+        return outcomes
+
+    async def _check_exchanges(
+        self, items: Sequence[tuple[AmqpTarget, CloudEvent, binding.AmqpMessage]]
+    ) -> dict[str, Exception]:
+        """The batch's exchanges checked (or declared) once each: exchange -> why its
+        publishes fail, for those that cannot be used."""
+        targets = {target.exchange: target for target, _event, _message in items if target.exchange}
+        refused: dict[str, Exception] = {}
+        for name, target in targets.items():
+            if name in self._known:
+                continue
+            try:
+                async with asyncio.timeout(self._timeout):
+                    await self._ensure_exchange(target)
+            except TimeoutError:
+                refused[name] = ConnectionLost(
+                    f"exchange {name!r} not checked within {self._timeout}s ({self._link.detail})"
+                )
+            except ConnectionLost as exc:  # the connector is closed
+                refused[name] = exc
+            except _FAILURES as exc:
+                refused[name] = _failure(exc, target, 0)
+        return refused
+
+    async def _confirmed(
+        self,
+        underlay: aiormq.abc.AbstractChannel,
+        target: AmqpTarget,
+        event: CloudEvent,
+        message: binding.AmqpMessage,
+    ) -> Exception | None:
+        """One publish of a batch on the confirm channel: None once confirmed, else why
+        not (as ``publish`` would raise it)."""
+        properties = aiormq.spec.Basic.Properties(
+            content_type=message.content_type,
+            headers=cast(FieldTable, dict(message.headers)),
+            message_id=event.id,
+            delivery_mode=2 if target.persistent else 1,
+        )
+        slot = self._slot(event.id)
+        try:
+            async with slot.lock, asyncio.timeout(self._timeout):
+                await underlay.basic_publish(
+                    message.body,
+                    exchange=target.exchange,
+                    routing_key=target.routing_key,
+                    properties=properties,
+                    mandatory=target.mandatory,
+                    **_NO_DRAIN,
+                )
+        except TimeoutError:
+            where = f"exchange {target.exchange!r} routing key {target.routing_key!r}"
+            return PublishTimeout(f"no confirm within {self._timeout}s for {where}")
+        except _FAILURES as exc:
+            return _failure(exc, target, len(message.body))
+        finally:
+            self._release(event.id, slot)
+        return None
 
     async def _open(self) -> AbstractChannel:
         async with self._open_lock:
@@ -217,6 +328,36 @@ class Publisher:
             if len(self._known) >= _KNOWN_MAX:
                 self._known.clear()
             self._known.add(name)
+
+
+_FAILURES = (
+    aiormq.exceptions.PublishError,
+    aiormq.exceptions.DeliveryError,
+    *_REFUSALS,
+    ValueError,
+    *_LOST,
+)
+
+
+def _failure(exc: BaseException, target: AmqpTarget, body_size: int) -> Exception:
+    """The meshgate error for a publish (or exchange check) that failed with ``exc``."""
+    where = f"exchange {target.exchange!r} routing key {target.routing_key!r}"
+    if isinstance(exc, aiormq.exceptions.PublishError):
+        return PublishRejected(f"unroutable: {where}: {_reply(exc)}")
+    if isinstance(exc, aiormq.exceptions.DeliveryError):
+        return PublishRejected(f"broker nacked the message to {where}")
+    if isinstance(exc, _REFUSALS):
+        if not _blames(exc, target, body_size):
+            # Another publish made the broker close the shared channel: not this one's fault.
+            return ConnectionLost(f"publish channel closed by the broker: {exc}")
+        if isinstance(exc, aiormq.exceptions.ChannelAccessRefused):
+            return PublishRejected(
+                f"not authorized: the user lacks write permission on {where}: {exc}"
+            )
+        return PublishRejected(f"broker refused the publish to {where}: {exc}")
+    if isinstance(exc, ValueError):  # routing key too long, internal exchange
+        return PublishRejected(f"cannot publish to {where}: {exc}")
+    return ConnectionLost(f"publish to {where} failed: {type(exc).__name__}: {exc}")
 
 
 def _blames(exc: BaseException, target: AmqpTarget, body_size: int) -> bool:
