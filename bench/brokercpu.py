@@ -4,8 +4,8 @@ A bridge that runs inside the broker (the shovel, ``bench.peers.shovel``) has no
 process of its own: its CPU is the broker's CPU during a run minus what the broker
 spends on the raw clients' part of the path (publishing into the source queue,
 delivering from the target queue), which the raw AMQP path of the same run measures
-(``bench.cli``). The node is found as the one beam.smp started with ``-s rabbit boot``;
-none or several: not measured (None).
+(``bench.cli``). The node is the beam.smp started with ``-s rabbit boot`` that listens
+on the bench's port; none found, or several: not measured (None).
 """
 
 from __future__ import annotations
@@ -18,8 +18,11 @@ __all__ = ["process_cpu_seconds", "rabbitmq_pid"]
 _TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def rabbitmq_pid() -> int | None:
-    """The pid of the one RabbitMQ node on this machine, else None."""
+def rabbitmq_pid(port: int = 5672) -> int | None:
+    """The pid of the RabbitMQ node listening on ``port`` on this machine, else None.
+
+    Other nodes may run beside it (the fault tests start private ones): a node's port
+    is its ``RABBITMQ_NODE_PORT`` (5672 when unset), read from its environment."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -30,7 +33,21 @@ def rabbitmq_pid() -> int | None:
             continue
         if argv and argv[0].endswith(b"beam.smp") and b"rabbit" in argv and b"boot" in argv:
             found.append(int(entry.name))
-    return found[0] if len(found) == 1 else None
+    if len(found) <= 1:
+        return found[0] if found else None
+    on_port = [pid for pid in found if _node_port(pid) == port]
+    return on_port[0] if len(on_port) == 1 else None
+
+
+def _node_port(pid: int) -> int | None:
+    try:
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return None
+    for item in environ:
+        if item.startswith(b"RABBITMQ_NODE_PORT="):
+            return int(item.split(b"=", 1)[1] or 0)
+    return 5672
 
 
 def process_cpu_seconds(pid: int) -> float | None:

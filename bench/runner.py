@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from bench.brokercpu import process_cpu_seconds, rabbitmq_pid
 from bench.endpoints import Endpoint
@@ -319,9 +320,10 @@ async def measure_path(
 
 def _broker_pid(source: Endpoint, targets: list[Endpoint]) -> int | None:
     """The RabbitMQ node's pid when the path goes through it, else None."""
-    if all(endpoint.kind != "amqp" for endpoint in (source, *targets)):
+    amqp = [endpoint for endpoint in (source, *targets) if endpoint.kind == "amqp"]
+    if not amqp:
         return None
-    return rabbitmq_pid()
+    return rabbitmq_pid(urlsplit(amqp[0].env.amqp_url).port or 5672)
 
 
 async def _drain_backlog(
