@@ -758,7 +758,9 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         help="peer bridges measured on each scenario after the gateway, for meshgate's "
         f"ratio to them: a comma-separated list of {', '.join(PEERS)}, 'all' (default) or "
         "'none' (bench.peers: a minimal hand-written bridge; an idiomatic FastStream app, "
-        "needs meshgate[bench])",
+        "needs meshgate[bench]; the RabbitMQ shovel, amqp-amqp only, needs rabbitmqctl and "
+        "root or the rabbitmq_shovel plugin enabled; a peer that cannot run is skipped, "
+        "with the reason)",
     )
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="results JSON file")
     parser.add_argument(

@@ -237,20 +237,29 @@ class Publisher:
         # each waiting for the earlier publishes of its event id.
         fast: list[int] = []
         slow: list[int] = []
-        seen: set[str] = set()
+        held: list[tuple[str, _IdSlot]] = []
         pipelined = all(hasattr(underlay, name) for name in _INTERNALS)
-        for index, (target, event, _message) in enumerate(items):
-            failure = refused.get(target.exchange)
-            if failure is not None:
-                outcomes[index] = failure
-            elif pipelined and event.id not in seen and event.id not in self._ids:
-                fast.append(index)
-            else:
-                slow.append(index)
-            seen.add(event.id)
-        one_by_one = asyncio.gather(*(self._confirmed(underlay, *items[index]) for index in slow))
-        together = self._pipelined(underlay, [items[index] for index in fast])
-        slow_results, fast_results = await asyncio.gather(one_by_one, together)
+        try:
+            for index, (target, event, _message) in enumerate(items):
+                failure = refused.get(target.exchange)
+                if failure is not None:
+                    outcomes[index] = failure
+                elif pipelined and event.id not in self._ids:
+                    # A fresh slot's lock is taken without yielding: from here on any
+                    # other publish of this event id waits for this batch's.
+                    slot = self._slot(event.id)
+                    await slot.lock.acquire()
+                    held.append((event.id, slot))
+                    fast.append(index)
+                else:
+                    slow.append(index)
+            one_by_one = asyncio.gather(
+                *(self._confirmed(underlay, *items[index]) for index in slow)
+            )
+            together = self._pipelined(underlay, [items[index] for index in fast], held)
+            slow_results, fast_results = await asyncio.gather(one_by_one, together)
+        finally:
+            self._let_go(held)  # if ``_pipelined`` never ran (cancelled)
         for index, result in zip(slow, slow_results, strict=True):
             outcomes[index] = result
         for index, result in zip(fast, fast_results, strict=True):
@@ -284,9 +293,11 @@ class Publisher:
         self,
         underlay: Any,
         items: Sequence[tuple[AmqpTarget, CloudEvent, binding.AmqpMessage]],
+        held: list[tuple[str, _IdSlot]],
     ) -> list[Exception | None]:
-        """Publish ``items`` (distinct event ids, none in flight) in one write, then
-        wait for all their confirmations: one outcome each.
+        """Publish ``items`` (distinct event ids, their ``_IdSlot`` locks ``held``) in
+        one write, then wait for all their confirmations: one outcome each; the locks
+        are let go at the end (later publishes of those ids, in this batch too, wait).
 
         What aiormq's ``basic_publish`` does for one message (a delivery tag, a
         confirmation future, the message_id that a basic.return is matched by), done
@@ -296,9 +307,26 @@ class Publisher:
         outcomes: list[Exception | None] = [None] * len(items)
         if not items:
             return outcomes
-        slots = [self._slot(event.id) for _target, event, _message in items]
-        for slot in slots:
-            await slot.lock.acquire()  # new slots: never waits; later publishes wait
+        try:
+            await self._write_and_wait(underlay, items, outcomes)
+        finally:
+            self._let_go(held)
+        return outcomes
+
+    def _let_go(self, held: list[tuple[str, _IdSlot]]) -> None:
+        """Release the ``_IdSlot`` locks in ``held`` (emptied: a second call is a no-op)."""
+        for event_id, slot in held:
+            slot.lock.release()
+            self._release(event_id, slot)
+        held.clear()
+
+    async def _write_and_wait(
+        self,
+        underlay: Any,
+        items: Sequence[tuple[AmqpTarget, CloudEvent, binding.AmqpMessage]],
+        outcomes: list[Exception | None],
+    ) -> None:
+        """``_pipelined``'s work: the batch written, its confirmations awaited."""
         confirmations: dict[int, tuple[int, asyncio.Future[Any]]] = {}
         try:
             frames: list[Any] = []
@@ -334,10 +362,6 @@ class Publisher:
                 outcomes[index] = outcomes[index] or _failure(exc, target, len(message.body))
         finally:
             self._forget(underlay, items, confirmations)
-            for (_target, event, _message), slot in zip(items, slots, strict=True):
-                slot.lock.release()
-                self._release(event.id, slot)
-        return outcomes
 
     async def _settled(
         self,

@@ -273,6 +273,18 @@ async def test_amqp_publish_many_one_event_to_two_exchanges(rabbitmq_url: str) -
                 else:
                     assert outcome is None
             assert sorted(await drained(channel, queue, 10)) == sorted(f"e{n}" for n in range(10))
+            # Concurrent batches (and a lone publish) sharing event ids, in opposite
+            # orders: each id still one publish at a time, and none waits on another.
+            async with asyncio.timeout(30):
+                first, second, _ = await asyncio.gather(
+                    connector.publish_many(items),
+                    connector.publish_many(items[::-1]),
+                    connector.publish(to_queue, event(3)),
+                )
+            for outcomes, batch in ((first, items), (second, items[::-1])):
+                for (target, _event), outcome in zip(batch, outcomes, strict=True):
+                    assert (outcome is None) == (target is to_queue), outcome
+            assert len(await drained(channel, queue, 21)) == 21
         finally:
             await connector.close()
             await channel.queue_delete(queue)
