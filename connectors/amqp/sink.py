@@ -15,11 +15,12 @@ aiormq matches a ``basic.return`` to its publish by ``message_id``, and the
 connector sets ``message_id`` to the CloudEvent id, so two publishes of the same
 event (fan-out to two exchanges) are sent one after the other, never overlapping.
 
-``publish_many`` (the connector's ``BatchPublisher`` hook) writes every publish of a
-batch on the confirm channel without waiting for the socket to drain or for any
-confirmation in between, then waits for all the confirmations at once; each item keeps
-the guarantees above (its own outcome, the same error mapping, one publish per
-message_id at a time) and one item's failure never fails the others.
+``publish_many`` (the connector's ``BatchPublisher`` hook) writes the publishes of a
+batch on the confirm channel in one socket write (``Publisher._pipelined``), then
+waits for all the confirmations at once; each item keeps the guarantees above (its
+own outcome, the same error mapping, one publish per message_id at a time: a repeated
+or in-flight id goes alone, after the earlier one) and one item's failure never fails
+the others.
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from bench.cli import _parse, _per_process
+from bench.peers import PEERS
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -103,9 +104,11 @@ def test_processes_takes_a_count_or_a_list() -> None:
 
 
 def test_peers_takes_names_all_or_none() -> None:
-    assert _parse([]).peers == ["handwritten", "faststream"]
-    assert _parse(["--peers", "all"]).peers == ["handwritten", "faststream"]
+    assert _parse([]).peers == list(PEERS)
+    assert _parse(["--peers", "all"]).peers == list(PEERS)
+    assert list(PEERS)[:3] == ["handwritten", "faststream", "shovel"]
     assert _parse(["--peers", "none"]).peers == []
     assert _parse(["--peers", "handwritten"]).peers == ["handwritten"]
+    assert _parse(["--peers", "shovel,handwritten"]).peers == ["shovel", "handwritten"]
     with pytest.raises(SystemExit):
         _parse(["--peers", "benthos"])
