@@ -16,12 +16,14 @@ settle is skipped with a log line, and the broker redelivers the message.
 
 Acks are coalesced (``_Acks``): an ``ack()`` is recorded and sent at the end of the
 event-loop turn, together with every other ack recorded in that turn (a batch's acks,
-or concurrent ones). Delivery tags of a channel are consecutive (1, 2, 3, ...; one
-consumer per channel, no basic.get), so the connector knows which tags are settled:
-the longest run of settled tags from the lowest unsettled one up to one being acked
-leaves as one ``basic.ack`` with ``multiple``, which acks every unacknowledged tag up
-to it; a tag still unsettled below (an event in retry) stops the run, and the acks
-past it leave one by one. No ack waits for the socket to drain (it has no reply).
+or concurrent ones). Delivery tags of a channel count up from 1 (one consumer per
+channel, no basic.get); the subscription tracks which are settled, and the run of
+settled tags from 1 (or the last run's end) up to one being acked leaves as one
+``basic.ack`` with ``multiple``, which acks every unacknowledged tag up to it. The run
+only crosses tags known settled: one still unsettled (an event in retry, one left
+unacked after a failed dead letter) stops it, and the acks past it leave one by one
+(correct, only no longer coalesced while it stays). No ack waits for the socket to
+drain (it has no reply).
 """
 
 from __future__ import annotations
