@@ -70,6 +70,10 @@ class _End:
         self.reason = reason
 
 
+_MAX_ABOVE = 65_536
+"""Tags settled one by one above the run that ``_Acks`` keeps at most."""
+
+
 class _Acks:
     """Which delivery tags of one channel are settled, and the acks not yet sent."""
 
@@ -100,6 +104,11 @@ class _Acks:
         self.pending.clear()
         self.above = {t for t in self.above if t > self.floor}
         self.above.update(alone)
+        if len(self.above) > _MAX_ABOVE:
+            # The run is stuck behind a tag never settled (left unacked after a failed
+            # dead letter): forget the tags acked alone above it, or this set would
+            # grow for the channel's life. Runs stop at the first one forgotten.
+            self.above.clear()
         return last, alone
 
 

@@ -7,6 +7,9 @@ stop the run.
 
 from __future__ import annotations
 
+import pytest
+
+from connectors.amqp import source
 from connectors.amqp.source import _Acks
 
 
@@ -43,3 +46,15 @@ def test_nothing_pending_sends_nothing() -> None:
     acks.above.add(2)
     assert acks.plan() == (None, [])
     assert acks.floor == 0 and acks.above == {2}
+
+
+def test_acks_piling_up_behind_a_tag_never_settled_are_forgotten(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(source, "_MAX_ABOVE", 10)
+    acks = _Acks()
+    for tag in range(2, 30):  # tag 1 is never settled
+        acks.pending.add(tag)
+        assert acks.plan() == (None, [tag])
+        assert len(acks.above) <= 10  # bounded, not one per message for ever
+    assert acks.floor == 0
