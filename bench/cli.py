@@ -260,6 +260,10 @@ class Bench:
                 code = bridge.stop(grace=10.0)
                 if code not in (0, None):
                     log.warning("%s bridge of %s exited with %s", peer, scenario.name, code)
+                    if peer == "shovel":  # killed before it took its shovel down
+                        from bench.peers.shovel import shovel_name, stop
+
+                        stop(shovel_name(spec))
             for endpoint in (source, *targets):
                 await endpoint.close()
 

@@ -33,7 +33,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import yaml
 
-__all__ = ["why_not"]
+__all__ = ["shovel_name", "stop", "why_not"]
 
 PLUGIN = "rabbitmq_shovel"
 _CTL_TIMEOUT = 60.0
@@ -140,9 +140,14 @@ def _terminate(_signum: int, _frame: object) -> None:
     raise SystemExit(0)
 
 
+def shovel_name(spec: dict[str, Any]) -> str:
+    """The shovel's name for a peer spec (``rabbitmqctl clear_parameter shovel NAME``)."""
+    return f"meshgate-bench-{spec['source']['queue']}"
+
+
 def main(argv: list[str]) -> int:
     spec = yaml.safe_load(Path(argv[1]).read_text())
-    name = f"meshgate-bench-{spec['source']['queue']}"
+    name = shovel_name(spec)
     # Installed first: a SIGTERM during the set-up still takes the shovel down.
     signal.signal(signal.SIGTERM, _terminate)
     signal.signal(signal.SIGINT, _terminate)
