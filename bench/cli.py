@@ -24,7 +24,7 @@ from typing import Any
 from bench import scenarios as catalogue
 from bench.endpoints import ENDPOINTS, Endpoint, Env, Kafka, NatsJetStream
 from bench.gateway_proc import ROOT, GatewayProcess
-from bench.peers import PEERS, available
+from bench.peers import IN_BROKER, PEERS, available
 from bench.runner import PathFailed, PathResult, measure_path
 from bench.scenarios import Scenario
 from routing.bindings import Mode
@@ -260,15 +260,21 @@ class Bench:
                 code = bridge.stop(grace=10.0)
                 if code not in (0, None):
                     log.warning("%s bridge of %s exited with %s", peer, scenario.name, code)
+                    if peer == "shovel":  # killed before it took its shovel down
+                        from bench.peers.shovel import shovel_name, stop
+
+                        stop(shovel_name(spec))
             for endpoint in (source, *targets):
                 await endpoint.close()
 
-    async def _peers(self, scenario: Scenario, gateway: PathResult) -> dict[str, Any]:
+    async def _peers(
+        self, scenario: Scenario, gateway: PathResult, raw: dict[str, Any]
+    ) -> dict[str, Any]:
         """Each peer bridge on the same pair: its figures and meshgate's ratio to it
         (events/s: gateway / peer; CPU per event: gateway / peer)."""
         peers: dict[str, Any] = {}
         for peer in self.args.peers:
-            why_not = available(peer)
+            why_not = available(peer, scenario.source, scenario.targets)
             if why_not is not None:
                 peers[peer] = {"skipped": why_not}
                 continue
@@ -280,7 +286,9 @@ class Bench:
                 continue
             figures = result.as_dict()
             figures["gateway_ratio"] = round(gateway.rate / result.rate, 3) if result.rate else None
-            if gateway.cpu_seconds and result.cpu_seconds:
+            if peer in IN_BROKER:
+                _in_broker_cpu(figures, result, gateway, raw.get("amqp", {}))
+            elif gateway.cpu_seconds and result.cpu_seconds:
                 figures["gateway_cpu_ratio"] = round(gateway.cpu_seconds / result.cpu_seconds, 3)
             peers[peer] = figures
             log.info(
@@ -312,7 +320,7 @@ class Bench:
         if len(self.args.processes) > 1:
             gateway["scaling"] = await self._scaling(scenario, throughput)
         if self.args.peers:
-            gateway["peers"] = await self._peers(scenario, throughput)
+            gateway["peers"] = await self._peers(scenario, throughput, raw)
         gateway["ratio_to_slower_raw"] = round(throughput.rate / slower, 3) if slower else None
         if latency is not None and latency.latency_ms:
             gateway["latency_ms"] = latency.latency_ms
@@ -498,6 +506,35 @@ def render_table(results: list[dict[str, Any]], matching: dict[str, Any] | None)
     return "\n".join(lines)
 
 
+def _in_broker_cpu(
+    figures: dict[str, Any], peer: PathResult, gateway: PathResult, raw: dict[str, Any]
+) -> None:
+    """CPU of a peer running inside the RabbitMQ node (``bench.peers.IN_BROKER``), and
+    meshgate's CPU ratio to it, both net of the raw clients' share of the node.
+
+    peer: node CPU during its run - node CPU per event of the raw AMQP path (publish
+    into a queue, consume from a queue: the raw clients' part of every bridged path) x
+    events, + its own (idle) set-up process. meshgate: its process + node CPU during its
+    run - the same raw share: what the node spends serving meshgate's two connections
+    is counted for meshgate, as the shovel's own work is counted for the shovel.
+    """
+    raw_cpu, raw_events = raw.get("broker_cpu_seconds"), raw.get("events")
+    if peer.broker_cpu_seconds is None or gateway.broker_cpu_seconds is None or not raw_cpu:
+        figures["cpu_note"] = "the RabbitMQ node's CPU could not be read: no CPU ratio"
+        return
+    per_event = raw_cpu / raw_events
+    own = peer.cpu_seconds or 0.0
+    peer_cpu = peer.broker_cpu_seconds - per_event * peer.events + own
+    gateway_cpu = (gateway.cpu_seconds or 0.0) + gateway.broker_cpu_seconds
+    gateway_cpu -= per_event * gateway.events
+    figures["raw_broker_cpu_s_per_10k"] = round(per_event * 10_000, 4)
+    figures["cpu_seconds"] = round(peer_cpu, 3)
+    figures["cpu_s_per_10k"] = round(peer_cpu / peer.events * 10_000, 4)
+    figures["gateway_with_broker_cpu_s_per_10k"] = round(gateway_cpu / gateway.events * 10_000, 4)
+    if peer_cpu > 0 and gateway_cpu > 0:
+        figures["gateway_cpu_ratio"] = round(gateway_cpu / peer_cpu, 3)
+
+
 def _peer_table(results: list[dict[str, Any]]) -> list[str]:
     """meshgate against the peer bridges of the same run: rates, and its ratios to them
     (ev/s: gateway / peer, above 1 = meshgate faster; CPU per event: gateway / peer,
@@ -535,6 +572,11 @@ def _peer_table(results: list[dict[str, Any]]) -> list[str]:
         if "skipped" in peer
     }
     lines.extend(f"  ({reason})" for reason in sorted(skipped))
+    if any(name in IN_BROKER for name in names):
+        lines.append(
+            "  (shovel CPU: the RabbitMQ node's CPU during its run minus the node's CPU for the "
+            "raw clients; the gateway's CPU for that ratio adds the node's CPU on its behalf)"
+        )
     return lines
 
 
@@ -720,7 +762,9 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         help="peer bridges measured on each scenario after the gateway, for meshgate's "
         f"ratio to them: a comma-separated list of {', '.join(PEERS)}, 'all' (default) or "
         "'none' (bench.peers: a minimal hand-written bridge; an idiomatic FastStream app, "
-        "needs meshgate[bench])",
+        "needs meshgate[bench]; the RabbitMQ shovel, amqp-amqp only, needs rabbitmqctl and "
+        "root or the rabbitmq_shovel plugin enabled; a peer that cannot run is skipped, "
+        "with the reason)",
     )
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="results JSON file")
     parser.add_argument(

@@ -22,7 +22,9 @@ from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+from bench.brokercpu import process_cpu_seconds, rabbitmq_pid
 from bench.endpoints import Endpoint
 from bench.events import WARMUP, extract, make_event, now_ns
 from bench.gateway_proc import GatewayProcess
@@ -97,6 +99,9 @@ class PathResult:
     brokers and this load generator share them, so near nproc the machine is the bound."""
     loadgen_cpu_seconds: float | None = None
     """CPU time of this process (raw publisher and consumer) during the run."""
+    broker_cpu_seconds: float | None = None
+    """CPU time of the RabbitMQ node during the run, on paths through it
+    (``bench.brokercpu``): the shovel's cost, and the broker's work for meshgate."""
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -117,6 +122,8 @@ class PathResult:
             out["machine_busy_cpus"] = round(self.machine_busy, 2)
         if self.loadgen_cpu_seconds is not None:
             out["loadgen_cpu_seconds"] = round(self.loadgen_cpu_seconds, 3)
+        if self.broker_cpu_seconds is not None:
+            out["broker_cpu_seconds"] = round(self.broker_cpu_seconds, 3)
         return out
 
 
@@ -263,6 +270,8 @@ async def measure_path(
     if gateway is not None:
         gateway.start_profiler()
     cpu_before = gateway.cpu_seconds() if gateway is not None else None
+    broker = _broker_pid(source, targets)
+    broker_before = process_cpu_seconds(broker) if broker is not None else None
     busy_before, total_before = _machine_ticks()
     own_before = _own_cpu()
     started = time.monotonic()
@@ -270,6 +279,7 @@ async def measure_path(
     complete = await _wait_all(receivers, timeout=60.0 + events / 500)
     throughput = _arrivals(receivers, events, started, complete)
     cpu_after = gateway.cpu_seconds() if gateway is not None else None
+    broker_after = process_cpu_seconds(broker) if broker is not None else None
     own_after = _own_cpu()
     throughput.machine_busy = _busy_cpus(busy_before, total_before)
     if gateway is not None:
@@ -277,6 +287,8 @@ async def measure_path(
     if cpu_before is not None and cpu_after is not None:
         throughput.cpu_seconds = cpu_after - cpu_before
     throughput.loadgen_cpu_seconds = own_after - own_before
+    if broker_before is not None and broker_after is not None:
+        throughput.broker_cpu_seconds = broker_after - broker_before
     if not complete:
         tail = gateway.log_tail() if gateway is not None else ""
         raise PathFailed(f"only {throughput.received} of {events} events arrived\n{tail}")
@@ -304,6 +316,14 @@ async def measure_path(
     if gateway is not None:
         throughput.peak_rss_bytes = gateway.peak_rss_bytes()
     return throughput, latency, drained
+
+
+def _broker_pid(source: Endpoint, targets: list[Endpoint]) -> int | None:
+    """The RabbitMQ node's pid when the path goes through it, else None."""
+    amqp = [endpoint for endpoint in (source, *targets) if endpoint.kind == "amqp"]
+    if not amqp:
+        return None
+    return rabbitmq_pid(urlsplit(amqp[0].env.amqp_url).port or 5672)
 
 
 async def _drain_backlog(

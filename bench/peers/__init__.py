@@ -15,8 +15,13 @@ rate and CPU are measured the same way (``bench.gateway_proc``):
   whose handler publishes to the target broker(s) and returns; FastStream's defaults
   otherwise.
 
-Both map CloudEvents attributes between the protocols' carriers (``bench.peers.carry``)
-as any bridge of CloudEvents must; neither validates events (meshgate does).
+- ``shovel``: the RabbitMQ shovel (``bench.peers.shovel``), AMQP to AMQP only, with
+  ``ack-mode: on-confirm``; it runs inside the broker, so its CPU is the broker's CPU
+  during the run minus the broker's CPU for the raw clients (see ``IN_BROKER``).
+
+The first two map CloudEvents attributes between the protocols' carriers
+(``bench.peers.carry``) as any bridge of CloudEvents must; none validates events
+(meshgate does).
 """
 
 from __future__ import annotations
@@ -25,12 +30,25 @@ import importlib.util
 
 __all__ = ["PEERS", "available"]
 
-PEERS = {"handwritten": "bench.peers.handwritten", "faststream": "bench.peers.faststream_app"}
+PEERS = {
+    "handwritten": "bench.peers.handwritten",
+    "faststream": "bench.peers.faststream_app",
+    "shovel": "bench.peers.shovel",
+}
 """Peer bridge name -> the module run as ``python -m``, in table order."""
 
+IN_BROKER = frozenset({"shovel"})
+"""Peers that run inside the RabbitMQ node: their CPU is the node's CPU during the run
+minus what the node spends on the raw clients (``bench.brokercpu``), and meshgate's
+CPU ratio to them counts what the node spends on meshgate's behalf too."""
 
-def available(name: str) -> str | None:
-    """None when peer ``name`` can run here, else why not."""
+
+def available(name: str, source: str = "", targets: tuple[str, ...] = ()) -> str | None:
+    """None when peer ``name`` can bridge ``source`` -> ``targets`` here, else why not."""
     if name == "faststream" and importlib.util.find_spec("faststream") is None:
         return "FastStream is not installed (pip install 'meshgate[bench]')"
+    if name == "shovel":
+        from bench.peers.shovel import why_not
+
+        return why_not(source, targets)
     return None

@@ -23,12 +23,13 @@ from connectors.base import (
     RawMessage,
     dry_run_delivery,
 )
-from connectors.errors import ConnectionLost, MessageSpecError
+from connectors.errors import ConnectionLost, ConnectorError, MessageSpecError
 from connectors.readiness import Subscriptions
 from connectors.redact import redact_url
 from connectors.tls import TlsConfigError
 from routing.bindings import amqp as binding
 from routing.bindings import merge_headers
+from routing.errors import InvalidEvent
 from routing.event import CloudEvent
 
 __all__ = ["AmqpConnector"]
@@ -108,6 +109,27 @@ class AmqpConnector(Connector[AmqpOptions, AmqpSource, AmqpTarget, binding.AmqpM
 
     async def publish(self, target: AmqpTarget, event: CloudEvent) -> None:
         await self._publisher.publish(target, event, self.encode(target, event))
+
+    async def publish_many(
+        self, items: Sequence[tuple[AmqpTarget, CloudEvent]]
+    ) -> list[Exception | None]:
+        """``BatchPublisher``: every publish sent on the confirm channel, then the
+        confirmations awaited together (``Publisher.publish_many``)."""
+        outcomes: list[Exception | None] = [None] * len(items)
+        encoded: list[tuple[AmqpTarget, CloudEvent, binding.AmqpMessage]] = []
+        sent: list[int] = []
+        for index, (target, event) in enumerate(items):
+            try:
+                encoded.append((target, event, self.encode(target, event)))
+            except (ConnectorError, InvalidEvent) as exc:
+                outcomes[index] = exc
+                continue
+            sent.append(index)
+        if encoded:
+            results = await self._publisher.publish_many(encoded)
+            for index, error in zip(sent, results, strict=True):
+                outcomes[index] = error
+        return outcomes
 
     async def publish_raw(self, message: RawMessage) -> None:
         # The source's exchange when known; else "EXCHANGE/ROUTING_KEY", or a bare

@@ -13,11 +13,23 @@ core's supervision subscribes again once the link has reconnected. A delivery ca
 to the channel it arrived on, so its ``ack``/``nack`` can never reach a newer
 channel where the same delivery tag names another message: on a dead channel the
 settle is skipped with a log line, and the broker redelivers the message.
+
+Acks are coalesced (``_Acks``): an ``ack()`` is recorded and sent at the end of the
+event-loop turn, together with every other ack recorded in that turn (a batch's acks,
+or concurrent ones). Delivery tags of a channel count up from 1 (one consumer per
+channel, no basic.get); the subscription tracks which are settled, and the run of
+settled tags from 1 (or the last run's end) up to one being acked leaves as one
+``basic.ack`` with ``multiple``, which acks every unacknowledged tag up to it. The run
+only crosses tags known settled: one still unsettled (an event in retry, one left
+unacked after a failed dead letter) stops it, and the acks past it leave one by one
+(correct, only no longer coalesced while it stays). No ack waits for the socket to
+drain (it has no reply).
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import uuid
 from collections.abc import AsyncIterator
@@ -45,6 +57,10 @@ CHANNEL_ERRORS = (
     TimeoutError,
 )
 SETUP_TIMEOUT: Final = 10.0
+# aiormq 7 sends an ack without waiting for the socket to drain (``wait=False``).
+_NO_DRAIN: dict[str, Any] = (
+    {"wait": False} if "wait" in inspect.signature(aiormq.Channel.basic_ack).parameters else {}
+)
 
 
 class _End:
@@ -52,6 +68,48 @@ class _End:
 
     def __init__(self, reason: str) -> None:
         self.reason = reason
+
+
+_MAX_ABOVE = 65_536
+"""Tags settled one by one above the run that ``_Acks`` keeps at most."""
+
+
+class _Acks:
+    """Which delivery tags of one channel are settled, and the acks not yet sent."""
+
+    def __init__(self) -> None:
+        self.floor = 0
+        """Every tag up to this one is settled."""
+        self.pending: set[int] = set()
+        """Acked by the runtime, not sent yet."""
+        self.above: set[int] = set()
+        """Settled one by one above ``floor``."""
+        self.nacking: set[int] = set()
+        """Being nacked (not settled until the nack frame is queued)."""
+
+    def settled(self, tag: int) -> bool:
+        """Whether ``tag`` was settled (or is being) already."""
+        return tag <= self.floor or tag in self.pending or tag in self.above or tag in self.nacking
+
+    def plan(self) -> tuple[int | None, list[int]]:
+        """(the tag to ack with ``multiple``, or None; the tags to ack alone), and
+        the pending acks are taken as sent."""
+        tag, last = self.floor + 1, None
+        while tag in self.pending or tag in self.above:
+            if tag in self.pending:
+                last = tag
+            tag += 1
+        self.floor = tag - 1
+        alone = sorted(t for t in self.pending if t > self.floor)
+        self.pending.clear()
+        self.above = {t for t in self.above if t > self.floor}
+        self.above.update(alone)
+        if len(self.above) > _MAX_ABOVE:
+            # The run is stuck behind a tag never settled (left unacked after a failed
+            # dead letter): forget the tags acked alone above it, or this set would
+            # grow for the channel's life. Runs stop at the first one forgotten.
+            self.above.clear()
+        return last, alone
 
 
 class Subscription:
@@ -62,6 +120,9 @@ class Subscription:
         self._log = log
         self._buffer: asyncio.Queue[AbstractIncomingMessage | _End] = asyncio.Queue()
         self._channel: AbstractChannel | None = None
+        self._acks = _Acks()
+        self._flush: asyncio.Task[None] | None = None
+        self._unsent: dict[int, AbstractIncomingMessage] = {}
         self.dead = False
         self.tag = f"{source.consumer_tag_prefix}.{source.queue}.{uuid.uuid4().hex[:12]}"
 
@@ -102,7 +163,10 @@ class Subscription:
         return item
 
     async def close(self) -> None:
-        """Close the channel; the broker requeues every unacknowledged delivery."""
+        """Send the acks recorded, close the channel; the broker requeues every
+        unacknowledged delivery."""
+        while self._flush is not None and not self.dead:
+            await asyncio.gather(self._flush, return_exceptions=True)
         self.dead = True
         channel, self._channel = self._channel, None
         if channel is not None and not channel.is_closed:
@@ -112,21 +176,56 @@ class Subscription:
                 self._log.debug("closing consumer channel %s failed: %r", self.tag, exc)
 
     async def settle(self, message: AbstractIncomingMessage, ack: bool, requeue: bool) -> None:
-        """ack or nack ``message`` on its own channel; skipped if that channel is dead."""
-        if message.processed:
+        """ack or nack ``message`` on its own channel; skipped if that channel is dead.
+        An ack is sent at the end of this event-loop turn (see the module docstring)."""
+        tag = message.delivery_tag
+        if message.processed or tag is None or self._acks.settled(tag):
             return
         if self.dead:
             self._stale(message, "its channel is closed")
             return
+        if ack:
+            self._acks.pending.add(tag)
+            self._unsent[tag] = message
+            if self._flush is None:
+                self._flush = asyncio.ensure_future(self._send_acks())
+            return
+        # Counted as settled (so a run of acks may cover it) only once the nack frame
+        # is queued: an ack with ``multiple`` written first would ack it instead.
+        self._acks.nacking.add(tag)
         try:
-            if ack:
-                await message.ack()
-            else:
-                await message.nack(requeue=requeue)
+            await message.nack(requeue=requeue)
         except MessageProcessError:
             return  # settled concurrently
         except CHANNEL_ERRORS as exc:
             self._stale(message, repr(exc))
+        else:
+            self._acks.above.add(tag)
+        finally:
+            self._acks.nacking.discard(tag)
+
+    async def _send_acks(self) -> None:
+        """The acks recorded in this event-loop turn, in as few frames as it can."""
+        try:
+            unsent, self._unsent = self._unsent, {}
+            multiple, alone = self._acks.plan()
+            if self.dead or self._channel is None:
+                for message in unsent.values():
+                    self._stale(message, "its channel is closed")
+                return
+            try:
+                channel = await self._channel.get_underlay_channel()
+                if multiple is not None:
+                    await channel.basic_ack(multiple, multiple=True, **_NO_DRAIN)
+                for tag in alone:
+                    await channel.basic_ack(tag, **_NO_DRAIN)
+            except CHANNEL_ERRORS as exc:
+                for message in unsent.values():
+                    self._stale(message, repr(exc))
+        finally:
+            self._flush = None
+            if self._acks.pending:  # recorded while this one was writing
+                self._flush = asyncio.ensure_future(self._send_acks())
 
     def _stale(self, message: AbstractIncomingMessage, why: str) -> None:
         self._log.info(

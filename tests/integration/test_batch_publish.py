@@ -1,7 +1,7 @@
-"""``publish_many`` (the optional ``BatchPublisher`` hook) of the NATS and Kafka
-connectors against the loopback NATS server and the Kafka mock cluster, and the
-batch path end to end: a refused event in a JetStream burst is dead-lettered alone
-while the rest is delivered and acked.
+"""``publish_many`` (the optional ``BatchPublisher`` hook) of the NATS, Kafka and AMQP
+connectors against the loopback NATS server, the Kafka mock cluster and the loopback
+RabbitMQ, and the batch path end to end: a refused event in a JetStream burst (or an
+AMQP queue's backlog) is dead-lettered alone while the rest is delivered and acked.
 """
 
 from __future__ import annotations
@@ -12,11 +12,13 @@ import textwrap
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
+import aio_pika
 import nats
 import pytest
 from aiokafka import AIOKafkaConsumer
 from nats.js.api import StreamConfig
 
+from connectors.amqp import AmqpConnector, AmqpOptions, AmqpTarget
 from connectors.base import BatchPublisher
 from connectors.errors import PublishRejected
 from connectors.kafka import KafkaConnector, KafkaOptions, KafkaTarget
@@ -24,6 +26,7 @@ from connectors.nats import NatsConnector, NatsOptions, NatsTarget
 from gateway.config import load_config
 from gateway.runtime import Gateway
 from routing.bindings import Mode
+from routing.bindings import amqp as amqp_binding
 from routing.bindings import nats as binding
 from routing.event import CloudEvent
 from tests.brokers import unique_name
@@ -176,3 +179,169 @@ async def test_a_refused_event_in_a_jetstream_burst_is_dead_lettered_alone(
         name = await js.find_stream_name_by_subject(f"{src}.in")
         consumers = await js.consumers_info(name)
         assert [(c.num_pending, c.num_ack_pending) for c in consumers] == [(0, 0)]
+
+
+# -- AMQP ---------------------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def rabbit(url: str) -> AsyncIterator[aio_pika.abc.AbstractChannel]:
+    """A raw channel on a connection of its own (the test deletes what it declares)."""
+    connection = await aio_pika.connect(url, timeout=10)
+    channel = await connection.channel()
+    try:
+        yield channel
+    finally:
+        await connection.close()
+
+
+async def drained(channel: aio_pika.abc.AbstractChannel, queue: str, count: int) -> list[str]:
+    """The message ids of the ``count`` messages in ``queue`` (acked), within 20 s."""
+    ids: list[str] = []
+    source = await channel.get_queue(queue)
+    async with asyncio.timeout(20):
+        while len(ids) < count:
+            message = await source.get(fail=False)
+            if message is None:
+                await asyncio.sleep(0.05)
+                continue
+            ids.append(message.message_id or "")
+            await message.ack()
+    assert await source.get(fail=False) is None  # nothing more than expected
+    return ids
+
+
+def amqp_connector(url: str) -> AmqpConnector:
+    return AmqpConnector("a", AmqpOptions(type="amqp", url=url, connection_name=unique_name("bt")))
+
+
+async def test_amqp_publish_many_confirms_each_and_fails_only_the_bad_ones(
+    rabbitmq_url: str,
+) -> None:
+    connector = amqp_connector(rabbitmq_url)
+    assert isinstance(connector, BatchPublisher)
+    queue = unique_name("bt-q")
+    async with rabbit(rabbitmq_url) as channel:
+        await channel.declare_queue(queue, durable=False, auto_delete=False)
+        await connector.start()
+        try:
+            good = AmqpTarget(connector="a", routing_key=queue)
+            missing = AmqpTarget(connector="a", exchange=unique_name("no-such-x"))
+            unroutable = AmqpTarget(connector="a", routing_key=unique_name("no-such-q"))
+            items = [(good, event(n)) for n in range(30)]
+            items.insert(4, (missing, event(100)))
+            items.insert(17, (unroutable, event(101)))
+            outcomes = await connector.publish_many(items)
+            assert isinstance(outcomes[4], PublishRejected)
+            assert "no exchange" in str(outcomes[4])
+            assert isinstance(outcomes[17], PublishRejected)
+            assert "unroutable" in str(outcomes[17])
+            assert outcomes[:4] + outcomes[5:17] + outcomes[18:] == [None] * 30
+            ids = await drained(channel, queue, 30)
+            assert sorted(ids) == sorted(f"e{n}" for n in range(30))
+            # The channel the missing exchange never reached is still good for more.
+            assert await connector.publish_many([(good, event(200))]) == [None]
+            assert await drained(channel, queue, 1) == ["e200"]
+        finally:
+            await connector.close()
+            await channel.queue_delete(queue)
+
+
+async def test_amqp_publish_many_one_event_to_two_exchanges(rabbitmq_url: str) -> None:
+    """basic.return is matched by message_id (the event id): two publishes of one event
+    in a batch never overlap, so a return names the right one."""
+    connector = amqp_connector(rabbitmq_url)
+    routed, dead_end, queue = unique_name("bt-x"), unique_name("bt-x"), unique_name("bt-q")
+    async with rabbit(rabbitmq_url) as channel:
+        exchange = await channel.declare_exchange(routed, "direct", durable=False)
+        await channel.declare_exchange(dead_end, "direct", durable=False)  # bound to nothing
+        bound = await channel.declare_queue(queue, durable=False)
+        await bound.bind(exchange, "k")
+        await connector.start()
+        try:
+            to_queue = AmqpTarget(connector="a", exchange=routed, routing_key="k")
+            nowhere = AmqpTarget(connector="a", exchange=dead_end, routing_key="k")
+            items = []
+            for n in range(10):
+                pair = [(nowhere, event(n)), (to_queue, event(n))]
+                items += pair if n % 2 else pair[::-1]
+            outcomes = await connector.publish_many(items)
+            for (target, _event), outcome in zip(items, outcomes, strict=True):
+                if target is nowhere:
+                    assert isinstance(outcome, PublishRejected), outcome
+                    assert "unroutable" in str(outcome)
+                else:
+                    assert outcome is None
+            assert sorted(await drained(channel, queue, 10)) == sorted(f"e{n}" for n in range(10))
+            # Concurrent batches (and a lone publish) sharing event ids, in opposite
+            # orders: each id still one publish at a time, and none waits on another.
+            async with asyncio.timeout(30):
+                first, second, _ = await asyncio.gather(
+                    connector.publish_many(items),
+                    connector.publish_many(items[::-1]),
+                    connector.publish(to_queue, event(3)),
+                )
+            for outcomes, batch in ((first, items), (second, items[::-1])):
+                for (target, _event), outcome in zip(batch, outcomes, strict=True):
+                    assert (outcome is None) == (target is to_queue), outcome
+            assert len(await drained(channel, queue, 21)) == 21
+        finally:
+            await connector.close()
+            await channel.queue_delete(queue)
+            await channel.exchange_delete(routed)
+            await channel.exchange_delete(dead_end)
+
+
+async def test_an_amqp_backlog_goes_the_batch_path_and_a_refused_event_is_dead_lettered_alone(
+    rabbitmq_url: str, tmp_path: Path
+) -> None:
+    src, out, dlq = unique_name("bt-s"), unique_name("bt-o"), unique_name("bt-d")
+    async with rabbit(rabbitmq_url) as channel:
+        for queue in (src, out, dlq):
+            await channel.declare_queue(queue, durable=False)
+        for n in range(60):  # a backlog: the gateway takes it in batches
+            # the first names a queue that does not exist: unroutable, dead-lettered
+            kind = unique_name("no-such-q") if n == 17 else out
+            message = amqp_binding.to_message(event(n, type=kind), Mode.BINARY)
+            await channel.default_exchange.publish(
+                aio_pika.Message(
+                    message.body,
+                    content_type=message.content_type,
+                    headers=dict(message.headers),  # type: ignore[arg-type]
+                ),
+                routing_key=src,
+            )
+        config = tmp_path / "config.yaml"
+        config.write_text(
+            textwrap.dedent(f"""
+            gateway: {{id: batch-amqp, drain_timeout_seconds: 5, state_dir: '{tmp_path}'}}
+            connectors:
+              a: {{type: amqp, url: '{rabbitmq_url}'}}
+            routes:
+              - name: r
+                from: {{connector: a, queue: '{src}', declare: false}}
+                to: [{{connector: a, routing_key: '{{type}}'}}]
+                dead_letter: {{connector: a, routing_key: '{dlq}'}}
+                retry: {{max_attempts: 2, initial_backoff_seconds: 0.01}}
+        """)
+        )
+        gateway = Gateway(load_config(config))
+        await gateway.start()
+        try:
+            stats = gateway.stats["r"]
+            await until(lambda: stats.delivered + stats.dead_lettered == 60, 30)
+            await until(lambda: gateway.in_flight() == 0, 5)
+            assert (stats.delivered, stats.dead_lettered) == (59, 1)
+            assert gateway.pipelines[0].batcher.batches >= 1
+        finally:
+            await gateway.stop()
+        try:
+            assert len(await drained(channel, out, 59)) == 59
+            assert len(await drained(channel, dlq, 1)) == 1
+            # Everything was acked: nothing left in the source queue.
+            assert (
+                await channel.declare_queue(src, passive=True)
+            ).declaration_result.message_count == 0
+        finally:
+            for queue in (src, out, dlq):
+                await channel.queue_delete(queue)

@@ -4,7 +4,7 @@ The benchmark is not a test of speed (docs/performance.md): this only keeps the 
 command that measures it working, on the quickest scenario, with two gateway
 processes sharing the source (the scale-out path), the backlog phase and the peer
 bridges (bench/peers: hand-written always; FastStream where meshgate[bench] is
-installed, else reported as skipped).
+installed, else reported as skipped; the RabbitMQ shovel skipped: AMQP pairs only).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from bench.cli import _parse, _per_process
+from bench.peers import PEERS
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -59,7 +60,8 @@ def test_quick_bench_writes_every_figure(tmp_path: Path) -> None:
     assert backlog["received"] == backlog["events"] and backlog["events_per_s"] > 0
     assert row["raw"]["nats"]["events_per_s"] > 0
     peers = gateway["peers"]
-    assert list(peers) == ["handwritten", "faststream"]
+    assert list(peers)[:3] == ["handwritten", "faststream", "shovel"]
+    assert "amqp-amqp" in peers["shovel"]["skipped"]  # the shovel bridges AMQP only
     hand = peers["handwritten"]
     assert hand["received"] == hand["events"] and hand["duplicates"] == 0
     assert hand["gateway_ratio"] > 0 and hand["gateway_cpu_ratio"] > 0
@@ -102,9 +104,11 @@ def test_processes_takes_a_count_or_a_list() -> None:
 
 
 def test_peers_takes_names_all_or_none() -> None:
-    assert _parse([]).peers == ["handwritten", "faststream"]
-    assert _parse(["--peers", "all"]).peers == ["handwritten", "faststream"]
+    assert _parse([]).peers == list(PEERS)
+    assert _parse(["--peers", "all"]).peers == list(PEERS)
+    assert list(PEERS)[:3] == ["handwritten", "faststream", "shovel"]
     assert _parse(["--peers", "none"]).peers == []
     assert _parse(["--peers", "handwritten"]).peers == ["handwritten"]
+    assert _parse(["--peers", "shovel,handwritten"]).peers == ["shovel", "handwritten"]
     with pytest.raises(SystemExit):
         _parse(["--peers", "benthos"])

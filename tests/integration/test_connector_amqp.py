@@ -388,6 +388,39 @@ async def test_prefetch_bounds_unacked_deliveries(broker: Broker) -> None:
         await conn.close()
 
 
+async def test_acks_around_an_unsettled_delivery_leave_it_alone_unacked(broker: Broker) -> None:
+    """Acks are coalesced into one basic.ack with ``multiple`` only over a run of
+    settled tags: a delivery not settled in the middle (an event in retry) is never
+    acked by its neighbours' acks, and comes back when the channel closes."""
+    queue = await broker.queue()
+    for n in range(12):
+        await broker.publish(queue, b"m%d" % n)
+    conn = connector()
+    await conn.start()
+    pump = Pump(aiter(conn.consume(AmqpSource(connector="rabbit", queue=queue, prefetch=20))))
+    try:
+        got = await pump.wait_for(12)
+        for n, delivery in enumerate(got):  # all in one event-loop turn: one flush
+            if n == 4:
+                continue
+            if n == 7:
+                await delivery.nack(requeue=False)  # dropped
+            else:
+                await delivery.ack()
+        assert (await broker.counts(queue))[0] == 0
+    finally:
+        await pump.stop()
+        await conn.close()
+    # Closing sent the acks recorded, then closed the channel: the one delivery never
+    # settled is back, the rest are gone.
+    channel = await broker.channel()
+    message = await (await channel.get_queue(queue)).get(timeout=5)
+    assert message.body == b"m4"
+    await message.ack()
+    assert await (await channel.get_queue(queue)).get(fail=False) is None
+    await channel.close()
+
+
 def test_password_is_redacted() -> None:
     url = "amqp://user:s3cret@rabbit.example:5672/prod?heartbeat=5"
     assert "s3cret" not in redact_url(url)
