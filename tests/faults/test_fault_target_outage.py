@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 
 from gateway.localbrokers import KafkaMockCluster
-from tests.brokers import NATS_URL, RABBITMQ_URL
+from tests.brokers import KAFKA_MOCK_REBALANCE_DELAY_MS, NATS_URL, RABBITMQ_URL
 from tests.faults.brokers import (
     PrivateMosquitto,
     PrivateNats,
@@ -122,7 +122,9 @@ async def test_target_outage_applies_backpressure_and_loses_nothing(
     outage_s: float,
     fault_report: FaultReport,
 ) -> None:
-    async with KafkaMockCluster(log=tmp_path / "kafka.log") as kafka:
+    async with KafkaMockCluster(
+        log=tmp_path / "kafka.log", rebalance_delay_ms=KAFKA_MOCK_REBALANCE_DELAY_MS
+    ) as kafka:
         pairs = [
             Pair(NATS, NATS_URL, AMQP, private_rabbit.url, label="to-rabbit"),
             Pair(NATS, NATS_URL, MQTT, private_mosquitto.url, label="to-mosquitto"),

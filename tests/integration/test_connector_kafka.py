@@ -36,7 +36,7 @@ from connectors.testing import sample_event
 from connectors.testing.harness import AnyConnector
 from gateway.localbrokers import KafkaMockCluster
 from routing.bindings import Mode
-from tests.brokers import unique_name
+from tests.brokers import KAFKA_MOCK_REBALANCE_DELAY_MS, unique_name
 from tests.integration.connector_hooks import HookedConformance, next_delivery
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
@@ -308,7 +308,9 @@ async def wait_stopped(pid: int) -> None:
 
 async def test_frozen_cluster_gives_retriable_errors_then_recovers(tmp_path: Any) -> None:
     """SIGSTOP a private mock cluster: publish fails retriably, health follows, then recovers."""
-    async with KafkaMockCluster(brokers=1, log=tmp_path / "mock.log") as cluster:
+    async with KafkaMockCluster(
+        brokers=1, log=tmp_path / "mock.log", rebalance_delay_ms=KAFKA_MOCK_REBALANCE_DELAY_MS
+    ) as cluster:
         options = KafkaOptions(
             type="kafka",
             bootstrap_servers=(cluster.bootstrap_servers,),
