@@ -66,6 +66,21 @@ async def until(check: Callable[[], bool], within: float) -> None:
         await asyncio.sleep(0.05)
 
 
+async def one_dead_lettered_of_60(config: Path) -> None:
+    """Run route ``r`` of ``config`` until 60 events are settled: 59 delivered, one
+    dead-lettered, at least one batch on the batch path, nothing left in flight."""
+    gateway = Gateway(load_config(config))
+    await gateway.start()
+    try:
+        stats = gateway.stats["r"]
+        await until(lambda: stats.delivered + stats.dead_lettered == 60, 30)
+        await until(lambda: gateway.in_flight() == 0, 5)
+        assert (stats.delivered, stats.dead_lettered) == (59, 1)
+        assert gateway.pipelines[0].batcher.batches >= 1
+    finally:
+        await gateway.stop()
+
+
 async def stored(nc: nats.NATS, subject: str) -> int:
     js = nc.jetstream()
     name = await js.find_stream_name_by_subject(subject)
@@ -163,16 +178,7 @@ async def test_a_refused_event_in_a_jetstream_burst_is_dead_lettered_alone(
                 retry: {{max_attempts: 2, initial_backoff_seconds: 0.01}}
         """)
         )
-        gateway = Gateway(load_config(config))
-        await gateway.start()
-        try:
-            stats = gateway.stats["r"]
-            await until(lambda: stats.delivered + stats.dead_lettered == 60, 30)
-            await until(lambda: gateway.in_flight() == 0, 5)
-            assert (stats.delivered, stats.dead_lettered) == (59, 1)
-            assert gateway.pipelines[0].batcher.batches >= 1
-        finally:
-            await gateway.stop()
+        await one_dead_lettered_of_60(config)
         assert await stored(nc, f"{out}.events") == 59
         assert await stored(nc, f"{dlq}.letters") == 1
         # Everything was acked: the durable has nothing pending or unacknowledged.
@@ -325,16 +331,7 @@ async def test_an_amqp_backlog_goes_the_batch_path_and_a_refused_event_is_dead_l
                 retry: {{max_attempts: 2, initial_backoff_seconds: 0.01}}
         """)
         )
-        gateway = Gateway(load_config(config))
-        await gateway.start()
-        try:
-            stats = gateway.stats["r"]
-            await until(lambda: stats.delivered + stats.dead_lettered == 60, 30)
-            await until(lambda: gateway.in_flight() == 0, 5)
-            assert (stats.delivered, stats.dead_lettered) == (59, 1)
-            assert gateway.pipelines[0].batcher.batches >= 1
-        finally:
-            await gateway.stop()
+        await one_dead_lettered_of_60(config)
         try:
             assert len(await drained(channel, out, 59)) == 59
             assert len(await drained(channel, dlq, 1)) == 1
