@@ -57,6 +57,8 @@ _ClientErrors = (OSError, nats.errors.Error, asyncio.TimeoutError)
 _PERMISSION = re.compile(
     r"permissions violation for (publish|subscription) to \"?([^\"\s']+)", re.IGNORECASE
 )
+_DENIALS_KEPT = 1024
+"""Denied subjects remembered (and -ERRs counted per subject) until someone takes them."""
 _DROP_GRACE = 1.0
 """Seconds a replaced client gets to close before its socket is aborted."""
 
@@ -88,7 +90,9 @@ class Link:
         self._last_error: BaseException | None = None
         self._tls: ssl.SSLContext | None = None
         self._refused: asyncio.Future[TlsNotOffered] | None = None
-        self._denials: dict[tuple[str, str], str] = {}  # (publish|subscription, subject)
+        # (publish|subscription, subject) -> (server's text, -ERRs not taken yet): one per
+        # denied PUB or SUB, so concurrent publishes to one denied subject each get theirs.
+        self._denials: dict[tuple[str, str], tuple[str, int]] = {}
         self._drops = DropReport(label, supervisor.health, log)
         self.generation = 0
         """Bumped on every (re)connection: pull requests sent before are lost."""
@@ -405,6 +409,7 @@ class Link:
     def _adopt(self, nc: Client) -> None:
         self._nc = nc
         self.generation += 1
+        self._denials.clear()  # they answered the last client's publishes, not this one's
         self._timeouts, self._seen_in, self._calm_until = 0, -1, 0.0
         url = nc.connected_url
         detail = (
@@ -464,9 +469,10 @@ class Link:
         if denial is None:
             return False
         # nats-py lowercases -ERR texts: subjects are matched case-insensitively.
-        kind, subject = denial.group(1).lower(), denial.group(2).lower()
-        self._denials[(kind, subject)] = str(exc)
-        if len(self._denials) > 1024:  # nobody asked for old ones: bounded
+        key = (denial.group(1).lower(), denial.group(2).lower())
+        _text, count = self._denials.pop(key, ("", 0))
+        self._denials[key] = (str(exc), min(count + 1, _DENIALS_KEPT))  # newest last
+        if len(self._denials) > _DENIALS_KEPT:  # nobody asked for old ones: bounded
             self._denials.pop(next(iter(self._denials)))
         self._log.warning("%s: NATS %s", self._label, _describe(exc))
         return True
@@ -498,8 +504,9 @@ class Link:
 
     def take_denial(self, kind: str, subject: str) -> str | None:
         """The server's permissions violation for ``kind`` ("publish" or "subscription")
-        on ``subject`` since the last call, or None."""
-        return self._denials.pop((kind, subject.lower()), None)
+        on ``subject`` not taken yet, or None. The server answers each denied PUB (SUB)
+        with its own -ERR: each call takes one of them."""
+        return self._take((kind, subject.lower()))
 
     def take_denied_prefix(self, kind: str, prefix: str) -> tuple[str, str] | None:
         """(subject in lower case, server's text) of a permissions violation for ``kind``
@@ -507,8 +514,19 @@ class Link:
         prefix = prefix.lower()
         for key in self._denials:
             if key[0] == kind and key[1].startswith(prefix):
-                return key[1], self._denials.pop(key)
+                return key[1], self._take(key) or ""
         return None
+
+    def _take(self, key: tuple[str, str]) -> str | None:
+        found = self._denials.get(key)
+        if found is None:
+            return None
+        text, count = found
+        if count > 1:
+            self._denials[key] = (text, count - 1)
+        else:
+            del self._denials[key]
+        return text
 
     def note_drop(self, subject: str) -> None:
         """Count (and log, throttled) a core NATS message dropped by a slow consumer."""

@@ -219,38 +219,63 @@ async def publish_many(
     """Publish every item; one outcome per item (``BatchPublisher``).
 
     JetStream publishes are all written, then their PubAcks awaited together; core
-    ones share one flush (``SharedFlush``), as concurrent ``publish`` calls would.
+    ones are all written, then share one flush (``SharedFlush``).
     """
     outcomes: list[Exception | None] = [None] * len(items)
-    core = [index for index, (target, _event) in enumerate(items) if not target.jetstream]
-    if core:
-        results = await asyncio.gather(
-            *(publish(link, wait, *items[index]) for index in core), return_exceptions=True
-        )
-        for index, result in zip(core, results, strict=True):
-            outcomes[index] = _outcome(result)
-    if len(core) == len(items):
-        return outcomes
     try:
         nc = link.current()
-    except ConnectionLost as exc:  # each JetStream item fails the same way
-        for index, (target, _event) in enumerate(items):
-            if target.jetstream:
-                outcomes[index] = exc
-        return outcomes
+    except ConnectionLost as exc:  # every item fails the same way
+        return [exc] * len(items)
+    core: dict[int, tuple[str, bytes, dict[str, str] | None]] = {}
     sends: dict[int, tuple[str, bytes, dict[str, str] | None]] = {}
     encodings: _Encodings = {}
     for index, (target, event) in enumerate(items):
-        if target.jetstream:
-            try:
-                sends[index] = _encoded(target, event, nc.max_payload, encodings)
-            except (ConnectorError, InvalidEvent) as exc:
-                outcomes[index] = exc
+        try:
+            encoded = _encoded(target, event, nc.max_payload, encodings)
+        except (ConnectorError, InvalidEvent) as exc:
+            outcomes[index] = exc
+        else:
+            (sends if target.jetstream else core)[index] = encoded
+    if core:
+        outcomes_core = await _publish_core(link, nc, wait, core)
+        for index, failure in outcomes_core.items():
+            outcomes[index] = failure
     if sends:
         replies = await link.pubacks(nc).publish_many(list(sends.values()), wait)
         failed = {index: error for index, error in zip(sends, replies, strict=True) if error}
         for index, failure in (await _failures(link, nc, wait, sends, failed)).items():
             outcomes[index] = failure
+    return outcomes
+
+
+async def _publish_core(
+    link: Link, nc: Client, wait: float, core: dict[int, tuple[str, bytes, dict[str, str] | None]]
+) -> dict[int, Exception | None]:
+    """Write every core publish of a batch back to back, then one shared flush: its
+    PONG vouches for all of them (and each denied one has had its -ERR by then)."""
+    outcomes: dict[int, Exception | None] = {}
+    written: list[int] = []
+    for index, (subject, data, headers) in core.items():
+        try:
+            await nc.publish(subject, data, headers=headers)
+        except (nats.errors.Error, OSError) as exc:
+            outcomes[index] = _outcome(await _failure(link, nc, wait, subject, False, exc))
+        else:
+            written.append(index)
+    if not written:
+        return outcomes
+    try:
+        await link.flusher(nc).flush(math.ceil(wait))
+    except (nats.errors.Error, OSError) as exc:
+        known: dict[str, Exception | None] = {}  # one meaning per subject, as for JetStream
+        for index in written:
+            subject = core[index][0]
+            if subject not in known:
+                known[subject] = _outcome(await _failure(link, nc, wait, subject, False, exc))
+            outcomes[index] = known[subject]
+        return outcomes
+    for index in written:
+        outcomes[index] = _denied(link, core[index][0])
     return outcomes
 
 
@@ -270,6 +295,12 @@ async def _failures(
     outcomes: dict[int, Exception | None] = {}
     for index, error in failed.items():
         subject = sends[index][0]
+        if isinstance(error, nats.errors.TimeoutError):
+            # Each denied publish has its own -ERR: take this one's before asking once.
+            denial = _denied(link, subject)
+            if denial is not None:
+                outcomes[index] = denial
+                continue
         failure = known.get((subject, type(error)))
         if failure is None:
             failure = await _failure(link, nc, wait, subject, True, error)
@@ -286,7 +317,7 @@ _ASKED = (nats.errors.TimeoutError, nats.js.errors.NoStreamResponseError)
 def _encoded(
     target: NatsTarget, event: CloudEvent, limit: int, encodings: _Encodings
 ) -> tuple[str, bytes, dict[str, str] | None]:
-    """(subject, data, headers) of a JetStream publish of ``event``; raises what
+    """(subject, data, headers) of a publish of ``event``; raises what
     ``send`` would for a message over the server's ``max_payload``."""
     message = encode(target, event, encodings)
     if len(message.data) > limit:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -207,6 +207,74 @@ async def test_publish_without_permission_is_rejected(nats_users: SecureNats, pk
             await conn.publish(target, sample_event(2))
         assert not refused.value.retriable
         await round_trip(conn)  # the connection stays usable
+
+
+async def test_concurrent_publishes_to_a_denied_subject_are_each_rejected(
+    nats_users: SecureNats, pki: Pki
+) -> None:
+    """The server answers each denied PUB with its own -ERR: each waiting publish takes
+    one. (They were kept per subject: one of three got the refusal, two reported sent.)"""
+    conn = connector(nats_users.url, tls={"ca_file": pki.ca}, user=USER, password=PASSWORD)
+    async with running(conn):
+        target = NatsTarget(connector=conn.name, subject="denied.many", jetstream=False)
+        results = await asyncio.gather(
+            *(conn.publish(target, sample_event(i)) for i in range(3)), return_exceptions=True
+        )
+        assert all(isinstance(result, PublishRejected) for result in results), results
+        await round_trip(conn)
+
+
+async def test_a_core_batch_refuses_each_denied_item_and_delivers_the_others(
+    nats_users: SecureNats, pki: Pki
+) -> None:
+    """publish_many writes a batch's core items back to back and flushes once: the
+    flush's PONG comes after every -ERR, so each denied item is refused, the others sent."""
+    conn = connector(nats_users.url, tls={"ca_file": pki.ca}, user=USER, password=PASSWORD)
+    async with running(conn):
+        subject = "ok.batch"
+        await round_trip(conn, subject)  # checks the route both ways first
+        stream = aiter(conn.consume(NatsSource(connector=conn.name, subject=subject)))
+        received: list[str] = []
+
+        async def listen() -> None:
+            async for message in stream:
+                received.append(message.headers.get("ce-id", ""))
+
+        listener = asyncio.ensure_future(listen())
+        try:
+            # Core NATS: the subscription is live once a probe comes back through it.
+            ok = NatsTarget(connector=conn.name, subject=subject, jetstream=False)
+            probe = sample_event(99)
+            deadline = asyncio.get_running_loop().time() + WAIT
+            while probe.id not in received:
+                await conn.publish(ok, probe)
+                await _until(lambda: probe.id in received, 0.2)
+                assert asyncio.get_running_loop().time() < deadline, "the listener got nothing"
+            denied = NatsTarget(connector=conn.name, subject="denied.batch", jetstream=False)
+            events = [sample_event(i) for i in range(6)]
+            items = [(denied if i % 2 else ok, event) for i, event in enumerate(events)]
+            outcomes = await conn.publish_many(items)
+            for (target, _event), outcome in zip(items, outcomes, strict=True):
+                if target is denied:
+                    assert isinstance(outcome, PublishRejected), outcomes
+                else:
+                    assert outcome is None, outcomes
+            wanted = {event.id for target, event in items if target is ok}
+            await _until(lambda: wanted <= set(received), WAIT)
+            assert wanted <= set(received), (wanted, received)
+        finally:
+            listener.cancel()
+            await asyncio.gather(listener, return_exceptions=True)  # it closed the stream
+            await stream.aclose()  # type: ignore[attr-defined]
+
+
+async def _until(check: Callable[[], bool], within: float) -> None:
+    """Poll ``check`` until it is true or ``within`` seconds passed (the caller asserts)."""
+    deadline = asyncio.get_running_loop().time() + within
+    while not check():
+        if asyncio.get_running_loop().time() > deadline:
+            return
+        await asyncio.sleep(0.01)
 
 
 async def test_jetstream_publish_without_permission_is_rejected(
