@@ -493,14 +493,25 @@ class Session:
             self._loop.add_reader(self._fd, self._on_readable)
 
     def _on_readable(self) -> None:
+        # Every packet already buffered, not paho's one per call (``read_packet``): a
+        # burst reaches the runtime in one event-loop turn, so it forms a batch. At most
+        # receive_maximum packets per turn (other connections get their turn too), and
+        # none once QoS 0 reading is paused (``_on_message``) or the connection is gone.
+        client = self._client
         try:
-            self._client.loop_read()
-            sock = self._client.socket()
+            for _ in range(self._pause_at):
+                if client.read_packet() != _SUCCESS or not self._reading:
+                    return
+            sock = client.socket()
             # TLS may hold decrypted bytes that the selector will not report again.
-            while self._reading and isinstance(sock, ssl.SSLSocket) and sock.pending() > 0:
-                self._client.loop_read()
+            if isinstance(sock, ssl.SSLSocket) and sock.pending() > 0:
+                self._loop.call_soon(self._read_pending)
         except OSError as exc:
             self.abort(f"read failed: {exc}")
+
+    def _read_pending(self) -> None:
+        if self._reading:
+            self._on_readable()
 
     def _on_writable(self) -> None:
         try:

@@ -1,7 +1,8 @@
 """``publish_many`` (the optional ``BatchPublisher`` hook) of the NATS, Kafka and AMQP
 connectors against the loopback NATS server, the Kafka mock cluster and the loopback
 RabbitMQ, and the batch path end to end: a refused event in a JetStream burst (or an
-AMQP queue's backlog) is dead-lettered alone while the rest is delivered and acked.
+AMQP queue's backlog) is dead-lettered alone while the rest is delivered and acked; a
+burst to an MQTT source (loopback Mosquitto) is handed over in batches.
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ from aiokafka import AIOKafkaConsumer
 from nats.js.api import StreamConfig
 
 from connectors.amqp import AmqpConnector, AmqpOptions, AmqpTarget
-from connectors.base import BatchPublisher
+from connectors.base import BatchPublisher, Delivery
 from connectors.errors import PublishRejected
 from connectors.kafka import KafkaConnector, KafkaOptions, KafkaTarget
+from connectors.mqtt import MqttConnector, MqttOptions, MqttTarget
 from connectors.nats import NatsConnector, NatsOptions, NatsTarget
 from gateway.config import load_config
 from gateway.runtime import Gateway
@@ -29,7 +31,7 @@ from routing.bindings import Mode
 from routing.bindings import amqp as amqp_binding
 from routing.bindings import nats as binding
 from routing.event import CloudEvent
-from tests.brokers import unique_name
+from tests.brokers import MQTT_HOST_PORT, unique_name
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
@@ -342,3 +344,80 @@ async def test_an_amqp_backlog_goes_the_batch_path_and_a_refused_event_is_dead_l
         finally:
             for queue in (src, out, dlq):
                 await channel.queue_delete(queue)
+
+
+# -- MQTT ---------------------------------------------------------------------------
+
+MQTT_URL = "mqtt://{}:{}".format(*MQTT_HOST_PORT)
+
+
+def mqtt_connector(name: str, **extra: object) -> MqttConnector:
+    return MqttConnector(
+        name, MqttOptions.model_validate({"url": MQTT_URL, "client_id": unique_name(name), **extra})
+    )
+
+
+async def test_an_mqtt_burst_is_handed_over_in_batches(
+    mqtt_host_port: tuple[str, int], nats_url: str, tmp_path: Path
+) -> None:
+    """paho reads one packet per readable event when nothing outbound is in flight: the
+    source must read every buffered packet, or a burst never forms a batch."""
+    count = 2000
+    topic, subject = f"{unique_name('bt')}/in", unique_name("bt-out")
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        textwrap.dedent(f"""
+        gateway: {{id: batch-mqtt, drain_timeout_seconds: 5, state_dir: '{tmp_path}'}}
+        connectors:
+          m: {{type: mqtt, url: '{MQTT_URL}', client_id: {unique_name("bt-m")},
+               clean_start: true, session_expiry_seconds: 0}}
+          n: {{type: nats, servers: ['{nats_url}']}}
+        routes:
+          - name: r
+            from: {{connector: m, topic: '{topic}', qos: 1}}
+            to: [{{connector: n, subject: '{subject}', jetstream: false}}]
+    """)
+    )
+    received: list[str] = []
+    nc = await nats.connect(nats_url)
+
+    async def collect(message: nats.aio.msg.Msg) -> None:
+        received.append((message.headers or {}).get("ce-id", ""))
+
+    await nc.subscribe(subject, cb=collect)
+    gateway = Gateway(load_config(config))
+    producer = mqtt_connector("bt-producer", max_in_flight=500)  # a burst at once
+    sizes: list[int] = []
+    try:
+        await gateway.start()
+        pipeline = gateway.pipelines[0]
+        await until(lambda: pipeline.stream is not None, 10)
+        await asyncio.wait_for(pipeline.connector.wait_subscribed(pipeline.group.source), 15)
+        process = pipeline.batcher.process
+
+        async def recorded(batch: list[Delivery]) -> None:
+            sizes.append(len(batch))
+            await process(batch)
+
+        pipeline.batcher.process = recorded  # type: ignore[method-assign]
+        await producer.start()
+        target = MqttTarget.model_validate({"connector": "bt-producer", "topic": topic})
+        stats = gateway.stats["r"]
+        # Bursts of 500: Mosquitto drops what exceeds a subscriber's queue (its
+        # max_queued_messages, 1,000 by default) on top of its messages in flight.
+        for first in range(0, count, 500):
+            burst = range(first, first + 500)
+            await asyncio.gather(*(producer.publish(target, event(n)) for n in burst))
+            await until(lambda: stats.delivered >= first + 500, 30)  # noqa: B023 - awaited here
+        await until(lambda: gateway.in_flight() == 0, 5)
+        await nc.flush()
+        await until(lambda: len(received) >= count, 5)
+    finally:
+        await producer.close()
+        await gateway.stop()
+        await nc.close()
+    assert stats.delivered == count
+    assert sorted(received) == sorted(f"e{n}" for n in range(count))  # no loss, no copy
+    # Before the fix: no batch at all (one message per event-loop turn).
+    assert sizes and max(sizes) > 1
+    assert sum(sizes) >= count // 4, sizes
