@@ -29,6 +29,7 @@ import os
 import socket
 import ssl
 from collections import deque
+from collections.abc import Sequence
 from contextlib import suppress
 from typing import Any
 
@@ -45,7 +46,7 @@ from connectors.mqtt.acks import AckSequencer
 from connectors.mqtt.config import MqttOptions
 from connectors.tls import TlsConfigError
 
-__all__ = ["ConnectionRefused", "Session", "SubscriptionRefused", "new_properties"]
+__all__ = ["ConnectionRefused", "Outbound", "Session", "SubscriptionRefused", "new_properties"]
 
 _SUCCESS = MQTTErrorCode.MQTT_ERR_SUCCESS
 # CONNACK reasons that another attempt will not fix (MQTT 5 3.2.2.2; 3.1.1 codes map here).
@@ -54,9 +55,19 @@ _FATAL_CONNACK = {0x84, 0x85, 0x86, 0x87, 0x8C}
 _SESSION_TAKEN_OVER = 0x8E
 
 
+Outbound = tuple[str, bytes, int, bool, Properties | None]
+"""One publish for ``Session.publish_many``: topic, payload, QoS, retain, properties."""
+
+
 def new_properties(packet_type: int) -> Properties:
     """An empty MQTT 5 property set for ``packet_type`` (paho's constructor is untyped)."""
     return Properties(packet_type)  # type: ignore[no-untyped-call]
+
+
+def _refused(topic: str, reason: ReasonCode) -> PublishRejected:
+    return PublishRejected(
+        f"broker refused the publish to {topic!r}: {reason} (0x{reason.value:02X})"
+    )
 
 
 class ConnectionRefused(ConnectorError):
@@ -316,6 +327,59 @@ class Session:
         self, topic: str, payload: bytes, qos: int, retain: bool, properties: Properties | None
     ) -> None:
         """Publish; returns after PUBACK (QoS 1), PUBCOMP (QoS 2) or the write (QoS 0)."""
+        mid, future = self._hand_over(topic, payload, qos, retain, properties)
+        timeout = self._options.publish_timeout_seconds
+        try:
+            reason = await asyncio.wait_for(future, timeout)
+        except TimeoutError as exc:
+            raise PublishTimeout(f"no acknowledgement for {topic!r} within {timeout} s") from exc
+        finally:
+            self._publishes.pop(mid, None)
+        if reason.is_failure:
+            raise _refused(topic, reason)
+
+    async def publish_many(self, sends: Sequence[Outbound]) -> list[Exception | None]:
+        """Every publish of ``sends`` handed to paho without waiting in between, then one
+        wait, with one deadline (``publish_timeout_seconds``), for all their PUBACK /
+        PUBCOMP (QoS 0: the write). One outcome per item, in order: None once confirmed,
+        else the exception ``publish`` would raise. paho sends what exceeds
+        ``max_in_flight`` in order as acks free slots. A lost connection fails each
+        unconfirmed item with ``ConnectionLost`` (its paho queue dies with the session:
+        nothing is resent behind the runtime's back)."""
+        outcomes: list[Exception | None] = [None] * len(sends)
+        waiting: list[tuple[int, int, str, asyncio.Future[ReasonCode]]] = []
+        for index, (topic, payload, qos, retain, properties) in enumerate(sends):
+            try:
+                mid, future = self._hand_over(topic, payload, qos, retain, properties)
+            except ConnectorError as exc:
+                outcomes[index] = exc
+                continue
+            waiting.append((index, mid, topic, future))
+        if not waiting:
+            return outcomes
+        timeout = self._options.publish_timeout_seconds
+        try:
+            await asyncio.wait([future for *_, future in waiting], timeout=timeout)
+        finally:
+            for _, mid, _, _ in waiting:
+                self._publishes.pop(mid, None)
+        for index, _, topic, future in waiting:
+            if not future.done():
+                future.cancel()
+                outcomes[index] = PublishTimeout(
+                    f"no acknowledgement for {topic!r} within {timeout} s"
+                )
+            elif isinstance(error := future.exception(), Exception):  # ConnectionLost (_lose)
+                outcomes[index] = error
+            elif (reason := future.result()).is_failure:
+                outcomes[index] = _refused(topic, reason)
+        return outcomes
+
+    def _hand_over(
+        self, topic: str, payload: bytes, qos: int, retain: bool, properties: Properties | None
+    ) -> tuple[int, asyncio.Future[ReasonCode]]:
+        """Queue one PUBLISH in paho (written once the socket is writable): its packet
+        id and the future its acknowledgement completes."""
         if self.closed.done():
             raise ConnectionLost(f"{self._endpoint}: {self.closed.result()}")
         try:
@@ -326,17 +390,7 @@ class Session:
             raise ConnectionLost(f"cannot publish to {topic!r}: {paho.error_string(info.rc)}")
         future: asyncio.Future[ReasonCode] = self._loop.create_future()
         self._publishes[info.mid] = future
-        timeout = self._options.publish_timeout_seconds
-        try:
-            reason = await asyncio.wait_for(future, timeout)
-        except TimeoutError as exc:
-            raise PublishTimeout(f"no acknowledgement for {topic!r} within {timeout} s") from exc
-        finally:
-            self._publishes.pop(info.mid, None)
-        if reason.is_failure:
-            raise PublishRejected(
-                f"broker refused the publish to {topic!r}: {reason} (0x{reason.value:02X})"
-            )
+        return info.mid, future
 
     async def next_message(self) -> paho.MQTTMessage | None:
         """The next received message; None once the connection is lost or must restart."""

@@ -1,19 +1,24 @@
 """``publish_many`` (the optional ``BatchPublisher`` hook) of the NATS, Kafka and AMQP
 connectors against the loopback NATS server, the Kafka mock cluster and the loopback
 RabbitMQ, and the batch path end to end: a refused event in a JetStream burst (or an
-AMQP queue's backlog) is dead-lettered alone while the rest is delivered and acked; a
-burst to an MQTT source (loopback Mosquitto) is handed over in batches.
+AMQP queue's backlog) is dead-lettered alone while the rest is delivered and acked. The
+MQTT connector's against the loopback Mosquitto: a burst to an MQTT source is handed
+over in batches, an MQTT->MQTT backlog goes the batch path, a lost connection fails the
+unconfirmed items of a batch. (An MQTT 5 refusal, the ACL's, in a batch:
+tests/security/test_mqtt_security.py.)
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import textwrap
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import aio_pika
+import aiomqtt
 import nats
 import pytest
 from aiokafka import AIOKafkaConsumer
@@ -21,9 +26,11 @@ from nats.js.api import StreamConfig
 
 from connectors.amqp import AmqpConnector, AmqpOptions, AmqpTarget
 from connectors.base import BatchPublisher, Delivery
-from connectors.errors import PublishRejected
+from connectors.errors import ConnectionLost, PublishRejected
 from connectors.kafka import KafkaConnector, KafkaOptions, KafkaTarget
-from connectors.mqtt import MqttConnector, MqttOptions, MqttTarget
+from connectors.mqtt import MqttConnector, MqttOptions, MqttSource, MqttTarget
+from connectors.mqtt.config import subscriber_client_id
+from connectors.mqtt.session import Session
 from connectors.nats import NatsConnector, NatsOptions, NatsTarget
 from gateway.config import load_config
 from gateway.runtime import Gateway
@@ -421,3 +428,139 @@ async def test_an_mqtt_burst_is_handed_over_in_batches(
     # Before the fix: no batch at all (one message per event-loop turn).
     assert sizes and max(sizes) > 1
     assert sum(sizes) >= count // 4, sizes
+
+
+@contextlib.asynccontextmanager
+async def mqtt_collector(*filters: str) -> AsyncIterator[list[aiomqtt.Message]]:
+    """What arrives on ``filters`` (QoS 1) while the block runs, in arrival order."""
+    received: list[aiomqtt.Message] = []
+    host, port = MQTT_HOST_PORT
+    async with aiomqtt.Client(
+        host, port, identifier=unique_name("bt-c"), protocol=aiomqtt.ProtocolVersion.V5, timeout=10
+    ) as client:
+        for topic_filter in filters:
+            await client.subscribe(topic_filter, qos=1)
+
+        async def collect() -> None:
+            async for message in client.messages:
+                received.append(message)
+
+        task = asyncio.ensure_future(collect())
+        try:
+            yield received
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+def ce_id(message: aiomqtt.Message) -> str:
+    """The ``id`` user property of a binary-mode CloudEvent received over MQTT 5."""
+    user = getattr(message.properties, "UserProperty", None) or []
+    return dict(user).get("id", "")
+
+
+async def test_mqtt_publish_many_confirms_each_in_order_and_fails_only_the_bad_ones(
+    mqtt_host_port: tuple[str, int],
+) -> None:
+    # Few in flight: paho queues the rest of the batch and sends it as PUBACKs come.
+    connector = mqtt_connector("bt-p", max_in_flight=4)
+    assert isinstance(connector, BatchPublisher)
+    prefix = unique_name("bt")
+    good = MqttTarget.model_validate({"connector": "bt-p", "topic": f"{prefix}/good"})
+    exactly_once = good.model_copy(update={"qos": 2})
+    wildcard = good.model_copy(update={"topic": f"{prefix}/+"})  # not a topic name
+    async with mqtt_collector(f"{prefix}/#") as received:
+        await connector.start()
+        try:
+            items = [(good, event(n)) for n in range(30)]
+            items.insert(4, (wildcard, event(100)))
+            items.insert(12, (exactly_once, event(101)))
+            outcomes = await connector.publish_many(items)
+            assert isinstance(outcomes[4], PublishRejected)
+            assert "not a valid MQTT topic name" in str(outcomes[4])
+            assert outcomes[:4] + outcomes[5:] == [None] * 31
+            await until(lambda: len(received) >= 31, 10)
+        finally:
+            await connector.close()
+    ids = [ce_id(message) for message in received]
+    assert sorted(ids) == sorted([*(f"e{n}" for n in range(30)), "e101"])
+    # One topic, one publisher: the QoS 1 publishes arrive in the batch's order.
+    assert [i for i in ids if i != "e101"] == [f"e{n}" for n in range(30)]
+
+
+async def test_mqtt_publish_many_fails_the_unconfirmed_items_when_the_connection_is_lost(
+    mqtt_host_port: tuple[str, int],
+) -> None:
+    connector = mqtt_connector("bt-p", max_in_flight=1, publish_timeout_seconds=10)
+    target = MqttTarget.model_validate({"connector": "bt-p", "topic": f"{unique_name('bt')}/x"})
+    items = [(target, event(n)) for n in range(50)]
+    await connector.start()
+    try:
+        batch = asyncio.ensure_future(connector.publish_many(items))
+        await asyncio.sleep(0)  # the batch is handed over: it waits for the PUBACKs
+        publisher = connector._publisher
+        assert publisher is not None
+        publisher.abort("test: connection dropped")
+        outcomes = await asyncio.wait_for(batch, 10)
+        assert all(o is None or isinstance(o, ConnectionLost) for o in outcomes), outcomes
+        assert sum(isinstance(o, ConnectionLost) for o in outcomes) >= 49  # one may be acked
+        # The runtime retries them: the publisher reconnects and takes the batch again.
+        assert await asyncio.wait_for(connector.publish_many(items), 15) == [None] * 50
+    finally:
+        await connector.close()
+
+
+async def test_an_mqtt_backlog_goes_the_batch_path_and_a_refused_event_is_dead_lettered_alone(
+    mqtt_host_port: tuple[str, int], tmp_path: Path
+) -> None:
+    prefix, base = unique_name("bt"), unique_name("bt-g")
+    source = MqttSource(connector="m", topic=f"{prefix}/in", qos=1)
+    client_id = subscriber_client_id(base, source)
+    options = MqttOptions(url=MQTT_URL, client_id=base)
+    log = logging.getLogger("tests.batch")
+    # The source's session exists before the gateway: the backlog waits in it.
+    session = Session(options, client_id, clean_start=True, session_expiry=60, log=log)
+    await session.connect()
+    await session.subscribe(source.topic, 1, no_local=False)
+    await session.close()
+    producer = mqtt_connector("bt-p")
+    await producer.start()
+    try:
+        into = MqttTarget.model_validate({"connector": "bt-p", "topic": source.topic})
+        # The 18th names a topic with a wildcard: refused at publish, dead-lettered.
+        events = [event(n, type="b+d" if n == 17 else "ok") for n in range(60)]
+        assert await producer.publish_many([(into, e) for e in events]) == [None] * 60
+    finally:
+        await producer.close()
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        textwrap.dedent(f"""
+        gateway: {{id: batch-mqtt, drain_timeout_seconds: 5, state_dir: '{tmp_path}'}}
+        connectors:
+          m: {{type: mqtt, url: '{MQTT_URL}', client_id: {base}, session_expiry_seconds: 60}}
+        routes:
+          - name: r
+            from: {{connector: m, topic: '{source.topic}', qos: 1}}
+            to: [{{connector: m, topic: '{prefix}/out/{{type}}'}}]
+            dead_letter: {{connector: m, topic: '{prefix}/dlq'}}
+            retry: {{max_attempts: 2, initial_backoff_seconds: 0.01}}
+    """)
+    )
+    try:
+        async with mqtt_collector(f"{prefix}/out/#", f"{prefix}/dlq") as received:
+            await one_dead_lettered_of_60(config)
+            await until(lambda: len(received) >= 60, 10)
+        assert sorted(m.topic.value for m in received) == sorted(
+            [f"{prefix}/out/ok"] * 59 + [f"{prefix}/dlq"]
+        )
+        # Everything was acked: the source's session redelivers nothing.
+        session = Session(options, client_id, clean_start=False, session_expiry=0, log=log)
+        await session.connect()
+        assert session.session_present
+        redelivered = asyncio.ensure_future(session.next_message())
+        done, _ = await asyncio.wait({redelivered}, timeout=1.0)
+        redelivered.cancel()
+        assert not done, "a message of the backlog was not acknowledged"
+    finally:
+        await session.close()
