@@ -9,8 +9,6 @@ import logging
 from collections.abc import AsyncIterator, Sequence
 from typing import ClassVar
 
-from paho.mqtt.packettypes import PacketTypes
-
 from connectors.base import (
     Capabilities,
     Connector,
@@ -31,8 +29,9 @@ from connectors.mqtt.config import (
 )
 from connectors.mqtt.hub import Hub
 from connectors.mqtt.meshchannel import MqttMeshChannel
+from connectors.mqtt.properties import PublishProperties
 from connectors.mqtt.semconv import MqttMessaging
-from connectors.mqtt.session import Outbound, Session, new_properties
+from connectors.mqtt.session import Outbound, Session
 from connectors.mqtt.source import subscribe
 from connectors.mqtt.topology import MqttTopology, mqtt_match
 from connectors.readiness import Subscriptions
@@ -55,6 +54,17 @@ _MAX_MESSAGE_BYTES = 268_435_455
 def _check_topic(topic: str) -> None:
     if not topic or any(ch in topic for ch in "+#\x00"):
         raise PublishRejected(f"cannot publish to {topic!r}: not a valid MQTT topic name")
+
+
+def _properties(
+    content_type: str | None, user: Sequence[tuple[str, str]], expiry: int | None
+) -> PublishProperties:
+    try:
+        return PublishProperties(
+            content_type=content_type, user_properties=user, message_expiry=expiry
+        )
+    except ValueError as exc:  # a value MQTT 5 cannot encode (a string over 64 KiB)
+        raise PublishRejected(f"cannot publish: {exc}") from exc
 
 
 class MqttConnector(Connector[MqttOptions, MqttSource, MqttTarget, binding.MqttMessage]):
@@ -235,13 +245,9 @@ class MqttConnector(Connector[MqttOptions, MqttSource, MqttTarget, binding.MqttM
         message = self.encode(target, event)
         properties = None
         if self.options.protocol == 5:
-            properties = new_properties(PacketTypes.PUBLISH)
-            if message.content_type is not None:
-                properties.ContentType = message.content_type
-            if message.user_properties:
-                properties.UserProperty = list(message.user_properties)
-            if target.message_expiry_seconds is not None:
-                properties.MessageExpiryInterval = target.message_expiry_seconds
+            properties = _properties(
+                message.content_type, message.user_properties, target.message_expiry_seconds
+            )
         return target.topic, message.payload, target.qos, target.retain, properties
 
     async def publish_raw(self, message: RawMessage) -> None:
@@ -249,12 +255,8 @@ class MqttConnector(Connector[MqttOptions, MqttSource, MqttTarget, binding.MqttM
         # property the source turned into a header, not a user property.
         properties = None
         if self.options.protocol == 5:
-            properties = new_properties(PacketTypes.PUBLISH)
-            if message.content_type is not None:
-                properties.ContentType = message.content_type
             user = [(k, v) for k, v in message.headers.items() if k.lower() != "content-type"]
-            if user:
-                properties.UserProperty = user
+            properties = _properties(message.content_type, user, None)
         _check_topic(message.address)
         session = await self._connected_publisher()
         await session.publish(message.address, message.payload, 1, False, properties)

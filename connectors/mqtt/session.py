@@ -31,7 +31,7 @@ import ssl
 from collections import deque
 from collections.abc import Sequence
 from contextlib import suppress
-from typing import Any
+from typing import Any, cast
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
@@ -44,9 +44,17 @@ from connectors.errors import ConnectionLost, ConnectorError, PublishRejected, P
 from connectors.mqtt._paho import ManualAckClient
 from connectors.mqtt.acks import AckSequencer
 from connectors.mqtt.config import MqttOptions
+from connectors.mqtt.properties import PublishProperties
 from connectors.tls import TlsConfigError
 
-__all__ = ["ConnectionRefused", "Outbound", "Session", "SubscriptionRefused", "new_properties"]
+__all__ = [
+    "AnyProperties",
+    "ConnectionRefused",
+    "Outbound",
+    "Session",
+    "SubscriptionRefused",
+    "new_properties",
+]
 
 _SUCCESS = MQTTErrorCode.MQTT_ERR_SUCCESS
 # CONNACK reasons that another attempt will not fix (MQTT 5 3.2.2.2; 3.1.1 codes map here).
@@ -55,7 +63,9 @@ _FATAL_CONNACK = {0x84, 0x85, 0x86, 0x87, 0x8C}
 _SESSION_TAKEN_OVER = 0x8E
 
 
-Outbound = tuple[str, bytes, int, bool, Properties | None]
+AnyProperties = Properties | PublishProperties
+"""What ``publish`` takes: paho's ``Properties`` or the directly packed PUBLISH ones."""
+Outbound = tuple[str, bytes, int, bool, AnyProperties | None]
 """One publish for ``Session.publish_many``: topic, payload, QoS, retain, properties."""
 
 
@@ -324,7 +334,7 @@ class Session:
         return int(codes[0].value)
 
     async def publish(
-        self, topic: str, payload: bytes, qos: int, retain: bool, properties: Properties | None
+        self, topic: str, payload: bytes, qos: int, retain: bool, properties: AnyProperties | None
     ) -> None:
         """Publish; returns after PUBACK (QoS 1), PUBCOMP (QoS 2) or the write (QoS 0)."""
         mid, future = self._hand_over(topic, payload, qos, retain, properties)
@@ -376,14 +386,15 @@ class Session:
         return outcomes
 
     def _hand_over(
-        self, topic: str, payload: bytes, qos: int, retain: bool, properties: Properties | None
+        self, topic: str, payload: bytes, qos: int, retain: bool, properties: AnyProperties | None
     ) -> tuple[int, asyncio.Future[ReasonCode]]:
         """Queue one PUBLISH in paho (written once the socket is writable): its packet
         id and the future its acknowledgement completes."""
         if self.closed.done():
             raise ConnectionLost(f"{self._endpoint}: {self.closed.result()}")
         try:
-            info = self._client.publish(topic, payload, qos, retain, properties)
+            # paho only calls pack() on the properties: PublishProperties stands in.
+            info = self._client.publish(topic, payload, qos, retain, cast(Properties, properties))
         except ValueError as exc:  # paho: payload too large, bad topic
             raise PublishRejected(f"cannot publish to {topic!r}: {exc}") from exc
         if info.rc != _SUCCESS:

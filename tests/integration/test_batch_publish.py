@@ -470,16 +470,21 @@ async def test_mqtt_publish_many_confirms_each_in_order_and_fails_only_the_bad_o
     good = MqttTarget.model_validate({"connector": "bt-p", "topic": f"{prefix}/good"})
     exactly_once = good.model_copy(update={"qos": 2})
     wildcard = good.model_copy(update={"topic": f"{prefix}/+"})  # not a topic name
+    # A user property over 65,535 bytes: MQTT 5 cannot encode it.
+    oversize = good.model_copy(update={"headers": {"x-big": "x" * 70_000}})
     async with mqtt_collector(f"{prefix}/#") as received:
         await connector.start()
         try:
             items = [(good, event(n)) for n in range(30)]
             items.insert(4, (wildcard, event(100)))
             items.insert(12, (exactly_once, event(101)))
+            items.insert(20, (oversize, event(102)))
             outcomes = await connector.publish_many(items)
             assert isinstance(outcomes[4], PublishRejected)
             assert "not a valid MQTT topic name" in str(outcomes[4])
-            assert outcomes[:4] + outcomes[5:] == [None] * 31
+            assert isinstance(outcomes[20], PublishRejected)
+            assert "65,535" in str(outcomes[20])
+            assert outcomes[:4] + outcomes[5:20] + outcomes[21:] == [None] * 31
             await until(lambda: len(received) >= 31, 10)
         finally:
             await connector.close()
