@@ -73,6 +73,42 @@ def test_quick_bench_writes_every_figure(tmp_path: Path) -> None:
     assert "meshgate and the peer bridges, same run:" in run.stdout
 
 
+def test_quick_mqtt_to_mqtt_with_the_handwritten_peer(tmp_path: Path) -> None:
+    """One MQTT connector is both ends (source and publishing sessions), and the
+    hand-written peer consumes and publishes MQTT in one process (-in / -out ids)."""
+    output = tmp_path / "results.json"
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "--quick",
+            "--no-backlog",
+            "--scenario",
+            "mqtt-mqtt/bin-256",
+            "--peers",
+            "handwritten",
+            "--output",
+            str(output),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=110,
+        check=False,
+    )
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    (row,) = json.loads(output.read_text())["scenarios"]
+    assert "error" not in row, row.get("error")
+    gateway = row["gateway"]
+    assert gateway["received"] == gateway["events"] and gateway["duplicates"] == 0
+    assert gateway["cpu_s_per_10k"] > 0
+    assert row["raw"]["mqtt"]["events_per_s"] > 0
+    hand = gateway["peers"]["handwritten"]
+    assert hand["received"] == hand["events"] and hand["duplicates"] == 0
+    assert hand["gateway_cpu_ratio"] > 0
+
+
 def test_processes_share_the_source_as_a_fleet_would() -> None:
     config = {
         "gateway": {"id": "bench-x"},
