@@ -4,7 +4,8 @@ The benchmark is not a test of speed (docs/performance.md): this only keeps the 
 command that measures it working, on the quickest scenario, with two gateway
 processes sharing the source (the scale-out path), the backlog phase and the peer
 bridges (bench/peers: hand-written always; FastStream where meshgate[bench] is
-installed, else reported as skipped; the RabbitMQ shovel skipped: AMQP pairs only).
+installed, else reported as skipped; the RabbitMQ shovel skipped: AMQP pairs only; the
+Mosquitto bridge skipped: MQTT pairs only). MQTT->MQTT runs too, with its own peers.
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ def test_quick_bench_writes_every_figure(tmp_path: Path) -> None:
     peers = gateway["peers"]
     assert list(peers)[:3] == ["handwritten", "faststream", "shovel"]
     assert "amqp-amqp" in peers["shovel"]["skipped"]  # the shovel bridges AMQP only
+    assert "mqtt-mqtt" in peers["mosquitto-bridge"]["skipped"]  # MQTT only
     hand = peers["handwritten"]
     assert hand["received"] == hand["events"] and hand["duplicates"] == 0
     assert hand["gateway_ratio"] > 0 and hand["gateway_cpu_ratio"] > 0
@@ -73,9 +75,12 @@ def test_quick_bench_writes_every_figure(tmp_path: Path) -> None:
     assert "meshgate and the peer bridges, same run:" in run.stdout
 
 
-def test_quick_mqtt_to_mqtt_with_the_handwritten_peer(tmp_path: Path) -> None:
-    """One MQTT connector is both ends (source and publishing sessions), and the
-    hand-written peer consumes and publishes MQTT in one process (-in / -out ids)."""
+def test_quick_mqtt_to_mqtt_with_the_handwritten_peer_and_the_mosquitto_bridge(
+    tmp_path: Path,
+) -> None:
+    """One MQTT connector is both ends (source and publishing sessions), the
+    hand-written peer consumes and publishes MQTT in one process (-in / -out ids), and
+    a second Mosquitto bridges the pair (bench.peers.mosquitto_bridge)."""
     output = tmp_path / "results.json"
     run = subprocess.run(
         [
@@ -87,7 +92,7 @@ def test_quick_mqtt_to_mqtt_with_the_handwritten_peer(tmp_path: Path) -> None:
             "--scenario",
             "mqtt-mqtt/bin-256",
             "--peers",
-            "handwritten",
+            "handwritten,mosquitto-bridge",
             "--output",
             str(output),
         ],
@@ -107,6 +112,11 @@ def test_quick_mqtt_to_mqtt_with_the_handwritten_peer(tmp_path: Path) -> None:
     hand = gateway["peers"]["handwritten"]
     assert hand["received"] == hand["events"] and hand["duplicates"] == 0
     assert hand["gateway_cpu_ratio"] > 0
+    bridge = gateway["peers"]["mosquitto-bridge"]
+    if "skipped" in bridge:  # no mosquitto binary here
+        assert "mosquitto" in bridge["skipped"]
+    else:
+        assert bridge["received"] == bridge["events"] and bridge["gateway_cpu_ratio"] > 0
 
 
 def test_processes_share_the_source_as_a_fleet_would() -> None:
