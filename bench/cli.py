@@ -264,6 +264,10 @@ class Bench:
                         from bench.peers.shovel import shovel_name, stop
 
                         stop(shovel_name(spec))
+                if peer == "mosquitto-bridge":  # the exec'd broker leaves its sessions
+                    from bench.peers.mosquitto_bridge import cleanup
+
+                    cleanup(spec)
             for endpoint in (source, *targets):
                 await endpoint.close()
 
@@ -763,7 +767,8 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         f"ratio to them: a comma-separated list of {', '.join(PEERS)}, 'all' (default) or "
         "'none' (bench.peers: a minimal hand-written bridge; an idiomatic FastStream app, "
         "needs meshgate[bench]; the RabbitMQ shovel, amqp-amqp only, needs rabbitmqctl and "
-        "root or the rabbitmq_shovel plugin enabled; a peer that cannot run is skipped, "
+        "root or the rabbitmq_shovel plugin enabled; a Mosquitto bridge, mqtt-mqtt only, "
+        "needs the mosquitto binary; a peer that cannot run is skipped, "
         "with the reason)",
     )
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="results JSON file")

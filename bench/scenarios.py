@@ -45,6 +45,7 @@ FAMILIES: dict[str, tuple[str, tuple[str, ...], bool]] = {
     "mqtt-kafka": ("mqtt", ("kafka",), True),
     "amqp-mqtt": ("amqp", ("mqtt",), True),
     "amqp-amqp": ("amqp", ("amqp",), True),
+    "mqtt-mqtt": ("mqtt", ("mqtt",), True),
     "core-nats-nats": ("nats-core", ("nats-core",), False),
     "fanout3": ("nats", ("nats", "nats", "kafka"), False),
     # Three JetStream targets: fan-out against nats-nats, like with like (no Kafka end).

@@ -19,6 +19,10 @@ rate and CPU are measured the same way (``bench.gateway_proc``):
   ``ack-mode: on-confirm``; it runs inside the broker, so its CPU is the broker's CPU
   during the run minus the broker's CPU for the raw clients (see ``IN_BROKER``).
 
+- ``mosquitto-bridge`` (``bench.peers.mosquitto_bridge``): a second Mosquitto whose
+  two bridge connections (QoS 1, persistent sessions) move MQTT to MQTT only; the
+  peer process ``exec``s it, so its CPU is the bridging broker's own.
+
 The first two map CloudEvents attributes between the protocols' carriers
 (``bench.peers.carry``) as any bridge of CloudEvents must; none validates events
 (meshgate does).
@@ -34,6 +38,7 @@ PEERS = {
     "handwritten": "bench.peers.handwritten",
     "faststream": "bench.peers.faststream_app",
     "shovel": "bench.peers.shovel",
+    "mosquitto-bridge": "bench.peers.mosquitto_bridge",
 }
 """Peer bridge name -> the module run as ``python -m``, in table order."""
 
@@ -51,4 +56,8 @@ def available(name: str, source: str = "", targets: tuple[str, ...] = ()) -> str
         from bench.peers.shovel import why_not
 
         return why_not(source, targets)
+    if name == "mosquitto-bridge":
+        from bench.peers.mosquitto_bridge import why_not as bridge_why_not
+
+        return bridge_why_not(source, targets)
     return None

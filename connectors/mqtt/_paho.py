@@ -15,10 +15,15 @@ MQTT (deliver on PUBLISH, store nothing, discard nothing):
 - ``release(mid, qos)`` sends the PUBACK (QoS 1) or PUBREC (QoS 2) when asked;
 - every PUBREL is answered with PUBCOMP (the message was already released);
 - an outbound QoS 2 publish whose PUBREC carries a failure reason code (MQTT 5,
-  >= 0x80) completes through ``on_publish`` with that code and no PUBREL.
+  >= 0x80) completes through ``on_publish`` with that code and no PUBREL;
+- ``read_packet`` reads one packet whatever is in flight: paho's ``loop_read``
+  overrides its ``max_packets`` with ``len(_out_messages) + len(_in_messages)``, so
+  with nothing outbound in flight it reads one packet per readable event and a burst
+  reaches the application one message per event-loop turn (``Session`` loops).
 
 These overrides use paho internals (``_handle_publish``, ``_send_pubrec``,
-``_handle_pubrel``, ``_handle_pubrec``, ``_in_messages``); the import-time check
+``_handle_pubrel``, ``_handle_pubrec``, ``_in_messages``, ``_packet_read``,
+``_loop_rc_handle``); the import-time check
 below and the QoS 2 redelivery test in tests/integration/test_connector_mqtt.py
 guard them across paho upgrades.
 """
@@ -33,7 +38,15 @@ from paho.mqtt.enums import MQTTErrorCode
 
 __all__ = ["ManualAckClient"]
 
-_NEEDED = ("_handle_publish", "_send_pubrec", "_handle_pubrel", "_handle_pubrec", "_do_on_publish")
+_NEEDED = (
+    "_handle_publish",
+    "_send_pubrec",
+    "_handle_pubrel",
+    "_handle_pubrec",
+    "_do_on_publish",
+    "_packet_read",
+    "_loop_rc_handle",
+)
 _missing = [name for name in _NEEDED if not hasattr(paho.Client, name)]
 if _missing or not hasattr(paho.Client, "manual_ack_set"):
     raise ImportError(
@@ -55,6 +68,19 @@ class ManualAckClient(paho.Client):
         if qos == 2:
             return super()._send_pubrec(mid)
         return self.ack(mid, qos)
+
+    def read_packet(self) -> MQTTErrorCode:
+        """Read (and handle) at most one packet: ``MQTT_ERR_AGAIN`` once the socket has
+        nothing more (or only part of a packet), ``MQTT_ERR_SUCCESS`` after a packet, an
+        error (> 0) once the connection is gone (``on_disconnect`` has run then)."""
+        if self._sock is None:
+            return MQTTErrorCode.MQTT_ERR_NO_CONN
+        rc = self._packet_read()
+        if rc > 0:
+            rc = self._loop_rc_handle(rc)
+            # paho turns a loss while disconnecting into success: no more to read anyway.
+            return rc if rc > 0 else MQTTErrorCode.MQTT_ERR_NO_CONN
+        return rc
 
     def _send_pubrec(self, mid: int) -> MQTTErrorCode:
         # Called by paho's _handle_publish for QoS 2: remember instead of sending.

@@ -6,10 +6,8 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import ClassVar
-
-from paho.mqtt.packettypes import PacketTypes
 
 from connectors.base import (
     Capabilities,
@@ -31,8 +29,9 @@ from connectors.mqtt.config import (
 )
 from connectors.mqtt.hub import Hub
 from connectors.mqtt.meshchannel import MqttMeshChannel
+from connectors.mqtt.properties import PublishProperties
 from connectors.mqtt.semconv import MqttMessaging
-from connectors.mqtt.session import Session, new_properties
+from connectors.mqtt.session import Outbound, Session
 from connectors.mqtt.source import subscribe
 from connectors.mqtt.topology import MqttTopology, mqtt_match
 from connectors.readiness import Subscriptions
@@ -40,6 +39,7 @@ from connectors.supervision import SupervisorClosed, source_key
 from connectors.tls import warn_insecure
 from routing.bindings import merge_headers
 from routing.bindings import mqtt as binding
+from routing.errors import InvalidEvent
 from routing.event import CloudEvent
 
 __all__ = ["MqttConnector"]
@@ -54,6 +54,17 @@ _MAX_MESSAGE_BYTES = 268_435_455
 def _check_topic(topic: str) -> None:
     if not topic or any(ch in topic for ch in "+#\x00"):
         raise PublishRejected(f"cannot publish to {topic!r}: not a valid MQTT topic name")
+
+
+def _properties(
+    content_type: str | None, user: Sequence[tuple[str, str]], expiry: int | None
+) -> PublishProperties:
+    try:
+        return PublishProperties(
+            content_type=content_type, user_properties=user, message_expiry=expiry
+        )
+    except ValueError as exc:  # a value MQTT 5 cannot encode (a string over 64 KiB)
+        raise PublishRejected(f"cannot publish: {exc}") from exc
 
 
 class MqttConnector(Connector[MqttOptions, MqttSource, MqttTarget, binding.MqttMessage]):
@@ -197,31 +208,55 @@ class MqttConnector(Connector[MqttOptions, MqttSource, MqttTarget, binding.MqttM
         )
 
     async def publish(self, target: MqttTarget, event: CloudEvent) -> None:
-        message = self.encode(target, event)
-        topic, protocol = target.topic, self.options.protocol
-        properties = None
-        if protocol == 5:
-            properties = new_properties(PacketTypes.PUBLISH)
-            if message.content_type is not None:
-                properties.ContentType = message.content_type
-            if message.user_properties:
-                properties.UserProperty = list(message.user_properties)
-            if target.message_expiry_seconds is not None:
-                properties.MessageExpiryInterval = target.message_expiry_seconds
+        outbound = self._outbound(target, event)
         session = await self._connected_publisher()
-        await session.publish(topic, message.payload, target.qos, target.retain, properties)
+        await session.publish(*outbound)
+
+    async def publish_many(
+        self, items: Sequence[tuple[MqttTarget, CloudEvent]]
+    ) -> list[Exception | None]:
+        """``BatchPublisher``: every publish handed to the session, then one wait for all
+        their acknowledgements (``Session.publish_many``)."""
+        outcomes: list[Exception | None] = [None] * len(items)
+        sends: list[Outbound] = []
+        sent: list[int] = []
+        for index, (target, event) in enumerate(items):
+            try:
+                sends.append(self._outbound(target, event))
+            except (ConnectorError, InvalidEvent) as exc:
+                outcomes[index] = exc
+                continue
+            sent.append(index)
+        if not sends:
+            return outcomes
+        try:
+            session = await self._connected_publisher()
+        except ConnectionLost as exc:
+            for index in sent:
+                outcomes[index] = ConnectionLost(str(exc))
+            return outcomes
+        results = await session.publish_many(sends)
+        for index, error in zip(sent, results, strict=True):
+            outcomes[index] = error
+        return outcomes
+
+    def _outbound(self, target: MqttTarget, event: CloudEvent) -> Outbound:
+        """The PUBLISH of ``event`` to ``target``: topic, payload, QoS, retain, properties."""
+        message = self.encode(target, event)
+        properties = None
+        if self.options.protocol == 5:
+            properties = _properties(
+                message.content_type, message.user_properties, target.message_expiry_seconds
+            )
+        return target.topic, message.payload, target.qos, target.retain, properties
 
     async def publish_raw(self, message: RawMessage) -> None:
         # QoS 1: confirmed by PUBACK. "content-type" in the headers is the Content Type
         # property the source turned into a header, not a user property.
         properties = None
         if self.options.protocol == 5:
-            properties = new_properties(PacketTypes.PUBLISH)
-            if message.content_type is not None:
-                properties.ContentType = message.content_type
             user = [(k, v) for k, v in message.headers.items() if k.lower() != "content-type"]
-            if user:
-                properties.UserProperty = user
+            properties = _properties(message.content_type, user, None)
         _check_topic(message.address)
         session = await self._connected_publisher()
         await session.publish(message.address, message.payload, 1, False, properties)

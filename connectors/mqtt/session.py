@@ -29,8 +29,9 @@ import os
 import socket
 import ssl
 from collections import deque
+from collections.abc import Sequence
 from contextlib import suppress
-from typing import Any
+from typing import Any, cast
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
@@ -43,9 +44,17 @@ from connectors.errors import ConnectionLost, ConnectorError, PublishRejected, P
 from connectors.mqtt._paho import ManualAckClient
 from connectors.mqtt.acks import AckSequencer
 from connectors.mqtt.config import MqttOptions
+from connectors.mqtt.properties import PublishProperties
 from connectors.tls import TlsConfigError
 
-__all__ = ["ConnectionRefused", "Session", "SubscriptionRefused", "new_properties"]
+__all__ = [
+    "AnyProperties",
+    "ConnectionRefused",
+    "Outbound",
+    "Session",
+    "SubscriptionRefused",
+    "new_properties",
+]
 
 _SUCCESS = MQTTErrorCode.MQTT_ERR_SUCCESS
 # CONNACK reasons that another attempt will not fix (MQTT 5 3.2.2.2; 3.1.1 codes map here).
@@ -54,9 +63,21 @@ _FATAL_CONNACK = {0x84, 0x85, 0x86, 0x87, 0x8C}
 _SESSION_TAKEN_OVER = 0x8E
 
 
+AnyProperties = Properties | PublishProperties
+"""What ``publish`` takes: paho's ``Properties`` or the directly packed PUBLISH ones."""
+Outbound = tuple[str, bytes, int, bool, AnyProperties | None]
+"""One publish for ``Session.publish_many``: topic, payload, QoS, retain, properties."""
+
+
 def new_properties(packet_type: int) -> Properties:
     """An empty MQTT 5 property set for ``packet_type`` (paho's constructor is untyped)."""
     return Properties(packet_type)  # type: ignore[no-untyped-call]
+
+
+def _refused(topic: str, reason: ReasonCode) -> PublishRejected:
+    return PublishRejected(
+        f"broker refused the publish to {topic!r}: {reason} (0x{reason.value:02X})"
+    )
 
 
 class ConnectionRefused(ConnectorError):
@@ -313,30 +334,74 @@ class Session:
         return int(codes[0].value)
 
     async def publish(
-        self, topic: str, payload: bytes, qos: int, retain: bool, properties: Properties | None
+        self, topic: str, payload: bytes, qos: int, retain: bool, properties: AnyProperties | None
     ) -> None:
         """Publish; returns after PUBACK (QoS 1), PUBCOMP (QoS 2) or the write (QoS 0)."""
-        if self.closed.done():
-            raise ConnectionLost(f"{self._endpoint}: {self.closed.result()}")
-        try:
-            info = self._client.publish(topic, payload, qos, retain, properties)
-        except ValueError as exc:  # paho: payload too large, bad topic
-            raise PublishRejected(f"cannot publish to {topic!r}: {exc}") from exc
-        if info.rc != _SUCCESS:
-            raise ConnectionLost(f"cannot publish to {topic!r}: {paho.error_string(info.rc)}")
-        future: asyncio.Future[ReasonCode] = self._loop.create_future()
-        self._publishes[info.mid] = future
+        mid, future = self._hand_over(topic, payload, qos, retain, properties)
         timeout = self._options.publish_timeout_seconds
         try:
             reason = await asyncio.wait_for(future, timeout)
         except TimeoutError as exc:
             raise PublishTimeout(f"no acknowledgement for {topic!r} within {timeout} s") from exc
         finally:
-            self._publishes.pop(info.mid, None)
+            self._publishes.pop(mid, None)
         if reason.is_failure:
-            raise PublishRejected(
-                f"broker refused the publish to {topic!r}: {reason} (0x{reason.value:02X})"
-            )
+            raise _refused(topic, reason)
+
+    async def publish_many(self, sends: Sequence[Outbound]) -> list[Exception | None]:
+        """Every publish of ``sends`` handed to paho without waiting in between, then one
+        wait, with one deadline (``publish_timeout_seconds``), for all their PUBACK /
+        PUBCOMP (QoS 0: the write). One outcome per item, in order: None once confirmed,
+        else the exception ``publish`` would raise. paho sends what exceeds
+        ``max_in_flight`` in order as acks free slots. A lost connection fails each
+        unconfirmed item with ``ConnectionLost`` (its paho queue dies with the session:
+        nothing is resent behind the runtime's back)."""
+        outcomes: list[Exception | None] = [None] * len(sends)
+        waiting: list[tuple[int, int, str, asyncio.Future[ReasonCode]]] = []
+        for index, (topic, payload, qos, retain, properties) in enumerate(sends):
+            try:
+                mid, future = self._hand_over(topic, payload, qos, retain, properties)
+            except ConnectorError as exc:
+                outcomes[index] = exc
+                continue
+            waiting.append((index, mid, topic, future))
+        if not waiting:
+            return outcomes
+        timeout = self._options.publish_timeout_seconds
+        try:
+            await asyncio.wait([future for *_, future in waiting], timeout=timeout)
+        finally:
+            for _, mid, _, _ in waiting:
+                self._publishes.pop(mid, None)
+        for index, _, topic, future in waiting:
+            if not future.done():
+                future.cancel()
+                outcomes[index] = PublishTimeout(
+                    f"no acknowledgement for {topic!r} within {timeout} s"
+                )
+            elif isinstance(error := future.exception(), Exception):  # ConnectionLost (_lose)
+                outcomes[index] = error
+            elif (reason := future.result()).is_failure:
+                outcomes[index] = _refused(topic, reason)
+        return outcomes
+
+    def _hand_over(
+        self, topic: str, payload: bytes, qos: int, retain: bool, properties: AnyProperties | None
+    ) -> tuple[int, asyncio.Future[ReasonCode]]:
+        """Queue one PUBLISH in paho (written once the socket is writable): its packet
+        id and the future its acknowledgement completes."""
+        if self.closed.done():
+            raise ConnectionLost(f"{self._endpoint}: {self.closed.result()}")
+        try:
+            # paho only calls pack() on the properties: PublishProperties stands in.
+            info = self._client.publish(topic, payload, qos, retain, cast(Properties, properties))
+        except ValueError as exc:  # paho: payload too large, bad topic
+            raise PublishRejected(f"cannot publish to {topic!r}: {exc}") from exc
+        if info.rc != _SUCCESS:
+            raise ConnectionLost(f"cannot publish to {topic!r}: {paho.error_string(info.rc)}")
+        future: asyncio.Future[ReasonCode] = self._loop.create_future()
+        self._publishes[info.mid] = future
+        return info.mid, future
 
     async def next_message(self) -> paho.MQTTMessage | None:
         """The next received message; None once the connection is lost or must restart."""
@@ -493,14 +558,25 @@ class Session:
             self._loop.add_reader(self._fd, self._on_readable)
 
     def _on_readable(self) -> None:
+        # Every packet already buffered, not paho's one per call (``read_packet``): a
+        # burst reaches the runtime in one event-loop turn, so it forms a batch. At most
+        # receive_maximum packets per turn (other connections get their turn too), and
+        # none once QoS 0 reading is paused (``_on_message``) or the connection is gone.
+        client = self._client
         try:
-            self._client.loop_read()
-            sock = self._client.socket()
+            for _ in range(self._pause_at):
+                if client.read_packet() != _SUCCESS or not self._reading:
+                    return
+            sock = client.socket()
             # TLS may hold decrypted bytes that the selector will not report again.
-            while self._reading and isinstance(sock, ssl.SSLSocket) and sock.pending() > 0:
-                self._client.loop_read()
+            if isinstance(sock, ssl.SSLSocket) and sock.pending() > 0:
+                self._loop.call_soon(self._read_pending)
         except OSError as exc:
             self.abort(f"read failed: {exc}")
+
+    def _read_pending(self) -> None:
+        if self._reading:
+            self._on_readable()
 
     def _on_writable(self) -> None:
         try:

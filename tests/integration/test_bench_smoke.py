@@ -4,7 +4,8 @@ The benchmark is not a test of speed (docs/performance.md): this only keeps the 
 command that measures it working, on the quickest scenario, with two gateway
 processes sharing the source (the scale-out path), the backlog phase and the peer
 bridges (bench/peers: hand-written always; FastStream where meshgate[bench] is
-installed, else reported as skipped; the RabbitMQ shovel skipped: AMQP pairs only).
+installed, else reported as skipped; the RabbitMQ shovel skipped: AMQP pairs only; the
+Mosquitto bridge skipped: MQTT pairs only). MQTT->MQTT runs too, with its own peers.
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ def test_quick_bench_writes_every_figure(tmp_path: Path) -> None:
     peers = gateway["peers"]
     assert list(peers)[:3] == ["handwritten", "faststream", "shovel"]
     assert "amqp-amqp" in peers["shovel"]["skipped"]  # the shovel bridges AMQP only
+    assert "mqtt-mqtt" in peers["mosquitto-bridge"]["skipped"]  # MQTT only
     hand = peers["handwritten"]
     assert hand["received"] == hand["events"] and hand["duplicates"] == 0
     assert hand["gateway_ratio"] > 0 and hand["gateway_cpu_ratio"] > 0
@@ -71,6 +73,50 @@ def test_quick_bench_writes_every_figure(tmp_path: Path) -> None:
     else:
         assert fast["received"] == fast["events"] and fast["gateway_ratio"] > 0
     assert "meshgate and the peer bridges, same run:" in run.stdout
+
+
+def test_quick_mqtt_to_mqtt_with_the_handwritten_peer_and_the_mosquitto_bridge(
+    tmp_path: Path,
+) -> None:
+    """One MQTT connector is both ends (source and publishing sessions), the
+    hand-written peer consumes and publishes MQTT in one process (-in / -out ids), and
+    a second Mosquitto bridges the pair (bench.peers.mosquitto_bridge)."""
+    output = tmp_path / "results.json"
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "--quick",
+            "--no-backlog",
+            "--scenario",
+            "mqtt-mqtt/bin-256",
+            "--peers",
+            "handwritten,mosquitto-bridge",
+            "--output",
+            str(output),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=110,
+        check=False,
+    )
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    (row,) = json.loads(output.read_text())["scenarios"]
+    assert "error" not in row, row.get("error")
+    gateway = row["gateway"]
+    assert gateway["received"] == gateway["events"] and gateway["duplicates"] == 0
+    assert gateway["cpu_s_per_10k"] > 0
+    assert row["raw"]["mqtt"]["events_per_s"] > 0
+    hand = gateway["peers"]["handwritten"]
+    assert hand["received"] == hand["events"] and hand["duplicates"] == 0
+    assert hand["gateway_cpu_ratio"] > 0
+    bridge = gateway["peers"]["mosquitto-bridge"]
+    if "skipped" in bridge:  # no mosquitto binary here
+        assert "mosquitto" in bridge["skipped"]
+    else:
+        assert bridge["received"] == bridge["events"] and bridge["gateway_cpu_ratio"] > 0
 
 
 def test_processes_share_the_source_as_a_fleet_would() -> None:

@@ -136,6 +136,23 @@ async def test_publish_the_acl_refuses_is_rejected_on_mqtt5(
         assert not refused.value.retriable
 
 
+async def test_publish_many_the_acl_refuses_fails_alone_in_its_batch_on_mqtt5(
+    mosquitto: SecureMosquitto, pki: Pki
+) -> None:
+    conn = connector(mosquitto.port, tls={"ca_file": pki.ca}, username=USER, password=PASSWORD)
+    async with running(conn):
+        allowed = MqttTarget(connector=conn.name, topic="ok/batch", qos=1)
+        read_only = MqttTarget(connector=conn.name, topic="ro/x", qos=1)
+        items = [(read_only if n in (3, 7) else allowed, sample_event(n)) for n in range(12)]
+        outcomes = await conn.publish_many(items)
+        for n, outcome in enumerate(outcomes):
+            if n in (3, 7):
+                assert isinstance(outcome, PublishRejected), outcome
+                assert "0x87" in str(outcome)
+            else:
+                assert outcome is None
+
+
 async def test_publish_the_acl_refuses_is_dropped_silently_on_mqtt311(
     mosquitto: SecureMosquitto, pki: Pki
 ) -> None:
