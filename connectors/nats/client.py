@@ -100,10 +100,16 @@ def _prefix(name: str) -> str:
 def header_block(headers: dict[str, Any]) -> bytes:
     """The ``NATS/1.0`` header block nats-py 2.16 writes for ``headers``."""
     parts = ["NATS/1.0\r\n"]
+    prefixes = _prefixes
     for name, value in headers.items():
-        prefix = _prefix(name)
+        prefix = prefixes.get(name)
+        if prefix is None:
+            prefix = _prefix(name)
         if prefix:
-            parts += (prefix, value.strip().translate(_NEWLINES), "\r\n")
+            text = value.strip()
+            if "\r" in text or "\n" in text:  # rare: translate costs more than two scans
+                text = text.translate(_NEWLINES)
+            parts += (prefix, text, "\r\n")
     parts.append("\r\n")
     return "".join(parts).encode()
 
