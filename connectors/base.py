@@ -274,6 +274,10 @@ class Delivery(Generic[MessageT]):
     """Tell the broker the message is still being worked on (JetStream +WPI); None
     where the protocol has no such signal. The runtime calls it about once a second
     while a delivery is being processed, so slow targets do not cause redelivery."""
+    settles: bool = True
+    """Whether ack/nack tell the broker anything. False for at-most-once sources (core
+    NATS, MQTT QoS 0), whose ack and nack do nothing: the runtime then skips calling
+    them and the bookkeeping around them, which is per-event cost for nothing."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -125,7 +125,8 @@ class Batcher:
 
     def _free(self, delivery: Delivery, settled: set[int]) -> None:
         settled.add(id(delivery))
-        self.pipeline.heartbeats.remove(id(delivery))
+        if delivery.in_progress is not None:  # only those beat (see process)
+            self.pipeline.heartbeats.remove(id(delivery))
         self.pipeline.free_slot()
 
     # -- planning -------------------------------------------------------------------
@@ -190,13 +191,16 @@ class Batcher:
         """One ``publish_many`` per target connector, all at once; failures noted."""
         stats = self.gateway.stats
         jobs: dict[str, list[tuple[_Entry, int, Rendered]]] = {}
+        routed: dict[str, int] = {}  # route name -> entries forwarded on it: counted once
         for entry in entries:
             for index, (route, plan) in enumerate(entry.forwards):
-                counts = stats[route.name]
-                counts.received += 1
-                counts.in_flight += 1
+                routed[route.name] = routed.get(route.name, 0) + 1
                 for rendered in plan.targets:
                     jobs.setdefault(rendered.target.connector, []).append((entry, index, rendered))
+        for name, count in routed.items():
+            counts = stats[name]
+            counts.received += count
+            counts.in_flight += count
         names = list(jobs)
         try:
             outcomes = await _all([self._publish_to(name, jobs[name]) for name in names])
@@ -235,13 +239,28 @@ class Batcher:
 
     async def _ack(self, entries: list[_Entry], started: float, settled: set[int]) -> None:
         """Count and ack the deliveries whose every target confirmed."""
+        stats = self.gateway.stats
+        if started or self.gateway.follower is not None:
+            for entry in entries:
+                for route, plan in entry.forwards:
+                    stats[route.name].in_flight -= 1
+                    self._delivered(route, plan.event, entry.delivery, started)
+        else:  # nothing per event to record: counted once per route
+            done: dict[str, int] = {}
+            for entry in entries:
+                for route, _plan in entry.forwards:
+                    done[route.name] = done.get(route.name, 0) + 1
+            for name, count in done.items():
+                counts = stats[name]
+                counts.in_flight -= count
+                counts.delivered += count
         for entry in entries:
-            for route, plan in entry.forwards:
-                self.gateway.stats[route.name].in_flight -= 1
-                self._delivered(route, plan.event, entry.delivery, started)
-        for entry in entries:
+            delivery = entry.delivery
+            if not delivery.settles:  # at-most-once: no ack to send, only the slot to free
+                self._free(delivery, settled)
+                continue
             try:
-                await self._settle(entry.delivery, settled)
+                await self._settle(delivery, settled)
             except Exception as exc:  # a connector bug: the others are still acked
                 log.warning("ack failed (will be redelivered): %r", exc)
 

@@ -341,6 +341,8 @@ class Pipeline:
         """Ack ``delivery`` (every route said it may be); a failed ack is logged. From
         here on it is never given back (``acking``: a nack after an ack is refused);
         the caller discards it from ``acking`` once the delivery is done."""
+        if not delivery.settles:  # at-most-once: the ack would tell the broker nothing
+            return
         self.acking.add(id(delivery))
         try:
             await delivery.ack()

@@ -14,7 +14,10 @@ fifth of the CPU of a three-target fan-out). ``MeshClient._send_publish`` writes
 same bytes with each name's check done once (names repeat; values are still stripped
 and their line breaks replaced per publish, as nats-py does).
 
-Both override private methods of nats-py 2.16. The publish override copies nats-py's
+``MeshClient._process_pong`` ignores the late PONG of a flush that timed out (nats-py
+2.16 raised in its read loop, dropping the connection).
+
+These override private methods of nats-py 2.16. The publish override copies nats-py's
 last steps (stats, pending buffer, flusher), so it is used only with the nats-py
 version it was written against (``FAST_PUBLISH``); with another, nats-py's own code
 runs. ``tests/unit/test_nats_headers_parse.py`` compares both with nats-py's.
@@ -100,10 +103,16 @@ def _prefix(name: str) -> str:
 def header_block(headers: dict[str, Any]) -> bytes:
     """The ``NATS/1.0`` header block nats-py 2.16 writes for ``headers``."""
     parts = ["NATS/1.0\r\n"]
+    prefixes = _prefixes
     for name, value in headers.items():
-        prefix = _prefix(name)
+        prefix = prefixes.get(name)
+        if prefix is None:
+            prefix = _prefix(name)
         if prefix:
-            parts += (prefix, value.strip().translate(_NEWLINES), "\r\n")
+            text = value.strip()
+            if "\r" in text or "\n" in text:  # rare: translate costs more than two scans
+                text = text.translate(_NEWLINES)
+            parts += (prefix, text, "\r\n")
     parts.append("\r\n")
     return "".join(parts).encode()
 
@@ -135,3 +144,15 @@ class MeshClient(Client):
             await self._send_command(pub)
             if self._flush_queue is not None and self._flush_queue.empty():
                 await self._flush_pending()
+
+        async def _process_pong(self) -> None:
+            # nats-py 2.16's, except for a flush that timed out: it cancelled its future
+            # but left it queued, and its late PONG then raised InvalidStateError in the
+            # read loop, which took the whole connection down (seen under load, when
+            # a large inbound backlog delayed the PONG past the publish timeout).
+            if self._pongs:
+                future = self._pongs.pop(0)
+                if not future.done():
+                    future.set_result(True)
+                self._pongs_received += 1
+                self._pings_outstanding = 0

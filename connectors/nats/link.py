@@ -506,6 +506,8 @@ class Link:
         """The server's permissions violation for ``kind`` ("publish" or "subscription")
         on ``subject`` not taken yet, or None. The server answers each denied PUB (SUB)
         with its own -ERR: each call takes one of them."""
+        if not self._denials:  # the common case, asked per publish and per delivery
+            return None
         return self._take((kind, subject.lower()))
 
     def take_denied_prefix(self, kind: str, prefix: str) -> tuple[str, str] | None:

@@ -36,7 +36,8 @@ import json
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
+from types import MappingProxyType
 from typing import Final
 
 import nats.errors
@@ -46,7 +47,7 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js import api
 
-from connectors.base import Delivery, find_header
+from connectors.base import Delivery
 from connectors.errors import ConnectionLost, NotAuthorized
 from connectors.nats.config import JetStreamSource, NatsSource
 from connectors.nats.link import Link
@@ -118,6 +119,10 @@ class _Inbox:
                 return None
         return self._took(self._msgs.popleft())
 
+    def pop(self) -> Msg | None:
+        """The next buffered message without waiting, or None when none is buffered."""
+        return self._took(self._msgs.popleft()) if self._msgs else None
+
     def take_all(self) -> list[Msg]:
         msgs = list(self._msgs)
         self._msgs.clear()
@@ -129,18 +134,35 @@ async def _settled(*, requeue: bool = True) -> None:
     """Ack/nack of a core NATS delivery: nothing to tell the broker (at-most-once)."""
 
 
+_NO_HEADERS: Final[Mapping[str, str]] = MappingProxyType({})
+_CONTENT_TYPE: Final = "content-type"
+
+
+def _content_type(headers: Mapping[str, str]) -> str | None:
+    """``find_header(headers, "content-type")``, without lower-casing every header name
+    of every message: only a name of the same length can match in any case."""
+    value = headers.get(_CONTENT_TYPE)
+    if value is not None:
+        return value
+    for name, value in headers.items():
+        if len(name) == len(_CONTENT_TYPE) and name.lower() == _CONTENT_TYPE:
+            return value
+    return None
+
+
 def _core_delivery(msg: Msg) -> Delivery:
-    headers = msg.headers or {}
+    headers = msg.headers
     return Delivery(
-        message=NatsMessage(msg.data, msg.headers),
+        message=NatsMessage(msg.data, headers),
         address=msg.subject,
         payload=msg.data,
-        headers=headers,
+        headers=_NO_HEADERS if headers is None else headers,
         ack=_settled,
         nack=_settled,
         ordering_key=msg.subject,
-        content_type=find_header(headers, "content-type"),
+        content_type=None if headers is None else _content_type(headers),
         coordinates={"subject": msg.subject},
+        settles=False,  # at-most-once: the runtime skips the no-op ack
     )
 
 
@@ -194,6 +216,10 @@ async def subscribe_core(
             msg = await inbox.get(_POLL)
             if msg is not None:
                 yield _core_delivery(msg)
+                # The rest of what is buffered: no denial check and no wait per message
+                # (a denied subscription receives nothing).
+                while (msg := inbox.pop()) is not None:
+                    yield _core_delivery(msg)
             elif nc.is_closed:
                 if link.closing:
                     return
@@ -291,12 +317,13 @@ def _jetstream_delivery(
 ) -> Delivery:
     stream, seq, delivered = _ack_coordinates(msg.reply)
     settle = _Settle(msg, options.ack_sync, timeout, pull)
+    headers = msg.headers
     return Delivery(
-        message=NatsMessage(msg.data, msg.headers),
+        message=NatsMessage(msg.data, headers),
         address=msg.subject,
         payload=msg.data,
-        headers=msg.headers or {},
-        content_type=find_header(msg.headers or {}, "content-type"),
+        headers=_NO_HEADERS if headers is None else headers,
+        content_type=None if headers is None else _content_type(headers),
         ack=settle.ack,
         nack=settle.nack,
         in_progress=settle.in_progress,

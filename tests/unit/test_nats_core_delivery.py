@@ -1,0 +1,42 @@
+"""Core NATS deliveries: what the cheaper construction must keep (pure, no broker)."""
+
+from __future__ import annotations
+
+import pytest
+from nats.aio.msg import Msg
+
+from connectors.nats.source import _content_type, _core_delivery
+from routing.templates import find_header
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"content-type": "a/b"},
+        {"Content-Type": "a/b"},
+        {"CONTENT-TYPE": "a/b", "content-type": "c/d"},  # the exact name wins
+        {"Content-Type": "a/b", "CONTENT-TYPE": "c/d"},  # else the first in any case
+        {"ce-id": "1", "content-typ": "x", "content-types": "y"},
+        {"ce-id": "1", "ce-datacontenttype": "application/json"},
+    ],
+)
+def test_content_type_is_find_header(headers: dict[str, str]) -> None:
+    assert _content_type(headers) == find_header(headers, "content-type")
+
+
+def test_core_delivery_settles_nothing_and_keeps_the_message() -> None:
+    msg = Msg(None, subject="a.b", reply="", data=b"x", headers={"Content-Type": "t/u"})  # type: ignore[arg-type]
+    delivery = _core_delivery(msg)
+    assert delivery.settles is False  # at-most-once: the runtime skips the no-op ack
+    assert delivery.headers == {"Content-Type": "t/u"}
+    assert delivery.content_type == "t/u"
+    assert delivery.address == delivery.ordering_key == "a.b"
+    assert dict(delivery.coordinates) == {"subject": "a.b"}
+
+
+def test_core_delivery_without_headers() -> None:
+    delivery = _core_delivery(Msg(None, subject="a", reply="", data=b"", headers=None))  # type: ignore[arg-type]
+    assert dict(delivery.headers) == {}
+    assert delivery.content_type is None
+    assert delivery.message.headers is None
