@@ -2,14 +2,15 @@
 
 The bench's gateway runs in a child process, where only a sampling profiler can
 attach (``python -m bench --profile``). This runs the gateway in this process
-instead, on the bench's own endpoints (a JetStream source; JetStream or Kafka
-targets): the backlog of ``--events`` is published first, then the gateway is
+instead, on the bench's own endpoints (a JetStream or Kafka source; JetStream or
+Kafka targets): the backlog of ``--events`` is published first, then the gateway is
 started with cProfile on and timed until every event was delivered on its route,
 so the profile holds the gateway's work only (no load generator runs meanwhile).
 cProfile inflates call-heavy code: read the shares, not the microseconds.
 
     python -m bench.profile_inprocess --targets nats,nats,kafka --events 20000 -o fan.prof
     python -m bench.profile_inprocess --targets nats --no-profile   # CPU per event only
+    python -m bench.profile_inprocess --source kafka --targets nats -o kafka.prof
 
 ``--no-profile`` reports the process CPU per event without the profiler (the
 in-process figure: no consumer, no publisher, so lower than the bench's).
@@ -50,7 +51,7 @@ async def _backlog(source: Endpoint, events: int, size: int, mode: Mode, window:
 async def run(args: argparse.Namespace, env: Env) -> None:
     mode = Mode(args.mode)
     token = uuid.uuid4().hex[:8]
-    source = ENDPOINTS["nats"](env, f"p{token}s")
+    source = ENDPOINTS[args.source](env, f"p{token}s")
     targets: list[Endpoint] = []
     await source.open()
     try:
@@ -115,6 +116,7 @@ async def _measure(gateway: Gateway, args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.profile_inprocess")
+    parser.add_argument("--source", default="nats", choices=["nats", "kafka"])
     parser.add_argument("--targets", default="nats", help="target kinds, comma-separated")
     parser.add_argument("--events", type=int, default=20000)
     parser.add_argument("--size", type=int, default=256)
@@ -125,7 +127,7 @@ def main() -> None:
     args = parser.parse_args()
     env = Env()
     with contextlib.ExitStack() as stack:
-        if "kafka" in args.targets.split(","):
+        if "kafka" in (args.source, *args.targets.split(",")):
             from gateway.localbrokers import KafkaMockCluster
 
             env.kafka_bootstrap = stack.enter_context(KafkaMockCluster(brokers=1)).bootstrap_servers

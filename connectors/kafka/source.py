@@ -29,16 +29,17 @@ import logging
 from collections import deque
 from collections.abc import Callable, Iterable
 from functools import partial
+from itertools import repeat
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
 from aiokafka.errors import ConsumerStoppedError, KafkaError
 
-from connectors.base import Delivery, find_header
+from connectors.base import Delivery
 from connectors.errors import ConnectionLost
-from connectors.headertext import header_text
 from connectors.kafka.config import KafkaOptions, KafkaSource
 from connectors.kafka.offsets import OffsetTracker, Pending
+from connectors.kafka.records import delivery
 from connectors.readiness import Subscription as Ready
 from connectors.supervision import Supervisor, SupervisorClosed
 from routing.bindings.kafka import KafkaMessage
@@ -87,8 +88,10 @@ class SourceSession:
         self._source = source
         self._supervisor = supervisor
         self._tracker: OffsetTracker[Any] = OffsetTracker()
-        self._buffer: deque[Any] = deque()
-        self._partitions: dict[str, dict[int, Any]] = {}  # topic -> number -> TopicPartition
+        # Fetched records not yet handed out, each with its TopicPartition and lane
+        # (ordering key), which are per partition, not per record.
+        self._buffer: deque[tuple[Any, str, Any]] = deque()
+        self._lanes: dict[Any, str] = {}  # TopicPartition -> "topic/partition"
         self._consumer: Any = None
         self._capacity = asyncio.Event()
         self._capacity.set()
@@ -118,14 +121,21 @@ class SourceSession:
                     raise StopAsyncIteration
                 if self._commit_task is None:
                     self._commit_task = asyncio.create_task(self._commit_loop(), name=self.label)
+        limit = self._source.max_in_flight
+        buffer = self._buffer
         while not self._stopping.is_set():
-            if self._tracker.in_flight >= self._source.max_in_flight:
+            if self._tracker.in_flight >= limit:
                 await self._wait_for_capacity()
                 continue
+            # A buffered record is handed out without the pull lock: nothing is awaited
+            # between taking it and tracking it.
+            while buffer:
+                partition, lane, record = buffer.popleft()
+                if partition in self._consumer.assignment():
+                    return self._delivery(partition, lane, record)
             async with self._pull:
-                record = await self._next_record()
-            if record is not None:
-                return self._delivery(*record)
+                if not buffer:
+                    await self._fill()
         raise StopAsyncIteration
 
     async def aclose(self) -> None:
@@ -178,34 +188,34 @@ class SourceSession:
             raise
         return consumer
 
-    async def _next_record(self) -> tuple[Any, Any] | None:
-        """A buffered or freshly fetched record with its partition; None once closed or
-        at the in-flight limit."""
+    async def _fill(self) -> None:
+        """Fetch into the buffer (up to the free in-flight slots); returns with it still
+        empty once closed or at the in-flight limit, or when nothing came."""
         consumer = self._consumer
-        limit = self._source.max_in_flight
-        while not self._stopping.is_set():
-            if self._buffer:
-                record = self._buffer.popleft()
-                partition = self._partition(record)
-                if partition in consumer.assignment():
-                    return partition, record
-                continue
-            budget = limit - self._tracker.in_flight
-            if budget <= 0:
-                return None
-            if paused := consumer.paused():
-                consumer.resume(*paused)
-            try:
-                # aiokafka reconnects and rejoins by itself: the core paces the polls
-                # while it fails and shows the consumer as reconnecting meanwhile.
-                batches = await self._supervisor.retry(
-                    self._key, partial(self._fetch, budget), first_wait=False, stop=self._stopping
-                )
-            except (ConsumerStoppedError, SupervisorClosed):
-                return None
-            for records in batches.values():
-                self._buffer.extend(records)
-        return None
+        budget = self._source.max_in_flight - self._tracker.in_flight
+        if self._stopping.is_set() or budget <= 0:
+            return
+        if paused := consumer.paused():
+            consumer.resume(*paused)
+        try:
+            # aiokafka reconnects and rejoins by itself: the core paces the polls
+            # while it fails and shows the consumer as reconnecting meanwhile.
+            batches = await self._supervisor.retry(
+                self._key, partial(self._fetch, budget), first_wait=False, stop=self._stopping
+            )
+        except (ConsumerStoppedError, SupervisorClosed):  # closing: see __anext__'s loop
+            return
+        self._buffered(batches)
+
+    def _buffered(self, batches: dict[Any, Any]) -> None:
+        """Buffer what ``getmany`` returned (TopicPartition -> records), with each
+        partition's lane."""
+        lanes = self._lanes
+        for partition, records in batches.items():
+            lane = lanes.get(partition)
+            if lane is None:
+                lane = lanes[partition] = f"{partition.topic}/{partition.partition}"
+            self._buffer.extend(zip(repeat(partition), repeat(lane), records))
 
     async def _fetch(self, budget: int) -> dict[Any, Any]:
         try:
@@ -224,56 +234,32 @@ class SourceSession:
         """At the in-flight limit: fetch nothing until an ack (or nack) makes room.
 
         Meanwhile the commit loop keeps the group membership alive (paused polls);
-        ``_next_record`` resumes the partitions.
+        ``_fill`` resumes the partitions.
         """
         consumer = self._consumer
         consumer.pause(*consumer.assignment())
         await self._capacity.wait()
 
-    def _partition(self, record: Any) -> Any:
-        """The record's TopicPartition, one object per partition (not one per record)."""
-        known = self._partitions.get(record.topic)
-        if known is None:
-            known = self._partitions[record.topic] = {}
-        partition = known.get(record.partition)
-        if partition is None:
-            partition = known[record.partition] = TopicPartition(record.topic, record.partition)
-        return partition
-
-    def _delivery(self, partition: Any, record: Any) -> Delivery[KafkaMessage]:
+    def _delivery(self, partition: Any, lane: str, record: Any) -> Delivery[KafkaMessage]:
         entry = self._tracker.track(partition, record.offset)
-        self._update_capacity()
-        raw = tuple((name, value if value is not None else b"") for name, value in record.headers)
-
-        async def ack() -> None:
-            self._ack(partition, entry)
-
-        async def nack(*, requeue: bool) -> None:
-            if requeue:
-                self._rewind(partition, entry)
-            else:
-                self._ack(partition, entry)
-
-        coordinates: dict[str, str | int] = {
-            "topic": record.topic,
-            "partition": record.partition,
-            "offset": record.offset,
-        }
-        if record.key is not None:
-            coordinates["key"] = header_text(record.key)
-        headers = {name: header_text(value) for name, value in raw}
-        return Delivery(
-            message=KafkaMessage(key=record.key, value=record.value, headers=raw),
-            address=record.topic,
-            payload=record.value if record.value is not None else b"",
-            headers=headers,
-            content_type=find_header(headers, "content-type"),
-            ack=ack,
-            nack=nack,
-            native_id=f"{record.topic}/{record.partition}/{record.offset}",
-            ordering_key=f"{record.topic}/{record.partition}",
-            coordinates=coordinates,
+        if self._tracker.in_flight >= self._source.max_in_flight:
+            self._capacity.clear()
+        # partial, not closures: one object each per record, and no cells.
+        return delivery(
+            record,
+            lane,
+            partial(self._acked, partition, entry),
+            partial(self._nacked, partition, entry),
         )
+
+    async def _acked(self, partition: Any, entry: Pending) -> None:
+        self._ack(partition, entry)
+
+    async def _nacked(self, partition: Any, entry: Pending, *, requeue: bool) -> None:
+        if requeue:
+            self._rewind(partition, entry)
+        else:
+            self._ack(partition, entry)
 
     # -- acknowledgements -----------------------------------------------------
 
@@ -308,11 +294,10 @@ class SourceSession:
             self._capacity.clear()
 
     def _drop_buffered(self, partitions: set[Any]) -> None:
-        self._buffer = deque(
-            record
-            for record in self._buffer
-            if TopicPartition(record.topic, record.partition) not in partitions
-        )
+        # In place: __anext__ holds on to the deque across its waits.
+        kept = [item for item in self._buffer if item[0] not in partitions]
+        self._buffer.clear()
+        self._buffer.extend(kept)
 
     # -- commits ----------------------------------------------------------------
 
@@ -332,7 +317,7 @@ class SourceSession:
 
         aiokafka leaves the group when the consumer is not polled for
         ``max_poll_interval_ms``; a paused poll fetches nothing (backpressure holds)
-        but counts as one. ``_next_record`` resumes the partitions.
+        but counts as one. ``_fill`` resumes the partitions.
         """
         async with self._pull:
             consumer = self._consumer
@@ -346,8 +331,7 @@ class SourceSession:
                 return
             finally:
                 self._last_poll = asyncio.get_running_loop().time()
-            for records in batches.values():  # only from a race with the pause
-                self._buffer.extend(records)
+            self._buffered(batches)  # only from a race with the pause
 
     async def commit(self, partitions: Iterable[Any] | None = None) -> None:
         """Commit the acked prefix of ``partitions`` (default: every assigned one)."""

@@ -59,7 +59,13 @@ from routing.bindings._headers import (
     prefix_clash,
 )
 from routing.errors import InvalidEvent
-from routing.event import CloudEvent, canonical_string
+from routing.event import (
+    CONTEXT_ATTRIBUTES,
+    REQUIRED_ATTRIBUTES,
+    CloudEvent,
+    canonical_string,
+    is_valid_attribute_name,
+)
 from routing.formats import EventFormat, decode, encode, is_structured
 
 __all__ = ["HEADER_PREFIX", "KafkaMessage", "from_message", "header_clash", "to_message"]
@@ -67,6 +73,8 @@ __all__ = ["HEADER_PREFIX", "KafkaMessage", "from_message", "header_clash", "to_
 HEADER_PREFIX = "ce_"
 CONTENT_TYPE = "content-type"
 _SPECVERSION_HEADER = HEADER_PREFIX + "specversion"
+_PREFIX_LENGTH = len(HEADER_PREFIX)
+_REQUIRED = frozenset(REQUIRED_ATTRIBUTES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,12 +141,44 @@ def from_message(message: KafkaMessage) -> CloudEvent | None:
         return decode(message.value, content_type)
     if not has_specversion:
         return None
-    attributes = AttributeHeaders(f"header {HEADER_PREFIX}{{}}")
+    event = _usual(found, content_type, message.value)
+    if event is None:
+        attributes = AttributeHeaders(f"header {HEADER_PREFIX}{{}}")
+        for name, value in found:
+            attributes.add(name[len(HEADER_PREFIX) :], header_text(name, value), name)
+        if content_type is not None:
+            attributes.add("datacontenttype", content_type, CONTENT_TYPE)
+        event = attributes.event(message.value)
+    return event
+
+
+def _usual(
+    found: list[tuple[str, bytes]], content_type: str | None, data: bytes | None
+) -> CloudEvent | None:
+    """The binary-mode event of a usual record, read in one pass: each ``ce_`` header
+    once, its value UTF-8 and its name an attribute name, every required attribute
+    there. None for anything else: ``AttributeHeaders`` then reads the record and
+    names what is wrong (this runs per record; that one stays the reference)."""
+    context: dict[str, str] = {}
+    extensions: dict[str, str] = {}
     for name, value in found:
-        attributes.add(name[len(HEADER_PREFIX) :], header_text(name, value), name)
-    if content_type is not None:
-        attributes.add("datacontenttype", content_type, CONTENT_TYPE)
-    return attributes.event(message.value)
+        attribute = name[_PREFIX_LENGTH:]
+        if attribute in context or attribute in extensions:
+            return None
+        if not is_valid_attribute_name(attribute):
+            return None
+        try:
+            text = value.decode("utf-8")
+        except (UnicodeDecodeError, AttributeError):  # AttributeError: not bytes
+            return None
+        (context if attribute in CONTEXT_ATTRIBUTES else extensions)[attribute] = text
+    if content_type is not None and context.setdefault("datacontenttype", content_type) != (
+        content_type
+    ):
+        return None
+    if not _REQUIRED.issubset(context):
+        return None
+    return CloudEvent(extensions=extensions, data=data, **context)
 
 
 def header_clash(name: str) -> str | None:

@@ -370,3 +370,28 @@ def test_structured_format_we_cannot_read_is_rejected(content_type: bytes, rule:
 def test_structured_garbage_avro_is_rejected() -> None:
     with pytest.raises(InvalidEvent, match="payload: not a CloudEvents Avro record"):
         from_message(structured(b"\x01", b"application/cloudevents+avro"))
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        (),
+        (("content-type", b"application/json"), ("ce_subject", b"temp \xe2\x82\xac")),
+        (("ce_datacontenttype", b"text/plain"), ("Content-Type", b"text/plain")),
+        (("ce_count", b"42"), ("ce_traceparent", b"00-ab-cd-01"), ("x-other", b"\xff")),
+        (("ce_time", b"2026-11-26T10:00:00.5Z"), ("ce_dataschema", b"urn:x")),
+    ],
+)
+def test_one_pass_reading_agrees_with_the_checked_reading(
+    extra: tuple[tuple[str, bytes], ...], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Usual records are read in one pass (``_usual``); the same record read the
+    checked way (``AttributeHeaders``, which names what is wrong) gives the same event."""
+    import routing.bindings.kafka as kafka_binding
+
+    message = binary(*extra)
+    quick = from_message(message)
+    assert quick is not None and kafka_binding._usual is not None
+    monkeypatch.setattr(kafka_binding, "_usual", lambda *_: None)
+    assert from_message(message) == quick
+    assert dict(quick.extensions) == dict(from_message(message).extensions)  # type: ignore[union-attr]
