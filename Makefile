@@ -50,5 +50,6 @@ bench: bootstrap
 		exit 1; \
 	fi
 	@bash scripts/ensure-brokers.sh
-	@$(PY) -c "import faststream" 2>/dev/null || $(VENV)/bin/pip install -q -e '.[bench]'
+	@{ $(PY) -c "import faststream" && test -x $(VENV)/bin/py-spy; } 2>/dev/null || \
+		$(VENV)/bin/pip install -q -e '.[bench]'
 	$(PY) -m bench
