@@ -59,6 +59,11 @@ class FaultReport:
         tally = pair.tally()
         if tally["rereads"]:
             notes += f" ({tally['rereads']} re-read by the test's own consumer, not counted)"
+        if tally["resent"]:
+            notes += (
+                f" ({tally['resent']} fed again after a failed publish, {tally['source_copies']}"
+                " of them delivered twice: copies in the source, not counted)"
+            )
         row = ReportRow(
             scenario, pair.pair, tally["sent"], tally["unique"], tally["dups"], tally["lost"], notes
         )

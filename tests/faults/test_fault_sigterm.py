@@ -19,6 +19,11 @@ session (6 s, a heartbeat every 2 s): a member frozen longer is expelled, its co
 are refused (UnknownMemberId), and the restart re-reads what it had acked. That is a
 duplicate of the freeze, not of the stop (seen: the 20 probe events again on
 Kafka -> RabbitMQ when feeding the backlog took 10 s on a busy machine).
+
+A feed publish that failed and was published again may leave two copies in the source
+(seen under load 7-10: RabbitMQ held the confirms for the queue of the frozen gateway
+over 10 s); ``Pair.tally`` does not count those as the gateway's duplicates
+(``test_fault_stop_settles.py``).
 """
 
 from __future__ import annotations
