@@ -47,7 +47,7 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js import api
 
-from connectors.base import Delivery
+from connectors.base import Delivery, find_header
 from connectors.errors import ConnectionLost, NotAuthorized
 from connectors.nats.config import JetStreamSource, NatsSource
 from connectors.nats.link import Link
@@ -135,19 +135,6 @@ async def _settled(*, requeue: bool = True) -> None:
 
 
 _NO_HEADERS: Final[Mapping[str, str]] = MappingProxyType({})
-_CONTENT_TYPE: Final = "content-type"
-
-
-def _content_type(headers: Mapping[str, str]) -> str | None:
-    """``find_header(headers, "content-type")``, without lower-casing every header name
-    of every message: only a name of the same length can match in any case."""
-    value = headers.get(_CONTENT_TYPE)
-    if value is not None:
-        return value
-    for name, value in headers.items():
-        if len(name) == len(_CONTENT_TYPE) and name.lower() == _CONTENT_TYPE:
-            return value
-    return None
 
 
 def _core_delivery(msg: Msg) -> Delivery:
@@ -160,7 +147,7 @@ def _core_delivery(msg: Msg) -> Delivery:
         ack=_settled,
         nack=_settled,
         ordering_key=msg.subject,
-        content_type=None if headers is None else _content_type(headers),
+        content_type=None if headers is None else find_header(headers, "content-type"),
         coordinates={"subject": msg.subject},
         settles=False,  # at-most-once: the runtime skips the no-op ack
     )
@@ -323,7 +310,7 @@ def _jetstream_delivery(
         address=msg.subject,
         payload=msg.data,
         headers=_NO_HEADERS if headers is None else headers,
-        content_type=None if headers is None else _content_type(headers),
+        content_type=None if headers is None else find_header(headers, "content-type"),
         ack=settle.ack,
         nack=settle.nack,
         in_progress=settle.in_progress,

@@ -55,6 +55,7 @@ from urllib.parse import quote, unquote_to_bytes
 from routing.bindings._headers import (
     AttributeHeaders,
     Mode,
+    binary_attributes,
     data_or_none,
     headerless_json_event,
     prefix_clash,
@@ -103,12 +104,9 @@ def to_message(
     if Mode(mode) is Mode.STRUCTURED:
         content_type, payload = encode(event, EventFormat(fmt))
         return NatsMessage(payload, {CONTENT_TYPE: content_type})
-    # binary_attributes(event, with_datacontenttype=True), without its list; the
-    # common value needs no escape, checked inline (this runs per published event).
-    needs_encoding = _NEEDS_ENCODING.search
     headers = {
-        HEADER_PREFIX + name: value if needs_encoding(value) is None else percent_encode(value)
-        for name, value in event.canonical_attributes().items()
+        HEADER_PREFIX + name: percent_encode(value)
+        for name, value in binary_attributes(event, with_datacontenttype=True)
     }
     return NatsMessage(event.data or b"", headers)
 

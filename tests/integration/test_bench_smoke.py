@@ -15,6 +15,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -26,21 +27,11 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_quick_bench_writes_every_figure(tmp_path: Path) -> None:
+def quick_bench(tmp_path: Path, *arguments: str) -> tuple[subprocess.CompletedProcess[str], Any]:
+    """``python -m bench --quick ARGUMENTS``: its run (asserted successful) and results."""
     output = tmp_path / "results.json"
     run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench",
-            "--quick",
-            "--scenario",
-            "nats-nats/bin-256",
-            "--processes",
-            "2",
-            "--output",
-            str(output),
-        ],
+        [sys.executable, "-m", "bench", "--quick", *arguments, "--output", str(output)],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -48,7 +39,11 @@ def test_quick_bench_writes_every_figure(tmp_path: Path) -> None:
         check=False,
     )
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
-    results = json.loads(output.read_text())
+    return run, json.loads(output.read_text())
+
+
+def test_quick_bench_writes_every_figure(tmp_path: Path) -> None:
+    run, results = quick_bench(tmp_path, "--scenario", "nats-nats/bin-256", "--processes", "2")
     (row,) = results["scenarios"]
     assert "error" not in row, row.get("error")
     gateway = row["gateway"]
@@ -81,29 +76,15 @@ def test_quick_mqtt_to_mqtt_with_the_handwritten_peer_and_the_mosquitto_bridge(
     """One MQTT connector is both ends (source and publishing sessions), the
     hand-written peer consumes and publishes MQTT in one process (-in / -out ids), and
     a second Mosquitto bridges the pair (bench.peers.mosquitto_bridge)."""
-    output = tmp_path / "results.json"
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench",
-            "--quick",
-            "--no-backlog",
-            "--scenario",
-            "mqtt-mqtt/bin-256",
-            "--peers",
-            "handwritten,mosquitto-bridge",
-            "--output",
-            str(output),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=110,
-        check=False,
+    _run, results = quick_bench(
+        tmp_path,
+        "--no-backlog",
+        "--scenario",
+        "mqtt-mqtt/bin-256",
+        "--peers",
+        "handwritten,mosquitto-bridge",
     )
-    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
-    (row,) = json.loads(output.read_text())["scenarios"]
+    (row,) = results["scenarios"]
     assert "error" not in row, row.get("error")
     gateway = row["gateway"]
     assert gateway["received"] == gateway["events"] and gateway["duplicates"] == 0

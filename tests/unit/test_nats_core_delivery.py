@@ -2,27 +2,9 @@
 
 from __future__ import annotations
 
-import pytest
 from nats.aio.msg import Msg
 
-from connectors.nats.source import _content_type, _core_delivery
-from routing.templates import find_header
-
-
-@pytest.mark.parametrize(
-    "headers",
-    [
-        {},
-        {"content-type": "a/b"},
-        {"Content-Type": "a/b"},
-        {"CONTENT-TYPE": "a/b", "content-type": "c/d"},  # the exact name wins
-        {"Content-Type": "a/b", "CONTENT-TYPE": "c/d"},  # else the first in any case
-        {"ce-id": "1", "content-typ": "x", "content-types": "y"},
-        {"ce-id": "1", "ce-datacontenttype": "application/json"},
-    ],
-)
-def test_content_type_is_find_header(headers: dict[str, str]) -> None:
-    assert _content_type(headers) == find_header(headers, "content-type")
+from connectors.nats.source import _core_delivery
 
 
 def test_core_delivery_settles_nothing_and_keeps_the_message() -> None:
