@@ -224,10 +224,15 @@ class CloudEvent:
         """
         out = {"id": self.id, "source": self.source, "specversion": self.specversion}
         out["type"] = self.type
-        for name in OPTIONAL_ATTRIBUTES:
-            value = getattr(self, name)
-            if value is not None:
-                out[name] = value
+        # OPTIONAL_ATTRIBUTES, unrolled: getattr by name costs more than the attributes.
+        if self.datacontenttype is not None:
+            out["datacontenttype"] = self.datacontenttype
+        if self.dataschema is not None:
+            out["dataschema"] = self.dataschema
+        if self.subject is not None:
+            out["subject"] = self.subject
+        if self.time is not None:
+            out["time"] = self.time
         for name, extension in self.extensions.items():
             out[name] = extension if type(extension) is str else canonical_string(extension)
         return out
@@ -290,11 +295,32 @@ class CloudEvent:
             if not is_valid_attribute_name(name) or name in CONTEXT_ATTRIBUTES:
                 raise InvalidEvent(repr(name), "is not an extension attribute name")
             extensions[name] = _check_extension(name, value)
+        return self._copy_with(MappingProxyType(extensions))
+
+    def _copy_with(self, extensions: Mapping[str, ExtensionValue]) -> CloudEvent:
+        """This event with ``extensions`` (checked already), without validating again.
+
+        Written out with the slots' own setters (the frozen ``__setattr__`` refuses):
+        a loop over the field names costs twice as much, and this runs per event.
+        """
         copy = object.__new__(CloudEvent)
-        for name in _FIELDS:
-            object.__setattr__(copy, name, getattr(self, name))
-        object.__setattr__(copy, "extensions", MappingProxyType(extensions))
+        _ID.__set__(copy, self.id)
+        _SOURCE.__set__(copy, self.source)
+        _TYPE.__set__(copy, self.type)
+        _SPECVERSION.__set__(copy, self.specversion)
+        _DATACONTENTTYPE.__set__(copy, self.datacontenttype)
+        _DATASCHEMA.__set__(copy, self.dataschema)
+        _SUBJECT.__set__(copy, self.subject)
+        _TIME.__set__(copy, self.time)
+        _DATA.__set__(copy, self.data)
+        _EXTENSIONS.__set__(copy, extensions)
         return copy
 
 
-_FIELDS: Final = tuple(name for name in CloudEvent.__dataclass_fields__ if name != "extensions")
+# The slot descriptors of CloudEvent's fields, for _copy_with (a test checks that it
+# copies every field).
+_ID, _SOURCE, _TYPE, _SPECVERSION, _DATACONTENTTYPE, _DATASCHEMA, _SUBJECT, _TIME = (
+    CloudEvent.__dict__[name]
+    for name in ("id", "source", "type", "specversion", *OPTIONAL_ATTRIBUTES)
+)
+_EXTENSIONS, _DATA = CloudEvent.__dict__["extensions"], CloudEvent.__dict__["data"]

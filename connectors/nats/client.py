@@ -14,6 +14,11 @@ fifth of the CPU of a three-target fan-out). ``MeshClient._send_publish`` writes
 same bytes with each name's check done once (names repeat; values are still stripped
 and their line breaks replaced per publish, as nats-py does).
 
+A header block the connector wrote itself (``binding_block``: the binding's ``ce-``
+headers and ``Nats-Msg-Id``, names and values that need no check) goes out through
+``MeshClient.publish_block`` (or ``publish`` here, which picks), skipping the
+header dict and the per-header checks altogether.
+
 ``MeshClient._process_pong`` ignores the late PONG of a flush that timed out (nats-py
 2.16 raised in its read loop, dropping the connection).
 
@@ -30,10 +35,19 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Final
 
 from nats import errors
+from nats.aio import client as nats_client
 from nats.aio.client import Client
 from nats.protocol import command
 
-__all__ = ["FAST_PUBLISH", "MeshClient", "header_block", "parse_header_lines"]
+__all__ = [
+    "FAST_PUBLISH",
+    "Headers",
+    "MeshClient",
+    "binding_block",
+    "header_block",
+    "parse_header_lines",
+    "publish",
+]
 
 
 def _nats_py() -> str:
@@ -117,6 +131,31 @@ def header_block(headers: dict[str, Any]) -> bytes:
     return "".join(parts).encode()
 
 
+def binding_block(lines: str) -> bytes:
+    """The header block of header ``lines`` (``"Name: value\r\n"`` each) that need no
+    check: names are header tokens, values printable ASCII without blanks (the NATS
+    binding's percent-encoded ``ce-`` values, a hex ``Nats-Msg-Id``). For those, the
+    same bytes as ``header_block`` of the same headers (a unit test compares them)."""
+    return f"NATS/1.0\r\n{lines}\r\n".encode()
+
+
+Headers = dict[str, str] | bytes | None
+"""A publish's headers: a dict (checked and written on publish), or a header block
+written already (``binding_block``; only with ``FAST_PUBLISH``), or none."""
+
+
+async def publish(
+    nc: Client, subject: str, payload: bytes, headers: Headers, reply: str = ""
+) -> None:
+    """``nc.publish``; a written header block goes through ``MeshClient.publish_block``."""
+    if isinstance(headers, bytes):
+        if not isinstance(nc, MeshClient):  # a block comes only from the link's clients
+            raise TypeError(f"a written header block needs a MeshClient, not {type(nc)}")
+        await nc.publish_block(subject, payload, headers, reply)
+    else:
+        await nc.publish(subject, payload, reply=reply, headers=headers)
+
+
 class MeshClient(Client):
     """nats-py's client with faster header parsing and writing (see the module doc)."""
 
@@ -142,6 +181,35 @@ class MeshClient(Client):
             self.stats["out_msgs"] += 1
             self.stats["out_bytes"] += payload_size
             await self._send_command(pub)
+            if self._flush_queue is not None and self._flush_queue.empty():
+                await self._flush_pending()
+
+        async def publish_block(
+            self, subject: str, payload: bytes, block: bytes, reply: str = ""
+        ) -> None:
+            """``publish`` with the header block written already (``binding_block``)."""
+            # nats-py 2.16's publish checks, in its order, then its _send_publish.
+            if not self._skip_subject_validation:
+                nats_client._validate_subject(subject)
+                if reply:
+                    nats_client._validate_subject(reply)
+            if self.is_closed:
+                raise errors.ConnectionClosedError
+            if self.is_draining_pubs:
+                raise errors.ConnectionDrainingError
+            payload_size = len(payload)
+            if not self.is_connected and (
+                self._max_pending_size <= 0
+                or payload_size + self._pending_data_size > self._max_pending_size
+            ):
+                raise errors.OutboundBufferLimitError
+            if payload_size > self._max_payload:
+                raise errors.MaxPayloadError
+            if subject == "":
+                raise errors.BadSubjectError
+            self.stats["out_msgs"] += 1
+            self.stats["out_bytes"] += payload_size
+            await self._send_command(command.hpub_cmd(subject, reply, block, payload))
             if self._flush_queue is not None and self._flush_queue.empty():
                 await self._flush_pending()
 
