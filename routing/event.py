@@ -119,6 +119,16 @@ def _check_string(name: str, value: object, *, allow_empty: bool = True) -> str:
     return value
 
 
+def _check_specversion(value: object) -> None:
+    if value != SPEC_VERSION:
+        raise InvalidEvent("specversion", f"{value!r} is not supported (expected '1.0')")
+
+
+def _check_dataschema(value: str) -> None:
+    if _URI_SCHEME.match(value) is None or " " in value:
+        raise InvalidEvent("dataschema", f"{value!r} is not an absolute URI (expected scheme:...)")
+
+
 def _check_extension(name: str, value: object) -> ExtensionValue:
     if isinstance(value, bool):
         return value
@@ -152,10 +162,7 @@ class CloudEvent:
     data: bytes | None = None
 
     def __post_init__(self) -> None:
-        if self.specversion != SPEC_VERSION:
-            raise InvalidEvent(
-                "specversion", f"{self.specversion!r} is not supported (expected '1.0')"
-            )
+        _check_specversion(self.specversion)
         _check_string("id", self.id, allow_empty=False)
         _check_string("source", self.source, allow_empty=False)
         _check_string("type", self.type, allow_empty=False)
@@ -165,11 +172,7 @@ class CloudEvent:
             _check_string("subject", self.subject, allow_empty=False)
         if self.dataschema is not None:
             _check_string("dataschema", self.dataschema, allow_empty=False)
-            if _URI_SCHEME.match(self.dataschema) is None or " " in self.dataschema:
-                raise InvalidEvent(
-                    "dataschema",
-                    f"{self.dataschema!r} is not an absolute URI (expected scheme:...)",
-                )
+            _check_dataschema(self.dataschema)
         if self.time is not None:
             _check_string("time", self.time, allow_empty=False)
             parse_time(self.time)
@@ -262,6 +265,43 @@ class CloudEvent:
             if name not in CONTEXT_ATTRIBUTES and value is not None
         }
         return cls(extensions=extensions, data=data, **context)
+
+    @classmethod
+    def from_plain_text(
+        cls, context: Mapping[str, str], extensions: Mapping[str, str], data: bytes | None
+    ) -> CloudEvent:
+        """The event of attribute values a binding read as plain text, validated.
+
+        For the per-event path of a binding, which knows of what it read that
+        ``context`` holds ``id``, ``source``, ``type`` and ``specversion`` and no name
+        but context attribute names, that every extension name is valid and no context
+        attribute name, and that every value is non-empty printable ASCII (``isascii()
+        and isprintable()``). Such values keep the string rules already, so only the
+        rules they can still break are checked: ``specversion``, ``dataschema``,
+        ``time``. The result, and the ``InvalidEvent`` raised, are the constructor's
+        (a unit test compares them).
+        """
+        _check_specversion(context["specversion"])
+        get = context.get
+        dataschema, time = get("dataschema"), get("time")
+        if dataschema is not None:
+            _check_dataschema(dataschema)
+        if time is not None:
+            parse_time(time)
+        if data is not None and not isinstance(data, bytes):
+            raise InvalidEvent("data", f"expected bytes, got {type(data).__name__}")
+        event = object.__new__(cls)
+        _ID.__set__(event, context["id"])
+        _SOURCE.__set__(event, context["source"])
+        _TYPE.__set__(event, context["type"])
+        _SPECVERSION.__set__(event, SPEC_VERSION)
+        _DATACONTENTTYPE.__set__(event, get("datacontenttype"))
+        _DATASCHEMA.__set__(event, dataschema)
+        _SUBJECT.__set__(event, get("subject"))
+        _TIME.__set__(event, time)
+        _DATA.__set__(event, data)
+        _EXTENSIONS.__set__(event, MappingProxyType(dict(extensions)))
+        return event
 
     def replace(self, **changes: Any) -> CloudEvent:
         """A copy with some attributes (or ``data``/``extensions``) changed, re-validated."""

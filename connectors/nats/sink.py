@@ -267,13 +267,12 @@ async def _publish_core(
     PONG vouches for all of them (and each denied one has had its -ERR by then)."""
     outcomes: dict[int, Exception | None] = {}
     written: list[int] = []
-    for index, (subject, data, headers) in core.items():
-        try:
-            await client.publish(nc, subject, data, headers)
-        except (nats.errors.Error, OSError) as exc:
-            outcomes[index] = _outcome(await _failure(link, nc, wait, subject, False, exc))
-        else:
+    results = await client.publish_many(nc, list(core.values()))
+    for (index, (subject, _data, _headers)), error in zip(core.items(), results, strict=True):
+        if error is None:
             written.append(index)
+        else:
+            outcomes[index] = _outcome(await _failure(link, nc, wait, subject, False, error))
     if not written:
         return outcomes
     try:

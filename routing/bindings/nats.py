@@ -174,7 +174,8 @@ def _usual_binary(headers: Mapping[str, str], data: bytes) -> CloudEvent | None:
             extensions[attribute] = value
     if len(context) < 4 or not _REQUIRED.issubset(context):
         return None  # not binary mode, or an attribute missing: _read tells which
-    return CloudEvent(extensions=extensions, data=data_or_none(data), **context)
+    # The names are checked (_attribute_of) and every value is plain, printable ASCII.
+    return CloudEvent.from_plain_text(context, extensions, data_or_none(data))
 
 
 _OTHER: Final = "-"
