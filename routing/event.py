@@ -130,6 +130,8 @@ def _check_dataschema(value: str) -> None:
 
 
 def _check_extension(name: str, value: object) -> ExtensionValue:
+    if type(value) is str:  # the usual case first (a plain str is none of the others)
+        return _check_string(name, value)
     if isinstance(value, bool):
         return value
     if isinstance(value, int):
