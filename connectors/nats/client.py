@@ -19,13 +19,19 @@ headers and ``Nats-Msg-Id``, names and values that need no check) goes out throu
 ``MeshClient.publish_block`` (or ``publish`` here, which picks), skipping the
 header dict and the per-header checks altogether.
 
+Receiving: messages of the connector's own subscriptions go from the read loop
+straight into the source's buffer (``MeshClient.deliver_directly``), not through
+nats-py's per-subscription queue and callback task.
+
 ``MeshClient._process_pong`` ignores the late PONG of a flush that timed out (nats-py
 2.16 raised in its read loop, dropping the connection).
 
-These override private methods of nats-py 2.16. The publish override copies nats-py's
-last steps (stats, pending buffer, flusher), so it is used only with the nats-py
-version it was written against (``FAST_PUBLISH``); with another, nats-py's own code
-runs. ``tests/unit/test_nats_headers_parse.py`` compares both with nats-py's.
+These override private methods of nats-py 2.16. The publish and receive overrides
+copy nats-py's steps (checks, stats, pending buffer, flusher; message building), so
+they are used only with the nats-py version they were written against
+(``FAST_PUBLISH``); with another, nats-py's own code runs.
+``tests/unit/test_nats_headers_parse.py`` and ``tests/unit/test_nats_fast_path.py``
+compare them with nats-py's.
 """
 
 from __future__ import annotations
