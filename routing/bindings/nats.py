@@ -122,12 +122,11 @@ def binary_header_lines(event: CloudEvent) -> str:
     block (``"ce-<name>: <value>\r\n"`` each, in the same order): for a connector
     that writes the block itself. Names are ``ce-`` and an attribute name, values
     percent-encoded (printable ASCII, no blanks), so nothing in them needs a check."""
-    return "".join(
-        [
-            f"{HEADER_PREFIX}{name}: {percent_encode(value)}\r\n"
-            for name, value in event.canonical_attributes().items()  # = binary_attributes
-        ]
-    )
+    attributes = event.canonical_attributes()  # = binary_attributes, datacontenttype too
+    if _NEEDS_ENCODING.search("".join(attributes.values())) is None:
+        # The usual case: no value has anything to escape (one scan for all of them).
+        return "".join([f"{HEADER_PREFIX}{n}: {v}\r\n" for n, v in attributes.items()])
+    return "".join([f"{HEADER_PREFIX}{n}: {percent_encode(v)}\r\n" for n, v in attributes.items()])
 
 
 def header_key(name: str) -> str:
