@@ -329,7 +329,8 @@ class CloudEvent:
         already. The runtime calls this per forwarded event (mesh provenance), where a
         full ``replace`` would cost several microseconds.
         """
-        extensions = dict(self.extensions)
+        current = self.extensions  # a mappingproxy of a dict: its copy() is the fast one
+        extensions = current.copy() if isinstance(current, MappingProxyType) else dict(current)
         for name, value in changes.items():
             if value is None:
                 extensions.pop(name, None)
