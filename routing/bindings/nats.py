@@ -158,21 +158,27 @@ def _usual_binary(headers: Mapping[str, str], data: bytes) -> CloudEvent | None:
     """
     context: dict[str, str] = {}
     extensions: dict[str, str] = {}
-    attributes, plain = _attributes, _PLAIN.fullmatch  # locals: this runs per header
+    attributes = _attributes  # a local: this runs per header
     for name, value in headers.items():
         attribute = attributes.get(name)
         if attribute is None:
             attribute = _attribute_of(name)
         if attribute is _OTHER:  # a header the binding does not read
             continue
-        if not attribute or plain(value) is None or attribute in context or attribute in extensions:
-            return None  # Content-Type, an unusual name or value, a repeat: _read
+        if not attribute or attribute in context or attribute in extensions:
+            return None  # Content-Type, an unusual name, a repeat: _read
         if attribute in CONTEXT_ATTRIBUTES:
             context[attribute] = value
         else:
             extensions[attribute] = value
     if len(context) < 4 or not _REQUIRED.issubset(context):
         return None  # not binary mode, or an attribute missing: _read tells which
+    values = [*context.values(), *extensions.values()]
+    # Every value plain (reads as itself): one scan when none holds a blank, which is
+    # usual; else each value on its own (a blank inside a value is plain too).
+    usual = all(values) and _NEEDS_ENCODING.search("".join(values)) is None
+    if not usual and not all(_PLAIN.fullmatch(value) for value in values):
+        return None  # quoted, escaped, padded, not ASCII, empty: _read
     # The names are checked (_attribute_of) and every value is plain, printable ASCII.
     return CloudEvent.from_plain_text(context, extensions, data_or_none(data))
 
