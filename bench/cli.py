@@ -226,8 +226,11 @@ class Bench:
             for endpoint in (source, *targets):
                 await endpoint.close()
 
-    async def peer_path(self, scenario: Scenario, peer: str) -> PathResult:
-        """Throughput of a peer bridge (``bench.peers``) in the gateway's place."""
+    async def peer_path(
+        self, scenario: Scenario, peer: str
+    ) -> tuple[PathResult, PathResult | None]:
+        """Throughput, and latency where the scenario measures it (the same paced run as
+        the gateway's), of a peer bridge (``bench.peers``) in the gateway's place."""
         source = await self.endpoint(scenario.source)
         targets: list[Endpoint] = []
         bridge: GatewayProcess | None = None
@@ -243,18 +246,20 @@ class Bench:
             workdir = self.workdir / f"{scenario.name.replace('/', '_')}-{peer}"
             workdir.mkdir(parents=True, exist_ok=True)
             bridge = GatewayProcess([spec], workdir, module=PEERS[peer])
-            throughput, _latency, _drained = await measure_path(
+            throughput, latency, _drained = await measure_path(
                 source,
                 targets,
                 events=self.events_for(scenario),
                 size=scenario.size,
                 mode=scenario.mode,
                 window=self.env.window,
+                latency_events=self.latency_events() if scenario.latency else 0,
+                latency_rate=self.args.rate,
                 gateway=bridge,
                 max_ahead=_max_ahead(scenario.kinds, scenario.size),
             )
             throughput.peak_rss_bytes = bridge.peak_rss_bytes()
-            return throughput
+            return throughput, latency
         finally:
             if bridge is not None:
                 code = bridge.stop(grace=10.0)
@@ -283,12 +288,17 @@ class Bench:
                 peers[peer] = {"skipped": why_not}
                 continue
             try:
-                result = await self.peer_path(scenario, peer)
+                result, latency = await self.peer_path(scenario, peer)
             except PathFailed as exc:
                 log.error("%s bridge on %s failed: %s", peer, scenario.name, exc)
                 peers[peer] = {"error": str(exc)[:2000]}
                 continue
             figures = result.as_dict()
+            if latency is not None and latency.latency_ms:
+                # The gateway's own figures' reference: what any bridge on this pair costs
+                # (the source broker's hop included), from the same run.
+                figures["latency_ms"] = latency.latency_ms
+                figures["added_latency_ms"] = _added(latency.latency_ms, scenario, raw)
             figures["gateway_ratio"] = round(gateway.rate / result.rate, 3) if result.rate else None
             if peer in IN_BROKER:
                 _in_broker_cpu(figures, result, gateway, raw.get("amqp", {}))
@@ -328,12 +338,7 @@ class Bench:
         gateway["ratio_to_slower_raw"] = round(throughput.rate / slower, 3) if slower else None
         if latency is not None and latency.latency_ms:
             gateway["latency_ms"] = latency.latency_ms
-            direct = raw[scenario.targets[0]].get("latency_ms") or {}
-            gateway["added_latency_ms"] = {
-                q: round(latency.latency_ms[q] - direct[q], 3)
-                for q in ("p50", "p99", "p999")
-                if q in direct
-            }
+            gateway["added_latency_ms"] = _added(latency.latency_ms, scenario, raw)
         log.info(
             "gw  %-26s %9.0f ev/s  x%.2f",
             scenario.name,
@@ -441,6 +446,15 @@ class Bench:
                     if attempt == 2:
                         results.append({"scenario": scenario.name, "error": str(exc)[:2000]})
         return results
+
+
+def _added(
+    latency_ms: dict[str, float], scenario: Scenario, raw: dict[str, Any]
+) -> dict[str, float]:
+    """A bridged path's latency minus the direct path's on the first target's protocol,
+    percentile by percentile (docs/performance.md, "How it is measured")."""
+    direct = raw[scenario.targets[0]].get("latency_ms") or {}
+    return {q: round(latency_ms[q] - direct[q], 3) for q in ("p50", "p99", "p999") if q in direct}
 
 
 def _fmt_rate(value: float | None) -> str:
@@ -569,6 +583,7 @@ def _peer_table(results: list[dict[str, Any]]) -> list[str]:
                 f"{'-' if cpu is None else f'{cpu:.2f}':>11}"
             )
         lines.append("".join(cells))
+    lines.extend(_peer_latency(rows, names))
     skipped = {
         peer["skipped"]
         for row in rows
@@ -581,6 +596,26 @@ def _peer_table(results: list[dict[str, Any]]) -> list[str]:
             "  (shovel CPU: the RabbitMQ node's CPU during its run minus the node's CPU for the "
             "raw clients; the gateway's CPU for that ratio adds the node's CPU on its behalf)"
         )
+    return lines
+
+
+def _peer_latency(rows: list[dict[str, Any]], names: list[str]) -> list[str]:
+    """Added latency (p50/p99/p999 ms at the paced rate) of the gateway and of each peer
+    bridge on the same pair in the same run: how much of the gateway's tail any bridge
+    in its place has too."""
+    measured = [row for row in rows if "added_latency_ms" in row["gateway"]]
+    if not measured:
+        return []
+    lines = ["", "added latency p50/p99/p999 ms, gateway and peer bridges, same run:"]
+    for row in measured:
+        gw = row["gateway"]
+        cells = [f"gateway {_fmt_lat(gw['added_latency_ms'])}"]
+        cells += [
+            f"{name} {_fmt_lat(gw['peers'][name].get('added_latency_ms'))}"
+            for name in names
+            if "added_latency_ms" in gw["peers"].get(name, {})
+        ]
+        lines.append(f"  {row['scenario']:<24} " + "   ".join(cells))
     return lines
 
 

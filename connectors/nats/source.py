@@ -65,6 +65,9 @@ _DRAIN_TIMEOUT: Final = 2.0
 """Longest wait, when a pull subscription ends, for messages still on their way."""
 _EXPIRY_MARGIN: Final = 1.0
 """Seconds added to a pull request's expiry: the server starts counting on receipt."""
+_QUIET: Final = 0.1
+"""Seconds without a message after which an ending subscription stops waiting for its
+outstanding request to be over (see ``_end_pull``)."""
 _ClientErrors = (nats.errors.Error, asyncio.TimeoutError, OSError)
 
 
@@ -229,7 +232,8 @@ async def subscribe_core(
 
 
 class _Pull:
-    """When the server drops the outstanding pull request of one subscription.
+    """The outstanding pull request of one subscription, as far as the client knows,
+    and the -NAKs waiting for it to end.
 
     A -NAK'ed message is redelivered at once, possibly to that request, and the
     server may still hold it after its subscriber is gone (an ended subscription, a
@@ -237,13 +241,37 @@ class _Pull:
     nats-server releases before nats-io/nats-server#5305 (April 2024) then rewound the
     consumer, so the message came again with delivery count 1: one copy to the next
     pull request, a second one right behind it (a duplicate), or none until
-    ack_wait_seconds. So a nak defers the redelivery until that request has expired.
+    ack_wait_seconds. So a -NAK while a request is outstanding is held until the
+    request is over (its last message or a status arrived): the pull loop sends the
+    held ones before its next request, the end of the subscription (``_end_pull``)
+    once it has outlasted the request.
     """
 
-    __slots__ = ("expires_at",)
+    __slots__ = ("deferred", "expires_at", "owed")
 
     def __init__(self) -> None:
         self.expires_at = 0.0  # monotonic; 0: no request outstanding
+        self.owed = 0  # messages the outstanding request may still bring
+        self.deferred: list[Msg] = []  # to -NAK once no request is outstanding
+
+    def sent(self, batch: int) -> None:
+        self.owed = batch
+        self.expires_at = time.monotonic() + _PULL_EXPIRES
+
+    def took(self) -> None:
+        """A message of the request arrived."""
+        self.owed -= 1
+        if self.owed == 0:  # the request is complete
+            self.expires_at = 0.0
+
+    def over(self) -> None:
+        """The server ended the request (a status: 404, 408, 409) or forgot it (reconnect)."""
+        self.owed = 0
+        self.expires_at = 0.0
+
+    def take_deferred(self) -> list[Msg]:
+        deferred, self.deferred = self.deferred, []
+        return deferred
 
     def nak_delay(self) -> float:
         """Seconds a -NAK must defer its redelivery (0 when no request is outstanding)."""
@@ -255,16 +283,20 @@ class _Pull:
 class _Settle:
     """The ack/nack/in_progress closures of one JetStream delivery."""
 
-    __slots__ = ("_msg", "_pull", "_sync", "_timeout")
+    __slots__ = ("_deferred", "_msg", "_pull", "_sync", "_timeout")
 
     def __init__(self, msg: Msg, sync: bool, timeout: float, pull: _Pull) -> None:
         self._msg = msg
         self._sync = sync
         self._timeout = timeout
         self._pull = pull
+        self._deferred = False  # its -NAK waits for the outstanding request to end
+
+    def _settled(self) -> bool:
+        return self._deferred or self._msg.is_acked  # the first ack/nack wins
 
     async def ack(self) -> None:
-        if self._msg.is_acked:  # settled already: the first ack/nack wins
+        if self._settled():
             return
         try:
             if self._sync:
@@ -275,18 +307,22 @@ class _Settle:
             raise ConnectionLost(f"ack of {self._msg.subject!r} not sent: {exc}") from exc
 
     async def nack(self, *, requeue: bool) -> None:
-        if self._msg.is_acked:
+        if self._settled():
+            return
+        if requeue and self._pull.expires_at:  # see _Pull: sent once the request is over
+            self._deferred = True
+            self._pull.deferred.append(self._msg)
             return
         try:
             if requeue:
-                await self._msg.nak(delay=self._pull.nak_delay() or None)
+                await self._msg.nak()
             else:
                 await self._msg.term()
         except _ClientErrors as exc:
             raise ConnectionLost(f"nack of {self._msg.subject!r} not sent: {exc}") from exc
 
     async def in_progress(self) -> None:
-        if self._msg.is_acked:
+        if self._settled():
             return
         try:
             await self._msg.in_progress()
@@ -439,25 +475,25 @@ async def subscribe_jetstream(
             f"JetStream consumer {options.durable!r} on {source.subject!r} unavailable: {exc}"
         ) from exc
     next_subject = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{options.durable}"
-    owed = 0  # messages the outstanding pull request may still bring
     pull = _Pull()
     sent_at = 0.0
     generation = link.generation
     ready.up()
     try:
         while not nc.is_closed:
-            if owed == 0:
+            if pull.owed == 0:
                 if nc.is_reconnecting:  # a request now would only sit in the buffer
                     await asyncio.sleep(_POLL / 10)
                     continue
+                if pull.deferred:  # the request they waited for is over
+                    await _nak(pull.take_deferred(), log)
                 await nc.publish(next_subject, request, reply=sub.subject)
-                owed, sent_at, generation = options.batch, time.monotonic(), link.generation
-                pull.expires_at = sent_at + _PULL_EXPIRES
+                sent_at, generation = time.monotonic(), link.generation
+                pull.sent(options.batch)
             msg = await inbox.get(_POLL)
             if msg is None:
                 if generation != link.generation:
-                    owed = 0  # reconnected: the server forgot the request
-                    pull.expires_at = 0.0
+                    pull.over()  # reconnected: the server forgot the request
                 elif time.monotonic() - sent_at > _PULL_EXPIRES + 2 * _POLL:
                     _raise_if_js_denied(link, source)  # the pull request was refused
                     link.note_timeout(nc)  # a silent link, maybe: tell the watchdog
@@ -466,16 +502,13 @@ async def subscribe_jetstream(
                     )
                 continue
             if msg.reply:
-                owed -= 1
-                if owed == 0:  # the request is complete
-                    pull.expires_at = 0.0
+                pull.took()
                 yield _jetstream_delivery(msg, options, confirm_wait, pull)
                 continue
             status = _header(msg, "Status")
             if status == "100":  # idle heartbeat
                 continue
-            owed = 0  # 404 no messages, 408 expired, 409 ...: the request is over
-            pull.expires_at = 0.0
+            pull.over()  # 404 no messages, 408 expired, 409 ...: the request is over
             if status == "409":
                 description = _header(msg, "Description")
                 log.warning("pull from %r: %s", options.durable, description)
@@ -485,6 +518,8 @@ async def subscribe_jetstream(
         raise ConnectionLost(f"pull from {options.durable!r} failed: {exc}") from exc
     finally:
         ready.down()
+        if generation != link.generation:
+            pull.over()  # reconnected: the server forgot the request
         await _end_pull(nc, sub, inbox, pull, log)
     if not link.closing:
         raise ConnectionLost(f"client closed under the pull from {options.durable!r}")
@@ -500,13 +535,20 @@ async def _end_pull(
 ) -> None:
     """End a pull subscription without stranding a message the server sent to it.
 
-    A plain UNSUB drops (in nats-py) whatever is still on its way, and the server
-    holds those messages until ``ack_wait_seconds``. Draining instead (UNSUB, then a
-    PING/PONG round trip) lets them arrive. Every message received but not handed out
-    is then nak'ed, its redelivery deferred until the outstanding pull request has
-    expired (see ``_Pull``), so the next consumer (a restarted gateway) gets it
-    within seconds.
+    JetStream hands a message to the request and counts it delivered before the
+    server routes it to the subscriber; unsubscribed by then, the client never sees
+    it and the server redelivers it only after ``ack_wait_seconds``. So while its
+    request is outstanding and messages keep coming, the subscription stays until the
+    request is over (its last message or a status arrived, at most its expiry); a
+    request quiet for ``_QUIET`` seconds is left (waiting out its expiry would hold
+    every stop of an idle source up to 2 s; a message can then still arrive in the
+    moment of the UNSUB, as likely as one arriving in any millisecond). Then UNSUB and
+    a PING/PONG round trip (a drain), and every message received but not handed out
+    is nak'ed, with the -NAKs that waited for the request (see ``_Pull``); while the
+    request is still outstanding, its redelivery is deferred until the request has
+    expired, so the next consumer (a restarted gateway) gets it soon.
     """
+    held = await _outlast(inbox, pull) if nc.is_connected and pull.expires_at else []
     drained = False
     if nc.is_connected:
         try:
@@ -516,11 +558,31 @@ async def _end_pull(
             log.debug("draining the pull subscription failed: %s", exc)
     if not drained:
         await _unsubscribe(sub, log)
-    await _nak(inbox.take_all(), log, pull.nak_delay())
+    # Given back (deferred ones first: they came first), each redelivered once the
+    # request is over: at once, or after its expiry if it outlasted the wait.
+    await _nak(pull.take_deferred() + held + inbox.take_all(), log, pull.nak_delay())
 
 
-async def _nak(msgs: list[Msg], log: logging.Logger, delay: float) -> None:
-    """Give back messages received but never handed out, so others get them soon."""
+async def _outlast(inbox: _Inbox, pull: _Pull) -> list[Msg]:
+    """Wait until the outstanding request is over, or quiet for ``_QUIET`` seconds;
+    returns the messages it brought (those buffered first: the request counted them)."""
+    deadline = pull.expires_at + _EXPIRY_MARGIN  # the server counts from receipt
+    msgs: list[Msg] = []
+    while pull.expires_at and (left := deadline - time.monotonic()) > 0:
+        msg = await inbox.get(min(left, _QUIET))
+        if msg is None:
+            break
+        if msg.reply:
+            msgs.append(msg)
+            pull.took()
+        elif _header(msg, "Status") != "100":  # 404, 408, 409: the request is over
+            pull.over()
+    return msgs
+
+
+async def _nak(msgs: list[Msg], log: logging.Logger, delay: float = 0.0) -> None:
+    """Give back messages (received but never handed out, or deferred -NAKs), so
+    others get them soon."""
     try:
         for msg in msgs:
             if msg.reply:

@@ -12,12 +12,13 @@ the gateway stops while they keep arriving (deliveries in flight, a pull pending
 stays down a moment, and a new gateway starts while they still arrive; then the feed
 pauses until everything sent was delivered. A round fails when a duplicate reaches a
 target during it (an event delivered before the stop and again after the restart).
-A JetStream ack lost at a stop would only come back after ``ack_wait_seconds`` (30 s),
-so at the end, once the last gateway stopped on a quiet stream, the durable must have
-no unacknowledged message left. How long each round took to catch up is reported:
-JetStream messages nak'ed at a stop come back after the stopped gateway's pull
-request expired (~3 s), and now and then one sent to that request as it stopped
-comes back only after ack_wait (docs/delivery.md, "Stopping and crashing").
+A JetStream message lost at a stop (an ack that never left, or a message the server
+sent into the stopped gateway's pull request as it unsubscribed) would only come back
+after ``ack_wait_seconds`` (30 s): so every round must catch up well before that, and
+at the end, once the last gateway stopped on a quiet stream, the durable must have no
+unacknowledged message left. How long each round took to catch up is reported: the
+messages a stop gives back reach the next gateway as soon as the stopped gateway's
+pull request is over (docs/delivery.md, "Stopping and crashing").
 
 ``MESHGATE_FAULT_STOP_ROUNDS`` sets the number of rounds (default 20).
 """
@@ -48,6 +49,7 @@ PROBE = 20  # per route, before the first round: every route is live
 CHUNK = 20  # the feed publishes this many events at a time, paced at RATE
 RATE = 1000.0  # events/s per route while feeding
 CATCH_UP_S = 60.0  # > ack_wait_seconds (30): anything not delivered by then is lost
+STRANDED_S = 15.0  # < ack_wait_seconds: a round slower than this waited for a redelivery
 
 
 class Feed:
@@ -147,6 +149,8 @@ async def test_stops_with_events_arriving_deliver_nothing_twice(
             tally = pair.tally()
             assert tally["lost"] == 0 and tally["unexpected"] == 0, (pair.name, tally)
         assert not any(failed.values()), failed
+        slow = [round(s, 1) for s in catch_up[jetstream.name] if s >= STRANDED_S]
+        assert not slow, f"JetStream rounds that waited for ack_wait redeliveries: {slow}"
         assert pending == (0, 0), f"JetStream messages left unacknowledged: {pending}"
         for pair in pairs:
             assert pair.tally()["dups"] == 0, (pair.name, pair.tally())

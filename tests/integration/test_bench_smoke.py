@@ -63,12 +63,15 @@ def test_quick_bench_writes_every_figure(tmp_path: Path) -> None:
     hand = peers["handwritten"]
     assert hand["received"] == hand["events"] and hand["duplicates"] == 0
     assert hand["gateway_ratio"] > 0 and hand["gateway_cpu_ratio"] > 0
+    # The same paced latency run as the gateway's: the reference for its added latency.
+    assert set(hand["added_latency_ms"]) == {"p50", "p99", "p999"}
     fast = peers["faststream"]
     if importlib.util.find_spec("faststream") is None:
         assert "meshgate[bench]" in fast["skipped"]
     else:
         assert fast["received"] == fast["events"] and fast["gateway_ratio"] > 0
     assert "meshgate and the peer bridges, same run:" in run.stdout
+    assert "added latency p50/p99/p999 ms, gateway and peer bridges, same run:" in run.stdout
 
 
 def test_quick_mqtt_to_mqtt_with_the_handwritten_peer_and_the_mosquitto_bridge(

@@ -31,6 +31,7 @@ from pydantic import SecretStr
 from connectors.base import Delivery, HealthState
 from connectors.errors import ConnectionLost, ConnectorError, PublishRejected, PublishTimeout
 from connectors.nats import JetStreamSource, NatsConnector, NatsOptions, NatsSource, NatsTarget
+from connectors.nats import source as nats_source
 from connectors.redact import redact_url
 from connectors.testing import sample_event
 from connectors.tls import TlsConfigError
@@ -565,3 +566,72 @@ async def test_jetstream_source_survives_server_restart(
         # One client connection, back once, whether nats-py or the core reconnected it.
         assert conn.health.state is HealthState.UP and conn.health.reconnects == 1
         await pump.stop()
+
+
+@pytest.fixture
+def long_pulls(monkeypatch: pytest.MonkeyPatch) -> float:
+    """Pull requests that last 10 s: a -NAK deferred by a request's expiry shows."""
+    monkeypatch.setattr(nats_source, "_PULL_EXPIRES", 10.0)
+    return 10.0
+
+
+async def _delivered(broker: Broker, stream: str, durable: str, count: int) -> None:
+    js = (await broker.client()).jetstream()
+
+    async def all_out() -> bool:
+        return (await js.consumer_info(stream, durable)).num_ack_pending == count
+
+    await eventually(all_out)
+
+
+async def test_nack_waits_only_for_its_pull_request(broker: Broker, long_pulls: float) -> None:
+    """A delivery given back while its pull request is outstanding comes back once that
+    request is over (here: its last message arrived), not after the request's expiry
+    (a -NAK waits for the request to end: see connectors/nats/source.py, _Pull)."""
+    stream, subject = await broker.stream()
+    source = js_source(subject, stream, ack_wait_seconds=30.0, batch=2)
+    target = NatsTarget(connector="nats", subject=subject)
+    async with running(connector()) as conn:
+        stream_it = aiter(conn.consume(source))
+        first = asyncio.ensure_future(anext(stream_it))
+        await subscribed(conn, source)
+        await conn.publish(target, sample_event(1))
+        await (await asyncio.wait_for(first, WAIT)).nack(requeue=True)
+        await conn.publish(target, sample_event(2))  # the request's last message
+        second = await asyncio.wait_for(anext(stream_it), WAIT)
+        await second.ack()
+        again = await asyncio.wait_for(anext(stream_it), long_pulls / 2)
+        assert ids(conn, [second, again]) == ["evt-2", "evt-1"]
+        assert again.coordinates["num_delivered"] == 2
+        await again.ack()
+        await stream_it.aclose()  # type: ignore[attr-defined]
+
+
+async def test_ending_a_pull_gives_back_at_once(broker: Broker, long_pulls: float) -> None:
+    """Ending a pull subscription (a graceful stop) waits for its outstanding request to
+    be over, so nothing the server sent into it can be lost on its way (it would come
+    back only after ack_wait_seconds), then gives back what it holds: the next consumer
+    gets those at once, not after the request's expiry."""
+    stream, subject = await broker.stream()
+    durable = unique_name("dur")
+    source = js_source(subject, stream, durable, ack_wait_seconds=30.0, batch=3)
+    target = NatsTarget(connector="nats", subject=subject)
+    async with running(connector()) as conn:
+        stream_it = aiter(conn.consume(source))
+        first = asyncio.ensure_future(anext(stream_it))
+        await subscribed(conn, source)
+        for n in range(3):
+            await conn.publish(target, sample_event(n))
+        handed_out = await asyncio.wait_for(first, WAIT)
+        await _delivered(broker, stream, durable, 3)  # two more wait in the client
+        await handed_out.nack(requeue=True)
+        await stream_it.aclose()  # type: ignore[attr-defined]
+        began = asyncio.get_running_loop().time()
+        pump = Pump(conn.consume(source), ack=True)
+        try:
+            again = await pump.wait_for(3, within=long_pulls / 2)
+        finally:
+            await pump.stop()
+        took = asyncio.get_running_loop().time() - began
+    assert sorted(ids(conn, again)) == ["evt-0", "evt-1", "evt-2"], took
+    assert all(d.coordinates["num_delivered"] == 2 for d in again)
