@@ -112,7 +112,7 @@ class _Feed:
             self.probes += 1
             await asyncio.sleep(0.05)
 
-    def start(self) -> asyncio.subprocess.Process | Any:
+    async def start(self) -> asyncio.subprocess.Process:
         data, headers = self.source.encode(make_event(0, self.args.size), self.mode)
         spec = {
             "url": self.source.env.nats_url,
@@ -121,7 +121,7 @@ class _Feed:
             "data": data.decode(),
             "headers": headers,
         }
-        return asyncio.create_subprocess_exec(
+        return await asyncio.create_subprocess_exec(
             sys.executable, "-c", _PUBLISHER, json.dumps(spec), stdout=asyncio.subprocess.DEVNULL
         )
 
