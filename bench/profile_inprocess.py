@@ -11,6 +11,11 @@ cProfile inflates call-heavy code: read the shares, not the microseconds.
     python -m bench.profile_inprocess --targets nats,nats,kafka --events 20000 -o fan.prof
     python -m bench.profile_inprocess --targets nats --no-profile   # CPU per event only
     python -m bench.profile_inprocess --source kafka --targets nats -o kafka.prof
+    python -m bench.profile_inprocess --source nats-core --targets nats-core --no-profile
+
+A core NATS source keeps no backlog (what nobody is subscribed to is gone): there the
+gateway is started first, probed until an event passes, and the events are then
+published by a child process, whose CPU is not counted.
 
 ``--no-profile`` reports the process CPU per event without the profiler (the
 in-process figure: no consumer, no publisher, so lower than the bench's).
@@ -22,7 +27,9 @@ import argparse
 import asyncio
 import contextlib
 import cProfile
+import json
 import pstats
+import sys
 import tempfile
 import time
 import uuid
@@ -67,7 +74,9 @@ async def run(args: argparse.Namespace, env: Env) -> None:
             "from": {"connector": source.kind, **source.source()},
             "to": [{"connector": t.kind, **t.target(mode)} for t in targets],
         }
-        await _backlog(source, args.events, args.size, mode, env.window)
+        live = source.kind != "nats-core"  # a core subject keeps nothing: publish later
+        if live:
+            await _backlog(source, args.events, args.size, mode, env.window)
         with tempfile.TemporaryDirectory() as tmp:
             config = {
                 "gateway": {"id": f"prof-{token}", "drain_timeout_seconds": 10, "state_dir": tmp},
@@ -76,24 +85,86 @@ async def run(args: argparse.Namespace, env: Env) -> None:
             }
             path = Path(tmp) / "gateway.yaml"
             path.write_text(yaml.safe_dump(config, sort_keys=False))
-            await _measure(Gateway(load_config(path)), args)
+            feed = None if live else _Feed(source, args, mode)
+            await _measure(Gateway(load_config(path)), args, feed)
     finally:
         for endpoint in (source, *targets):
             await endpoint.close()
 
 
-async def _measure(gateway: Gateway, args: argparse.Namespace) -> None:
+class _Feed:
+    """Publishes to a core NATS source from a child process, once the gateway is live."""
+
+    def __init__(self, source: Endpoint, args: argparse.Namespace, mode: Mode) -> None:
+        self.source = source
+        self.args = args
+        self.mode = mode
+        self.probes = 0
+
+    async def probe(self, gateway: Gateway) -> None:
+        """Publish probe events until one went through the gateway."""
+        deadline = time.monotonic() + 30
+        while gateway.stats["r"].delivered == 0:
+            if time.monotonic() > deadline:
+                raise SystemExit("the gateway did not forward a probe within 30 s")
+            await self.source.send(self.source.encode(make_event(-1, self.args.size), self.mode))
+            await self.source.flush()
+            self.probes += 1
+            await asyncio.sleep(0.05)
+
+    async def start(self) -> asyncio.subprocess.Process:
+        data, headers = self.source.encode(make_event(0, self.args.size), self.mode)
+        spec = {
+            "url": self.source.env.nats_url,
+            "subject": getattr(self.source, "subject", ""),
+            "events": self.args.events,
+            "data": data.decode(),
+            "headers": headers,
+        }
+        return await asyncio.create_subprocess_exec(
+            sys.executable, "-c", _PUBLISHER, json.dumps(spec), stdout=asyncio.subprocess.DEVNULL
+        )
+
+
+_PUBLISHER = """
+import asyncio, json, sys
+import nats
+
+async def main(spec):
+    nc = await nats.connect(spec["url"])
+    data = spec["data"].encode()
+    for seq in range(spec["events"]):
+        headers = dict(spec["headers"], **{"ce-id": f"b{seq}"})
+        await nc.publish(spec["subject"], data, headers=headers)
+        if seq % 1000 == 999:
+            await nc.flush(30)
+    await nc.flush(30)
+    await nc.close()
+
+asyncio.run(main(json.loads(sys.argv[1])))
+"""
+
+
+async def _measure(gateway: Gateway, args: argparse.Namespace, feed: _Feed | None = None) -> None:
     # CPU time of this thread (the event loop), not wall time: on a shared machine the
     # wall clock counts others' work, and the Kafka mock cluster runs in threads here.
     profiler = cProfile.Profile(time.thread_time) if args.output else None
+    if feed is not None:  # start-up and probes are not measured: events come later
+        await gateway.start()
+        await feed.probe(gateway)
     cpu = time.thread_time()
     wall = time.monotonic()
     if profiler is not None:
         profiler.enable()
-    await gateway.start()
+    publisher = None
+    if feed is None:
+        await gateway.start()
+    else:
+        publisher = await feed.start()
+    expected = args.events + (0 if feed is None else gateway.stats["r"].delivered)
     try:
         deadline = time.monotonic() + 60 + args.events / 20
-        while gateway.stats["r"].delivered < args.events:
+        while gateway.stats["r"].delivered < expected:
             if time.monotonic() > deadline:
                 raise SystemExit(f"only {gateway.stats['r'].delivered} of {args.events} delivered")
             await asyncio.sleep(0.01)
@@ -102,12 +173,15 @@ async def _measure(gateway: Gateway, args: argparse.Namespace) -> None:
         spent = time.thread_time() - cpu
         took = time.monotonic() - wall
     finally:
+        if publisher is not None:
+            with contextlib.suppress(Exception):
+                await publisher.wait()
         with contextlib.suppress(Exception):
             await gateway.stop()
     print(
         f"{args.events} events to {args.targets}: {spent / args.events * 1e6:.1f} µs CPU/event "
         f"({args.events / took:.0f} ev/s{', under cProfile' if profiler else ''}), "
-        f"start-up included"
+        f"{'start-up included' if feed is None else 'published meanwhile by a child process'}"
     )
     if profiler is not None:
         profiler.dump_stats(args.output)
@@ -116,7 +190,7 @@ async def _measure(gateway: Gateway, args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.profile_inprocess")
-    parser.add_argument("--source", default="nats", choices=["nats", "kafka"])
+    parser.add_argument("--source", default="nats", choices=["nats", "nats-core", "kafka"])
     parser.add_argument("--targets", default="nats", help="target kinds, comma-separated")
     parser.add_argument("--events", type=int, default=20000)
     parser.add_argument("--size", type=int, default=256)

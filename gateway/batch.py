@@ -166,8 +166,11 @@ class Batcher:
                 self.gateway.loop_guard,
                 matched=True,
             )
-            if not isinstance(plan, Forward) or not all(self._batched(r) for r in plan.targets):
+            if not isinstance(plan, Forward):
                 return None
+            for rendered in plan.targets:  # a loop, not all(genexpr): this runs per event
+                if not self._batched(rendered):
+                    return None
             forwards.append((route, plan))
         return _Entry(delivery, forwards)
 

@@ -50,7 +50,7 @@ def path_of(event: CloudEvent) -> tuple[str, ...]:
     value = event.extensions.get(PATH)
     if not isinstance(value, str) or not value:
         return ()
-    return tuple(part for part in value.split(",") if part)
+    return tuple(filter(None, value.split(",")))  # empty parts dropped
 
 
 def hops_of(event: CloudEvent, path: tuple[str, ...]) -> int:
@@ -84,6 +84,11 @@ class LoopGuard:
     gateway_id: str
     max_hops: int = DEFAULT_MAX_HOPS
     _warnings: LogThrottle = field(default_factory=lambda: LogThrottle(WARN_EVERY))
+    _first_stamp: dict[str, str | int] = field(init=False, repr=False)
+    """The stamp of an event without provenance: this gateway alone, one hop."""
+
+    def __post_init__(self) -> None:
+        self._first_stamp = {PATH: self.gateway_id, HOPS: 1}
 
     def admit(self, route: str, event: CloudEvent, *, guard: bool = True) -> CloudEvent | None:
         """The event as ``route`` forwards it (this gateway added to its path), or None
@@ -98,6 +103,11 @@ class LoopGuard:
     def judge(self, event: CloudEvent, *, guard: bool = True) -> CloudEvent | str:
         """Pure ``admit``: the event as forwarded (stamped), or why it is not forwarded
         (``gateway.plan``; the caller logs a drop with ``dropped``)."""
+        extensions = event.extensions
+        if PATH not in extensions and HOPS not in extensions:
+            # The first gateway on the way (usual at an edge): no path, no hops to read.
+            why = self.refusal((), 0, guard=guard)
+            return why if why is not None else event.with_extensions(self._first_stamp)
         path = path_of(event)
         hops = hops_of(event, path)
         why = self.refusal(path, hops, guard=guard)

@@ -119,7 +119,19 @@ def _check_string(name: str, value: object, *, allow_empty: bool = True) -> str:
     return value
 
 
+def _check_specversion(value: object) -> None:
+    if value != SPEC_VERSION:
+        raise InvalidEvent("specversion", f"{value!r} is not supported (expected '1.0')")
+
+
+def _check_dataschema(value: str) -> None:
+    if _URI_SCHEME.match(value) is None or " " in value:
+        raise InvalidEvent("dataschema", f"{value!r} is not an absolute URI (expected scheme:...)")
+
+
 def _check_extension(name: str, value: object) -> ExtensionValue:
+    if type(value) is str:  # the usual case first (a plain str is none of the others)
+        return _check_string(name, value)
     if isinstance(value, bool):
         return value
     if isinstance(value, int):
@@ -152,10 +164,7 @@ class CloudEvent:
     data: bytes | None = None
 
     def __post_init__(self) -> None:
-        if self.specversion != SPEC_VERSION:
-            raise InvalidEvent(
-                "specversion", f"{self.specversion!r} is not supported (expected '1.0')"
-            )
+        _check_specversion(self.specversion)
         _check_string("id", self.id, allow_empty=False)
         _check_string("source", self.source, allow_empty=False)
         _check_string("type", self.type, allow_empty=False)
@@ -165,11 +174,7 @@ class CloudEvent:
             _check_string("subject", self.subject, allow_empty=False)
         if self.dataschema is not None:
             _check_string("dataschema", self.dataschema, allow_empty=False)
-            if _URI_SCHEME.match(self.dataschema) is None or " " in self.dataschema:
-                raise InvalidEvent(
-                    "dataschema",
-                    f"{self.dataschema!r} is not an absolute URI (expected scheme:...)",
-                )
+            _check_dataschema(self.dataschema)
         if self.time is not None:
             _check_string("time", self.time, allow_empty=False)
             parse_time(self.time)
@@ -224,10 +229,15 @@ class CloudEvent:
         """
         out = {"id": self.id, "source": self.source, "specversion": self.specversion}
         out["type"] = self.type
-        for name in OPTIONAL_ATTRIBUTES:
-            value = getattr(self, name)
-            if value is not None:
-                out[name] = value
+        # OPTIONAL_ATTRIBUTES, unrolled: getattr by name costs more than the attributes.
+        if self.datacontenttype is not None:
+            out["datacontenttype"] = self.datacontenttype
+        if self.dataschema is not None:
+            out["dataschema"] = self.dataschema
+        if self.subject is not None:
+            out["subject"] = self.subject
+        if self.time is not None:
+            out["time"] = self.time
         for name, extension in self.extensions.items():
             out[name] = extension if type(extension) is str else canonical_string(extension)
         return out
@@ -258,6 +268,43 @@ class CloudEvent:
         }
         return cls(extensions=extensions, data=data, **context)
 
+    @classmethod
+    def from_plain_text(
+        cls, context: Mapping[str, str], extensions: Mapping[str, str], data: bytes | None
+    ) -> CloudEvent:
+        """The event of attribute values a binding read as plain text, validated.
+
+        For the per-event path of a binding, which knows of what it read that
+        ``context`` holds ``id``, ``source``, ``type`` and ``specversion`` and no name
+        but context attribute names, that every extension name is valid and no context
+        attribute name, and that every value is non-empty printable ASCII (``isascii()
+        and isprintable()``). Such values keep the string rules already, so only the
+        rules they can still break are checked: ``specversion``, ``dataschema``,
+        ``time``. The result, and the ``InvalidEvent`` raised, are the constructor's
+        (a unit test compares them).
+        """
+        _check_specversion(context["specversion"])
+        get = context.get
+        dataschema, time = get("dataschema"), get("time")
+        if dataschema is not None:
+            _check_dataschema(dataschema)
+        if time is not None:
+            parse_time(time)
+        if data is not None and not isinstance(data, bytes):
+            raise InvalidEvent("data", f"expected bytes, got {type(data).__name__}")
+        event = object.__new__(cls)
+        _ID.__set__(event, context["id"])
+        _SOURCE.__set__(event, context["source"])
+        _TYPE.__set__(event, context["type"])
+        _SPECVERSION.__set__(event, SPEC_VERSION)
+        _DATACONTENTTYPE.__set__(event, get("datacontenttype"))
+        _DATASCHEMA.__set__(event, dataschema)
+        _SUBJECT.__set__(event, get("subject"))
+        _TIME.__set__(event, time)
+        _DATA.__set__(event, data)
+        _EXTENSIONS.__set__(event, MappingProxyType(dict(extensions)))
+        return event
+
     def replace(self, **changes: Any) -> CloudEvent:
         """A copy with some attributes (or ``data``/``extensions``) changed, re-validated."""
         values: dict[str, Any] = {
@@ -282,7 +329,8 @@ class CloudEvent:
         already. The runtime calls this per forwarded event (mesh provenance), where a
         full ``replace`` would cost several microseconds.
         """
-        extensions = dict(self.extensions)
+        current = self.extensions  # a mappingproxy of a dict: its copy() is the fast one
+        extensions = current.copy() if isinstance(current, MappingProxyType) else dict(current)
         for name, value in changes.items():
             if value is None:
                 extensions.pop(name, None)
@@ -290,11 +338,32 @@ class CloudEvent:
             if not is_valid_attribute_name(name) or name in CONTEXT_ATTRIBUTES:
                 raise InvalidEvent(repr(name), "is not an extension attribute name")
             extensions[name] = _check_extension(name, value)
+        return self._copy_with(MappingProxyType(extensions))
+
+    def _copy_with(self, extensions: Mapping[str, ExtensionValue]) -> CloudEvent:
+        """This event with ``extensions`` (checked already), without validating again.
+
+        Written out with the slots' own setters (the frozen ``__setattr__`` refuses):
+        a loop over the field names costs twice as much, and this runs per event.
+        """
         copy = object.__new__(CloudEvent)
-        for name in _FIELDS:
-            object.__setattr__(copy, name, getattr(self, name))
-        object.__setattr__(copy, "extensions", MappingProxyType(extensions))
+        _ID.__set__(copy, self.id)
+        _SOURCE.__set__(copy, self.source)
+        _TYPE.__set__(copy, self.type)
+        _SPECVERSION.__set__(copy, self.specversion)
+        _DATACONTENTTYPE.__set__(copy, self.datacontenttype)
+        _DATASCHEMA.__set__(copy, self.dataschema)
+        _SUBJECT.__set__(copy, self.subject)
+        _TIME.__set__(copy, self.time)
+        _DATA.__set__(copy, self.data)
+        _EXTENSIONS.__set__(copy, extensions)
         return copy
 
 
-_FIELDS: Final = tuple(name for name in CloudEvent.__dataclass_fields__ if name != "extensions")
+# The slot descriptors of CloudEvent's fields, for _copy_with (a test checks that it
+# copies every field).
+_ID, _SOURCE, _TYPE, _SPECVERSION, _DATACONTENTTYPE, _DATASCHEMA, _SUBJECT, _TIME = (
+    CloudEvent.__dict__[name]
+    for name in ("id", "source", "type", "specversion", *OPTIONAL_ATTRIBUTES)
+)
+_EXTENSIONS, _DATA = CloudEvent.__dict__["extensions"], CloudEvent.__dict__["data"]

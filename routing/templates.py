@@ -43,7 +43,10 @@ def find_header(headers: Mapping[str, str], name: str) -> str | None:
     if value is not None:
         return value
     lowered = name.lower()
-    return next((v for k, v in headers.items() if k.lower() == lowered), None)
+    for key, found in headers.items():  # a loop, not next(genexpr): this runs per message
+        if key.lower() == lowered:
+            return found
+    return None
 
 
 @dataclass(frozen=True, slots=True)

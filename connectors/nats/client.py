@@ -14,26 +14,50 @@ fifth of the CPU of a three-target fan-out). ``MeshClient._send_publish`` writes
 same bytes with each name's check done once (names repeat; values are still stripped
 and their line breaks replaced per publish, as nats-py does).
 
+A header block the connector wrote itself (``binding_block``: the binding's ``ce-``
+headers and ``Nats-Msg-Id``, names and values that need no check) goes out through
+``MeshClient.publish_block`` (or ``publish`` here, which picks), skipping the
+header dict and the per-header checks altogether.
+
+Receiving: messages of the connector's own subscriptions go from the read loop
+straight into the source's buffer (``MeshClient.deliver_directly``), not through
+nats-py's per-subscription queue and callback task.
+
 ``MeshClient._process_pong`` ignores the late PONG of a flush that timed out (nats-py
 2.16 raised in its read loop, dropping the connection).
 
-These override private methods of nats-py 2.16. The publish override copies nats-py's
-last steps (stats, pending buffer, flusher), so it is used only with the nats-py
-version it was written against (``FAST_PUBLISH``); with another, nats-py's own code
-runs. ``tests/unit/test_nats_headers_parse.py`` compares both with nats-py's.
+These override private methods of nats-py 2.16. The publish and receive overrides
+copy nats-py's steps (checks, stats, pending buffer, flusher; message building), so
+they are used only with the nats-py version they were written against
+(``FAST_PUBLISH``); with another, nats-py's own code runs.
+``tests/unit/test_nats_headers_parse.py`` and ``tests/unit/test_nats_fast_path.py``
+compare them with nats-py's.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Sequence
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from nats import errors
+from nats.aio import client as nats_client
 from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 from nats.protocol import command
 
-__all__ = ["FAST_PUBLISH", "MeshClient", "header_block", "parse_header_lines"]
+__all__ = [
+    "FAST_PUBLISH",
+    "Headers",
+    "MeshClient",
+    "binding_block",
+    "header_block",
+    "parse_header_lines",
+    "publish",
+    "publish_many",
+]
 
 
 def _nats_py() -> str:
@@ -117,12 +141,90 @@ def header_block(headers: dict[str, Any]) -> bytes:
     return "".join(parts).encode()
 
 
+def binding_block(lines: str) -> bytes:
+    """The header block of header ``lines`` (``"Name: value\r\n"`` each) that need no
+    check: names are header tokens, values printable ASCII without blanks (the NATS
+    binding's percent-encoded ``ce-`` values, a hex ``Nats-Msg-Id``). For those, the
+    same bytes as ``header_block`` of the same headers (a unit test compares them)."""
+    return f"NATS/1.0\r\n{lines}\r\n".encode()
+
+
+Headers = dict[str, str] | bytes | None
+"""A publish's headers: a dict (checked and written on publish), or a header block
+written already (``binding_block``; only with ``FAST_PUBLISH``), or none."""
+
+
+async def publish_many(
+    nc: Client, messages: Sequence[tuple[str, bytes, Headers]]
+) -> list[Exception | None]:
+    """``publish`` of each (subject, payload, headers), no reply; one outcome each (None:
+    written, else the error ``publish`` raised). Written header blocks go out together
+    (``MeshClient.publish_blocks``)."""
+    if isinstance(nc, MeshClient) and all(isinstance(m[2], bytes) for m in messages):
+        return await nc.publish_blocks(cast("list[tuple[str, bytes, bytes]]", messages))
+    outcomes: list[Exception | None] = []
+    for subject, payload, headers in messages:
+        try:
+            await publish(nc, subject, payload, headers)
+        except (errors.Error, OSError) as exc:
+            outcomes.append(exc)
+        else:
+            outcomes.append(None)
+    return outcomes
+
+
+async def publish(
+    nc: Client, subject: str, payload: bytes, headers: Headers, reply: str = ""
+) -> None:
+    """``nc.publish``; a written header block goes through ``MeshClient.publish_block``."""
+    if isinstance(headers, bytes):
+        if not isinstance(nc, MeshClient):  # a block comes only from the link's clients
+            raise TypeError(f"a written header block needs a MeshClient, not {type(nc)}")
+        await nc.publish_block(subject, payload, headers, reply)
+    else:
+        await nc.publish(subject, payload, reply=reply, headers=headers)
+
+
 class MeshClient(Client):
     """nats-py's client with faster header parsing and writing (see the module doc)."""
 
     _parse_header_lines = staticmethod(parse_header_lines)
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._direct: dict[int, Callable[[Msg], None]] = {}
+
+    def deliver_directly(self, sub: Subscription, deliver: Callable[[Msg], None]) -> None:
+        """Hand each message of ``sub`` to ``deliver`` as soon as it is read.
+
+        nats-py passes a message to a subscription's callback through a queue and a
+        task of its own: a queue put, a get, a task step and a coroutine per message,
+        for a callback that only buffers it. With the nats-py version this was checked
+        against (``FAST_PUBLISH``), ``deliver`` is called from the read loop instead;
+        otherwise the subscription's callback keeps them.
+        """
+        if FAST_PUBLISH:
+            self._direct[sub._id] = deliver
+
+    def _remove_sub(self, sid: int, max_msgs: int = 0) -> None:
+        self._direct.pop(sid, None)
+        super()._remove_sub(sid, max_msgs)
+
     if FAST_PUBLISH:
+
+        async def _process_msg(
+            self, sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes
+        ) -> None:
+            deliver = self._direct.get(sid)
+            if deliver is None or sid not in self._subs:
+                await super()._process_msg(sid, subject, reply, data, headers)
+                return
+            # nats-py 2.16's _process_msg for a plain subscription (no JetStream
+            # context, no max_msgs, no request future), up to the callback's queue.
+            self.stats["in_msgs"] += 1
+            self.stats["in_bytes"] += len(data)
+            hdr = await self._process_headers(headers)
+            deliver(self._build_message(sid, subject, reply, data, hdr))
 
         async def _send_publish(
             self,
@@ -144,6 +246,71 @@ class MeshClient(Client):
             await self._send_command(pub)
             if self._flush_queue is not None and self._flush_queue.empty():
                 await self._flush_pending()
+
+        async def publish_block(
+            self, subject: str, payload: bytes, block: bytes, reply: str = ""
+        ) -> None:
+            """``publish`` with the header block written already (``binding_block``)."""
+            self._check_publish(subject, reply, len(payload), 0)
+            self.stats["out_msgs"] += 1
+            self.stats["out_bytes"] += len(payload)
+            await self._send_command(command.hpub_cmd(subject, reply, block, payload))
+            if self._flush_queue is not None and self._flush_queue.empty():
+                await self._flush_pending()
+
+        async def publish_blocks(
+            self, messages: Sequence[tuple[str, bytes, bytes]]
+        ) -> list[Exception | None]:
+            """``publish_block`` of each (subject, payload, block), no reply: the same
+            checks and outcomes (None: written), all written as one pending command."""
+            outcomes: list[Exception | None] = []
+            parts: list[bytes] = []
+            queued = written = payloads = 0
+            for subject, payload, block in messages:
+                size = len(payload)
+                try:
+                    self._check_publish(subject, "", size, queued)
+                except errors.Error as exc:
+                    outcomes.append(exc)
+                    continue
+                head = f"HPUB {subject}  {len(block)} {len(block) + size}\r\n".encode()
+                parts += (head, block, payload, _CRLF)  # hpub_cmd's bytes
+                queued += len(head) + len(block) + size + 2
+                written += 1
+                payloads += size
+                outcomes.append(None)
+            if not written:
+                return outcomes
+            self.stats["out_msgs"] += written
+            self.stats["out_bytes"] += payloads
+            try:
+                await self._send_command(b"".join(parts))
+                if self._flush_queue is not None and self._flush_queue.empty():
+                    await self._flush_pending()
+            except (errors.Error, OSError) as exc:  # what each publish would have raised
+                return [exc if outcome is None else outcome for outcome in outcomes]
+            return outcomes
+
+        def _check_publish(self, subject: str, reply: str, size: int, queued: int) -> None:
+            """nats-py 2.16's ``publish`` checks, in its order (and ``_send_publish``'s),
+            for a payload of ``size`` bytes behind ``queued`` bytes not yet pending."""
+            if not self._skip_subject_validation:
+                nats_client._validate_subject(subject)
+                if reply:
+                    nats_client._validate_subject(reply)
+            if self.is_closed:
+                raise errors.ConnectionClosedError
+            if self.is_draining_pubs:
+                raise errors.ConnectionDrainingError
+            if not self.is_connected and (
+                self._max_pending_size <= 0
+                or size + self._pending_data_size + queued > self._max_pending_size
+            ):
+                raise errors.OutboundBufferLimitError
+            if size > self._max_payload:
+                raise errors.MaxPayloadError
+            if subject == "":
+                raise errors.BadSubjectError
 
         async def _process_pong(self) -> None:
             # nats-py 2.16's, except for a flush that timed out: it cancelled its future

@@ -31,6 +31,9 @@ import orjson
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
+from connectors.nats import client
+from connectors.nats.client import Headers
+
 __all__ = ["PubAcks", "SharedFlush"]
 
 SWEEP: Final = 0.1
@@ -49,9 +52,7 @@ class PubAcks:
         self._pending: dict[str, tuple[float, asyncio.Future[Msg]]] = {}
         self._sweeper: asyncio.Task[None] | None = None
 
-    async def publish(
-        self, subject: str, data: bytes, headers: dict[str, str] | None, wait: float
-    ) -> None:
+    async def publish(self, subject: str, data: bytes, headers: Headers, wait: float) -> None:
         """Publish; return once the stream stored it, within ``wait`` seconds (see module)."""
         if not self._prefix:
             await self._subscribe()
@@ -63,14 +64,14 @@ class PubAcks:
         if self._sweeper is None:
             self._sweeper = loop.create_task(self._sweep())
         try:
-            await self._nc.publish(subject, data, reply=self._prefix + token, headers=headers)
+            await client.publish(self._nc, subject, data, headers, self._prefix + token)
             reply = await future
         finally:
             self._pending.pop(token, None)
         _check(reply)
 
     async def publish_many(
-        self, messages: Sequence[tuple[str, bytes, dict[str, str] | None]], wait: float
+        self, messages: Sequence[tuple[str, bytes, Headers]], wait: float
     ) -> list[BaseException | None]:
         """Publish every (subject, data, headers), then await all their PubAcks: one
         outcome per message (None: stored), each within ``wait`` seconds of its write."""
@@ -95,7 +96,7 @@ class PubAcks:
                     self._sweeper = loop.create_task(self._sweep())
                 reply = self._prefix + token
                 try:
-                    await self._nc.publish(subject, data, reply=reply, headers=headers)
+                    await client.publish(self._nc, subject, data, headers, reply)
                 except Exception as exc:  # this one is not sent: the others may be
                     self._pending.pop(token, None)
                     future.cancel()

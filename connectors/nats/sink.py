@@ -28,10 +28,19 @@ import nats.js.errors
 from nats.aio.client import Client
 
 from connectors.errors import ConnectionLost, ConnectorError, PublishRejected, PublishTimeout
+from connectors.nats import client
+from connectors.nats.client import Headers
 from connectors.nats.config import NatsTarget, check_publish_subject
 from connectors.nats.link import Link
 from routing.bindings import Mode, merge_headers
-from routing.bindings.nats import MSG_ID_HEADER, NatsMessage, header_clash, header_key, to_message
+from routing.bindings.nats import (
+    MSG_ID_HEADER,
+    NatsMessage,
+    binary_header_lines,
+    header_clash,
+    header_key,
+    to_message,
+)
 from routing.errors import InvalidEvent
 from routing.event import CloudEvent
 from routing.formats import EventFormat
@@ -109,8 +118,15 @@ def dedup_id(subject: str, event: CloudEvent) -> str:
     return hashlib.sha256(key).hexdigest()
 
 
-_Encodings = dict[tuple[int, Mode, EventFormat], NatsMessage]
-"""The binding's message of each event of one batch, by (id(event), mode, format)."""
+_Encodings = dict[tuple[int, Mode, EventFormat], NatsMessage | str]
+"""The binding's encoding of each event of one batch, by (id(event), mode, format): a
+message, or the header lines of binary mode (``_written``)."""
+
+
+def _check_subject(target: NatsTarget) -> None:
+    problem = check_publish_subject(target.subject)
+    if problem:
+        raise PublishRejected(f"NATS subject {target.subject!r} {problem}")
 
 
 def encode(
@@ -122,12 +138,10 @@ def encode(
     in the same mode and format is encoded by the binding once, not once per target;
     only the ``Nats-Msg-Id`` (per subject) and the target's own headers differ.
     """
-    problem = check_publish_subject(target.subject)
-    if problem:
-        raise PublishRejected(f"NATS subject {target.subject!r} {problem}")
+    _check_subject(target)
     key = (id(event), target.mode, target.format)  # the batch holds every event: ids stay
     message = None if encodings is None else encodings.get(key)
-    if message is None:
+    if not isinstance(message, NatsMessage):
         message = to_message(event, target.mode, fmt=target.format)
         if encodings is not None:
             encodings[key] = message
@@ -146,11 +160,9 @@ def encode(
 
 async def publish(link: Link, wait: float, target: NatsTarget, event: CloudEvent) -> None:
     """Encode ``event`` for ``target`` and return once the broker confirmed (see module doc)."""
-    message = encode(target, event)
-    raw = message.headers  # a fresh dict from encode(), only read by nats-py: no copy
-    headers = (raw if isinstance(raw, dict) else dict(raw)) if raw else None
+    subject, data, headers = _encoded(target, event, None, None)  # send checks the size
     what = f"event {event.id!r}"
-    await send(link, wait, target.subject, message.data, headers, target.jetstream, what)
+    await send(link, wait, subject, data, headers, target.jetstream, what)
 
 
 async def send(
@@ -158,7 +170,7 @@ async def send(
     wait: float,
     subject: str,
     data: bytes,
-    headers: dict[str, str] | None,
+    headers: Headers,
     jetstream: bool,
     what: str,
 ) -> None:
@@ -173,7 +185,7 @@ async def send(
         if jetstream:
             await link.pubacks(nc).publish(subject, data, headers, wait)
         else:
-            await nc.publish(subject, data, headers=headers)
+            await client.publish(nc, subject, data, headers)
             # The server answers a denied PUB with -ERR before the flush's PONG.
             await link.flusher(nc).flush(math.ceil(wait))
             _raise_if_denied(link, subject)
@@ -226,8 +238,8 @@ async def publish_many(
         nc = link.current()
     except ConnectionLost as exc:  # every item fails the same way
         return [exc] * len(items)
-    core: dict[int, tuple[str, bytes, dict[str, str] | None]] = {}
-    sends: dict[int, tuple[str, bytes, dict[str, str] | None]] = {}
+    core: dict[int, _Publish] = {}
+    sends: dict[int, _Publish] = {}
     encodings: _Encodings = {}
     for index, (target, event) in enumerate(items):
         try:
@@ -249,19 +261,18 @@ async def publish_many(
 
 
 async def _publish_core(
-    link: Link, nc: Client, wait: float, core: dict[int, tuple[str, bytes, dict[str, str] | None]]
+    link: Link, nc: Client, wait: float, core: dict[int, _Publish]
 ) -> dict[int, Exception | None]:
     """Write every core publish of a batch back to back, then one shared flush: its
     PONG vouches for all of them (and each denied one has had its -ERR by then)."""
     outcomes: dict[int, Exception | None] = {}
     written: list[int] = []
-    for index, (subject, data, headers) in core.items():
-        try:
-            await nc.publish(subject, data, headers=headers)
-        except (nats.errors.Error, OSError) as exc:
-            outcomes[index] = _outcome(await _failure(link, nc, wait, subject, False, exc))
-        else:
+    results = await client.publish_many(nc, list(core.values()))
+    for (index, (subject, _data, _headers)), error in zip(core.items(), results, strict=True):
+        if error is None:
             written.append(index)
+        else:
+            outcomes[index] = _outcome(await _failure(link, nc, wait, subject, False, error))
     if not written:
         return outcomes
     try:
@@ -283,7 +294,7 @@ async def _failures(
     link: Link,
     nc: Client,
     wait: float,
-    sends: dict[int, tuple[str, bytes, dict[str, str] | None]],
+    sends: dict[int, _Publish],
     failed: dict[int, BaseException],
 ) -> dict[int, Exception | None]:
     """The meshgate error of each failed JetStream publish of a batch (by index).
@@ -314,20 +325,48 @@ _ASKED = (nats.errors.TimeoutError, nats.js.errors.NoStreamResponseError)
 """Publish errors whose meaning ``_failure`` asks the server for."""
 
 
+_Publish = tuple[str, bytes, Headers]
+"""(subject, data, headers) of one publish."""
+
+
 def _encoded(
-    target: NatsTarget, event: CloudEvent, limit: int, encodings: _Encodings
-) -> tuple[str, bytes, dict[str, str] | None]:
-    """(subject, data, headers) of a publish of ``event``; raises what
-    ``send`` would for a message over the server's ``max_payload``."""
+    target: NatsTarget, event: CloudEvent, limit: int | None, encodings: _Encodings | None
+) -> _Publish:
+    """(subject, data, headers) of a publish of ``event``; raises what ``send`` would
+    for a message over the server's ``max_payload`` (``limit``; None: not checked)."""
+    if client.FAST_PUBLISH and target.mode is Mode.BINARY and not target.headers:
+        _check_subject(target)
+        data: bytes = event.data or b""
+        _check_size(event, data, limit)
+        return target.subject, data, _written(target, event, encodings)
     message = encode(target, event, encodings)
-    if len(message.data) > limit:
-        raise PublishRejected(
-            f"event {event.id!r} is {len(message.data)} bytes; the server accepts "
-            f"at most {limit} (max_payload)"
-        )
-    raw = message.headers
+    _check_size(event, message.data, limit)
+    raw = message.headers  # a fresh dict from encode(), only read by nats-py: no copy
     headers = (raw if isinstance(raw, dict) else dict(raw)) if raw else None
     return target.subject, message.data, headers
+
+
+def _check_size(event: CloudEvent, data: bytes, limit: int | None) -> None:
+    if limit is not None and len(data) > limit:
+        raise PublishRejected(
+            f"event {event.id!r} is {len(data)} bytes; the server accepts "
+            f"at most {limit} (max_payload)"
+        )
+
+
+def _written(target: NatsTarget, event: CloudEvent, encodings: _Encodings | None) -> bytes:
+    """The header block ``encode`` would give ``target`` in binary mode (no headers of
+    its own), written here: the binding's header lines, then ``Nats-Msg-Id`` for
+    JetStream, as nats-py would write them (``client.binding_block``)."""
+    key = (id(event), Mode.BINARY, target.format)
+    lines = None if encodings is None else encodings.get(key)
+    if not isinstance(lines, str):
+        lines = binary_header_lines(event)
+        if encodings is not None:
+            encodings[key] = lines
+    if target.jetstream:
+        lines = f"{lines}{MSG_ID_HEADER}: {dedup_id(target.subject, event)}\r\n"
+    return client.binding_block(lines)
 
 
 def _outcome(result: BaseException | None) -> Exception | None:

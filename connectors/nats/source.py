@@ -49,6 +49,7 @@ from nats.js import api
 
 from connectors.base import Delivery, find_header
 from connectors.errors import ConnectionLost, NotAuthorized
+from connectors.nats.client import MeshClient
 from connectors.nats.config import JetStreamSource, NatsSource
 from connectors.nats.link import Link
 from connectors.readiness import Subscription as Ready
@@ -95,6 +96,10 @@ class _Inbox:
         self._on_drop = on_drop
 
     async def put(self, msg: Msg) -> None:
+        self.put_now(msg)
+
+    def put_now(self, msg: Msg) -> None:
+        """``put`` without a coroutine (``MeshClient.deliver_directly``)."""
         if self._max_msgs is not None:  # core NATS: bounded, drop past the limits
             size = len(msg.data)
             full = len(self._msgs) >= self._max_msgs
@@ -156,6 +161,12 @@ def _core_delivery(msg: Msg) -> Delivery:
     )
 
 
+def _directly(nc: Client, sub: Subscription, inbox: _Inbox) -> None:
+    """Messages of ``sub`` into ``inbox`` from the read loop (``deliver_directly``)."""
+    if isinstance(nc, MeshClient):
+        nc.deliver_directly(sub, inbox.put_now)
+
+
 _SUBSCRIBE_CHECK = 5
 """Seconds to wait for the server to confirm (or deny) a subscription."""
 
@@ -191,6 +202,7 @@ async def subscribe_core(
             pending_msgs_limit=source.pending_msgs_limit,
             pending_bytes_limit=source.pending_bytes_limit,
         )
+        _directly(nc, sub, inbox)
         # The server answers a denied SUB with -ERR before this flush's PONG.
         await nc.flush(_SUBSCRIBE_CHECK)
     except _ClientErrors as exc:
@@ -454,6 +466,7 @@ async def subscribe_jetstream(
         stream = await _checked_consumer(nc, link, source)
         inbox = _Inbox()  # bounded by the pull requests: batch messages at a time
         sub = await nc.subscribe(nc.new_inbox(), cb=inbox.put)
+        _directly(nc, sub, inbox)
     except _ClientErrors as exc:
         _raise_if_js_denied(link, source)  # a late -ERR: a refusal, not an outage
         if isinstance(exc, TimeoutError):  # nats-py's too: the API did not answer

@@ -61,13 +61,19 @@ from routing.bindings._headers import (
     prefix_clash,
 )
 from routing.errors import InvalidEvent
-from routing.event import CloudEvent
+from routing.event import (
+    CONTEXT_ATTRIBUTES,
+    REQUIRED_ATTRIBUTES,
+    CloudEvent,
+    is_valid_attribute_name,
+)
 from routing.formats import EventFormat, decode, encode, is_structured
 
 __all__ = [
     "HEADER_PREFIX",
     "MSG_ID_HEADER",
     "NatsMessage",
+    "binary_header_lines",
     "from_message",
     "header_clash",
     "header_key",
@@ -111,6 +117,18 @@ def to_message(
     return NatsMessage(event.data or b"", headers)
 
 
+def binary_header_lines(event: CloudEvent) -> str:
+    """The headers ``to_message`` writes in binary mode, as the lines of a NATS header
+    block (``"ce-<name>: <value>\r\n"`` each, in the same order): for a connector
+    that writes the block itself. Names are ``ce-`` and an attribute name, values
+    percent-encoded (printable ASCII, no blanks), so nothing in them needs a check."""
+    attributes = event.canonical_attributes()  # = binary_attributes, datacontenttype too
+    if _NEEDS_ENCODING.search("".join(attributes.values())) is None:
+        # The usual case: no value has anything to escape (one scan for all of them).
+        return "".join([f"{HEADER_PREFIX}{n}: {v}\r\n" for n, v in attributes.items()])
+    return "".join([f"{HEADER_PREFIX}{n}: {percent_encode(v)}\r\n" for n, v in attributes.items()])
+
+
 def header_key(name: str) -> str:
     """NATS header names compare in any case (as in HTTP)."""
     return name.lower()
@@ -122,6 +140,74 @@ def from_message(message: NatsMessage) -> CloudEvent | None:
     Raises ``InvalidEvent`` when the message claims to be a CloudEvent but breaks the
     binding or the spec; the error names the header or attribute at fault.
     """
+    if message.headers:
+        event = _usual_binary(message.headers, message.data)
+        if event is not None:
+            return event
+    return _read(message)
+
+
+def _usual_binary(headers: Mapping[str, str], data: bytes) -> CloudEvent | None:
+    """The usual binary-mode message read in one pass, or None for ``_read`` to read.
+
+    Usual: every ``ce-`` header named in lower case, once, for a valid attribute name,
+    with a value that reads as itself (no quotes, escapes or edge blanks), the required
+    attributes present, no ``Content-Type`` header. Anything else (and every error) is
+    left to ``_read``, so both give the same event and the same ``InvalidEvent``; the
+    event's own constructor validates the values either way.
+    """
+    context: dict[str, str] = {}
+    extensions: dict[str, str] = {}
+    attributes = _attributes  # a local: this runs per header
+    for name, value in headers.items():
+        attribute = attributes.get(name)
+        if attribute is None:
+            attribute = _attribute_of(name)
+        if attribute is _OTHER:  # a header the binding does not read
+            continue
+        if not attribute or attribute in context or attribute in extensions:
+            return None  # Content-Type, an unusual name, a repeat: _read
+        if attribute in CONTEXT_ATTRIBUTES:
+            context[attribute] = value
+        else:
+            extensions[attribute] = value
+    if len(context) < 4 or not _REQUIRED.issubset(context):
+        return None  # not binary mode, or an attribute missing: _read tells which
+    values = [*context.values(), *extensions.values()]
+    # Every value plain (reads as itself): one scan when none holds a blank, which is
+    # usual; else each value on its own (a blank inside a value is plain too).
+    usual = all(values) and _NEEDS_ENCODING.search("".join(values)) is None
+    if not usual and not all(_PLAIN.fullmatch(value) for value in values):
+        return None  # quoted, escaped, padded, not ASCII, empty: _read
+    # The names are checked (_attribute_of) and every value is plain, printable ASCII.
+    return CloudEvent.from_plain_text(context, extensions, data_or_none(data))
+
+
+_OTHER: Final = "-"
+"""What ``_attribute_of`` says of a header that is neither ``ce-`` nor Content-Type."""
+_REQUIRED: Final = frozenset(REQUIRED_ATTRIBUTES)
+_NAMES_KEPT: Final = 512
+_attributes: dict[str, str] = {}
+"""Header name -> attribute name, ``_OTHER``, or "" (for ``_read``): names repeat."""
+
+
+def _attribute_of(name: str) -> str:
+    """What header ``name`` is to ``_usual_binary`` (kept in ``_attributes``, bounded)."""
+    lowered = name.lower()
+    if lowered.startswith(HEADER_PREFIX):
+        attribute = lowered[len(HEADER_PREFIX) :]
+        usual = name.islower() and is_valid_attribute_name(attribute)
+        verdict = attribute if usual else ""
+    else:
+        verdict = "" if lowered == _CONTENT_TYPE_LOWER else _OTHER
+    if len(_attributes) >= _NAMES_KEPT:
+        _attributes.clear()
+    _attributes[name] = verdict
+    return verdict
+
+
+def _read(message: NatsMessage) -> CloudEvent | None:
+    """``from_message`` for any message: every rule checked, errors named."""
     content_type: str | None = None
     found: list[tuple[str, str, str]] = []  # (attribute name, header name, raw value)
     has_specversion = False

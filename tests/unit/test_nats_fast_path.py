@@ -1,0 +1,271 @@
+"""The core NATS hot path's shortcuts give exactly what the checked path gives.
+
+- Reading: ``from_message`` reads the usual binary message in one pass and builds the
+  event with ``CloudEvent.from_plain_text``; any message, usual or not, gives the same
+  event (or the same ``InvalidEvent``, which the runtime dead-letters) as the checked
+  reader ``_read``.
+- Writing: a binary-mode publish writes its header block itself
+  (``binary_header_lines`` + ``binding_block``, then ``MeshClient.publish_blocks``):
+  the same bytes nats-py writes for the binding's header dict.
+- The mesh stamp of a first hop and ``CloudEvent``'s unrolled copy keep every field.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from nats.aio.client import Client
+
+from connectors.nats import sink
+from connectors.nats.client import (
+    FAST_PUBLISH,
+    MeshClient,
+    binding_block,
+    header_block,
+)
+from connectors.nats.config import NatsTarget
+from gateway.mesh import HOPS, PATH, LoopGuard
+from routing.bindings import Mode
+from routing.bindings import nats as binding
+from routing.bindings.nats import NatsMessage
+from routing.errors import InvalidEvent
+from routing.event import CloudEvent
+from tests.unit.strategies import attribute_names, events
+
+needs_fast = pytest.mark.skipif(not FAST_PUBLISH, reason="the overrides are off with this nats-py")
+
+
+def _outcome(read: Any, message: NatsMessage) -> object:
+    """The event read, or the text of the InvalidEvent raised."""
+    try:
+        return read(message)
+    except InvalidEvent as exc:
+        return f"InvalidEvent: {exc}"
+
+
+def _same_read(message: NatsMessage) -> None:
+    fast, checked = _outcome(binding.from_message, message), _outcome(binding._read, message)
+    assert fast == checked
+    if isinstance(fast, CloudEvent) and isinstance(checked, CloudEvent):
+        assert dict(fast.extensions) == dict(checked.extensions)
+        assert list(fast.extensions) == list(checked.extensions)  # order kept
+
+
+# -- reading ------------------------------------------------------------------------
+
+_USUAL = {
+    "ce-id": "b1",
+    "ce-source": "/meshgate/bench",
+    "ce-specversion": "1.0",
+    "ce-type": "com.example.bench",
+    "ce-datacontenttype": "application/json",
+}
+# Each: one change to a usual message, which the fast reader must leave to _read.
+_ODD: list[dict[str, str | None]] = [
+    {},
+    {"ce-specversion": "2.0"},  # invalid: dead-lettered
+    {"ce-time": "2020-01-01T18:31Z"},  # no seconds: invalid
+    {"ce-time": "2020-01-01T18:31:00+05:00"},
+    {"ce-dataschema": "not a uri"},
+    {"ce-dataschema": "https://example.com/s"},
+    {"ce-type": None},  # required attribute missing
+    {"ce-id": ""},  # empty
+    {"CE-ID": "b1"},  # the same attribute twice, in another case: same value
+    {"Ce-Id": "b2"},  # ... a different value: invalid
+    {"ce-id": "%62%31"},  # percent-encoded
+    {"ce-id": "%zz"},  # a broken escape
+    {"ce-id": '"b 1"'},  # quoted
+    {"ce-id": "a b"},  # an inner blank
+    {"ce-source": " /padded "},
+    {"ce-Bad_Name": "x"},  # not an attribute name
+    {"ce-data": "x"},  # reserved
+    {"ce-": "x"},
+    {"ce-ext1": "v", "ce-ext2": "w"},  # extensions
+    {"ce-meshpath": "g1", "ce-meshhops": "1"},
+    {"Content-Type": "application/cloudevents+json"},  # structured
+    {"Content-Type": "text/plain"},  # not an attribute in binary mode
+    {"x-other": "ignored", "Nats-Msg-Id": "abc"},
+    {"ce-specversion": None},  # no CloudEvent at all
+    {"ce-subject": "%C3%A9t%C3%A9"},  # UTF-8 escapes
+    {"ce-subject": "caf\u00e9"},  # not ASCII: left to _read
+]
+
+
+@pytest.mark.parametrize("change", _ODD)
+def test_reading_a_changed_usual_message_is_the_checked_read(change: dict[str, str | None]) -> None:
+    headers = dict(_USUAL)
+    for name, value in change.items():
+        if value is None:
+            headers.pop(name, None)
+        else:
+            headers[name] = value
+    _same_read(NatsMessage(b'{"a":1}', headers))
+    _same_read(NatsMessage(b"", headers))
+
+
+@settings(max_examples=300, deadline=None)
+@given(events())
+def test_reading_any_written_event_is_the_checked_read(event: CloudEvent) -> None:
+    message = binding.to_message(event, Mode.BINARY)
+    _same_read(message)
+    assert binding.from_message(message) == binding._read(message)
+
+
+_header_names = st.sampled_from(
+    ["ce-id", "ce-source", "ce-specversion", "ce-type", "ce-time", "CE-ID", "content-type"]
+) | attribute_names.map(lambda name: "ce-" + name)
+_header_values = st.sampled_from(["1.0", "x", "", " x", "%41", '"q"', "2020-01-01T00:00:00Z"]) | (
+    st.text(max_size=8)
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.dictionaries(_header_names, _header_values, max_size=8))
+def test_reading_any_headers_is_the_checked_read(headers: dict[str, str]) -> None:
+    _same_read(NatsMessage(b"data", headers))
+
+
+_plain = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), min_size=1, max_size=12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.fixed_dictionaries(
+        {"id": _plain, "source": _plain, "type": _plain, "specversion": st.just("1.0") | _plain},
+        optional={
+            "datacontenttype": _plain,
+            "dataschema": _plain | st.just("urn:x"),
+            "subject": _plain,
+            "time": _plain | st.just("2021-02-03T04:05:06.7Z"),
+        },
+    ),
+    st.dictionaries(attribute_names, _plain, max_size=3),
+    st.none() | st.binary(min_size=1, max_size=4),
+)
+def test_from_plain_text_is_the_constructor(
+    context: dict[str, str], extensions: dict[str, str], data: bytes | None
+) -> None:
+    def build(make: Any) -> object:
+        try:
+            return make()
+        except InvalidEvent as exc:
+            return f"InvalidEvent: {exc}"
+
+    fast = build(lambda: CloudEvent.from_plain_text(context, extensions, data))
+    slow = build(lambda: CloudEvent(**context, extensions=extensions, data=data))
+    assert fast == slow
+    if isinstance(fast, CloudEvent):
+        assert [getattr(fast, f.name) for f in dataclasses.fields(CloudEvent)] == [
+            getattr(slow, f.name) for f in dataclasses.fields(CloudEvent)
+        ]
+
+
+# -- the mesh stamp and the copy ----------------------------------------------------
+
+
+def test_the_copy_keeps_every_field() -> None:
+    event = CloudEvent(
+        id="i",
+        source="s",
+        type="t",
+        datacontenttype="text/plain",
+        dataschema="urn:s",
+        subject="sub",
+        time="2020-01-01T00:00:00Z",
+        extensions={"e": 1},
+        data=b"d",
+    )
+    copy = event.with_extensions({})
+    for name in (f.name for f in dataclasses.fields(CloudEvent)):
+        assert getattr(copy, name) == getattr(event, name), name
+
+
+@given(events())
+def test_a_first_hop_stamp_is_the_general_one(event: CloudEvent) -> None:
+    event = event.with_extensions({PATH: None, HOPS: None})
+    stamped = LoopGuard("gw-1").judge(event)
+    assert stamped == event.with_extensions({PATH: "gw-1", HOPS: 1})
+    assert isinstance(stamped, CloudEvent)
+    assert list(stamped.extensions)[-2:] == [PATH, HOPS]
+
+
+# -- writing ------------------------------------------------------------------------
+
+
+def _connected(client: Client) -> Client:
+    client._status = Client.CONNECTED
+    client._max_payload = 1 << 20
+    client._flush_queue = None  # no flusher: what is written stays in _pending
+    return client
+
+
+def _nats_py_wrote(messages: list[tuple[str, bytes, dict[str, str] | None]]) -> bytes:
+    """What nats-py's own client writes for these publishes (header dicts)."""
+    client = _connected(Client())
+
+    async def run() -> None:
+        for subject, data, headers in messages:
+            await client.publish(subject, data, headers=headers)
+
+    asyncio.run(run())
+    return b"".join(client._pending)
+
+
+def _blocks_wrote(messages: list[tuple[str, bytes, bytes]]) -> tuple[bytes, list[Any]]:
+    client = _connected(MeshClient())
+    outcomes = asyncio.run(client.publish_blocks(messages))
+    return b"".join(client._pending), outcomes
+
+
+@settings(max_examples=200, deadline=None)
+@given(events())
+def test_a_written_binary_header_block_is_the_binding_headers_block(event: CloudEvent) -> None:
+    headers = dict(binding.to_message(event, Mode.BINARY).headers or {})
+    assert binding_block(binding.binary_header_lines(event)) == header_block(headers)
+
+
+@needs_fast
+@settings(max_examples=100, deadline=None)
+@given(st.lists(events(), min_size=1, max_size=5), st.booleans())
+def test_a_batch_of_binary_publishes_writes_what_nats_py_writes(
+    batch: list[CloudEvent], jetstream: bool
+) -> None:
+    """The fast path's bytes for a batch (core, or JetStream without the reply) against
+    the checked path's: the binding's message (``sink.encode``) through nats-py."""
+    target = NatsTarget(connector="n", subject="out.x", jetstream=jetstream)
+    written = [sink._encoded(target, event, 1 << 20, {}) for event in batch]
+    assert all(isinstance(headers, bytes) for _s, _d, headers in written)
+    mine, outcomes = _blocks_wrote(written)  # type: ignore[arg-type]
+    theirs = [
+        (target.subject, message.data, dict(message.headers or {}))
+        for message in (sink.encode(target, event) for event in batch)
+    ]
+    assert mine == _nats_py_wrote(theirs)
+    assert outcomes == [None] * len(batch)
+
+
+@needs_fast
+def test_a_batch_refuses_each_bad_publish_alone() -> None:
+    block = binding_block("ce-id: 1\r\n")
+    messages = [("ok.1", b"a", block), ("bad subject", b"b", block), ("ok.2", b"c" * 2, block)]
+    client = _connected(MeshClient())
+    client._max_payload = 1
+    outcomes = asyncio.run(client.publish_blocks(messages))
+    names = [type(outcome).__name__ for outcome in outcomes]
+    assert names == ["NoneType", "BadSubjectError", "MaxPayloadError"]
+    assert b"".join(client._pending) == _nats_py_wrote([("ok.1", b"a", {"ce-id": "1"})])
+
+
+def test_targets_with_headers_or_structured_mode_keep_the_header_dict() -> None:
+    event = CloudEvent(id="i", source="s", type="t")
+    for target in (
+        NatsTarget(connector="n", subject="o", headers={"x-a": "1"}),
+        NatsTarget(connector="n", subject="o", mode=Mode.STRUCTURED),
+    ):
+        _subject, _data, headers = sink._encoded(target, event, None, None)
+        assert isinstance(headers, dict)
