@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-__all__ = ["eventually"]
+__all__ = ["eventually", "until"]
 
 
 async def eventually(check: Callable[[], object], timeout: float = 5.0, step: float = 0.01) -> None:
@@ -15,3 +15,13 @@ async def eventually(check: Callable[[], object], timeout: float = 5.0, step: fl
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"condition not met within {timeout} s")
         await asyncio.sleep(step)
+
+
+async def until(check: Callable[[], object], seconds: float, step: float = 0.05) -> bool:
+    """Poll ``check`` every ``step`` s: True once it is truthy, False after ``seconds``."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    while not check():
+        if asyncio.get_running_loop().time() > deadline:
+            return False
+        await asyncio.sleep(step)
+    return True
