@@ -3,6 +3,9 @@
 * ``kafka_bootstrap``: one librdkafka mock cluster per session, in a child process.
 * ``rabbitmq_url``, ``mqtt_host_port``, ``nats_url``: the loopback brokers; a test
   using one FAILS (never skips) when it is down: run scripts/ensure-brokers.sh.
+* ``wheelhouse``: meshgate's wheel and every wheel it and the example plugin need,
+  made once per session for the tests that install into a clean venv (see
+  tests/wheelhouse.py).
 * Tests marked ``@pytest.mark.docker`` are skipped unless a Docker engine answers.
 """
 
@@ -25,6 +28,7 @@ from tests.brokers import (
     require_docker,
     require_port,
 )
+from tests.wheelhouse import Wheelhouse, make_wheelhouse
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -67,6 +71,12 @@ def mqtt_host_port() -> tuple[str, int]:
 def nats_url() -> str:
     require_port("NATS", NATS_PORT)
     return NATS_URL
+
+
+@pytest.fixture(scope="session")
+def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Wheelhouse:
+    """Wheels to install meshgate and the example plugin from, without the index."""
+    return make_wheelhouse(tmp_path_factory.mktemp("wheelhouse"))
 
 
 @pytest.fixture

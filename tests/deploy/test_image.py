@@ -6,7 +6,8 @@
   every ``COPY`` source exists and is inside the ``.dockerignore`` context;
 - the health check script against a local HTTP server (200, 503, bearer token);
 - the install steps of its build stage: the wheel is built from exactly the files
-  the Dockerfile copies, installed into a fresh venv, and the installed ``meshgate``
+  the Dockerfile copies, installed into a fresh venv (with the pinned extras the stage
+  installs; the other dependencies from the session's wheelhouse), and the installed ``meshgate``
   prints its version and carries one event through a real NATS route.
 """
 
@@ -32,6 +33,7 @@ import pytest
 
 from tests.brokers import NATS_PORT, NATS_URL, require_port, unique_name
 from tests.deploy.dockerfile import ROOT, Stage, ignore_patterns, ignored, load
+from tests.wheelhouse import Wheelhouse, build_wheel, new_venv, run
 
 CONFIG_PATH = "/etc/meshgate/gateway.yaml"
 STATE_DIR = "/var/lib/meshgate"
@@ -181,8 +183,13 @@ def _extra_requirements(stages: list[Stage]) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def installed(stages: list[Stage], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A fresh venv with the wheel built from the Dockerfile's context, as the image has."""
+def installed(
+    stages: list[Stage], tmp_path_factory: pytest.TempPathFactory, wheelhouse: Wheelhouse
+) -> Path:
+    """A fresh venv with the wheel built from the Dockerfile's context, as the image has.
+
+    Its dependencies come from the session's wheelhouse (tests/wheelhouse.py), the
+    build stage's pinned extras straight from the index."""
     base = tmp_path_factory.mktemp("image")
     context = base / "context"
     for source in _build_stage_copies(stages):
@@ -192,23 +199,12 @@ def installed(stages: list[Stage], tmp_path_factory: pytest.TempPathFactory) -> 
         else:
             context.mkdir(parents=True, exist_ok=True)
             shutil.copy2(path, context / source)
-    dist = base / "dist"
-    subprocess.run(
-        [sys.executable, "-m", "build", "--wheel", "--outdir", str(dist), str(context)],
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
-    (wheel,) = dist.glob("meshgate-*.whl")
-    venv = base / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
-    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q"]
-    subprocess.run(
-        [*pip, str(wheel), *_extra_requirements(stages)],
-        check=True,
-        capture_output=True,
-        timeout=600,
-    )
+    wheel = build_wheel(context, base / "dist")
+    extras = _extra_requirements(stages)
+    pins = base / "pins"
+    run([sys.executable, "-m", "pip", "download", "-q", "-d", str(pins), *extras], base, 300)
+    venv = new_venv(base / "venv")
+    wheelhouse.install(venv, str(wheel), *extras, find_links=(pins,))
     return venv
 
 

@@ -34,6 +34,7 @@ from routing.event import CloudEvent
 from tests.brokers import unique_name
 from tests.faults import admin
 from tests.faults.admin import SESSION_EXPIRY
+from tests.polling import until  # the fault tests import it from here too
 
 KAFKA, AMQP, MQTT, NATS = "kafka", "amqp", "mqtt", "nats"
 FEED_CONFIRM_S = 30.0  # the test clients' AMQP publisher-confirm timeout
@@ -114,15 +115,6 @@ def event(pair: Pair, n: int, size: int = 200) -> CloudEvent:
         datacontenttype="application/octet-stream",
         data=n.to_bytes(4, "big") + pad,
     )
-
-
-async def until(check: Callable[[], bool], seconds: float, step: float = 0.1) -> bool:
-    deadline = time.monotonic() + seconds
-    while not check():
-        if time.monotonic() > deadline:
-            return False
-        await asyncio.sleep(step)
-    return True
 
 
 class Scenario:

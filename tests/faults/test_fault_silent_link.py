@@ -57,6 +57,7 @@ from tests.faults.conftest import FaultReport
 from tests.faults.gateway import GatewayProcess
 from tests.faults.harness import NATS, Pair, Scenario
 from tests.faults.proxy import FaultyProxy
+from tests.polling import until
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
@@ -64,15 +65,6 @@ EVENTS = 300  # published through the proxied connector: a third before the sile
 WINDOW = 20  # publishes in flight at once, as a route's in-flight window
 PUBLISH_TIMEOUT = 1.0  # short, so the run is short; the default 5 s works the same way
 RECOVERY_BOUND = 30.0  # seconds from the silence until everything is through
-
-
-async def until(check: Callable[[], bool], seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while not check():
-        if time.monotonic() > deadline:
-            return False
-        await asyncio.sleep(0.05)
-    return True
 
 
 def event(run: str, n: int) -> CloudEvent:

@@ -29,6 +29,7 @@ from paho.mqtt.properties import Properties
 from gateway.config import load_config
 from gateway.runtime import Gateway
 from tests.brokers import MQTT_HOST_PORT, NATS_URL, unique_name
+from tests.polling import until
 
 pytestmark = pytest.mark.integration
 
@@ -49,15 +50,6 @@ def ce_properties(event_id: str) -> Properties:
     ]
     properties.ContentType = "application/octet-stream"
     return properties
-
-
-async def until(check: Callable[[], bool], timeout: float) -> bool:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not check():
-        if asyncio.get_running_loop().time() > deadline:
-            return False
-        await asyncio.sleep(0.05)
-    return True
 
 
 def meshgate(*args: str) -> subprocess.CompletedProcess[str]:
@@ -111,7 +103,7 @@ async def test_poison_goes_to_the_local_store_and_is_redriven(
                 await mqtt.publish(
                     f"{run}/in/warm", b"", qos=1, properties=ce_properties(f"warm-{attempt}")
                 )
-                if await until(lambda: bool(arrived), timeout=0.2):
+                if await until(lambda: bool(arrived), 0.2):
                     break
             await mqtt.publish(
                 f"{run}/in/big", b"x" * POISON_BYTES, qos=1, properties=ce_properties("poison")
@@ -124,9 +116,7 @@ async def test_poison_goes_to_the_local_store_and_is_redriven(
             def small() -> Counter[str]:
                 return Counter({k: v for k, v in arrived.items() if k.startswith("small-")})
 
-            delivered = await until(
-                lambda: len(small()) >= SMALL and stats.undeliverable == 1, timeout=60
-            )
+            delivered = await until(lambda: len(small()) >= SMALL and stats.undeliverable == 1, 60)
             assert delivered, f"{len(small())} of {SMALL} delivered, stats {stats}"
             # Every small event exactly once; the poison nowhere on NATS.
             assert sorted(small()) == sorted(f"small-{n}" for n in range(SMALL))
@@ -219,7 +209,7 @@ async def test_broker_dead_letters_are_read_back_redriven_and_requeued(
         stats = gateway.stats
         assert await until(
             lambda: stats["to-nats"].dead_lettered == 3 and stats["to-kafka"].dead_lettered == 3,
-            timeout=60,
+            60,
         ), stats
     finally:
         await gateway.stop()

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,20 +25,12 @@ from gateway.config import load_config
 from gateway.runtime import Gateway
 from routing.event import CloudEvent
 from tests.brokers import MQTT_HOST_PORT, NATS_URL, RABBITMQ_URL, unique_name
+from tests.polling import until
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 HOST, PORT = MQTT_HOST_PORT
-
-
-async def until(check: Callable[[], bool], timeout: float = 10.0) -> bool:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not check():
-        if asyncio.get_running_loop().time() > deadline:
-            return False
-        await asyncio.sleep(0.05)
-    return True
 
 
 def config(
@@ -99,7 +90,7 @@ async def test_gateways_see_each_other_and_replicas(tmp_path: Path) -> None:
             assert a.control is not None
             return {g: len(p) for g, p in a.control.table.gateways().items()}
 
-        assert await until(lambda: instances() == {"a": 1, "b": 2}), instances()
+        assert await until(lambda: instances() == {"a": 1, "b": 2}, 10), instances()
 
         publisher = NatsConnector("tx", NatsOptions(servers=(NATS_URL,)))
         await publisher.start()
@@ -112,7 +103,7 @@ async def test_gateways_see_each_other_and_replicas(tmp_path: Path) -> None:
         def delivered() -> tuple[int, int]:
             return a.stats["fwd"].delivered, b1.stats["fwd"].delivered + b2.stats["fwd"].delivered
 
-        assert await until(lambda: delivered() == (10, 10)), delivered()
+        assert await until(lambda: delivered() == (10, 10), 10), delivered()
 
         process = await asyncio.create_subprocess_exec(
             sys.executable,
@@ -152,11 +143,11 @@ async def test_gateways_see_each_other_and_replicas(tmp_path: Path) -> None:
         a_file.write_text(yaml.safe_dump(faster, sort_keys=False))
         await a.reload(load_config(a_file))
         assert a.control is not None and a.control.table is not table
-        assert await until(lambda: instances() == {"a": 1, "b": 2}), instances()
+        assert await until(lambda: instances() == {"a": 1, "b": 2}, 10), instances()
 
         await b2.stop()  # a silent replica expires from its peers' tables
         stopped.append(b2)
-        assert await until(lambda: instances() == {"a": 1, "b": 1}), instances()
+        assert await until(lambda: instances() == {"a": 1, "b": 1}, 10), instances()
     finally:
         for gateway in (a, b1, b2):
             if gateway not in stopped:
@@ -224,7 +215,7 @@ async def test_control_channel_on_every_protocol(
         assert "  m:fwd: B1 " in text
         # The running gateway kept its own sessions/consumers: it still hears itself.
         heard = len(control.table.peers)
-        assert await until(lambda: len(control.table.peers) == heard and heard == 1)
+        assert await until(lambda: len(control.table.peers) == heard and heard == 1, 10)
         assert gateway.connectors["c"].health.reconnects == 0
     finally:
         await gateway.stop()

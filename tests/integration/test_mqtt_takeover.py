@@ -13,13 +13,13 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
 
 import pytest
 
 from connectors.base import Delivery
 from connectors.mqtt import MqttConnector, MqttOptions, MqttSource
 from tests.brokers import MQTT_HOST_PORT, unique_name
+from tests.polling import until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 
@@ -28,15 +28,6 @@ WINDOW_S = 6.0
 # Reconnects of both connectors together (4 sessions: two publishers, two sources)
 # in WINDOW_S once the takeover was recognised: measured 9-16; before the fix ~150.
 MAX_RECONNECTS_IN_WINDOW = 30
-
-
-async def until(check: Callable[[], bool], seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while not check():
-        if time.monotonic() > deadline:
-            return False
-        await asyncio.sleep(0.05)
-    return True
 
 
 async def consume(connector: MqttConnector, source: MqttSource) -> None:

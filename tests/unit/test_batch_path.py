@@ -7,7 +7,6 @@ per-delivery path.
 
 from __future__ import annotations
 
-import asyncio
 import textwrap
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
@@ -22,6 +21,7 @@ from gateway.runtime import Gateway
 from routing.bindings import Mode
 from routing.bindings import nats as binding
 from routing.event import CloudEvent
+from tests.polling import eventually
 
 HEADER = """
 gateway: {id: batch-gw, drain_timeout_seconds: 5, state_dir: 'STATE'}
@@ -46,14 +46,6 @@ def ids(topic: str) -> list[str]:
         assert decoded is not None
         out.append(decoded.id)
     return out
-
-
-async def eventually(check: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.01)
 
 
 class Faults:

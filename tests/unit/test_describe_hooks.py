@@ -6,7 +6,6 @@ loud (a config error, a log note, a description in the document), never silence.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
 from collections.abc import Mapping
@@ -33,6 +32,7 @@ from routing.bindings import Mode
 from routing.bindings import nats as binding
 from routing.event import CloudEvent
 from tests.deploy.schemas import assert_valid_asyncapi, asyncapi_validator
+from tests.polling import eventually
 
 BUILT_IN = ("kafka", "amqp", "mqtt", "nats")
 
@@ -124,13 +124,6 @@ def test_every_built_in_declares_the_describing_hooks() -> None:
 # -- the mesh control channel -------------------------------------------------------------
 
 
-async def until(condition: Any, seconds: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + seconds
-    while not condition():
-        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.01)
-
-
 async def test_a_plugin_with_the_hook_carries_the_control_channel(tmp_path: Path) -> None:
     namespace = f"mesh-{uuid.uuid4().hex[:8]}"
     mesh = ", mesh: {connector: p, subject: control, interval_seconds: 0.05}"
@@ -140,7 +133,7 @@ async def test_a_plugin_with_the_hook_carries_the_control_channel(tmp_path: Path
         control = gw.control
         assert control is not None
         # The gateway hears its own announcement through the plugin's channel.
-        await until(lambda: "plug" in control.table.gateways())
+        await eventually(lambda: "plug" in control.table.gateways(), 10.0)
     finally:
         await gw.stop()
 
@@ -177,7 +170,7 @@ async def traced_spans(
     try:
         event = CloudEvent(id="e1", source="urn:t", type="t", data=b"{}")
         MemoryBroker.get(namespace).put("in", binding.to_message(event, Mode.BINARY))
-        await until(lambda: gw.stats["things"].delivered == 1)
+        await eventually(lambda: gw.stats["things"].delivered == 1, 10.0)
     finally:
         await gw.stop()
         tracing.shutdown()

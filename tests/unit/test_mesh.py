@@ -3,7 +3,6 @@ in-memory connector."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -19,6 +18,7 @@ from gateway.runtime import Gateway
 from routing.bindings import Mode
 from routing.bindings import nats as binding
 from routing.event import CloudEvent
+from tests.polling import eventually
 
 
 def event(**extensions: Any) -> CloudEvent:
@@ -111,13 +111,6 @@ def route(name: str, src: str, dst: str, **extra: Any) -> dict[str, Any]:
         "to": [{"connector": "mem", "topic": dst}],
         **extra,
     }
-
-
-async def eventually(check: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not check():
-        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.01)
 
 
 def put(topic: str, ev: CloudEvent) -> None:

@@ -16,6 +16,7 @@ from gateway.runtime import Gateway
 from routing.bindings import Mode
 from routing.bindings import nats as binding
 from routing.event import CloudEvent
+from tests.polling import eventually
 
 HEADER = """
 gateway: {id: test-gw, drain_timeout_seconds: 5}
@@ -48,14 +49,6 @@ def received(topic: str) -> list[CloudEvent]:
         assert decoded is not None
         out.append(decoded)
     return out
-
-
-async def eventually(check: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.01)
 
 
 @pytest.fixture(autouse=True)

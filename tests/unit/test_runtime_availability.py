@@ -23,6 +23,7 @@ from gateway.runtime import ConnectorStartFailed, Gateway
 from routing.bindings import Mode
 from routing.bindings import nats as binding
 from routing.event import CloudEvent
+from tests.polling import eventually
 
 CONFIG = """
 gateway:
@@ -53,14 +54,6 @@ def put(namespace: str, topic: str, n: int) -> None:
 
 def waiting(namespace: str, topic: str) -> int:
     return len(MemoryBroker.get(namespace).topics[topic].messages)
-
-
-async def eventually(check: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.01)
 
 
 @pytest.fixture(autouse=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import textwrap
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -26,6 +25,7 @@ from routing.verifiability import (
     key_fingerprint,
     load_private_key,
 )
+from tests.polling import eventually
 
 HEADER = """
 gateway: {{id: sign-gw, drain_timeout_seconds: 5, state_dir: '{state}'}}
@@ -51,13 +51,6 @@ def received(topic: str) -> list[CloudEvent]:
         assert decoded is not None
         out.append(decoded)
     return out
-
-
-async def eventually(check: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not check():
-        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.01)
 
 
 @pytest.fixture(autouse=True)
