@@ -151,6 +151,17 @@ class Pump:
         await asyncio.gather(self.task, return_exceptions=True)
 
 
+async def pulling(
+    conn: NatsConnector, source: NatsSource
+) -> tuple[AsyncIterator[Delivery], asyncio.Future[Delivery]]:
+    """``source``'s iterator and its first pull (which starts the subscription), once the
+    server has the subscription."""
+    stream_it = aiter(conn.consume(source))
+    first = asyncio.ensure_future(anext(stream_it))
+    await subscribed(conn, source)
+    return stream_it, first
+
+
 def ids(conn: NatsConnector, deliveries: list[Delivery]) -> list[str]:
     events = [conn.decode(d) for d in deliveries]
     return [e.id for e in events if e is not None]
@@ -285,9 +296,7 @@ async def test_in_progress_extends_ack_wait(broker: Broker) -> None:
     source = js_source(subject, stream, ack_wait_seconds=2.0)
     target = NatsTarget(connector="nats", subject=subject)
     async with running(connector()) as conn:
-        stream_it = aiter(conn.consume(source))
-        first = asyncio.ensure_future(anext(stream_it))
-        await subscribed(conn, source)
+        stream_it, first = await pulling(conn, source)
         await conn.publish(target, sample_event(1))
         await conn.publish(target, sample_event(2))
         held = await asyncio.wait_for(first, WAIT)
@@ -313,9 +322,7 @@ async def test_nack_without_requeue_terminates(broker: Broker) -> None:
     source = js_source(subject, stream, ack_wait_seconds=1.0)
     target = NatsTarget(connector="nats", subject=subject)
     async with running(connector()) as conn:
-        stream_it = aiter(conn.consume(source))
-        first = asyncio.ensure_future(anext(stream_it))
-        await subscribed(conn, source)
+        stream_it, first = await pulling(conn, source)
         await conn.publish(target, sample_event(1))
         await (await asyncio.wait_for(first, WAIT)).nack(requeue=False)
         with pytest.raises(TimeoutError):  # 2 x ack_wait: a +TERM'ed message never returns
@@ -445,9 +452,7 @@ async def test_core_overflow_drops_beyond_pending_limit() -> None:
     source = NatsSource(connector="nats", subject=subject, pending_msgs_limit=10)
     target = NatsTarget(connector="nats", subject=subject, jetstream=False)
     async with running(connector()) as conn:
-        stream_it = aiter(conn.consume(source))
-        first = asyncio.ensure_future(anext(stream_it))
-        await subscribed(conn, source)
+        stream_it, first = await pulling(conn, source)
         for n in range(50):  # nobody pulls while these arrive
             await conn.publish(target, sample_event(n))
         got = [await asyncio.wait_for(first, WAIT)]
@@ -592,9 +597,7 @@ async def test_nack_waits_only_for_its_pull_request(broker: Broker, long_pulls: 
     source = js_source(subject, stream, ack_wait_seconds=30.0, batch=2)
     target = NatsTarget(connector="nats", subject=subject)
     async with running(connector()) as conn:
-        stream_it = aiter(conn.consume(source))
-        first = asyncio.ensure_future(anext(stream_it))
-        await subscribed(conn, source)
+        stream_it, first = await pulling(conn, source)
         await conn.publish(target, sample_event(1))
         await (await asyncio.wait_for(first, WAIT)).nack(requeue=True)
         await conn.publish(target, sample_event(2))  # the request's last message
@@ -617,9 +620,7 @@ async def test_ending_a_pull_gives_back_at_once(broker: Broker, long_pulls: floa
     source = js_source(subject, stream, durable, ack_wait_seconds=30.0, batch=3)
     target = NatsTarget(connector="nats", subject=subject)
     async with running(connector()) as conn:
-        stream_it = aiter(conn.consume(source))
-        first = asyncio.ensure_future(anext(stream_it))
-        await subscribed(conn, source)
+        stream_it, first = await pulling(conn, source)
         for n in range(3):
             await conn.publish(target, sample_event(n))
         handed_out = await asyncio.wait_for(first, WAIT)
