@@ -15,7 +15,12 @@ cProfile inflates call-heavy code: read the shares, not the microseconds.
 
 A core NATS source keeps no backlog (what nobody is subscribed to is gone): there the
 gateway is started first, probed until an event passes, and the events are then
-published by a child process, whose CPU is not counted.
+published by a child process, whose CPU is not counted. How the gateway's batches fall
+then depends on how fast that child is; ``--inject`` takes the timing out instead:
+the events are handed to the gateway's NATS client as if its read loop had just read
+them all (``_process_msg``, for the gateway's own subscription), so every run
+processes the same full batches and only the socket read and protocol parse are left
+out. For comparing two versions of the gateway's per-event path.
 
 ``--no-profile`` reports the process CPU per event without the profiler (the
 in-process figure: no consumer, no publisher, so lower than the bench's).
@@ -40,6 +45,7 @@ import yaml
 
 from bench.endpoints import ENDPOINTS, Endpoint, Env
 from bench.events import make_event
+from connectors.nats.client import header_block
 from gateway.config import load_config
 from gateway.runtime import Gateway
 from routing.bindings import Mode
@@ -112,6 +118,18 @@ class _Feed:
             self.probes += 1
             await asyncio.sleep(0.05)
 
+    async def inject(self, gateway: Gateway) -> None:
+        """Hand ``--events`` messages to the gateway's NATS client as read (see the doc)."""
+        client = await gateway.connectors[self.source.kind]._link.client()  # type: ignore[attr-defined]
+        sid = next(iter(client._direct))  # the route's subscription, read directly
+        subject = self.source.subject.encode()  # type: ignore[attr-defined]
+        data, headers = self.source.encode(make_event(0, self.args.size), self.mode)
+        blocks = [
+            header_block(dict(headers, **{"ce-id": f"b{seq}"})) for seq in range(self.args.events)
+        ]
+        for block in blocks:
+            await client._process_msg(sid, subject, b"", data, block)
+
     async def start(self) -> asyncio.subprocess.Process:
         data, headers = self.source.encode(make_event(0, self.args.size), self.mode)
         spec = {
@@ -159,6 +177,8 @@ async def _measure(gateway: Gateway, args: argparse.Namespace, feed: _Feed | Non
     publisher = None
     if feed is None:
         await gateway.start()
+    elif args.inject:
+        await feed.inject(gateway)
     else:
         publisher = await feed.start()
     expected = args.events + (0 if feed is None else gateway.stats["r"].delivered)
@@ -178,10 +198,12 @@ async def _measure(gateway: Gateway, args: argparse.Namespace, feed: _Feed | Non
                 await publisher.wait()
         with contextlib.suppress(Exception):
             await gateway.stop()
+    how = "start-up included"
+    if feed is not None:
+        how = "handed to its client" if args.inject else "published meanwhile by a child process"
     print(
         f"{args.events} events to {args.targets}: {spent / args.events * 1e6:.1f} µs CPU/event "
-        f"({args.events / took:.0f} ev/s{', under cProfile' if profiler else ''}), "
-        f"{'start-up included' if feed is None else 'published meanwhile by a child process'}"
+        f"({args.events / took:.0f} ev/s{', under cProfile' if profiler else ''}), {how}"
     )
     if profiler is not None:
         profiler.dump_stats(args.output)
@@ -198,6 +220,11 @@ def main() -> None:
     parser.add_argument("-o", "--output", default="gateway.prof", help="pstats file")
     parser.add_argument("--no-profile", dest="output", action="store_const", const="")
     parser.add_argument("--top", type=int, default=40, help="rows of the tottime table")
+    parser.add_argument(
+        "--inject",
+        action="store_true",
+        help="nats-core source: hand the events to the gateway's client as read (see the doc)",
+    )
     args = parser.parse_args()
     env = Env()
     with contextlib.ExitStack() as stack:

@@ -21,7 +21,11 @@ header dict and the per-header checks altogether.
 
 Receiving: messages of the connector's own subscriptions go from the read loop
 straight into the source's buffer (``MeshClient.deliver_directly``), not through
-nats-py's per-subscription queue and callback task.
+nats-py's per-subscription queue and callback task. Their header blocks are kept as
+received (``RawHeaders``) and parsed only when something reads a header: the binding
+reads the usual CloudEvent straight from the block
+(``routing.bindings.nats.from_header_block``), and a message waiting in a buffer holds
+one bytes object instead of a dict of two strings per header.
 
 ``MeshClient._process_pong`` ignores the late PONG of a flush that timed out (nats-py
 2.16 raised in its read loop, dropping the connection).
@@ -37,7 +41,7 @@ compare them with nats-py's.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Final, cast
 
@@ -48,10 +52,14 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.protocol import command
 
+from connectors.base import find_header
+
 __all__ = [
     "FAST_PUBLISH",
     "Headers",
     "MeshClient",
+    "Parts",
+    "RawHeaders",
     "binding_block",
     "header_block",
     "parse_header_lines",
@@ -103,6 +111,78 @@ def parse_header_lines(raw: bytes) -> dict[str, str]:
         if key is not None:
             out[key] = value.strip().decode("utf-8", "replace")
     return out
+
+
+_STATUS_AT: Final = len(b"NATS/1.0")
+"""Where a header block's inline status begins (a space there), as nats-py reads it."""
+_LINES_AT: Final = len(b"NATS/1.0\r\n")
+"""Where nats-py starts reading the header lines of a block without a status."""
+_CONTENT_TYPE: Final = re.compile(rb"content-type", re.IGNORECASE)
+
+Parts = tuple[str, bytes, "Mapping[str, str] | None"]
+"""A received message as a core subscription reads it: subject, data, headers."""
+
+
+class RawHeaders(Mapping[str, str]):
+    """The headers of a received message, read from its block on first use.
+
+    The same mapping as nats-py 2.16's ``_process_headers`` makes of a block without an
+    inline status (``parse_header_lines`` of the lines after ``NATS/1.0``), except that
+    an empty one is an empty mapping here where nats-py gives None. ``block`` is the
+    whole block as received, for readers that need no dict
+    (``routing.bindings.nats.from_header_block``).
+    """
+
+    __slots__ = ("_parsed", "block")
+
+    def __init__(self, block: bytes) -> None:
+        self.block = block
+        self._parsed: dict[str, str] | None = None
+
+    @classmethod
+    def of(cls, block: bytes) -> RawHeaders | None:
+        """The block's headers, read later; None for a block nats-py reads otherwise (an
+        inline status, as in JetStream's 404/408/409 and heartbeats) or that has no
+        header lines at all."""
+        if len(block) > _LINES_AT and block[_STATUS_AT] != 0x20:
+            return cls(block)
+        return None
+
+    @property
+    def parsed(self) -> bool:
+        """Whether the dict was made (then ``block`` is no faster to read)."""
+        return self._parsed is not None
+
+    def _headers(self) -> dict[str, str]:
+        parsed = self._parsed
+        if parsed is None:
+            parsed = self._parsed = parse_header_lines(self.block[_LINES_AT:])
+        return parsed
+
+    def __getitem__(self, name: str) -> str:
+        return self._headers()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._headers())
+
+    def __len__(self) -> int:
+        return len(self._headers())
+
+    def __repr__(self) -> str:
+        return f"RawHeaders({self._headers()!r})"
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self._headers().get(name, default)
+
+    def items(self) -> Any:  # dict's own view: Mapping's would iterate in Python
+        return self._headers().items()
+
+    def content_type(self) -> str | None:
+        """``find_header(self, "content-type")``, without parsing a block that cannot
+        hold one (the usual binary-mode CloudEvent has none)."""
+        if _CONTENT_TYPE.search(self.block) is None:
+            return None
+        return find_header(self._headers(), "content-type")
 
 
 _HEADER_KEY: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # nats-py's _HEADER_KEY_RE
@@ -192,7 +272,8 @@ class MeshClient(Client):
 
     def __init__(self) -> None:
         super().__init__()
-        self._direct: dict[int, Callable[[Msg], None]] = {}
+        # sid -> (callback, whether it takes a Msg, else (subject, data, headers)).
+        self._direct: dict[int, tuple[Callable[..., None], bool]] = {}
 
     def deliver_directly(self, sub: Subscription, deliver: Callable[[Msg], None]) -> None:
         """Hand each message of ``sub`` to ``deliver`` as soon as it is read.
@@ -201,10 +282,17 @@ class MeshClient(Client):
         task of its own: a queue put, a get, a task step and a coroutine per message,
         for a callback that only buffers it. With the nats-py version this was checked
         against (``FAST_PUBLISH``), ``deliver`` is called from the read loop instead;
-        otherwise the subscription's callback keeps them.
+        otherwise the subscription's callback keeps them. Headers are ``RawHeaders``
+        unless the block has an inline status.
         """
         if FAST_PUBLISH:
-            self._direct[sub._id] = deliver
+            self._direct[sub._id] = (deliver, True)
+
+    def deliver_parts(self, sub: Subscription, deliver: Callable[[Parts], None]) -> None:
+        """``deliver_directly`` for a reader that needs no ``Msg`` (no reply, no ack: a
+        core subscription): ``deliver`` gets (subject, data, headers) only."""
+        if FAST_PUBLISH:
+            self._direct[sub._id] = (deliver, False)
 
     def _remove_sub(self, sid: int, max_msgs: int = 0) -> None:
         self._direct.pop(sid, None)
@@ -215,16 +303,24 @@ class MeshClient(Client):
         async def _process_msg(
             self, sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes
         ) -> None:
-            deliver = self._direct.get(sid)
-            if deliver is None or sid not in self._subs:
+            direct = self._direct.get(sid)
+            if direct is None or sid not in self._subs:
                 await super()._process_msg(sid, subject, reply, data, headers)
                 return
             # nats-py 2.16's _process_msg for a plain subscription (no JetStream
             # context, no max_msgs, no request future), up to the callback's queue.
             self.stats["in_msgs"] += 1
             self.stats["in_bytes"] += len(data)
-            hdr = await self._process_headers(headers)
-            deliver(self._build_message(sid, subject, reply, data, hdr))
+            hdr: Mapping[str, str] | None = None
+            if headers:  # not `RawHeaders.of(...) or`: its truth would parse it
+                hdr = RawHeaders.of(headers)
+                if hdr is None:
+                    hdr = await self._process_headers(headers)
+            deliver, whole = direct
+            if whole:  # Msg.headers is typed a dict; RawHeaders reads as one (Mapping)
+                deliver(self._build_message(sid, subject, reply, data, cast(Any, hdr)))
+            else:
+                deliver((subject.decode(), data, hdr))
 
         async def _send_publish(
             self,

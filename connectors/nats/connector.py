@@ -18,6 +18,7 @@ from connectors.base import (
 from connectors.errors import ConnectionLost, PublishRejected
 from connectors.nats import sink
 from connectors.nats.asyncapi import NatsAsyncApi
+from connectors.nats.client import RawHeaders
 from connectors.nats.config import (
     JetStreamSource,
     NatsOptions,
@@ -33,7 +34,7 @@ from connectors.nats.topology import NatsTopology, nats_match
 from connectors.readiness import Subscriptions
 from connectors.tls import TlsConfigError
 from routing.bindings import nats as nats_binding
-from routing.bindings.nats import NatsMessage, from_message
+from routing.bindings.nats import NatsMessage, from_header_block, from_message
 from routing.event import CloudEvent
 
 __all__ = ["NatsConnector"]
@@ -108,6 +109,11 @@ class NatsConnector(Connector[NatsOptions, NatsSource, NatsTarget, NatsMessage])
         message = delivery.message
         if not isinstance(message, NatsMessage):
             message = NatsMessage(delivery.payload, delivery.headers)
+        headers = message.headers
+        if type(headers) is RawHeaders and not headers.parsed:  # as received: no dict
+            event = from_header_block(headers.block, message.data)
+            if event is not None:
+                return event
         return from_message(message)
 
     def encode(self, target: NatsTarget, event: CloudEvent) -> NatsMessage:

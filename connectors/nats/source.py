@@ -38,7 +38,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping
 from types import MappingProxyType
-from typing import Final
+from typing import Final, Generic, TypeVar
 
 import nats.errors
 import nats.js.errors
@@ -49,7 +49,7 @@ from nats.js import api
 
 from connectors.base import Delivery, find_header
 from connectors.errors import ConnectionLost, NotAuthorized
-from connectors.nats.client import MeshClient
+from connectors.nats.client import MeshClient, Parts, RawHeaders
 from connectors.nats.config import JetStreamSource, NatsSource
 from connectors.nats.link import Link
 from connectors.readiness import Subscription as Ready
@@ -69,73 +69,92 @@ _QUIET: Final = 0.1
 """Seconds without a message after which an ending subscription stops waiting for its
 outstanding request to be over (see ``_end_pull``)."""
 _ClientErrors = (nats.errors.Error, asyncio.TimeoutError, OSError)
+_Item = TypeVar("_Item")
 
 
-class _Inbox:
+class _Inbox(Generic[_Item]):
     """Messages handed over by a nats-py subscription callback.
 
     Taking a buffered message does not touch the event loop (``next_msg`` would start
     a task per message), so a run of deliveries and their acks is processed in one go
-    and the acks leave in one write. With limits (core NATS), at most ``max_msgs``
-    messages and ``max_bytes`` payload bytes wait; a message past either is dropped
-    and reported to ``on_drop`` (the nats-py subscription's own buffer only holds a
-    message until this callback has taken it).
+    and the acks leave in one write.
     """
 
-    def __init__(
-        self,
-        max_msgs: int | None = None,
-        max_bytes: int | None = None,
-        on_drop: Callable[[str], None] | None = None,
-    ) -> None:
-        self._msgs: deque[Msg] = deque()
+    def __init__(self) -> None:
+        self._items: deque[_Item] = deque()
         self._arrived = asyncio.Event()
-        self._max_msgs = max_msgs
-        self._max_bytes = max_bytes
-        self._bytes = 0
-        self._on_drop = on_drop
 
-    async def put(self, msg: Msg) -> None:
-        self.put_now(msg)
-
-    def put_now(self, msg: Msg) -> None:
-        """``put`` without a coroutine (``MeshClient.deliver_directly``)."""
-        if self._max_msgs is not None:  # core NATS: bounded, drop past the limits
-            size = len(msg.data)
-            full = len(self._msgs) >= self._max_msgs
-            if full or (self._max_bytes is not None and self._bytes + size > self._max_bytes):
-                if self._on_drop is not None:
-                    self._on_drop(msg.subject)
-                return
-            self._bytes += size
-        self._msgs.append(msg)
+    def put_now(self, item: _Item) -> None:
+        """Buffer ``item`` (``MeshClient.deliver_directly`` calls it from the read loop)."""
+        self._items.append(item)
         self._arrived.set()
 
-    def _took(self, msg: Msg) -> Msg:
-        if self._max_msgs is not None:
-            self._bytes -= len(msg.data)
-        return msg
+    def _took(self, item: _Item) -> _Item:
+        return item
 
-    async def get(self, wait: float) -> Msg | None:
+    async def get(self, wait: float) -> _Item | None:
         """The next message, or None when none came within ``wait`` seconds."""
-        if not self._msgs:
+        if not self._items:
             self._arrived.clear()
             try:
                 async with asyncio.timeout(wait):
                     await self._arrived.wait()
             except TimeoutError:
                 return None
-        return self._took(self._msgs.popleft())
+        return self._took(self._items.popleft())
 
-    def pop(self) -> Msg | None:
+    def pop(self) -> _Item | None:
         """The next buffered message without waiting, or None when none is buffered."""
-        return self._took(self._msgs.popleft()) if self._msgs else None
+        return self._took(self._items.popleft()) if self._items else None
 
-    def take_all(self) -> list[Msg]:
-        msgs = list(self._msgs)
-        self._msgs.clear()
+    def take_all(self) -> list[_Item]:
+        items = list(self._items)
+        self._items.clear()
+        return items
+
+
+class _MsgInbox(_Inbox[Msg]):
+    """A JetStream pull subscription's messages (bounded by its pull requests)."""
+
+    async def put(self, msg: Msg) -> None:
+        """The subscription's callback (where ``deliver_directly`` does not apply)."""
+        self.put_now(msg)
+
+
+class _CoreInbox(_Inbox[Parts]):
+    """A core subscription's messages, as (subject, data, headers): no ``Msg`` each.
+
+    At most ``max_msgs`` messages and ``max_bytes`` payload bytes wait; a message past
+    either is dropped and reported to ``on_drop`` (the nats-py subscription's own buffer
+    only holds a message until this inbox has taken it).
+    """
+
+    def __init__(self, max_msgs: int, max_bytes: int, on_drop: Callable[[str], None]) -> None:
+        super().__init__()
+        self._max_msgs = max_msgs
+        self._max_bytes = max_bytes
         self._bytes = 0
-        return msgs
+        self._on_drop = on_drop
+
+    async def put(self, msg: Msg) -> None:
+        """The subscription's callback (where ``deliver_parts`` does not apply)."""
+        self.put_now((msg.subject, msg.data, msg.headers))
+
+    def put_now(self, item: Parts) -> None:
+        size = len(item[1])
+        if len(self._items) >= self._max_msgs or self._bytes + size > self._max_bytes:
+            self._on_drop(item[0])
+            return
+        self._bytes += size
+        super().put_now(item)
+
+    def _took(self, item: Parts) -> Parts:
+        self._bytes -= len(item[1])
+        return item
+
+    def take_all(self) -> list[Parts]:
+        self._bytes = 0
+        return super().take_all()
 
 
 async def _settled(*, requeue: bool = True) -> None:
@@ -145,23 +164,29 @@ async def _settled(*, requeue: bool = True) -> None:
 _NO_HEADERS: Final[Mapping[str, str]] = MappingProxyType({})
 
 
-def _core_delivery(msg: Msg) -> Delivery:
-    headers = msg.headers
+def _core_delivery(item: Parts) -> Delivery:
+    subject, data, headers = item
+    content_type = None
+    if headers is not None:
+        if type(headers) is RawHeaders:
+            content_type = headers.content_type()
+        else:
+            content_type = find_header(headers, "content-type")
     return Delivery(
-        message=NatsMessage(msg.data, headers),
-        address=msg.subject,
-        payload=msg.data,
+        message=NatsMessage(data, headers),
+        address=subject,
+        payload=data,
         headers=_NO_HEADERS if headers is None else headers,
         ack=_settled,
         nack=_settled,
-        ordering_key=msg.subject,
-        content_type=None if headers is None else find_header(headers, "content-type"),
-        coordinates={"subject": msg.subject},
+        ordering_key=subject,
+        content_type=content_type,
+        coordinates={"subject": subject},
         settles=False,  # at-most-once: the runtime skips the no-op ack
     )
 
 
-def _directly(nc: Client, sub: Subscription, inbox: _Inbox) -> None:
+def _directly(nc: Client, sub: Subscription, inbox: _MsgInbox) -> None:
     """Messages of ``sub`` into ``inbox`` from the read loop (``deliver_directly``)."""
     if isinstance(nc, MeshClient):
         nc.deliver_directly(sub, inbox.put_now)
@@ -193,7 +218,7 @@ async def subscribe_core(
         return
     # Bounded: past pending_msgs_limit messages or pending_bytes_limit bytes not handed
     # out yet, new ones are dropped (counted and logged by the link).
-    inbox = _Inbox(source.pending_msgs_limit, source.pending_bytes_limit, link.note_drop)
+    inbox = _CoreInbox(source.pending_msgs_limit, source.pending_bytes_limit, link.note_drop)
     try:
         sub = await nc.subscribe(
             source.subject,
@@ -202,7 +227,8 @@ async def subscribe_core(
             pending_msgs_limit=source.pending_msgs_limit,
             pending_bytes_limit=source.pending_bytes_limit,
         )
-        _directly(nc, sub, inbox)
+        if isinstance(nc, MeshClient):  # from the read loop, no Msg made
+            nc.deliver_parts(sub, inbox.put_now)
         # The server answers a denied SUB with -ERR before this flush's PONG.
         await nc.flush(_SUBSCRIBE_CHECK)
     except _ClientErrors as exc:
@@ -464,7 +490,7 @@ async def subscribe_jetstream(
         return
     try:
         stream = await _checked_consumer(nc, link, source)
-        inbox = _Inbox()  # bounded by the pull requests: batch messages at a time
+        inbox = _MsgInbox()  # bounded by the pull requests: batch messages at a time
         sub = await nc.subscribe(nc.new_inbox(), cb=inbox.put)
         _directly(nc, sub, inbox)
     except _ClientErrors as exc:
@@ -531,7 +557,7 @@ def _header(msg: Msg, name: str) -> str:
 
 
 async def _end_pull(
-    nc: Client, sub: Subscription, inbox: _Inbox, pull: _Pull, log: logging.Logger
+    nc: Client, sub: Subscription, inbox: _MsgInbox, pull: _Pull, log: logging.Logger
 ) -> None:
     """End a pull subscription without stranding a message the server sent to it.
 
@@ -563,7 +589,7 @@ async def _end_pull(
     await _nak(pull.take_deferred() + held + inbox.take_all(), log, pull.nak_delay())
 
 
-async def _outlast(inbox: _Inbox, pull: _Pull) -> list[Msg]:
+async def _outlast(inbox: _MsgInbox, pull: _Pull) -> list[Msg]:
     """Wait until the outstanding request is over, or quiet for ``_QUIET`` seconds;
     returns the messages it brought (those buffered first: the request counted them)."""
     deadline = pull.expires_at + _EXPIRY_MARGIN  # the server counts from receipt

@@ -74,6 +74,7 @@ __all__ = [
     "MSG_ID_HEADER",
     "NatsMessage",
     "binary_header_lines",
+    "from_header_block",
     "from_message",
     "header_clash",
     "header_key",
@@ -171,6 +172,46 @@ def _usual_binary(headers: Mapping[str, str], data: bytes) -> CloudEvent | None:
             context[attribute] = value
         else:
             extensions[attribute] = value
+    return _usual_event(context, extensions, data)
+
+
+def from_header_block(block: bytes, data: bytes) -> CloudEvent | None:
+    """``from_message`` of a message in the usual binary form (see ``_usual_binary``),
+    read straight from its NATS header block as received (``NATS/1.0``, then
+    ``Name: value`` lines), or None for any other message: then ``from_message`` of
+    its parsed headers reads it, with the same result. The lines are split as nats-py
+    splits them (CRLF, the first ``:``, blanks stripped, lines without ``:`` skipped);
+    a name nats-py would change or skip (blanks, not ASCII) and a repeated name (the
+    parsed headers keep the last) are left to ``from_message`` too.
+    """
+    context: dict[str, str] = {}
+    extensions: dict[str, str] = {}
+    names = _block_names  # a local: this runs per header
+    for line in block[_LINES_AT:].split(b"\r\n"):
+        name, colon, raw = line.partition(b":")
+        if not colon:  # the end of the block, or a line nats-py skips
+            continue
+        attribute = names.get(name)
+        if attribute is None:
+            attribute = _block_attribute_of(name)
+        if attribute is _OTHER:
+            continue
+        if not attribute or attribute in context or attribute in extensions:
+            return None
+        value = raw.strip()
+        if not value.isascii():
+            return None  # not plain: left to from_message
+        if attribute in CONTEXT_ATTRIBUTES:
+            context[attribute] = value.decode("ascii")
+        else:
+            extensions[attribute] = value.decode("ascii")
+    return _usual_event(context, extensions, data)
+
+
+def _usual_event(
+    context: dict[str, str], extensions: dict[str, str], data: bytes
+) -> CloudEvent | None:
+    """The event of a usual binary-mode message's ``ce-`` headers, or None (unusual)."""
     if len(context) < 4 or not _REQUIRED.issubset(context):
         return None  # not binary mode, or an attribute missing: _read tells which
     values = [*context.values(), *extensions.values()]
@@ -181,6 +222,24 @@ def _usual_binary(headers: Mapping[str, str], data: bytes) -> CloudEvent | None:
         return None  # quoted, escaped, padded, not ASCII, empty: _read
     # The names are checked (_attribute_of) and every value is plain, printable ASCII.
     return CloudEvent.from_plain_text(context, extensions, data_or_none(data))
+
+
+_LINES_AT: Final = len(b"NATS/1.0\r\n")
+"""Where nats-py starts reading the header lines of a block (without inline status)."""
+_block_names: dict[bytes, str] = {}
+"""Raw header name -> what ``_block_attribute_of`` says of it (names repeat)."""
+
+
+def _block_attribute_of(name: bytes) -> str:
+    """``_attribute_of`` a raw header name; "" (``from_message``) for a name that is
+    not ASCII or holds a blank or control character, which nats-py strips or skips."""
+    text = name.decode("latin-1")
+    usual = name.isascii() and text.isprintable() and " " not in text
+    verdict = _attribute_of(text) if usual else ""
+    if len(_block_names) >= _NAMES_KEPT:
+        _block_names.clear()
+    _block_names[name] = verdict
+    return verdict
 
 
 _OTHER: Final = "-"

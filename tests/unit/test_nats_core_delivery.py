@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from nats.aio.msg import Msg
-
+from connectors.nats.client import RawHeaders
 from connectors.nats.source import _core_delivery
 
 
 def test_core_delivery_settles_nothing_and_keeps_the_message() -> None:
-    msg = Msg(None, subject="a.b", reply="", data=b"x", headers={"Content-Type": "t/u"})  # type: ignore[arg-type]
-    delivery = _core_delivery(msg)
+    delivery = _core_delivery(("a.b", b"x", {"Content-Type": "t/u"}))
     assert delivery.settles is False  # at-most-once: the runtime skips the no-op ack
     assert delivery.headers == {"Content-Type": "t/u"}
     assert delivery.content_type == "t/u"
@@ -18,7 +16,21 @@ def test_core_delivery_settles_nothing_and_keeps_the_message() -> None:
 
 
 def test_core_delivery_without_headers() -> None:
-    delivery = _core_delivery(Msg(None, subject="a", reply="", data=b"", headers=None))  # type: ignore[arg-type]
+    delivery = _core_delivery(("a", b"", None))
     assert dict(delivery.headers) == {}
     assert delivery.content_type is None
     assert delivery.message.headers is None
+
+
+def test_core_delivery_of_a_block_as_received() -> None:
+    block = b"NATS/1.0\r\nce-id: 1\r\nCONTENT-type:  text/plain \r\n\r\n"
+    delivery = _core_delivery(("a", b"x", RawHeaders(block)))
+    assert delivery.content_type == "text/plain"
+    assert dict(delivery.headers) == {"ce-id": "1", "CONTENT-type": "text/plain"}
+
+
+def test_a_block_without_content_type_is_not_parsed_to_say_so() -> None:
+    headers = RawHeaders(b"NATS/1.0\r\nce-id: 1\r\nce-type: t\r\n\r\n")
+    delivery = _core_delivery(("a", b"x", headers))
+    assert delivery.content_type is None
+    assert not headers.parsed  # the binding can still read the block itself

@@ -3,7 +3,8 @@
 - Reading: ``from_message`` reads the usual binary message in one pass and builds the
   event with ``CloudEvent.from_plain_text``; any message, usual or not, gives the same
   event (or the same ``InvalidEvent``, which the runtime dead-letters) as the checked
-  reader ``_read``.
+  reader ``_read``. ``from_header_block`` reads the same from the header block as
+  received, whenever it reads anything; ``RawHeaders`` parses a block as nats-py does.
 - Writing: a binary-mode publish writes its header block itself
   (``binary_header_lines`` + ``binding_block``, then ``MeshClient.publish_blocks``):
   the same bytes nats-py writes for the binding's header dict.
@@ -25,6 +26,7 @@ from connectors.nats import sink
 from connectors.nats.client import (
     FAST_PUBLISH,
     MeshClient,
+    RawHeaders,
     binding_block,
     header_block,
 )
@@ -128,6 +130,88 @@ _header_values = st.sampled_from(["1.0", "x", "", " x", "%41", '"q"', "2020-01-0
 @given(st.dictionaries(_header_names, _header_values, max_size=8))
 def test_reading_any_headers_is_the_checked_read(headers: dict[str, str]) -> None:
     _same_read(NatsMessage(b"data", headers))
+
+
+def _block(lines: list[bytes]) -> bytes:
+    return b"NATS/1.0\r\n" + b"".join(line + b"\r\n" for line in lines) + b"\r\n"
+
+
+def _nats_py_headers(block: bytes) -> dict[str, str]:
+    """What nats-py 2.16 itself makes of a received header block."""
+    parsed = asyncio.run(Client()._process_headers(block))  # type: ignore[no-untyped-call]
+    return parsed or {}
+
+
+def _same_block_read(block: bytes, data: bytes = b"data") -> None:
+    """``from_header_block`` reads nothing, or what the checked reader reads from the
+    headers nats-py parses of the block; ``RawHeaders`` are those headers."""
+    headers = RawHeaders.of(block)
+    assert headers is not None
+    parsed = _nats_py_headers(block)
+    fast = _outcome(lambda _: binding.from_header_block(block, data), NatsMessage(data, None))
+    assert not headers.parsed
+    assert dict(headers) == parsed
+    assert list(headers.items()) == list(parsed.items())
+    if fast is not None:
+        checked = _outcome(binding._read, NatsMessage(data, parsed))
+        assert fast == checked
+        if isinstance(fast, CloudEvent) and isinstance(checked, CloudEvent):
+            assert list(fast.extensions.items()) == list(checked.extensions.items())
+
+
+@pytest.mark.parametrize("change", _ODD)
+def test_reading_a_changed_usual_block_is_the_checked_read(change: dict[str, str | None]) -> None:
+    headers = dict(_USUAL)
+    for name, value in change.items():
+        if value is None:
+            headers.pop(name, None)
+        else:
+            headers[name] = value
+    block = _block([f"{name}: {value}".encode() for name, value in headers.items()])
+    _same_block_read(block)
+    _same_block_read(block, b"")
+
+
+def test_the_usual_block_is_read_without_a_dict() -> None:
+    block = _block([f"{name}: {value}".encode() for name, value in _USUAL.items()])
+    event = binding.from_header_block(block, b"x")
+    assert event is not None and event == binding._read(NatsMessage(b"x", _USUAL))
+
+
+_line_names = st.sampled_from(
+    [
+        b"ce-id",
+        b"ce-source",
+        b"ce-specversion",
+        b"ce-type",
+        b"ce-time",
+        b"CE-ID",
+        b" ce-id",
+        b"ce-i d",
+        b"content-type",
+        b"Content-Type",
+        b"Nats-Msg-Id",
+        b"",
+        b"ce-\xc3\xa9",
+        b"ce-x\ty",
+    ]
+) | st.binary(max_size=6)
+_line_values = st.sampled_from(
+    [b" 1.0", b"x", b"", b"  x ", b"%41", b'"q"', b"2020-01-01T00:00:00Z", b"caf\xc3\xa9", b"\xff"]
+) | st.binary(max_size=6)
+_lines = st.lists(
+    st.tuples(_line_names, st.sampled_from([b":", b": ", b"", b"::"]), _line_values).map(
+        lambda parts: b"".join(parts).replace(b"\r\n", b"")
+    ),
+    max_size=9,
+)
+_usual_lines = [f"{name}: {value}".encode() for name, value in _USUAL.items()]
+
+
+@settings(max_examples=500, deadline=None)
+@given(_lines, st.booleans())
+def test_reading_any_block_is_the_checked_read(lines: list[bytes], usual: bool) -> None:
+    _same_block_read(_block((_usual_lines if usual else []) + lines))
 
 
 _plain = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), min_size=1, max_size=12)
