@@ -118,15 +118,19 @@ class _Feed:
             self.probes += 1
             await asyncio.sleep(0.05)
 
-    async def inject(self, gateway: Gateway) -> None:
-        """Hand ``--events`` messages to the gateway's NATS client as read (see the doc)."""
+    def blocks(self) -> list[bytes]:
+        """The header blocks ``inject`` hands over (made before anything is measured)."""
+        _data, headers = self.source.encode(make_event(0, self.args.size), self.mode)
+        return [
+            header_block(dict(headers, **{"ce-id": f"b{seq}"})) for seq in range(self.args.events)
+        ]
+
+    async def inject(self, gateway: Gateway, blocks: list[bytes]) -> None:
+        """Hand ``blocks`` to the gateway's NATS client as read (see the module doc)."""
         client = await gateway.connectors[self.source.kind]._link.client()  # type: ignore[attr-defined]
         sid = next(iter(client._direct))  # the route's subscription, read directly
         subject = self.source.subject.encode()  # type: ignore[attr-defined]
-        data, headers = self.source.encode(make_event(0, self.args.size), self.mode)
-        blocks = [
-            header_block(dict(headers, **{"ce-id": f"b{seq}"})) for seq in range(self.args.events)
-        ]
+        data, _headers = self.source.encode(make_event(0, self.args.size), self.mode)
         for block in blocks:
             await client._process_msg(sid, subject, b"", data, block)
 
@@ -167,9 +171,12 @@ async def _measure(gateway: Gateway, args: argparse.Namespace, feed: _Feed | Non
     # CPU time of this thread (the event loop), not wall time: on a shared machine the
     # wall clock counts others' work, and the Kafka mock cluster runs in threads here.
     profiler = cProfile.Profile(time.thread_time) if args.output else None
+    blocks: list[bytes] = []
     if feed is not None:  # start-up and probes are not measured: events come later
         await gateway.start()
         await feed.probe(gateway)
+        if args.inject:
+            blocks = feed.blocks()
     cpu = time.thread_time()
     wall = time.monotonic()
     if profiler is not None:
@@ -178,7 +185,7 @@ async def _measure(gateway: Gateway, args: argparse.Namespace, feed: _Feed | Non
     if feed is None:
         await gateway.start()
     elif args.inject:
-        await feed.inject(gateway)
+        await feed.inject(gateway, blocks)
     else:
         publisher = await feed.start()
     expected = args.events + (0 if feed is None else gateway.stats["r"].delivered)

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from gateway.throttle import LogThrottle
-from routing.event import CloudEvent
+from routing.event import CheckedExtensions, CloudEvent
 
 __all__ = [
     "DEFAULT_MAX_HOPS",
@@ -84,11 +84,11 @@ class LoopGuard:
     gateway_id: str
     max_hops: int = DEFAULT_MAX_HOPS
     _warnings: LogThrottle = field(default_factory=lambda: LogThrottle(WARN_EVERY))
-    _first_stamp: dict[str, str | int] = field(init=False, repr=False)
+    _first_stamp: CheckedExtensions = field(init=False, repr=False)
     """The stamp of an event without provenance: this gateway alone, one hop."""
 
     def __post_init__(self) -> None:
-        self._first_stamp = {PATH: self.gateway_id, HOPS: 1}
+        self._first_stamp = CheckedExtensions({PATH: self.gateway_id, HOPS: 1})
 
     def admit(self, route: str, event: CloudEvent, *, guard: bool = True) -> CloudEvent | None:
         """The event as ``route`` forwards it (this gateway added to its path), or None

@@ -36,7 +36,7 @@ from routing.bindings import Mode
 from routing.bindings import nats as binding
 from routing.bindings.nats import NatsMessage
 from routing.errors import InvalidEvent
-from routing.event import CloudEvent
+from routing.event import CheckedExtensions, CloudEvent
 from tests.unit.strategies import attribute_names, events
 
 needs_fast = pytest.mark.skipif(not FAST_PUBLISH, reason="the overrides are off with this nats-py")
@@ -276,6 +276,19 @@ def test_a_first_hop_stamp_is_the_general_one(event: CloudEvent) -> None:
     assert stamped == event.with_extensions({PATH: "gw-1", HOPS: 1})
     assert isinstance(stamped, CloudEvent)
     assert list(stamped.extensions)[-2:] == [PATH, HOPS]
+
+
+@pytest.mark.parametrize(
+    "values",
+    [{"Bad": "x"}, {"id": "x"}, {"ok": 1 << 40}, {"ok": "a\x00b"}, {"ok": 1.5}],
+)
+def test_checked_extensions_refuse_what_with_extensions_refuses(values: dict[str, Any]) -> None:
+    event = CloudEvent(id="1", source="s", type="t")
+    with pytest.raises(InvalidEvent) as plain:
+        event.with_extensions(values)
+    with pytest.raises(InvalidEvent) as checked:
+        CheckedExtensions(values)
+    assert str(checked.value) == str(plain.value)
 
 
 # -- writing ------------------------------------------------------------------------
