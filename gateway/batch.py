@@ -27,7 +27,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from connectors.base import Delivery
@@ -51,8 +51,9 @@ class _Entry:
 
     delivery: Delivery
     forwards: list[tuple[Route, Forward]]
-    failed: dict[int, list[tuple[Rendered, Exception]]] = field(default_factory=dict)
-    """Index in ``forwards`` -> the targets of that route that failed, with why."""
+    failed: dict[int, list[tuple[Rendered, Exception]]] | None = None
+    """Index in ``forwards`` -> the targets of that route that failed, with why (made
+    for the first failure: most batches have none)."""
 
 
 class Batcher:
@@ -216,6 +217,8 @@ class Batcher:
         for name, results in zip(names, outcomes, strict=True):
             for (entry, index, rendered), error in zip(jobs[name], results, strict=True):
                 if error is not None:
+                    if entry.failed is None:
+                        entry.failed = {}
                     entry.failed.setdefault(index, []).append((rendered, error))
 
     async def _publish_to(
@@ -290,7 +293,7 @@ class Batcher:
         may_ack = True
         for index, (route, plan) in enumerate(entry.forwards):
             stats = self.gateway.stats[route.name]
-            failed = entry.failed.get(index)
+            failed = (entry.failed or {}).get(index)
             try:
                 if not failed:
                     self._delivered(route, plan.event, entry.delivery, started)

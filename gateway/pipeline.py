@@ -368,7 +368,7 @@ class Pipeline:
             )
         return event, None
 
-    def _filtered(self, routes: list[Route], event: CloudEvent, delivery: Delivery) -> None:
+    def _filtered(self, routes: Sequence[Route], event: CloudEvent, delivery: Delivery) -> None:
         """Count ``routes``, whose filter rejected ``event`` (``SourceGroup.split``), as
         received and filtered; nothing else happens for them."""
         stats = self.gateway.stats

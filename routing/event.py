@@ -153,15 +153,18 @@ class CheckedExtensions:
     """Extension values to set on many events, checked once, here (``with_extensions``
     checks a plain mapping on every call): e.g. the mesh stamp of a first hop."""
 
-    __slots__ = ("values",)
+    __slots__ = ("_values",)
 
     def __init__(self, values: Mapping[str, ExtensionValue]) -> None:
         for name in values:
             if not is_valid_attribute_name(name) or name in CONTEXT_ATTRIBUTES:
                 raise InvalidEvent(repr(name), "is not an extension attribute name")
-        self.values: Mapping[str, ExtensionValue] = MappingProxyType(
-            {name: _check_extension(name, value) for name, value in values.items()}
-        )
+        # A dict (never handed out): dict.update takes another dict's items directly.
+        self._values = {name: _check_extension(name, value) for name, value in values.items()}
+
+    @property
+    def values(self) -> Mapping[str, ExtensionValue]:
+        return MappingProxyType(self._values)
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -351,7 +354,7 @@ class CloudEvent:
         current = self.extensions  # a mappingproxy of a dict: its copy() is the fast one
         extensions = current.copy() if isinstance(current, MappingProxyType) else dict(current)
         if isinstance(changes, CheckedExtensions):
-            extensions.update(changes.values)
+            extensions.update(changes._values)
             return self._copy_with(MappingProxyType(extensions))
         for name, value in changes.items():
             if value is None:

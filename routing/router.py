@@ -195,13 +195,13 @@ class SourceGroup:
             return [route for route in routes if route.matches(event)]
         return [routes[i] for i in self.candidates(event) if routes[i].matches(event)]
 
-    def split(self, event: CloudEvent) -> tuple[list[Route], list[Route]]:
+    def split(self, event: CloudEvent) -> tuple[Sequence[Route], Sequence[Route]]:
         """(the routes whose filter holds for ``event``, the others), each in table
         order: the one place routes are matched (the runtime counts the others as
         filtered). The route index skips filters that cannot hold."""
         routes = self.routes
-        if len(routes) == 1:
-            return ([], list(routes)) if not routes[0].matches(event) else (list(routes), [])
+        if len(routes) == 1:  # the tuple itself: no copy per event
+            return ((), routes) if not routes[0].matches(event) else (routes, ())
         if self._index is not None and not self._index.selective:
             # Every filter runs: one pass sorts them (no positions, no second pass).
             matched: list[Route] = []

@@ -181,14 +181,18 @@ def from_header_block(block: bytes, data: bytes) -> CloudEvent | None:
     ``Name: value`` lines), or None for any other message: then ``from_message`` of
     its parsed headers reads it, with the same result. The lines are split as nats-py
     splits them (CRLF, the first ``:``, blanks stripped, lines without ``:`` skipped);
-    a name nats-py would change or skip (blanks, not ASCII) and a repeated name (the
-    parsed headers keep the last) are left to ``from_message`` too.
+    a block that is not ASCII and a name nats-py would change or skip (blanks, control
+    characters) are left to ``from_message`` too.
     """
+    try:
+        text = block.decode("ascii")
+    except UnicodeDecodeError:
+        return None  # not plain: left to from_message
     context: dict[str, str] = {}
     extensions: dict[str, str] = {}
     names = _block_names  # a local: this runs per header
-    for line in block[_LINES_AT:].split(b"\r\n"):
-        name, colon, raw = line.partition(b":")
+    for line in text[_LINES_AT:].split("\r\n"):
+        name, colon, value = line.partition(":")
         if not colon:  # the end of the block, or a line nats-py skips
             continue
         attribute = names.get(name)
@@ -196,15 +200,14 @@ def from_header_block(block: bytes, data: bytes) -> CloudEvent | None:
             attribute = _block_attribute_of(name)
         if attribute is _OTHER:
             continue
-        if not attribute or attribute in context or attribute in extensions:
+        if not attribute:
             return None
-        value = raw.strip()
-        if not value.isascii():
-            return None  # not plain: left to from_message
+        # A repeated name needs no check: the parsed headers keep its last value in
+        # its first place, as these dicts do.
         if attribute in CONTEXT_ATTRIBUTES:
-            context[attribute] = value.decode("ascii")
+            context[attribute] = value.strip(_BLANKS)
         else:
-            extensions[attribute] = value.decode("ascii")
+            extensions[attribute] = value.strip(_BLANKS)
     return _usual_event(context, extensions, data)
 
 
@@ -226,16 +229,18 @@ def _usual_event(
 
 _LINES_AT: Final = len(b"NATS/1.0\r\n")
 """Where nats-py starts reading the header lines of a block (without inline status)."""
-_block_names: dict[bytes, str] = {}
+_BLANKS: Final = " \t\n\r\x0b\x0c"
+"""What ``bytes.strip()`` strips, as nats-py strips header values (``str.strip()``
+would strip more)."""
+_block_names: dict[str, str] = {}
 """Raw header name -> what ``_block_attribute_of`` says of it (names repeat)."""
 
 
-def _block_attribute_of(name: bytes) -> str:
-    """``_attribute_of`` a raw header name; "" (``from_message``) for a name that is
-    not ASCII or holds a blank or control character, which nats-py strips or skips."""
-    text = name.decode("latin-1")
-    usual = name.isascii() and text.isprintable() and " " not in text
-    verdict = _attribute_of(text) if usual else ""
+def _block_attribute_of(name: str) -> str:
+    """``_attribute_of`` a header name as it stands in a block (ASCII); "" (for
+    ``from_message``) for a name with a blank or control character, which nats-py
+    strips or skips."""
+    verdict = _attribute_of(name) if name.isprintable() and " " not in name else ""
     if len(_block_names) >= _NAMES_KEPT:
         _block_names.clear()
     _block_names[name] = verdict

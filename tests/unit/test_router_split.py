@@ -41,8 +41,10 @@ def test_single_route_group(tmp_path: Path) -> None:
     path.write_text(CONFIG.split("  - name: r1")[0])
     (group,) = load_config(path).table.groups
     (route,) = group.routes
-    assert group.split(CloudEvent(id="1", source="s", type="t0")) == ([route], [])
-    assert group.split(CloudEvent(id="1", source="s", type="x")) == ([], [route])
+    matched, rest = group.split(CloudEvent(id="1", source="s", type="t0"))
+    assert (list(matched), list(rest)) == ([route], [])
+    matched, rest = group.split(CloudEvent(id="1", source="s", type="x"))
+    assert (list(matched), list(rest)) == ([], [route])
 
 
 @pytest.mark.parametrize("kind", ["t0", "t1", "t2", "other"])
