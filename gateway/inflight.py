@@ -15,10 +15,46 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Heartbeats", "Lanes"]
+__all__ = ["Heartbeats", "Lanes", "Slots"]
 
 # The runtime's logger (docs/operations.md names it), whichever runtime module logs.
 log = logging.getLogger("meshgate.runtime")
+
+
+class Slots:
+    """The ``max_in_flight`` slots of one pipeline, taken by its one consume loop.
+
+    ``asyncio.Semaphore`` makes and awaits a coroutine for every ``acquire``, even with
+    a slot free; the consume loop takes one per delivery, so a free slot is taken here
+    without one (``take_now``) and only a full pipeline waits (``take``).
+    """
+
+    def __init__(self, count: int) -> None:
+        self.free = count
+        self._waiter: asyncio.Future[None] | None = None
+
+    def take_now(self) -> bool:
+        """Take a slot if one is free."""
+        if self.free > 0:
+            self.free -= 1
+            return True
+        return False
+
+    async def take(self) -> None:
+        """Take a slot, waiting until one is released (one waiter at a time)."""
+        while self.free <= 0:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        self.free -= 1
+
+    def release(self) -> None:
+        self.free += 1
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
 
 @dataclass

@@ -21,7 +21,7 @@ from connectors.base import Delivery
 from connectors.errors import ConnectorError
 from gateway.batch import Batcher
 from gateway.delivery import Deliverer, Failure, record
-from gateway.inflight import Heartbeats, Lanes
+from gateway.inflight import Heartbeats, Lanes, Slots
 from gateway.plan import (
     Filtered,
     Forward,
@@ -59,7 +59,7 @@ class Pipeline:
         self.gateway = gateway
         self.group = group
         self.connector = gateway.connectors[group.connector]
-        self.slots = asyncio.Semaphore(group.max_in_flight)
+        self.slots = Slots(group.max_in_flight)
         self.ordered = group.ordered  # read per delivery; computed from the routes
         self.tasks: set[asyncio.Task[None]] = set()
         self.acking: set[int] = set()  # deliveries whose ack is under way (by id)
@@ -146,7 +146,8 @@ class Pipeline:
         self.stream = stream = aiter(self.connector.consume(self.group.source))
         while not self.stopping:
             # Take a slot first: the next message is pulled only when one is free.
-            await self.slots.acquire()
+            if not self.slots.take_now():
+                await self.slots.take()
             if not self.flowing.is_set():
                 await self.flowing.wait()
             if self.stopping:
