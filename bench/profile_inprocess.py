@@ -46,6 +46,7 @@ import yaml
 from bench.endpoints import ENDPOINTS, Endpoint, Env
 from bench.events import make_event
 from connectors.nats.client import header_block
+from gateway import heap
 from gateway.config import load_config
 from gateway.runtime import Gateway
 from routing.bindings import Mode
@@ -174,6 +175,7 @@ async def _measure(gateway: Gateway, args: argparse.Namespace, feed: _Feed | Non
     blocks: list[bytes] = []
     if feed is not None:  # start-up and probes are not measured: events come later
         await gateway.start()
+        heap.settle()  # as `meshgate run` does after start
         await feed.probe(gateway)
         if args.inject:
             blocks = feed.blocks()
