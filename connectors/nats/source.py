@@ -166,14 +166,18 @@ async def _settled(*, requeue: bool = True) -> None:
 _NO_HEADERS: Final[Mapping[str, str]] = MappingProxyType({})
 
 
+def _content_type(headers: Mapping[str, str] | None) -> str | None:
+    """The message's Content-Type header; a block as received stays unparsed if it has
+    none (``RawHeaders.content_type``), so the binding can still read the block."""
+    if headers is None:
+        return None
+    if type(headers) is RawHeaders:
+        return headers.content_type()
+    return find_header(headers, "content-type")
+
+
 def _core_delivery(item: Parts) -> Delivery:
     subject, data, headers = item
-    content_type = None
-    if headers is not None:
-        if type(headers) is RawHeaders:
-            content_type = headers.content_type()
-        else:
-            content_type = find_header(headers, "content-type")
     return Delivery(
         message=NatsMessage(data, headers),
         address=subject,
@@ -182,7 +186,7 @@ def _core_delivery(item: Parts) -> Delivery:
         ack=_settled,
         nack=_settled,
         ordering_key=subject,
-        content_type=content_type,
+        content_type=_content_type(headers),
         coordinates={"subject": subject},
         settles=False,  # at-most-once: the runtime skips the no-op ack
     )
@@ -386,7 +390,7 @@ def _jetstream_delivery(
         address=msg.subject,
         payload=msg.data,
         headers=_NO_HEADERS if headers is None else headers,
-        content_type=None if headers is None else find_header(headers, "content-type"),
+        content_type=_content_type(headers),
         ack=settle.ack,
         nack=settle.nack,
         in_progress=settle.in_progress,

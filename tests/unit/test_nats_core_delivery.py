@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from connectors.nats.client import RawHeaders
-from connectors.nats.source import _core_delivery
+from connectors.nats.source import _content_type, _core_delivery
 
 
 def test_core_delivery_settles_nothing_and_keeps_the_message() -> None:
@@ -34,3 +34,12 @@ def test_a_block_without_content_type_is_not_parsed_to_say_so() -> None:
     delivery = _core_delivery(("a", b"x", headers))
     assert delivery.content_type is None
     assert not headers.parsed  # the binding can still read the block itself
+
+
+def test_content_type_of_either_kind_of_headers() -> None:
+    block = b"NATS/1.0\r\nce-id: 1\r\nCONTENT-type:  text/plain \r\n\r\n"
+    assert _content_type(RawHeaders(block)) == "text/plain"
+    assert _content_type({"Content-Type": "a/b"}) == "a/b"
+    assert _content_type(None) is None
+    plain = RawHeaders(b"NATS/1.0\r\nce-id: 1\r\n\r\n")
+    assert _content_type(plain) is None and not plain.parsed
