@@ -21,6 +21,11 @@ the events are handed to the gateway's NATS client as if its read loop had just 
 them all (``_process_msg``, for the gateway's own subscription), so every run
 processes the same full batches and only the socket read and protocol parse are left
 out. For comparing two versions of the gateway's per-event path.
+``--inject --handwritten`` feeds the hand-written bridge's core NATS callback
+(``bench.peers.handwritten``: nats-py's own subscription path, the ``carry`` header
+copy, ``nc.publish``) the same way instead of the gateway, for the same comparison
+with it; ``valgrind --tool=callgrind`` counts the instructions of either (two event
+counts, subtracted: instructions per event, whatever else the machine does).
 
 ``--no-profile`` reports the process CPU per event without the profiler (the
 in-process figure: no consumer, no publisher, so lower than the bench's).
@@ -50,6 +55,7 @@ from gateway import heap
 from gateway.config import load_config
 from gateway.runtime import Gateway
 from routing.bindings import Mode
+from routing.bindings.nats import to_message
 
 
 async def _backlog(source: Endpoint, events: int, size: int, mode: Mode, window: int) -> None:
@@ -60,6 +66,45 @@ async def _backlog(source: Endpoint, events: int, size: int, mode: Mode, window:
             await asyncio.gather(*pending)
             pending.clear()
     await asyncio.gather(*pending)
+
+
+async def handwritten(args: argparse.Namespace, env: Env) -> None:
+    """The hand-written bridge's core NATS path, fed as ``--inject`` feeds the gateway."""
+    import nats
+
+    from bench.peers.carry import from_headers, to_headers
+
+    mode = Mode(args.mode)
+    token = uuid.uuid4().hex[:8]
+    inbound, outbound = f"mgbh.{token}.in", f"mgbh.{token}.out"
+    nc = await nats.connect(env.nats_url)
+    out = await nats.connect(env.nats_url)
+    done = asyncio.Event()
+    forwarded = 0
+
+    async def on_core(msg: Any) -> None:  # bench.peers.handwritten's, core NATS
+        nonlocal forwarded
+        ctype, attrs = from_headers("nats-core", (msg.headers or {}).items(), None)
+        await out.publish(outbound, msg.data, headers=to_headers("nats-core", ctype, attrs) or None)
+        forwarded += 1
+        if forwarded == args.events:
+            done.set()
+
+    sub = await nc.subscribe(inbound, cb=on_core)
+    await nc.flush()
+    message = to_message(make_event(0, args.size), mode)
+    data, headers = message.data, dict(message.headers or {})
+    blocks = [header_block(dict(headers, **{"ce-id": f"b{seq}"})) for seq in range(args.events)]
+    cpu = time.thread_time()
+    for block in blocks:
+        await nc._process_msg(sub._id, inbound.encode(), b"", data, block)
+    await asyncio.wait_for(done.wait(), 60 + args.events / 1000)
+    await out.flush()
+    spent = time.thread_time() - cpu
+    per_event = spent / args.events * 1e6
+    print(f"{args.events} events, hand-written core bridge: {per_event:.1f} µs CPU/event")
+    await nc.close()
+    await out.close()
 
 
 async def run(args: argparse.Namespace, env: Env) -> None:
@@ -230,6 +275,11 @@ def main() -> None:
     parser.add_argument("--no-profile", dest="output", action="store_const", const="")
     parser.add_argument("--top", type=int, default=40, help="rows of the tottime table")
     parser.add_argument(
+        "--handwritten",
+        action="store_true",
+        help="with --inject: the hand-written bridge's core NATS path instead (see the doc)",
+    )
+    parser.add_argument(
         "--inject",
         action="store_true",
         help="nats-core source: hand the events to the gateway's client as read (see the doc)",
@@ -241,7 +291,7 @@ def main() -> None:
             from gateway.localbrokers import KafkaMockCluster
 
             env.kafka_bootstrap = stack.enter_context(KafkaMockCluster(brokers=1)).bootstrap_servers
-        asyncio.run(run(args, env))
+        asyncio.run(handwritten(args, env) if args.handwritten else run(args, env))
 
 
 if __name__ == "__main__":
