@@ -66,6 +66,8 @@ class Batcher:
         # Connector class -> whether it has publish_many (connectors.base.BatchPublisher):
         # looked up once per class, not per event.
         self._publishers: dict[type, bool] = {}
+        self._routes: dict[str, bool] = {}  # route name -> _batches(route)
+        self._connectors = self.gateway.connectors  # the ones _routes was made with
 
     def takes(self) -> bool:
         """Whether batches of this pipeline go the batch path now: not ordered, not
@@ -167,16 +169,26 @@ class Batcher:
                 self.gateway.loop_guard,
                 matched=True,
             )
-            if not isinstance(plan, Forward):
+            if not isinstance(plan, Forward) or not self._batches(route):
                 return None
             for rendered in plan.targets:  # a loop, not all(genexpr): this runs per event
-                if not self._batched(rendered):
+                if rendered.error is not None:
                     return None
             forwards.append((route, plan))
         return _Entry(delivery, forwards)
 
-    def _batched(self, rendered: Rendered) -> bool:
-        return rendered.error is None and self._publisher(rendered.target.connector)
+    def _batches(self, route: Route) -> bool:
+        """Whether every target of ``route`` is a batch publisher (known per route, until
+        a reload replaces the connectors)."""
+        if self._connectors is not self.gateway.connectors:
+            self._connectors = self.gateway.connectors
+            self._routes.clear()
+        known = self._routes.get(route.name)
+        if known is None:
+            known = self._routes[route.name] = all(
+                self._publisher(target.connector) for target in route.targets
+            )
+        return known
 
     def _publisher(self, name: str) -> bool:
         """Whether connector ``name`` has ``publish_many`` (``BatchPublisher``)."""
@@ -233,7 +245,7 @@ class Batcher:
         except Exception as exc:  # a connector bug: each event retries alone
             results = [exc] * len(jobs)
         sent = self.gateway.connector_stats[name]
-        confirmed = sum(result is None for result in results)
+        confirmed = results.count(None)
         sent.published += confirmed
         if begun and confirmed:
             took = time.perf_counter() - begun

@@ -361,13 +361,15 @@ class MeshClient(Client):
             outcomes: list[Exception | None] = []
             parts: list[bytes] = []
             queued = written = payloads = 0
+            valid: set[str] = set()  # subjects checked already (a batch has few)
             for subject, payload, block in messages:
                 size = len(payload)
                 try:
-                    self._check_publish(subject, "", size, queued)
+                    self._check_publish(subject, "", size, queued, subject in valid)
                 except errors.Error as exc:
                     outcomes.append(exc)
                     continue
+                valid.add(subject)
                 head = f"HPUB {subject}  {len(block)} {len(block) + size}\r\n".encode()
                 parts += (head, block, payload, _CRLF)  # hpub_cmd's bytes
                 queued += len(head) + len(block) + size + 2
@@ -386,10 +388,13 @@ class MeshClient(Client):
                 return [exc if outcome is None else outcome for outcome in outcomes]
             return outcomes
 
-        def _check_publish(self, subject: str, reply: str, size: int, queued: int) -> None:
+        def _check_publish(
+            self, subject: str, reply: str, size: int, queued: int, valid: bool = False
+        ) -> None:
             """nats-py 2.16's ``publish`` checks, in its order (and ``_send_publish``'s),
-            for a payload of ``size`` bytes behind ``queued`` bytes not yet pending."""
-            if not self._skip_subject_validation:
+            for a payload of ``size`` bytes behind ``queued`` bytes not yet pending;
+            ``valid``: ``subject`` passed them already (in this batch)."""
+            if not self._skip_subject_validation and not valid:
                 nats_client._validate_subject(subject)
                 if reply:
                     nats_client._validate_subject(reply)

@@ -502,6 +502,10 @@ class Link:
             "closed_cb": on_closed,
         }
 
+    def has_denials(self) -> bool:
+        """Whether any permissions violation waits to be taken (``take_denial``)."""
+        return bool(self._denials)
+
     def take_denial(self, kind: str, subject: str) -> str | None:
         """The server's permissions violation for ``kind`` ("publish" or "subscription")
         on ``subject`` not taken yet, or None. The server answers each denied PUB (SUB)

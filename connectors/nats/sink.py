@@ -264,7 +264,9 @@ async def _publish_core(
     link: Link, nc: Client, wait: float, core: dict[int, _Publish]
 ) -> dict[int, Exception | None]:
     """Write every core publish of a batch back to back, then one shared flush: its
-    PONG vouches for all of them (and each denied one has had its -ERR by then)."""
+    PONG vouches for all of them (and each denied one has had its -ERR by then).
+    Returns the outcome by index of those that failed or might have (None: accepted);
+    an index missing was accepted."""
     outcomes: dict[int, Exception | None] = {}
     written: list[int] = []
     results = await client.publish_many(nc, list(core.values()))
@@ -285,8 +287,9 @@ async def _publish_core(
                 known[subject] = _outcome(await _failure(link, nc, wait, subject, False, exc))
             outcomes[index] = known[subject]
         return outcomes
-    for index in written:
-        outcomes[index] = _denied(link, core[index][0])
+    if link.has_denials():  # else every written one was accepted: no outcome to note
+        for index in written:
+            outcomes[index] = _denied(link, core[index][0])
     return outcomes
 
 
