@@ -41,7 +41,7 @@ compare them with nats-py's.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, ItemsView, Iterator, Mapping, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Final, cast
 
@@ -173,7 +173,7 @@ class RawHeaders(Mapping[str, str]):
     def get(self, name: str, default: Any = None) -> Any:
         return self._headers().get(name, default)
 
-    def items(self) -> Any:  # dict's own view: Mapping's would iterate in Python
+    def items(self) -> ItemsView[str, str]:  # dict's own: Mapping's iterates in Python
         return self._headers().items()
 
     def content_type(self) -> str | None:
