@@ -240,7 +240,10 @@ async def publish_many(
         return [exc] * len(items)
     core: dict[int, _Publish] = {}
     sends: dict[int, _Publish] = {}
-    encodings: _Encodings = {}
+    # Shared encodings pay only where an event goes to several targets (a fan-out);
+    # else their key and lookups are per-event cost for nothing.
+    events = {id(event) for _target, event in items}
+    encodings: _Encodings | None = {} if len(events) < len(items) else None
     for index, (target, event) in enumerate(items):
         try:
             encoded = _encoded(target, event, nc.max_payload, encodings)
