@@ -89,7 +89,11 @@ class Batcher:
             for delivery in batch:
                 if delivery.in_progress is not None:
                     pipeline.heartbeats.add(id(delivery), delivery.in_progress)
-                entry = self._planned(delivery)
+                try:
+                    entry = self._plan(delivery)
+                except Exception:  # the per-delivery way reports it; the batch goes on
+                    log.debug("planning for the batch path failed; processed alone", exc_info=True)
+                    entry = None
                 if entry is None:
                     tasks.append(asyncio.ensure_future(self._alone(delivery, settled)))
                 else:
@@ -133,15 +137,6 @@ class Batcher:
         self.pipeline.free_slot()
 
     # -- planning -------------------------------------------------------------------
-
-    def _planned(self, delivery: Delivery) -> _Entry | None:
-        """``_plan``, where an unexpected error sends the delivery the per-delivery way
-        (which reports it) instead of stranding the whole batch."""
-        try:
-            return self._plan(delivery)
-        except Exception:
-            log.debug("planning for the batch path failed; processed alone", exc_info=True)
-            return None
 
     def _plan(self, delivery: Delivery) -> _Entry | None:
         """The routes ``delivery`` is forwarded on, all to batch publishers; None when
@@ -206,13 +201,7 @@ class Batcher:
     async def _publish(self, entries: list[_Entry]) -> None:
         """One ``publish_many`` per target connector, all at once; failures noted."""
         stats = self.gateway.stats
-        jobs: dict[str, list[tuple[_Entry, int, Rendered]]] = {}
-        routed: dict[str, int] = {}  # route name -> entries forwarded on it: counted once
-        for entry in entries:
-            for index, (route, plan) in enumerate(entry.forwards):
-                routed[route.name] = routed.get(route.name, 0) + 1
-                for rendered in plan.targets:
-                    jobs.setdefault(rendered.target.connector, []).append((entry, index, rendered))
+        jobs, routed = _jobs(entries)
         for name, count in routed.items():
             counts = stats[name]
             counts.received += count
@@ -233,9 +222,7 @@ class Batcher:
                         entry.failed = {}
                     entry.failed.setdefault(index, []).append((rendered, error))
 
-    async def _publish_to(
-        self, name: str, jobs: list[tuple[_Entry, int, Rendered]]
-    ) -> list[Exception | None]:
+    async def _publish_to(self, name: str, jobs: list[_Job]) -> list[Exception | None]:
         connector: Any = self.gateway.connectors[name]
         begun = time.perf_counter() if self.gateway.timed else 0.0
         try:
@@ -339,6 +326,25 @@ class Batcher:
             await self.pipeline.process(delivery)
         finally:
             self._free(delivery, settled)
+
+
+_Job = tuple[_Entry, int, Rendered]
+"""One publish of a batch: the entry, the index of its route in ``forwards``, the target."""
+
+
+def _jobs(entries: list[_Entry]) -> tuple[dict[str, list[_Job]], dict[str, int]]:
+    """(target connector -> its publishes, route name -> entries forwarded on it)."""
+    jobs: dict[str, list[_Job]] = {}
+    routed: dict[str, int] = {}
+    for entry in entries:
+        for index, (route, plan) in enumerate(entry.forwards):
+            routed[route.name] = routed.get(route.name, 0) + 1
+            for rendered in plan.targets:
+                job = jobs.get(rendered.target.connector)
+                if job is None:  # not setdefault: it would make a list per event
+                    job = jobs[rendered.target.connector] = []
+                job.append((entry, index, rendered))
+    return jobs, routed
 
 
 async def _cancel(tasks: Sequence[asyncio.Future[None]]) -> None:
