@@ -11,10 +11,10 @@
 # Variables: PYTEST_ARGS (extra pytest arguments, e.g. PYTEST_ARGS='-k kafka'),
 # TEST_TIMEOUT (seconds per test, default 120), SUITE_TIMEOUT (seconds for the whole
 # suite, default 1800 = 30 min; the suite is killed and fails past it: a hung test
-# must not use up CI's 90 min), TEST_WORKERS (default 2: tests/unit and
-# tests/integration run on that many pytest-xdist workers, then tests/faults,
-# tests/security and tests/deploy in one process alone; 0: everything in one process;
-# see scripts/run-tests.sh). The 15 slowest tests of each run are listed (--durations).
+# must not use up CI's 90 min), TEST_WORKERS (default 2: tests/unit, tests/integration
+# and tests/deploy run on that many pytest-xdist workers, then tests/faults and
+# tests/security in one process alone; 0: everything in one process; see
+# scripts/run-tests.sh). The 15 slowest tests of each run are listed (--durations).
 
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c

@@ -3,15 +3,16 @@
 # brokers; it bounds this script with SUITE_TIMEOUT).
 #
 # Two pytest runs, one after the other:
-#   1. tests/unit and tests/integration on TEST_WORKERS pytest-xdist workers, each test
-#      file on one worker (--dist loadfile: a file's tests run in order, in one process,
-#      with its module and class fixtures once). Unit tests are pure; integration tests
-#      name every topic, queue, stream, subject and client id after a fresh run token
-#      (tests/brokers.py unique_name) and wait mostly on brokers, so two workers roughly
-#      halve their wall time on a 2-core machine.
-#   2. tests/faults, tests/security and tests/deploy in one process, alone: the fault
-#      tests time kills, freezes and outages of brokers and gateways, which must not
-#      share the CPU with another test.
+#   1. tests/unit, tests/integration and tests/deploy on TEST_WORKERS pytest-xdist
+#      workers, each test file on one worker (--dist loadfile: a file's tests run in
+#      order, in one process, with its module and class fixtures once). Unit tests are
+#      pure; integration tests name every topic, queue, stream, subject and client id
+#      after a fresh run token (tests/brokers.py unique_name) and wait mostly on
+#      brokers; deploy tests check files offline and install into venvs. Two workers
+#      roughly halve their wall time on a 2-core machine.
+#   2. tests/faults and tests/security in one process, alone: the fault tests time
+#      kills, freezes and outages of brokers and gateways, which must not share the CPU
+#      with another test; the security tests run their private TLS brokers once.
 #
 # Arguments: extra pytest arguments for both runs (make's PYTEST_ARGS); when one names a
 # path (PYTEST_ARGS=tests/faults/test_fault_kill.py), one run of just that, in one
@@ -64,17 +65,16 @@ run_pytest() {  # run_pytest ARGS...: pytest in the background, its exit status 
     return "$code"
 }
 
-echo "run-tests: tests/unit tests/integration on $TEST_WORKERS workers"
+echo "run-tests: tests/unit tests/integration tests/deploy on $TEST_WORKERS workers"
 first=0
-run_pytest "${common[@]}" -n "$TEST_WORKERS" --dist loadfile tests/unit tests/integration \
-    "${extra[@]}" || first=$?
-echo "run-tests: tests/faults tests/security tests/deploy in one process"
+run_pytest "${common[@]}" -n "$TEST_WORKERS" --dist loadfile \
+    tests/unit tests/integration tests/deploy "${extra[@]}" || first=$?
+echo "run-tests: tests/faults tests/security in one process"
 second=0
-run_pytest "${common[@]}" -p no:xdist tests/faults tests/security tests/deploy "${extra[@]}" \
-    || second=$?
+run_pytest "${common[@]}" -p no:xdist tests/faults tests/security "${extra[@]}" || second=$?
 if [[ $first == 5 && $second == 5 ]]; then exit 5; fi
 first=$(status "$first")
 second=$(status "$second")
-echo "run-tests: exit $first (unit, integration), $second (faults, security, deploy)"
+echo "run-tests: exit $first (unit, integration, deploy), $second (faults, security)"
 if [[ $first != 0 ]]; then exit "$first"; fi
 exit "$second"

@@ -11,9 +11,10 @@ then creates its venv and installs into it with pip from that directory alone
 (``--no-index``): pip still resolves every declared requirement, so a dependency
 missing from a ``pyproject.toml`` still fails the install or the imports in the venv.
 
-``make test`` runs the suite as two pytest processes (scripts/run-tests.sh) and names
-one directory for both in ``MESHGATE_TEST_WHEELHOUSE``: the wheelhouse is then made
-once for the whole suite (``shared_wheelhouse``), not once per process.
+``make test`` runs the suite in several pytest processes (scripts/run-tests.sh: xdist
+workers, then a second run) and names one directory for all of them in
+``MESHGATE_TEST_WHEELHOUSE``: the wheelhouse is then made once for the whole suite
+(``shared_wheelhouse``), not once per process.
 
 The venvs are made ``--without-pip`` (ensurepip alone took ~10 s under load) and
 installed into by the dev environment's pip (``pip --python``): nothing of the dev
