@@ -10,9 +10,11 @@
 #
 # Variables: PYTEST_ARGS (extra pytest arguments, e.g. PYTEST_ARGS='-k kafka'),
 # TEST_TIMEOUT (seconds per test, default 120), SUITE_TIMEOUT (seconds for the whole
-# suite, default 1800 = 30 min; the suite is killed and fails past it: it takes about
-# 15 min on a 2-core machine today, and a hung test must not use up CI's 90 min).
-# The 15 slowest tests are listed at the end of every run (--durations).
+# suite, default 1800 = 30 min; the suite is killed and fails past it: a hung test
+# must not use up CI's 90 min), TEST_WORKERS (default 2: tests/unit, tests/integration
+# and tests/deploy run on that many pytest-xdist workers, then tests/faults and
+# tests/security in one process alone; 0: everything in one process; see
+# scripts/run-tests.sh). The 15 slowest tests of each run are listed (--durations).
 
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
@@ -23,6 +25,7 @@ PY := $(VENV)/bin/python
 TEST_TIMEOUT ?= 120
 SUITE_TIMEOUT ?= 1800
 PYTEST_ARGS ?=
+TEST_WORKERS ?= 2
 
 .PHONY: test demo lint bench bootstrap brokers
 
@@ -33,8 +36,8 @@ brokers: bootstrap
 	@bash scripts/ensure-brokers.sh
 
 test: bootstrap brokers
-	timeout --foreground --kill-after=30 $(SUITE_TIMEOUT) \
-		$(PY) -m pytest -q -ra --durations=15 --timeout=$(TEST_TIMEOUT) $(PYTEST_ARGS)
+	PY=$(PY) TEST_TIMEOUT=$(TEST_TIMEOUT) TEST_WORKERS=$(TEST_WORKERS) \
+		timeout --foreground --kill-after=30 $(SUITE_TIMEOUT) bash scripts/run-tests.sh $(PYTEST_ARGS)
 
 demo:
 	@MESHGATE_EXTRAS=demo bash scripts/bootstrap.sh

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -28,7 +29,7 @@ from tests.brokers import (
     require_docker,
     require_port,
 )
-from tests.wheelhouse import Wheelhouse, make_wheelhouse
+from tests.wheelhouse import Wheelhouse, make_wheelhouse, shared_wheelhouse
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -75,7 +76,10 @@ def nats_url() -> str:
 
 @pytest.fixture(scope="session")
 def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Wheelhouse:
-    """Wheels to install meshgate and the example plugin from, without the index."""
+    """Wheels to install meshgate and the example plugin from, without the index (one
+    set for every pytest process of a ``make test``: ``MESHGATE_TEST_WHEELHOUSE``)."""
+    if shared := os.environ.get("MESHGATE_TEST_WHEELHOUSE"):
+        return shared_wheelhouse(Path(shared))
     return make_wheelhouse(tmp_path_factory.mktemp("wheelhouse"))
 
 

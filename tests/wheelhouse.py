@@ -11,6 +11,11 @@ then creates its venv and installs into it with pip from that directory alone
 (``--no-index``): pip still resolves every declared requirement, so a dependency
 missing from a ``pyproject.toml`` still fails the install or the imports in the venv.
 
+``make test`` runs the suite in several pytest processes (scripts/run-tests.sh: xdist
+workers, then a second run) and names one directory for all of them in
+``MESHGATE_TEST_WHEELHOUSE``: the wheelhouse is then made once for the whole suite
+(``shared_wheelhouse``), not once per process.
+
 The venvs are made ``--without-pip`` (ensurepip alone took ~10 s under load) and
 installed into by the dev environment's pip (``pip --python``): nothing of the dev
 environment is importable in them.
@@ -18,6 +23,7 @@ environment is importable in them.
 
 from __future__ import annotations
 
+import fcntl
 import shutil
 import subprocess
 import sys
@@ -26,7 +32,16 @@ from pathlib import Path
 
 import pytest
 
-__all__ = ["PLUGIN", "ROOT", "Wheelhouse", "build_wheel", "make_wheelhouse", "new_venv", "run"]
+__all__ = [
+    "PLUGIN",
+    "ROOT",
+    "Wheelhouse",
+    "build_wheel",
+    "make_wheelhouse",
+    "new_venv",
+    "run",
+    "shared_wheelhouse",
+]
 
 ROOT = Path(__file__).resolve().parents[1]
 PLUGIN = Path("examples") / "meshgate-cloudevents-http"
@@ -105,6 +120,22 @@ def make_wheelhouse(base: Path) -> Wheelhouse:
     wanted = [str(meshgate), f"{plugin}[test]"]
     run([sys.executable, "-m", "pip", "wheel", "-q", "--wheel-dir", str(path), *wanted], base, 600)
     return Wheelhouse(path, meshgate, source)
+
+
+def shared_wheelhouse(base: Path) -> Wheelhouse:
+    """``make_wheelhouse(base)`` made once for every pytest process given the same
+    ``base`` (``make test`` runs two, see scripts/run-tests.sh, and removes ``base``
+    after them): the first builds it under a lock, the others wait and reuse it."""
+    base.mkdir(parents=True, exist_ok=True)
+    done = base / "complete"
+    with (base / "lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            for partial in ("source", "dist", "wheels"):  # left by a run that failed
+                shutil.rmtree(base / partial, ignore_errors=True)
+            made = make_wheelhouse(base)
+            done.write_text(str(made.meshgate))
+        return Wheelhouse(base / "wheels", Path(done.read_text()), base / "source")
 
 
 def new_venv(path: Path) -> Path:

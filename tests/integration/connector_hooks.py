@@ -26,6 +26,7 @@ from connectors.testing.harness import (
     InFlightFactory,
     PairFactory,
     RawPublish,
+    Timeouts,
 )
 from routing.bindings import Mode
 
@@ -46,6 +47,18 @@ async def subscribed(
 
 
 class HookedConformance(ConnectorConformance, abc.ABC):
+    quiet: float = 0.5
+    """The suite's "nothing (more) arrives" window, in seconds (its default is 1.5 s).
+
+    Every such window starts once the consumer is subscribed (the readiness signal),
+    on loopback brokers that hand out what they would wrongly (re)deliver at once: an
+    AMQP requeue, an MQTT session's in-flight messages at CONNACK, the uncommitted
+    offsets of a Kafka partition at the first fetch after assignment, a fourth
+    delivery past a prefetch of 3. That takes milliseconds here, so 0.5 s still sees
+    it. A class whose broker redelivers after a delay (JetStream's ``ack_wait``) keeps
+    a window that, with the test's own steps, outlasts that delay.
+    """
+
     @abc.abstractmethod
     def make_connector(self) -> AnyConnector:
         """A new, not yet started connector instance talking to the test broker."""
@@ -97,3 +110,7 @@ class HookedConformance(ConnectorConformance, abc.ABC):
     @pytest.fixture
     def conformance_in_flight(self) -> InFlightFactory | None:
         return self.bounded if self._overrides("bounded") else None
+
+    @pytest.fixture
+    def conformance_timeouts(self) -> Timeouts:
+        return Timeouts(quiet=self.quiet)

@@ -50,6 +50,12 @@ class Endpoints:
     amqp: str  # amqp://user:pass@host:port/
     mqtt: tuple[str, int]
     nats: str  # nats://host:port
+    kafka_session_ms: int = 6000
+    """The gateway's Kafka group session. Apache Kafka refuses less than its
+    ``group.min.session.timeout.ms`` (6 s by default); the librdkafka mock takes 3 s,
+    which halves what a restart waits for the group (a killed member's session to
+    expire; after a clean stop, the mock answers the next join only after the
+    session less 1 s)."""
 
     @property
     def mqtt_url(self) -> str:
@@ -140,7 +146,7 @@ class Mesh:
                 "connector": KAFKA,
                 "topics": [addr],
                 "group_id": name,
-                "session_timeout_ms": 6000,
+                "session_timeout_ms": self.ep.kafka_session_ms,
                 **spec.source,
             }
         if spec.src == AMQP:

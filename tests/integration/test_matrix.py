@@ -530,4 +530,8 @@ class TestMatrix(MatrixScenarios):
         mqtt_host_port: tuple[str, int],
         nats_url: str,
     ) -> Endpoints:
-        return Endpoints(kafka_bootstrap, rabbitmq_url, mqtt_host_port, nats_url)
+        # The mock Kafka takes a 3 s group session (see Endpoints.kafka_session_ms); no
+        # gateway here is frozen, so none misses its heartbeats (every second).
+        return Endpoints(
+            kafka_bootstrap, rabbitmq_url, mqtt_host_port, nats_url, kafka_session_ms=3000
+        )

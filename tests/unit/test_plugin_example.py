@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from connectors.testing import ConnectorConformance
-from connectors.testing.harness import ConnectorFactory, PairFactory, RawPublish
+from connectors.testing.harness import ConnectorFactory, PairFactory, RawPublish, Timeouts
 from routing.bindings import Mode
 from routing.bindings.nats import NatsMessage
 
@@ -45,6 +45,13 @@ def example(tmp_path_factory: pytest.TempPathFactory) -> ModuleType:
 
 
 class TestDocumentedPluginConformance(ConnectorConformance):
+    @pytest.fixture
+    def conformance_timeouts(self) -> Timeouts:
+        # In-process: a wrong (re)delivery is a queue put, seen within a few event-loop
+        # turns (no I/O, no timers), so the "nothing arrives" windows need not be the
+        # suite's 1.5 s, sized for brokers.
+        return Timeouts(quiet=0.25)
+
     @pytest.fixture
     def conformance_connector(self, example: ModuleType) -> ConnectorFactory:
         return lambda: example.InprocConnector("inproc", example.InprocOptions())
