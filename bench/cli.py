@@ -304,6 +304,8 @@ class Bench:
                 _in_broker_cpu(figures, result, gateway, raw.get("amqp", {}))
             elif gateway.cpu_seconds and result.cpu_seconds:
                 figures["gateway_cpu_ratio"] = round(gateway.cpu_seconds / result.cpu_seconds, 3)
+            elif gateway.cpu_seconds and result.cpu_seconds == 0:  # /proc counts clock ticks
+                figures["cpu_note"] = "the peer used under one clock tick of CPU: no CPU ratio"
             peers[peer] = figures
             log.info(
                 "%-11s %-26s %9.0f ev/s  gateway x%.2f",

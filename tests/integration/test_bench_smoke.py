@@ -102,7 +102,10 @@ def test_quick_mqtt_to_mqtt_with_the_handwritten_peer_and_the_mosquitto_bridge(
         assert "no mosquitto binary" in bridge["skipped"]
     else:  # make test installs Mosquitto: the bridge must have run
         assert "skipped" not in bridge, bridge["skipped"]
-        assert bridge["received"] == bridge["events"] and bridge["gateway_cpu_ratio"] > 0
+        assert bridge["received"] == bridge["events"]
+        # Mosquitto in C may use under one clock tick (10 ms) of CPU in a --quick run.
+        ticks = "under one clock tick" in bridge.get("cpu_note", "")
+        assert ticks or bridge["gateway_cpu_ratio"] > 0, bridge
 
 
 def test_processes_share_the_source_as_a_fleet_would() -> None:
