@@ -13,6 +13,10 @@ strings. ``header_text`` is total, so no header value ever stops a message:
 
 ``header_bytes`` turns such a text back into the original bytes (``base64:`` decoded),
 for a redrive that republishes a message unchanged.
+
+``LazyHeaders`` is the base of a source's ``Delivery.headers`` that makes that text
+only when someone reads it (Kafka's ``TextHeaders``, NATS's ``RawHeaders``): the
+binding reads a usual CloudEvent from the native form, so most messages never need it.
 """
 
 from __future__ import annotations
@@ -22,11 +26,12 @@ import binascii
 import datetime as dt
 import decimal
 import json
-from collections.abc import Mapping
+from collections.abc import ItemsView, Iterator, Mapping
+from typing import Any
 
 from routing.event import canonical_string
 
-__all__ = ["BASE64_MARKER", "header_bytes", "header_text"]
+__all__ = ["BASE64_MARKER", "LazyHeaders", "header_bytes", "header_text"]
 
 BASE64_MARKER = "base64:"
 """Prefix of a header (or key) text whose bytes were not valid UTF-8."""
@@ -64,3 +69,44 @@ def header_bytes(text: str) -> bytes:
         except (binascii.Error, ValueError):
             pass  # a text that merely starts with the marker
     return text.encode("utf-8", "surrogatepass")
+
+
+class LazyHeaders(Mapping[str, str]):
+    """Header texts made from the native headers on first read (``_parse``, once)."""
+
+    __slots__ = ("_parsed",)
+
+    def __init__(self) -> None:
+        self._parsed: dict[str, str] | None = None
+
+    def _parse(self) -> dict[str, str]:
+        raise NotImplementedError
+
+    def _headers(self) -> dict[str, str]:
+        parsed = self._parsed
+        if parsed is None:
+            parsed = self._parsed = self._parse()
+        return parsed
+
+    @property
+    def parsed(self) -> bool:
+        """Whether the texts were made (someone read a header)."""
+        return self._parsed is not None
+
+    def __getitem__(self, name: str) -> str:
+        return self._headers()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._headers())
+
+    def __len__(self) -> int:
+        return len(self._headers())
+
+    def __repr__(self) -> str:
+        return repr(self._headers())
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self._headers().get(name, default)
+
+    def items(self) -> ItemsView[str, str]:  # the dict's own: Mapping's iterates in Python
+        return self._headers().items()

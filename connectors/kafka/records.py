@@ -17,12 +17,12 @@ a later header of the same name winning, ``content-type`` matched in any case
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable
 from operator import itemgetter
 from typing import Any
 
 from connectors.base import Delivery, Nack, find_header
-from connectors.headertext import header_text
+from connectors.headertext import LazyHeaders, header_text
 from routing.bindings.kafka import KafkaMessage
 
 __all__ = ["TextHeaders", "delivery", "raw_headers"]
@@ -31,32 +31,17 @@ _CONTENT_TYPE = "content-type"
 _VALUE = itemgetter(1)
 
 
-class TextHeaders(Mapping[str, str]):
+class TextHeaders(LazyHeaders):
     """A record's headers as text, decoded on first read (see the module docstring)."""
 
-    __slots__ = ("_raw", "_text")
+    __slots__ = ("_raw",)
 
     def __init__(self, raw: tuple[tuple[str, bytes], ...]) -> None:
+        super().__init__()
         self._raw = raw
-        self._text: dict[str, str] | None = None
 
-    def _decoded(self) -> dict[str, str]:
-        text = self._text
-        if text is None:
-            text = self._text = {name: header_text(value) for name, value in self._raw}
-        return text
-
-    def __getitem__(self, name: str) -> str:
-        return self._decoded()[name]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._decoded())
-
-    def __len__(self) -> int:
-        return len(self._decoded())
-
-    def __repr__(self) -> str:
-        return repr(self._decoded())
+    def _parse(self) -> dict[str, str]:
+        return {name: header_text(value) for name, value in self._raw}
 
 
 def raw_headers(headers: Any) -> tuple[tuple[str, bytes], ...]:

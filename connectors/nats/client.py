@@ -41,7 +41,7 @@ compare them with nats-py's.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, ItemsView, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Final, cast
 
@@ -53,6 +53,7 @@ from nats.aio.subscription import Subscription
 from nats.protocol import command
 
 from connectors.base import find_header
+from connectors.headertext import LazyHeaders
 
 __all__ = [
     "FAST_PUBLISH",
@@ -122,7 +123,7 @@ Parts = tuple[str, bytes, "Mapping[str, str] | None"]
 """A received message as a core subscription reads it: subject, data, headers."""
 
 
-class RawHeaders(Mapping[str, str]):
+class RawHeaders(LazyHeaders):
     """The headers of a received message, read from its block on first use.
 
     The same mapping as nats-py 2.16's ``_process_headers`` makes of a block without an
@@ -132,11 +133,11 @@ class RawHeaders(Mapping[str, str]):
     (``routing.bindings.nats.from_header_block``).
     """
 
-    __slots__ = ("_parsed", "block")
+    __slots__ = ("block",)
 
     def __init__(self, block: bytes) -> None:
+        super().__init__()
         self.block = block
-        self._parsed: dict[str, str] | None = None
 
     @classmethod
     def of(cls, block: bytes) -> RawHeaders | None:
@@ -147,34 +148,8 @@ class RawHeaders(Mapping[str, str]):
             return cls(block)
         return None
 
-    @property
-    def parsed(self) -> bool:
-        """Whether the dict was made (then ``block`` is no faster to read)."""
-        return self._parsed is not None
-
-    def _headers(self) -> dict[str, str]:
-        parsed = self._parsed
-        if parsed is None:
-            parsed = self._parsed = parse_header_lines(self.block[_LINES_AT:])
-        return parsed
-
-    def __getitem__(self, name: str) -> str:
-        return self._headers()[name]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._headers())
-
-    def __len__(self) -> int:
-        return len(self._headers())
-
-    def __repr__(self) -> str:
-        return f"RawHeaders({self._headers()!r})"
-
-    def get(self, name: str, default: Any = None) -> Any:
-        return self._headers().get(name, default)
-
-    def items(self) -> ItemsView[str, str]:  # dict's own: Mapping's iterates in Python
-        return self._headers().items()
+    def _parse(self) -> dict[str, str]:
+        return parse_header_lines(self.block[_LINES_AT:])
 
     def content_type(self) -> str | None:
         """``find_header(self, "content-type")``, without parsing a block that cannot

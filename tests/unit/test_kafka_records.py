@@ -50,11 +50,11 @@ def test_text_and_content_type_match_a_decoded_dict(headers: Any) -> None:
 
 def test_text_is_decoded_once_on_first_read() -> None:
     headers = TextHeaders((("a", b"1"),))
-    assert headers._text is None  # nothing decoded until read
+    assert not headers.parsed  # nothing decoded until read
     assert headers["a"] == "1"
-    first = headers._text
+    first = headers._parsed
     assert headers.get("a") == "1" and headers.get("b") is None
-    assert headers._text is first
+    assert headers._parsed is first
 
 
 def test_null_and_empty_values_read_as_empty() -> None:

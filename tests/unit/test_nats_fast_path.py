@@ -98,14 +98,20 @@ _ODD: list[dict[str, str | None]] = [
 ]
 
 
-@pytest.mark.parametrize("change", _ODD)
-def test_reading_a_changed_usual_message_is_the_checked_read(change: dict[str, str | None]) -> None:
+def _changed(change: dict[str, str | None]) -> dict[str, str]:
+    """The usual headers with ``change`` applied (None: the header removed)."""
     headers = dict(_USUAL)
     for name, value in change.items():
         if value is None:
             headers.pop(name, None)
         else:
             headers[name] = value
+    return headers
+
+
+@pytest.mark.parametrize("change", _ODD)
+def test_reading_a_changed_usual_message_is_the_checked_read(change: dict[str, str | None]) -> None:
+    headers = _changed(change)
     _same_read(NatsMessage(b'{"a":1}', headers))
     _same_read(NatsMessage(b"", headers))
 
@@ -161,12 +167,7 @@ def _same_block_read(block: bytes, data: bytes = b"data") -> None:
 
 @pytest.mark.parametrize("change", _ODD)
 def test_reading_a_changed_usual_block_is_the_checked_read(change: dict[str, str | None]) -> None:
-    headers = dict(_USUAL)
-    for name, value in change.items():
-        if value is None:
-            headers.pop(name, None)
-        else:
-            headers[name] = value
+    headers = _changed(change)
     block = _block([f"{name}: {value}".encode() for name, value in headers.items()])
     _same_block_read(block)
     _same_block_read(block, b"")
