@@ -105,11 +105,9 @@ class LoopGuard:
         (``gateway.plan``; the caller logs a drop with ``dropped``)."""
         extensions = event.extensions
         if PATH not in extensions and HOPS not in extensions:
-            # The first gateway on the way (usual at an edge): no path, no hops to read,
-            # and no own id on it: only max_hops (at least 1 in any valid config) bars it.
-            if self.max_hops > 0:
-                return event.with_extensions(self._first_stamp)
-            return f"it made max_hops={self.max_hops} hops"
+            # The first gateway on the way (usual at an edge): no path, no hops to read.
+            why = self.refusal((), 0, guard=guard)
+            return why if why is not None else event.with_extensions(self._first_stamp)
         path = path_of(event)
         hops = hops_of(event, path)
         why = self.refusal(path, hops, guard=guard)

@@ -149,6 +149,13 @@ def _check_extension(name: str, value: object) -> ExtensionValue:
     )
 
 
+def _checked_extension(name: str, value: object) -> ExtensionValue:
+    """``value`` of extension ``name``, checked: an extension name, a valid value."""
+    if not is_valid_attribute_name(name) or name in CONTEXT_ATTRIBUTES:
+        raise InvalidEvent(repr(name), "is not an extension attribute name")
+    return _check_extension(name, value)
+
+
 class CheckedExtensions:
     """Extension values to set on many events, checked once, here (``with_extensions``
     checks a plain mapping on every call): e.g. the mesh stamp of a first hop."""
@@ -156,15 +163,8 @@ class CheckedExtensions:
     __slots__ = ("_values",)
 
     def __init__(self, values: Mapping[str, ExtensionValue]) -> None:
-        for name in values:
-            if not is_valid_attribute_name(name) or name in CONTEXT_ATTRIBUTES:
-                raise InvalidEvent(repr(name), "is not an extension attribute name")
         # A dict (never handed out): dict.update takes another dict's items directly.
-        self._values = {name: _check_extension(name, value) for name, value in values.items()}
-
-    @property
-    def values(self) -> Mapping[str, ExtensionValue]:
-        return MappingProxyType(self._values)
+        self._values = {name: _checked_extension(name, value) for name, value in values.items()}
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -360,9 +360,7 @@ class CloudEvent:
             if value is None:
                 extensions.pop(name, None)
                 continue
-            if not is_valid_attribute_name(name) or name in CONTEXT_ATTRIBUTES:
-                raise InvalidEvent(repr(name), "is not an extension attribute name")
-            extensions[name] = _check_extension(name, value)
+            extensions[name] = _checked_extension(name, value)
         return self._copy_with(MappingProxyType(extensions))
 
     def _copy_with(self, extensions: Mapping[str, ExtensionValue]) -> CloudEvent:

@@ -10,11 +10,8 @@ __all__ = ["eventually", "until"]
 
 async def eventually(check: Callable[[], object], timeout: float = 5.0, step: float = 0.01) -> None:
     """Poll ``check`` every ``step`` s until it is truthy; AssertionError after ``timeout`` s."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        await asyncio.sleep(step)
+    if not await until(check, timeout, step):
+        raise AssertionError(f"condition not met within {timeout} s")
 
 
 async def until(check: Callable[[], object], seconds: float, step: float = 0.05) -> bool:

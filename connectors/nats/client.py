@@ -54,6 +54,7 @@ from nats.protocol import command
 
 from connectors.base import find_header
 from connectors.headertext import LazyHeaders
+from routing.bindings.nats import BLOCK_LINES_AT
 
 __all__ = [
     "FAST_PUBLISH",
@@ -116,8 +117,6 @@ def parse_header_lines(raw: bytes) -> dict[str, str]:
 
 _STATUS_AT: Final = len(b"NATS/1.0")
 """Where a header block's inline status begins (a space there), as nats-py reads it."""
-_LINES_AT: Final = len(b"NATS/1.0\r\n")
-"""Where nats-py starts reading the header lines of a block without a status."""
 
 Parts = tuple[str, bytes, "Mapping[str, str] | None"]
 """A received message as a core subscription reads it: subject, data, headers."""
@@ -144,12 +143,12 @@ class RawHeaders(LazyHeaders):
         """The block's headers, read later; None for a block nats-py reads otherwise (an
         inline status, as in JetStream's 404/408/409 and heartbeats) or that has no
         header lines at all."""
-        if len(block) > _LINES_AT and block[_STATUS_AT] != 0x20:
+        if len(block) > BLOCK_LINES_AT and block[_STATUS_AT] != 0x20:
             return cls(block)
         return None
 
     def _parse(self) -> dict[str, str]:
-        return parse_header_lines(self.block[_LINES_AT:])
+        return parse_header_lines(self.block[BLOCK_LINES_AT:])
 
     def content_type(self) -> str | None:
         """``find_header(self, "content-type")``, without parsing a block that cannot

@@ -70,6 +70,7 @@ from routing.event import (
 from routing.formats import EventFormat, decode, encode, is_structured
 
 __all__ = [
+    "BLOCK_LINES_AT",
     "HEADER_PREFIX",
     "MSG_ID_HEADER",
     "NatsMessage",
@@ -191,7 +192,7 @@ def from_header_block(block: bytes, data: bytes) -> CloudEvent | None:
     context: dict[str, str] = {}
     extensions: dict[str, str] = {}
     names = _block_names  # a local: this runs per header
-    for line in text[_LINES_AT:].split("\r\n"):
+    for line in text[BLOCK_LINES_AT:].split("\r\n"):
         name, colon, value = line.partition(":")
         if not colon:  # the end of the block, or a line nats-py skips
             continue
@@ -227,8 +228,9 @@ def _usual_event(
     return CloudEvent.from_plain_text(context, extensions, data_or_none(data))
 
 
-_LINES_AT: Final = len(b"NATS/1.0\r\n")
-"""Where nats-py starts reading the header lines of a block (without inline status)."""
+BLOCK_LINES_AT: Final = len(b"NATS/1.0\r\n")
+"""Where nats-py starts reading the header lines of a received header block (one without
+an inline status)."""
 _BLANKS: Final = " \t\n\r\x0b\x0c"
 """What ``bytes.strip()`` strips, as nats-py strips header values (``str.strip()``
 would strip more)."""
