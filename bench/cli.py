@@ -10,6 +10,7 @@ import logging
 import os
 import platform
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -884,4 +885,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(name)s: %(message)s",
     )
+    # SIGTERM as Ctrl-C: asyncio.run then cancels the run, and the gateway processes,
+    # peers and brokers it started are stopped on the way out, not left running.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     return asyncio.run(_main(args))

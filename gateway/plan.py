@@ -75,7 +75,10 @@ class Looped:
     why: str
 
 
-@dataclass(frozen=True, slots=True)
+# Rendered and Forward are made per event, and a frozen dataclass's __init__ sets each
+# field through object.__setattr__ (several times a plain one's cost): not frozen, but
+# never changed once made.
+@dataclass(slots=True)
 class Rendered:
     """One target of a forwarded event: its rendered options and the event as that
     target publishes it, or the template/egress error that keeps it from publishing
@@ -87,7 +90,7 @@ class Rendered:
     error: TemplateError | InvalidEvent | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Forward:
     """Publish to every target (``event`` carries this gateway in its mesh path)."""
 

@@ -49,7 +49,7 @@ def find_header(headers: Mapping[str, str], name: str) -> str | None:
     return None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: two are made per event of a templated route
 class TemplateValues:
     """What a template can read: the source message and, after decoding, the event."""
 

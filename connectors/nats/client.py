@@ -135,7 +135,7 @@ class RawHeaders(LazyHeaders):
     __slots__ = ("block",)
 
     def __init__(self, block: bytes) -> None:
-        super().__init__()
+        self._parsed = None  # LazyHeaders.__init__, inline: one per received message
         self.block = block
 
     @classmethod

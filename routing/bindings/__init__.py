@@ -1,7 +1,9 @@
 """Protocol bindings: CloudEvent <-> native message of each broker, as pure functions.
 
-One module per protocol, each with the same shape: a frozen message dataclass
-holding the parts of a native message the binding reads and writes, plus
+One module per protocol, each with the same shape: a message dataclass holding the
+parts of a native message the binding reads and writes (never changed once made; not
+frozen, since one is made per message and a frozen dataclass's ``__init__`` sets each
+field through ``object.__setattr__``, several times a plain one's cost), plus
 
 - ``to_message(event, mode=Mode.BINARY, *, fmt=EventFormat.JSON, ...)``, and
 - ``from_message(message) -> CloudEvent | None``: ``None`` when the message is no

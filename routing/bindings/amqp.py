@@ -77,7 +77,7 @@ INGEST_PREFIXES: Final = (HEADER_PREFIX, "cloudEvents_", "cloudEvents:")
 _SHORTSTR_MAX: Final = 255  # AMQP 0-9-1 shortstr: content_type and field-table names
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: made per message (see routing.bindings)
 class AmqpMessage:
     """The parts of an AMQP 0-9-1 message the binding reads and writes."""
 

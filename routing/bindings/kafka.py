@@ -77,7 +77,7 @@ _PREFIX_LENGTH = len(HEADER_PREFIX)
 _REQUIRED = frozenset(REQUIRED_ATTRIBUTES)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: made per message (see routing.bindings)
 class KafkaMessage:
     """The parts of a Kafka record the binding reads and writes."""
 

@@ -80,7 +80,7 @@ INGEST_PREFIX: Final = "ce-"
 _STRING_MAX: Final = 65_535  # MQTT UTF-8 strings carry a 16-bit length
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: made per message (see routing.bindings)
 class MqttMessage:
     """The parts of an MQTT PUBLISH the binding reads and writes.
 

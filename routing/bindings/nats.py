@@ -97,7 +97,7 @@ _NEEDS_ENCODING: Final = re.compile("[^" + re.escape(_UNENCODED) + "]")
 _PLAIN: Final = re.compile(r"[!#$&-~](?:[ !#$&-~]*[!#$&-~])?")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: made per message (see routing.bindings)
 class NatsMessage:
     """The parts of a NATS message the binding reads and writes."""
 
