@@ -14,12 +14,16 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from connectors.errors import ConnectorError
 from gateway import logs
 from gateway.config import AdminSection, GatewayConfig, load_config, parse_listen
 from gateway.dlstore import StoreError
 from gateway.errors import ConfigError
+
+if TYPE_CHECKING:
+    from gateway.runtime import Gateway
 
 __all__ = ["build_parser", "main"]
 
@@ -104,7 +108,10 @@ async def _run(path: str, config: GatewayConfig, watch: bool, fail_fast: bool) -
         loop.add_signal_handler(signum, stop.set)
     loop.add_signal_handler(signal.SIGHUP, reload.set)
     async with observed(gateway), traced(gateway):
-        await gateway.start()
+        if not await _start(gateway, stop):
+            log.info("signal received while starting: stopping")
+            await gateway.stop()
+            return
         heap.settle()  # long-lived objects out of the full collections (gateway/heap.py)
         watcher = asyncio.create_task(
             watch_config(path, gateway, reload, interval=2.0 if watch else None)
@@ -116,6 +123,34 @@ async def _run(path: str, config: GatewayConfig, watch: bool, fail_fast: bool) -
         summary.cancel()
         await asyncio.gather(watcher, summary, return_exceptions=True)
         await gateway.stop()
+
+
+START_CANCEL_SECONDS = 5.0
+"""Longest a start interrupted by a signal may take to unwind before stopping anyway."""
+
+
+async def _start(gateway: Gateway, stop: asyncio.Event) -> bool:
+    """``gateway.start()``, unless ``stop`` (a signal) comes first: then the start is
+    cancelled and this returns False.
+
+    Starting waits for every connector's first connection attempt, which can last long
+    (timeouts per server, a NATS connector's ``connect_attempts``, fail-fast's one
+    connector after the other): a SIGTERM meanwhile must not wait for it.
+    """
+    starting = asyncio.ensure_future(gateway.start())
+    signalled = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({starting, signalled}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        signalled.cancel()
+    if starting.done():
+        starting.result()  # a failed start raises as before (exit status 1)
+        return True
+    starting.cancel()
+    await asyncio.wait({starting}, timeout=START_CANCEL_SECONDS)
+    if starting.done() and not starting.cancelled() and starting.exception() is not None:
+        log.debug("start interrupted: %s", starting.exception())  # stopping anyway
+    return False
 
 
 def _install_uvloop() -> None:

@@ -314,6 +314,11 @@ class Gateway:
                     exc_info=None if expected else exc,
                 )
                 first.set()
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    # A stop (or reload) cancelled us, but start() swallowed the cancel (client
+                    # libraries do, in their clean-up): retrying would keep stop() waiting.
+                    raise asyncio.CancelledError from exc
                 await asyncio.sleep(delay)
         if health.state is HealthState.STARTING:  # a plugin that does not report UP
             supervisor.connected()
@@ -363,7 +368,8 @@ class Gateway:
         task = self._connecting.pop(connector.name, None)
         if task is not None:
             task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+            # Bounded: a connect that ignores the cancel must not keep a stop waiting.
+            await _bounded(f"{connector.label}: ending its connection attempts", [task])
 
     async def reload(self, config: GatewayConfig) -> ReloadResult:
         """Switch to ``config`` without touching unchanged routes.

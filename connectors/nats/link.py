@@ -312,14 +312,11 @@ class Link:
             async with asyncio.timeout(budget):
                 await asyncio.wait((connecting, refused), return_when=asyncio.FIRST_COMPLETED)
             if not connecting.done():
-                connecting.cancel()
-                with contextlib.suppress(asyncio.CancelledError, *_ClientErrors):
-                    await connecting
+                await _end_connect(connecting)
                 raise refused.result()
             connecting.result()
         except (*_ClientErrors, ImportError) as exc:
-            if not connecting.done():
-                connecting.cancel()
+            await _end_connect(connecting)
             # Bounded: after a failed TLS handshake nats-py's close may wait forever for
             # the socket to close (seen under load: a refused mTLS client hung 10 s+).
             await self._drop(nc)
@@ -327,6 +324,13 @@ class Link:
             raise ConnectionLost(
                 f"{self._label}: cannot connect to {self.servers}: {_describe(cause)}"
             ) from exc
+        except asyncio.CancelledError:
+            # Stopped mid-attempt (SIGTERM): nats-py's connect loop is a task of its own
+            # that would retry forever, and asyncio.run's last cancel of it at exit can
+            # be swallowed (see _end_connect): the process then never exits.
+            await _end_connect(connecting)
+            await self._drop(nc)
+            raise
         return nc
 
     def _connect_kwargs(self, nc: Client) -> dict[str, Any]:
@@ -580,6 +584,27 @@ class _Client(MeshClient):
             )
             raise TlsNotOffered(self._label, url)
         return super()._connect_command()
+
+
+_END_CANCELS = 40
+_END_PAUSE = 0.05
+
+
+async def _end_connect(connecting: asyncio.Future[None]) -> None:
+    """Cancel nats-py's ``connect`` until it has ended (at most ~2 s).
+
+    With unlimited reconnects it never ends by itself, and one cancel is not enough:
+    nats-py 2.16 swallows a cancel that lands in its clean-up between two attempts
+    (``Client._close``: ``_flush_pending`` and a ``wait_for`` catch ``CancelledError``),
+    then tries again (seen for about half the cancels with ``reconnect_wait_seconds: 0``).
+    """
+    for _ in range(_END_CANCELS):
+        if connecting.done():
+            break
+        connecting.cancel()
+        await asyncio.wait({connecting}, timeout=_END_PAUSE)
+    if connecting.done() and not connecting.cancelled():
+        connecting.exception()  # retrieved: no "exception was never retrieved" later
 
 
 async def _discard(nc: Client) -> None:

@@ -8,6 +8,7 @@ tests/faults/test_fault_partial_start.py.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import textwrap
 from collections.abc import Callable
@@ -168,3 +169,29 @@ async def test_stop_while_a_connector_is_still_connecting(
     assert not [t for t in asyncio.all_tasks() if t.get_name().startswith("connect:")]
     assert gateway.connectors["down"].health.state is HealthState.CLOSED
     assert gateway.waiting_routes() == ["late"]  # never started
+
+
+@pytest.mark.timeout(15)  # the bug: stop() waited forever
+async def test_stop_when_a_connect_swallows_the_cancel(
+    config_file: Callable[..., Path],
+) -> None:
+    """A client library that swallows the cancel of a connect (nats-py does, in its
+    clean-up) must neither keep retrying after a stop nor keep stop() waiting."""
+    gateway = Gateway(load_config(config_file()))
+    attempts = 0
+
+    async def stubborn_start() -> None:
+        nonlocal attempts
+        attempts += 1
+        if attempts > 1:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.sleep(3600)
+        raise ConnectionLost("connection refused")
+
+    gateway.connectors["down"].start = stubborn_start  # type: ignore[method-assign]
+    await gateway.start()
+    await eventually(lambda: attempts == 2)  # the second attempt hangs
+    async with asyncio.timeout(5):
+        await gateway.stop()
+    assert attempts == 2  # not retried after the stop
+    assert not [t for t in asyncio.all_tasks() if t.get_name().startswith("connect:")]
