@@ -665,6 +665,7 @@ def test_heap_settle_freezes_survivors_and_collects_cycles_on_every_call() -> No
         a.other, b.other = b, a
         return a
 
+    thresholds = gc.get_threshold()
     try:
         garbage = weakref.ref(cycle())
         live = cycle()  # alive at the freeze (a config), replaced later (a reload)
@@ -672,6 +673,7 @@ def test_heap_settle_freezes_survivors_and_collects_cycles_on_every_call() -> No
         heap.settle()
         assert garbage() is None  # collected before freezing
         assert gc.get_freeze_count() > 0
+        assert gc.get_threshold()[0] == heap.YOUNG_THRESHOLD
         del live
         gc.collect()
         assert replaced() is not None  # frozen: a plain collection skips its cycle
@@ -682,3 +684,4 @@ def test_heap_settle_freezes_survivors_and_collects_cycles_on_every_call() -> No
         assert gc.get_freeze_count() == 0
     finally:
         gc.unfreeze()
+        gc.set_threshold(*thresholds)
