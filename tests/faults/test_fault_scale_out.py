@@ -8,9 +8,10 @@ One gateway set runs the same five routes, each source shared through the broker
     MQTT 5 shared subscription       Mosquitto (private)    -> NATS JetStream
     core NATS queue group            NATS (system)          -> RabbitMQ
 
-The Kafka group is formed first, one member at a time (A, then B: see ``KAFKA_MEMBERS``
-for why librdkafka's mock needs that). Phase "3": A, B and C run; a stream flows and C
-gets SIGKILL mid-stream. Phase "2": A and B; B is killed mid-stream. Phase "1": A alone.
+The Kafka group is formed first, one member at a time (A, then B: see
+``tests.faults.kafkagroup`` for why librdkafka's mock needs that). Phase "3": A, B and C
+run; a stream flows and C gets SIGKILL mid-stream. Phase "2": A and B; B is killed
+mid-stream. Phase "1": A alone.
 Each phase checks that every live process forwarded a share (the ``meshpath`` of what
 arrives names the forwarder), that nothing is lost and how long the survivors needed to
 take the killed one's share over:
@@ -37,11 +38,9 @@ table shows how many waited for the replacement.
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -49,10 +48,18 @@ import pytest
 import yaml
 
 from tests.brokers import NATS_URL, RABBITMQ_URL
-from tests.faults.brokers import PrivateMosquitto, frozen
+from tests.faults.brokers import PrivateMosquitto
 from tests.faults.conftest import FaultReport
 from tests.faults.gateway import GatewayProcess
 from tests.faults.harness import AMQP, KAFKA, MQTT, NATS, Pair, Scenario, until
+from tests.faults.kafkagroup import (
+    PARTITIONS,
+    assignments,
+    group_log,
+    join_second,
+    rejoins,
+    settled,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
@@ -60,16 +67,10 @@ EVENTS = 150  # per route and phase
 RATE = 75.0  # events/s per route: 2 s of stream per phase
 WINDOW = 0.5  # events sent this long after the kill count into the rebalance time
 QUEUE_NATS = "queue-nats"
-PARTITIONS = 4  # the mock's partitions per topic (tests.faults.admin)
-# librdkafka's mock ends a rebalance as soon as the leader's SyncGroup arrives and refuses
-# every SyncGroup after that (InvalidRequestError), where Kafka answers a late follower
-# with its assignment: a follower that syncs after the leader gets nothing and rejoins,
-# and the mock starts the next round only session_timeout - 1 s later. The mock answers
-# the leader's JoinGroup first, so on a busy machine the leader syncs first round after
-# round (seen: 5 and 6 rounds in a row lost, and a test that waited 60 s for nothing).
-# The more members, the likelier one is late: Kafka is shared by A and B only (three
-# members on a real Kafka: the docker-marked tests), and the test forms the group one
-# member at a time, the second with _join_second (the leader held until it synced).
+# librdkafka's mock refuses a follower's SyncGroup that comes after the leader's, and the
+# more members, the likelier one is late (tests.faults.kafkagroup): Kafka is shared by A
+# and B only (three members on a real Kafka: the docker-marked tests), the group formed
+# one member at a time.
 KAFKA_MEMBERS = 2
 
 
@@ -123,22 +124,22 @@ async def test_three_two_one_processes_share_every_source(
         # A alone in the Kafka group holds every partition, and stays the mock's leader
         # (its first member); then B joins (see KAFKA_MEMBERS)
         await a.wait_started()
-        assert await until(lambda: _assignments([a]) == [PARTITIONS], 60), _group_log(a)
-        rejoins = a.current_log().count(_REJOINING)
+        assert await until(lambda: assignments([a]) == [PARTITIONS], 60), group_log(a)
+        before = rejoins(a)
         session = scenario.source_options(pairs[0])["session_timeout_ms"] / 1000
         b = gateways(_write(scenario, tmp_path, ids[1]), "gw-b")
         joined, *_ = await asyncio.gather(
-            _join_second(a, b, rejoins, session, 90), b.wait_started(), c.wait_started()
+            join_second(a, b, before, session, 90), b.wait_started(), c.wait_started()
         )
-        assert joined, (_assignments([a, b]), _group_log(a), _group_log(b))
+        assert joined, (assignments([a, b]), group_log(a), group_log(b))
         procs = [a, b, c]
         phases: list[Phase] = []
 
         async def run_phase(count: int) -> Phase:
             live = procs[:count]
             members = live[:KAFKA_MEMBERS]
-            settled = await until(lambda: _kafka_settled(members), 60)
-            assert settled, (_assignments(members), *map(_group_log, members))
+            formed = await until(lambda: settled(members), 60)
+            assert formed, (assignments(members), *map(group_log, members))
             phase = Phase(count, first=len(phases) * EVENTS)
             feeding = asyncio.gather(*(scenario.feed(p, EVENTS, rate=RATE) for p in pairs))
             if count > 1:
@@ -292,73 +293,3 @@ def _report(report: FaultReport, phase: Phase, pair: Pair, replaced_at: float, c
         len(sent - unique),
         notes,
     )
-
-
-_ASSIGNED = re.compile(r"assigned \[(.*)\]")
-# aiokafka's group coordinator logs (INFO and ERROR, in the gateway's log)
-_REJOINING = "(Re-)joining group"  # logged right before its JoinGroup goes out
-_JOINED = "Joined group"  # the JoinGroup answer; a follower's SyncGroup goes out right after
-_REFUSED = "Unexpected error from SyncGroup"  # the mock's InvalidRequestError
-
-
-async def _join_second(
-    leader: GatewayProcess, follower: GatewayProcess, rejoins: int, session: float, seconds: float
-) -> bool:
-    """``follower`` joins the Kafka group of ``leader`` (its only member, so the mock's
-    leader); True once both hold partitions, False after ``seconds``.
-
-    The mock refuses a follower's SyncGroup that comes after the leader's (see
-    ``KAFKA_MEMBERS``), so in each round the leader is held (SIGSTOP) from its JoinGroup
-    (``rejoins``: how many it had sent before) until the follower has its JoinGroup
-    answer and so sent its SyncGroup: the leader, resumed, syncs second and the round
-    ends with both assigned, as it would on Kafka whatever the order. The hold stays
-    under ``session`` (the group's session timeout, s), as the mock elects 1 s before it.
-    """
-    members = [leader, follower]
-    deadline = time.monotonic() + seconds
-    while not _kafka_settled(members):
-        left = deadline - time.monotonic()
-        # the follower's JoinGroup started a round; the leader hears of it (heartbeat)
-        if left <= 0 or not await until(_grew(leader, _REJOINING, rejoins), left):
-            return False
-        rejoins = leader.current_log().count(_REJOINING)
-        joined = follower.current_log().count(_JOINED)
-        refused = follower.current_log().count(_REFUSED)
-        with frozen(leader.pid):
-            await until(_grew(follower, _JOINED, joined), session - 0.5)
-        # both hold partitions, or the follower was refused after all and rejoins
-        settled = partial(_kafka_settled, members)
-        await until(_either(settled, _grew(follower, _REFUSED, refused)), 15)
-    return True
-
-
-def _grew(gateway: GatewayProcess, line: str, before: int) -> Callable[[], bool]:
-    """Whether ``gateway`` logged ``line`` more than ``before`` times (this run)."""
-    return lambda: gateway.current_log().count(line) > before
-
-
-def _either(*checks: Callable[[], bool]) -> Callable[[], bool]:
-    """Whether any of ``checks`` holds."""
-    return lambda: any(check() for check in checks)
-
-
-def _group_log(gateway: GatewayProcess) -> str:
-    """The gateway's consumer-group lines (aiokafka's and the source's), for a failure."""
-    words = (_REJOINING, _JOINED, _REFUSED, "assigned [", "revoked [", "Heartbeat")
-    lines = [ln for ln in gateway.current_log().splitlines() if any(w in ln for w in words)]
-    return "\n".join(lines[-30:])
-
-
-def _assignments(live: list[GatewayProcess]) -> list[int | None]:
-    """Partitions each gateway holds after its latest assignment (None: none yet)."""
-    counts: list[int | None] = []
-    for gateway in live:
-        found = _ASSIGNED.findall(gateway.current_log())
-        counts.append(found[-1].count("TopicPartition(") if found else None)
-    return counts
-
-
-def _kafka_settled(live: list[GatewayProcess]) -> bool:
-    """Every live gateway holds Kafka partitions and together they hold all of them."""
-    counts = _assignments(live)
-    return all(counts) and sum(c or 0 for c in counts) == PARTITIONS
