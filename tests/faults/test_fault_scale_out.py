@@ -8,10 +8,13 @@ One gateway set runs the same five routes, each source shared through the broker
     MQTT 5 shared subscription       Mosquitto (private)    -> NATS JetStream
     core NATS queue group            NATS (system)          -> RabbitMQ
 
-Phase "3": A, B and C run; a stream flows and C gets SIGKILL mid-stream. Phase "2":
-A and B; B is killed mid-stream. Phase "1": A alone. Each phase checks that every live
-process forwarded a share (the ``meshpath`` of what arrives names the forwarder), that
-nothing is lost and how long the survivors needed to take the killed one's share over:
+The Kafka group is formed first, one member at a time (A, then B: see
+``tests.faults.kafkagroup`` for why librdkafka's mock needs that). Phase "3": A, B and C
+run; a stream flows and C gets SIGKILL mid-stream. Phase "2": A and B; B is killed
+mid-stream. Phase "1": A alone.
+Each phase checks that every live process forwarded a share (the ``meshpath`` of what
+arrives names the forwarder), that nothing is lost and how long the survivors needed to
+take the killed one's share over:
 
     rebalance = seconds from the kill until every event that was still undelivered at
     the kill, or sent in the 0.5 s after it, has arrived
@@ -35,7 +38,6 @@ table shows how many waited for the replacement.
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -50,6 +52,14 @@ from tests.faults.brokers import PrivateMosquitto
 from tests.faults.conftest import FaultReport
 from tests.faults.gateway import GatewayProcess
 from tests.faults.harness import AMQP, KAFKA, MQTT, NATS, Pair, Scenario, until
+from tests.faults.kafkagroup import (
+    PARTITIONS,
+    assignments,
+    group_log,
+    join_second,
+    rejoins,
+    settled,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
@@ -57,10 +67,10 @@ EVENTS = 150  # per route and phase
 RATE = 75.0  # events/s per route: 2 s of stream per phase
 WINDOW = 0.5  # events sent this long after the kill count into the rebalance time
 QUEUE_NATS = "queue-nats"
-PARTITIONS = 4  # the mock's partitions per topic (tests.faults.admin)
-# librdkafka's mock fails the SyncGroup of a third member (InvalidRequestError) and the
-# group rebalances every few seconds for ever: Kafka is shared by A and B only (three
-# members on a real Kafka: the docker-marked tests).
+# librdkafka's mock refuses a follower's SyncGroup that comes after the leader's, and the
+# more members, the likelier one is late (tests.faults.kafkagroup): Kafka is shared by A
+# and B only (three members on a real Kafka: the docker-marked tests), the group formed
+# one member at a time.
 KAFKA_MEMBERS = 2
 
 
@@ -110,14 +120,26 @@ async def test_three_two_one_processes_share_every_source(
     core = pairs[4]
     started = time.monotonic()
     async with scenario:
-        procs = [gateways(_write(scenario, tmp_path, gid), f"gw-{gid[-1]}") for gid in ids]
-        await asyncio.gather(*(p.wait_started() for p in procs))
+        a, c = (gateways(_write(scenario, tmp_path, gid), f"gw-{gid[-1]}") for gid in ids[::2])
+        # A alone in the Kafka group holds every partition, and stays the mock's leader
+        # (its first member); then B joins (see KAFKA_MEMBERS)
+        await a.wait_started()
+        assert await until(lambda: assignments([a]) == [PARTITIONS], 60), group_log(a)
+        before = rejoins(a)
+        session = scenario.source_options(pairs[0])["session_timeout_ms"] / 1000
+        b = gateways(_write(scenario, tmp_path, ids[1]), "gw-b")
+        joined, *_ = await asyncio.gather(
+            join_second(a, b, before, session, 90), b.wait_started(), c.wait_started()
+        )
+        assert joined, (assignments([a, b]), group_log(a), group_log(b))
+        procs = [a, b, c]
         phases: list[Phase] = []
 
         async def run_phase(count: int) -> Phase:
             live = procs[:count]
             members = live[:KAFKA_MEMBERS]
-            assert await until(lambda: _kafka_settled(members), 60), _assignments(members)
+            formed = await until(lambda: settled(members), 60)
+            assert formed, (assignments(members), *map(group_log, members))
             phase = Phase(count, first=len(phases) * EVENTS)
             feeding = asyncio.gather(*(scenario.feed(p, EVENTS, rate=RATE) for p in pairs))
             if count > 1:
@@ -271,21 +293,3 @@ def _report(report: FaultReport, phase: Phase, pair: Pair, replaced_at: float, c
         len(sent - unique),
         notes,
     )
-
-
-_ASSIGNED = re.compile(r"assigned \[(.*)\]")
-
-
-def _assignments(live: list[GatewayProcess]) -> list[int | None]:
-    """Partitions each gateway holds after its latest assignment (None: none yet)."""
-    counts: list[int | None] = []
-    for gateway in live:
-        found = _ASSIGNED.findall(gateway.current_log())
-        counts.append(found[-1].count("TopicPartition(") if found else None)
-    return counts
-
-
-def _kafka_settled(live: list[GatewayProcess]) -> bool:
-    """Every live gateway holds Kafka partitions and together they hold all of them."""
-    counts = _assignments(live)
-    return all(counts) and sum(c or 0 for c in counts) == PARTITIONS

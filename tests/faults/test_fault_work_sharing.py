@@ -34,6 +34,14 @@ from tests.faults.brokers import PrivateMosquitto
 from tests.faults.conftest import FaultReport
 from tests.faults.gateway import GatewayProcess
 from tests.faults.harness import AMQP, KAFKA, MQTT, NATS, Pair, Scenario, until
+from tests.faults.kafkagroup import (
+    PARTITIONS,
+    assignments,
+    group_log,
+    join_second,
+    rejoins,
+    settled,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
@@ -65,14 +73,20 @@ async def test_survivor_takes_over_every_shared_source(
     ids = [f"{scenario.run}-{name}" for name in run_ids]
     scenario.gateway_ids = ids
     async with scenario:
+        # The Kafka group is formed one member at a time: A alone (the mock's leader),
+        # then B (tests.faults.kafkagroup).
         a = gateways(scenario.write(tmp_path, ids[0]), "gw-a")
+        await a.wait_started()
+        assert await until(lambda: assignments([a]) == [PARTITIONS], 60), group_log(a)
+        before = rejoins(a)
+        session = scenario.source_options(pairs[0])["session_timeout_ms"] / 1000
         b = gateways(scenario.write(tmp_path, ids[1]), "gw-b")
-        await asyncio.gather(a.wait_started(), b.wait_started())
-        # Paced so the stream outlasts the Kafka group settling (several rebalances on
-        # the mock) and the kill lands mid-stream however fast the gateways are.
+        joined, _ = await asyncio.gather(join_second(a, b, before, session, 90), b.wait_started())
+        assert joined, (assignments([a, b]), group_log(a), group_log(b))
+        # Paced so the kill lands mid-stream however fast the gateways are.
         feeding = asyncio.gather(*(scenario.feed(pair, EVENTS, rate=RATE) for pair in pairs))
-        # Both must be working (Kafka: the group has settled with two members).
-        assert await until(lambda: _both_assigned(a, b), 60), "the Kafka group never settled"
+        # Both must be working (Kafka: the group has two members with partitions).
+        assert await until(lambda: settled([a, b]), 60), (assignments([a, b]), group_log(b))
         await asyncio.sleep(rng.uniform(0.5, 2.0))
         at_kill = [pair.unique() for pair in pairs]
         a.kill()
@@ -101,8 +115,3 @@ async def test_survivor_takes_over_every_shared_source(
         assert "assigned" in b.log_text()
         for gateway in (b, replacement):
             assert gateway.terminate(60) == 0
-
-
-def _both_assigned(a: GatewayProcess, b: GatewayProcess) -> bool:
-    """Both gateways hold Kafka partitions (aiokafka logs each assignment)."""
-    return all("assigned [TopicPartition" in g.current_log() for g in (a, b))
