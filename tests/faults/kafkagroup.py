@@ -9,10 +9,10 @@ round after round: 2 to 6 rounds in a row lost on a loaded 2-core machine, and o
 scale-out run waited 60 s with assignments [None, 2]. The more members, the likelier
 one is late (three members: the docker-marked tests on a real Kafka).
 
-So a test forms a two-member group one member at a time: the first gateway alone (the
-mock's leader for as long as it lives, as it elects its first member), then
-``join_second`` lets the second join with the leader held (SIGSTOP) until the
-follower's SyncGroup is out. The gateway needs nothing of this on Kafka.
+So a test forms a two-member group one member at a time (``form_pair``): the first
+gateway alone (the mock's leader for as long as it lives, as it elects its first
+member), then the second joins with the leader held (SIGSTOP) until the follower's
+SyncGroup is out (``_join_second``). The gateway needs nothing of this on Kafka.
 
 Reads the gateways' logs: the source's "assigned [...]" line and aiokafka's group
 coordinator lines (INFO and ERROR).
@@ -20,6 +20,7 @@ coordinator lines (INFO and ERROR).
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from collections.abc import Callable
@@ -29,7 +30,7 @@ from tests.faults.brokers import frozen
 from tests.faults.gateway import GatewayProcess
 from tests.polling import until
 
-__all__ = ["PARTITIONS", "assignments", "group_log", "join_second", "rejoins", "settled"]
+__all__ = ["PARTITIONS", "assignments", "form_pair", "group_log", "settled"]
 
 PARTITIONS = 4  # the mock's partitions per topic (tests.faults.admin)
 
@@ -54,19 +55,37 @@ def settled(gateways: list[GatewayProcess]) -> bool:
     return all(counts) and sum(c or 0 for c in counts) == PARTITIONS
 
 
-def rejoins(gateway: GatewayProcess) -> int:
+async def form_pair(
+    first: GatewayProcess, start_second: Callable[[], GatewayProcess], session: float
+) -> GatewayProcess:
+    """The group of ``first`` (started) and the gateway ``start_second`` starts, formed
+    one at a time; returns the second once both hold partitions (AssertionError, with
+    their group lines, if not). ``session``: the group's session timeout, s."""
+    await first.wait_started()
+    alone = await until(lambda: assignments([first]) == [PARTITIONS], 60)
+    assert alone, group_log(first)
+    before = _rejoins(first)
+    second = start_second()
+    joined, _ = await asyncio.gather(
+        _join_second(first, second, before, session, 90), second.wait_started()
+    )
+    assert joined, (assignments([first, second]), group_log(first), group_log(second))
+    return second
+
+
+def _rejoins(gateway: GatewayProcess) -> int:
     """How many JoinGroups the gateway sent (this run)."""
     return gateway.current_log().count(_REJOINING)
 
 
-async def join_second(
+async def _join_second(
     leader: GatewayProcess, follower: GatewayProcess, before: int, session: float, seconds: float
 ) -> bool:
     """``follower`` joins the group of ``leader`` (its only member, so the mock's leader);
     True once both hold partitions, False after ``seconds``.
 
     In each round the leader is held (SIGSTOP) from its JoinGroup (``before``: its
-    ``rejoins`` before the follower started) until the follower has its JoinGroup answer
+    ``_rejoins`` before the follower started) until the follower has its JoinGroup answer
     and so sent its SyncGroup: the leader, resumed, syncs second and the round ends with
     both assigned. The hold stays under ``session`` (the group's session timeout, s):
     the mock elects 1 s before it.
@@ -78,7 +97,7 @@ async def join_second(
         # the follower's JoinGroup started a round; the leader hears of it (heartbeat)
         if left <= 0 or not await until(_grew(leader, _REJOINING, before), left):
             return False
-        before = rejoins(leader)
+        before = _rejoins(leader)
         joined = follower.current_log().count(_JOINED)
         refused = follower.current_log().count(_REFUSED)
         with frozen(leader.pid):

@@ -52,14 +52,7 @@ from tests.faults.brokers import PrivateMosquitto
 from tests.faults.conftest import FaultReport
 from tests.faults.gateway import GatewayProcess
 from tests.faults.harness import AMQP, KAFKA, MQTT, NATS, Pair, Scenario, until
-from tests.faults.kafkagroup import (
-    PARTITIONS,
-    assignments,
-    group_log,
-    join_second,
-    rejoins,
-    settled,
-)
+from tests.faults.kafkagroup import assignments, form_pair, group_log, settled
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
@@ -123,15 +116,11 @@ async def test_three_two_one_processes_share_every_source(
         a, c = (gateways(_write(scenario, tmp_path, gid), f"gw-{gid[-1]}") for gid in ids[::2])
         # A alone in the Kafka group holds every partition, and stays the mock's leader
         # (its first member); then B joins (see KAFKA_MEMBERS)
-        await a.wait_started()
-        assert await until(lambda: assignments([a]) == [PARTITIONS], 60), group_log(a)
-        before = rejoins(a)
         session = scenario.source_options(pairs[0])["session_timeout_ms"] / 1000
-        b = gateways(_write(scenario, tmp_path, ids[1]), "gw-b")
-        joined, *_ = await asyncio.gather(
-            join_second(a, b, before, session, 90), b.wait_started(), c.wait_started()
+        b, _ = await asyncio.gather(
+            form_pair(a, lambda: gateways(_write(scenario, tmp_path, ids[1]), "gw-b"), session),
+            c.wait_started(),
         )
-        assert joined, (assignments([a, b]), group_log(a), group_log(b))
         procs = [a, b, c]
         phases: list[Phase] = []
 

@@ -34,14 +34,7 @@ from tests.faults.brokers import PrivateMosquitto
 from tests.faults.conftest import FaultReport
 from tests.faults.gateway import GatewayProcess
 from tests.faults.harness import AMQP, KAFKA, MQTT, NATS, Pair, Scenario, until
-from tests.faults.kafkagroup import (
-    PARTITIONS,
-    assignments,
-    group_log,
-    join_second,
-    rejoins,
-    settled,
-)
+from tests.faults.kafkagroup import assignments, form_pair, group_log, settled
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
@@ -76,13 +69,8 @@ async def test_survivor_takes_over_every_shared_source(
         # The Kafka group is formed one member at a time: A alone (the mock's leader),
         # then B (tests.faults.kafkagroup).
         a = gateways(scenario.write(tmp_path, ids[0]), "gw-a")
-        await a.wait_started()
-        assert await until(lambda: assignments([a]) == [PARTITIONS], 60), group_log(a)
-        before = rejoins(a)
         session = scenario.source_options(pairs[0])["session_timeout_ms"] / 1000
-        b = gateways(scenario.write(tmp_path, ids[1]), "gw-b")
-        joined, _ = await asyncio.gather(join_second(a, b, before, session, 90), b.wait_started())
-        assert joined, (assignments([a, b]), group_log(a), group_log(b))
+        b = await form_pair(a, lambda: gateways(scenario.write(tmp_path, ids[1]), "gw-b"), session)
         # Paced so the kill lands mid-stream however fast the gateways are.
         feeding = asyncio.gather(*(scenario.feed(pair, EVENTS, rate=RATE) for pair in pairs))
         # Both must be working (Kafka: the group has two members with partitions).

@@ -20,13 +20,13 @@ import asyncio
 import signal
 import subprocess
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from gateway.localbrokers import LOOPBACK, free_port, port_open
 from tests.faults.gateway import GatewayProcess
+from tests.polling import until
 from tests.security.brokers import USER, Pki, SecureMosquitto, SecureNats, SecureRabbit
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
@@ -88,13 +88,6 @@ routes:
     return path
 
 
-async def _until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, what
-        await asyncio.sleep(0.05)
-
-
 @pytest.mark.parametrize("moment", MOMENTS)
 @pytest.mark.parametrize("kind", ["nats", "mqtt", "amqp"])
 async def test_sigterm_stops_a_gateway_that_cannot_log_in(
@@ -105,15 +98,14 @@ async def test_sigterm_stops_a_gateway_that_cannot_log_in(
     cfg = _config(tmp_path / "gw.yaml", _connector(kind, request, pki), kind, admin, backoff)
     gateway = GatewayProcess(cfg, tmp_path / "gateway.log", log_level="debug").start()
     try:
-        await _until(lambda: port_open(admin), 30, "admin port not open")
+        assert await until(lambda: port_open(admin), 30), "admin port not open"
         if moment != "first attempt":
-            await _until(
-                lambda: "connect failed (attempt 1" in gateway.current_log(),
-                30,
-                f"no failed attempt:\n{gateway.current_log()[-3000:]}",
-            )
+            failed = await until(lambda: "connect failed (attempt 1" in gateway.current_log(), 30)
+            assert failed, f"no failed attempt:\n{gateway.current_log()[-3000:]}"
             if moment == "connecting again":
-                await asyncio.sleep(0.5)  # past the 0.1-0.2 s wait: the second attempt
+                # Not a wait for a condition but the moment itself: past the 0.1-0.2 s
+                # backoff, into the second attempt (no log line marks its start).
+                await asyncio.sleep(0.5)
         assert gateway.process is not None
         signalled = time.monotonic()
         gateway.process.send_signal(signal.SIGTERM)
